@@ -1,0 +1,16 @@
+"""Shared defaults, in one place: diagnostic thresholds, interval width, type names."""
+
+#: Largest acceptable rank-normalised split R-hat (Vehtari et al. 2021).
+RHAT_MAX = 1.01
+#: Smallest acceptable bulk and tail effective sample size (Vehtari et al. 2021).
+ESS_MIN = 400
+#: Smallest acceptable E-BFMI per chain (Betancourt 2016).
+BFMI_MIN = 0.3
+#: Largest acceptable share of draws that hit the maximum tree depth.
+TREEDEPTH_MAX_SHARE = 0.01
+#: Width of credible intervals reported by default.
+CI_PROB = 0.9
+
+#: The memo's four capacity types (Table 1), in the order (capability, willingness) =
+#: (high, high), (high, low), (low, high), (low, low).
+TYPES = ("hegemonic", "captured", "degraded", "failed")

@@ -1,0 +1,341 @@
+"""The indicator panel: load, validate and index a long-format indicator table.
+
+One row per observation with columns ``country, region, period, indicator, value`` and, where an
+indicator needs them, ``exposure`` (count offset), ``trials`` (binomial) and ``rater`` (ordinal
+expert ratings). A missing observation is an absent row. Every problem is reported with the file
+and the offending rows (line numbers for files, index labels for DataFrames) and what is allowed.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from nexusbayes.spec import Spec, Indicator
+>>> spec = Spec(name="demo", traits=["capability"],
+...             indicators={"staff": Indicator(family="normal", loads={"capability": "positive"})})
+>>> df = pd.DataFrame({"country": "KG", "region": ["Osh", "Chui"], "period": 2000,
+...                    "indicator": "staff", "value": [1.5, 2.0]})
+>>> panel = load_panel(df, spec)
+>>> panel.regions, panel.periods
+(['Chui', 'Osh'], [2000])
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nexusbayes.errors import DataError
+from nexusbayes.spec import Spec
+
+REQUIRED = ("country", "region", "period", "indicator", "value")
+OPTIONAL = ("exposure", "trials", "rater")
+NA_TEXT = ("nan", "na", "n/a", "null", "none", "<na>")  # read as missing in numeric columns
+MAX_SHOWN = 8
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A validated indicator table with integer codes for every dimension.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        The observations, with the data columns plus integer codes ``country_idx``,
+        ``region_idx``, ``period_idx``, ``indicator_idx``, ``rater_idx`` (-1 without a rater) and
+        ``row`` (the line number in the file, or the DataFrame's index label).
+    countries, regions, indicators, raters : list of str
+        Coordinates, sorted (indicators in spec order).
+    periods : list
+        Period coordinates: integer years, or era names in time order.
+    period_time : numpy.ndarray
+        Position of each period in years (era midpoints for eras), for the dynamics.
+    region_country : numpy.ndarray
+        Country code of each region.
+    source : str
+        Where the table came from (file path or ``"<DataFrame>"``).
+    """
+
+    frame: pd.DataFrame
+    countries: list[str]
+    regions: list[str]
+    periods: list
+    period_time: np.ndarray
+    indicators: list[str]
+    raters: list[str]
+    region_country: np.ndarray
+    source: str
+    empty_cells: list[tuple[str, object]] = field(default_factory=list)
+
+    @property
+    def n_obs(self) -> int:
+        """Number of observations."""
+        return len(self.frame)
+
+    def data_table(self) -> pd.DataFrame:
+        """The observations as a plain long table (data columns only), e.g. for saving."""
+        cols = [c for c in (*REQUIRED, *OPTIONAL) if c in self.frame.columns]
+        return self.frame[cols].reset_index(drop=True)
+
+
+def read_table(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str, bool]:
+    """Read CSV or Parquet (or take a DataFrame). Returns the frame, a label, and whether rows are file lines.
+
+    For a CSV file the frame's index is the position of the data line (line number - 2: the header is
+    line 1), blank lines included, so that errors can name the lines of the file.
+    """
+    if isinstance(source, pd.DataFrame):
+        return source.copy(), "<DataFrame>", False
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"{path}: data file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            # blank lines are kept while reading (then dropped) so that index + 2 is the line number
+            frame = pd.read_csv(path, dtype={"country": str, "region": str, "indicator": str, "rater": str,
+                                             "period": str}, keep_default_na=False, na_values=[""],
+                                skip_blank_lines=False)
+            frame = frame.dropna(how="all")
+        elif suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            raise DataError(f"{path}: unknown data format {suffix!r}; use a .csv or .parquet file")
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty; it needs a header line with columns "
+                        f"{', '.join(REQUIRED)} and one row per observation") from None
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: cannot be read as {suffix[1:].upper()}: {exc}") from None
+    return frame, str(path), suffix == ".csv"
+
+
+def load_panel(source: str | Path | pd.DataFrame, spec: Spec) -> Panel:
+    """Load and validate an indicator table against a spec.
+
+    Parameters
+    ----------
+    source : path or DataFrame
+        CSV or Parquet file, or a DataFrame in the long format described in the module docstring.
+    spec : Spec
+        The model specification the table must match.
+
+    Returns
+    -------
+    Panel
+
+    Raises
+    ------
+    DataError
+        With the file, the rows and the column at fault and what is allowed there.
+    """
+    frame, label, lines = read_table(source)
+    return validate(frame, spec, label, file_lines=lines)
+
+
+class _Problems:
+    def __init__(self, label: str, rows: pd.Series):
+        self.label, self.rows, self.items = label, rows, []
+
+    def add(self, mask, message: str, got=None) -> None:
+        """Report the rows in ``mask``; ``got`` (a column) adds the offending values to the message."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any():
+            where = self.rows[mask].tolist()
+            shown = ", ".join(str(r) for r in where[:MAX_SHOWN]) + (f" (and {len(where) - MAX_SHOWN} more)"
+                                                                     if len(where) > MAX_SHOWN else "")
+            if got is not None:
+                values = list(dict.fromkeys(_show(v) for v in np.asarray(got, dtype=object)[mask]))
+                more = ", ..." if len(values) > MAX_SHOWN else ""
+                message += f" (got {', '.join(values[:MAX_SHOWN])}{more})"
+            self.items.append(f"  - {'row' if len(where) == 1 else 'rows'} {shown}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            head = f"{self.label}: invalid indicator data (rows are {self.kind})"
+            raise DataError("\n".join([head, *self.items]))
+
+    kind = "line numbers in the file"
+
+
+def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_lines: bool = False) -> Panel:
+    """Validate a long table against ``spec`` and index it (see :func:`load_panel`)."""
+    if frame.shape[0] == 0:
+        raise DataError(f"{label}: the table is empty; it needs one row per observation with columns "
+                        f"{', '.join(REQUIRED)}")
+    frame = frame.copy()
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise DataError(f"{label}: missing column(s) {missing}; found {list(frame.columns)}. "
+                        f"Required: {', '.join(REQUIRED)}; optional: {', '.join(OPTIONAL)}")
+    unknown = [c for c in frame.columns if c not in REQUIRED + OPTIONAL]
+    if unknown:
+        hints = []
+        for c in unknown:
+            guess = difflib.get_close_matches(c, REQUIRED + OPTIONAL, n=1)
+            hints.append(f"{c!r}" + (f" (did you mean {guess[0]!r}?)" if guess else ""))
+        raise DataError(f"{label}: unknown column(s) {', '.join(hints)}; allowed: "
+                        f"{', '.join(REQUIRED + OPTIONAL)}. Drop or rename them.")
+    # file lines: the index counts data lines from 0 (see read_table), the header being line 1
+    rows = pd.Series(frame.index.to_numpy() + 2 if file_lines else frame.index.to_numpy(), index=frame.index)
+    frame = frame.reset_index(drop=True)
+    rows = rows.reset_index(drop=True)
+    problems = _Problems(label, rows)
+    if not file_lines:
+        problems.kind = "DataFrame index labels"
+
+    for col in ("country", "region", "indicator", *(("rater",) if "rater" in frame else ())):
+        text = frame[col].astype("string").str.strip()
+        blank = text.isna() | (text == "")
+        if col == "rater":
+            frame[col] = text.where(~blank, None)
+        else:
+            problems.add(blank, f"`{col}` is empty; every row needs a {col}")
+            frame[col] = text.fillna("")
+    problems.raise_if_any()
+
+    known = set(spec.indicators)
+    bad_ind = ~frame["indicator"].isin(known)
+    for name in sorted(set(frame.loc[bad_ind, "indicator"])):
+        guess = difflib.get_close_matches(name, sorted(known), n=1)
+        problems.add(frame["indicator"] == name,
+                     f"indicator {name!r} is not in the spec" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+                     + f"; the spec has: {', '.join(spec.indicators)}")
+    problems.raise_if_any()
+
+    for col in ("value", "exposure", "trials"):
+        if col not in frame:
+            continue
+        raw = frame[col]
+        num = pd.to_numeric(raw, errors="coerce").astype(float)
+        text = raw.astype("string").str.strip()
+        given = (raw.notna() & (text != "") & ~text.str.lower().isin(NA_TEXT)).fillna(False).astype(bool)
+        problems.add(given & num.isna(), f"`{col}` is not a number (got e.g. {raw[given & num.isna()].iloc[0]!r})"
+                     if (given & num.isna()).any() else "")
+        if col == "value":
+            problems.add(~given, "`value` is empty or NaN; a missing observation is an absent row: delete the row")
+        problems.add(np.isinf(num), f"`{col}` is infinite; only finite numbers are allowed")
+        frame[col] = num
+    problems.raise_if_any()
+
+    # periods
+    periods, period_time, frame["period_idx"] = _index_periods(frame, spec, problems)
+    problems.raise_if_any()
+
+    # support of each family
+    fam = frame["indicator"].map({n: i.family for n, i in spec.indicators.items()})
+    value = frame["value"].to_numpy()
+    is_int = np.isfinite(value) & (np.floor(value) == value)
+    has = {c: (c in frame) for c in OPTIONAL}
+    exposure = frame["exposure"].to_numpy() if has["exposure"] else np.full(len(frame), np.nan)
+    trials = frame["trials"].to_numpy() if has["trials"] else np.full(len(frame), np.nan)
+    ok_trials = np.isfinite(trials) & (np.floor(trials) == trials) & (trials >= 1)
+    for name, ind in spec.indicators.items():
+        m = (frame["indicator"] == name).to_numpy()
+        if ind.family == "negbin":
+            problems.add(m & ~(is_int & (value >= 0)),
+                         f"`value` of {name!r} (negbin) must be a count: a whole number >= 0", got=value)
+            problems.add(m & np.isfinite(exposure) & ~(exposure > 0),
+                         f"`exposure` of {name!r} must be > 0 (it enters as log exposure)", got=exposure)
+        elif ind.family == "binomial":
+            problems.add(m & np.isnan(trials),
+                         f"{name!r} is binomial: it needs `trials` (e.g. 12 months) on every row")
+            problems.add(m & np.isfinite(trials) & ~ok_trials,
+                         f"`trials` of {name!r} must be a whole number >= 1", got=trials)
+            problems.add(m & ok_trials & ~(is_int & (value >= 0) & (value <= trials)),
+                         f"`value` of {name!r} (binomial: successes out of `trials`) must be a whole number "
+                         "from 0 to the row's `trials`", got=value)
+        elif ind.family == "bernoulli":
+            problems.add(m & ~np.isin(value, [0.0, 1.0]),
+                         f"`value` of {name!r} (bernoulli) must be 0 or 1", got=value)
+        elif ind.family == "ordinal":
+            problems.add(m & ~(is_int & (value >= 1) & (value <= ind.categories)),
+                         f"`value` of {name!r} (ordinal rating) must be a whole number from 1 to "
+                         f"{ind.categories}", got=value)
+    problems.add((fam != "negbin").to_numpy() & np.isfinite(exposure),
+                 "`exposure` is only for negbin indicators; leave it empty here")
+    problems.add((fam != "binomial").to_numpy() & np.isfinite(trials),
+                 "`trials` is only for binomial indicators; leave it empty here")
+    if has["rater"]:
+        problems.add((fam != "ordinal").to_numpy() & frame["rater"].notna().to_numpy(),
+                     "`rater` is only for ordinal indicators; leave it empty here")
+    problems.raise_if_any()
+
+    # duplicates and nesting
+    rater_key = frame["rater"].fillna("") if has["rater"] else pd.Series("", index=frame.index)
+    key = pd.DataFrame({"r": frame["region"], "p": frame["period_idx"], "i": frame["indicator"], "k": rater_key})
+    dup = key.duplicated(keep=False)
+    problems.add(dup, "duplicated (region, period, indicator, rater): keep one row per observation")
+    countries_per_region = frame.groupby("region")["country"].nunique()
+    multi = countries_per_region[countries_per_region > 1].index
+    for region in multi:
+        names = sorted(set(frame.loc[frame["region"] == region, "country"]))
+        problems.add(frame["region"] == region,
+                     f"region {region!r} appears under {len(names)} countries {names}; a region belongs to one "
+                     "country (rename one, e.g. 'Osh (KG)')")
+    problems.raise_if_any()
+
+    absent = [n for n in spec.indicators if n not in set(frame["indicator"])]
+    if absent:
+        raise DataError(f"{label}: indicator(s) {absent} are in the spec but have no rows in the data; "
+                        "add observations or remove them from the spec")
+
+    countries = sorted(set(frame["country"]))
+    regions = sorted(set(frame["region"]), key=lambda r: (countries.index(_first(frame, r)), r))
+    indicators = list(spec.indicators)
+    raters = sorted(set(frame["rater"].dropna())) if has["rater"] else []
+    frame["country_idx"] = frame["country"].map({c: i for i, c in enumerate(countries)}).astype(int)
+    frame["region_idx"] = frame["region"].map({r: i for i, r in enumerate(regions)}).astype(int)
+    frame["indicator_idx"] = frame["indicator"].map({n: i for i, n in enumerate(indicators)}).astype(int)
+    frame["rater_idx"] = (frame["rater"].map({r: i for i, r in enumerate(raters)}).fillna(-1).astype(int)
+                          if has["rater"] else -1)
+    frame["row"] = rows
+    region_country = np.array([countries.index(_first(frame, r)) for r in regions], dtype=int)
+    seen = set(zip(frame["region_idx"], frame["period_idx"], strict=True))
+    empty = [(regions[r], periods[t]) for r in range(len(regions)) for t in range(len(periods)) if (r, t) not in seen]
+    return Panel(frame=frame, countries=countries, regions=regions, periods=periods, period_time=period_time,
+                 indicators=indicators, raters=raters, region_country=region_country, source=label,
+                 empty_cells=empty)
+
+
+def _show(v) -> str:
+    """A value as the user wrote it: 3.0 -> '3', strings quoted."""
+    if isinstance(v, float | np.floating) and np.isfinite(v) and float(v).is_integer():
+        return str(int(v))
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _first(frame: pd.DataFrame, region: str) -> str:
+    return frame.loc[frame["region"] == region, "country"].iloc[0]
+
+
+def _index_periods(frame: pd.DataFrame, spec: Spec, problems: _Problems):
+    text = frame["period"].astype("string").str.strip()
+    if spec.periods.eras is not None:
+        names = [e.name for e in spec.periods.eras]
+        problems.add(~text.isin(names), f"`period` must be one of the spec's eras {names}", got=text)
+        frame["period"] = text
+        codes = text.map({n: i for i, n in enumerate(names)})
+        return names, np.array([e.midpoint for e in spec.periods.eras]), codes.fillna(-1).astype(int)
+    years = pd.to_numeric(text, errors="coerce")
+    bad = years.isna() | (np.floor(years) != years)
+    problems.add(bad, "`period` must be a whole year (e.g. 2005), or define named eras in the spec's "
+                      "[[periods.eras]] with name, start and end", got=text)
+    if bad.any():
+        return [], np.array([]), pd.Series(-1, index=frame.index)
+    years = years.astype(int)
+    frame["period"] = years
+    first = spec.periods.first if spec.periods.first is not None else int(years.min())
+    last = spec.periods.last if spec.periods.last is not None else int(years.max())
+    problems.add((years < first) | (years > last), f"`period` is outside the spec's years {first}..{last}",
+                 got=years)
+    if spec.periods.first is None and spec.periods.last is None:
+        periods = sorted(set(years.tolist()))
+    else:
+        periods = list(range(first, last + 1))
+    codes = years.map({y: i for i, y in enumerate(periods)}).fillna(-1).astype(int)
+    return periods, np.array(periods, dtype=float), codes

@@ -1,0 +1,313 @@
+"""fit(spec, data) -> Fit: sample the model and hold the results; save and load them (netCDF, no pickle).
+
+Examples
+--------
+>>> from nexusbayes.simulate import simulate
+>>> sim = simulate(n_regions=3, n_periods=3, seed=2)
+>>> result = fit(sim.spec, sim.frame, draws=100, tune=100, chains=2, progress=False,
+...              check=False)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import xarray as xr
+
+from nexusbayes import typology
+from nexusbayes.data import Panel, load_panel, validate
+from nexusbayes.diagnostics import Diagnostics, diagnose
+from nexusbayes.errors import FitFileError, OutputExistsError, SpecError
+from nexusbayes.families import FAMILIES, NUISANCE
+from nexusbayes.model import block_index, build_model, make_design
+from nexusbayes.spec import Spec, load_spec
+
+FORMAT = "nexusbayes-fit/1"
+
+
+@dataclass
+class Fit:
+    """A fitted model: the DataTree of draws, the spec and the data it came from.
+
+    Attributes
+    ----------
+    tree : xarray.DataTree
+        Groups ``posterior``, ``posterior_predictive``, ``log_likelihood``, ``observed_data``,
+        ``constant_data`` and ``sample_stats``; dims ``country``, ``region``, ``period``,
+        ``trait``, ``indicator`` and one ``obs_<family>`` per likelihood term.
+    spec : Spec
+    panel : Panel
+    """
+
+    tree: xr.DataTree
+    spec: Spec
+    panel: Panel
+    _diagnostics: Diagnostics | None = field(default=None, repr=False)
+
+    # ---- convergence ---------------------------------------------------------------------------
+    @property
+    def diagnostics(self) -> Diagnostics:
+        """R-hat, ESS, divergences, E-BFMI and tree depth against their thresholds."""
+        if self._diagnostics is None:
+            self._diagnostics = diagnose(self.tree)
+        return self._diagnostics
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds spent compiling, sampling and post-processing."""
+        return {k.removeprefix("seconds_"): float(v) for k, v in self.tree.attrs.items() if k.startswith("seconds_")}
+
+    # ---- capacity types ------------------------------------------------------------------------
+    @property
+    def region_country(self) -> dict[str, str]:
+        """Country of each region."""
+        return {r: self.panel.countries[c] for r, c in zip(self.panel.regions, self.panel.region_country,
+                                                          strict=True)}
+
+    def type_probabilities(self, shift: tuple[float, float] = (0.0, 0.0)) -> xr.DataArray:
+        """P(type) per region-period, dims (region, period, type); see :func:`nexusbayes.typology.type_probabilities`."""
+        return typology.type_probabilities(self.tree, self.spec, shift)
+
+    def types_table(self) -> pd.DataFrame:
+        """Tidy P(type) per region-period with the modal type and its probability."""
+        return typology.types_table(self.type_probabilities(), self.region_country)
+
+    def transitions(self) -> xr.DataArray:
+        """P(type at t -> type at t+1) per region and step, dims (region, step, from, to)."""
+        return typology.transition_probabilities(self.tree, self.spec)
+
+    def transition_matrices(self, ci_prob: float | None = None) -> pd.DataFrame:
+        """Pooled per-country transition matrices with credible intervals."""
+        kwargs = {} if ci_prob is None else {"ci_prob": ci_prob}
+        return typology.transition_matrices(self.tree, self.spec, self.region_country, **kwargs)
+
+    def threshold_sensitivity(self, shifts=(-0.5, -0.25, 0.0, 0.25, 0.5)) -> pd.DataFrame:
+        """Type shares as both thresholds shift (see :func:`nexusbayes.typology.threshold_sensitivity`)."""
+        return typology.threshold_sensitivity(self.tree, self.spec, shifts)
+
+    def group_era_summary(self) -> pd.DataFrame:
+        """Type probabilities by the spec's region groups and eras."""
+        return typology.group_era_summary(self.type_probabilities(), self.spec)
+
+    def trait_summary(self, ci_prob: float | None = None) -> pd.DataFrame:
+        """Posterior mean and equal-tailed interval of every trait per region-period."""
+        from nexusbayes.constants import CI_PROB
+
+        prob = CI_PROB if ci_prob is None else ci_prob
+        theta = self.tree["posterior"]["theta"]
+        q = theta.quantile([(1 - prob) / 2, 1 - (1 - prob) / 2], dim=("chain", "draw"))
+        out = xr.Dataset({"mean": theta.mean(("chain", "draw")), "lower": q.isel(quantile=0, drop=True),
+                          "upper": q.isel(quantile=1, drop=True)}).to_dataframe().reset_index()
+        return out[["region", "period", "trait", "mean", "lower", "upper"]]
+
+    # ---- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the fit to one netCDF file, with the spec and the data inside (written atomically).
+
+        Parameters
+        ----------
+        path : path
+            Target ``.nc`` file.
+        overwrite : bool
+            Replace an existing file; otherwise an existing file is an error.
+        """
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise OutputExistsError(f"{path} exists; pass overwrite=True (or --overwrite) to replace it")
+        tree = self.tree.copy()
+        data = self.panel.data_table()
+        tree["fit_data"] = xr.DataTree(xr.Dataset.from_dataframe(data.rename_axis("row")))
+        spec_text = self.spec.to_toml()
+        tree.attrs.update({"nexusbayes_format": FORMAT, "nexusbayes_version": version("nexusbayes"),
+                           "nexusbayes_spec": spec_text, "nexusbayes_sha256": _digest(spec_text, data),
+                           "nexusbayes_data_source": self.panel.source})
+        atomic_write(path, lambda tmp: tree.to_netcdf(tmp, engine="h5netcdf"))
+        return path
+
+
+def _digest(spec_text: str, data: pd.DataFrame) -> str:
+    buffer = io.StringIO()
+    data.to_csv(buffer, index=False, float_format="%.17g")
+    return hashlib.sha256((spec_text + "\n--\n" + buffer.getvalue()).encode()).hexdigest()
+
+
+def atomic_write(path: Path, writer) -> None:
+    """Call ``writer(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
+
+    An interruption leaves ``path`` as it was: either the old file or the complete new one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load(path: str | Path) -> Fit:
+    """Load a fit saved with :meth:`Fit.save`, checking that it is a complete, untampered nexusbayes file.
+
+    Raises
+    ------
+    FitFileError
+        When the file is missing, not netCDF, truncated, not written by nexusbayes, or its spec or
+        data no longer match the stored hash.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FitFileError(f"{path}: no such file")
+    try:
+        tree = xr.open_datatree(path, engine="h5netcdf").load()
+    except Exception as exc:  # h5py/netCDF raise many types for damaged files
+        raise FitFileError(f"{path}: not a readable netCDF file (truncated or corrupt?): {exc}") from None
+    attrs = tree.attrs
+    if attrs.get("nexusbayes_format") != FORMAT or "fit_data" not in tree.children:
+        raise FitFileError(f"{path}: not a nexusbayes fit (expected format {FORMAT!r}); save fits with Fit.save")
+    try:
+        spec = Spec.from_toml(attrs["nexusbayes_spec"], source=f"{path} (stored spec)")
+    except SpecError as exc:
+        raise FitFileError(str(exc)) from None
+    data = tree["fit_data"].to_dataset().to_dataframe().reset_index(drop=True)
+    for col in ("country", "region", "indicator", "rater"):
+        if col in data:
+            data[col] = data[col].astype(object).where(data[col].notna(), None)
+    if _digest(attrs["nexusbayes_spec"], data) != attrs.get("nexusbayes_sha256"):
+        raise FitFileError(f"{path}: the stored spec or data do not match their SHA-256: the file was modified "
+                           "after it was saved; refit from the original spec and data")
+    panel = validate(data, spec, label=str(attrs.get("nexusbayes_data_source", path)))
+    del tree["fit_data"]
+    return Fit(tree=tree, spec=spec, panel=panel)
+
+
+# ---- fitting -------------------------------------------------------------------------------------
+def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None = None, *,
+        backend: str | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
+        seed: int | None = None, progress: bool = True, check: bool = True) -> Fit:
+    """Fit a spec to data.
+
+    Parameters
+    ----------
+    spec : Spec or path
+        The model specification, or the path of a TOML spec (whose ``data`` is then the default data).
+    data : path, DataFrame or Panel, optional
+        The indicator table; default the spec's ``data`` file.
+    backend : {"nutpie", "pymc"}, optional
+        Sampler; default from the spec (``nutpie``).
+    draws, tune, chains, seed : int, optional
+        Override the spec's sampler settings.
+    progress : bool
+        Show progress bars.
+    check : bool
+        Warn (:class:`~nexusbayes.diagnostics.SamplingWarning`) when a diagnostic fails.
+
+    Returns
+    -------
+    Fit
+    """
+    data_path = None
+    if not isinstance(spec, Spec):
+        spec, data_path = load_spec(spec)
+    settings = spec.sampler.model_copy(update={k: v for k, v in dict(
+        backend=backend, draws=draws, tune=tune, chains=chains, seed=seed).items() if v is not None})
+    if isinstance(data, Panel):
+        panel = data
+    else:
+        source = data if data is not None else data_path
+        if source is None:
+            raise SpecError(f"spec {spec.name!r} names no data file: pass data=... or set `data` in the spec")
+        panel = load_panel(source, spec)
+
+    model = build_model(panel, spec)
+    start = time.perf_counter()
+    if settings.backend == "nutpie":
+        import nutpie
+
+        # chains start from independent prior draws, so agreement between chains tests identification
+        compiled = nutpie.compile_pymc_model(model, default_initialization_strategy="prior")
+        compiled_at = time.perf_counter()
+        tree = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                             seed=settings.seed, progress_bar=progress, target_accept=settings.target_accept,
+                             save_warmup=False)
+    else:
+        compiled_at = start
+        with model:
+            tree = pm.sample(draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                             random_seed=settings.seed, target_accept=settings.target_accept,
+                             progressbar=progress, compute_convergence_checks=False)
+    sampled_at = time.perf_counter()
+    tree = _postprocess(tree, model, panel, spec, settings.seed, progress)
+    done = time.perf_counter()
+    tree.attrs.update({
+        "seconds_compile": compiled_at - start, "seconds_sampling": sampled_at - compiled_at,
+        "seconds_postprocess": done - sampled_at, "sampler": settings.backend, "draws": settings.draws,
+        "tune": settings.tune, "chains": settings.chains, "seed": settings.seed,
+        "target_accept": settings.target_accept,
+        **{f"version_{lib}": version(lib) for lib in ("pymc", "arviz", "nutpie", "numpy", "xarray")},
+    })
+    result = Fit(tree=tree, spec=spec, panel=panel)
+    if check:
+        result.diagnostics.warn()
+    return result
+
+
+def _postprocess(tree: xr.DataTree, model: pm.Model, panel: Panel, spec: Spec, seed: int,
+                 progress: bool) -> xr.DataTree:
+    """Add log-likelihood, posterior predictive, observed and constant data (NumPy, nothing to compile).
+
+    Ordinal observations and predictions are on their 1..K scale.
+    """
+    for group in [g for g in tree.children if g.startswith("warmup")]:
+        del tree[group]
+    stats = tree["sample_stats"].to_dataset()
+    drop = [v for v in stats.data_vars if stats[v].dtype == object]
+    if drop:
+        tree["sample_stats"] = xr.DataTree(stats.drop_vars(drop))
+    design = make_design(panel, spec)
+    post = tree["posterior"].to_dataset()
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+
+    def flat(name):
+        return post[name].values.reshape(n_chain * n_draw, *post[name].shape[2:])
+
+    theta, loading, intercept = flat("theta"), flat("loading"), flat("intercept")
+    rng = np.random.default_rng(seed)
+    observed, predictive, loglik = {}, {}, {}
+    for block in design.blocks:
+        family = FAMILIES[spec.indicators[block.names[0]].family]
+        idx = block_index(design, panel, block)
+        eta = idx.centre + intercept[:, idx.indicator] + np.einsum(
+            "snk,snk->sn", loading[:, idx.indicator], theta[:, idx.region, idx.period])
+        params = {p: flat(f"{p}_{block.key}") for p in NUISANCE if f"{p}_{block.key}" in post}
+        name, coords = f"y_{block.key}", {block.dim: block.labels}
+        dims = ("chain", "draw", block.dim)
+        loglik[name] = xr.DataArray(family.logp(eta, idx.scale, block, params).reshape(n_chain, n_draw, -1),
+                                    dims=dims, coords=coords)
+        predictive[name] = xr.DataArray(family.simulate(rng, eta, idx.scale, block, params)
+                                        .reshape(n_chain, n_draw, -1), dims=dims, coords=coords)
+        observed[name] = xr.DataArray(block.y, dims=block.dim, coords=coords)
+    sample_coords = {"chain": post["chain"].values, "draw": post["draw"].values}
+    tree["log_likelihood"] = xr.DataTree(xr.Dataset(loglik).assign_coords(sample_coords))
+    tree["posterior_predictive"] = xr.DataTree(xr.Dataset(predictive).assign_coords(sample_coords))
+    tree["observed_data"] = xr.DataTree(xr.Dataset(observed))
+    names = panel.indicators
+    const = {"centre_loc": ("indicator", np.array([design.centres[n][0] for n in names])),
+             "centre_scale": ("indicator", np.array([design.centres[n][1] for n in names])),
+             "period_time": ("period", design.period_time),
+             "region_country": ("region", np.array([panel.countries[c] for c in panel.region_country], dtype=object))}
+    tree["constant_data"] = xr.DataTree(xr.Dataset(const, coords={"indicator": names, "period": panel.periods,
+                                                                  "region": panel.regions}))
+    return tree

@@ -1,0 +1,314 @@
+"""build_model(panel, spec) -> pm.Model: the hierarchical dynamic latent-trait model (no sampling here).
+
+The latent process
+------------------
+For trait k, region r in country c and period t (times tau_t in years, gaps d_t = tau_t - tau_{t-1})::
+
+    theta_raw[r, t, k] = country_path[c, t, k] + region_path[r, t, k]
+    path[., 0]  = initial_sd_k * (L z_0)_k
+    path[., t]  = a_t * path[., t-1] + step_sd_{k,t} * (L z_t)_k
+
+``L`` is the Cholesky factor of an LKJ-distributed trait correlation, ``z`` are standard normal
+(Student-t for ``student_t_rw``) non-centred innovations. For a random walk ``a_t = 1`` and
+``step_sd = innovation_sd * sqrt(d_t)``, so unequal periods get proportionally larger steps;
+for AR(1) ``a_t = phi^d_t`` and ``step_sd = initial_sd * sqrt(1 - phi^(2 d_t))`` (stationary).
+Region innovations are centred within each country (sum-to-zero region deviations), so the
+country path *is* the country's average and the split between levels is identified.
+
+Identification
+--------------
+* **Location and scale**: ``theta`` is ``theta_raw`` standardised per trait over all region-periods
+  of the fit (mean 0, SD 1). The likelihood depends on ``theta`` only, so its location and scale are
+  fixed by construction; 0 is the average region-period.
+* **Sign**: every trait has an anchor indicator (checked by the spec) whose loading has a fixed sign.
+* **Rotation**: anchors load on their trait alone, i.e. have zero loadings on the other traits.
+
+The measurement model
+---------------------
+``eta_i = centre_j + intercept_j + sum_k loading[j, k] theta[r_i, t_i, k]`` with one vectorised
+likelihood term per family (per number of categories for ordinal) over all its observations,
+gathered by integer indexing, so a gradient costs time linear in the number of observations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from nexusbayes.data import Panel
+from nexusbayes.families import FAMILIES, Block
+from nexusbayes.spec import Spec
+
+
+@dataclass(frozen=True)
+class Design:
+    """Everything the model needs from the panel, as arrays: blocks per likelihood term and constants."""
+
+    blocks: list[Block]
+    families: list[str]                        # family of each indicator, in panel order
+    centres: dict[str, tuple[float, float]]   # indicator -> (location, scale)
+    loading_sign: np.ndarray                   # (indicator, trait): 0 none, 1 positive, -1 negative, 2 free
+    region_country: np.ndarray
+    period_time: np.ndarray
+    coords: dict
+
+
+SIGN_CODE = {"positive": 1, "negative": -1, "free": 2}
+
+
+def term_key(spec: Spec, indicator: str) -> str:
+    """Name of the likelihood term holding ``indicator``: its family, or ``ordinal_k<K>`` when
+    ordinal indicators with different numbers of categories need separate terms."""
+    ind = spec.indicators[indicator]
+    ordinal_k = {i.categories for i in spec.indicators.values() if i.family == "ordinal"}
+    if ind.family == "ordinal" and len(ordinal_k) > 1:
+        return f"ordinal_k{ind.categories}"
+    return ind.family
+
+
+def make_design(panel: Panel, spec: Spec) -> Design:
+    """Split the panel into likelihood blocks and compute the fixed constants."""
+    frame = panel.frame
+    fam_of = {n: ind.family for n, ind in spec.indicators.items()}
+    centres = {}
+    for name in panel.indicators:
+        sub = frame[frame["indicator"] == name]
+        exposure = sub["exposure"].to_numpy(float) if "exposure" in sub else np.full(len(sub), np.nan)
+        exposure = np.where(np.isfinite(exposure), exposure, 1.0)
+        trials = sub["trials"].to_numpy(float) if "trials" in sub else np.full(len(sub), np.nan)
+        centres[name] = FAMILIES[fam_of[name]].centre(sub["value"].to_numpy(float), exposure, trials)
+
+    keys: dict[str, list[str]] = {}
+    for name in panel.indicators:
+        keys.setdefault(term_key(spec, name), []).append(name)
+
+    blocks = []
+    coords = {
+        "country": panel.countries, "region": panel.regions, "period": panel.periods,
+        "trait": spec.traits, "trait_": spec.traits, "indicator": panel.indicators,
+    }
+    if len(panel.periods) > 1:
+        coords["step"] = panel.periods[1:]
+    n_contrast = len(panel.regions) - len(panel.countries)
+    if n_contrast > 0:
+        coords["region_contrast"] = np.arange(n_contrast)
+    if panel.raters:
+        coords["rater"] = panel.raters
+    for key, names in keys.items():
+        mask = frame["indicator"].isin(names).to_numpy()
+        sub = frame[mask]
+        exposure = sub["exposure"].to_numpy(float) if "exposure" in sub else np.full(len(sub), np.nan)
+        trials = sub["trials"].to_numpy(float) if "trials" in sub else np.full(len(sub), np.nan)
+        block = Block(
+            key=key, names=names, rows=np.flatnonzero(mask), labels=sub["row"].to_numpy(),
+            local=sub["indicator"].map({n: i for i, n in enumerate(names)}).to_numpy(int),
+            y=sub["value"].to_numpy(float), exposure=np.where(np.isfinite(exposure), exposure, 1.0),
+            trials=trials, rater=sub["rater_idx"].to_numpy(int),
+            categories=spec.indicators[names[0]].categories,
+        )
+        blocks.append(block)
+        coords[block.dim] = block.labels
+        coords[f"indicator_{key}"] = names
+        if block.categories is not None:
+            coords[f"cut_{key}"] = np.arange(1, block.categories)
+
+    sign = np.zeros((len(panel.indicators), len(spec.traits)), dtype=int)
+    for j, name in enumerate(panel.indicators):
+        for trait, s in spec.indicators[name].loads.items():
+            sign[j, spec.traits.index(trait)] = SIGN_CODE[s]
+    return Design(blocks=blocks, families=[fam_of[n] for n in panel.indicators], centres=centres, loading_sign=sign, region_country=panel.region_country,
+                  period_time=np.asarray(panel.period_time, dtype=float), coords=coords)
+
+
+@dataclass(frozen=True)
+class BlockIndex:
+    """Integer indices and constants of one likelihood block, aligned with its observations."""
+
+    region: np.ndarray
+    period: np.ndarray
+    indicator: np.ndarray
+    centre: np.ndarray                     # added to eta (0 for normal: handled on the data scale)
+    scale: tuple[np.ndarray, np.ndarray]   # (location, scale) of the indicator, for normal
+
+
+def block_index(design: Design, panel: Panel, block: Block) -> BlockIndex:
+    """Indices into theta/loading/intercept for a block's observations (shared by model and predictions)."""
+    frame = panel.frame
+    rows = block.rows
+    j = frame["indicator_idx"].to_numpy()[rows]
+    names = panel.indicators
+    loc = np.array([design.centres[names[i]][0] for i in j])
+    scale = np.array([design.centres[names[i]][1] for i in j])
+    normal = [spec_family == "normal" for spec_family in design.families]
+    centre = np.where(np.asarray(normal)[j], 0.0, loc)
+    return BlockIndex(region=frame["region_idx"].to_numpy()[rows], period=frame["period_idx"].to_numpy()[rows],
+                      indicator=j, centre=centre, scale=(loc, scale))
+
+
+def build_model(panel: Panel, spec: Spec) -> pm.Model:
+    """Build the PyMC model for ``panel`` under ``spec``; samples nothing.
+
+    Parameters
+    ----------
+    panel : Panel
+        Validated observations (see :func:`nexusbayes.data.load_panel`).
+    spec : Spec
+        Model specification.
+
+    Returns
+    -------
+    pymc.Model
+        With dims ``country, region, period, trait, indicator`` and one ``obs_<family>`` dim per
+        likelihood term. Key variables: ``theta`` (region, period, trait), ``country_theta``
+        (country, period, trait), ``loading`` (indicator, trait), ``intercept`` (indicator).
+
+    Examples
+    --------
+    >>> from nexusbayes.simulate import simulate
+    >>> sim = simulate(n_regions=3, n_periods=4, seed=1)
+    >>> model = build_model(sim.panel, sim.spec)
+    >>> sorted(model.named_vars_to_dims["theta"])
+    ['period', 'region', 'trait']
+    """
+    design = make_design(panel, spec)
+    with pm.Model(coords=design.coords) as model:
+        theta_raw, country_raw = _latent_process(design, spec)
+        mean = theta_raw.mean(axis=(0, 1))
+        sd = pt.sqrt(theta_raw.var(axis=(0, 1)) + 1e-12)  # the epsilon only matters at an all-zero start
+        theta = pm.Deterministic("theta", (theta_raw - mean) / sd, dims=("region", "period", "trait"))
+        pm.Deterministic("country_theta", (country_raw - mean) / sd, dims=("country", "period", "trait"))
+        loading, intercept = _measurement_parameters(design, spec)
+        for block in design.blocks:
+            family = FAMILIES[spec.indicators[block.names[0]].family]
+            idx = block_index(design, panel, block)
+            theta_obs = theta[idx.region, idx.period]                              # (n, trait)
+            eta = idx.centre + intercept[idx.indicator] + (loading[idx.indicator] * theta_obs).sum(axis=-1)
+            params = family.nuisance(block, spec.priors)
+            family.likelihood(block, eta, idx.scale, params)
+    return model
+
+
+def _latent_process(design: Design, spec: Spec):
+    """Country and region paths (raw scale); returns (theta_raw[region, period, trait], country_raw)."""
+    pri, dyn = spec.priors, spec.dynamics
+    n_trait = len(spec.traits)
+    n_period = len(design.period_time)
+    gaps = np.diff(design.period_time)
+    if n_trait > 1:
+        chol = pm.LKJCorr("trait_chol", n=n_trait, eta=pri.lkj_eta, dims=("trait", "trait_"))
+        pm.Deterministic("trait_corr", chol @ chol.T, dims=("trait", "trait_"))
+    else:
+        chol = pt.ones((1, 1))
+
+    region_country = design.region_country
+    n_country = len(design.coords["country"])
+    basis = sum_to_zero_basis(region_country)      # (region, region - country), orthonormal columns
+
+    phi = None
+    if dyn.kind == "ar1":
+        a, b = pri.ar_phi
+        phi = pm.Beta("ar_phi", a, b, dims="trait")
+
+    paths = {}
+    for level, dim in (("country", "country"), ("region", "region_contrast")):
+        if level == "region" and basis.shape[1] == 0:
+            paths[level] = pt.zeros((len(region_country), n_period, n_trait))
+            continue
+        init_sd = pm.HalfNormal(f"{level}_initial_sd", getattr(pri, f"initial_{level}_sd"), dims="trait")
+        z0 = pm.Normal(f"{level}_z0", 0.0, 1.0, dims=(dim, "trait"))
+        z0 = z0 @ chol.T
+        if level == "region":
+            z0 = pt.dot(basis, z0)
+        start = init_sd * z0
+        if n_period == 1:
+            paths[level] = start[:, None, :]
+            continue
+        if dyn.kind == "student_t_rw":
+            z = pm.StudentT(f"{level}_z", nu=dyn.df, mu=0.0, sigma=1.0, dims=(dim, "step", "trait"))
+        else:
+            z = pm.Normal(f"{level}_z", 0.0, 1.0, dims=(dim, "step", "trait"))
+        z = z @ chol.T
+        if level == "region":
+            z = pt.tensordot(basis, z, axes=[[1], [0]])
+        if dyn.kind == "ar1":
+            decay = phi[None, :] ** gaps[:, None]                      # (step, trait)
+            step_sd = init_sd * pt.sqrt(1.0 - decay**2)
+            steps = step_sd * z
+            paths[level] = _ar1_accumulate(start, steps, phi, design.period_time)
+        else:
+            innov_sd = pm.HalfNormal(f"{level}_innovation_sd", getattr(pri, f"innovation_{level}_sd"), dims="trait")
+            steps = innov_sd * np.sqrt(gaps)[:, None] * z
+            paths[level] = pt.cumsum(pt.concatenate([start[:, None, :], steps], axis=1), axis=1)
+    country = paths["country"]
+    theta_raw = country[region_country] + paths["region"]
+    return theta_raw, country
+
+
+def sum_to_zero_basis(region_country: np.ndarray) -> np.ndarray:
+    """Orthonormal basis of region deviations that sum to zero within each country.
+
+    Column block of country c is an (n_c x (n_c - 1)) Helmert-type basis, so ``basis @ z`` with
+    standard-normal ``z`` has exactly the within-country-centred normal distribution, with no
+    direction left that only the prior pins down.
+
+    Examples
+    --------
+    >>> b = sum_to_zero_basis(np.array([0, 0, 0, 1, 1]))
+    >>> b.shape, bool(np.allclose(b.T @ b, np.eye(3))), bool(np.allclose(b[:3].sum(0), 0))
+    ((5, 3), True, True)
+    """
+    n = len(region_country)
+    columns = []
+    for c in np.unique(region_country):
+        idx = np.flatnonzero(region_country == c)
+        for m in range(1, len(idx)):
+            col = np.zeros(n)
+            col[idx[:m]] = 1.0
+            col[idx[m]] = -m
+            columns.append(col / np.sqrt(m * (m + 1)))
+    return np.array(columns).T if columns else np.zeros((n, 0))
+
+
+def _ar1_accumulate(start, steps, phi, times):
+    """path_t = sum_{s <= t} phi^(tau_t - tau_s) * increment_s, vectorised as one weighted sum."""
+    increments = pt.concatenate([start[:, None, :], steps], axis=1)        # (unit, period, trait)
+    lag = times[:, None] - times[None, :]                                    # (t, s)
+    lower = (lag >= 0).astype(float)
+    weights = (phi[:, None, None] ** np.where(lag >= 0, lag, 0.0)[None]) * lower[None]   # (trait, t, s)
+    return pt.einsum("kts,usk->utk", weights, increments)
+
+
+def _measurement_parameters(design: Design, spec: Spec):
+    """Loadings (sign-constrained, zero where an indicator does not load) and intercepts."""
+    sign = design.loading_sign
+    n_ind, n_trait = sign.shape
+    flat = np.zeros(n_ind * n_trait)
+    loading = pt.as_tensor_variable(flat)
+    scale = spec.priors.loading
+    for code, name in ((1, "loading_pos"), (-1, "loading_neg"), (2, "loading_free")):
+        where = np.flatnonzero(sign.ravel() == code)
+        if where.size == 0:
+            continue
+        dim = f"{name}_label"
+        labels = [f"{design.coords['indicator'][i // n_trait]}:{spec.traits[i % n_trait]}" for i in where]
+        pm.Model.get_context().add_coord(dim, labels)
+        if code == 2:
+            raw = pm.Normal(name, 0.0, scale, dims=dim)
+        else:
+            raw = code * pm.HalfNormal(name, scale, dims=dim)
+        loading = pt.set_subtensor(loading[where], raw)
+    loading = pm.Deterministic("loading", loading.reshape((n_ind, n_trait)), dims=("indicator", "trait"))
+
+    names = design.coords["indicator"]
+    with_intercept = np.array([FAMILIES[spec.indicators[n].family].has_intercept for n in names])
+    intercept = pt.zeros(n_ind)
+    if with_intercept.any():
+        pm.Model.get_context().add_coord("indicator_with_intercept", [n for n, w in zip(names, with_intercept,
+                                                                                         strict=True) if w])
+        raw = pm.Normal("intercept_raw", 0.0, spec.priors.intercept, dims="indicator_with_intercept")
+        intercept = pt.set_subtensor(intercept[np.flatnonzero(with_intercept)], raw)
+    intercept = pm.Deterministic("intercept", intercept, dims="indicator")
+    return loading, intercept

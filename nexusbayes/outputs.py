@@ -1,0 +1,107 @@
+"""Write a fit's run folder (netCDF + CSV tables + text summary) atomically, and its printed summary."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from nexusbayes.constants import TYPES
+from nexusbayes.errors import OutputExistsError
+from nexusbayes.fit import Fit
+
+FIT_FILE = "fit.nc"
+
+
+def default_out_dir(spec_name: str, base: str | Path = "reports") -> Path:
+    """``reports/<name>``; the spec's name pattern guarantees it stays inside ``base``."""
+    out = Path(base) / spec_name
+    if Path(base).resolve() not in out.resolve().parents:
+        raise OutputExistsError(f"output name {spec_name!r} would leave {base}/")
+    return out
+
+
+def check_writable(out_dir: Path, overwrite: bool) -> None:
+    """Refuse early (before sampling) when ``out_dir`` holds an earlier run and overwriting was not asked."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{out_dir} already holds an earlier run; pass --overwrite to replace it, "
+                                "or --out DIR to write elsewhere")
+
+
+def write_run(fit: Fit, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write ``fit.nc``, the CSV tables and ``summary.txt`` into ``out_dir``, all or nothing.
+
+    Everything is written into a temporary folder beside ``out_dir`` and renamed into place at the
+    end, so an interruption leaves any earlier run untouched.
+    """
+    out_dir = Path(out_dir)
+    check_writable(out_dir, overwrite)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        fit.save(tmp / FIT_FILE)
+        for name, table in tables(fit).items():
+            table.to_csv(tmp / f"{name}.csv", index=False)
+        (tmp / "summary.txt").write_text(summary_text(fit) + "\n", encoding="utf-8")
+        old = None
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out_dir
+
+
+def tables(fit: Fit) -> dict[str, pd.DataFrame]:
+    """The result tables written beside the fit, by file stem."""
+    out = {"traits": fit.trait_summary(), "diagnostics": fit.diagnostics.checks.reset_index(),
+           "diagnostics_by_variable": fit.diagnostics.table.reset_index()}
+    if fit.spec.has_typology:
+        out["type_probabilities"] = fit.types_table()
+        trans = fit.transitions().to_dataframe().reset_index()
+        out["transitions"] = trans
+        out["transition_matrices"] = fit.transition_matrices()
+        out["threshold_sensitivity"] = fit.threshold_sensitivity()
+        groups = fit.group_era_summary()
+        if len(groups):
+            out["types_by_group_era"] = groups
+    return out
+
+
+def summary_text(fit: Fit) -> str:
+    """What ``nexusbayes fit`` prints: data, timings, types by group and era, and the diagnostics verdict."""
+    panel = fit.panel
+    t = fit.timings
+    lines = [
+        f"nexusbayes fit of {fit.spec.name!r}: {panel.n_obs} observations, {len(panel.countries)} country(ies), "
+        f"{len(panel.regions)} regions, {len(panel.periods)} periods, {len(panel.indicators)} indicators",
+        f"  sampler {fit.tree.attrs.get('sampler')}: compile {t.get('compile', 0):.1f} s, "
+        f"sampling {t.get('sampling', 0):.1f} s, post-processing {t.get('postprocess', 0):.1f} s",
+    ]
+    if panel.empty_cells:
+        lines.append(f"  {len(panel.empty_cells)} region-period(s) have no observation; their traits come from "
+                     "the dynamics alone")
+    if fit.spec.has_typology:
+        groups = fit.group_era_summary()
+        if len(groups):
+            lines.append("\nType probabilities by region group and era:")
+            shown = groups[["group", "era", *TYPES, "modal_type"]].copy()
+            shown[list(TYPES)] = shown[list(TYPES)].round(2)
+            lines.append(shown.to_string(index=False))
+        else:
+            table = fit.types_table()
+            counts = table["modal_type"].value_counts().reindex(list(TYPES), fill_value=0)
+            lines.append("\nModal types over region-periods: "
+                         + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    lines.append("")
+    lines.append(fit.diagnostics.text())
+    for failure in fit.diagnostics.failures():
+        lines.append(f"  WARNING: {failure}")
+    return "\n".join(lines)

@@ -1,0 +1,421 @@
+"""The model specification: TOML <-> validated objects.
+
+A spec says which data file to read, which latent traits to measure, how each indicator is
+generated from them (family, loadings and their signs), how the traits evolve over periods,
+the priors, the typology thresholds, how to summarise results, and how to sample.
+
+Every table is a pydantic model with ``extra="forbid"``, so a mistyped key is an error that names
+the file, the key and the nearest valid key. The same objects are the Python API, and
+:meth:`Spec.to_toml` writes a file that :func:`load_spec` reads back to an equal spec.
+
+Examples
+--------
+>>> spec = Spec(
+...     name="demo",
+...     indicators={
+...         "staff": Indicator(family="normal", loads={"capability": "positive"}),
+...         "rating": Indicator(family="ordinal", categories=5, loads={"willingness": "positive"}),
+...     },
+... )
+>>> spec.traits
+['capability', 'willingness']
+>>> Spec.from_toml(spec.to_toml()) == spec
+True
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal, get_origin
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nexusbayes.errors import SpecError
+
+Family = Literal["negbin", "normal", "binomial", "ordinal", "bernoulli"]
+Sign = Literal["positive", "negative", "free"]
+Dynamics = Literal["gaussian_rw", "student_t_rw", "ar1"]
+Sampler = Literal["nutpie", "pymc"]
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+
+
+class Indicator(_Strict):
+    """One observed indicator and how it is generated from the latent traits.
+
+    Parameters
+    ----------
+    family : {"negbin", "normal", "binomial", "ordinal", "bernoulli"}
+        Likelihood. ``negbin`` is a negative-binomial count with a log-exposure offset (needs an
+        ``exposure`` column, or uses 1); ``binomial`` needs a ``trials`` column; ``ordinal`` takes
+        ratings ``1..categories`` with cut-points per rater when a ``rater`` column is present.
+    loads : dict of str to {"positive", "negative", "free"}
+        The traits this indicator loads on, each with a sign constraint.
+    categories : int, optional
+        Number of ordinal categories K (ratings 1..K); required for, and only for, ``ordinal``.
+    label : str, optional
+        Human-readable name for tables and figures.
+    comparable : bool
+        Whether the measurement parameters are shared across countries (multi-country fits).
+    """
+
+    family: Family
+    loads: dict[str, Sign]
+    categories: Annotated[int, Field(ge=2, le=20)] | None = None
+    label: str | None = None
+    comparable: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> Indicator:
+        if not self.loads:
+            raise ValueError("`loads` is empty: name at least one trait, e.g. loads = {capability = \"positive\"}")
+        if self.family == "ordinal" and self.categories is None:
+            raise ValueError(
+                "an ordinal indicator needs `categories` (ratings run 1..categories), e.g. categories = 5"
+            )
+        if self.family != "ordinal" and self.categories is not None:
+            raise ValueError(f"`categories` is only for ordinal indicators, not {self.family!r}")
+        return self
+
+
+class Era(_Strict):
+    """A named period covering the years ``start <= year < end``."""
+
+    name: str
+    start: int
+    end: int
+
+    @model_validator(mode="after")
+    def _order(self) -> Era:
+        if self.end <= self.start:
+            raise ValueError(f"era {self.name!r}: end ({self.end}) must be after start ({self.start})")
+        return self
+
+    @property
+    def midpoint(self) -> float:
+        """Middle of the era in years, used for the spacing of periods."""
+        return (self.start + self.end) / 2
+
+
+class Periods(_Strict):
+    """How the ``period`` column is read.
+
+    With ``eras`` the period values are era names and the spacing between eras is the distance
+    between their midpoints; otherwise periods are integer years, spanning ``first``..``last``
+    when given (years with no data still get traits, from the dynamics).
+    """
+
+    first: int | None = None
+    last: int | None = None
+    eras: list[Era] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Periods:
+        if self.eras is not None and (self.first is not None or self.last is not None):
+            raise ValueError("give either `eras` or `first`/`last`, not both")
+        if self.first is not None and self.last is not None and self.last < self.first:
+            raise ValueError(f"`last` ({self.last}) is before `first` ({self.first})")
+        if self.eras is not None:
+            names = [e.name for e in self.eras]
+            if len(set(names)) != len(names):
+                raise ValueError(f"era names repeat: {names}")
+            mids = [e.midpoint for e in self.eras]
+            if mids != sorted(mids) or len(set(mids)) != len(mids):
+                raise ValueError("eras must be listed in time order with distinct midpoints")
+        return self
+
+
+class DynamicsSpec(_Strict):
+    """How traits evolve from one period to the next.
+
+    ``gaussian_rw`` (default): random walk whose innovation variance grows with the period length.
+    ``student_t_rw``: the same with Student-t innovations of ``df`` degrees of freedom, for abrupt
+    shifts (revolutions, purges). ``ar1``: mean-reverting, the autocorrelation over a period of
+    length d years being ``phi ** d``.
+    """
+
+    kind: Dynamics = "gaussian_rw"
+    df: Annotated[float, Field(gt=1)] = 4.0
+
+
+class Priors(_Strict):
+    """Prior scales. Traits are standardised (mean 0, SD 1 over region-periods), so are these.
+
+    Every value is the scale of a half-normal prior (normal for intercepts and free loadings,
+    whose location is 0), except ``lkj_eta`` (LKJ shape on the trait correlation) and
+    ``ar_phi`` (Beta(a, b) on the AR(1) coefficient per year).
+    """
+
+    loading: Annotated[float, Field(gt=0)] = 1.0
+    intercept: Annotated[float, Field(gt=0)] = 2.0
+    cutpoint: Annotated[float, Field(gt=0)] = 3.0
+    rater_sd: Annotated[float, Field(gt=0)] = 0.5
+    noise_sd: Annotated[float, Field(gt=0)] = 1.0
+    inv_dispersion: Annotated[float, Field(gt=0)] = 1.0
+    initial_country_sd: Annotated[float, Field(gt=0)] = 1.0
+    initial_region_sd: Annotated[float, Field(gt=0)] = 1.0
+    innovation_country_sd: Annotated[float, Field(gt=0)] = 0.3
+    innovation_region_sd: Annotated[float, Field(gt=0)] = 0.3
+    lkj_eta: Annotated[float, Field(gt=0)] = 2.0
+    ar_phi: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = (4.0, 1.5)
+
+
+class AnchoredThreshold(_Strict):
+    """A threshold fixed on an indicator's scale rather than the latent one.
+
+    The latent threshold is the trait value at which the indicator's expected response equals
+    ``value`` (for an ordinal indicator, default: the middle category (1 + K) / 2; for a count,
+    a rate per unit of exposure; for binomial and bernoulli, a proportion; for normal, a value on
+    the data scale). It is computed draw by draw, so its uncertainty enters the type probabilities.
+    The indicator must load on that trait alone.
+    """
+
+    indicator: str
+    value: float | None = None
+
+
+Threshold = float | AnchoredThreshold
+
+
+class Typology(_Strict):
+    """Thresholds that split each trait into high and low (default 0: the average region-period)."""
+
+    thresholds: dict[str, Threshold] = Field(default_factory=dict)
+
+
+class Summary(_Strict):
+    """Groupings used to summarise type probabilities (e.g. the memo's eras and region groups)."""
+
+    eras: list[Era] = Field(default_factory=list)
+    region_groups: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class SamplerSpec(_Strict):
+    """Sampler settings. ``backend`` is ``nutpie`` (default) or ``pymc`` (PyMC's NUTS)."""
+
+    backend: Sampler = "nutpie"
+    draws: Annotated[int, Field(ge=1)] = 1000
+    tune: Annotated[int, Field(ge=0)] = 1000
+    chains: Annotated[int, Field(ge=1)] = 4
+    seed: int = 20161
+    target_accept: Annotated[float, Field(gt=0, lt=1)] = 0.9
+
+
+class Spec(_Strict):
+    """A complete model specification.
+
+    Parameters
+    ----------
+    name : str
+        Name of the model; output goes to ``reports/<name>/``. Letters, digits, ``_.-`` only, so it
+        can never point outside the output directory.
+    indicators : dict of str to Indicator
+        The indicators, keyed by the names used in the data's ``indicator`` column.
+    data : str, optional
+        Path of the data file (CSV or Parquet), relative to the spec file.
+    traits : list of str
+        Latent traits, default ``["capability", "willingness"]``.
+
+    Notes
+    -----
+    Identification is checked here: every trait needs an *anchor*, an indicator that loads on it
+    alone with a fixed sign. Anchors fix the sign of each trait and, having zero loadings on the
+    other traits, its rotation; location and scale are fixed in the model (see
+    :func:`nexusbayes.model.build_model`).
+    """
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+    indicators: dict[str, Indicator]
+    data: str | None = None
+    traits: list[str] = Field(default_factory=lambda: ["capability", "willingness"])
+    periods: Periods = Field(default_factory=Periods)
+    dynamics: DynamicsSpec = Field(default_factory=DynamicsSpec)
+    priors: Priors = Field(default_factory=Priors)
+    typology: Typology = Field(default_factory=Typology)
+    summary: Summary = Field(default_factory=Summary)
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+
+    @field_validator("traits")
+    @classmethod
+    def _traits(cls, traits: list[str]) -> list[str]:
+        if not traits:
+            raise ValueError("at least one trait is needed")
+        if len(set(traits)) != len(traits):
+            raise ValueError(f"trait names repeat: {traits}")
+        return traits
+
+    @model_validator(mode="after")
+    def _identified(self) -> Spec:
+        if not self.indicators:
+            raise ValueError("no indicators: add at least one [indicators.NAME] table")
+        for name, ind in self.indicators.items():
+            unknown = [t for t in ind.loads if t not in self.traits]
+            if unknown:
+                guesses = [g for t in unknown for g in difflib.get_close_matches(t, self.traits, n=1)]
+                raise ValueError(
+                    f"indicators.{name}.loads names trait(s) {unknown} not in traits = {self.traits}"
+                    + (f" (did you mean {', '.join(map(repr, guesses))}?)" if guesses else "")
+                    + "; fix the name or add the trait to `traits`"
+                )
+        for trait in self.traits:
+            anchors = [
+                n for n, ind in self.indicators.items()
+                if list(ind.loads) == [trait] and ind.loads[trait] != "free"
+            ]
+            if not anchors:
+                raise ValueError(
+                    f"trait {trait!r} is not identified: no indicator loads on it alone with a fixed sign. "
+                    f"Add one, e.g. loads = {{{trait} = \"positive\"}} on an indicator that measures only "
+                    f"{trait}; it fixes the trait's sign and separates it from the other traits."
+                )
+        for trait, thr in self.typology.thresholds.items():
+            if trait not in self.traits:
+                raise ValueError(f"typology.thresholds.{trait}: not a trait (traits = {self.traits})")
+            if isinstance(thr, AnchoredThreshold):
+                ind = self.indicators.get(thr.indicator)
+                if ind is None:
+                    raise ValueError(
+                        f"typology.thresholds.{trait}.indicator = {thr.indicator!r} is not an indicator"
+                    )
+                if list(ind.loads) != [trait]:
+                    raise ValueError(
+                        f"typology.thresholds.{trait}: indicator {thr.indicator!r} must load on {trait!r} alone"
+                    )
+                if thr.value is None and ind.family != "ordinal":
+                    raise ValueError(
+                        f"typology.thresholds.{trait}.value is required for a {ind.family} indicator "
+                        "(only ordinal indicators default to their middle category)"
+                    )
+        return self
+
+    # ---- TOML round trip -------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Plain-data form, without defaults left unset (``None`` values dropped for TOML)."""
+        return _drop_none(self.model_dump(mode="json"))
+
+    def to_toml(self) -> str:
+        """Write the spec as TOML text that :meth:`from_toml` reads back to an equal spec."""
+        return tomli_w.dumps(self.to_dict())
+
+    @classmethod
+    def from_toml(cls, text: str, source: str = "<string>") -> Spec:
+        """Parse and validate TOML text; ``source`` names the file in error messages."""
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"{source}: not valid TOML: {exc}") from None
+        return cls.from_dict(raw, source=source)
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "<dict>") -> Spec:
+        """Validate a plain dict; errors name ``source`` and the offending key."""
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise SpecError(_explain(exc, raw, source)) from None
+
+    # ---- derived facts used downstream -----------------------------------------------------
+    @property
+    def has_typology(self) -> bool:
+        """True when the traits include ``capability`` and ``willingness`` (the memo's types)."""
+        return {"capability", "willingness"} <= set(self.traits)
+
+    def threshold(self, trait: str) -> Threshold:
+        """The typology threshold of ``trait`` (0.0 when the spec gives none)."""
+        return self.typology.thresholds.get(trait, 0.0)
+
+
+def load_spec(path: str | Path) -> tuple[Spec, Path | None]:
+    """Read a TOML spec file.
+
+    Returns
+    -------
+    spec : Spec
+    data_path : Path or None
+        The data file named by the spec, resolved relative to the spec file.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: spec file not found") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a UTF-8 text file") from None
+    spec = Spec.from_toml(text, source=str(path))
+    data_path = (path.parent / spec.data).resolve() if spec.data else None
+    return spec, data_path
+
+
+def _drop_none(obj):
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_drop_none(v) for v in obj]
+    return obj
+
+
+def _model_in(annotation) -> type[BaseModel] | None:
+    """The pydantic model class inside an annotation such as ``list[Era] | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _valid_keys(loc: tuple) -> list[str]:
+    """Field names of the table at ``loc`` (for 'did you mean' suggestions)."""
+    current: type[BaseModel] | None = Spec
+    parts = list(loc[:-1])
+    while parts and current is not None:
+        part = parts.pop(0)
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(str(part))
+        current = _model_in(field.annotation) if field is not None else None
+        if field is not None and get_origin(field.annotation) is dict and parts:
+            parts.pop(0)  # the user's key, e.g. the indicator's name in indicators.NAME.family
+    return list(current.model_fields) if current is not None else []
+
+
+def _explain(exc: ValidationError, raw: dict, source: str) -> str:
+    lines = [f"{source}: invalid model specification"]
+    thresholds_done = set()
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-after",))))
+        if loc[:2] == ("typology", "thresholds") and len(loc) >= 4:
+            # a threshold is `float | AnchoredThreshold`: pydantic reports each branch, tagged by type name
+            loc = loc[:3] + loc[4:]
+            if len(loc) == 3 or err["type"] == "model_type":
+                if loc in thresholds_done:
+                    continue
+                thresholds_done.add(loc)
+                if not isinstance(err.get("input"), dict):
+                    lines.append(f"  - `{'.'.join(map(str, loc))}`: a threshold is a number or a table "
+                                 f"{{indicator = \"NAME\", value = NUMBER}} (got {err.get('input')!r})")
+                continue
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "string_pattern_mismatch" and loc == ("name",):
+            lines.append("  - `name`: use only letters, digits, '_', '.' and '-', starting with a letter or "
+                         f"digit (output goes to reports/<name>/; got {err.get('input')!r})")
+        elif err["type"] == "extra_forbidden":
+            valid = _valid_keys(loc)
+            guess = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            hint = f"; did you mean {guess[0]!r}?" if guess else f"; valid keys here: {', '.join(valid)}"
+            lines.append(f"  - unknown key `{key}`{hint}")
+        elif err["type"] == "missing":
+            lines.append(f"  - missing required key `{key}`")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  - `{key}`: {msg} (got {err.get('input')!r})" if err["type"] != "value_error"
+                         else f"  - {('`' + key + '`: ') if loc else ''}{msg}")
+    return "\n".join(lines)

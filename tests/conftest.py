@@ -1,0 +1,37 @@
+"""Shared fits: each compiled and sampled once per session, then inspected by many tests."""
+
+from pathlib import Path
+
+import pytest
+
+from nexusbayes.cli import main
+from nexusbayes.fit import fit, load
+from nexusbayes.simulate import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+RECOVERY_SEEDS = (11, 22, 33)
+
+
+@pytest.fixture(scope="session", params=RECOVERY_SEEDS, ids=lambda s: f"seed{s}")
+def recovery(request):
+    """A simulated 9-region x 10-period panel with mixed families and raters, fitted with nutpie."""
+    sim = simulate(n_regions=9, n_periods=10, missing=0.1, n_raters=2, seed=request.param)
+    result = fit(sim.spec, sim.panel, draws=500, tune=500, chains=4, seed=request.param, progress=False,
+                 check=False)
+    return sim, result
+
+
+@pytest.fixture(scope="session")
+def kyrgyzstan_run(tmp_path_factory):
+    """The main job, run through the command line with default settings: (exit status, output folder)."""
+    out = tmp_path_factory.mktemp("runs") / "kyrgyzstan"
+    status = main(["fit", str(ROOT / "models" / "kyrgyzstan.toml"), "--out", str(out), "--no-progress"])
+    return status, out
+
+
+@pytest.fixture(scope="session")
+def kyrgyzstan(kyrgyzstan_run):
+    """The Kyrgyzstan fit, loaded back from the run folder's fit.nc."""
+    status, out = kyrgyzstan_run
+    assert status == 0
+    return load(out / "fit.nc")
