@@ -112,7 +112,7 @@ class Diagnostics:
 
 def _fmt(value) -> str:
     if isinstance(value, float | np.floating):
-        return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.0f}"
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
     return str(value)
 
 

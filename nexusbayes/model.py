@@ -19,7 +19,10 @@ Identification
 --------------
 * **Location and scale**: ``theta`` is ``theta_raw`` standardised per trait over all region-periods
   of the fit (mean 0, SD 1). The likelihood depends on ``theta`` only, so its location and scale are
-  fixed by construction; 0 is the average region-period.
+  fixed by construction; 0 is the average region-period. Since only ratios of the process scales
+  reach ``theta``, the initial SD of region deviations is fixed at 1 (the country one when every
+  country has a single region; the step SD when there is a single unit) and the others are relative
+  to it, which leaves no scale direction that only the prior pins down.
 * **Sign**: every trait has an anchor indicator (checked by the spec) whose loading has a fixed sign.
 * **Rotation**: anchors load on their trait alone, i.e. have zero loadings on the other traits.
 
@@ -207,6 +210,14 @@ def _latent_process(design: Design, spec: Spec):
     n_country = len(design.coords["country"])
     basis = sum_to_zero_basis(region_country)      # (region, region - country), orthonormal columns
 
+    # Only ratios of scales reach the standardised theta, so one scale is fixed at 1 (otherwise the
+    # common scale of all of them is a direction only the prior pins down, which slows mixing).
+    if basis.shape[1] > 0:
+        reference = "region"
+    elif n_country > 1:
+        reference = "country"
+    else:
+        reference = None
     phi = None
     if dyn.kind == "ar1":
         a, b = pri.ar_phi
@@ -217,7 +228,10 @@ def _latent_process(design: Design, spec: Spec):
         if level == "region" and basis.shape[1] == 0:
             paths[level] = pt.zeros((len(region_country), n_period, n_trait))
             continue
-        init_sd = pm.HalfNormal(f"{level}_initial_sd", getattr(pri, f"initial_{level}_sd"), dims="trait")
+        if level == reference:
+            init_sd = pt.ones(n_trait)   # the scale reference: other scales are relative to it
+        else:
+            init_sd = pm.HalfNormal(f"{level}_initial_sd", getattr(pri, f"initial_{level}_sd"), dims="trait")
         z0 = pm.Normal(f"{level}_z0", 0.0, 1.0, dims=(dim, "trait"))
         z0 = z0 @ chol.T
         if level == "region":
@@ -239,7 +253,11 @@ def _latent_process(design: Design, spec: Spec):
             steps = step_sd * z
             paths[level] = _ar1_accumulate(start, steps, phi, design.period_time)
         else:
-            innov_sd = pm.HalfNormal(f"{level}_innovation_sd", getattr(pri, f"innovation_{level}_sd"), dims="trait")
+            if reference is None and level == "country":
+                innov_sd = pt.ones(n_trait)   # a single unit: its steps are the scale reference
+            else:
+                innov_sd = pm.HalfNormal(f"{level}_innovation_sd", getattr(pri, f"innovation_{level}_sd"),
+                                         dims="trait")
             steps = innov_sd * np.sqrt(gaps)[:, None] * z
             paths[level] = pt.cumsum(pt.concatenate([start[:, None, :], steps], axis=1), axis=1)
     country = paths["country"]

@@ -148,6 +148,9 @@ class DynamicsSpec(_Strict):
 class Priors(_Strict):
     """Prior scales. Traits are standardised (mean 0, SD 1 over region-periods), so are these.
 
+    The process scales are relative to the initial SD of region deviations, which is fixed at 1
+    (so ``initial_region_sd`` applies only when every country has a single region).
+
     Every value is the scale of a half-normal prior (normal for intercepts and free loadings,
     whose location is 0), except ``lkj_eta`` (LKJ shape on the trait correlation) and
     ``ar_phi`` (Beta(a, b) on the AR(1) coefficient per year).
