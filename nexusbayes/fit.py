@@ -15,7 +15,6 @@ import io
 import os
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -76,7 +75,10 @@ class Fit:
                                                           strict=True)}
 
     def type_probabilities(self, shift: tuple[float, float] = (0.0, 0.0)) -> xr.DataArray:
-        """P(type) per region-period, dims (region, period, type); see :func:`nexusbayes.typology.type_probabilities`."""
+        """P(type) per region-period, dims (region, period, type).
+
+        See :func:`nexusbayes.typology.type_probabilities`.
+        """
         return typology.type_probabilities(self.tree, self.spec, shift)
 
     def types_table(self) -> pd.DataFrame:

@@ -63,8 +63,11 @@ SIGN_CODE = {"positive": 1, "negative": -1, "free": 2}
 
 
 def term_key(spec: Spec, indicator: str) -> str:
-    """Name of the likelihood term holding ``indicator``: its family, or ``ordinal_k<K>`` when
-    ordinal indicators with different numbers of categories need separate terms."""
+    """Name of the likelihood term holding ``indicator``.
+
+    Its family, or ``ordinal_k<K>`` when ordinal indicators with different numbers of categories
+    need separate terms.
+    """
     ind = spec.indicators[indicator]
     ordinal_k = {i.categories for i in spec.indicators.values() if i.family == "ordinal"}
     if ind.family == "ordinal" and len(ordinal_k) > 1:
@@ -122,7 +125,8 @@ def make_design(panel: Panel, spec: Spec) -> Design:
     for j, name in enumerate(panel.indicators):
         for trait, s in spec.indicators[name].loads.items():
             sign[j, spec.traits.index(trait)] = SIGN_CODE[s]
-    return Design(blocks=blocks, families=[fam_of[n] for n in panel.indicators], centres=centres, loading_sign=sign, region_country=panel.region_country,
+    return Design(blocks=blocks, families=[fam_of[n] for n in panel.indicators], centres=centres,
+                  loading_sign=sign, region_country=panel.region_country,
                   period_time=np.asarray(panel.period_time, dtype=float), coords=coords)
 
 

@@ -123,7 +123,8 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         ind = spec.indicators[name]
         for trait, sign in ind.loads.items():
             size = rng.uniform(0.8, 1.4)
-            loading[j, traits.index(trait)] = {"positive": size, "negative": -size}.get(sign, size * rng.choice([-1, 1]))
+            free = size * rng.choice([-1, 1])
+            loading[j, traits.index(trait)] = {"positive": size, "negative": -size}.get(sign, free)
         intercept[j] = 0.0 if ind.family == "ordinal" else rng.normal(0.0, 0.5)
         r_idx, t_idx = np.meshgrid(np.arange(n_units), np.arange(n_periods), indexing="ij")
         r_idx, t_idx = r_idx.ravel(), t_idx.ravel()
