@@ -129,6 +129,7 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         r_idx, t_idx = np.meshgrid(np.arange(n_units), np.arange(n_periods), indexing="ij")
         r_idx, t_idx = r_idx.ravel(), t_idx.ravel()
         raters = [f"rater{k + 1}" for k in range(n_raters)] if (ind.family == "ordinal" and n_raters) else [None]
+        params = _nuisance(ind, rng, n_raters)   # one set per indicator; raters differ by their shift only
         for rater in raters:
             keep = rng.random(len(r_idx)) >= missing
             r, t = r_idx[keep], t_idx[keep]
@@ -139,7 +140,6 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
                           exposure=exposure[r] if ind.family == "negbin" else np.ones(n),
                           trials=np.full(n, 12.0), rater=np.full(n, -1 if rater is None else raters.index(rater)),
                           categories=ind.categories)
-            params = _nuisance(ind, rng, n_raters)
             family = FAMILIES[ind.family]
             if ind.family == "negbin":
                 eta = eta + np.log(3.0)  # a few events per unit of exposure

@@ -62,15 +62,12 @@ class Indicator(_Strict):
         Number of ordinal categories K (ratings 1..K); required for, and only for, ``ordinal``.
     label : str, optional
         Human-readable name for tables and figures.
-    comparable : bool
-        Whether the measurement parameters are shared across countries (multi-country fits).
     """
 
     family: Family
     loads: dict[str, Sign]
     categories: Annotated[int, Field(ge=2, le=20)] | None = None
     label: str | None = None
-    comparable: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> Indicator:
