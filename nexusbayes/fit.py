@@ -25,6 +25,7 @@ import pymc as pm
 import xarray as xr
 
 from nexusbayes import typology
+from nexusbayes.constants import CI_PROB
 from nexusbayes.data import Panel, load_panel, validate
 from nexusbayes.diagnostics import Diagnostics, diagnose
 from nexusbayes.errors import FitFileError, OutputExistsError, SpecError
@@ -104,8 +105,6 @@ class Fit:
 
     def trait_summary(self, ci_prob: float | None = None) -> pd.DataFrame:
         """Posterior mean and equal-tailed interval of every trait per region-period."""
-        from nexusbayes.constants import CI_PROB
-
         prob = CI_PROB if ci_prob is None else ci_prob
         theta = self.tree["posterior"]["theta"]
         q = theta.quantile([(1 - prob) / 2, 1 - (1 - prob) / 2], dim=("chain", "draw"))
