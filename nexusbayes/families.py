@@ -207,10 +207,10 @@ class Ordinal(Family):
     """Ordered-logit rating 1..K with ordered cut-points per indicator, shifted per rater.
 
     Cut-points are a centre plus cumulated positive gaps (Gamma(3, 2.5), mean 1.2), centred, so
-    they are ordered by construction. No intercept (the cut-points carry the location).
-    With a ``rater`` column, each rater's
-    cut-points are the indicator's shifted by ``rater_sd * z[indicator, rater]``: partial pooling
-    of rater severity. Observed values enter as 0..K-1 and are reported as 1..K.
+    they are ordered by construction. No intercept (the cut-points carry the location). With a
+    ``rater`` column, each rater's cut-points are the indicator's shifted by
+    ``rater_sd * z[indicator, rater]``: partial pooling of rater severity. Observed values enter as
+    0..K-1 and are reported as 1..K.
     """
 
     name = "ordinal"

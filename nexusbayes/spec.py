@@ -145,8 +145,9 @@ class DynamicsSpec(_Strict):
 class Priors(_Strict):
     """Prior scales. Traits are standardised (mean 0, SD 1 over region-periods), so are these.
 
-    The process scales are relative to the initial SD of region deviations, which is fixed at 1
-    (so ``initial_region_sd`` applies only when every country has a single region).
+    The process scales are relative to one reference fixed at 1: the initial SD of region
+    deviations (the initial SD of countries when every country has a single region, which has no
+    region deviations; the step SD when there is a single unit).
 
     Every value is the scale of a half-normal prior (normal for intercepts and free loadings,
     whose location is 0), except ``lkj_eta`` (LKJ shape on the trait correlation) and
@@ -160,7 +161,6 @@ class Priors(_Strict):
     noise_sd: Annotated[float, Field(gt=0)] = 1.0
     inv_dispersion: Annotated[float, Field(gt=0)] = 1.0
     initial_country_sd: Annotated[float, Field(gt=0)] = 1.0
-    initial_region_sd: Annotated[float, Field(gt=0)] = 1.0
     innovation_country_sd: Annotated[float, Field(gt=0)] = 0.3
     innovation_region_sd: Annotated[float, Field(gt=0)] = 0.3
     lkj_eta: Annotated[float, Field(gt=0)] = 2.0
