@@ -87,8 +87,12 @@ SOUTH_WILLINGNESS_2010_SHIFT = 2011     # southern willingness changes segment a
 NOISE_SD, NOISE_PHI = 0.08, 0.5         # small AR(1) wobble per region and trait
 
 
-def true_theta(rng: np.random.Generator) -> np.ndarray:
-    """Hand-set trajectories (region, year, trait), standardised per trait over all region-years."""
+def true_theta(rng: np.random.Generator, standardise: bool = True) -> np.ndarray:
+    """Hand-set trajectories (region, year, trait), standardised per trait over all region-years.
+
+    With ``standardise=False`` the raw trajectories (``generate_tajikistan.py`` puts Tajikistan on
+    the Kyrgyz scale with their mean and SD).
+    """
     theta = np.zeros((len(REGIONS), len(YEARS), len(TRAITS)))
     for r, region in enumerate(REGIONS):
         for k in range(len(TRAITS)):
@@ -108,6 +112,8 @@ def true_theta(rng: np.random.Generator) -> np.ndarray:
             for t in range(len(YEARS)):
                 noise[t] = (NOISE_PHI * noise[t - 1] if t else 0.0) + eps[t]
             theta[r, :, k] = path + noise
+    if not standardise:
+        return theta
     return (theta - theta.mean(axis=(0, 1))) / theta.std(axis=(0, 1))
 
 
@@ -182,30 +188,35 @@ ADMIN = ("seizures", "staff", "trafficking_officers", "quota")
 BATKEN_FIRST_ADMIN_YEAR = 1999
 
 
-def simulate_indicator(rng, name, base, theta, cells):
+def kyrgyz_exposure(name, r, t):
+    """Exposure of the Kyrgyz cells (region index, year index) for indicator ``name`` (1 if none)."""
+    if name == "seizures":
+        return np.array([ROUTE[REGIONS[i]] for i in r])
+    if name == "trafficking_officers":
+        return np.array([population(REGIONS[i], YEARS[j]) for i, j in zip(r, t, strict=True)])
+    if name == "abuse_reports":
+        return np.array([ngo_coverage(REGIONS[i], YEARS[j]) * population(REGIONS[i], YEARS[j])
+                         for i, j in zip(r, t, strict=True)])
+    return np.ones(len(r))
+
+
+def simulate_indicator(rng, name, base, theta, cells, exposure_of=kyrgyz_exposure, overrides=None):
     """Draw one indicator for the given (region index, year index, rater index) cells.
 
-    Returns the values and the exposure and trials they were drawn with (exposure rounded to the
-    4 decimals written to the CSV, so the file holds exactly the exposure that generated the counts).
+    ``exposure_of(name, r, t)`` gives the exposure; ``overrides`` replaces entries of the
+    indicator's true parameters (e.g. another country's ``loc`` for an indicator that is not
+    comparable across countries). Returns the values and the exposure and trials they were drawn
+    with (exposure rounded to the 4 decimals written to the CSV, so the file holds exactly the
+    exposure that generated the counts).
     """
-    spec = INDICATORS[name]
+    spec = {**INDICATORS[name], **(overrides or {})}
     fam = FAMILIES[spec["family"]]
     r, t, rater = cells
     n = len(r)
     load = np.array([spec["loading"].get(k, 0.0) for k in TRAITS])
     eta = base + theta[r, t] @ load
-    region_names, years = REGIONS, YEARS
-    exposure, trials = np.ones(n), np.full(n, np.nan)
-    if name == "seizures":
-        exposure = np.array([ROUTE[region_names[i]] for i in r])
-    elif name == "trafficking_officers":
-        exposure = np.array([population(region_names[i], years[j]) for i, j in zip(r, t, strict=True)])
-    elif name == "abuse_reports":
-        exposure = np.array([ngo_coverage(region_names[i], years[j]) * population(region_names[i], years[j])
-                             for i, j in zip(r, t, strict=True)])
-    elif name == "quota":
-        trials = np.full(n, 12.0)
-    exposure = np.round(exposure, 4)
+    trials = np.full(n, 12.0) if name == "quota" else np.full(n, np.nan)
+    exposure = np.round(exposure_of(name, r, t), 4)
     params, scale = {}, (0.0, 1.0)
     if spec["family"] == "negbin":
         params["inv_dispersion"] = np.array([spec["inv_dispersion"]])

@@ -6,9 +6,13 @@ The flow is data -> spec -> model -> fit -> types and transitions:
 >>> sorted(nb.TYPES)
 ['captured', 'degraded', 'failed', 'hegemonic']
 
-See :func:`fit` for fitting, :class:`Fit` for results, :func:`load` for saved fits.
+See :func:`fit` for fitting, :class:`Fit` for results, :func:`load` for saved fits,
+:func:`compare` (and :mod:`nexusbayes.compare`) for comparisons between countries and regions,
+:mod:`nexusbayes.datasets` for loaders of public data sets.
 """
 
+from nexusbayes import datasets
+from nexusbayes.compare import compare, rank_probabilities, sharing_check, type_distribution
 from nexusbayes.constants import TYPES
 from nexusbayes.data import Panel, load_panel
 from nexusbayes.diagnostics import Diagnostics, SamplingWarning, diagnose
@@ -21,5 +25,6 @@ from nexusbayes.spec import AnchoredThreshold, Indicator, Spec, load_spec
 __all__ = [
     "TYPES", "AnchoredThreshold", "DataError", "Diagnostics", "Fit", "FitFileError", "Indicator",
     "NexusBayesError", "OutputExistsError", "Panel", "SamplingWarning", "Spec", "SpecError", "build_model",
-    "diagnose", "fit", "load", "load_panel", "load_spec", "simulate",
+    "compare", "datasets", "diagnose", "fit", "load", "load_panel", "load_spec", "rank_probabilities",
+    "sharing_check", "simulate", "type_distribution",
 ]

@@ -5,6 +5,7 @@ Commands
 ``nexusbayes fit SPEC``      fit a spec, print the summary, write ``reports/<name>/``
 ``nexusbayes check SPEC``    validate the spec and its data without fitting
 ``nexusbayes summary FIT``   print the summary of a saved fit
+``nexusbayes compare FIT``   compare countries (or regions) of a saved fit
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("spec", type=Path)
     p = sub.add_parser("summary", help="print the summary of a saved fit (.nc)")
     p.add_argument("fit", type=Path)
+    p = sub.add_parser("compare", help="compare countries or regions of a saved fit (.nc)")
+    p.add_argument("fit", type=Path)
+    p.add_argument("units", nargs="*", metavar="UNIT",
+                   help="two countries or regions to compare (default: every pair of countries)")
+    p.add_argument("--period", action="append", dest="periods", metavar="PERIOD",
+                   help="period to report (repeatable; default: the first and last periods)")
+    p.add_argument("--all-periods", action="store_true", help="report every period")
+    p.add_argument("--out", type=Path, help="also write the tables as CSV into this folder")
+    p.add_argument("--overwrite", action="store_true", help="replace existing CSV files in --out")
     return parser
 
 
@@ -42,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``nexusbayes`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        return {"fit": _fit, "check": _check, "summary": _summary}[args.command](args)
+        return {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare}[args.command](args)
     except NexusBayesError as exc:
         print(f"nexusbayes: error: {exc}", file=sys.stderr)
         return 2
@@ -97,6 +107,25 @@ def _summary(args) -> int:
     from nexusbayes.outputs import summary_text
 
     print(summary_text(load(args.fit)))
+    return 0
+
+
+def _compare(args) -> int:
+    from nexusbayes.compare import CompareError, comparison_tables
+    from nexusbayes.fit import load
+    from nexusbayes.outputs import write_tables
+
+    if len(args.units) not in (0, 2):
+        raise CompareError(f"give two countries or regions to compare, or none for every pair (got {args.units})")
+    result = load(args.fit)
+    periods = None if args.all_periods else args.periods
+    tables = comparison_tables(result, pair=tuple(args.units) or None, periods=periods)
+    for title, table in tables.items():
+        print(f"\n== {title.replace('_', ' ')} ==")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.out:
+        write_tables(tables, args.out, overwrite=args.overwrite)
+        print(f"\nWrote {len(tables)} CSV tables to {args.out}/")
     return 0
 
 

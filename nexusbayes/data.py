@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,13 +114,15 @@ def read_table(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str, bo
     return frame, str(path), suffix == ".csv"
 
 
-def load_panel(source: str | Path | pd.DataFrame, spec: Spec) -> Panel:
+def load_panel(source: str | Path | pd.DataFrame | Sequence[str | Path | pd.DataFrame], spec: Spec) -> Panel:
     """Load and validate an indicator table against a spec.
 
     Parameters
     ----------
-    source : path or DataFrame
+    source : path, DataFrame, or a list of them
         CSV or Parquet file, or a DataFrame in the long format described in the module docstring.
+        A list (e.g. one file per country) is read as one table; its rows are then named
+        ``file:line`` (``file:label`` for DataFrames, numbered from 1 in the list).
     spec : Spec
         The model specification the table must match.
 
@@ -132,8 +135,26 @@ def load_panel(source: str | Path | pd.DataFrame, spec: Spec) -> Panel:
     DataError
         With the file, the rows and the column at fault and what is allowed there.
     """
+    if isinstance(source, list | tuple):
+        return _load_many(list(source), spec)
     frame, label, lines = read_table(source)
     return validate(frame, spec, label, file_lines=lines)
+
+
+def _load_many(sources: list, spec: Spec) -> Panel:
+    """Concatenate several tables; rows keep their origin as ``file:line`` labels."""
+    if not sources:
+        raise DataError("an empty list of data files: give at least one")
+    frames, labels = [], []
+    for i, source in enumerate(sources, start=1):
+        frame, label, lines = read_table(source)
+        name = Path(label).name if label != "<DataFrame>" else f"<DataFrame {i}>"
+        frame.index = [f"{name}:{r + 2 if lines else r}" for r in frame.index]
+        frames.append(frame)
+        labels.append(label)
+    columns = list(dict.fromkeys(c for f in frames for c in f.columns))
+    frame = pd.concat([f.reindex(columns=columns) for f in frames])
+    return validate(frame, spec, " + ".join(labels), row_kind="file:line")
 
 
 class _Problems:
@@ -161,8 +182,13 @@ class _Problems:
     kind = "line numbers in the file"
 
 
-def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_lines: bool = False) -> Panel:
-    """Validate a long table against ``spec`` and index it (see :func:`load_panel`)."""
+def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_lines: bool = False,
+             row_kind: str | None = None) -> Panel:
+    """Validate a long table against ``spec`` and index it (see :func:`load_panel`).
+
+    ``row_kind`` names what the index labels are in error messages (default: line numbers in the
+    file when ``file_lines``, else DataFrame index labels).
+    """
     if frame.shape[0] == 0:
         raise DataError(f"{label}: the table is empty; it needs one row per observation with columns "
                         f"{', '.join(REQUIRED)}")
@@ -187,6 +213,8 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     problems = _Problems(label, rows)
     if not file_lines:
         problems.kind = "DataFrame index labels"
+    if row_kind is not None:
+        problems.kind = row_kind
 
     for col in ("country", "region", "indicator", *(("rater",) if "rater" in frame else ())):
         text = frame[col].astype("string").str.strip()

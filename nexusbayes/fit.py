@@ -292,6 +292,8 @@ def _postprocess(tree: xr.DataTree, model: pm.Model, panel: Panel, spec: Spec, s
         idx = block_index(design, panel, block)
         eta = idx.centre + intercept[:, idx.indicator] + np.einsum(
             "snk,snk->sn", loading[:, idx.indicator], theta[:, idx.region, idx.period])
+        if "country_offset" in post:
+            eta = eta + flat("country_offset")[:, idx.indicator, idx.country]
         params = {p: flat(f"{p}_{block.key}") for p in NUISANCE if f"{p}_{block.key}" in post}
         name, coords = f"y_{block.key}", {block.dim: block.labels}
         dims = ("chain", "draw", block.dim)

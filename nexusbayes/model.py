@@ -25,10 +25,13 @@ Identification
   to it, which leaves no scale direction that only the prior pins down.
 * **Sign**: every trait has an anchor indicator (checked by the spec) whose loading has a fixed sign.
 * **Rotation**: anchors load on their trait alone, i.e. have zero loadings on the other traits.
+* **Between countries**: an indicator marked ``comparable = false`` gets a location per country
+  (sum-to-zero offsets), so only comparable indicators tell the countries apart; every trait needs one.
 
 The measurement model
 ---------------------
-``eta_i = centre_j + intercept_j + sum_k loading[j, k] theta[r_i, t_i, k]`` with one vectorised
+``eta_i = centre_j + intercept_j [+ offset_{j, c_i}] + sum_k loading[j, k] theta[r_i, t_i, k]``
+(the country offset only for indicators not comparable across countries) with one vectorised
 likelihood term per family (per number of categories for ordinal) over all its observations,
 gathered by integer indexing, so a gradient costs time linear in the number of observations.
 """
@@ -42,6 +45,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from nexusbayes.data import Panel
+from nexusbayes.errors import SpecError
 from nexusbayes.families import FAMILIES, Block
 from nexusbayes.spec import Spec
 
@@ -76,8 +80,23 @@ def term_key(spec: Spec, indicator: str) -> str:
 
 
 def make_design(panel: Panel, spec: Spec) -> Design:
-    """Split the panel into likelihood blocks and compute the fixed constants."""
+    """Split the panel into likelihood blocks and compute the fixed constants.
+
+    Raises
+    ------
+    SpecError
+        When the data hold several countries and a trait has no comparable indicator, so that the
+        differences between countries in that trait would be set by the prior alone.
+    """
     frame = panel.frame
+    if len(panel.countries) > 1:
+        for trait in spec.traits:
+            if not any(spec.indicators[n].comparable and trait in spec.indicators[n].loads
+                       for n in panel.indicators):
+                raise SpecError(
+                    f"spec {spec.name!r}: the data hold {len(panel.countries)} countries but no indicator loading "
+                    f"on {trait!r} is comparable across them, so how the countries differ in {trait!r} would be "
+                    "set by the prior alone; mark at least one such indicator `comparable = true` (the default)")
     fam_of = {n: ind.family for n, ind in spec.indicators.items()}
     centres = {}
     for name in panel.indicators:
@@ -136,6 +155,7 @@ class BlockIndex:
 
     region: np.ndarray
     period: np.ndarray
+    country: np.ndarray
     indicator: np.ndarray
     centre: np.ndarray                     # added to eta (0 for normal: handled on the data scale)
     scale: tuple[np.ndarray, np.ndarray]   # (location, scale) of the indicator, for normal
@@ -152,7 +172,8 @@ def block_index(design: Design, panel: Panel, block: Block) -> BlockIndex:
     normal = [spec_family == "normal" for spec_family in design.families]
     centre = np.where(np.asarray(normal)[j], 0.0, loc)
     return BlockIndex(region=frame["region_idx"].to_numpy()[rows], period=frame["period_idx"].to_numpy()[rows],
-                      indicator=j, centre=centre, scale=(loc, scale))
+                      country=frame["country_idx"].to_numpy()[rows], indicator=j, centre=centre,
+                      scale=(loc, scale))
 
 
 def build_model(panel: Panel, spec: Spec) -> pm.Model:
@@ -188,11 +209,14 @@ def build_model(panel: Panel, spec: Spec) -> pm.Model:
         theta = pm.Deterministic("theta", (theta_raw - mean) / sd, dims=("region", "period", "trait"))
         pm.Deterministic("country_theta", (country_raw - mean) / sd, dims=("country", "period", "trait"))
         loading, intercept = _measurement_parameters(design, spec)
+        offset = _country_offsets(design, spec)
         for block in design.blocks:
             family = FAMILIES[spec.indicators[block.names[0]].family]
             idx = block_index(design, panel, block)
             theta_obs = theta[idx.region, idx.period]                              # (n, trait)
             eta = idx.centre + intercept[idx.indicator] + (loading[idx.indicator] * theta_obs).sum(axis=-1)
+            if offset is not None:
+                eta = eta + offset[idx.indicator, idx.country]
             params = family.nuisance(block, spec.priors)
             family.likelihood(block, eta, idx.scale, params)
     return model
@@ -334,3 +358,25 @@ def _measurement_parameters(design: Design, spec: Spec):
         intercept = pt.set_subtensor(intercept[np.flatnonzero(with_intercept)], raw)
     intercept = pm.Deterministic("intercept", intercept, dims="indicator")
     return loading, intercept
+
+
+def _country_offsets(design: Design, spec: Spec):
+    """Country offsets (indicator, country) of the indicators not comparable across countries, or None.
+
+    Sum-to-zero over countries (an orthonormal contrast basis, non-centred), so the indicator's own
+    intercept (or cut-point centre) stays its average over countries and nothing is left for the prior
+    alone to pin down.
+    """
+    names = design.coords["indicator"]
+    countries = design.coords["country"]
+    local = [j for j, n in enumerate(names) if not spec.indicators[n].comparable]
+    if len(countries) < 2 or not local:
+        return None
+    model = pm.Model.get_context()
+    model.add_coord("indicator_country_specific", [names[j] for j in local])
+    model.add_coord("country_contrast", np.arange(len(countries) - 1))
+    z = pm.Normal("country_offset_z", 0.0, 1.0, dims=("indicator_country_specific", "country_contrast"))
+    basis = sum_to_zero_basis(np.zeros(len(countries), dtype=int))          # (country, country - 1)
+    offsets = spec.priors.country_offset * pt.dot(z, basis.T)
+    full = pt.set_subtensor(pt.zeros((len(names), len(countries)))[np.array(local)], offsets)
+    return pm.Deterministic("country_offset", full, dims=("indicator", "country"))

@@ -11,7 +11,7 @@ import pandas as pd
 
 from nexusbayes.constants import TYPES
 from nexusbayes.errors import OutputExistsError
-from nexusbayes.fit import Fit
+from nexusbayes.fit import Fit, atomic_write
 
 FIT_FILE = "fit.nc"
 
@@ -72,7 +72,27 @@ def tables(fit: Fit) -> dict[str, pd.DataFrame]:
         groups = fit.group_era_summary()
         if len(groups):
             out["types_by_group_era"] = groups
+    if len(fit.panel.countries) > 1:
+        from nexusbayes.compare import comparison_tables
+
+        out.update({f"compare_{k}": v for k, v in comparison_tables(fit, periods=None).items()})
     return out
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path, overwrite: bool = False) -> list[Path]:
+    """Write each table as ``<name>.csv`` into ``out_dir``, each file atomically.
+
+    Refuses (before writing anything) when a file exists and ``overwrite`` is false.
+    """
+    out_dir = Path(out_dir)
+    paths = [out_dir / f"{name}.csv" for name in tables]
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(f"{', '.join(map(str, existing))} exist(s); pass --overwrite to replace")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path, table in zip(paths, tables.values(), strict=True):
+        atomic_write(path, lambda tmp, t=table: t.to_csv(tmp, index=False))
+    return paths
 
 
 def summary_text(fit: Fit) -> str:

@@ -48,8 +48,10 @@ class Simulation:
         The validated panel.
     spec : Spec
     truth : xarray.Dataset
-        ``theta`` (region, period, trait), standardised like the model's, ``loading``
-        (indicator, trait) and ``intercept`` (indicator).
+        ``theta`` (region, period, trait), standardised like the model's; ``country_theta``
+        (country, period, trait), the mean of ``theta`` over each country's regions (what the
+        model's ``country_theta`` estimates); ``loading`` (indicator, trait), ``intercept``
+        (indicator) and ``country_offset`` (indicator, country; zero for comparable indicators).
     """
 
     frame: pd.DataFrame
@@ -118,6 +120,7 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
     names = list(spec.indicators)
     loading = np.zeros((len(names), len(traits)))
     intercept = np.zeros(len(names))
+    offset = np.zeros((len(names), n_countries))     # country offsets of non-comparable indicators
     rows = []
     for j, name in enumerate(names):
         ind = spec.indicators[name]
@@ -126,6 +129,9 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
             free = size * rng.choice([-1, 1])
             loading[j, traits.index(trait)] = {"positive": size, "negative": -size}.get(sign, free)
         intercept[j] = 0.0 if ind.family == "ordinal" else rng.normal(0.0, 0.5)
+        if not ind.comparable and n_countries > 1:
+            draw = rng.normal(0.0, spec.priors.country_offset, n_countries)
+            offset[j] = draw - draw.mean()
         r_idx, t_idx = np.meshgrid(np.arange(n_units), np.arange(n_periods), indexing="ij")
         r_idx, t_idx = r_idx.ravel(), t_idx.ravel()
         raters = [f"rater{k + 1}" for k in range(n_raters)] if (ind.family == "ordinal" and n_raters) else [None]
@@ -133,7 +139,7 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         for rater in raters:
             keep = rng.random(len(r_idx)) >= missing
             r, t = r_idx[keep], t_idx[keep]
-            eta = intercept[j] + theta[r, t] @ loading[j]
+            eta = intercept[j] + offset[j, r // n_regions] + theta[r, t] @ loading[j]
             n = len(r)
             block = Block(key=ind.family, names=[name], rows=np.arange(n), labels=np.arange(n),
                           local=np.zeros(n, int), y=np.zeros(n),
@@ -156,10 +162,12 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
             rows.append(part)
     frame = pd.concat(rows, ignore_index=True)
     panel = validate(frame, spec, "<simulated>")
+    country_theta = theta.reshape(n_countries, n_regions, n_periods, len(traits)).mean(axis=1)
     truth = xr.Dataset(
         {"theta": (("region", "period", "trait"), theta), "loading": (("indicator", "trait"), loading),
-         "intercept": ("indicator", intercept)},
-        coords={"region": regions, "period": years, "trait": traits, "indicator": names},
+         "intercept": ("indicator", intercept), "country_theta": (("country", "period", "trait"), country_theta),
+         "country_offset": (("indicator", "country"), offset)},
+        coords={"region": regions, "period": years, "trait": traits, "indicator": names, "country": countries},
     )
     return Simulation(frame=frame, panel=panel, spec=spec, truth=truth)
 

@@ -62,12 +62,20 @@ class Indicator(_Strict):
         Number of ordinal categories K (ratings 1..K); required for, and only for, ``ordinal``.
     label : str, optional
         Human-readable name for tables and figures.
+    comparable : bool
+        Whether the indicator measures the traits on the same scale in every country (default).
+        Set it to ``false`` when definitions or reporting differ between countries (national staff
+        definitions, quota regimes): the indicator then gets a location per country (a
+        sum-to-zero country offset on its linear predictor, or on its cut-points for ordinal
+        ratings), so it informs differences within countries but not between them. In a fit with
+        several countries every trait needs at least one comparable indicator.
     """
 
     family: Family
     loads: dict[str, Sign]
     categories: Annotated[int, Field(ge=2, le=20)] | None = None
     label: str | None = None
+    comparable: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> Indicator:
@@ -149,13 +157,15 @@ class Priors(_Strict):
     deviations (the initial SD of countries when every country has a single region, which has no
     region deviations; the step SD when there is a single unit).
 
-    Every value is the scale of a half-normal prior (normal for intercepts and free loadings,
-    whose location is 0), except ``lkj_eta`` (LKJ shape on the trait correlation) and
-    ``ar_phi`` (Beta(a, b) on the AR(1) coefficient per year).
+    Every value is the scale of a half-normal prior (normal for intercepts, free loadings and the
+    country offsets of indicators not comparable across countries, whose location is 0), except
+    ``lkj_eta`` (LKJ shape on the trait correlation) and ``ar_phi`` (Beta(a, b) on the AR(1)
+    coefficient per year).
     """
 
     loading: Annotated[float, Field(gt=0)] = 1.0
     intercept: Annotated[float, Field(gt=0)] = 2.0
+    country_offset: Annotated[float, Field(gt=0)] = 1.0
     cutpoint: Annotated[float, Field(gt=0)] = 3.0
     rater_sd: Annotated[float, Field(gt=0)] = 0.5
     noise_sd: Annotated[float, Field(gt=0)] = 1.0
@@ -218,8 +228,9 @@ class Spec(_Strict):
         can never point outside the output directory.
     indicators : dict of str to Indicator
         The indicators, keyed by the names used in the data's ``indicator`` column.
-    data : str, optional
-        Path of the data file (CSV or Parquet), relative to the spec file.
+    data : str or list of str, optional
+        Path of the data file (CSV or Parquet), relative to the spec file; a list of files (e.g.
+        one per country) is read as one table.
     traits : list of str
         Latent traits, default ``["capability", "willingness"]``.
 
@@ -233,7 +244,7 @@ class Spec(_Strict):
 
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
     indicators: dict[str, Indicator]
-    data: str | None = None
+    data: str | Annotated[list[str], Field(min_length=1)] | None = None
     traits: list[str] = Field(default_factory=lambda: ["capability", "willingness"])
     periods: Periods = Field(default_factory=Periods)
     dynamics: DynamicsSpec = Field(default_factory=DynamicsSpec)
@@ -332,14 +343,14 @@ class Spec(_Strict):
         return self.typology.thresholds.get(trait, 0.0)
 
 
-def load_spec(path: str | Path) -> tuple[Spec, Path | None]:
+def load_spec(path: str | Path) -> tuple[Spec, Path | list[Path] | None]:
     """Read a TOML spec file.
 
     Returns
     -------
     spec : Spec
-    data_path : Path or None
-        The data file named by the spec, resolved relative to the spec file.
+    data_path : Path, list of Path or None
+        The data file(s) named by the spec, resolved relative to the spec file.
     """
     path = Path(path)
     try:
@@ -349,6 +360,8 @@ def load_spec(path: str | Path) -> tuple[Spec, Path | None]:
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a UTF-8 text file") from None
     spec = Spec.from_toml(text, source=str(path))
+    if isinstance(spec.data, list):
+        return spec, [(path.parent / d).resolve() for d in spec.data]
     data_path = (path.parent / spec.data).resolve() if spec.data else None
     return spec, data_path
 

@@ -82,10 +82,12 @@ def threshold_draws(tree: xr.DataTree, spec: Spec, trait: str) -> xr.DataArray:
     return xr.DataArray(np.asarray(latent).reshape(shape), dims=SAMPLE_DIMS, name=f"threshold_{trait}")
 
 
-def _codes(tree: xr.DataTree, spec: Spec, shift: tuple[float, float] = (0.0, 0.0)) -> xr.DataArray:
+def type_codes(tree: xr.DataTree, spec: Spec, shift: tuple[float, float] = (0.0, 0.0),
+               var: str = "theta") -> xr.DataArray:
+    """Type code (index into ``TYPES``) of every draw of ``posterior[var]`` (``theta`` or ``country_theta``)."""
     if not spec.has_typology:
         raise ValueError(f"the typology needs traits 'capability' and 'willingness'; this spec has {spec.traits}")
-    theta = tree["posterior"]["theta"]
+    theta = tree["posterior"][var]
     cap_t = threshold_draws(tree, spec, "capability") + shift[0]
     will_t = threshold_draws(tree, spec, "willingness") + shift[1]
     codes = xr.apply_ufunc(classify, theta.sel(trait="capability"), theta.sel(trait="willingness"), cap_t, will_t)
@@ -109,7 +111,7 @@ def type_probabilities(tree: xr.DataTree, spec: Spec, shift: tuple[float, float]
     xarray.DataArray
         Dims (region, period, type), summing to 1 over ``type``.
     """
-    codes = _codes(tree, spec, shift)
+    codes = type_codes(tree, spec, shift)
     probs = xr.concat([(codes == k).mean(SAMPLE_DIMS) for k in range(len(TYPES))], dim="type")
     return probs.assign_coords(type=list(TYPES)).transpose("region", "period", "type").rename("type_probability")
 
@@ -134,7 +136,7 @@ def transition_probabilities(tree: xr.DataTree, spec: Spec) -> xr.DataArray:
         Dims (region, step, from, to); ``step`` is labelled by the later period. Sums to 1 over
         (from, to).
     """
-    codes = _codes(tree, spec).transpose(*SAMPLE_DIMS, "region", "period").values
+    codes = type_codes(tree, spec).transpose(*SAMPLE_DIMS, "region", "period").values
     n = len(TYPES)
     pair = codes[..., :-1] * n + codes[..., 1:]
     probs = np.stack([(pair == k).mean(axis=(0, 1)) for k in range(n * n)], axis=-1)
@@ -157,7 +159,7 @@ def transition_matrices(tree: xr.DataTree, spec: Spec, region_country: dict[str,
         Columns country, from, to, mean, lower, upper, and ``p_row_defined`` (share of draws in
         which the ``from`` type occurred at all).
     """
-    codes = _codes(tree, spec).transpose(*SAMPLE_DIMS, "region", "period")
+    codes = type_codes(tree, spec).transpose(*SAMPLE_DIMS, "region", "period")
     regions = codes["region"].values
     flat = codes.values.reshape(-1, len(regions), codes.sizes["period"])
     out = []

@@ -432,3 +432,35 @@ def test_validate_uses_the_given_label():
     frame.loc[0, "indicator"] = "staf"
     with pytest.raises(DataError, match=r"^my-table: invalid indicator data \(rows are DataFrame index"):
         validate(frame, SPEC, "my-table")
+
+
+# ---- several files read as one table ---------------------------------------------------------------
+
+def test_several_files_are_one_table_with_file_line_rows(tmp_path):
+    kg, tj = tmp_path / "kg.csv", tmp_path / "tj.csv"
+    kg.write_text("\n".join([HEADER, *GOOD]) + "\n")
+    tj.write_text("\n".join([HEADER, "TJ,Sughd,2000,staff,2.5,,,", "TJ,Sughd,2001,staff,2.6,,,"]) + "\n")
+    panel = load_panel([kg, tj], SPEC)
+    assert panel.countries == ["KG", "TJ"] and panel.n_obs == len(GOOD) + 2
+    assert panel.source == f"{kg} + {tj}"
+    rows = panel.frame.set_index(["region", "period", "indicator"])["row"]
+    assert rows[("Sughd", 2001, "staff")] == "tj.csv:3"
+    assert rows[("Osh", 2000, "staff")] == "kg.csv:2"
+
+
+def test_several_files_errors_name_the_file_and_line(tmp_path):
+    kg, tj = tmp_path / "kg.csv", tmp_path / "tj.csv"
+    kg.write_text("\n".join([HEADER, *GOOD]) + "\n")
+    tj.write_text("\n".join([HEADER, "TJ,Sughd,2000,staff,2.5,,,", "TJ,Sughd,2000,quota,13,,12,"]) + "\n")
+    with pytest.raises(DataError) as excinfo:
+        load_panel([kg, tj], SPEC)
+    msg = str(excinfo.value)
+    assert "(rows are file:line)" in msg and "row tj.csv:3:" in msg and "quota" in msg
+    # the same observation in two files is a duplicate, named in both
+    tj.write_text("\n".join([HEADER, GOOD[0]]) + "\n")
+    with pytest.raises(DataError, match=r"rows kg.csv:2, tj.csv:2: duplicated"):
+        load_panel([kg, tj], SPEC)
+    with pytest.raises(DataError, match="absent.csv: data file not found"):
+        load_panel([kg, tmp_path / "absent.csv"], SPEC)
+    with pytest.raises(DataError, match="empty list"):
+        load_panel([], SPEC)

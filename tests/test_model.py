@@ -5,15 +5,25 @@ import pymc as pm
 import pytest
 from pymc.model.transform.conditioning import remove_value_transforms
 
+from nexusbayes.errors import SpecError
 from nexusbayes.families import FAMILIES, NUISANCE
 from nexusbayes.model import block_index, build_model, make_design, sum_to_zero_basis
 from nexusbayes.simulate import default_spec, simulate
 from nexusbayes.spec import Indicator, Spec
 
 
+def with_country_specific(spec: Spec, *names: str) -> Spec:
+    """``spec`` with ``names`` marked not comparable across countries."""
+    data = spec.to_dict()
+    for name in names:
+        data["indicators"][name]["comparable"] = False
+    return Spec.from_dict(data)
+
+
 @pytest.fixture(scope="module")
 def small():
-    sim = simulate(n_countries=2, n_regions=3, n_periods=4, missing=0.2, n_raters=2, seed=5)
+    spec = with_country_specific(default_spec(), "quota")
+    sim = simulate(spec, n_countries=2, n_regions=3, n_periods=4, missing=0.2, n_raters=2, seed=5)
     return sim, build_model(sim.panel, sim.spec)
 
 
@@ -50,16 +60,19 @@ def test_numpy_log_likelihood_matches_pymc(small):
     fn = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.logp(vars=list(umodel.observed_RVs), sum=False),
                            on_unused_input="ignore")
     expected = dict(zip([rv.name for rv in umodel.observed_RVs], fn(point), strict=True))
-    names = ("theta", "loading", "intercept", "cutpoints_ordinal", "rater_shift_ordinal")
+    names = ("theta", "loading", "intercept", "country_offset", "cutpoints_ordinal", "rater_shift_ordinal")
     det = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.replace_rvs_by_values([umodel[n] for n in names]),
                             on_unused_input="ignore")(point)
-    values = dict(zip(("theta", "loading", "intercept", "cutpoints", "rater_shift"), det, strict=True))
+    values = dict(zip(("theta", "loading", "intercept", "country_offset", "cutpoints", "rater_shift"), det,
+                      strict=True))
+    assert np.abs(values["country_offset"][sim.panel.indicators.index("quota")]).max() > 0
     values.update({"sigma": point["sigma_normal"], "inv_dispersion": point["inv_dispersion_negbin"]})
     design = make_design(sim.panel, sim.spec)
     for block in design.blocks:
         idx = block_index(design, sim.panel, block)
         eta = idx.centre + values["intercept"][idx.indicator] + (
-            values["loading"][idx.indicator] * values["theta"][idx.region, idx.period]).sum(-1)
+            values["loading"][idx.indicator] * values["theta"][idx.region, idx.period]).sum(-1) + values[
+            "country_offset"][idx.indicator, idx.country]
         params = {p: values[p] for p in NUISANCE if f"{p}_{block.key}" in model.named_vars}
         got = FAMILIES[sim.spec.indicators[block.names[0]].family].logp(eta, idx.scale, block, params)
         np.testing.assert_allclose(got, expected[f"y_{block.key}"], rtol=1e-6, atol=1e-8, err_msg=block.key)
@@ -92,3 +105,30 @@ def test_single_trait_model_builds():
     model = build_model(sim.panel, sim.spec)
     assert "trait_chol" not in model.named_vars
     assert model.named_vars_to_dims["theta"] == ("region", "period", "trait")
+
+
+def test_country_specific_indicators_get_sum_to_zero_offsets(small):
+    sim, model = small
+    assert model.named_vars_to_dims["country_offset"] == ("indicator", "country")
+    assert list(model.coords["indicator_country_specific"]) == ["quota"]
+    offsets = pm.draw(model["country_offset"], draws=50, random_seed=2)          # (draw, indicator, country)
+    quota = sim.panel.indicators.index("quota")
+    np.testing.assert_allclose(offsets[:, quota].sum(-1), 0.0, atol=1e-12)        # sum to zero over countries
+    assert offsets[:, quota].std() > 0.3
+    others = np.delete(offsets, quota, axis=1)
+    assert not others.any()                                                       # comparable: no offset
+
+
+def test_single_country_needs_no_offsets():
+    spec = with_country_specific(default_spec(), "quota")
+    sim = simulate(spec, n_regions=3, n_periods=3, seed=1)
+    assert "country_offset" not in build_model(sim.panel, spec).named_vars
+
+
+def test_several_countries_need_a_comparable_indicator_per_trait():
+    spec = with_country_specific(default_spec(), "quota", "abuse", "expert_willingness", "seizures")
+    sim = simulate(spec, n_countries=2, n_regions=2, n_periods=3, seed=1)
+    with pytest.raises(SpecError, match="no indicator loading on 'willingness' is comparable"):
+        build_model(sim.panel, spec)
+    one_country = simulate(spec, n_regions=2, n_periods=3, seed=1)
+    build_model(one_country.panel, spec)          # within one country comparability does not matter

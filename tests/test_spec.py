@@ -245,3 +245,15 @@ def test_python_api_indicator_checks():
         Indicator(family="ordinal", loads={"capability": "positive"})
     with pytest.raises(ValueError, match=r"`categories` is only for ordinal indicators, not 'normal'"):
         Indicator(family="normal", categories=3, loads={"capability": "positive"})
+
+
+def test_spec_with_several_data_files(tmp_path):
+    spec_file = tmp_path / "specs" / "ca.toml"
+    spec_file.parent.mkdir()
+    data = default_spec().to_dict() | {"name": "ca", "data": ["../data/kg.csv", "../data/tj.csv"]}
+    spec_file.write_text(Spec.from_dict(data).to_toml(), encoding="utf-8")
+    spec, data_path = load_spec(spec_file)
+    assert data_path == [(tmp_path / "data" / "kg.csv").resolve(), (tmp_path / "data" / "tj.csv").resolve()]
+    assert Spec.from_toml(spec.to_toml()) == spec
+    with pytest.raises(SpecError, match="data"):
+        Spec.from_dict(data | {"data": []})
