@@ -89,7 +89,7 @@ def read_martin_quinn_votes(directory: str | Path) -> pd.DataFrame:
         col = bad.any().idxmax()
         row = int(np.flatnonzero(bad[col].to_numpy())[0])
         raise DataError(f"{path}: column {col!r} (a justice) must hold 1 or -1 (the two vote directions) or 0 "
-                        f"(did not sit), got {wide[col].iloc[row]!r} on line {row + 2}")
+                        f"(did not sit), got {str(wide[col].iloc[row])!r} on line {row + 2}")
     long = votes.set_axis(wide["case_idx"].astype(int), axis=0).rename_axis(index="case", columns="region").stack()
     long = long[long != 0].reset_index(name="vote")
     term = dict(zip(wide["case_idx"].astype(int), wide["term"].astype(int), strict=True))
