@@ -84,7 +84,8 @@ def test_orientation_with_a_fixed_sign_is_refused():
 
 def test_orientation_regions_must_be_in_the_data(tmp_path):
     spec, _ = load_spec(SPEC)
-    with pytest.raises(DataError, match=r"\[orientation\] names region\(s\) \['Brennan', 'Marshall', 'Rehnquist', 'Thomas'\]"):
+    missing = r"\['Brennan', 'Marshall', 'Rehnquist', 'Thomas'\]"
+    with pytest.raises(DataError, match=r"\[orientation\] names region\(s\) " + missing):
         load_panel(write(tmp_path), spec)
 
 
