@@ -286,10 +286,12 @@ def sharing_check(fit, indicators: Sequence[str] | None = None, *, draws: int | 
         raise CompareError("sharing_check needs a fit with more than one country")
     spec = fit.spec
     candidates = list(indicators) if indicators is not None else [
-        n for n in fit.panel.indicators if _flip_keeps_identified(spec, n, fit.panel.indicators)]
+        n for n in spec.indicators if n in fit.panel.indicators
+        and _flip_keeps_identified(spec, n, fit.panel.indicators)]
     unknown = [n for n in candidates if n not in spec.indicators]
     if unknown:
-        raise CompareError(f"unknown indicator(s) {unknown}; the spec has {list(spec.indicators)}")
+        raise CompareError(f"unknown indicator(s) {unknown}; the spec lists {list(spec.indicators)} "
+                           "(item-bank items cannot be flipped one by one)")
     attrs = fit.tree.attrs
     settings = {"draws": draws or int(attrs.get("draws", spec.sampler.draws)),
                 "tune": tune or int(attrs.get("tune", spec.sampler.tune)),
@@ -315,5 +317,5 @@ def sharing_check(fit, indicators: Sequence[str] | None = None, *, draws: int | 
 
 def _flip_keeps_identified(spec, name: str, present: Sequence[str]) -> bool:
     """Whether flipping ``name``'s comparability leaves every trait with a comparable indicator."""
-    flipped = {n: (spec.indicators[n].comparable != (n == name)) for n in present}
-    return all(any(flipped[n] and t in spec.indicators[n].loads for n in present) for t in spec.traits)
+    flipped = {n: (spec.indicator(n).comparable != (n == name)) for n in present}
+    return all(any(flipped[n] and t in spec.indicator(n).loads for n in present) for t in spec.traits)

@@ -122,7 +122,9 @@ def load_panel(source: str | Path | pd.DataFrame | Sequence[str | Path | pd.Data
     source : path, DataFrame, or a list of them
         CSV or Parquet file, or a DataFrame in the long format described in the module docstring.
         A list (e.g. one file per country) is read as one table; its rows are then named
-        ``file:line`` (``file:label`` for DataFrames, numbered from 1 in the list).
+        ``file:line`` (``file:label`` for DataFrames, numbered from 1 in the list). For a spec whose
+        ``[data] format`` names a public layout (e.g. ``"martin_quinn"``), the path is read by that
+        layout's loader in :mod:`nexusbayes.datasets`.
     spec : Spec
         The model specification the table must match.
 
@@ -137,6 +139,11 @@ def load_panel(source: str | Path | pd.DataFrame | Sequence[str | Path | pd.Data
     """
     if isinstance(source, list | tuple):
         return _load_many(list(source), spec)
+    if spec.data_format != "long" and not isinstance(source, pd.DataFrame):
+        from nexusbayes.datasets import READERS  # the loaders build on this module
+
+        frame = READERS[spec.data_format](source, **spec.data.options())
+        return validate(frame, spec, f"{source} ({spec.data_format} format)")
     frame, label, lines = read_table(source)
     return validate(frame, spec, label, file_lines=lines)
 
@@ -227,13 +234,17 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     problems.raise_if_any()
 
     known = set(spec.indicators)
-    bad_ind = ~frame["indicator"].isin(known)
+    listed = frame["indicator"].isin(known).to_numpy()
+    bad_ind = ~listed if spec.item_bank is None else np.zeros(len(frame), dtype=bool)
     for name in sorted(set(frame.loc[bad_ind, "indicator"])):
         guess = difflib.get_close_matches(name, sorted(known), n=1)
         problems.add(frame["indicator"] == name,
                      f"indicator {name!r} is not in the spec" + (f" (did you mean {guess[0]!r}?)" if guess else "")
                      + f"; the spec has: {', '.join(spec.indicators)}")
     problems.raise_if_any()
+    if spec.item_bank is not None and listed.all():
+        raise DataError(f"{label}: the spec has an [item_bank] but every indicator in the data is listed under "
+                        "[indicators]; remove [item_bank]")
 
     for col in ("value", "exposure", "trials"):
         if col not in frame:
@@ -255,34 +266,38 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     problems.raise_if_any()
 
     # support of each family
-    fam = frame["indicator"].map({n: i.family for n, i in spec.indicators.items()})
+    fam = frame["indicator"].map({n: i.family for n, i in spec.indicators.items()}).astype(object)
+    if spec.item_bank is not None:
+        fam = fam.where(listed, spec.item_bank.family)
     value = frame["value"].to_numpy()
     is_int = np.isfinite(value) & (np.floor(value) == value)
     has = {c: (c in frame) for c in OPTIONAL}
     exposure = frame["exposure"].to_numpy() if has["exposure"] else np.full(len(frame), np.nan)
     trials = frame["trials"].to_numpy() if has["trials"] else np.full(len(frame), np.nan)
     ok_trials = np.isfinite(trials) & (np.floor(trials) == trials) & (trials >= 1)
-    for name, ind in spec.indicators.items():
-        m = (frame["indicator"] == name).to_numpy()
+    checks = [(f"{name!r}", (frame["indicator"] == name).to_numpy(), ind) for name, ind in spec.indicators.items()]
+    if spec.item_bank is not None:   # all bank items at once (there may be thousands)
+        checks.append(("item-bank indicators", ~listed, spec.item_bank.indicator()))
+    for name, m, ind in checks:
         if ind.family == "negbin":
             problems.add(m & ~(is_int & (value >= 0)),
-                         f"`value` of {name!r} (negbin) must be a count: a whole number >= 0", got=value)
+                         f"`value` of {name} (negbin) must be a count: a whole number >= 0", got=value)
             problems.add(m & np.isfinite(exposure) & ~(exposure > 0),
-                         f"`exposure` of {name!r} must be > 0 (it enters as log exposure)", got=exposure)
+                         f"`exposure` of {name} must be > 0 (it enters as log exposure)", got=exposure)
         elif ind.family == "binomial":
             problems.add(m & np.isnan(trials),
-                         f"{name!r} is binomial: it needs `trials` (e.g. 12 months) on every row")
+                         f"{name} is binomial: it needs `trials` (e.g. 12 months) on every row")
             problems.add(m & np.isfinite(trials) & ~ok_trials,
-                         f"`trials` of {name!r} must be a whole number >= 1", got=trials)
+                         f"`trials` of {name} must be a whole number >= 1", got=trials)
             problems.add(m & ok_trials & ~(is_int & (value >= 0) & (value <= trials)),
-                         f"`value` of {name!r} (binomial: successes out of `trials`) must be a whole number "
+                         f"`value` of {name} (binomial: successes out of `trials`) must be a whole number "
                          "from 0 to the row's `trials`", got=value)
         elif ind.family == "bernoulli":
             problems.add(m & ~np.isin(value, [0.0, 1.0]),
-                         f"`value` of {name!r} (bernoulli) must be 0 or 1", got=value)
+                         f"`value` of {name} (bernoulli) must be 0 or 1", got=value)
         elif ind.family == "ordinal":
             problems.add(m & ~(is_int & (value >= 1) & (value <= ind.categories)),
-                         f"`value` of {name!r} (ordinal rating) must be a whole number from 1 to "
+                         f"`value` of {name} (ordinal rating) must be a whole number from 1 to "
                          f"{ind.categories}", got=value)
     problems.add((fam != "negbin").to_numpy() & np.isfinite(exposure),
                  "`exposure` is only for negbin indicators; leave it empty here")
@@ -311,10 +326,17 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     if absent:
         raise DataError(f"{label}: indicator(s) {absent} are in the spec but have no rows in the data; "
                         "add observations or remove them from the spec")
+    named = [r for o in spec.orientation.values() for r in (*o.higher, *o.lower)]
+    unknown_regions = sorted(set(named) - set(frame["region"]))
+    if unknown_regions:
+        guesses = [g for r in unknown_regions for g in difflib.get_close_matches(r, sorted(set(frame["region"])), n=1)]
+        raise DataError(f"{label}: the spec's [orientation] names region(s) {unknown_regions} that have no rows in "
+                        "the data" + (f" (did you mean {', '.join(map(repr, guesses))}?)" if guesses else ""))
 
     countries = sorted(set(frame["country"]))
     regions = sorted(set(frame["region"]), key=lambda r: (countries.index(_first(frame, r)), r))
-    indicators = list(spec.indicators)
+    # listed indicators in spec order, then item-bank items in order of first appearance
+    indicators = list(spec.indicators) + pd.unique(frame.loc[~listed, "indicator"]).tolist()
     raters = sorted(set(frame["rater"].dropna())) if has["rater"] else []
     frame["country_idx"] = frame["country"].map({c: i for i, c in enumerate(countries)}).astype(int)
     frame["region_idx"] = frame["region"].map({r: i for i, r in enumerate(regions)}).astype(int)

@@ -1,6 +1,20 @@
-"""Loaders for public data sets in their published layout, returning the package's long table.
+"""Loaders for public data sets in their published layout, one function per source.
 
-The data stay where the user keeps them; a loader reads the user's copy and never writes it.
+Each loader reads the user's copy of a data set (the data are never bundled with the package)
+and returns the package's long table (``country, region, period, indicator, value``, see
+:mod:`nexusbayes.data`), and, where the source provides them, published results to benchmark
+fits against. A spec reads such a source directly with ``[data]`` ``path`` and ``format`` (the
+keys of :data:`READERS`). Format problems raise :class:`~nexusbayes.errors.DataError` naming the
+file, the line and the column.
+
+Sources
+-------
+``martin_quinn``
+    U.S. Supreme Court votes 1937-2013 and Martin and Quinn's dynamic ideal points
+    (:func:`load_martin_quinn`).
+``tip_tiers``
+    Trafficking-in-Persons tiers and the 3P anti-trafficking policy index, country-year
+    (:func:`load_tip_tiers`).
 
 Examples
 --------
@@ -19,13 +33,131 @@ KyrgyzRep    2004      2
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from nexusbayes.errors import DataError
+
+MQ_VOTES = "mq_votes_1937_2013_wide.csv"
+MQ_SCORES = "mq_mcmc_estimates.csv"
+MQ_COUNTRY = "Supreme Court"
+
+
+def load_martin_quinn(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read the Martin-Quinn Supreme Court votes and published ideal points.
+
+    Parameters
+    ----------
+    directory : path
+        A directory holding ``mq_votes_1937_2013_wide.csv`` (one row per case: ``case_idx``,
+        ``term`` and one column per justice with 1 and -1 for the two vote directions and 0 for
+        did not sit or did not vote) and ``mq_mcmc_estimates.csv`` (``justice_rc``, ``term``,
+        ``mq_mcmc``: Martin and Quinn's posterior means, one per justice and term).
+
+    Returns
+    -------
+    votes : pandas.DataFrame
+        Long table, one row per vote cast: ``country`` ("Supreme Court"), ``region`` (the
+        justice), ``period`` (the term), ``indicator`` (``case<case_idx>``) and ``value`` (1 for
+        a vote coded 1, 0 for -1). Non-votes (0) are absent rows: missing, not a vote.
+    scores : pandas.DataFrame
+        ``region`` (justice), ``period`` (term) and ``mq_mcmc``, the published ideal point
+        (higher is more conservative).
+
+    Raises
+    ------
+    DataError
+        When a file is missing or a column is absent or holds values outside the format.
+
+    Notes
+    -----
+    The votes are coded in one direction for most cases but not all (about 1 case in 6 runs the
+    other way with respect to the published ideal points), so a model of them needs free
+    loadings, oriented by justices (see :class:`nexusbayes.spec.Orientation`).
+
+    Examples
+    --------
+    >>> load_martin_quinn("/nonexistent")
+    Traceback (most recent call last):
+    ...
+    nexusbayes.errors.DataError: /nonexistent/mq_votes_1937_2013_wide.csv: Martin-Quinn votes file not found ...
+    """
+    return read_martin_quinn_votes(directory), read_martin_quinn_scores(directory)
+
+
+def read_martin_quinn_votes(directory: str | Path) -> pd.DataFrame:
+    """The votes of :func:`load_martin_quinn` alone, as a long table (the ``martin_quinn`` data format)."""
+    path = Path(directory) / MQ_VOTES
+    wide = _read_csv(path, "Martin-Quinn votes", ("case_idx", "term"))
+    _whole_numbers(wide, path, ("case_idx", "term"))
+    dup = wide["case_idx"].duplicated()
+    if dup.any():
+        raise DataError(f"{path}: column `case_idx` repeats {sorted(set(wide.loc[dup, 'case_idx']))[:8]} "
+                        "(one row per case)")
+    justices = [c for c in wide.columns if c not in ("case_idx", "term")]
+    if not justices:
+        raise DataError(f"{path}: no justice columns besides `case_idx` and `term`")
+    votes = wide[justices].apply(pd.to_numeric, errors="coerce")
+    bad = ~votes.isin([-1, 0, 1])
+    if bad.to_numpy().any():
+        col = bad.any().idxmax()
+        row = int(np.flatnonzero(bad[col].to_numpy())[0])
+        raise DataError(f"{path}: column {col!r} (a justice) must hold 1 or -1 (the two vote directions) or 0 "
+                        f"(did not sit), got {str(wide[col].iloc[row])!r} on line {row + 2}")
+    long = votes.set_axis(wide["case_idx"].astype(int), axis=0).rename_axis(index="case", columns="region").stack()
+    long = long[long != 0].reset_index(name="vote")
+    term = dict(zip(wide["case_idx"].astype(int), wide["term"].astype(int), strict=True))
+    return pd.DataFrame({
+        "country": MQ_COUNTRY, "region": long["region"].astype(str), "period": long["case"].map(term),
+        "indicator": "case" + long["case"].astype(str), "value": (long["vote"] == 1).astype(float),
+    })
+
+
+def read_martin_quinn_scores(directory: str | Path) -> pd.DataFrame:
+    """The published ideal points of :func:`load_martin_quinn` alone: ``region``, ``period``, ``mq_mcmc``."""
+    path = Path(directory) / MQ_SCORES
+    scores = _read_csv(path, "Martin-Quinn estimates", ("justice_rc", "term", "mq_mcmc"))
+    _whole_numbers(scores, path, ("term",))
+    value = pd.to_numeric(scores["mq_mcmc"], errors="coerce")
+    if value.isna().any() or not np.isfinite(value).all():
+        row = int(np.flatnonzero(~np.isfinite(value.to_numpy(float)))[0])
+        raise DataError(f"{path}: column `mq_mcmc` must be a finite number, got {scores['mq_mcmc'].iloc[row]!r} "
+                        f"on line {row + 2}")
+    return pd.DataFrame({"region": scores["justice_rc"].astype(str), "period": scores["term"].astype(int),
+                         "mq_mcmc": value.astype(float)})
+
+
+def _read_csv(path: Path, what: str, required: tuple[str, ...]) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: {what} file not found (is the directory the Martin-Quinn data set?)")
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: cannot be read as CSV: {exc}") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {list(frame.columns)[:10]}"
+                        f"{' ...' if frame.shape[1] > 10 else ''}")
+    if frame.empty:
+        raise DataError(f"{path}: no rows")
+    return frame
+
+
+def _whole_numbers(frame: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> None:
+    for col in columns:
+        num = pd.to_numeric(frame[col], errors="coerce")
+        bad = num.isna() | (np.floor(num) != num)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{path}: column `{col}` must hold whole numbers, got {frame[col].iloc[row]!r} "
+                            f"on line {row + 2}")
+        frame[col] = num.astype(int)
+
+
+
 
 # TIP tiers, best to worst, as ordinal categories where higher means more effort (4 = Tier 1).
 TIP_TIER_CATEGORY = {1.0: 4, 2.0: 3, 2.5: 2, 3.0: 1}
@@ -124,3 +256,47 @@ def _refuse(path: Path, bad: pd.Series, raw: pd.DataFrame, column: str, what: st
         got = list(dict.fromkeys(str(v) for v in raw.loc[bad, column]))[:5]
         raise DataError(f"{path}: line(s) {', '.join(map(str, lines[:8]))}{' ...' if len(lines) > 8 else ''}: "
                         f"`{column}` {what} (got {', '.join(got)})")
+
+
+#: Data formats a spec can name in ``[data] format``: each a reader from a path (and the ``[data]``
+#: table's selection keys, ``countries`` and ``years``, where the source has them) to the long table.
+READERS: dict[str, Callable[..., pd.DataFrame]] = {"martin_quinn": read_martin_quinn_votes,
+                                                   "tip_tiers": load_tip_tiers}
+
+
+def correlate_scores(estimates: pd.DataFrame, published: pd.DataFrame, column: str,
+                     exclude: tuple[str, ...] = ()) -> tuple[float, int]:
+    """Pearson correlation of estimated and published scores over the region-periods in both.
+
+    Parameters
+    ----------
+    estimates : pandas.DataFrame
+        ``region``, ``period`` and ``mean`` (e.g. one trait of :meth:`nexusbayes.Fit.trait_summary`).
+    published : pandas.DataFrame
+        ``region``, ``period`` and the published score in ``column``.
+    column : str
+        The published score's column.
+    exclude : tuple of str
+        Regions to leave out (e.g. ``("Douglas",)``).
+
+    Returns
+    -------
+    r : float
+        The correlation, signed: the sign of a latent scale is a convention, so compare ``abs(r)``
+        unless the orientations were aligned.
+    n : int
+        Number of region-periods compared.
+
+    Examples
+    --------
+    >>> est = pd.DataFrame({"region": ["a", "a", "b"], "period": [1, 2, 1], "mean": [0.1, 0.2, -1.0]})
+    >>> pub = pd.DataFrame({"region": ["a", "a", "b", "c"], "period": [1, 2, 1, 1], "score": [1.0, 1.5, -2, 3]})
+    >>> r, n = correlate_scores(est, pub, "score")
+    >>> round(r, 3), n
+    (0.998, 3)
+    """
+    both = estimates.merge(published, on=["region", "period"], how="inner")
+    both = both[~both["region"].isin(exclude)]
+    if len(both) < 3:
+        raise ValueError(f"only {len(both)} region-periods in common; check the region and period labels")
+    return float(np.corrcoef(both["mean"], both[column])[0, 1]), len(both)

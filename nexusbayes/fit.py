@@ -250,6 +250,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
                              random_seed=settings.seed, target_accept=settings.target_accept,
                              progressbar=progress, compute_convergence_checks=False)
     sampled_at = time.perf_counter()
+    tree = orient(tree, spec, panel)
     tree = _postprocess(tree, model, panel, spec, settings.seed, progress)
     done = time.perf_counter()
     tree.attrs.update({
@@ -263,6 +264,58 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     if check:
         result.diagnostics.warn()
     return result
+
+
+def orient(tree: xr.DataTree, spec: Spec, panel: Panel) -> xr.DataTree:
+    """Reflect each draw of the traits with an ``orientation`` so that they point the stated way.
+
+    A trait whose loadings are all free has a posterior that is exactly symmetric under the
+    reflection theta_k -> -theta_k with every loading on trait k changing sign (the likelihood
+    depends on their product, and every prior involved is symmetric), so choosing one of the two
+    mirror images after sampling changes nothing but the labelling (the label-switching fix of
+    mixture models, applied to a sign). Per draw, the orientation score is the mean trait of the
+    ``higher`` regions minus that of the ``lower`` ones, each region averaged over its
+    region-periods with data; draws with a negative score are reflected. What is reflected: every
+    posterior variable with a ``trait`` dimension (traits, loadings, non-centred innovations; both
+    dimensions of a trait correlation or Cholesky factor, which keeps ``z @ chol.T`` consistent)
+    and the free loadings on the trait, but not the scales (``*_sd``, ``ar_phi``), which are
+    invariant. The share of reflected draws per chain goes to the tree's attrs
+    (``orientation_reflected_<trait>``): each chain stays in one mirror image, so a share strictly
+    between 0 and 1 means a chain crossed between them (or the orienting regions do not separate).
+    """
+    if not spec.orientation:
+        return tree
+    post = tree["posterior"].to_dataset()
+    theta = post["theta"]
+    cells = np.zeros((len(panel.regions), len(panel.periods)), dtype=bool)
+    cells[panel.frame["region_idx"].to_numpy(), panel.frame["period_idx"].to_numpy()] = True
+    mask = xr.DataArray(cells, dims=("region", "period"), coords={"region": panel.regions, "period": panel.periods})
+    for trait, how in spec.orientation.items():
+        per_region = theta.sel(trait=trait).where(mask).mean("period")            # (chain, draw, region)
+        score = xr.zeros_like(per_region.isel(region=0, drop=True))
+        if how.higher:
+            score = score + per_region.sel(region=how.higher).mean("region")
+        if how.lower:
+            score = score - per_region.sel(region=how.lower).mean("region")
+        flip = xr.where(score < 0, -1.0, 1.0)                                       # (chain, draw)
+        trait_sign = xr.where(post["trait"] == trait, flip, 1.0)                   # (chain, draw, trait)
+        for name in list(post.data_vars):
+            var = post[name]
+            if name.endswith("_sd") or name == "ar_phi" or var.dtype.kind != "f":
+                continue
+            if "trait" in var.dims:
+                factor = trait_sign
+                if "trait_" in var.dims:
+                    factor = factor * trait_sign.rename(trait="trait_")
+                post[name] = var * factor
+            label_dims = [d for d in var.dims if d == "loading_free_label"]
+            if label_dims:
+                on_trait = np.array([str(lab).rsplit(":", 1)[-1] == trait for lab in var[label_dims[0]].values])
+                factor = xr.where(xr.DataArray(on_trait, dims=label_dims[0]), flip, 1.0)
+                post[name] = var * factor
+        tree.attrs[f"orientation_reflected_{trait}"] = (flip < 0).mean("draw").values.tolist()
+    tree["posterior"] = xr.DataTree(post)
+    return tree
 
 
 def _postprocess(tree: xr.DataTree, model: pm.Model, panel: Panel, spec: Spec, seed: int,
@@ -288,7 +341,7 @@ def _postprocess(tree: xr.DataTree, model: pm.Model, panel: Panel, spec: Spec, s
     rng = np.random.default_rng(seed)
     observed, predictive, loglik = {}, {}, {}
     for block in design.blocks:
-        family = FAMILIES[spec.indicators[block.names[0]].family]
+        family = FAMILIES[spec.indicator(block.names[0]).family]
         idx = block_index(design, panel, block)
         eta = idx.centre + intercept[:, idx.indicator] + np.einsum(
             "snk,snk->sn", loading[:, idx.indicator], theta[:, idx.region, idx.period])

@@ -17,13 +17,18 @@ country path *is* the country's average and the split between levels is identifi
 
 Identification
 --------------
-* **Location and scale**: ``theta`` is ``theta_raw`` standardised per trait over all region-periods
-  of the fit (mean 0, SD 1). The likelihood depends on ``theta`` only, so its location and scale are
-  fixed by construction; 0 is the average region-period. Since only ratios of the process scales
+* **Location and scale**: ``theta`` is ``theta_raw`` standardised per trait over the region-periods
+  with data (mean 0, SD 1; all region-periods when none is empty). Region-periods without data
+  (e.g. years before a unit exists, terms a justice did not serve) still get traits from the
+  dynamics, but these extrapolations, whose spread grows with the distance to the data, do not set
+  the scale. The likelihood depends on ``theta`` only, so its location and scale are
+  fixed by construction; 0 is the average region-period with data. Since only ratios of the process scales
   reach ``theta``, the initial SD of region deviations is fixed at 1 (the country one when every
   country has a single region; the step SD when there is a single unit) and the others are relative
   to it, which leaves no scale direction that only the prior pins down.
-* **Sign**: every trait has an anchor indicator (checked by the spec) whose loading has a fixed sign.
+* **Sign**: every trait has an anchor indicator (checked by the spec) whose loading has a fixed sign,
+  or, when all its loadings are free, an orientation by regions, applied after sampling (the model
+  is then symmetric under reflecting the trait; see :func:`nexusbayes.fit.orient`).
 * **Rotation**: anchors load on their trait alone, i.e. have zero loadings on the other traits.
 * **Between countries**: an indicator marked ``comparable = false`` gets a location per country
   (sum-to-zero offsets), so only comparable indicators tell the countries apart; every trait needs one.
@@ -72,8 +77,9 @@ def term_key(spec: Spec, indicator: str) -> str:
     Its family, or ``ordinal_k<K>`` when ordinal indicators with different numbers of categories
     need separate terms.
     """
-    ind = spec.indicators[indicator]
-    ordinal_k = {i.categories for i in spec.indicators.values() if i.family == "ordinal"}
+    ind = spec.indicator(indicator)
+    every = [*spec.indicators.values(), *([spec.item_bank] if spec.item_bank is not None else [])]
+    ordinal_k = {i.categories for i in every if i.family == "ordinal"}
     if ind.family == "ordinal" and len(ordinal_k) > 1:
         return f"ordinal_k{ind.categories}"
     return ind.family
@@ -91,16 +97,17 @@ def make_design(panel: Panel, spec: Spec) -> Design:
     frame = panel.frame
     if len(panel.countries) > 1:
         for trait in spec.traits:
-            if not any(spec.indicators[n].comparable and trait in spec.indicators[n].loads
+            if not any(spec.indicator(n).comparable and trait in spec.indicator(n).loads
                        for n in panel.indicators):
                 raise SpecError(
                     f"spec {spec.name!r}: the data hold {len(panel.countries)} countries but no indicator loading "
                     f"on {trait!r} is comparable across them, so how the countries differ in {trait!r} would be "
                     "set by the prior alone; mark at least one such indicator `comparable = true` (the default)")
-    fam_of = {n: ind.family for n, ind in spec.indicators.items()}
+    fam_of = {n: spec.indicator(n).family for n in panel.indicators}
+    key_of = {n: term_key(spec, n) for n in panel.indicators}
     centres = {}
-    for name in panel.indicators:
-        sub = frame[frame["indicator"] == name]
+    for j, sub in frame.groupby("indicator_idx", sort=True):   # one pass, however many indicators
+        name = panel.indicators[j]
         exposure = sub["exposure"].to_numpy(float) if "exposure" in sub else np.full(len(sub), np.nan)
         exposure = np.where(np.isfinite(exposure), exposure, 1.0)
         trials = sub["trials"].to_numpy(float) if "trials" in sub else np.full(len(sub), np.nan)
@@ -108,7 +115,7 @@ def make_design(panel: Panel, spec: Spec) -> Design:
 
     keys: dict[str, list[str]] = {}
     for name in panel.indicators:
-        keys.setdefault(term_key(spec, name), []).append(name)
+        keys.setdefault(key_of[name], []).append(name)
 
     blocks = []
     coords = {
@@ -132,7 +139,7 @@ def make_design(panel: Panel, spec: Spec) -> Design:
             local=sub["indicator"].map({n: i for i, n in enumerate(names)}).to_numpy(int),
             y=sub["value"].to_numpy(float), exposure=np.where(np.isfinite(exposure), exposure, 1.0),
             trials=trials, rater=sub["rater_idx"].to_numpy(int),
-            categories=spec.indicators[names[0]].categories,
+            categories=spec.indicator(names[0]).categories,
         )
         blocks.append(block)
         coords[block.dim] = block.labels
@@ -142,7 +149,7 @@ def make_design(panel: Panel, spec: Spec) -> Design:
 
     sign = np.zeros((len(panel.indicators), len(spec.traits)), dtype=int)
     for j, name in enumerate(panel.indicators):
-        for trait, s in spec.indicators[name].loads.items():
+        for trait, s in spec.indicator(name).loads.items():
             sign[j, spec.traits.index(trait)] = SIGN_CODE[s]
     return Design(blocks=blocks, families=[fam_of[n] for n in panel.indicators], centres=centres,
                   loading_sign=sign, region_country=panel.region_country,
@@ -166,11 +173,10 @@ def block_index(design: Design, panel: Panel, block: Block) -> BlockIndex:
     frame = panel.frame
     rows = block.rows
     j = frame["indicator_idx"].to_numpy()[rows]
-    names = panel.indicators
-    loc = np.array([design.centres[names[i]][0] for i in j])
-    scale = np.array([design.centres[names[i]][1] for i in j])
-    normal = [spec_family == "normal" for spec_family in design.families]
-    centre = np.where(np.asarray(normal)[j], 0.0, loc)
+    centres = np.array([design.centres[name] for name in panel.indicators])   # (indicator, 2)
+    loc, scale = centres[j, 0], centres[j, 1]
+    normal = np.array([spec_family == "normal" for spec_family in design.families])
+    centre = np.where(normal[j], 0.0, loc)
     return BlockIndex(region=frame["region_idx"].to_numpy()[rows], period=frame["period_idx"].to_numpy()[rows],
                       country=frame["country_idx"].to_numpy()[rows], indicator=j, centre=centre,
                       scale=(loc, scale))
@@ -203,23 +209,105 @@ def build_model(panel: Panel, spec: Spec) -> pm.Model:
     """
     design = make_design(panel, spec)
     with pm.Model(coords=design.coords) as model:
-        theta_raw, country_raw = _latent_process(design, spec)
-        mean = theta_raw.mean(axis=(0, 1))
-        sd = pt.sqrt(theta_raw.var(axis=(0, 1)) + 1e-12)  # the epsilon only matters at an all-zero start
+        if spec.dynamics.centred:
+            theta_raw, country_raw = _centred_spans(design, spec, panel)
+        else:
+            theta_raw, country_raw = _latent_process(design, spec)
+        # standardised over the region-periods with data (all of them when none is empty)
+        seen = theta_raw.reshape((-1, len(spec.traits)))[observed_cells(panel)]
+        mean = seen.mean(axis=0)
+        sd = pt.sqrt(seen.var(axis=0) + 1e-12)  # the epsilon only matters at an all-zero start
         theta = pm.Deterministic("theta", (theta_raw - mean) / sd, dims=("region", "period", "trait"))
         pm.Deterministic("country_theta", (country_raw - mean) / sd, dims=("country", "period", "trait"))
         loading, intercept = _measurement_parameters(design, spec)
         offset = _country_offsets(design, spec)
         for block in design.blocks:
-            family = FAMILIES[spec.indicators[block.names[0]].family]
+            family = FAMILIES[spec.indicator(block.names[0]).family]
             idx = block_index(design, panel, block)
-            theta_obs = theta[idx.region, idx.period]                              # (n, trait)
+            # one flat integer index (a fast gather and scatter-add) rather than two index arrays
+            theta_obs = theta.reshape((-1, len(spec.traits)))[idx.region * len(panel.periods) + idx.period]
             eta = idx.centre + intercept[idx.indicator] + (loading[idx.indicator] * theta_obs).sum(axis=-1)
             if offset is not None:
                 eta = eta + offset[idx.indicator, idx.country]
             params = family.nuisance(block, spec.priors)
             family.likelihood(block, eta, idx.scale, params)
     return model
+
+
+def observed_cells(panel: Panel) -> np.ndarray:
+    """Flat positions ``region * n_period + period`` of the region-periods with data, sorted.
+
+    Examples
+    --------
+    >>> from nexusbayes.simulate import simulate
+    >>> observed_cells(simulate(n_regions=2, n_periods=3, seed=1).panel).tolist()
+    [0, 1, 2, 3, 4, 5]
+    """
+    frame = panel.frame
+    flat = frame["region_idx"].to_numpy() * len(panel.periods) + frame["period_idx"].to_numpy()
+    return np.unique(flat)
+
+
+def _centred_spans(design: Design, spec: Spec, panel: Panel):
+    """One centred Gaussian random walk per region over its span of periods with data (one trait).
+
+    The states of all spans form one vector ``region_state`` (dim ``region_cell``): a span's first
+    state is Normal(0, 1) (the scale reference) and each later one Normal(previous,
+    ``region_innovation_sd * sqrt(gap)``). Outside its span a region keeps the span's end values.
+    Returns (theta_raw[region, period, trait], country_raw[country, period, trait]).
+    """
+    n_region, n_period = len(panel.regions), len(panel.periods)
+    cells = observed_cells(panel)
+    region_of, period_of = cells // n_period, cells % n_period
+    first = np.full(n_region, n_period)
+    last = np.full(n_region, -1)
+    np.minimum.at(first, region_of, period_of)
+    np.maximum.at(last, region_of, period_of)
+    span_region = np.concatenate([np.full(last[r] - first[r] + 1, r) for r in range(n_region)])
+    span_period = np.concatenate([np.arange(first[r], last[r] + 1) for r in range(n_region)])
+    starts = np.concatenate([[0], np.cumsum(last - first + 1)[:-1]])          # position of each span's start
+    is_start = np.zeros(len(span_region), dtype=bool)
+    is_start[starts] = True
+    start_of = starts[span_region]                                             # the span start of each state
+    gap = np.ones(len(span_region))
+    later = ~is_start
+    gap[later] = design.period_time[span_period[later]] - design.period_time[span_period[later] - 1]
+    labels = [f"{panel.regions[r]}:{panel.periods[t]}" for r, t in zip(span_region, span_period, strict=True)]
+    pm.Model.get_context().add_coord("region_cell", labels)
+
+    innov_sd = pm.HalfNormal("region_innovation_sd", spec.priors.innovation_region_sd, dims="trait")
+    scale = pt.where(is_start, 1.0, innov_sd[0] * np.sqrt(gap))                # (region_cell,)
+    previous = np.where(is_start, 0, np.arange(len(span_region)) - 1)
+
+    def dist(scale, size):
+        increments = pm.Normal.dist(0.0, scale)   # no batch dimensions: size is unused
+        total = pt.cumsum(increments)
+        return total - total[start_of] + increments[start_of]                  # cumulative sums restarting per span
+
+    def logp(value, scale):
+        steps = value - pt.where(is_start, 0.0, value[previous])
+        return pm.logp(pm.Normal.dist(0.0, scale), steps).sum()
+
+    # With an orientation the walk starts from it (higher regions at +1, lower at -1, others at 0) rather than
+    # a prior draw: dynamic item-response models have local modes in which the sign flips between eras.
+    initval = None
+    if spec.orientation:
+        how = spec.orientation[spec.traits[0]]
+        sign = np.array([(r in how.higher) - (r in how.lower) for r in panel.regions], dtype=float)
+        # small fixed jitter: exact zeros give zero gradients, which nutpie rejects as a starting point
+        initval = sign[span_region] + 0.1 * np.random.default_rng(0).standard_normal(len(span_region))
+    state = pm.CustomDist("region_state", scale, dist=dist, logp=logp, signature="(n)->(n)", dims="region_cell",
+                          initval=initval)
+    # each grid cell reads its region's state at the nearest period of the span
+    grid_period = np.clip(np.arange(n_period)[None, :], first[:, None], last[:, None])      # (region, period)
+    position = starts[:, None] + grid_period - first[:, None]
+    theta_raw = state[position.ravel()].reshape((n_region, n_period, 1))
+    n_country = len(design.coords["country"])
+    average = np.zeros((n_country, n_region))
+    average[design.region_country, np.arange(n_region)] = 1.0
+    average /= average.sum(axis=1, keepdims=True)
+    country_raw = pt.tensordot(average, theta_raw, axes=[[1], [0]])
+    return theta_raw, country_raw
 
 
 def _latent_process(design: Design, spec: Spec):
@@ -342,14 +430,17 @@ def _measurement_parameters(design: Design, spec: Spec):
         labels = [f"{design.coords['indicator'][i // n_trait]}:{spec.traits[i % n_trait]}" for i in where]
         pm.Model.get_context().add_coord(dim, labels)
         if code == 2:
-            raw = pm.Normal(name, 0.0, scale, dims=dim)
+            # free loadings start near 0 when an orientation sets the start (see _centred_spans)
+            start = (0.1 * np.random.default_rng(1).standard_normal(where.size)
+                     if spec.orientation and spec.dynamics.centred else None)
+            raw = pm.Normal(name, 0.0, scale, dims=dim, initval=start)
         else:
             raw = code * pm.HalfNormal(name, scale, dims=dim)
         loading = pt.set_subtensor(loading[where], raw)
     loading = pm.Deterministic("loading", loading.reshape((n_ind, n_trait)), dims=("indicator", "trait"))
 
     names = design.coords["indicator"]
-    with_intercept = np.array([FAMILIES[spec.indicators[n].family].has_intercept for n in names])
+    with_intercept = np.array([FAMILIES[design.families[j]].has_intercept for j in range(len(names))])
     intercept = pt.zeros(n_ind)
     if with_intercept.any():
         pm.Model.get_context().add_coord("indicator_with_intercept", [n for n, w in zip(names, with_intercept,
@@ -369,7 +460,7 @@ def _country_offsets(design: Design, spec: Spec):
     """
     names = design.coords["indicator"]
     countries = design.coords["country"]
-    local = [j for j, n in enumerate(names) if not spec.indicators[n].comparable]
+    local = [j for j, n in enumerate(names) if not spec.indicator(n).comparable]
     if len(countries) < 2 or not local:
         return None
     model = pm.Model.get_context()

@@ -90,6 +90,93 @@ class Indicator(_Strict):
         return self
 
 
+class ItemBank(_Strict):
+    """Settings shared by every indicator in the data that ``[indicators]`` does not list.
+
+    For item-response data with thousands of items (court cases, roll calls, test questions),
+    which cannot sensibly be listed one by one: ``[item_bank]`` with ``family`` and ``loads``
+    (and ``categories`` for ordinal items) makes each unlisted value of the data's ``indicator``
+    column an indicator of its own, with its own intercept and loadings. Without an item bank an
+    unlisted indicator in the data is an error.
+
+    Examples
+    --------
+    >>> bank = ItemBank(family="bernoulli", loads={"ideology": "free"})
+    >>> bank.indicator()
+    Indicator(family='bernoulli', loads={'ideology': 'free'}, categories=None, label=None)
+    """
+
+    family: Family
+    loads: dict[str, Sign]
+    categories: Annotated[int, Field(ge=2, le=20)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ItemBank:
+        self.indicator()   # the same checks as a listed indicator
+        return self
+
+    def indicator(self) -> Indicator:
+        """The settings as an :class:`Indicator` (what every bank item is)."""
+        return Indicator(family=self.family, loads=self.loads, categories=self.categories)
+
+
+class Orientation(_Strict):
+    """Which way a trait points, given by units (regions) known to lie high or low on it.
+
+    An alternative to a sign-fixed anchor indicator, for a trait whose loadings are all ``free``:
+    the model is then exactly symmetric under reflecting the trait (theta and every loading on it
+    change sign together), so the reflection can be chosen after sampling without changing the
+    posterior. Each draw is reflected, if needed, so that the mean trait of the ``higher`` regions
+    exceeds that of the ``lower`` ones (each averaged over the region-periods with data). This is
+    how Martin and Quinn (2002) orient their justices (e.g. Douglas, Marshall and Brennan low,
+    Rehnquist, Scalia and Thomas high). At least one of the two lists is needed; with one list the
+    comparison is against 0, the average region-period.
+    """
+
+    higher: list[str] = Field(default_factory=list)
+    lower: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Orientation:
+        if not self.higher and not self.lower:
+            raise ValueError("an orientation needs regions in `higher`, `lower` or both")
+        both = sorted(set(self.higher) & set(self.lower))
+        if both:
+            raise ValueError(f"region(s) {both} are listed as both higher and lower")
+        return self
+
+
+DataFormat = Literal["long", "martin_quinn", "tip_tiers"]
+
+
+class DataSource(_Strict):
+    """Where the data are and how to read them: ``[data]`` with ``path`` and ``format``.
+
+    ``format = "long"`` (the default, as when ``data`` is a plain path) is the package's long table
+    (CSV or Parquet). Other formats are public data sets in their published layout, read by a
+    loader in :mod:`nexusbayes.datasets`; e.g. ``"martin_quinn"``: a directory holding the U.S.
+    Supreme Court votes in Martin and Quinn's wide layout (see
+    :func:`nexusbayes.datasets.load_martin_quinn`); ``"tip_tiers"``: the Trafficking-in-Persons
+    tiers and 3P index CSV (see :func:`nexusbayes.datasets.load_tip_tiers`), where ``countries``
+    (names or ISO codes) and ``years`` (first, last) select a part of it.
+    """
+
+    path: str
+    format: DataFormat = "long"
+    countries: list[str] | None = None
+    years: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _selection(self) -> DataSource:
+        if (self.countries is not None or self.years is not None) and self.format != "tip_tiers":
+            raise ValueError(f"`countries` and `years` select parts of format 'tip_tiers', not {self.format!r}")
+        return self
+
+    def options(self) -> dict:
+        """The selection keys given, as keyword arguments for the format's reader."""
+        return {k: v for k, v in (("countries", self.countries), ("years", self.years)) if v is not None}
+
+
 class Era(_Strict):
     """A named period covering the years ``start <= year < end``."""
 
@@ -144,10 +231,25 @@ class DynamicsSpec(_Strict):
     ``student_t_rw``: the same with Student-t innovations of ``df`` degrees of freedom, for abrupt
     shifts (revolutions, purges). ``ar1``: mean-reverting, the autocorrelation over a period of
     length d years being ``phi ** d``.
+
+    ``centred = true`` (one trait, ``gaussian_rw`` only) gives every region its own random walk in
+    the centred parameterisation, over its *span*: from its first to its last period with data,
+    with the trait held at the span's end values outside it (no drift is extrapolated where the
+    region has no data), and no country/region split (``country_theta`` is the average of the
+    country's regions). Suited to long panels of well-measured units that enter and leave (judges,
+    legislators): there the non-centred cumulative sums have a posterior whose condition number
+    grows with the square of the path length, which makes NUTS take very long trajectories.
     """
 
     kind: Dynamics = "gaussian_rw"
     df: Annotated[float, Field(gt=1)] = 4.0
+    centred: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> DynamicsSpec:
+        if self.centred and self.kind != "gaussian_rw":
+            raise ValueError(f"`centred = true` is implemented for kind = \"gaussian_rw\" only, not {self.kind!r}")
+        return self
 
 
 class Priors(_Strict):
@@ -228,24 +330,48 @@ class Spec(_Strict):
         can never point outside the output directory.
     indicators : dict of str to Indicator
         The indicators, keyed by the names used in the data's ``indicator`` column.
-    data : str or list of str, optional
+    data : str, list of str or DataSource, optional
         Path of the data file (CSV or Parquet), relative to the spec file; a list of files (e.g.
-        one per country) is read as one table.
+        one per country) read as one table; or a ``[data]`` table with ``path`` and ``format`` for a
+        public data set in its own layout (see :class:`DataSource`).
     traits : list of str
         Latent traits, default ``["capability", "willingness"]``.
+    item_bank : ItemBank, optional
+        Settings for every indicator in the data not listed under ``indicators`` (thousands of
+        items: cases, roll calls); without it an unlisted indicator is an error.
+    orientation : dict of str to Orientation
+        For traits whose loadings are all ``free``: regions known to lie high or low on the trait,
+        which fix its sign after sampling (see :class:`Orientation`).
 
     Notes
     -----
     Identification is checked here: every trait needs an *anchor*, an indicator that loads on it
     alone with a fixed sign. Anchors fix the sign of each trait and, having zero loadings on the
     other traits, its rotation; location and scale are fixed in the model (see
-    :func:`nexusbayes.model.build_model`).
+    :func:`nexusbayes.model.build_model`). Item-bank items count as anchors when the bank loads on
+    one trait with a fixed sign. A trait whose loadings are all ``free`` (listed and bank) can take
+    its sign from an ``orientation`` instead; it still needs an indicator loading on it alone when
+    there are several traits (rotation).
+
+    Examples
+    --------
+    A one-trait item-response model of votes, oriented by known justices:
+
+    >>> spec = Spec(name="court", traits=["ideology"], indicators={},
+    ...             item_bank=ItemBank(family="bernoulli", loads={"ideology": "free"}),
+    ...             orientation={"ideology": Orientation(higher=["Scalia"], lower=["Douglas"])})
+    >>> spec.indicator("case 17").loads
+    {'ideology': 'free'}
+    >>> Spec.from_toml(spec.to_toml()) == spec
+    True
     """
 
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
     indicators: dict[str, Indicator]
-    data: str | Annotated[list[str], Field(min_length=1)] | None = None
+    data: str | Annotated[list[str], Field(min_length=1)] | DataSource | None = None
     traits: list[str] = Field(default_factory=lambda: ["capability", "willingness"])
+    item_bank: ItemBank | None = None
+    orientation: dict[str, Orientation] = Field(default_factory=dict)
     periods: Periods = Field(default_factory=Periods)
     dynamics: DynamicsSpec = Field(default_factory=DynamicsSpec)
     priors: Priors = Field(default_factory=Priors)
@@ -264,28 +390,51 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _identified(self) -> Spec:
-        if not self.indicators:
-            raise ValueError("no indicators: add at least one [indicators.NAME] table")
-        for name, ind in self.indicators.items():
+        if not self.indicators and self.item_bank is None:
+            raise ValueError("no indicators: add at least one [indicators.NAME] table (or an [item_bank])")
+        every = dict(self.indicators)
+        if self.item_bank is not None:
+            every["(item_bank)"] = self.item_bank.indicator()
+        for name, ind in every.items():
             unknown = [t for t in ind.loads if t not in self.traits]
             if unknown:
                 guesses = [g for t in unknown for g in difflib.get_close_matches(t, self.traits, n=1)]
+                where = "item_bank" if name == "(item_bank)" else f"indicators.{name}"
                 raise ValueError(
-                    f"indicators.{name}.loads names trait(s) {unknown} not in traits = {self.traits}"
+                    f"{where}.loads names trait(s) {unknown} not in traits = {self.traits}"
                     + (f" (did you mean {', '.join(map(repr, guesses))}?)" if guesses else "")
                     + "; fix the name or add the trait to `traits`"
                 )
+        for trait in self.orientation:
+            if trait not in self.traits:
+                raise ValueError(f"orientation.{trait}: not a trait (traits = {self.traits})")
+            fixed = [n for n, ind in every.items() if ind.loads.get(trait, "free") != "free"]
+            if fixed:
+                raise ValueError(
+                    f"orientation.{trait}: {', '.join(fixed)} load(s) on {trait!r} with a fixed sign, which already "
+                    "orients it (and breaks the reflection symmetry an orientation relies on); drop "
+                    f"[orientation.{trait}] or make every loading on {trait!r} free"
+                )
         for trait in self.traits:
-            anchors = [
-                n for n, ind in self.indicators.items()
-                if list(ind.loads) == [trait] and ind.loads[trait] != "free"
-            ]
-            if not anchors:
+            alone = [n for n, ind in every.items() if list(ind.loads) == [trait]]
+            if trait in self.orientation:
+                if len(self.traits) > 1 and not alone:
+                    raise ValueError(
+                        f"trait {trait!r} is not identified: no indicator loads on it alone, so it can rotate into "
+                        f"the other traits. Give one indicator loads = {{{trait} = \"free\"}} only."
+                    )
+                continue
+            if not [n for n in alone if every[n].loads[trait] != "free"]:
                 raise ValueError(
                     f"trait {trait!r} is not identified: no indicator loads on it alone with a fixed sign. "
                     f"Add one, e.g. loads = {{{trait} = \"positive\"}} on an indicator that measures only "
-                    f"{trait}; it fixes the trait's sign and separates it from the other traits."
+                    f"{trait}; it fixes the trait's sign and separates it from the other traits. "
+                    f"(When every loading on {trait!r} is free, e.g. items whose direction is unknown, "
+                    f"[orientation.{trait}] with regions known to lie `higher` and `lower` fixes the sign instead.)"
                 )
+        if self.dynamics.centred and len(self.traits) > 1:
+            raise ValueError("dynamics.centred = true is implemented for one-trait models only; "
+                             f"this spec has traits {self.traits}")
         for trait, thr in self.typology.thresholds.items():
             if trait not in self.traits:
                 raise ValueError(f"typology.thresholds.{trait}: not a trait (traits = {self.traits})")
@@ -333,6 +482,28 @@ class Spec(_Strict):
             raise SpecError(_explain(exc, raw, source)) from None
 
     # ---- derived facts used downstream -----------------------------------------------------
+    def indicator(self, name: str) -> Indicator:
+        """The settings of indicator ``name``: its ``[indicators]`` entry, else the item bank's.
+
+        Raises ``KeyError`` for an unlisted name when there is no item bank.
+        """
+        found = self.indicators.get(name)
+        if found is not None:
+            return found
+        if self.item_bank is None:
+            raise KeyError(name)
+        return self.item_bank.indicator()
+
+    @property
+    def data_path(self) -> str | list[str] | None:
+        """The ``data`` path(s) as written (relative to the spec file), whatever its form."""
+        return self.data.path if isinstance(self.data, DataSource) else self.data
+
+    @property
+    def data_format(self) -> str:
+        """How to read the data: ``"long"`` or a public layout (see :class:`DataSource`)."""
+        return self.data.format if isinstance(self.data, DataSource) else "long"
+
     @property
     def has_typology(self) -> bool:
         """True when the traits include ``capability`` and ``willingness`` (the memo's types)."""
@@ -350,7 +521,8 @@ def load_spec(path: str | Path) -> tuple[Spec, Path | list[Path] | None]:
     -------
     spec : Spec
     data_path : Path, list of Path or None
-        The data file(s) named by the spec, resolved relative to the spec file.
+        The data file(s) (or directory, for a public layout) named by the spec, resolved relative
+        to the spec file.
     """
     path = Path(path)
     try:
@@ -360,9 +532,9 @@ def load_spec(path: str | Path) -> tuple[Spec, Path | list[Path] | None]:
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a UTF-8 text file") from None
     spec = Spec.from_toml(text, source=str(path))
-    if isinstance(spec.data, list):
-        return spec, [(path.parent / d).resolve() for d in spec.data]
-    data_path = (path.parent / spec.data).resolve() if spec.data else None
+    if isinstance(spec.data_path, list):
+        return spec, [(path.parent / d).resolve() for d in spec.data_path]
+    data_path = (path.parent / spec.data_path).resolve() if spec.data_path else None
     return spec, data_path
 
 
