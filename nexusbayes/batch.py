@@ -396,8 +396,6 @@ def run_batch(tasks: Iterable[Task], out_dir: str | Path, *, scheduler: str | No
     failed task's ``error.json`` does not count as done: a rerun tries it again. Workers only need the
     package, not the output folder.
     """
-    from distributed import as_completed
-
     tasks = list(tasks)
     names = [t.name for t in tasks]
     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -418,16 +416,7 @@ def run_batch(tasks: Iterable[Task], out_dir: str | Path, *, scheduler: str | No
         bar = _progress_bar(len(tasks), len(tasks) - len(todo), progress)
         try:
             with connect(scheduler, n_workers, worker_deaths=worker_deaths) as client:
-                futures = {client.submit(execute, task, plans[task.name]["seeds"], summarise, save_fits,
-                                         key=f"nexusbayes-task-{task.name}-{plans[task.name]['digest'][:12]}"): task
-                           for task in todo}
-                for future in as_completed(futures):
-                    task = futures.pop(future)
-                    try:
-                        record = future.result()
-                    except Exception as exc:   # KilledWorker, or the task could not be deserialised
-                        record = {"status": "failed", "error": _error(exc, traceback.format_exc()), "seconds": None}
-                    future.release()
+                for task, record in _submit_and_gather(client, todo, plans, summarise, save_fits):
                     record = _write(out_dir / task.name, plans[task.name], record)
                     rows[task.name] = _row(record)
                     bar.update(1)
@@ -438,6 +427,46 @@ def run_batch(tasks: Iterable[Task], out_dir: str | Path, *, scheduler: str | No
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / TABLE_FILE, lambda tmp: table.to_csv(tmp, index=False))
     return table
+
+
+def _submit_and_gather(client, todo: list[Task], plans: dict, summarise: Summariser,
+                       save_fits: bool) -> Iterator[tuple[Task, dict]]:
+    """Yield (task, record) as tasks finish, keeping at most one task per worker thread in flight.
+
+    Submitting only as many tasks as there are threads means that a worker that dies takes only its
+    own task with it (every task on a dying worker counts towards ``allowed-failures``), and results
+    are fetched as soon as they exist (``with_results``), before a later task can kill their worker.
+    """
+    from distributed import as_completed
+
+    pending = list(todo)
+    in_flight: dict[str, Task] = {}
+    finished = as_completed(with_results=True, raise_errors=False)
+
+    def top_up() -> None:
+        slots = max(1, sum(client.nthreads().values()))
+        while pending and len(in_flight) < slots:
+            task = pending.pop(0)
+            plan = plans[task.name]
+            future = client.submit(execute, task, plan["seeds"], summarise, save_fits,
+                                   key=f"nexusbayes-task-{task.name}-{plan['digest'][:12]}")
+            in_flight[future.key] = task
+            finished.add(future)
+
+    top_up()
+    for future, result in finished:
+        task = in_flight.pop(future.key)
+        if future.status == "error":          # KilledWorker, or the task could not be deserialised
+            kind, exc, tb = result
+            record = {"status": "failed", "error": _error(exc, "".join(traceback.format_exception(kind, exc, tb))),
+                      "seconds": None}
+        elif future.status == "cancelled":
+            record = {"status": "failed", "error": _error(result, "cancelled on the cluster"), "seconds": None}
+        else:
+            record = result
+        future.release()
+        top_up()
+        yield task, record
 
 
 class _NoBar:
