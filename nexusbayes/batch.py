@@ -29,6 +29,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
@@ -341,9 +342,7 @@ def connect(scheduler: str | None = None, n_workers: int = 2, *, worker_deaths: 
         with Client(scheduler) as client:
             yield client
         return
-    # one task per worker at a time: a worker that dies then takes no queued, innocent task with it
-    config = {"distributed.scheduler.allowed-failures": worker_deaths, "distributed.scheduler.worker-saturation": 1.0}
-    with dask.config.set(config):
+    with dask.config.set({"distributed.scheduler.allowed-failures": worker_deaths}):   # read when the scheduler starts
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
     with cluster, Client(cluster) as client:
         yield client
@@ -398,7 +397,7 @@ def run_batch(tasks: Iterable[Task], out_dir: str | Path, *, scheduler: str | No
     """
     tasks = list(tasks)
     names = [t.name for t in tasks]
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    repeated = sorted(n for n, k in collections.Counter(names).items() if k > 1)
     if repeated:
         raise SpecError(f"task names repeat: {repeated}; each task needs its own name (it names its folder)")
     out_dir = Path(out_dir)
@@ -545,7 +544,7 @@ def _write(task_dir: Path, plan: dict, record: dict) -> dict:
             atomic_write(task_dir / FIT_FILE, lambda tmp: Path(tmp).write_bytes(fit_bytes))
             stored["fit_file"] = FIT_FILE
         atomic_write(task_dir / SUMMARY_FILE, lambda tmp: Path(tmp).write_text(
-            json.dumps(stored, indent=1, allow_nan=False), encoding="utf-8"))
+            json.dumps(_jsonable(stored), indent=1, allow_nan=False), encoding="utf-8"))
         (task_dir / ERROR_FILE).unlink(missing_ok=True)
     else:
         atomic_write(task_dir / ERROR_FILE, lambda tmp: Path(tmp).write_text(
