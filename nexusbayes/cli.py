@@ -141,8 +141,8 @@ def _sweep(args) -> int:
     keys = [c for c in table.columns if c.startswith(("theta.", "share."))]
     shown = table[["task", "status", *keys, *[c for c in ("max_rhat", "min_ess_bulk", "divergences", "seconds")
                                                if c in table]]]
-    with pd.option_context("display.width", 200, "display.max_columns", None, "display.precision", 3):
-        print(shown.to_string(index=False))
+    with pd.option_context("display.width", 200, "display.max_columns", None):
+        print(shown.round(3).to_string(index=False))
     failed = table[table["status"] == "failed"]
     for _, row in failed.iterrows():
         print(f"FAILED {row['task']}: {row['error_type']}: {row['error_message']} "
