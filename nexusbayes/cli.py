@@ -6,6 +6,7 @@ Commands
 ``nexusbayes check SPEC``    validate the spec and its data without fitting
 ``nexusbayes summary FIT``   print the summary of a saved fit
 ``nexusbayes compare FIT``   compare countries (or regions) of a saved fit
+``nexusbayes sweep SPEC --kind KIND``   fit variants of a spec on a Dask cluster, print them side by side
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from nexusbayes.batch import SWEEP_KINDS, add_cluster_arguments, cluster_options
 from nexusbayes.errors import NexusBayesError
 
 
@@ -45,6 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all-periods", action="store_true", help="report every period")
     p.add_argument("--out", type=Path, help="also write the tables as CSV into this folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing CSV files in --out")
+    p = sub.add_parser("sweep", help="fit variants of a spec (prior scales, indicators left out, countries) on a "
+                                     "Dask cluster and print them side by side; rerun to resume")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--kind", required=True, choices=SWEEP_KINDS)
+    p.add_argument("--out", type=Path, help="output folder (default reports/<name>/sweep-<kind>)")
+    add_cluster_arguments(p)
+    p.add_argument("--draws", type=int)
+    p.add_argument("--tune", type=int)
+    p.add_argument("--chains", type=int)
+    p.add_argument("--seed", type=int, help="batch seed (default the spec's sampler seed)")
+    p.add_argument("--save-fits", action="store_true", help="also write each variant's fit.nc")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -52,12 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``nexusbayes`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        return {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare}[args.command](args)
+        return {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare,
+                "sweep": _sweep}[args.command](args)
     except NexusBayesError as exc:
         print(f"nexusbayes: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("nexusbayes: interrupted; nothing was written (earlier outputs are untouched)", file=sys.stderr)
+        if args.command == "sweep":
+            print("nexusbayes: interrupted; finished fits are kept: run the same command again to resume",
+                  file=sys.stderr)
+        else:
+            print("nexusbayes: interrupted; nothing was written (earlier outputs are untouched)", file=sys.stderr)
         return 130
 
 
@@ -127,6 +146,38 @@ def _compare(args) -> int:
         write_tables(tables, args.out, overwrite=args.overwrite)
         print(f"\nWrote {len(tables)} CSV tables to {args.out}/")
     return 0
+
+
+def _sweep(args) -> int:
+    import pandas as pd
+
+    from nexusbayes import batch
+    from nexusbayes.errors import SpecError
+    from nexusbayes.outputs import default_out_dir
+    from nexusbayes.spec import load_spec
+
+    spec, data_path = load_spec(args.spec)
+    if data_path is None:
+        raise SpecError(f"{args.spec}: names no data file (`data = ...`)")
+    options = {k: v for k in ("draws", "tune", "chains") if (v := getattr(args, k)) is not None}
+    sweep = batch.sweep_tasks(spec, data_path, args.kind, options=options)
+    out = args.out or default_out_dir(spec.name) / f"sweep-{args.kind}"
+    for name, reason in sweep.refused.items():
+        print(f"not fitted: {name}: {reason}")
+    print(f"Fitting {len(sweep.tasks)} variant(s) of {args.spec} into {out}/ ...", flush=True)
+    table = batch.run_batch(sweep.tasks, out, **cluster_options(args),
+                            seed=spec.sampler.seed if args.seed is None else args.seed,
+                            progress=not args.no_progress, summarise=batch.sweep_summary, save_fits=args.save_fits)
+    keys = [c for c in table.columns if c.startswith(("theta.", "share."))]
+    shown = table[["task", "status", *keys, *[c for c in ("max_rhat", "min_ess_bulk", "divergences", "seconds")
+                                               if c in table]]]
+    with pd.option_context("display.width", 200, "display.max_columns", None):
+        print(shown.round(3).to_string(index=False))
+    failed = table[table["status"] == "failed"]
+    for _, row in failed.iterrows():
+        print(f"FAILED {row['task']}: {row['error_type']}: {row['error_message']} "
+              f"(traceback in {out / row['task'] / batch.ERROR_FILE})", file=sys.stderr)
+    return 1 if len(failed) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,737 @@
+"""Run many fits on Dask distributed: one folder per task, resumable, reproducible, robust to dying workers.
+
+A :class:`Task` is a name, a spec, a data source and fit options. :func:`run_batch` fits every task on
+a Dask cluster (a local one by default), writes each result as soon as it arrives, skips tasks whose
+result is already on disk, and returns one tidy row per task. Calibration (SBC), recovery studies and
+sensitivity sweeps (:func:`sweep_tasks`) are batches.
+
+Layout of ``out_dir``::
+
+    out_dir/<task name>/summary.json   the task's summary (written last: its presence means "done")
+    out_dir/<task name>/fit.nc         the whole fit (only with ``save_fits=True``)
+    out_dir/<task name>/error.json     exception type, message and traceback of a failed task
+    out_dir/batch.csv                  the table :func:`run_batch` returns
+
+Seeds come from the batch seed and the task's *name* (never its position or the worker that runs it),
+so the same batch gives the same results with any number of workers, in any order, after any resume.
+
+Examples
+--------
+>>> from nexusbayes.simulate import default_spec
+>>> tasks = [Task(f"sim{i}", default_spec(), Simulate(n_regions=3, n_periods=4), {"draws": 100, "chains": 1})
+...          for i in range(4)]
+>>> task_seeds(2024, "sim0") == task_seeds(2024, "sim0"), task_seeds(2024, "sim0") != task_seeds(2024, "sim1")
+(True, True)
+>>> table = run_batch(tasks, "runs/sim", n_workers=2, seed=2024)  # doctest: +SKIP
+>>> table[["task", "status", "max_rhat", "divergences"]]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nexusbayes.constants import TYPES
+from nexusbayes.data import read_table, validate
+from nexusbayes.errors import NexusBayesError, OutputExistsError, SpecError
+from nexusbayes.fit import Fit, atomic_write, fit
+from nexusbayes.simulate import Simulation, simulate
+from nexusbayes.spec import NAME_PATTERN, Spec
+
+SUMMARY_FILE = "summary.json"
+ERROR_FILE = "error.json"
+FIT_FILE = "fit.nc"
+TABLE_FILE = "batch.csv"
+#: Fit options a task may set (the keyword arguments of :func:`nexusbayes.fit.fit`).
+FIT_OPTIONS = ("backend", "draws", "tune", "chains", "seed")
+
+Summariser = Callable[[Fit, Any], dict]
+
+
+# ---- tasks --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Simulate:
+    """Recipe for data simulated on the worker with :func:`nexusbayes.simulate.simulate`.
+
+    Parameters
+    ----------
+    spec : Spec, optional
+        Generating spec; default the task's own spec.
+    n_countries, n_regions, n_periods, missing, n_raters
+        Shape, as in :func:`~nexusbayes.simulate.simulate`.
+    seed : int, optional
+        Data seed; default derived from the batch seed and the task name (see :func:`task_seeds`).
+    """
+
+    spec: Spec | None = None
+    n_countries: int = 1
+    n_regions: int = 3
+    n_periods: int = 4
+    missing: float = 0.0
+    n_raters: int = 0
+    seed: int | None = None
+
+    def shape(self) -> dict:
+        """The keyword arguments of ``simulate`` other than ``spec`` and ``seed``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("spec", "seed")}
+
+
+DataSource = str | Path | pd.DataFrame | Simulation | Simulate | Callable[[int], "pd.DataFrame | Simulation"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One fit of a batch.
+
+    Parameters
+    ----------
+    name : str
+        Unique within the batch; names the task's output folder, so only letters, digits and ``_.-``.
+    spec : Spec or dict
+        The model specification (a dict is validated into a :class:`~nexusbayes.spec.Spec`).
+    data : path, DataFrame, Simulation, Simulate or callable
+        A CSV/Parquet path (read on the worker, so it must be visible there), a DataFrame, a
+        :class:`~nexusbayes.simulate.Simulation` (its truth goes to the summariser), a :class:`Simulate`
+        recipe (simulated on the worker), or a callable ``f(seed) -> DataFrame | Simulation`` run on the
+        worker with the task's data seed (for custom simulators, e.g. draws from the prior for SBC).
+    options : dict
+        Keyword arguments for :func:`~nexusbayes.fit.fit`: ``backend``, ``draws``, ``tune``, ``chains``,
+        ``seed``. Without ``seed`` the sampler seed is derived from the batch seed and the name (the
+        spec's own ``sampler.seed`` is not used, so that every task of a batch gets its own stream).
+
+    Examples
+    --------
+    >>> from nexusbayes.simulate import default_spec
+    >>> Task("a b", default_spec(), Simulate())
+    Traceback (most recent call last):
+    ...
+    nexusbayes.errors.SpecError: task name 'a b': use only letters, digits, '_', '.' and '-' ...
+    """
+
+    name: str
+    spec: Spec
+    data: DataSource
+    options: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not re.match(NAME_PATTERN, self.name) or len(self.name) > 100:
+            raise SpecError(f"task name {self.name!r}: use only letters, digits, '_', '.' and '-' (starting with a "
+                            "letter or digit, at most 100 characters); it names the task's output folder")
+        if isinstance(self.spec, dict):
+            object.__setattr__(self, "spec", Spec.from_dict(self.spec, source=f"task {self.name!r}"))
+        if not isinstance(self.spec, Spec):
+            raise SpecError(f"task {self.name!r}: spec must be a Spec or a dict, not {type(self.spec).__name__}")
+        unknown = set(self.options) - set(FIT_OPTIONS)
+        if unknown:
+            raise SpecError(f"task {self.name!r}: unknown fit option(s) {sorted(unknown)}; allowed: "
+                            f"{', '.join(FIT_OPTIONS)}")
+        if isinstance(self.data, str | Path):
+            object.__setattr__(self, "data", Path(self.data).resolve())
+
+
+def task_seeds(batch_seed: int, name: str) -> tuple[int, int]:
+    """The (data seed, sampler seed) of a task: a function of the batch seed and the task name only.
+
+    The name enters through SHA-256 (Python's ``hash()`` is salted per process), and
+    :class:`numpy.random.SeedSequence` turns both into well-mixed, independent 32-bit seeds.
+
+    Examples
+    --------
+    >>> task_seeds(1, "task-a")
+    (3306582283, 156423850)
+    """
+    words = np.frombuffer(hashlib.sha256(name.encode("utf-8")).digest(), dtype="<u4")
+    sequence = np.random.SeedSequence([int(batch_seed), *(int(w) for w in words)])
+    data_seed, fit_seed = (int(s) for s in sequence.generate_state(2, dtype=np.uint32))
+    return data_seed, fit_seed
+
+
+# ---- summaries -----------------------------------------------------------------------------------
+def diagnostics_summary(fit: Fit, truth=None) -> dict:
+    """The default summary: max R-hat, min bulk/tail ESS, divergences, min E-BFMI, verdict and timings.
+
+    Parameters
+    ----------
+    fit : Fit
+    truth : xarray.Dataset, optional
+        The simulated truth when there is one (unused here; summarisers receive it for recovery numbers).
+    """
+    d = fit.diagnostics
+    # with a single short chain R-hat can be undefined everywhere: then there is no verdict (None)
+    assessable = bool(d.table["max_rhat"].notna().any())
+    return {"max_rhat": float(d.table["max_rhat"].max()), "min_ess_bulk": float(d.table["min_ess_bulk"].min()),
+            "min_ess_tail": float(d.table["min_ess_tail"].min()), "divergences": int(d.divergences),
+            "min_bfmi": float(np.min(d.bfmi)), "diagnostics_passed": bool(d.passed) if assessable else None,
+            "n_draws": int(d.n_draws), **{f"seconds_{k}": v for k, v in fit.timings.items()}}
+
+
+def recovery_summary(fit: Fit, truth=None) -> dict:
+    """Diagnostics plus, when the truth is known, how well θ is recovered.
+
+    Adds ``theta_corr`` (correlation of posterior means with the true θ), ``theta_coverage`` (share of
+    true values inside the central ``CI_PROB`` interval) and ``theta_rmse``.
+    """
+    from nexusbayes.constants import CI_PROB
+
+    out = diagnostics_summary(fit)
+    if truth is not None:
+        theta = fit.tree["posterior"]["theta"]
+        true = truth["theta"].sel(region=theta["region"], period=theta["period"], trait=theta["trait"])
+        mean = theta.mean(("chain", "draw"))
+        q = theta.quantile([(1 - CI_PROB) / 2, 1 - (1 - CI_PROB) / 2], dim=("chain", "draw"))
+        inside = (true >= q.isel(quantile=0)) & (true <= q.isel(quantile=1))
+        out.update({"theta_corr": float(np.corrcoef(mean.values.ravel(), true.values.ravel())[0, 1]),
+                    "theta_coverage": float(inside.mean()),
+                    "theta_rmse": float(np.sqrt(((mean - true) ** 2).mean()))})
+    return out
+
+
+def sweep_summary(fit: Fit, truth=None) -> dict:
+    """Key results for side-by-side comparison: mean θ per country and trait, type shares, diagnostics.
+
+    Keys are ``theta.<country>.<trait>`` (posterior mean over the country's region-periods),
+    ``share.<type>`` (mean P(type) over all region-periods, when the spec has both traits of the
+    typology) and those of :func:`diagnostics_summary`.
+
+    Notes
+    -----
+    θ is standardised within each fit (mean 0, SD 1 over its region-periods), so levels compare across
+    fits of the same data (prior and leave-one-out sweeps); a per-country fit is standardised over that
+    country alone, where the means are 0 by construction and the type shares are relative to it.
+    """
+    theta = fit.tree["posterior"]["theta"].mean(("chain", "draw"))
+    country = [fit.region_country[r] for r in theta["region"].values]
+    by_country = theta.assign_coords(country=("region", country)).groupby("country").mean(("region", "period"))
+    out = {f"theta.{c}.{t}": float(by_country.sel(country=c, trait=t))
+           for c in by_country["country"].values for t in by_country["trait"].values}
+    if fit.spec.has_typology:
+        shares = fit.type_probabilities().mean(("region", "period"))
+        out.update({f"share.{t}": float(shares.sel(type=t)) for t in TYPES})
+    out.update(diagnostics_summary(fit))
+    return out
+
+
+# ---- worker side -----------------------------------------------------------------------------------
+def _materialise(source: DataSource, spec: Spec, seed: int):
+    """The data to fit and the truth (or None)."""
+    if isinstance(source, Simulate):
+        sim = simulate(source.spec or spec, **source.shape(), seed=seed if source.seed is None else source.seed)
+        return sim.frame, sim.truth
+    if isinstance(source, Simulation):
+        return source.frame, source.truth
+    if isinstance(source, str | Path | pd.DataFrame):
+        return source, None
+    if callable(source):
+        made = source(seed)
+        if isinstance(made, Simulation):
+            return made.frame, made.truth
+        if isinstance(made, pd.DataFrame):
+            return made, None
+        raise TypeError(f"the data callable returned {type(made).__name__}; it must return a DataFrame or a "
+                        "Simulation")
+    raise TypeError(f"unsupported data source {type(source).__name__}")
+
+
+def _worker_info() -> dict:
+    import nexusbayes
+
+    info = {"pid": os.getpid(), "nexusbayes": nexusbayes.__file__}
+    with contextlib.suppress(ValueError):  # not on a Dask worker (e.g. called directly)
+        from distributed import get_worker
+
+        info["address"] = get_worker().address
+    return info
+
+
+def execute(task: Task, seeds: tuple[int, int], summarise: Summariser = diagnostics_summary,
+            save_fit: bool = False) -> dict:
+    """Run one task where it is called (a worker): materialise the data, fit, summarise.
+
+    An exception is returned as a failure record (type, message, traceback) rather than raised, so
+    that it is recorded once and not retried; a worker that dies is retried by the scheduler.
+
+    Returns
+    -------
+    dict
+        ``status`` ("ok" or "failed"), ``summary`` or ``error``, ``seconds``, ``worker`` and, with
+        ``save_fit``, ``fit_bytes`` (the netCDF file written by :meth:`Fit.save`).
+    """
+    start = time.perf_counter()
+    record: dict = {"worker": _worker_info()}
+    try:
+        data, truth = _materialise(task.data, task.spec, seeds[0])
+        options = {"seed": seeds[1], **task.options}
+        result = fit(task.spec, data, progress=False, check=False, **options)
+        record["summary"] = _jsonable(summarise(result, truth))
+        json.dumps(record["summary"], allow_nan=False)   # fail here, with a traceback, if not JSON
+        if save_fit:
+            with tempfile.TemporaryDirectory(prefix="nexusbayes-batch-") as tmp:
+                record["fit_bytes"] = result.save(Path(tmp) / FIT_FILE).read_bytes()
+        record["status"] = "ok"
+    except Exception as exc:  # recorded with its traceback; the batch goes on
+        record["status"] = "failed"
+        record["error"] = _error(exc, traceback.format_exc())
+    record["seconds"] = time.perf_counter() - start
+    return record
+
+
+def _error(exc: BaseException, trace: str) -> dict:
+    return {"type": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": str(exc), "traceback": trace}
+
+
+def _jsonable(obj):
+    """Plain JSON types: NumPy scalars and arrays converted, non-finite floats as None."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# ---- client side -----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def connect(scheduler: str | None = None, n_workers: int = 2, *, worker_deaths: int = 2) -> Iterator:
+    """A Dask client: on a new local cluster (``scheduler=None``) or on a running scheduler.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler, e.g. ``"tcp://10.0.0.5:8786"``. Default: start a
+        :class:`distributed.LocalCluster` of ``n_workers`` processes with one thread each, closed on exit.
+    n_workers : int
+        Worker processes of the local cluster.
+    worker_deaths : int
+        Local cluster only: a task whose worker dies is run again, until it has killed
+        ``worker_deaths + 1`` workers; then it fails with ``KilledWorker`` (distributed's
+        ``scheduler.allowed-failures``). A running scheduler uses its own setting (default 3).
+
+    Examples
+    --------
+    >>> with connect(n_workers=2) as client:  # doctest: +SKIP
+    ...     print(client.run(lambda: __import__("nexusbayes").__file__))
+    """
+    import dask
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with dask.config.set({"distributed.scheduler.allowed-failures": worker_deaths}):   # read when the scheduler starts
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+def run_batch(tasks: Iterable[Task], out_dir: str | Path, *, scheduler: str | None = None, n_workers: int = 2,
+              seed: int = 0, progress: bool = True, summarise: Summariser = diagnostics_summary,
+              save_fits: bool = False, worker_deaths: int = 2) -> pd.DataFrame:
+    """Fit every task on a Dask cluster, writing each result as it finishes; skip tasks already done.
+
+    Parameters
+    ----------
+    tasks : iterable of Task
+        Names must be unique.
+    out_dir : path
+        One folder per task (see the module docstring) and ``batch.csv``.
+    scheduler : str, optional
+        Address of a running Dask scheduler; default a local cluster (see :func:`connect`).
+    n_workers : int
+        Worker processes of the local cluster (one thread each).
+    seed : int
+        Batch seed; each task's seeds are derived from it and the task name (:func:`task_seeds`).
+    progress : bool
+        Show a progress bar (on stderr).
+    summarise : callable
+        ``summarise(fit, truth) -> dict`` of JSON-able values, run on the worker; ``truth`` is the
+        simulated truth (xarray.Dataset) or None. Default :func:`diagnostics_summary`.
+    save_fits : bool
+        Also write each fit's ``fit.nc`` (with its spec and data inside; can be large).
+    worker_deaths : int
+        How often a task may kill its worker before it is recorded as failed (local cluster).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per task, in the order given: ``task``, ``status`` (``ok``, ``failed``, or
+        ``skipped`` for a result found on disk), ``seconds`` (on the worker), ``error_type``,
+        ``error_message``, then the summary's keys (nested keys joined with ``.``).
+
+    Raises
+    ------
+    OutputExistsError
+        When a task folder holds the result of a different task (another spec, data, options, seed or
+        summariser): results are never silently mixed.
+
+    Notes
+    -----
+    Results are written by this process, atomically (temporary file, then rename); ``summary.json``
+    is written last and marks the task done, so an interrupted batch resumes where it stopped. A
+    failed task's ``error.json`` does not count as done: a rerun tries it again. Workers only need the
+    package, not the output folder.
+    """
+    tasks = list(tasks)
+    names = [t.name for t in tasks]
+    repeated = sorted(n for n, k in collections.Counter(names).items() if k > 1)
+    if repeated:
+        raise SpecError(f"task names repeat: {repeated}; each task needs its own name (it names its folder)")
+    out_dir = Path(out_dir)
+    plans = {t.name: _plan(t, seed, summarise) for t in tasks}
+    rows: dict[str, dict] = {}
+    todo = []
+    for task in tasks:
+        done = _read_done(out_dir / task.name, plans[task.name]["digest"])
+        if done is None:
+            todo.append(task)
+        else:
+            rows[task.name] = _row({**done, "status": "skipped"})
+
+    if todo:
+        bar = _progress_bar(len(tasks), len(tasks) - len(todo), progress)
+        try:
+            with connect(scheduler, n_workers, worker_deaths=worker_deaths) as client:
+                for task, record in _submit_and_gather(client, todo, plans, summarise, save_fits):
+                    record = _write(out_dir / task.name, plans[task.name], record)
+                    rows[task.name] = _row(record)
+                    bar.update(1)
+                    bar.set_postfix(failed=sum(r["status"] == "failed" for r in rows.values()), refresh=False)
+        finally:
+            bar.close()
+    table = pd.DataFrame([rows[n] for n in names])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / TABLE_FILE, lambda tmp: table.to_csv(tmp, index=False))
+    return table
+
+
+def _submit_and_gather(client, todo: list[Task], plans: dict, summarise: Summariser,
+                       save_fits: bool) -> Iterator[tuple[Task, dict]]:
+    """Yield (task, record) as tasks finish, keeping at most one task per worker thread in flight.
+
+    Submitting only as many tasks as there are threads means that a worker that dies takes only its
+    own task with it (every task on a dying worker counts towards ``allowed-failures``), and results
+    are fetched as soon as they exist (``with_results``), before a later task can kill their worker.
+    """
+    from distributed import as_completed
+
+    pending = list(todo)
+    in_flight: dict[str, Task] = {}
+    finished = as_completed(with_results=True, raise_errors=False)
+
+    def top_up() -> None:
+        slots = max(1, sum(client.nthreads().values()))
+        while pending and len(in_flight) < slots:
+            task = pending.pop(0)
+            plan = plans[task.name]
+            future = client.submit(execute, task, plan["seeds"], summarise, save_fits,
+                                   key=f"nexusbayes-task-{task.name}-{plan['digest'][:12]}")
+            in_flight[future.key] = task
+            finished.add(future)
+
+    top_up()
+    for future, result in finished:
+        task = in_flight.pop(future.key)
+        if future.status == "error":          # KilledWorker, or the task could not be deserialised
+            kind, exc, tb = result
+            record = {"status": "failed", "error": _error(exc, "".join(traceback.format_exception(kind, exc, tb))),
+                      "seconds": None}
+        elif future.status == "cancelled":
+            record = {"status": "failed", "error": _error(result, "cancelled on the cluster"), "seconds": None}
+        else:
+            record = result
+        future.release()
+        top_up()
+        yield task, record
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress_bar(total: int, initial: int, show: bool):
+    if not show:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc="nexusbayes batch", unit="fit", file=sys.stderr)
+
+
+def _plan(task: Task, batch_seed: int, summarise: Summariser) -> dict:
+    """What identifies a task's result: its inputs, seeds and summariser, and their SHA-256."""
+    seeds = task_seeds(batch_seed, task.name)
+    identity = {"name": task.name, "spec": task.spec.to_toml(), "data": _describe(task.data),
+                "options": task.options, "batch_seed": batch_seed, "seeds": list(seeds),
+                "summarise": _callable_name(summarise)}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+    return {"seeds": seeds, "digest": digest, "identity": identity}
+
+
+def _describe(source: DataSource) -> dict:
+    if isinstance(source, Simulate):
+        return {"kind": "simulate", **source.shape(), "seed": source.seed,
+                "spec": source.spec.to_toml() if source.spec is not None else None}
+    if isinstance(source, Simulation):
+        return {"kind": "simulation", "sha256": _frame_sha(source.frame)}
+    if isinstance(source, pd.DataFrame):
+        return {"kind": "dataframe", "rows": len(source), "sha256": _frame_sha(source)}
+    if isinstance(source, Path):
+        sha = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else None
+        return {"kind": "file", "path": str(source), "sha256": sha}
+    return {"kind": "callable", "name": _callable_name(source)}
+
+
+def _frame_sha(frame: pd.DataFrame) -> str:
+    return hashlib.sha256(frame.to_csv(index=False, float_format="%.17g").encode()).hexdigest()
+
+
+def _callable_name(fn) -> str:
+    if isinstance(fn, functools.partial):
+        return f"{_callable_name(fn.func)}(*{fn.args!r}, **{fn.keywords!r})"
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
+
+
+def _read_done(task_dir: Path, digest: str) -> dict | None:
+    path = task_dir / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record.get("digest") != digest:
+        raise OutputExistsError(
+            f"{path} holds the result of a different task (its spec, data, options, seed or summariser changed); "
+            "write the batch to a new output folder, or delete that task folder to redo it")
+    return record
+
+
+def _write(task_dir: Path, plan: dict, record: dict) -> dict:
+    """Write a finished task's files atomically; return the record as stored."""
+    fit_bytes = record.pop("fit_bytes", None)
+    stored = {"task": plan["identity"]["name"], "status": record["status"], "digest": plan["digest"],
+              "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **record,
+              "identity": plan["identity"]}
+    if record["status"] == "ok":
+        if fit_bytes is not None:
+            atomic_write(task_dir / FIT_FILE, lambda tmp: Path(tmp).write_bytes(fit_bytes))
+            stored["fit_file"] = FIT_FILE
+        atomic_write(task_dir / SUMMARY_FILE, lambda tmp: Path(tmp).write_text(
+            json.dumps(_jsonable(stored), indent=1, allow_nan=False), encoding="utf-8"))
+        (task_dir / ERROR_FILE).unlink(missing_ok=True)
+    else:
+        atomic_write(task_dir / ERROR_FILE, lambda tmp: Path(tmp).write_text(
+            json.dumps(_jsonable(stored), indent=1), encoding="utf-8"))
+    return stored
+
+
+def _row(record: dict) -> dict:
+    error = record.get("error") or {}
+    row = {"task": record["task"], "status": record["status"], "seconds": record.get("seconds"),
+           "error_type": error.get("type"), "error_message": error.get("message")}
+    summary = record.get("summary") or {}
+    row.update(pd.json_normalize(summary, sep=".").iloc[0].to_dict() if summary else {})
+    return row
+
+
+# ---- command-line helpers ------------------------------------------------------------------------
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--scheduler ADDRESS`` and ``--workers N`` to a subcommand (batch-running commands share them).
+
+    Examples
+    --------
+    >>> parser = argparse.ArgumentParser()
+    >>> add_cluster_arguments(parser)
+    >>> cluster_options(parser.parse_args(["--scheduler", "tcp://10.0.0.5:8786"]))
+    {'scheduler': 'tcp://10.0.0.5:8786', 'n_workers': 2}
+    """
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: start a "
+                             "local cluster)")
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="worker processes of the local cluster (default 2; ignored with --scheduler)")
+
+
+def cluster_options(args: argparse.Namespace) -> dict:
+    """The :func:`run_batch` keyword arguments set by :func:`add_cluster_arguments`."""
+    return {"scheduler": args.scheduler, "n_workers": args.workers}
+
+
+# ---- sensitivity sweeps --------------------------------------------------------------------------
+SWEEP_KINDS = ("prior_scale", "leave_one_indicator_out", "per_country")
+
+#: Prior scale fields and the model variables whose prior they set (a field is swept only when used).
+PRIOR_SCALE_VARIABLES = {
+    "loading": ("loading_pos", "loading_neg", "loading_free"),
+    "intercept": ("intercept_raw",),
+    "cutpoint": ("cut_centre_",),
+    "rater_sd": ("rater_sd_",),
+    "noise_sd": ("sigma_",),
+    "inv_dispersion": ("inv_dispersion_",),
+    "initial_country_sd": ("country_initial_sd",),
+    "innovation_country_sd": ("country_innovation_sd",),
+    "innovation_region_sd": ("region_innovation_sd",),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """The tasks of a sensitivity sweep, and the variants refused with the reason.
+
+    Attributes
+    ----------
+    kind : str
+    tasks : list of Task
+        ``baseline`` (the spec and data as given) first, then one task per variant.
+    refused : dict of str to str
+        Variant name to the reason it is not fitted (e.g. dropping the only anchor of a trait).
+    """
+
+    kind: str
+    tasks: list[Task]
+    refused: dict[str, str]
+
+
+def sweep_tasks(spec: Spec, data: str | Path | pd.DataFrame, kind: str, *, options: dict | None = None,
+                factors: tuple[float, ...] = (0.5, 2.0), fields: Iterable[str] | None = None) -> Sweep:
+    """Build the tasks of a sensitivity sweep.
+
+    Parameters
+    ----------
+    spec : Spec
+    data : path or DataFrame
+        The indicator table.
+    kind : {"prior_scale", "leave_one_indicator_out", "per_country"}
+        ``prior_scale``: each prior scale the model uses, multiplied by each factor, one at a time
+        (task ``prior-<field>-x<factor>``). ``leave_one_indicator_out``: the model without each
+        indicator in turn (``drop-<indicator>``); an indicator that is the only anchor of a trait, or
+        that a typology threshold is anchored on, is refused with the reason. ``per_country``: one fit
+        per country's data (``country-<country>``).
+    options : dict, optional
+        Fit options for every task (see :class:`Task`).
+    factors : tuple of float
+        Multipliers of the prior scales (``prior_scale``).
+    fields : iterable of str, optional
+        Prior fields to sweep (``prior_scale``); default every scale field the model uses.
+
+    Returns
+    -------
+    Sweep
+
+    Examples
+    --------
+    >>> from nexusbayes.simulate import simulate
+    >>> from nexusbayes.spec import Indicator
+    >>> spec = Spec(name="demo", indicators={
+    ...     "staff": Indicator(family="normal", loads={"capability": "positive"}),
+    ...     "seizures": Indicator(family="negbin", loads={"capability": "positive", "willingness": "positive"}),
+    ...     "quota": Indicator(family="binomial", loads={"willingness": "positive"})})
+    >>> sweep = sweep_tasks(spec, simulate(spec, n_regions=3, n_periods=3).frame, "leave_one_indicator_out")
+    >>> [t.name for t in sweep.tasks]
+    ['baseline', 'drop-seizures']
+    >>> sweep.refused["drop-staff"]
+    "the only anchor of trait 'capability' (nothing else loads on it alone with a fixed sign)"
+    """
+    if kind not in SWEEP_KINDS:
+        raise SpecError(f"unknown sweep kind {kind!r}; choose one of {', '.join(SWEEP_KINDS)}")
+    options = dict(options or {})
+    source = Path(data).resolve() if isinstance(data, str | Path) else data
+    frame, label, _ = read_table(source)
+    tasks = [Task("baseline", spec, source, options)]
+    refused: dict[str, str] = {}
+    if kind == "prior_scale":
+        used = _used_prior_fields(spec, frame, label)
+        chosen = list(fields) if fields is not None else used
+        unknown = [f for f in chosen if f not in PRIOR_SCALE_VARIABLES]
+        if unknown:
+            raise SpecError(f"not prior scale fields: {unknown}; choose from {', '.join(PRIOR_SCALE_VARIABLES)}")
+        for field in chosen:
+            for factor in factors:
+                name = f"prior-{field}-x{factor:g}"
+                if field not in used:
+                    refused[name] = f"this model does not use priors.{field}"
+                    continue
+                priors = spec.priors.model_copy(update={field: getattr(spec.priors, field) * factor})
+                tasks.append(Task(name, spec.model_copy(update={"priors": priors}), source, options))
+    elif kind == "leave_one_indicator_out":
+        for indicator in spec.indicators:
+            name = _safe_name("drop", indicator)
+            reason = _required_anchor(spec, indicator)
+            if reason is None:
+                raw = spec.to_dict()
+                del raw["indicators"][indicator]
+                try:
+                    variant = Spec.from_dict(raw, source=f"spec without {indicator!r}")
+                except SpecError as exc:
+                    reason = str(exc).split("\n", 1)[-1].strip().removeprefix("- ")
+            if reason is not None:
+                refused[name] = reason
+                continue
+            tasks.append(Task(name, variant, frame[frame["indicator"] != indicator].reset_index(drop=True), options))
+    else:
+        countries = sorted(frame["country"].dropna().astype(str).unique())
+        for country in countries:
+            name = _safe_name("country", country)
+            if len(countries) == 1:
+                refused[name] = "the data hold a single country: its fit is the baseline"
+                continue
+            tasks.append(Task(name, spec, frame[frame["country"].astype(str) == country].reset_index(drop=True),
+                              options))
+    return Sweep(kind=kind, tasks=tasks, refused=refused)
+
+
+def _safe_name(prefix: str, label: str) -> str:
+    return f"{prefix}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}"[:100]
+
+
+def _required_anchor(spec: Spec, indicator: str) -> str | None:
+    """Why ``indicator`` cannot be dropped (the only anchor of a trait), or None."""
+    ind = spec.indicators[indicator]
+    if len(ind.loads) != 1 or next(iter(ind.loads.values())) == "free":
+        return None
+    trait = next(iter(ind.loads))
+    others = [n for n, o in spec.indicators.items()
+              if n != indicator and list(o.loads) == [trait] and o.loads[trait] != "free"]
+    if others:
+        return None
+    return f"the only anchor of trait {trait!r} (nothing else loads on it alone with a fixed sign)"
+
+
+def _used_prior_fields(spec: Spec, frame: pd.DataFrame, label: str) -> list[str]:
+    """Prior scale fields whose prior enters the model of ``spec`` on these data (builds, does not sample)."""
+    from nexusbayes.model import build_model
+
+    try:
+        panel = validate(frame, spec, label)
+    except NexusBayesError:
+        return list(PRIOR_SCALE_VARIABLES)   # the baseline task will report the data problem
+    names = [v.name for v in build_model(panel, spec).free_RVs]
+    return [field for field, prefixes in PRIOR_SCALE_VARIABLES.items()
+            if any(n == p or (p.endswith("_") and n.startswith(p)) for n in names for p in prefixes)]
