@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import tempfile
 import time
@@ -43,7 +44,7 @@ class Fit:
     Attributes
     ----------
     tree : xarray.DataTree
-        Groups ``posterior``, ``posterior_predictive``, ``log_likelihood``, ``observed_data``,
+        Groups ``posterior``, ``posterior_predictive``, ``prior_predictive``, ``log_likelihood``, ``observed_data``,
         ``constant_data`` and ``sample_stats``; dims ``country``, ``region``, ``period``,
         ``trait``, ``indicator`` and one ``obs_<family>`` per likelihood term.
     spec : Spec
@@ -309,8 +310,14 @@ def prior_predictive(panel: Panel, spec: Spec, draws: int = PRIOR_PREDICTIVE_DRA
     """
     model = model if model is not None else build_model(panel, spec)
     names = [rv.name for rv in model.observed_RVs]
-    with model:
-        drawn = pm.sample_prior_predictive(draws=draws, var_names=names, random_seed=seed)
+    logger = logging.getLogger("pymc")
+    level = logger.level
+    logger.setLevel(logging.WARNING)    # not the INFO line listing every variable it draws
+    try:
+        with model:
+            drawn = pm.sample_prior_predictive(draws=draws, var_names=names, random_seed=seed)
+    finally:
+        logger.setLevel(level)
     out = drawn["prior_predictive"].to_dataset()
     ordinal = {f"y_{term_key(spec, n)}" for n, ind in spec.indicators.items() if ind.family == "ordinal"}
     for name in ordinal & set(out.data_vars):

@@ -273,7 +273,7 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
     def images(group):
         return [{"stem": stem, "caption": caption, "uri": _uri(data)} for stem, (caption, data) in figs[group].items()]
 
-    verdict = [{"check": r["check"], "label": r["label"], "value": _fmt(r["value"]), "raw": repr(r["value"]),
+    verdict = [{"check": r["check"], "label": r["label"], "value": _fmt(r["value"]), "raw": repr(float(r["value"])),
                 "threshold": r["threshold"], "passed": bool(r["passed"]), "worst": r["worst"], "advice": r["advice"]}
                for r in tables["verdict"].to_dict("records")]
     flagged = tables["pareto_k_flagged"]
