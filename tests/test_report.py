@@ -21,6 +21,7 @@ from nexusbayes.cli import main
 from nexusbayes.diagnostics import diagnose
 from nexusbayes.errors import OutputExistsError
 from nexusbayes.fit import load
+from nexusbayes.model import term_key
 from nexusbayes.report import REPORT_DIR, REPORT_FILE, SECTIONS
 from nexusbayes.simulate import simulate
 
@@ -123,7 +124,6 @@ def test_every_csv_table_equals_the_quantity_it_came_from(hostile):
         assert thresholds.loc[trait, "mean"] == pytest.approx(draws.mean(), abs=1e-12)
     checked.add("typology_thresholds")
 
-    where = panel.frame.set_index("row")
     pareto = csv["pareto_k"]
     terms = csv["loo_by_term"].set_index("term")
     for var in tree["log_likelihood"].to_dataset().data_vars:
@@ -133,8 +133,12 @@ def test_every_csv_table_equals_the_quantity_it_came_from(hostile):
         np.testing.assert_array_equal(part["row"].to_numpy(), result.pareto_k[dim].values)
         np.testing.assert_allclose(part["pareto_k"].to_numpy(), result.pareto_k.values, atol=1e-12)
         np.testing.assert_allclose(part["elpd_loo"].to_numpy(), result.elpd_i.values, atol=1e-10)
-        for col in ("region", "indicator"):
-            assert (part[col].to_numpy() == where.loc[part["row"], col].to_numpy()).all()
+        observed = tree["observed_data"][var]
+        np.testing.assert_allclose(part["value"].to_numpy(), observed.values)
+        key = var.removeprefix("y_")
+        sub = panel.frame[panel.frame["indicator"].map(lambda n: term_key(spec, n)) == key]  # the term's rows
+        for col in ("region", "period", "indicator"):
+            assert (part[col].astype(str).to_numpy() == sub[col].astype(str).to_numpy()).all(), col
         assert terms.loc[var, "elpd_loo"] == pytest.approx(result.elpd, abs=1e-10)
         assert terms.loc[var, "se"] == pytest.approx(result.se, abs=1e-10)
         assert terms.loc[var, "n_k_above"] == int((result.pareto_k.values > 0.7).sum())

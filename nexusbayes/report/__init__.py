@@ -119,10 +119,9 @@ def _header(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
         "credible intervals": f"{CI_PROB:.0%} equal-tailed",
     }
     fitted = {lib.removeprefix("version_"): str(v) for lib, v in attrs.items() if lib.startswith("version_")}
-    rows = [{"library": lib, "at fit": ("" if lib not in fitted and lib != "nexusbayes"
-                                        else str(attrs.get("nexusbayes_version", "")) if lib == "nexusbayes"
-                                        else fitted[lib]),
-             "at report": _version(lib)} for lib in LIBRARIES]
+    fitted["nexusbayes"] = str(attrs.get("nexusbayes_version", _version("nexusbayes")))   # unsaved: this one
+    rows = [{"library": lib, "at fit": fitted.get(lib, "(not recorded)"), "at report": _version(lib)}
+            for lib in LIBRARIES]
     versions = pd.DataFrame(rows)
     frame = panel.frame
     counts = frame.groupby("indicator", sort=False).agg(observations=("value", "size"),
@@ -193,7 +192,7 @@ def build_report(fit: Fit) -> Report:
     figs: dict[str, dict[str, tuple[str, bytes]]] = {}
     figs["sampling"] = checks.sampling_figures(tree)
     figs["predictive"] = checks.predictive_figures(tree, fit.spec, fit.panel)
-    loo = checks.loo(tree, fit.panel)
+    loo = checks.loo(tree, fit.spec, fit.panel)
     figs["loo"] = loo.figures
     tables.update({"loo_by_term": loo.terms, "loo_by_indicator": loo.by_indicator,
                    "pareto_k": loo.pointwise, "pareto_k_flagged": loo.flagged})

@@ -6,6 +6,7 @@ and PSIS-LOO with its Pareto-k table. Figures come back as PNG bytes (matplotlib
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -92,6 +93,7 @@ def worst_mixing(tree: xr.DataTree, n: int = N_WORST) -> xr.DataTree:
     chosen = {}
     for _, name, sel in candidates[:n]:
         label = f"{name}[{', '.join(str(v) for v in sel.values())}]" if sel else name
+        label = label.replace("/", "\u2215")     # a DataTree variable name cannot hold '/'
         chosen[label] = post[name].isel({d: list(post[name][d].values).index(v) if d in post[name].coords else v
                                          for d, v in sel.items()}, drop=True)
     return xr.DataTree.from_dict({"posterior": xr.Dataset(chosen),
@@ -107,11 +109,14 @@ def sampling_figures(tree: xr.DataTree) -> dict[str, tuple[str, bytes]]:
     worst = worst_mixing(tree)
     out = {}
     if hyper["posterior"].data_vars:
+        panels = sum(int(np.prod([v.sizes[d] for d in v.dims if d not in SAMPLE_DIMS]))
+                     for v in hyper["posterior"].data_vars.values())
+        size = {"figure_kwargs": {"figsize": (12, 3.2 * math.ceil(panels / 4))}}
         out["rank_hyperparameters"] = ("Rank plots of the scales and correlations: uniform ranks (within the "
                                        "envelope) in every chain mean the chains agree.",
-                                       render(azp.plot_rank, hyper))
+                                       render(azp.plot_rank, hyper, **size))
         out["trace_hyperparameters"] = ("Traces of the scales and correlations, divergences marked below.",
-                                        render(azp.plot_trace, hyper))
+                                        render(azp.plot_trace, hyper, **size))
     out["energy"] = ("Energy: marginal energy against energy transitions; similar widths (E-BFMI above 0.3) mean "
                      "the sampler explores the energy well.", render(azp.plot_energy, tree))
     labels = ", ".join(worst["posterior"].data_vars)
@@ -122,24 +127,42 @@ def sampling_figures(tree: xr.DataTree) -> dict[str, tuple[str, bytes]]:
 
 
 # ---- predictive checks ---------------------------------------------------------------------------
-def observation_index(panel: Panel) -> pd.DataFrame:
-    """Region, period, indicator (and rater) of each observation, indexed by its ``row`` label."""
-    cols = [c for c in ("region", "period", "indicator", "rater", "value") if c in panel.frame.columns]
-    return panel.frame.set_index("row")[cols]
+def observation_index(tree: xr.DataTree, spec: Spec, panel: Panel) -> pd.DataFrame:
+    """Term, ``obs`` label, region, period, indicator (and rater) and value of each observation.
 
-
-def by_indicator(tree: xr.DataTree, spec: Spec, panel: Panel, group: str) -> xr.Dataset:
-    """Split the ``y_<term>`` variables of ``group`` into one variable per indicator, over its own ``obs`` dim.
-
-    Discrete families are cast to integers (arviz-plots tells discrete from continuous by dtype).
+    Rows are in the order of each term's ``obs_<term>`` dim, which follows the panel's order
+    (:func:`nexusbayes.model.make_design`); the ``row`` column is the fit's ``obs`` label (the line of
+    the data file as fitted). The observed values are checked against the panel's.
     """
     frame = panel.frame
+    cols = [c for c in ("region", "period", "indicator", "rater", "value") if c in frame.columns]
+    parts = []
+    for var, observed in tree["observed_data"].to_dataset().data_vars.items():
+        key = var.removeprefix("y_")
+        names = [n for n in panel.indicators if term_key(spec, n) == key]
+        sub = frame.loc[frame["indicator"].isin(names), cols].reset_index(drop=True)
+        if len(sub) != observed.size or not np.allclose(sub["value"].to_numpy(float), observed.values):
+            raise ValueError(f"the observations of {var} do not line up with the data table; was the fit's data "
+                             "changed?")
+        sub.insert(0, "row", observed[f"obs_{key}"].values)
+        sub.insert(0, "term", var)
+        parts.append(sub)
+    return pd.concat(parts, ignore_index=True)
+
+
+def by_indicator(tree: xr.DataTree, spec: Spec, index: pd.DataFrame, group: str) -> xr.Dataset:
+    """Split the ``y_<term>`` variables of ``group`` into one variable per indicator, over its own ``obs`` dim.
+
+    ``index`` is :func:`observation_index`. Discrete families are cast to integers (arviz-plots tells
+    discrete from continuous by dtype).
+    """
     source = tree[group].to_dataset()
     out = {}
-    for name in panel.indicators:
+    for name in dict.fromkeys(index["indicator"]):
         key = term_key(spec, name)
-        rows = frame.loc[frame["indicator"] == name, "row"].to_numpy()
-        values = source[f"y_{key}"].sel({f"obs_{key}": rows}).rename({f"obs_{key}": f"obs_{name}"})
+        term = index[index["term"] == f"y_{key}"]
+        positions = np.flatnonzero(term["indicator"].to_numpy() == name)
+        values = source[f"y_{key}"].isel({f"obs_{key}": positions}).rename({f"obs_{key}": f"obs_{name}"})
         if spec.indicators[name].family in DISCRETE:
             values = values.round().astype("int64")
         out[name] = values.drop_vars(f"obs_{name}")
@@ -154,7 +177,8 @@ def predictive_figures(tree: xr.DataTree, spec: Spec, panel: Panel) -> dict[str,
 
     Returns ``{file stem: (caption, PNG bytes)}``.
     """
-    observed = by_indicator(tree, spec, panel, "observed_data")
+    index = observation_index(tree, spec, panel)
+    observed = by_indicator(tree, spec, index, "observed_data")
     kinds: dict[str, list[str]] = {"rootogram": [], "density": [], "ecdf": []}
     for name in panel.indicators:
         family = spec.indicators[name].family
@@ -166,7 +190,7 @@ def predictive_figures(tree: xr.DataTree, spec: Spec, panel: Panel) -> dict[str,
             kinds["ecdf"].append(name)
     out = {}
     for group, when in (("prior_predictive", "Prior"), ("posterior_predictive", "Posterior")):
-        predicted = by_indicator(tree, spec, panel, group)
+        predicted = by_indicator(tree, spec, index, group)
         dt = xr.DataTree.from_dict({group: predicted, "observed_data": observed})
         short = group.split("_")[0]
         for kind, names in kinds.items():
@@ -208,12 +232,12 @@ class Loo:
         return self.pointwise[self.pointwise["pareto_k"] > PARETO_K_MAX].sort_values("pareto_k", ascending=False)
 
 
-def loo(tree: xr.DataTree, panel: Panel) -> Loo:
+def loo(tree: xr.DataTree, spec: Spec, panel: Panel) -> Loo:
     """PSIS-LOO for each ``y_<term>`` of the log-likelihood, with Pareto k per observation.
 
     Observations are named by region, period and indicator (and rater) through their row label.
     """
-    index = observation_index(panel)
+    index = observation_index(tree, spec, panel)
     terms, points, messages, results = [], [], [], {}
     for var in tree["log_likelihood"].to_dataset().data_vars:
         with warnings.catch_warnings(record=True) as caught:
@@ -224,8 +248,9 @@ def loo(tree: xr.DataTree, panel: Panel) -> Loo:
         k = result.pareto_k
         (dim,) = k.dims
         rows = k[dim].values
-        part = index.loc[rows].reset_index()
-        part.insert(0, "term", var)
+        part = index[index["term"] == var].reset_index(drop=True)
+        if not np.array_equal(part["row"].to_numpy(), rows):
+            raise ValueError(f"the log-likelihood of {var} does not line up with its observations")
         part["elpd_loo"] = result.elpd_i.values
         part["pareto_k"] = k.values
         points.append(part)
