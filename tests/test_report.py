@@ -10,6 +10,7 @@ import html
 import re
 import shutil
 import subprocess
+import warnings
 
 import arviz as az
 import numpy as np
@@ -127,7 +128,9 @@ def test_every_csv_table_equals_the_quantity_it_came_from(hostile):
     pareto = csv["pareto_k"]
     terms = csv["loo_by_term"].set_index("term")
     for var in tree["log_likelihood"].to_dataset().data_vars:
-        result = az.loo(tree, var_name=var, pointwise=True)
+        with warnings.catch_warnings():   # expected with 120 draws; the report lists it among its notes
+            warnings.filterwarnings("ignore", "Estimated shape parameter of Pareto", UserWarning)
+            result = az.loo(tree, var_name=var, pointwise=True)
         part = pareto[pareto["term"] == var]
         (dim,) = result.pareto_k.dims
         np.testing.assert_array_equal(part["row"].to_numpy(), result.pareto_k[dim].values)

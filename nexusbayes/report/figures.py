@@ -168,7 +168,7 @@ def modal_type_map(probs: xr.DataArray) -> Figure:
         ax.imshow(rgba, aspect="auto", interpolation="nearest")
         if len(periods) * len(regions) <= 400:
             for (i, j), p in np.ndenumerate(best):
-                ax.text(j, i, f"{p:.2f}"[1:] if p < 1 else "1", ha="center", va="center", fontsize=5.5)
+                ax.text(j, i, f"{p:.2f}".removeprefix("0"), ha="center", va="center", fontsize=5.5)
         ax.set_yticks(np.arange(len(regions)), regions)
         _ticks(ax, periods, max_ticks=30)
         handles = [matplotlib.patches.Patch(color=TYPE_COLOURS.get(t, "grey"), label=t) for t in types]
