@@ -190,7 +190,7 @@ def build_report(fit: Fit) -> Report:
         "verdict": _verdict(diag), "diagnostics_by_variable": _by_variable(diag),
     }
     figs: dict[str, dict[str, tuple[str, bytes]]] = {}
-    figs["sampling"] = checks.sampling_figures(tree)
+    figs["sampling"] = checks.sampling_figures(tree, diag)
     figs["predictive"] = checks.predictive_figures(tree, fit.spec, fit.panel)
     loo = checks.loo(tree, fit.spec, fit.panel)
     figs["loo"] = loo.figures

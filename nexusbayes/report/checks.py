@@ -19,6 +19,7 @@ import xarray as xr
 
 from nexusbayes.constants import PARETO_K_MAX
 from nexusbayes.data import Panel
+from nexusbayes.diagnostics import Diagnostics
 from nexusbayes.model import term_key
 from nexusbayes.report.figures import RC, png
 from nexusbayes.spec import Spec
@@ -28,6 +29,8 @@ SAMPLE_DIMS = ("chain", "draw")
 DISCRETE = {"negbin", "binomial", "bernoulli", "ordinal"}
 #: A count indicator whose values span more than this many integers is drawn as an ECDF instead.
 ROOTOGRAM_MAX_RANGE = 60
+#: Predictive checks draw at most this many replicated data sets (thinned evenly).
+PPC_MAX_DRAWS = 1000
 #: How many of the worst-mixing parameters the pair plot shows.
 N_WORST = 4
 
@@ -69,13 +72,14 @@ def hyperparameters(tree: xr.DataTree) -> xr.DataTree:
                                   "sample_stats": tree["sample_stats"].to_dataset()[["diverging"]]})
 
 
-def worst_mixing(tree: xr.DataTree, n: int = N_WORST) -> xr.DataTree:
+def worst_mixing(tree: xr.DataTree, diagnostics: Diagnostics, n: int = N_WORST) -> xr.DataTree:
     """The ``n`` posterior elements with the lowest bulk ESS, as scalar variables, with ``sample_stats``.
 
+    Searched within the ``n`` variables whose worst bulk ESS is lowest (from ``diagnostics``).
     Elements that never vary (structural zeros and ones, with no ESS) are left out.
     """
     post = tree["posterior"].to_dataset()
-    names = [v for v in post.data_vars if post[v].dtype.kind == "f"]
+    names = list(diagnostics.table["min_ess_bulk"].dropna().sort_values().index[:n])
     with np.errstate(invalid="ignore", divide="ignore"):
         ess = az.ess(post[names], method="bulk")
     candidates = []
@@ -100,13 +104,13 @@ def worst_mixing(tree: xr.DataTree, n: int = N_WORST) -> xr.DataTree:
                                   "sample_stats": tree["sample_stats"].to_dataset()[["diverging"]]})
 
 
-def sampling_figures(tree: xr.DataTree) -> dict[str, tuple[str, bytes]]:
+def sampling_figures(tree: xr.DataTree, diagnostics: Diagnostics) -> dict[str, tuple[str, bytes]]:
     """Rank and trace plots of the hyperparameters, the energy plot, and the pair plot of the worst-mixing elements.
 
     Returns ``{file stem: (caption, PNG bytes)}``.
     """
     hyper = hyperparameters(tree)
-    worst = worst_mixing(tree)
+    worst = worst_mixing(tree, diagnostics)
     out = {}
     if hyper["posterior"].data_vars:
         panels = sum(int(np.prod([v.sizes[d] for d in v.dims if d not in SAMPLE_DIMS]))
@@ -157,6 +161,9 @@ def by_indicator(tree: xr.DataTree, spec: Spec, index: pd.DataFrame, group: str)
     discrete from continuous by dtype).
     """
     source = tree[group].to_dataset()
+    if "draw" in source.dims:     # a visual check: at most PPC_MAX_DRAWS draws, evenly thinned
+        total = source.sizes["draw"] * source.sizes.get("chain", 1)
+        source = source.isel(draw=slice(None, None, max(1, math.ceil(total / PPC_MAX_DRAWS))))
     out = {}
     for name in dict.fromkeys(index["indicator"]):
         key = term_key(spec, name)
