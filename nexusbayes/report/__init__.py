@@ -135,6 +135,9 @@ def _header(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
 
 def _verdict(diag: Diagnostics) -> pd.DataFrame:
     checks_ = diag.checks.reset_index()
+    at = {"rhat": "rhat_at", "ess_bulk": "ess_bulk_at", "ess_tail": "ess_tail_at"}
+    checks_["worst"] = [diag.table.loc[worst, at[key]] if key in at and worst in diag.table.index else worst
+                        for key, worst in zip(checks_["check"], checks_["worst"], strict=True)]
     checks_["advice"] = [("" if ok else ADVICE[key]) for key, ok in zip(checks_["check"], checks_["passed"],
                                                                         strict=True)]
     return checks_

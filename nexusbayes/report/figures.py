@@ -13,7 +13,7 @@ Examples
 ...                      coords={"region": ["A", "<b>B</b>"], "period": [2000, 2001, 2002],
 ...                              "type": ["hegemonic", "captured", "degraded", "failed"]})
 >>> data = png(type_heatmaps(probs))
->>> data[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+>>> data[:4] == b"\x89PNG"
 True
 """
 
