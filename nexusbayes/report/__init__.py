@@ -329,6 +329,9 @@ def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False) -> Path
     _check_writable(out_dir, overwrite)     # again: the folder may have appeared while building
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)       # mkdtemp makes it private; a report is for reading
     try:
         (tmp / REPORT_FILE).write_text(report.html, encoding="utf-8")
         for stem, (_, data) in report.figures.items():
