@@ -210,14 +210,15 @@ def predictive_figures(tree: xr.DataTree, spec: Spec, panel: Panel) -> dict[str,
                            "interval against the observed frequency.")
             elif kind == "density":
                 data = render(azp.plot_ppc_dist, dt, group=group, var_names=names, kind="kde")
+                caption = (f"{when} predictive densities ({listed}): densities of replicated data sets against "
+                           "the observed data's.")
             else:   # wide-ranging counts: ECDFs on the log1p scale
                 logged = xr.DataTree.from_dict({g: np.log1p(dt[g].to_dataset()[names].astype(float))
                                                 .rename({n: f"log1p({n})" for n in names})
                                                 for g in (group, "observed_data")})
                 data = render(azp.plot_ppc_dist, logged, group=group, kind="ecdf")
-                caption = (f"{when} predictive {'densities' if kind == 'density' else 'ECDFs of log(1 + count)'} "
-                           f"({listed}): "
-                           "draws of replicated data against the observed data (black).")
+                caption = (f"{when} predictive ECDFs of log(1 + count) ({listed}): replicated data sets against "
+                           "the observed data.")
             out[f"ppc_{short}_{kind}"] = (caption, data)
     return out
 
