@@ -66,7 +66,11 @@ def test_fit_writes_the_report_into_the_run_folder_with_sections_in_order(hostil
     for text in ("SHA-256 of spec and data", "sampler", "seed", "compile time (s)", "sampling time (s)",
                  "name = &#34;hostile&#34;", "nutpie", "arviz-plots"):
         assert text in header, text
-    assert "Pareto k" in page[positions[3]:positions[4]] and "Typology map" in page[positions[4]:]
+    fit_to_data = page[positions[3]:positions[4]]
+    for text in ("Pareto k", "Prior predictive rootograms", "Posterior predictive rootograms",
+                 "Prior predictive densities (staff)", "Posterior predictive densities (staff)"):
+        assert text in fit_to_data, text
+    assert "Typology map" in page[positions[4]:] and "Rank plots" in page[positions[2]:positions[3]]
 
 
 def test_verdict_values_equal_diagnose(hostile, page):
