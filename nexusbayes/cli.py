@@ -2,11 +2,12 @@
 
 Commands
 --------
-``nexusbayes fit SPEC``      fit a spec, print the summary, write ``reports/<name>/``
+``nexusbayes fit SPEC``      fit a spec, print the summary, write ``reports/<name>/`` (with ``report/report.html``)
 ``nexusbayes check SPEC``    validate the spec and its data without fitting
 ``nexusbayes summary FIT``   print the summary of a saved fit
 ``nexusbayes compare FIT``   compare countries (or regions) of a saved fit
 ``nexusbayes sweep SPEC --kind KIND``   fit variants of a spec on a Dask cluster, print them side by side
+``nexusbayes report FIT``    write the diagnostics report of a saved fit (``report.html``, PNG figures, CSV tables)
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="batch seed (default the spec's sampler seed)")
     p.add_argument("--save-fits", action="store_true", help="also write each variant's fit.nc")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = sub.add_parser("report", help="write the diagnostics report (report.html) of a saved fit (.nc)")
+    p.add_argument("fit", type=Path, help="saved fit, e.g. reports/kyrgyzstan/fit.nc")
+    p.add_argument("--out", type=Path, help="report folder (default: report/ beside the fit file)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier report in the folder")
+    p.add_argument("--strict", action="store_true", help="exit with status 3 when a diagnostic fails")
     return parser
 
 
@@ -67,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare,
-                "sweep": _sweep}[args.command](args)
+                "sweep": _sweep, "report": _report}[args.command](args)
     except NexusBayesError as exc:
         print(f"nexusbayes: error: {exc}", file=sys.stderr)
         return 2
@@ -84,6 +90,7 @@ def _fit(args) -> int:
     from nexusbayes.diagnostics import SamplingWarning
     from nexusbayes.fit import fit
     from nexusbayes.outputs import check_writable, default_out_dir, summary_text, write_run
+    from nexusbayes.report import REPORT_DIR, write_report
     from nexusbayes.spec import load_spec
 
     spec, _ = load_spec(args.spec)
@@ -96,7 +103,9 @@ def _fit(args) -> int:
                      seed=args.seed, progress=not args.no_progress)
     print(summary_text(result))
     write_run(result, out, overwrite=args.overwrite)
-    print(f"\nWrote {out}/ (fit.nc and CSV tables)")
+    print(f"\nWrote {out}/ (fit.nc and CSV tables); building the report ...", flush=True)
+    page = write_report(result, out / REPORT_DIR)
+    print(f"Wrote {page} (open it in a browser: the verdict, sampling checks, fit to data and results)")
     if any(issubclass(w.category, SamplingWarning) for w in caught):
         print("\nWARNING: sampling diagnostics failed (see above); do not trust these results yet.", file=sys.stderr)
         if args.strict:
@@ -118,6 +127,23 @@ def _check(args) -> int:
     if panel.empty_cells:
         print(f"{len(panel.empty_cells)} region-period(s) have no observation (allowed: traits from the dynamics): "
               + ", ".join(f"{r} {p}" for r, p in panel.empty_cells[:10]))
+    return 0
+
+
+def _report(args) -> int:
+    from nexusbayes.fit import load
+    from nexusbayes.report import REPORT_DIR, write_report
+
+    result = load(args.fit)
+    out = args.out or args.fit.parent / REPORT_DIR
+    page = write_report(result, out, overwrite=args.overwrite)
+    print(result.diagnostics.text())
+    print(f"Wrote {page}")
+    if not result.diagnostics.passed:
+        print("\nWARNING: sampling diagnostics failed (see the report's verdict); do not trust these results yet.",
+              file=sys.stderr)
+        if args.strict:
+            return 3
     return 0
 
 

@@ -260,7 +260,10 @@ def sharing_check(fit, indicators: Sequence[str] | None = None, *, draws: int | 
     <-> country-specific location, see :class:`~nexusbayes.spec.Indicator`) and the two fits are
     compared by PSIS-LOO over the same observations. A clearly better elpd for the country-specific
     model (difference above twice its standard error) says the indicator is not comparable as
-    specified; otherwise sharing is supported (the simpler, more informative model).
+    specified; otherwise sharing is supported (the simpler, more informative model). LOO judges
+    predictive fit, so a country shift small against the indicator's noise can pass it while the
+    country-specific fit still finds the shift: ``offset_excludes_zero`` reports that more sensitive
+    evidence (some country's offset has a 90% interval away from 0).
 
     Parameters
     ----------
@@ -278,7 +281,8 @@ def sharing_check(fit, indicators: Sequence[str] | None = None, *, draws: int | 
     pandas.DataFrame
         One row per indicator: ``comparable`` (as in the fit), ``elpd_shared``,
         ``elpd_country_specific``, ``elpd_diff`` (country-specific minus shared), ``se_diff``,
-        ``max_pareto_k`` of the two fits, and ``verdict``.
+        ``max_pareto_k`` of the two fits (above 0.7 the LOO estimate is unreliable),
+        ``offset_excludes_zero`` and ``verdict`` (from LOO).
     """
     from nexusbayes.fit import fit as run_fit
 
@@ -304,15 +308,24 @@ def sharing_check(fit, indicators: Sequence[str] | None = None, *, draws: int | 
             update={"comparable": not spec.indicators[name].comparable})
         other = run_fit(flipped, fit.panel, progress=progress, check=False, **settings)
         elpd, k = elpd_loo(other.tree)
-        shared, specific = (base_elpd, elpd) if spec.indicators[name].comparable else (elpd, base_elpd)
+        comparable = spec.indicators[name].comparable
+        shared, specific = (base_elpd, elpd) if comparable else (elpd, base_elpd)
+        specific_tree = other.tree if comparable else fit.tree
         diff = specific - shared
         total, se = float(diff.sum()), float(np.sqrt(len(diff) * diff.var()))
         verdict = "country-specific preferred" if total > 2 * se else "sharing supported"
-        rows.append({"indicator": name, "comparable": spec.indicators[name].comparable,
+        rows.append({"indicator": name, "comparable": comparable,
                      "elpd_shared": float(shared.sum()), "elpd_country_specific": float(specific.sum()),
                      "elpd_diff": total, "se_diff": se, "max_pareto_k": float(max(base_k.max(), k.max())),
-                     "verdict": verdict})
+                     "offset_excludes_zero": _offset_excludes_zero(specific_tree, name), "verdict": verdict})
     return pd.DataFrame(rows)
+
+
+def _offset_excludes_zero(tree: xr.DataTree, indicator: str, ci_prob: float = CI_PROB) -> bool:
+    """Whether the interval of some country's offset of ``indicator`` (a country-specific fit) excludes 0."""
+    offset = tree["posterior"]["country_offset"].sel(indicator=indicator)
+    lower, upper = interval(offset, ci_prob)
+    return bool(((lower > 0) | (upper < 0)).any())
 
 
 def _flip_keeps_identified(spec, name: str, present: Sequence[str]) -> bool:

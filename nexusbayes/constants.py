@@ -14,3 +14,8 @@ CI_PROB = 0.9
 #: The memo's four capacity types (Table 1), in the order (capability, willingness) =
 #: (high, high), (high, low), (low, high), (low, low).
 TYPES = ("hegemonic", "captured", "degraded", "failed")
+
+#: Pareto k above which a PSIS-LOO observation is flagged as unreliable (Vehtari et al. 2024).
+PARETO_K_MAX = 0.7
+#: Number of prior predictive draws kept with every fit (cheap forward sampling, for the report).
+PRIOR_PREDICTIVE_DRAWS = 200

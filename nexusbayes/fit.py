@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import tempfile
 import time
@@ -25,12 +26,12 @@ import pymc as pm
 import xarray as xr
 
 from nexusbayes import typology
-from nexusbayes.constants import CI_PROB
+from nexusbayes.constants import CI_PROB, PRIOR_PREDICTIVE_DRAWS
 from nexusbayes.data import Panel, load_panel, validate
 from nexusbayes.diagnostics import Diagnostics, diagnose
 from nexusbayes.errors import FitFileError, OutputExistsError, SpecError
 from nexusbayes.families import FAMILIES, NUISANCE
-from nexusbayes.model import block_index, build_model, make_design
+from nexusbayes.model import block_index, build_model, make_design, term_key
 from nexusbayes.spec import Spec, load_spec
 
 FORMAT = "nexusbayes-fit/1"
@@ -43,7 +44,7 @@ class Fit:
     Attributes
     ----------
     tree : xarray.DataTree
-        Groups ``posterior``, ``posterior_predictive``, ``log_likelihood``, ``observed_data``,
+        Groups ``posterior``, ``posterior_predictive``, ``prior_predictive``, ``log_likelihood``, ``observed_data``,
         ``constant_data`` and ``sample_stats``; dims ``country``, ``region``, ``period``,
         ``trait``, ``indicator`` and one ``obs_<family>`` per likelihood term.
     spec : Spec
@@ -111,6 +112,16 @@ class Fit:
         out = xr.Dataset({"mean": theta.mean(("chain", "draw")), "lower": q.isel(quantile=0, drop=True),
                           "upper": q.isel(quantile=1, drop=True)}).to_dataframe().reset_index()
         return out[["region", "period", "trait", "mean", "lower", "upper"]]
+
+    # ---- the report ----------------------------------------------------------------------------
+    def report(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the diagnostics report (``report.html`` with its figures and tables) into folder ``path``.
+
+        See :func:`nexusbayes.report.write_report`; returns the path of ``report.html``.
+        """
+        from nexusbayes.report import write_report  # the report depends on the fit, not the reverse
+
+        return write_report(self, path, overwrite=overwrite)
 
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
@@ -252,6 +263,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     sampled_at = time.perf_counter()
     tree = orient(tree, spec, panel)
     tree = _postprocess(tree, model, panel, spec, settings.seed, progress)
+    tree["prior_predictive"] = xr.DataTree(prior_predictive(panel, spec, seed=settings.seed, model=model))
     done = time.perf_counter()
     tree.attrs.update({
         "seconds_compile": compiled_at - start, "seconds_sampling": sampled_at - compiled_at,
@@ -316,6 +328,54 @@ def orient(tree: xr.DataTree, spec: Spec, panel: Panel) -> xr.DataTree:
         tree.attrs[f"orientation_reflected_{trait}"] = (flip < 0).mean("draw").values.tolist()
     tree["posterior"] = xr.DataTree(post)
     return tree
+
+
+def prior_predictive(panel: Panel, spec: Spec, draws: int = PRIOR_PREDICTIVE_DRAWS, seed: int | None = None,
+                     model: pm.Model | None = None) -> xr.Dataset:
+    """Draw observations from the prior predictive distribution (one chain of ``draws`` draws).
+
+    Cheap: PyMC forward-samples the built model (no MCMC). Variables and dims are those of the
+    ``posterior_predictive`` group (``y_<term>`` over ``obs_<term>``), ordinal ratings on their 1..K scale.
+
+    Parameters
+    ----------
+    panel : Panel
+    spec : Spec
+    draws : int
+        Number of prior predictive draws.
+    seed : int, optional
+        Random seed.
+    model : pymc.Model, optional
+        The model built from ``panel`` and ``spec`` (built here when not given).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``(chain, draw, obs_<term>)``.
+
+    Examples
+    --------
+    >>> from nexusbayes.simulate import simulate
+    >>> sim = simulate(n_regions=3, n_periods=3, seed=2)
+    >>> prior = prior_predictive(sim.panel, sim.spec, draws=10, seed=1)
+    >>> sorted(prior.data_vars)
+    ['y_binomial', 'y_negbin', 'y_normal', 'y_ordinal']
+    """
+    model = model if model is not None else build_model(panel, spec)
+    names = [rv.name for rv in model.observed_RVs]
+    logger = logging.getLogger("pymc")
+    level = logger.level
+    logger.setLevel(logging.WARNING)    # not the INFO line listing every variable it draws
+    try:
+        with model:
+            drawn = pm.sample_prior_predictive(draws=draws, var_names=names, random_seed=seed)
+    finally:
+        logger.setLevel(level)
+    out = drawn["prior_predictive"].to_dataset()
+    ordinal = {f"y_{term_key(spec, n)}" for n in panel.indicators if spec.indicator(n).family == "ordinal"}
+    for name in ordinal & set(out.data_vars):
+        out[name] = out[name] + 1          # the model's 0..K-1 back to the data's 1..K
+    return out.drop_attrs()
 
 
 def _postprocess(tree: xr.DataTree, model: pm.Model, panel: Panel, spec: Spec, seed: int,

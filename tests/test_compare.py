@@ -138,7 +138,7 @@ def fit_two_country(seed: int):
 
     C2 is more capable throughout (raw shift 1.5) and its willingness runs from far below C1 to far
     above it, so the true differences cover zero, small and large values. C2's staff series is
-    reported on a different basis (every value +0.8 SD): staff is marked not comparable.
+    reported on a different basis (every value +1.5 SD): staff is marked not comparable.
     """
     rng = np.random.default_rng(seed)
     theta = simulate_paths(rng, 2, 4, 8, 2, country_sd=0.3)
@@ -149,7 +149,7 @@ def fit_two_country(seed: int):
     sim = simulate(spec, n_countries=2, n_regions=4, n_periods=8, missing=0.1, n_raters=2, theta=theta, seed=seed)
     frame = sim.frame.copy()
     staff = frame["indicator"] == "staff"
-    frame.loc[staff & (frame["country"] == "C2"), "value"] += 0.8 * frame.loc[staff, "value"].std()
+    frame.loc[staff & (frame["country"] == "C2"), "value"] += 1.5 * frame.loc[staff, "value"].std()
     result = fit(spec, frame, draws=500, tune=500, chains=4, seed=seed, progress=False, check=False)
     table = compare(result, "C1", "C2")
     truth = sim.truth["country_theta"].sel(country="C1") - sim.truth["country_theta"].sel(country="C2")
@@ -187,8 +187,10 @@ def test_sharing_check_flags_the_incomparable_indicator(two_country):
     staff = check.set_index("indicator").loc["staff"]
     assert verdict["staff"] == "country-specific preferred", check.to_string()
     assert staff["elpd_diff"] > 2 * staff["se_diff"]
+    assert staff["offset_excludes_zero"]
     assert verdict["seizures"] == "sharing supported", check.to_string()
-    assert not check.set_index("indicator").loc["staff", "comparable"]
+    assert not check.set_index("indicator").loc["seizures", "offset_excludes_zero"]
+    assert not staff["comparable"]
 
 
 def test_sharing_check_needs_several_countries(synthetic):

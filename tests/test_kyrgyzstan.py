@@ -49,10 +49,20 @@ def test_run_folder_tables_match_the_fit(kyrgyzstan_run, kyrgyzstan):
     assert "Talas & Chui" in (out / "summary.txt").read_text()
 
 
+def test_run_folder_holds_the_report_and_it_passes(kyrgyzstan_run, kyrgyzstan):
+    _, out = kyrgyzstan_run
+    page = (out / "report" / "report.html").read_text(encoding="utf-8")
+    assert 'id="overall" data-passed="true"' in page and kyrgyzstan.diagnostics.passed
+    assert "Osh &amp; Jalal-Abad" in page and "Talas" in page
+    verdict = pd.read_csv(out / "report" / "verdict.csv")
+    assert verdict["passed"].all()
+    assert (out / "report" / "typology_map.png").stat().st_size > 10_000
+
+
 def test_fit_keeps_what_reviewers_need(kyrgyzstan):
     tree = kyrgyzstan.tree
-    for group in ("posterior", "posterior_predictive", "log_likelihood", "observed_data", "sample_stats",
-                  "constant_data"):
+    for group in ("posterior", "posterior_predictive", "prior_predictive", "log_likelihood", "observed_data",
+                  "sample_stats", "constant_data"):
         assert group in tree.children, group
     theta = tree["posterior"]["theta"]
     assert theta.dims == ("chain", "draw", "region", "period", "trait")

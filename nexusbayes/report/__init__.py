@@ -1,0 +1,360 @@
+"""The diagnostics report: the one page a reviewer opens to decide whether to trust a fit.
+
+:func:`build_report` computes everything in memory (a :class:`Report`: HTML, PNG figures, tables);
+:func:`write_report` writes ``report.html`` (self-contained: figures embedded as data URIs, no
+external CSS, scripts, fonts or requests) with every figure as PNG and every table as CSV beside
+it, all or nothing. Sections, in order: header (spec, data and its SHA-256, versions, sampler,
+timings), verdict (each convergence check against its threshold), sampling, fit to data (prior and
+posterior predictive checks, PSIS-LOO), results (typology map, type probabilities, transitions,
+threshold sensitivity, trait trajectories).
+
+Every string from the data or the spec reaches the HTML through jinja2 with autoescaping on.
+
+Examples
+--------
+>>> import nexusbayes as nb
+>>> result = nb.load("reports/kyrgyzstan/fit.nc")            # doctest: +SKIP
+>>> path = result.report("reports/kyrgyzstan/report")         # doctest: +SKIP
+>>> path.name                                                 # doctest: +SKIP
+'report.html'
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from nexusbayes import typology
+from nexusbayes.constants import CI_PROB, ESS_MIN, PARETO_K_MAX, RHAT_MAX, TYPES
+from nexusbayes.diagnostics import ADVICE, Diagnostics
+from nexusbayes.errors import OutputExistsError
+from nexusbayes.fit import Fit, _digest, prior_predictive
+from nexusbayes.report import checks, figures
+
+REPORT_FILE = "report.html"
+#: Folder of the report inside a run folder (``nexusbayes fit`` writes it there).
+REPORT_DIR = "report"
+SECTIONS = ("header", "verdict", "sampling", "fit-to-data", "results")
+LIBRARIES = ("nexusbayes", "pymc", "pytensor", "nutpie", "arviz", "arviz-base", "arviz-stats", "arviz-plots",
+             "numpy", "xarray", "pandas", "matplotlib", "jinja2")
+
+
+@dataclass
+class Report:
+    """A built report, not yet written.
+
+    Attributes
+    ----------
+    html : str
+        The self-contained page.
+    figures : dict of str to (str, bytes)
+        PNG figures by file stem, with their captions.
+    tables : dict of str to pandas.DataFrame
+        Every table shown (or summarised) in the page, by file stem.
+    diagnostics : Diagnostics
+        The verdict's source.
+    seconds : float
+        Time taken to build.
+    notes : list of str
+        Warnings raised while computing (shown in the page).
+    """
+
+    html: str
+    figures: dict[str, tuple[str, bytes]]
+    tables: dict[str, pd.DataFrame]
+    diagnostics: Diagnostics
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True when every convergence diagnostic passes."""
+        return self.diagnostics.passed
+
+
+# ---- computing -------------------------------------------------------------------------------------
+def _version(lib: str) -> str:
+    try:
+        return version(lib)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _header(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
+    """Run facts (key -> text), versions, and row counts per indicator."""
+    attrs = fit.tree.attrs
+    panel = fit.panel
+    spec_text = attrs.get("nexusbayes_spec") or fit.spec.to_toml()
+    digest = attrs.get("nexusbayes_sha256") or _digest(spec_text, panel.data_table())
+    source = Path(str(attrs.get("nexusbayes_data_source", panel.source)))
+    facts = {
+        "spec name": fit.spec.name,
+        "data source": str(source),
+        "SHA-256 of spec and data (as fitted)": digest,
+        "SHA-256 of the data file now": (hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file()
+                                         else "(file not found)"),
+        "observations": str(panel.n_obs),
+        "countries / regions / periods / indicators": (f"{len(panel.countries)} / {len(panel.regions)} / "
+                                                       f"{len(panel.periods)} / {len(panel.indicators)}"),
+        "region-periods without observations": str(len(panel.empty_cells)),
+        "sampler": str(attrs.get("sampler", "unknown")),
+        "chains x draws (tune)": f"{attrs.get('chains')} x {attrs.get('draws')} ({attrs.get('tune')})",
+        "target_accept": str(attrs.get("target_accept")),
+        "seed": str(attrs.get("seed")),
+        "compile time (s)": f"{float(attrs.get('seconds_compile', np.nan)):.1f}",
+        "sampling time (s)": f"{float(attrs.get('seconds_sampling', np.nan)):.1f}",
+        "post-processing time (s)": f"{float(attrs.get('seconds_postprocess', np.nan)):.1f}",
+        "credible intervals": f"{CI_PROB:.0%} equal-tailed",
+    }
+    fitted = {lib.removeprefix("version_"): str(v) for lib, v in attrs.items() if lib.startswith("version_")}
+    fitted["nexusbayes"] = str(attrs.get("nexusbayes_version", _version("nexusbayes")))   # unsaved: this one
+    rows = [{"library": lib, "at fit": fitted.get(lib, "(not recorded)"), "at report": _version(lib)}
+            for lib in LIBRARIES]
+    versions = pd.DataFrame(rows)
+    frame = panel.frame
+    counts = frame.groupby("indicator", sort=False).agg(observations=("value", "size"),
+                                                          regions=("region", "nunique"),
+                                                          periods=("period", "nunique"))
+    counts = counts.reindex(panel.indicators).reset_index()
+    counts.insert(1, "family", [fit.spec.indicators[n].family for n in counts["indicator"]])
+    counts.insert(2, "label", [fit.spec.indicators[n].label or "" for n in counts["indicator"]])
+    return facts, versions, counts
+
+
+def _verdict(diag: Diagnostics) -> pd.DataFrame:
+    checks_ = diag.checks.reset_index()
+    at = {"rhat": "rhat_at", "ess_bulk": "ess_bulk_at", "ess_tail": "ess_tail_at"}
+    checks_["worst"] = [diag.table.loc[worst, at[key]] if key in at and worst in diag.table.index else worst
+                        for key, worst in zip(checks_["check"], checks_["worst"], strict=True)]
+    checks_["advice"] = [("" if ok else ADVICE[key]) for key, ok in zip(checks_["check"], checks_["passed"],
+                                                                        strict=True)]
+    return checks_
+
+
+def _by_variable(diag: Diagnostics) -> pd.DataFrame:
+    table = diag.table.reset_index()
+    table["rhat_ok"] = table["max_rhat"].le(RHAT_MAX) | table["max_rhat"].isna()
+    table["ess_ok"] = ((table["min_ess_bulk"].ge(ESS_MIN) | table["min_ess_bulk"].isna())
+                       & (table["min_ess_tail"].ge(ESS_MIN) | table["min_ess_tail"].isna()))
+    return table
+
+
+def _thresholds(fit: Fit) -> dict[str, tuple[float, float, float]]:
+    out = {}
+    lo_q, hi_q = (1 - CI_PROB) / 2, 1 - (1 - CI_PROB) / 2
+    for trait in ("capability", "willingness"):
+        draws = typology.threshold_draws(fit.tree, fit.spec, trait).values.ravel()
+        out[trait] = (float(draws.mean()), float(np.quantile(draws, lo_q)), float(np.quantile(draws, hi_q)))
+    return out
+
+
+def _with_prior_predictive(fit: Fit) -> xr.DataTree:
+    """The fit's tree, with prior predictive draws added when the saved fit predates them."""
+    if "prior_predictive" in fit.tree.children:
+        return fit.tree
+    tree = fit.tree.copy()
+    seed = fit.tree.attrs.get("seed")
+    tree["prior_predictive"] = xr.DataTree(prior_predictive(fit.panel, fit.spec,
+                                                            seed=None if seed is None else int(seed)))
+    return tree
+
+
+def build_report(fit: Fit) -> Report:
+    """Compute the report of a fit in memory (nothing is written).
+
+    Parameters
+    ----------
+    fit : Fit
+        A fitted model (fresh, or loaded with :func:`nexusbayes.load`).
+
+    Returns
+    -------
+    Report
+    """
+    start = time.perf_counter()
+    tree = _with_prior_predictive(fit)
+    diag = fit.diagnostics
+    facts, versions, counts = _header(fit)
+    tables: dict[str, pd.DataFrame] = {
+        "run_info": pd.DataFrame({"item": list(facts), "value": list(facts.values())}),
+        "versions": versions, "rows_per_indicator": counts,
+        "verdict": _verdict(diag), "diagnostics_by_variable": _by_variable(diag),
+    }
+    figs: dict[str, dict[str, tuple[str, bytes]]] = {}
+    figs["sampling"] = checks.sampling_figures(tree, diag)
+    figs["predictive"] = checks.predictive_figures(tree, fit.spec, fit.panel)
+    loo = checks.loo(tree, fit.spec, fit.panel)
+    figs["loo"] = loo.figures
+    tables.update({"loo_by_term": loo.terms, "loo_by_indicator": loo.by_indicator,
+                   "pareto_k": loo.pointwise, "pareto_k_flagged": loo.flagged})
+    notes = list(loo.warnings)
+    tables["traits"] = fit.trait_summary()
+    figs["results"] = {}
+    if fit.spec.has_typology:
+        thresholds = _thresholds(fit)
+        probs = fit.type_probabilities()
+        tables["typology_thresholds"] = pd.DataFrame(
+            [{"trait": t, "mean": m, "lower": lo, "upper": hi} for t, (m, lo, hi) in thresholds.items()])
+        tables["type_probabilities"] = fit.types_table()
+        tables["transition_matrices"] = fit.transition_matrices()
+        tables["threshold_sensitivity"] = fit.threshold_sensitivity()
+        groups = fit.group_era_summary()
+        if len(groups):
+            tables["types_by_group_era"] = groups
+        summary = tables["traits"]
+        figs["results"] = {
+            "typology_map": ("Typology map: each region's path through the capability-willingness plane, "
+                             f"posterior means with {CI_PROB:.0%} intervals; dashed lines are the thresholds "
+                             "(grey band: their interval when anchored on an indicator).",
+                             figures.png(figures.typology_map(summary, thresholds))),
+            "modal_type": ("Modal type of each region-period and its posterior probability.",
+                           figures.png(figures.modal_type_map(probs))),
+            "type_probabilities": ("Posterior probability of each type, region by period.",
+                                   figures.png(figures.type_heatmaps(probs))),
+            "transition_matrices": (f"Pooled transition matrices per country: P(type next period | type now), "
+                                    f"posterior mean and {CI_PROB:.0%} interval.",
+                                    figures.png(figures.transition_heatmaps(tables["transition_matrices"]))),
+            "threshold_sensitivity": ("Threshold sensitivity: mean share of region-periods of each type as both "
+                                      "thresholds move (latent SD units).",
+                                      figures.png(figures.sensitivity_heatmaps(tables["threshold_sensitivity"]))),
+        }
+    else:
+        thresholds = {}
+    figs["results"]["trait_trajectories"] = (
+        f"Traits over periods by region: posterior mean and {CI_PROB:.0%} band.",
+        figures.png(figures.trait_trajectories(tables["traits"], thresholds)))
+    seconds = time.perf_counter() - start
+    html = render_html(fit, facts, tables, figs, diag, notes, seconds)
+    flat = {stem: fig for group in figs.values() for stem, fig in group.items()}
+    return Report(html=html, figures=flat, tables=tables, diagnostics=diag, seconds=seconds, notes=notes)
+
+
+# ---- rendering ------------------------------------------------------------------------------------
+def _fmt(value) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, float | np.floating):
+        if np.isnan(value):
+            return ""
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.0f}"
+    return str(value)
+
+
+def _table(frame: pd.DataFrame, max_rows: int | None = None) -> dict:
+    shown = frame if max_rows is None else frame.head(max_rows)
+    return {"columns": [str(c) for c in frame.columns],
+            "rows": [[_fmt(v) for v in row] for row in shown.itertuples(index=False)],
+            "n": len(frame), "truncated": max_rows is not None and len(frame) > max_rows}
+
+
+def _uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("nexusbayes.report", "."), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame],
+                figs: dict[str, dict[str, tuple[str, bytes]]], diag: Diagnostics, notes: list[str],
+                seconds: float) -> str:
+    """Fill the jinja2 template (autoescaped) with the report's facts, tables and embedded figures."""
+    def images(group):
+        return [{"stem": stem, "caption": caption, "uri": _uri(data)} for stem, (caption, data) in figs[group].items()]
+
+    verdict = [{"check": r["check"], "label": r["label"], "value": _fmt(r["value"]), "raw": repr(float(r["value"])),
+                "threshold": r["threshold"], "passed": bool(r["passed"]), "worst": r["worst"], "advice": r["advice"]}
+               for r in tables["verdict"].to_dict("records")]
+    flagged = tables["pareto_k_flagged"]
+    context = {
+        "title": f"nexusbayes report: {fit.spec.name}", "spec_toml": fit.tree.attrs.get("nexusbayes_spec")
+        or fit.spec.to_toml(), "facts": facts, "versions": _table(tables["versions"]),
+        "counts": _table(tables["rows_per_indicator"]), "passed": diag.passed, "verdict": verdict,
+        "n_draws": diag.n_draws, "rhat_max": RHAT_MAX, "ess_min": ESS_MIN, "k_max": PARETO_K_MAX,
+        "by_variable": _table(tables["diagnostics_by_variable"]),
+        "sampling": images("sampling"), "predictive": images("predictive"), "loo_figures": images("loo"),
+        "loo_terms": _table(tables["loo_by_term"]), "loo_indicators": _table(tables["loo_by_indicator"]),
+        "flagged": _table(flagged.drop(columns=["term"]), max_rows=200), "n_flagged": len(flagged),
+        "results": images("results"), "has_typology": fit.spec.has_typology,
+        "group_era": _table(tables["types_by_group_era"]) if "types_by_group_era" in tables else None,
+        "thresholds": _table(tables["typology_thresholds"]) if "typology_thresholds" in tables else None,
+        "notes": notes, "seconds": f"{seconds:.1f}", "types": TYPES,
+        "csv": sorted(f"{name}.csv" for name in tables),
+    }
+    return _environment().get_template("template.html.j2").render(**context)
+
+
+# ---- writing --------------------------------------------------------------------------------------
+def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Build the report of ``fit`` and write it into ``out_dir``, all or nothing.
+
+    ``out_dir`` receives ``report.html``, one PNG per figure and one CSV per table. Everything is
+    written into a temporary folder beside it and renamed into place at the end, so an interruption
+    leaves an earlier report untouched.
+
+    Parameters
+    ----------
+    fit : Fit
+    out_dir : path
+        The report's folder (created).
+    overwrite : bool
+        Replace an earlier report in ``out_dir``; otherwise a non-empty ``out_dir`` is an error.
+
+    Returns
+    -------
+    pathlib.Path
+        The path of ``report.html``.
+
+    Raises
+    ------
+    OutputExistsError
+        When ``out_dir`` is not empty and ``overwrite`` is false (checked before any work).
+    """
+    out_dir = Path(out_dir)
+    _check_writable(out_dir, overwrite)
+    report = build_report(fit)
+    _check_writable(out_dir, overwrite)     # again: the folder may have appeared while building
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)       # mkdtemp makes it private; a report is for reading
+    try:
+        (tmp / REPORT_FILE).write_text(report.html, encoding="utf-8")
+        for stem, (_, data) in report.figures.items():
+            (tmp / f"{stem}.png").write_bytes(data)
+        for stem, table in report.tables.items():
+            table.to_csv(tmp / f"{stem}.csv", index=False)
+        old = None
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out_dir / REPORT_FILE
+
+
+def _check_writable(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+        raise OutputExistsError(f"{out_dir} already holds a report; pass --overwrite (overwrite=True) to replace "
+                                "it, or --out DIR to write elsewhere")
+
+
+__all__ = ["REPORT_DIR", "REPORT_FILE", "SECTIONS", "Report", "build_report", "write_report"]

@@ -1,0 +1,280 @@
+"""Generic diagnostics of the report, drawn with arviz-plots and computed with arviz-stats.
+
+Sampling (rank, trace, energy, pair plots), prior and posterior predictive checks per indicator,
+and PSIS-LOO with its Pareto-k table. Figures come back as PNG bytes (matplotlib backend).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import arviz as az
+import arviz_plots as azp
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from nexusbayes.constants import PARETO_K_MAX
+from nexusbayes.data import Panel
+from nexusbayes.diagnostics import Diagnostics
+from nexusbayes.model import term_key
+from nexusbayes.report.figures import RC, png
+from nexusbayes.spec import Spec
+
+SAMPLE_DIMS = ("chain", "draw")
+#: Families whose predictive checks are bars (rootograms) rather than densities.
+DISCRETE = {"negbin", "binomial", "bernoulli", "ordinal"}
+#: A count indicator whose values span more than this many integers is drawn as an ECDF instead.
+ROOTOGRAM_MAX_RANGE = 60
+#: Predictive checks draw at most this many replicated data sets (thinned evenly).
+PPC_MAX_DRAWS = 1000
+#: How many of the worst-mixing parameters the pair plot shows.
+N_WORST = 4
+
+
+def render(plot, *args, **kwargs) -> bytes:
+    """Call an arviz-plots function with the matplotlib backend and return its figure as PNG bytes."""
+    with plt.rc_context(RC):
+        collection = plot(*args, backend="matplotlib", **kwargs)
+        return png(collection.viz["figure"].item())
+
+
+# ---- sampling ------------------------------------------------------------------------------------
+def is_hyperparameter(name: str) -> bool:
+    """Scales and correlations (not the latent traits or their innovations)."""
+    return (name.endswith("_sd") or name.startswith(("sigma_", "inv_dispersion_", "rater_sd_"))
+            or name in ("ar_phi", "trait_corr"))
+
+
+def hyperparameters(tree: xr.DataTree) -> xr.DataTree:
+    """Posterior of the scale and correlation parameters, with ``sample_stats`` (for divergences).
+
+    The trait correlation matrix is reduced to its distinct off-diagonal elements (dim ``pair``).
+    """
+    post = tree["posterior"].to_dataset()
+    out = {}
+    for name in post.data_vars:
+        if not is_hyperparameter(name) or not np.issubdtype(post[name].dtype, np.floating):
+            continue
+        if name == "trait_corr":
+            traits = [str(t) for t in post["trait"].values]
+            pairs = [(a, b) for i, a in enumerate(traits) for b in traits[i + 1:]]
+            if not pairs:
+                continue
+            corr = xr.concat([post[name].sel(trait=a, trait_=b, drop=True) for a, b in pairs], dim="pair")
+            out[name] = corr.assign_coords(pair=[f"{a}~{b}" for a, b in pairs])
+        else:
+            out[name] = post[name]
+    return xr.DataTree.from_dict({"posterior": xr.Dataset(out),
+                                  "sample_stats": tree["sample_stats"].to_dataset()[["diverging"]]})
+
+
+def worst_mixing(tree: xr.DataTree, diagnostics: Diagnostics, n: int = N_WORST) -> xr.DataTree:
+    """The ``n`` posterior elements with the lowest bulk ESS, as scalar variables, with ``sample_stats``.
+
+    Searched within the ``n`` variables whose worst bulk ESS is lowest (from ``diagnostics``).
+    Elements that never vary (structural zeros and ones, with no ESS) are left out.
+    """
+    post = tree["posterior"].to_dataset()
+    names = list(diagnostics.table["min_ess_bulk"].dropna().sort_values().index[:n])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ess = az.ess(post[names], method="bulk")
+    candidates = []
+    for name in names:
+        values = ess[name]
+        flat = values.values.ravel()
+        for pos in np.argsort(np.where(np.isfinite(flat), flat, np.inf))[:n]:
+            if not np.isfinite(flat[pos]):
+                continue
+            index = np.unravel_index(pos, values.shape)
+            sel = {d: values[d].values[i] if d in values.coords else i for d, i in zip(values.dims, index,
+                                                                                     strict=True)}
+            candidates.append((float(flat[pos]), name, sel))
+    candidates.sort(key=lambda c: c[0])
+    chosen = {}
+    for _, name, sel in candidates[:n]:
+        label = f"{name}[{', '.join(str(v) for v in sel.values())}]" if sel else name
+        label = label.replace("/", "\u2215")     # a DataTree variable name cannot hold '/'
+        chosen[label] = post[name].isel({d: list(post[name][d].values).index(v) if d in post[name].coords else v
+                                         for d, v in sel.items()}, drop=True)
+    return xr.DataTree.from_dict({"posterior": xr.Dataset(chosen),
+                                  "sample_stats": tree["sample_stats"].to_dataset()[["diverging"]]})
+
+
+def sampling_figures(tree: xr.DataTree, diagnostics: Diagnostics) -> dict[str, tuple[str, bytes]]:
+    """Rank and trace plots of the hyperparameters, the energy plot, and the pair plot of the worst-mixing elements.
+
+    Returns ``{file stem: (caption, PNG bytes)}``.
+    """
+    hyper = hyperparameters(tree)
+    worst = worst_mixing(tree, diagnostics)
+    out = {}
+    if hyper["posterior"].data_vars:
+        panels = sum(int(np.prod([v.sizes[d] for d in v.dims if d not in SAMPLE_DIMS]))
+                     for v in hyper["posterior"].data_vars.values())
+        size = {"figure_kwargs": {"figsize": (12, 3.2 * math.ceil(panels / 4))}}
+        out["rank_hyperparameters"] = ("Rank plots of the scales and correlations: uniform ranks (within the "
+                                       "envelope) in every chain mean the chains agree.",
+                                       render(azp.plot_rank, hyper, **size))
+        out["trace_hyperparameters"] = ("Traces of the scales and correlations, divergences marked below.",
+                                        render(azp.plot_trace, hyper, **size))
+    out["energy"] = ("Energy: marginal energy against energy transitions; similar widths (E-BFMI above 0.3) mean "
+                     "the sampler explores the energy well.", render(azp.plot_energy, tree))
+    labels = ", ".join(worst["posterior"].data_vars)
+    out["pair_worst_mixing"] = (f"Pair plot of the {len(worst['posterior'].data_vars)} elements with the lowest "
+                                f"bulk ESS ({labels}); divergent transitions, if any, marked.",
+                                render(azp.plot_pair, worst, visuals={"divergence": True}, marginal=True))
+    return out
+
+
+# ---- predictive checks ---------------------------------------------------------------------------
+def observation_index(tree: xr.DataTree, spec: Spec, panel: Panel) -> pd.DataFrame:
+    """Term, ``obs`` label, region, period, indicator (and rater) and value of each observation.
+
+    Rows are in the order of each term's ``obs_<term>`` dim, which follows the panel's order
+    (:func:`nexusbayes.model.make_design`); the ``row`` column is the fit's ``obs`` label (the line of
+    the data file as fitted). The observed values are checked against the panel's.
+    """
+    frame = panel.frame
+    cols = [c for c in ("region", "period", "indicator", "rater", "value") if c in frame.columns]
+    parts = []
+    for var, observed in tree["observed_data"].to_dataset().data_vars.items():
+        key = var.removeprefix("y_")
+        names = [n for n in panel.indicators if term_key(spec, n) == key]
+        sub = frame.loc[frame["indicator"].isin(names), cols].reset_index(drop=True)
+        if len(sub) != observed.size or not np.allclose(sub["value"].to_numpy(float), observed.values):
+            raise ValueError(f"the observations of {var} do not line up with the data table; was the fit's data "
+                             "changed?")
+        sub.insert(0, "row", observed[f"obs_{key}"].values)
+        sub.insert(0, "term", var)
+        parts.append(sub)
+    return pd.concat(parts, ignore_index=True)
+
+
+def by_indicator(tree: xr.DataTree, spec: Spec, index: pd.DataFrame, group: str) -> xr.Dataset:
+    """Split the ``y_<term>`` variables of ``group`` into one variable per indicator, over its own ``obs`` dim.
+
+    ``index`` is :func:`observation_index`. Discrete families are cast to integers (arviz-plots tells
+    discrete from continuous by dtype).
+    """
+    source = tree[group].to_dataset()
+    if "draw" in source.dims:     # a visual check: at most PPC_MAX_DRAWS draws, evenly thinned
+        total = source.sizes["draw"] * source.sizes.get("chain", 1)
+        source = source.isel(draw=slice(None, None, max(1, math.ceil(total / PPC_MAX_DRAWS))))
+    out = {}
+    for name in dict.fromkeys(index["indicator"]):
+        key = term_key(spec, name)
+        term = index[index["term"] == f"y_{key}"]
+        positions = np.flatnonzero(term["indicator"].to_numpy() == name)
+        values = source[f"y_{key}"].isel({f"obs_{key}": positions}).rename({f"obs_{key}": f"obs_{name}"})
+        if spec.indicators[name].family in DISCRETE:
+            values = values.round().astype("int64")
+        out[name] = values.drop_vars(f"obs_{name}")
+    return xr.Dataset(out)
+
+
+def predictive_figures(tree: xr.DataTree, spec: Spec, panel: Panel) -> dict[str, tuple[str, bytes]]:
+    """Prior and posterior predictive checks per indicator.
+
+    Rootograms for ratings and small counts, densities for continuous indicators, ECDFs for counts
+    with a wide range.
+
+    Returns ``{file stem: (caption, PNG bytes)}``.
+    """
+    index = observation_index(tree, spec, panel)
+    observed = by_indicator(tree, spec, index, "observed_data")
+    kinds: dict[str, list[str]] = {"rootogram": [], "density": [], "ecdf": []}
+    for name in panel.indicators:
+        family = spec.indicators[name].family
+        if family not in DISCRETE:
+            kinds["density"].append(name)
+        elif int(observed[name].max()) - int(observed[name].min()) <= ROOTOGRAM_MAX_RANGE:
+            kinds["rootogram"].append(name)
+        else:
+            kinds["ecdf"].append(name)
+    out = {}
+    for group, when in (("prior_predictive", "Prior"), ("posterior_predictive", "Posterior")):
+        predicted = by_indicator(tree, spec, index, group)
+        dt = xr.DataTree.from_dict({group: predicted, "observed_data": observed})
+        short = group.split("_")[0]
+        for kind, names in kinds.items():
+            if not names:
+                continue
+            listed = ", ".join(names)
+            if kind == "rootogram":
+                data = render(azp.plot_ppc_rootogram, dt, group=group, var_names=names)
+                caption = (f"{when} predictive rootograms ({listed}): predicted frequency of each value with its "
+                           "interval against the observed frequency.")
+            elif kind == "density":
+                data = render(azp.plot_ppc_dist, dt, group=group, var_names=names, kind="kde")
+                caption = (f"{when} predictive densities ({listed}): densities of replicated data sets against "
+                           "the observed data's.")
+            else:   # wide-ranging counts: ECDFs on the log1p scale
+                logged = xr.DataTree.from_dict({g: np.log1p(dt[g].to_dataset()[names].astype(float))
+                                                .rename({n: f"log1p({n})" for n in names})
+                                                for g in (group, "observed_data")})
+                data = render(azp.plot_ppc_dist, logged, group=group, kind="ecdf")
+                caption = (f"{when} predictive ECDFs of log(1 + count) ({listed}): replicated data sets against "
+                           "the observed data.")
+            out[f"ppc_{short}_{kind}"] = (caption, data)
+    return out
+
+
+# ---- PSIS-LOO ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Loo:
+    """PSIS-LOO per likelihood term, pointwise Pareto k, and the warnings arviz-stats gave."""
+
+    terms: pd.DataFrame
+    by_indicator: pd.DataFrame
+    pointwise: pd.DataFrame
+    warnings: list[str]
+    figures: dict[str, tuple[str, bytes]]
+
+    @property
+    def flagged(self) -> pd.DataFrame:
+        """Observations whose Pareto k exceeds :data:`~nexusbayes.constants.PARETO_K_MAX`."""
+        return self.pointwise[self.pointwise["pareto_k"] > PARETO_K_MAX].sort_values("pareto_k", ascending=False)
+
+
+def loo(tree: xr.DataTree, spec: Spec, panel: Panel) -> Loo:
+    """PSIS-LOO for each ``y_<term>`` of the log-likelihood, with Pareto k per observation.
+
+    Observations are named by region, period and indicator (and rater) through their row label.
+    """
+    index = observation_index(tree, spec, panel)
+    terms, points, messages, results = [], [], [], {}
+    for var in tree["log_likelihood"].to_dataset().data_vars:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = az.loo(tree, var_name=var, pointwise=True)
+        messages += [f"{var}: {w.message}" for w in caught]
+        results[var] = result
+        k = result.pareto_k
+        (dim,) = k.dims
+        rows = k[dim].values
+        part = index[index["term"] == var].reset_index(drop=True)
+        if not np.array_equal(part["row"].to_numpy(), rows):
+            raise ValueError(f"the log-likelihood of {var} does not line up with its observations")
+        part["elpd_loo"] = result.elpd_i.values
+        part["pareto_k"] = k.values
+        points.append(part)
+        terms.append({"term": var, "n_obs": len(rows), "elpd_loo": result.elpd, "se": result.se, "p_loo": result.p,
+                      "max_pareto_k": float(np.nanmax(k.values)),
+                      "n_k_above": int((k.values > PARETO_K_MAX).sum()), "k_threshold": PARETO_K_MAX,
+                      "sample_size_k_threshold": float(result.good_k)})
+    pointwise = pd.concat(points, ignore_index=True)
+    grouped = pointwise.groupby("indicator", sort=False)
+    by_ind = pd.DataFrame({"n_obs": grouped.size(), "elpd_loo": grouped["elpd_loo"].sum(),
+                           "max_pareto_k": grouped["pareto_k"].max(),
+                           "n_k_above": grouped["pareto_k"].apply(lambda k: int((k > PARETO_K_MAX).sum()))})
+    by_ind = by_ind.reindex(panel.indicators).reset_index()
+    figures = {f"khat_{var}": (f"Pareto k of each observation of {var} (PSIS-LOO); above "
+                               f"{PARETO_K_MAX} the leave-one-out estimate is unreliable.",
+                               render(azp.plot_khat, result, threshold=PARETO_K_MAX))
+               for var, result in results.items()}
+    return Loo(terms=pd.DataFrame(terms), by_indicator=by_ind, pointwise=pointwise, warnings=messages,
+               figures=figures)

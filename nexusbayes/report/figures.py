@@ -1,0 +1,249 @@
+r"""Domain figures of the report, hand-written with matplotlib (Agg).
+
+Typology map, type heat maps, transition matrices, threshold sensitivity and trait trajectories.
+
+Each function takes plain results (xarray / pandas, as the fit computes them) and returns a
+:class:`matplotlib.figure.Figure`; :func:`png` renders one to PNG bytes and closes it. Text from
+data or spec (region, indicator and type names) is drawn literally: math text is switched off.
+
+Examples
+--------
+>>> import numpy as np, xarray as xr
+>>> probs = xr.DataArray(np.full((2, 3, 4), 0.25), dims=("region", "period", "type"),
+...                      coords={"region": ["A", "<b>B</b>"], "period": [2000, 2001, 2002],
+...                              "type": ["hegemonic", "captured", "degraded", "failed"]})
+>>> data = png(type_heatmaps(probs))
+>>> data[:4] == b"\x89PNG"
+True
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import xarray as xr  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from nexusbayes.constants import TYPES  # noqa: E402
+
+#: rcParams for every report figure: literal text (no math), small fonts, white background.
+RC = {"text.parse_math": False, "font.size": 8, "axes.titlesize": 9, "figure.facecolor": "white",
+      "savefig.facecolor": "white"}
+DPI = 90
+TYPE_COLOURS = {"hegemonic": "#1b9e77", "captured": "#d95f02", "degraded": "#7570b3", "failed": "#e7298a"}
+
+
+def png(fig: Figure) -> bytes:
+    """Render ``fig`` to PNG bytes and close it."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (3.2, 2.6), **kwargs):
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False, **kwargs)
+    flat = axes.ravel()
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _ticks(ax, periods, axis: str = "x", max_ticks: int = 8) -> None:
+    step = max(1, math.ceil(len(periods) / max_ticks))
+    pos = np.arange(len(periods))[::step]
+    labels = [str(p) for p in periods][::step]
+    if axis == "x":
+        ax.set_xticks(pos, labels, rotation=45, ha="right")
+    else:
+        ax.set_yticks(pos, labels)
+
+
+def typology_map(summary: pd.DataFrame, thresholds: dict[str, tuple[float, float, float]]) -> Figure:
+    """Capability (x) against willingness (y), one panel per region, with its trajectory over periods.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        Columns ``region, period, trait, mean, lower, upper`` (as :meth:`nexusbayes.Fit.trait_summary`).
+    thresholds : dict
+        ``{"capability": (mean, lower, upper), "willingness": (...)}``: the typology thresholds
+        (an interval when they are anchored on an indicator and vary by draw).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Quadrants labelled hegemonic (high, high), captured (high capability, low willingness),
+        degraded (low, high) and failed (low, low); points are posterior means with
+        equal-tailed intervals on both axes, coloured from the first period (light) to the last (dark).
+    """
+    with plt.rc_context(RC):
+        wide = summary.pivot_table(index=["region", "period"], columns="trait", values=["mean", "lower", "upper"],
+                                   sort=False)
+        regions = list(dict.fromkeys(summary["region"]))
+        lo = min(summary["lower"].min(), thresholds["capability"][1], thresholds["willingness"][1]) - 0.2
+        hi = max(summary["upper"].max(), thresholds["capability"][2], thresholds["willingness"][2]) + 0.2
+        fig, axes = _grid(len(regions), size=(3.3, 3.2), sharex=True, sharey=True)
+        cmap = plt.get_cmap("viridis_r")
+        for ax, region in zip(axes, regions, strict=True):
+            part = wide.loc[region]
+            n = len(part)
+            colours = cmap(np.linspace(0.1, 0.95, n))
+            cap, will = part[("mean", "capability")].to_numpy(), part[("mean", "willingness")].to_numpy()
+            xerr = np.abs(np.vstack([cap - part[("lower", "capability")], part[("upper", "capability")] - cap]))
+            yerr = np.abs(np.vstack([will - part[("lower", "willingness")], part[("upper", "willingness")] - will]))
+            ax.errorbar(cap, will, xerr=xerr, yerr=yerr, fmt="none", ecolor="0.75", elinewidth=0.7, zorder=1)
+            ax.plot(cap, will, color="0.4", lw=0.8, zorder=2)
+            ax.scatter(cap, will, c=colours, s=14, zorder=3, edgecolors="none")
+            ax.annotate(str(part.index[0]), (cap[0], will[0]), fontsize=6, color="0.3", xytext=(3, 3),
+                        textcoords="offset points")
+            ax.annotate(str(part.index[-1]), (cap[-1], will[-1]), fontsize=6, color="0.1", xytext=(3, -8),
+                        textcoords="offset points")
+            for trait, line in (("capability", ax.axvline), ("willingness", ax.axhline)):
+                mean, low, up = thresholds[trait]
+                line(mean, color="black", lw=0.9, ls="--")
+                if up > low:
+                    span = ax.axvspan if trait == "capability" else ax.axhspan
+                    span(low, up, color="0.85", alpha=0.5, lw=0)
+            corners = {"hegemonic": (hi, hi, "right", "top"), "captured": (hi, lo, "right", "bottom"),
+                       "degraded": (lo, hi, "left", "top"), "failed": (lo, lo, "left", "bottom")}
+            for label, (x, y, ha, va) in corners.items():
+                ax.text(x - 0.05 if ha == "right" else x + 0.05, y - 0.05 if va == "top" else y + 0.05, label,
+                        ha=ha, va=va, fontsize=7, color=TYPE_COLOURS[label], alpha=0.9)
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(lo, hi)
+            ax.set_title(str(region))
+        for ax in axes:
+            ax.set_xlabel("capability")
+            ax.set_ylabel("willingness")
+        fig.suptitle("Typology map: posterior mean and interval per period, thresholds dashed", y=1.0)
+        fig.tight_layout()
+    return fig
+
+
+def type_heatmaps(probs: xr.DataArray) -> Figure:
+    """P(type) per region (rows) and period (columns), one panel per type, on a common 0-1 scale."""
+    with plt.rc_context(RC):
+        regions = [str(r) for r in probs["region"].values]
+        periods = list(probs["period"].values)
+        types = [str(t) for t in probs["type"].values]
+        width = max(4.0, 0.22 * len(periods) + 1.5)
+        height = max(1.6, 0.28 * len(regions) + 0.9)
+        fig, axes = plt.subplots(len(types), 1, figsize=(width, height * len(types)), squeeze=False)
+        for ax, name in zip(axes[:, 0], types, strict=True):
+            values = probs.sel(type=name).transpose("region", "period").values
+            image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto", interpolation="nearest")
+            ax.set_yticks(np.arange(len(regions)), regions)
+            _ticks(ax, periods, max_ticks=14)
+            ax.set_title(f"P({name})")
+        fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.6, label="posterior probability")
+    return fig
+
+
+def modal_type_map(probs: xr.DataArray) -> Figure:
+    """Modal type per region-period (colour) with its posterior probability (opacity and number)."""
+    with plt.rc_context(RC):
+        regions = [str(r) for r in probs["region"].values]
+        periods = list(probs["period"].values)
+        types = [str(t) for t in probs["type"].values]
+        values = probs.transpose("region", "period", "type").values
+        modal, best = values.argmax(-1), values.max(-1)
+        rgba = np.zeros((*modal.shape, 4))
+        for k, name in enumerate(types):
+            rgba[modal == k] = matplotlib.colors.to_rgba(TYPE_COLOURS.get(name, "grey"))
+        rgba[..., 3] = 0.25 + 0.75 * best
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.3 * len(periods) + 2.5), max(1.8, 0.32 * len(regions) + 1.2)))
+        ax.imshow(rgba, aspect="auto", interpolation="nearest")
+        if len(periods) * len(regions) <= 400:
+            for (i, j), p in np.ndenumerate(best):
+                ax.text(j, i, f"{p:.2f}".removeprefix("0"), ha="center", va="center", fontsize=5.5)
+        ax.set_yticks(np.arange(len(regions)), regions)
+        _ticks(ax, periods, max_ticks=30)
+        handles = [matplotlib.patches.Patch(color=TYPE_COLOURS.get(t, "grey"), label=t) for t in types]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        ax.set_title("Modal type (opacity and number: its posterior probability)")
+    return fig
+
+
+def transition_heatmaps(matrices: pd.DataFrame) -> Figure:
+    """Pooled transition matrix per country: posterior mean P(to | from) with its interval in each cell."""
+    with plt.rc_context(RC):
+        countries = list(dict.fromkeys(matrices["country"]))
+        types = list(TYPES)
+        fig, axes = _grid(len(countries), ncols=2, size=(4.4, 3.8))
+        for ax, country in zip(axes, countries, strict=True):
+            part = matrices[matrices["country"] == country].set_index(["from", "to"])
+            mean = np.array([[part.loc[(a, b), "mean"] for b in types] for a in types], dtype=float)
+            ax.imshow(np.nan_to_num(mean, nan=0.0), vmin=0, vmax=1, cmap="Blues")
+            for i, a in enumerate(types):
+                for j, b in enumerate(types):
+                    row = part.loc[(a, b)]
+                    text = ("n/a" if np.isnan(row["mean"])
+                            else f"{row['mean']:.2f}\n[{row['lower']:.2f}, {row['upper']:.2f}]")
+                    ax.text(j, i, text, ha="center", va="center", fontsize=6.5,
+                            color="white" if np.nan_to_num(row["mean"]) > 0.6 else "black")
+            ax.set_xticks(range(len(types)), types, rotation=30, ha="right")
+            ax.set_yticks(range(len(types)), types)
+            ax.set_xlabel("to (next period)")
+            ax.set_ylabel("from")
+            ax.set_title(str(country))
+        fig.tight_layout()
+    return fig
+
+
+def sensitivity_heatmaps(table: pd.DataFrame) -> Figure:
+    """Mean share of region-periods of each type as the capability (x) and willingness (y) thresholds move."""
+    with plt.rc_context(RC):
+        types = list(TYPES)
+        fig, axes = _grid(len(types), ncols=4, size=(2.6, 2.5))
+        cap = sorted(table["capability_shift"].unique())
+        will = sorted(table["willingness_shift"].unique())
+        for ax, name in zip(axes, types, strict=True):
+            grid = table.pivot(index="willingness_shift", columns="capability_shift", values=name).loc[will, cap]
+            ax.imshow(grid.values, vmin=0, vmax=1, cmap="viridis", origin="lower")
+            for (i, j), v in np.ndenumerate(grid.values):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v < 0.6 else "black")
+            ax.set_xticks(range(len(cap)), [f"{c:+g}" for c in cap])
+            ax.set_yticks(range(len(will)), [f"{w:+g}" for w in will])
+            ax.set_xlabel("capability threshold shift")
+            ax.set_ylabel("willingness threshold shift")
+            ax.set_title(f"share {name}")
+        fig.tight_layout()
+    return fig
+
+
+def trait_trajectories(summary: pd.DataFrame, thresholds: dict[str, tuple[float, float, float]]) -> Figure:
+    """Each trait over periods, one panel per region: posterior mean with its interval band."""
+    with plt.rc_context(RC):
+        regions = list(dict.fromkeys(summary["region"]))
+        traits = list(dict.fromkeys(summary["trait"]))
+        periods = list(dict.fromkeys(summary["period"]))
+        x = np.arange(len(periods))
+        colours = plt.get_cmap("tab10")
+        fig, axes = _grid(len(regions), size=(3.4, 2.4), sharex=True, sharey=True)
+        for ax, region in zip(axes, regions, strict=True):
+            for k, trait in enumerate(traits):
+                part = summary[(summary["region"] == region) & (summary["trait"] == trait)]
+                part = part.set_index("period").loc[periods]
+                ax.fill_between(x, part["lower"], part["upper"], color=colours(k), alpha=0.25, lw=0)
+                ax.plot(x, part["mean"], color=colours(k), lw=1.2, label=trait)
+                if trait in thresholds:
+                    ax.axhline(thresholds[trait][0], color=colours(k), lw=0.7, ls="--")
+            ax.set_title(str(region))
+            _ticks(ax, periods)
+        axes[0].legend(loc="best", fontsize=7, frameon=False)
+        fig.suptitle("Traits over periods (mean and interval; dashed: typology thresholds)", y=1.0)
+        fig.tight_layout()
+    return fig

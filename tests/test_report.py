@@ -1,0 +1,252 @@
+"""The diagnostics report: sections in order, verdict = diagnose(tree), CSV tables = the DataTree's quantities,
+hostile names escaped, --strict, and the page as a browser loads it (self-contained, every image shown).
+
+One tiny fit (3 regions x 4 periods, 2 chains x 60 draws, so its diagnostics fail on purpose) serves every test;
+one of its regions is called ``<script>alert(1)</script>``.
+"""
+
+import base64
+import html
+import re
+import shutil
+import subprocess
+import warnings
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+from nexusbayes import typology
+from nexusbayes.cli import main
+from nexusbayes.diagnostics import diagnose
+from nexusbayes.errors import OutputExistsError
+from nexusbayes.fit import load
+from nexusbayes.model import term_key
+from nexusbayes.report import REPORT_DIR, REPORT_FILE, SECTIONS
+from nexusbayes.simulate import simulate
+
+HOSTILE = "<script>alert(1)</script>"
+HOSTILE_LABEL = "<b>staff</b> & co"
+
+
+@pytest.fixture(scope="session")
+def hostile_run(tmp_path_factory):
+    """`nexusbayes fit` on a tiny simulated panel with a hostile region name: (exit status, run folder)."""
+    sim = simulate(n_regions=3, n_periods=4, n_raters=2, seed=5)
+    folder = tmp_path_factory.mktemp("hostile")
+    sim.frame.replace({"region": {"C1-R02": HOSTILE}}).to_csv(folder / "sim.csv", index=False)
+    indicators = dict(sim.spec.indicators)
+    indicators["staff"] = indicators["staff"].model_copy(update={"label": HOSTILE_LABEL})
+    spec = sim.spec.model_copy(update={"name": "hostile", "data": "sim.csv", "indicators": indicators})
+    (folder / "hostile.toml").write_text(spec.to_toml())
+    out = folder / "run"
+    status = main(["fit", str(folder / "hostile.toml"), "--out", str(out), "--no-progress", "--draws", "60",
+                   "--tune", "100", "--chains", "2", "--seed", "3"])
+    return status, out
+
+
+@pytest.fixture(scope="session")
+def hostile(hostile_run):
+    status, out = hostile_run
+    assert status == 0
+    return load(out / "fit.nc"), out / REPORT_DIR
+
+
+@pytest.fixture(scope="session")
+def page(hostile):
+    return (hostile[1] / REPORT_FILE).read_text(encoding="utf-8")
+
+
+def test_fit_writes_the_report_into_the_run_folder_with_sections_in_order(hostile, page):
+    _, folder = hostile
+    positions = [page.find(f'<section id="{name}">') for name in SECTIONS]
+    assert -1 not in positions and positions == sorted(positions), positions
+    header = page[positions[0]:positions[1]]
+    for text in ("SHA-256 of spec and data", "sampler", "seed", "compile time (s)", "sampling time (s)",
+                 "name = &#34;hostile&#34;", "nutpie", "arviz-plots"):
+        assert text in header, text
+    fit_to_data = page[positions[3]:positions[4]]
+    for text in ("Pareto k", "Prior predictive rootograms", "Posterior predictive rootograms",
+                 "Prior predictive densities (staff)", "Posterior predictive densities (staff)"):
+        assert text in fit_to_data, text
+    assert "Typology map" in page[positions[4]:] and "Rank plots" in page[positions[2]:positions[3]]
+
+
+def test_verdict_values_equal_diagnose(hostile, page):
+    fit, folder = hostile
+    checks = diagnose(fit.tree).checks
+    rows = re.findall(r'data-check="(\w+)" data-value="([^"]*)" data-passed="(true|false)"', page)
+    assert [r[0] for r in rows] == list(checks.index)
+    for key, value, passed in rows:
+        assert float(html.unescape(value)) == pytest.approx(float(checks.loc[key, "value"]), rel=1e-12), key
+        assert (passed == "true") == bool(checks.loc[key, "passed"]), key
+    assert 'id="overall" data-passed="false"' in page and "FAIL" in page     # 120 draws cannot reach ESS 400
+    assert "increase draws" in page                                              # and says what to try
+
+
+def test_every_csv_table_equals_the_quantity_it_came_from(hostile):
+    fit, folder = hostile
+    tree, spec, panel = fit.tree, fit.spec, fit.panel
+    csv = {p.stem: pd.read_csv(p) for p in folder.glob("*.csv")}
+    checked = set()
+
+    def same(stem, expected, columns=None):
+        got = csv[stem]
+        columns = columns or list(expected.columns)
+        pd.testing.assert_frame_equal(got[columns].reset_index(drop=True), expected[columns].reset_index(drop=True),
+                                      check_dtype=False, check_exact=False, atol=1e-10, rtol=1e-10)
+        checked.add(stem)
+
+    diag = diagnose(tree)
+    same("verdict", diag.checks.reset_index(), ["check", "value", "passed"])
+    same("diagnostics_by_variable", diag.table.reset_index(), ["variable", "max_rhat", "min_ess_bulk", "min_ess_tail"])
+
+    theta = tree["posterior"]["theta"]
+    q = theta.quantile([0.05, 0.95], dim=("chain", "draw"))
+    traits = csv["traits"]
+    for row in traits.sample(20, random_state=1).itertuples():
+        sel = {"region": row.region, "period": row.period, "trait": row.trait}
+        assert row.mean == pytest.approx(float(theta.sel(sel).mean()), abs=1e-12)
+        assert row.lower == pytest.approx(float(q.sel(sel).isel(quantile=0)), abs=1e-12)
+        assert row.upper == pytest.approx(float(q.sel(sel).isel(quantile=1)), abs=1e-12)
+    assert len(traits) == theta["region"].size * theta["period"].size * theta["trait"].size
+    checked.add("traits")
+
+    probs = typology.type_probabilities(tree, spec)
+    types = csv["type_probabilities"]
+    for t in probs["type"].values:
+        expected = probs.sel(type=t).sel(region=types["region"].to_xarray(), period=types["period"].to_xarray())
+        np.testing.assert_allclose(types[t].to_numpy(), expected.values, atol=1e-12)
+    assert HOSTILE in set(types["region"])
+    checked.add("type_probabilities")
+    same("transition_matrices", typology.transition_matrices(tree, spec, fit.region_country),
+         ["country", "from", "to", "mean", "lower", "upper"])
+    same("threshold_sensitivity", typology.threshold_sensitivity(tree, spec))
+    thresholds = csv["typology_thresholds"].set_index("trait")
+    for trait in ("capability", "willingness"):
+        draws = typology.threshold_draws(tree, spec, trait).values
+        assert thresholds.loc[trait, "mean"] == pytest.approx(draws.mean(), abs=1e-12)
+    checked.add("typology_thresholds")
+
+    pareto = csv["pareto_k"]
+    terms = csv["loo_by_term"].set_index("term")
+    for var in tree["log_likelihood"].to_dataset().data_vars:
+        with warnings.catch_warnings():   # expected with 120 draws; the report lists it among its notes
+            warnings.filterwarnings("ignore", "Estimated shape parameter of Pareto", UserWarning)
+            result = az.loo(tree, var_name=var, pointwise=True)
+        part = pareto[pareto["term"] == var]
+        (dim,) = result.pareto_k.dims
+        np.testing.assert_array_equal(part["row"].to_numpy(), result.pareto_k[dim].values)
+        np.testing.assert_allclose(part["pareto_k"].to_numpy(), result.pareto_k.values, atol=1e-12)
+        np.testing.assert_allclose(part["elpd_loo"].to_numpy(), result.elpd_i.values, atol=1e-10)
+        observed = tree["observed_data"][var]
+        np.testing.assert_allclose(part["value"].to_numpy(), observed.values)
+        key = var.removeprefix("y_")
+        sub = panel.frame[panel.frame["indicator"].map(lambda n: term_key(spec, n)) == key]  # the term's rows
+        for col in ("region", "period", "indicator"):
+            assert (part[col].astype(str).to_numpy() == sub[col].astype(str).to_numpy()).all(), col
+        assert terms.loc[var, "elpd_loo"] == pytest.approx(result.elpd, abs=1e-10)
+        assert terms.loc[var, "se"] == pytest.approx(result.se, abs=1e-10)
+        assert terms.loc[var, "n_k_above"] == int((result.pareto_k.values > 0.7).sum())
+    checked.update({"pareto_k", "loo_by_term"})
+    flagged = csv["pareto_k_flagged"]
+    assert (flagged["pareto_k"] > 0.7).all() and len(flagged) == int((pareto["pareto_k"] > 0.7).sum())
+    by_indicator = csv["loo_by_indicator"].set_index("indicator")
+    sums = pareto.groupby("indicator")["elpd_loo"].sum()
+    np.testing.assert_allclose(by_indicator.loc[sums.index, "elpd_loo"], sums, atol=1e-10)
+    checked.update({"pareto_k_flagged", "loo_by_indicator"})
+
+    counts = csv["rows_per_indicator"].set_index("indicator")
+    assert counts["observations"].to_dict() == panel.frame["indicator"].value_counts().to_dict()
+    checked.add("rows_per_indicator")
+    info = csv["run_info"].set_index("item")["value"]
+    assert info["SHA-256 of spec and data (as fitted)"] == tree.attrs["nexusbayes_sha256"]
+    assert info["seed"] == str(tree.attrs["seed"]) and info["sampler"] == tree.attrs["sampler"]
+    versions = csv["versions"].set_index("library")
+    assert versions.loc["pymc", "at fit"] == tree.attrs["version_pymc"]
+    checked.update({"run_info", "versions"})
+    assert checked == set(csv), f"tables without a test: {set(csv) - checked}"
+
+
+def test_hostile_names_are_escaped(page):
+    assert HOSTILE not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert HOSTILE_LABEL not in page and "&lt;b&gt;staff&lt;/b&gt; &amp; co" in page
+    assert "<script" not in page.lower()
+
+
+def test_page_is_self_contained_and_files_match_it(hostile, page):
+    _, folder = hostile
+    assert not re.search(r"<link|<script|@import|url\(", page, re.IGNORECASE)
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    refs = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert all(r.startswith(("data:", "#")) for r in refs), [r[:60] for r in refs if not r.startswith("data:")]
+    pngs = sorted(folder.glob("*.png"))
+    assert len(pngs) == len(sources)
+    embedded = {base64.b64decode(s.split(",", 1)[1]) for s in sources}
+    assert {p.read_bytes() for p in pngs} == embedded
+    assert "ppc_prior_rootogram.png" in {p.name for p in pngs} and "typology_map.png" in {p.name for p in pngs}
+
+
+def test_report_command_strict_and_refusal(hostile_run, tmp_path, capsys):
+    _, run = hostile_run
+    out = tmp_path / "again"
+    assert main(["report", str(run / "fit.nc"), "--out", str(out), "--strict"]) == 3
+    assert (out / REPORT_FILE).is_file()
+    assert "sampling diagnostics failed" in capsys.readouterr().err
+    before = (out / REPORT_FILE).stat().st_mtime_ns
+    assert main(["report", str(run / "fit.nc"), "--out", str(out)]) == 2
+    assert "already holds a report; pass --overwrite" in capsys.readouterr().err
+    assert (out / REPORT_FILE).stat().st_mtime_ns == before
+    assert main(["report", str(run / "fit.nc")]) == 2          # the run's own report exists already
+
+
+def test_python_api_refuses_to_overwrite(hostile):
+    fit, folder = hostile
+    with pytest.raises(OutputExistsError, match="already holds a report"):
+        fit.report(folder)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+#: Runs in the page (in a test copy only): counts images that failed to load, resources fetched and CSP violations.
+PROBE = """<script>
+var violations = 0;
+document.addEventListener('securitypolicyviolation', function () { violations += 1; });
+addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var fetched = performance.getEntriesByType('resource').map(function (e) { return e.name; });
+  document.body.setAttribute('data-images', imgs.length);
+  var broken = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); });
+  document.body.setAttribute('data-broken', broken.length);
+  document.body.setAttribute('data-fetched', JSON.stringify(fetched));
+  document.body.setAttribute('data-violations', violations);
+});
+</script>"""
+
+
+def _chromium(tmp_path, *args):
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--disable-default-apps", "--no-pings",
+             f"--user-data-dir={tmp_path / 'profile'}",
+             "--host-resolver-rules=MAP * ~NOTFOUND",      # nothing can leave the machine, whatever asks
+             "--virtual-time-budget=10000"]
+    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120, check=True)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)")
+def test_report_in_headless_chromium(hostile, page, tmp_path):
+    _, folder = hostile
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("<head>\n", "<head>\n" + PROBE + "\n", 1), encoding="utf-8")
+    dom = _chromium(tmp_path, "--dump-dom", probe.as_uri()).stdout
+    body = re.search(r"<body([^>]*)>", dom).group(1)
+    attrs = {k: html.unescape(v) for k, v in re.findall(r'data-(\w+)="([^"]*)"', body)}
+    assert int(attrs["images"]) == page.count("<img ") > 10
+    assert attrs["broken"] == "0", "an image failed to load"
+    assert attrs["fetched"] == "[]", f"the page requested {attrs['fetched']}"
+    assert attrs["violations"] == "0"
+    assert "alert(1)" in dom and HOSTILE not in dom            # shown as text, not run
+    shot = tmp_path / "report.png"
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2400", (folder / REPORT_FILE).as_uri())
+    assert shot.stat().st_size > 20_000
