@@ -103,7 +103,7 @@ class ItemBank(_Strict):
     --------
     >>> bank = ItemBank(family="bernoulli", loads={"ideology": "free"})
     >>> bank.indicator()
-    Indicator(family='bernoulli', loads={'ideology': 'free'}, categories=None, label=None)
+    Indicator(family='bernoulli', loads={'ideology': 'free'}, categories=None, label=None, comparable=True)
     """
 
     family: Family

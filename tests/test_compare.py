@@ -233,6 +233,21 @@ def test_central_asia_comparison_follows_the_memo(central_asia_run, capsys):
     assert main(["compare", str(out / "fit.nc"), "Osh"]) == 2
 
 
+def test_central_asia_report_compares_the_countries(central_asia_run):
+    _, out = central_asia_run
+    report = out / "report"
+    html = (report / "report.html").read_text(encoding="utf-8")
+    assert "Country differences in the last period" in html
+    for stem in ("country_trajectories", "country_forest", "typology_by_country", "rank_probabilities"):
+        assert (report / f"{stem}.png").read_bytes()[:4] == b"\x89PNG", stem
+        assert f'id="fig-{stem}"' in html or stem in html
+    result = load(out / "fit.nc")
+    written = pd.read_csv(report / "compare_differences.csv")
+    expected = compare(result, "Kyrgyzstan", "Tajikistan")
+    np.testing.assert_allclose(written["p_a_greater"], expected["p_a_greater"])
+    np.testing.assert_allclose(written["mean"], expected["mean"], rtol=1e-6)
+
+
 # ---- real data: TIP tiers and the 3P index, Central Asia -------------------------------------------
 needs_tip = pytest.mark.skipif(TIP_FILE is None, reason="shared/data/tip_tiers not found beside the project")
 

@@ -235,10 +235,37 @@ def build_report(fit: Fit) -> Report:
     figs["results"]["trait_trajectories"] = (
         f"Traits over periods by region: posterior mean and {CI_PROB:.0%} band.",
         figures.png(figures.trait_trajectories(tables["traits"], thresholds)))
+    if len(fit.panel.countries) > 1:
+        _add_comparison(fit, tables, figs["results"], thresholds)
     seconds = time.perf_counter() - start
     html = render_html(fit, facts, tables, figs, diag, notes, seconds)
     flat = {stem: fig for group in figs.values() for stem, fig in group.items()}
     return Report(html=html, figures=flat, tables=tables, diagnostics=diag, seconds=seconds, notes=notes)
+
+
+def _add_comparison(fit: Fit, tables: dict, results: dict, thresholds: dict) -> None:
+    """Country comparisons (fits with several countries): tables and figures, added to section 5."""
+    from nexusbayes.compare import comparison_tables, rank_probabilities
+    from nexusbayes.report import comparison
+
+    tables.update({f"compare_{k}": v for k, v in comparison_tables(fit, periods=None).items()})
+    post = fit.tree["posterior"]
+    periods = list(post["period"].values)
+    shown = periods[:: max(1, len(periods) // 5)][:6]
+    results["country_trajectories"] = (
+        f"Country traits over periods (the average of each country's regions): posterior mean and {CI_PROB:.0%} "
+        "band, on the fit's common latent scale.",
+        comparison.png(comparison.country_trajectories(post["country_theta"])))
+    results["country_forest"] = (
+        f"Country traits at selected periods (forest plot: 50% and {CI_PROB:.0%} intervals).",
+        comparison.forest_periods(fit.tree, shown))
+    if thresholds:
+        results["typology_by_country"] = (
+            "Typology map by country: each region-period's posterior mean, coloured by country.",
+            comparison.png(comparison.typology_by_country(tables["traits"], fit.region_country, thresholds)))
+    results["rank_probabilities"] = (
+        f"Rank probabilities of the countries in {periods[-1]} (rank 1 = highest).",
+        comparison.png(comparison.rank_bars(rank_probabilities(fit), periods[-1])))
 
 
 # ---- rendering ------------------------------------------------------------------------------------
@@ -279,6 +306,10 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
                 "threshold": r["threshold"], "passed": bool(r["passed"]), "worst": r["worst"], "advice": r["advice"]}
                for r in tables["verdict"].to_dict("records")]
     flagged = tables["pareto_k_flagged"]
+    comparison = None
+    if "compare_differences" in tables:
+        diff = tables["compare_differences"]
+        comparison = _table(diff[diff["period"] == diff["period"].iloc[-1]])
     context = {
         "title": f"nexusbayes report: {fit.spec.name}", "spec_toml": fit.tree.attrs.get("nexusbayes_spec")
         or fit.spec.to_toml(), "facts": facts, "versions": _table(tables["versions"]),
@@ -291,7 +322,7 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
         "results": images("results"), "has_typology": fit.spec.has_typology,
         "group_era": _table(tables["types_by_group_era"]) if "types_by_group_era" in tables else None,
         "thresholds": _table(tables["typology_thresholds"]) if "typology_thresholds" in tables else None,
-        "notes": notes, "seconds": f"{seconds:.1f}", "types": TYPES,
+        "comparison": comparison, "notes": notes, "seconds": f"{seconds:.1f}", "types": TYPES,
         "csv": sorted(f"{name}.csv" for name in tables),
     }
     return _environment().get_template("template.html.j2").render(**context)
