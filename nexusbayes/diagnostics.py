@@ -63,13 +63,13 @@ class Diagnostics:
     def checks(self) -> pd.DataFrame:
         """Each check with its value, threshold and verdict."""
         t = self.table
+        rhat, rhat_at = _extreme(t["max_rhat"], "max", "R-hat needs at least 2 chains")
+        bulk, bulk_at = _extreme(t["min_ess_bulk"], "min", "no ESS could be computed")
+        tail, tail_at = _extreme(t["min_ess_tail"], "min", "no ESS could be computed")
         rows = [
-            ("rhat", "max R-hat", t["max_rhat"].max(), f"<= {RHAT_MAX}", t["max_rhat"].max() <= RHAT_MAX,
-             t["max_rhat"].idxmax()),
-            ("ess_bulk", "min bulk ESS", t["min_ess_bulk"].min(), f">= {ESS_MIN}", t["min_ess_bulk"].min() >= ESS_MIN,
-             t["min_ess_bulk"].idxmin()),
-            ("ess_tail", "min tail ESS", t["min_ess_tail"].min(), f">= {ESS_MIN}", t["min_ess_tail"].min() >= ESS_MIN,
-             t["min_ess_tail"].idxmin()),
+            ("rhat", "max R-hat", rhat, f"<= {RHAT_MAX}", rhat <= RHAT_MAX, rhat_at),
+            ("ess_bulk", "min bulk ESS", bulk, f">= {ESS_MIN}", bulk >= ESS_MIN, bulk_at),
+            ("ess_tail", "min tail ESS", tail, f">= {ESS_MIN}", tail >= ESS_MIN, tail_at),
             ("divergences", "divergences", self.divergences, "= 0", self.divergences == 0, ""),
             ("bfmi", "min E-BFMI", float(np.min(self.bfmi)), f">= {BFMI_MIN}", bool(np.min(self.bfmi) >= BFMI_MIN),
              f"chain {int(np.argmin(self.bfmi))}"),
@@ -164,3 +164,11 @@ def diagnose(tree: xr.DataTree, var_names: list[str] | None = None) -> Diagnosti
     depth = float(stats[depth_var].mean()) if depth_var else 0.0
     n_draws = int(posterior.sizes["chain"] * posterior.sizes["draw"])
     return Diagnostics(table=table, divergences=divergences, bfmi=bfmi, treedepth_share=depth, n_draws=n_draws)
+
+
+def _extreme(column: pd.Series, which: str, none: str) -> tuple[float, str]:
+    """The max (or min) of a per-variable column and the variable it is at; NaN (a failed check) when all are NaN."""
+    values = pd.to_numeric(column, errors="coerce")
+    if values.isna().all():
+        return float("nan"), none
+    return float(getattr(values, which)()), str(getattr(values, f"idx{which}")())

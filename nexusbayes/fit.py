@@ -259,7 +259,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
         with model:
             tree = pm.sample(draws=settings.draws, tune=settings.tune, chains=settings.chains,
                              random_seed=settings.seed, target_accept=settings.target_accept,
-                             progressbar=progress, compute_convergence_checks=False)
+                             progressbar=progress, compute_convergence_checks=False, nuts_sampler="pymc")
     sampled_at = time.perf_counter()
     tree = orient(tree, spec, panel)
     tree = _postprocess(tree, model, panel, spec, settings.seed, progress)
