@@ -327,6 +327,11 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
         raise DataError(f"{label}: indicator(s) {absent} are in the spec but have no rows in the data; "
                         "add observations or remove them from the spec")
 
+    if len(periods) == 1 and frame["region"].nunique() == 1:
+        raise DataError(f"{label}: all rows are in one region-period ({frame['region'].iloc[0]!r}, {periods[0]}); "
+                        "traits are standardised over region-periods, so at least two are needed: add regions "
+                        "or periods")
+
     countries = sorted(set(frame["country"]))
     regions = sorted(set(frame["region"]), key=lambda r: (countries.index(_first(frame, r)), r))
     indicators = list(spec.indicators)

@@ -348,8 +348,12 @@ def _postprocess(tree: xr.DataTree, model: pm.Model, panel: Panel, spec: Spec, s
 def _start_failure(model: pm.Model, backend: str, exc: Exception) -> str:
     """Explain a sampler failure: which terms are not finite at the initial point, and what to try."""
     try:
+        from pytensor.compile.mode import Mode
+
+        # pure Python, lightly optimised: compiles in seconds, and speed does not matter for one point
         with np.errstate(all="ignore"):
-            logps = model.point_logps(model.initial_point(random_seed=0), round_vals=6)
+            logps = model.point_logps(model.initial_point(random_seed=0), round_vals=6,
+                                      mode=Mode(linker="py", optimizer="fast_compile"))
         bad = [f"{name} = {value}" for name, value in logps.items() if not np.isfinite(value)]
     except Exception:  # the report is a hint; the sampler's own error is kept below
         bad = []
