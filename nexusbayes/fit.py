@@ -173,7 +173,8 @@ def load(path: str | Path) -> Fit:
     if not path.is_file():
         raise FitFileError(f"{path}: no such file")
     try:
-        tree = xr.open_datatree(path, engine="h5netcdf").load()
+        with xr.open_datatree(path, engine="h5netcdf") as opened:  # read everything, then close the file
+            tree = opened.load()
     except Exception as exc:  # h5py/netCDF raise many types for damaged files
         raise FitFileError(f"{path}: not a readable netCDF file (truncated or corrupt?): {exc}") from None
     attrs = tree.attrs
