@@ -16,7 +16,7 @@ from nexusbayes.fit import fit, load
 from nexusbayes.simulate import simulate
 
 settings.register_profile(
-    "ci", deadline=None, derandomize=True, database=None, max_examples=100, print_blob=True,
+    "ci", deadline=None, derandomize=True, database=None, max_examples=200, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(

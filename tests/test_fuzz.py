@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tomli_w
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from pytensor.compile.mode import Mode
 
@@ -186,12 +186,15 @@ def _csv_text_damage(draw, text: str) -> str:
 
 
 @st.composite
-def fuzzed_sources(draw, benign_only: bool = False):
-    """(spec, frame, mutation names, as_csv, csv text damage)."""
+def fuzzed_sources(draw, benign_only: bool = False, only: str | None = None):
+    """(spec, frame, mutation names, as_csv): a valid table broken by up to three mutations (or ``only``)."""
     spec = draw(specs())
     frame = draw(valid_tables(spec))
     pool = BENIGN if benign_only else MUTATIONS
-    names = draw(st.lists(st.sampled_from(sorted(pool)), max_size=1 if benign_only else 3))
+    if only is not None:
+        names = [only]
+    else:
+        names = draw(st.lists(st.sampled_from(sorted(pool)), max_size=1 if benign_only else 3))
     for name in names:
         if len(frame) and "indicator" in frame and "value" in frame:
             frame = pool[name](draw, frame, spec)
@@ -228,9 +231,25 @@ def tmp_dir(tmp_path_factory):
 
 @given(case=fuzzed_sources(), data=st.data())
 def test_fuzzed_tables_validate_or_explain(case, data, tmp_dir):
-    spec, frame, _, as_csv = case
+    """Random combinations of up to three mutations, as DataFrames or (possibly damaged) CSV files."""
+    _check_table(case, data, tmp_dir)
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+@settings(max_examples=6)
+@given(data=st.data())
+def test_each_mutation_validates_or_explains(mutation, data, tmp_dir):
+    """Every class of bad input, tried on its own a few times (the random mix may miss some)."""
+    _check_table(data.draw(fuzzed_sources(only=mutation)), data, tmp_dir)
+
+
+def _check_table(case, data, tmp_dir):
+    spec, frame, mutations, as_csv = case
+    for name in mutations:
+        event(f"mutation: {name}")
     panel, label = _load(spec, frame, as_csv, tmp_dir,
                          damage=(lambda text: _csv_text_damage(data.draw, text)) if as_csv else (lambda t: t))
+    event(f"{'CSV' if as_csv else 'DataFrame'} {'refused' if isinstance(panel, DataError) else 'validated'}")
     if isinstance(panel, DataError):
         _assert_explained(panel, label)
         return
@@ -243,13 +262,14 @@ def test_fuzzed_tables_validate_or_explain(case, data, tmp_dir):
     assert panel.frame["period_idx"].between(0, len(panel.periods) - 1).all()
 
 
-@settings(max_examples=12)
+@settings(max_examples=16)
 @given(case=fuzzed_sources(benign_only=True))
 def test_legal_fuzzed_tables_have_a_finite_initial_log_density(case, tmp_dir):
     """Degenerate but legal tables (one region, an indicator seen once, zero counts, 1e9 counts, extreme
     exposures, unicode names) build a model whose log-density is finite where sampling starts."""
-    spec, frame, _, as_csv = case
+    spec, frame, mutations, as_csv = case
     panel, label = _load(spec, frame, as_csv, tmp_dir)
+    event(f"{mutations or 'no mutation'}: {'refused' if isinstance(panel, DataError) else 'model built'}")
     if isinstance(panel, DataError):  # e.g. "a single region-period" made duplicates: refused, explained
         _assert_explained(panel, label)
         return
@@ -368,11 +388,13 @@ def test_fuzzed_specs_validate_or_explain(raw, form, damage, cut, tmp_dir):
                     source = str(path)
                     spec, _ = load_spec(path)
     except SpecError as exc:
+        event(f"{form}: refused")
         msg = str(exc)
         assert msg.startswith(f"{source}: ") or msg.startswith("<dict>: "), msg
         # names the key (`a.b` or a dotted path), or says the TOML itself is broken
         assert re.search(r"`[^`]*`|\w\.\w|trait|not valid TOML|UTF-8", msg), msg
         return
+    event(f"{form}: validated")
     # accepted: a safe name, and a lossless round trip
     assert re.fullmatch(NAME_PATTERN.strip("^$"), spec.name)
     out = default_out_dir(spec.name, tmp_dir / "reports")
