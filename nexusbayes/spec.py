@@ -403,7 +403,7 @@ def _explain(exc: ValidationError, raw: dict, source: str) -> str:
                     continue
                 thresholds_done.add(loc)
                 if not isinstance(err.get("input"), dict):
-                    lines.append(f"  - `{'.'.join(map(str, loc))}`: a threshold is a number or a table "
+                    lines.append(f"  - `{'.'.join(map(str, loc))}`: a threshold is a finite number or a table "
                                  f"{{indicator = \"NAME\", value = NUMBER}} (got {err.get('input')!r})")
                 continue
         key = ".".join(str(p) for p in loc) or "(top level)"

@@ -150,7 +150,7 @@ def test_bad_threshold_value_is_one_clear_line():
     msg = str(excinfo.value)
     assert msg.splitlines() == [
         "raw-dict: invalid model specification",
-        "  - `typology.thresholds.capability`: a threshold is a number or a table "
+        "  - `typology.thresholds.capability`: a threshold is a finite number or a table "
         "{indicator = \"NAME\", value = NUMBER} (got 'high')",
     ]
 
@@ -266,7 +266,7 @@ def test_nan_and_infinity_are_refused(table, key, value):
 def test_nan_threshold_is_refused():
     raw = default_spec(name="x").to_dict()
     raw["typology"] = {"thresholds": {"capability": math.nan}}
-    with pytest.raises(SpecError, match=r"`typology\.thresholds\.capability`: a threshold is a number"):
+    with pytest.raises(SpecError, match=r"`typology\.thresholds\.capability`: a threshold is a finite number"):
         Spec.from_toml(tomli_w.dumps(raw))
 
 
