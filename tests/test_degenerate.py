@@ -13,7 +13,7 @@ from nexusbayes.errors import DataError
 from nexusbayes.fit import fit
 from nexusbayes.model import build_model
 from nexusbayes.simulate import default_spec, simulate
-from nexusbayes.spec import Indicator, Spec
+from nexusbayes.spec import Indicator, Periods, Spec
 
 PY_MODE = Mode(linker="py", optimizer="fast_compile")  # compiles in seconds; only finiteness is checked
 
@@ -114,12 +114,12 @@ def test_a_single_region_period_is_refused_with_a_reason():
 def test_hardest_legal_case_fits_with_finite_results():
     """One region, one indicator per trait, the willingness anchor seen in one period only, a period with
     no data: a tiny real fit gives finite draws and type probabilities (however wide)."""
-    sim = simulate(TWO_ANCHORS, n_regions=1, n_periods=4, seed=3)
-    frame = sim.frame
+    spec = TWO_ANCHORS.model_copy(update={"periods": Periods(first=2000, last=2003)})  # 2002 kept, empty
+    frame = simulate(spec, n_regions=1, n_periods=4, seed=3).frame
     expert = frame.index[frame["indicator"] == "expert"]
     frame = frame.drop(expert[1:])
     frame = frame[frame["period"] != 2002]
-    result = fit(TWO_ANCHORS, frame, draws=100, tune=100, chains=1, seed=1, progress=False, check=False)
+    result = fit(spec, frame, draws=100, tune=100, chains=1, seed=1, progress=False, check=False)
     post = result.tree["posterior"]
     assert all(np.isfinite(post[v].values).all() for v in post.data_vars)
     probs = result.type_probabilities()
