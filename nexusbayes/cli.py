@@ -13,12 +13,17 @@ Commands
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 import warnings
 from pathlib import Path
 
 from nexusbayes.batch import SWEEP_KINDS, add_cluster_arguments, cluster_options
-from nexusbayes.errors import NexusBayesError
+from nexusbayes.errors import Interrupted, NexusBayesError
+
+#: Exit status for each signal that stops a run: 128 + the signal number, as shells report it.
+SIGNAL_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,19 +76,49 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``nexusbayes`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
+    received: list[int] = []
     try:
-        return {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare,
-                "sweep": _sweep, "report": _report}[args.command](args)
+        with _signals_interrupt(received):
+            return {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare,
+                    "sweep": _sweep, "report": _report}[args.command](args)
     except NexusBayesError as exc:
         print(f"nexusbayes: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", None) or (received[-1] if received else signal.SIGINT)
+        name = signal.Signals(signum).name
         if args.command == "sweep":
-            print("nexusbayes: interrupted; finished fits are kept: run the same command again to resume",
-                  file=sys.stderr)
+            print(f"nexusbayes: interrupted by {name}; finished fits are kept: run the same command again to "
+                  "resume", file=sys.stderr, flush=True)
         else:
-            print("nexusbayes: interrupted; nothing was written (earlier outputs are untouched)", file=sys.stderr)
-        return 130
+            print(f"nexusbayes: interrupted by {name}; nothing was written (earlier outputs are untouched, "
+                  "temporary files removed)", file=sys.stderr, flush=True)
+        return SIGNAL_STATUS.get(signum, 128 + int(signum))
+
+
+@contextlib.contextmanager
+def _signals_interrupt(received: list[int]):
+    """Turn SIGTERM (and SIGINT) into :class:`Interrupted`, so clean-up runs as for Ctrl-C.
+
+    Python's default SIGTERM ends the process at once, leaving temporary files behind; raising an
+    exception instead runs every ``finally`` (temporary folders removed, earlier outputs restored).
+    Handlers are only installed in the main thread and are restored on exit.
+    """
+    def handler(signum, frame):
+        received.append(signum)
+        raise Interrupted(f"received {signal.Signals(signum).name}", signum=signum)
+
+    previous = {}
+    try:
+        for sig in SIGNAL_STATUS:
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave signal handling alone
+        pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _fit(args) -> int:
@@ -100,7 +135,8 @@ def _fit(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplingWarning)
         result = fit(args.spec, backend=args.backend, draws=args.draws, tune=args.tune, chains=args.chains,
-                     seed=args.seed, progress=not args.no_progress)
+                     seed=args.seed, progress=not args.no_progress,
+                     status=lambda message: print(f"  {message}", flush=True))
     print(summary_text(result))
     write_run(result, out, overwrite=args.overwrite)
     print(f"\nWrote {out}/ (fit.nc and CSV tables); building the report ...", flush=True)

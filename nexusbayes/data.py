@@ -35,6 +35,10 @@ REQUIRED = ("country", "region", "period", "indicator", "value")
 OPTIONAL = ("exposure", "trials", "rater")
 NA_TEXT = ("nan", "na", "n/a", "null", "none", "<na>")  # read as missing in numeric columns
 MAX_SHOWN = 8
+MAX_ABS = 1e100       # largest magnitude of any number in the table (beyond it sums and squares overflow)
+MAX_COUNT = 2.0**53   # counts and trials: whole numbers that floats store exactly (and int64 holds)
+MIN_EXPOSURE = 1e-100  # exposure enters as log exposure
+MAX_YEAR = 9999       # periods are years -9999..9999
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ def read_table(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str, bo
             frame = pd.read_csv(path, dtype={"country": str, "region": str, "indicator": str, "rater": str,
                                              "period": str}, keep_default_na=False, na_values=[""],
                                 skip_blank_lines=False)
+            if not isinstance(frame.index, pd.RangeIndex):
+                raise DataError(_extra_fields(path))
             frame = frame.dropna(how="all")
         elif suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
@@ -112,6 +118,20 @@ def read_table(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str, bo
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: cannot be read as {suffix[1:].upper()}: {exc}") from None
     return frame, str(path), suffix == ".csv"
+
+
+def _extra_fields(path: Path) -> str:
+    """Message for a CSV whose data lines have more fields than its header (pandas would shift columns)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        lines = list(csv.reader(f))
+    width = len(lines[0]) if lines else 0
+    bad = [i + 1 for i, line in enumerate(lines) if len(line) > width]
+    shown = ", ".join(map(str, bad[:MAX_SHOWN])) + (f" (and {len(bad) - MAX_SHOWN} more)" if len(bad) > MAX_SHOWN
+                                                    else "")
+    return (f"{path}: line(s) {shown} have more fields than the header's {width} columns; quote values "
+            "that contain commas, or remove the extra fields")
 
 
 def load_panel(source: str | Path | pd.DataFrame | Sequence[str | Path | pd.DataFrame], spec: Spec) -> Panel:
@@ -201,6 +221,10 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
                         f"{', '.join(REQUIRED)}")
     frame = frame.copy()
     frame.columns = [str(c).strip() for c in frame.columns]
+    repeated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if repeated:
+        raise DataError(f"{label}: column(s) {repeated} appear more than once (after trimming spaces); "
+                        "keep one column of each name")
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise DataError(f"{label}: missing column(s) {missing}; found {list(frame.columns)}. "
@@ -250,7 +274,13 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
         if col not in frame:
             continue
         raw = frame[col]
-        num = pd.to_numeric(raw, errors="coerce").astype(float)
+        if raw.dtype.kind in "mM":  # dates and durations would silently become nanoseconds
+            num = pd.Series(np.nan, index=raw.index)
+        else:
+            num = pd.to_numeric(raw, errors="coerce")
+            if num.dtype.kind == "c":  # complex numbers: imaginary parts would be dropped silently
+                num = pd.Series(np.nan, index=raw.index)
+            num = num.astype(float)
         text = raw.astype("string").str.strip()
         given = (raw.notna() & (text != "") & ~text.str.lower().isin(NA_TEXT)).fillna(False).astype(bool)
         problems.add(given & num.isna(), f"`{col}` is not a number (got e.g. {raw[given & num.isna()].iloc[0]!r})"
@@ -258,6 +288,9 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
         if col == "value":
             problems.add(~given, "`value` is empty or NaN; a missing observation is an absent row: delete the row")
         problems.add(np.isinf(num), f"`{col}` is infinite; only finite numbers are allowed")
+        huge = np.isfinite(num) & (num.abs() > MAX_ABS)
+        problems.add(huge, f"`{col}` is too large in magnitude (at most {MAX_ABS:g}); rescale the indicator, "
+                     "e.g. to thousands", got=num)
         frame[col] = num
     problems.raise_if_any()
 
@@ -274,7 +307,9 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     has = {c: (c in frame) for c in OPTIONAL}
     exposure = frame["exposure"].to_numpy() if has["exposure"] else np.full(len(frame), np.nan)
     trials = frame["trials"].to_numpy() if has["trials"] else np.full(len(frame), np.nan)
-    ok_trials = np.isfinite(trials) & (np.floor(trials) == trials) & (trials >= 1)
+    whole_trials = np.isfinite(trials) & (np.floor(trials) == trials) & (trials >= 1)
+    ok_trials = whole_trials & (trials <= MAX_COUNT)
+    small = is_int & (np.abs(value) <= MAX_COUNT)  # a whole number stored exactly
     checks = [(f"{name!r}", (frame["indicator"] == name).to_numpy(), ind) for name, ind in spec.indicators.items()]
     if spec.item_bank is not None:   # all bank items at once (there may be thousands)
         checks.append(("item-bank indicators", ~listed, spec.item_bank.indicator()))
@@ -282,13 +317,21 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
         if ind.family == "negbin":
             problems.add(m & ~(is_int & (value >= 0)),
                          f"`value` of {name} (negbin) must be a count: a whole number >= 0", got=value)
+            problems.add(m & is_int & (value >= 0) & ~small,
+                         f"`value` of {name} (negbin) is too large a count (at most 2^53 = {MAX_COUNT:.0f})",
+                         got=value)
             problems.add(m & np.isfinite(exposure) & ~(exposure > 0),
                          f"`exposure` of {name} must be > 0 (it enters as log exposure)", got=exposure)
+            problems.add(m & (exposure > 0) & (exposure < MIN_EXPOSURE),
+                         f"`exposure` of {name} is too small (at least {MIN_EXPOSURE:g}); rescale it, e.g. "
+                         "per 1,000 people", got=exposure)
         elif ind.family == "binomial":
             problems.add(m & np.isnan(trials),
                          f"{name} is binomial: it needs `trials` (e.g. 12 months) on every row")
-            problems.add(m & np.isfinite(trials) & ~ok_trials,
+            problems.add(m & np.isfinite(trials) & ~whole_trials,
                          f"`trials` of {name} must be a whole number >= 1", got=trials)
+            problems.add(m & whole_trials & ~ok_trials,
+                         f"`trials` of {name} is too large (at most 2^53 = {MAX_COUNT:.0f})", got=trials)
             problems.add(m & ok_trials & ~(is_int & (value >= 0) & (value <= trials)),
                          f"`value` of {name} (binomial: successes out of `trials`) must be a whole number "
                          "from 0 to the row's `trials`", got=value)
@@ -333,6 +376,11 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
         raise DataError(f"{label}: the spec's [orientation] names region(s) {unknown_regions} that have no rows in "
                         "the data" + (f" (did you mean {', '.join(map(repr, guesses))}?)" if guesses else ""))
 
+    if len(periods) == 1 and frame["region"].nunique() == 1:
+        raise DataError(f"{label}: all rows are in one region-period ({frame['region'].iloc[0]!r}, {periods[0]}); "
+                        "traits are standardised over region-periods, so at least two are needed: add regions "
+                        "or periods")
+
     countries = sorted(set(frame["country"]))
     regions = sorted(set(frame["region"]), key=lambda r: (countries.index(_first(frame, r)), r))
     # listed indicators in spec order, then item-bank items in order of first appearance
@@ -354,8 +402,10 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
 
 def _show(v) -> str:
     """A value as the user wrote it: 3.0 -> '3', strings quoted."""
-    if isinstance(v, float | np.floating) and np.isfinite(v) and float(v).is_integer():
+    if isinstance(v, float | np.floating) and np.isfinite(v) and float(v).is_integer() and abs(v) < 1e16:
         return str(int(v))
+    if isinstance(v, float | np.floating):
+        return f"{float(v):g}"
     return repr(v) if isinstance(v, str) else str(v)
 
 
@@ -375,6 +425,9 @@ def _index_periods(frame: pd.DataFrame, spec: Spec, problems: _Problems):
     bad = years.isna() | (np.floor(years) != years)
     problems.add(bad, "`period` must be a whole year (e.g. 2005), or define named eras in the spec's "
                       "[[periods.eras]] with name, start and end", got=text)
+    far = ~bad & (years.abs() > MAX_YEAR)
+    problems.add(far, f"`period` must be a year from -{MAX_YEAR} to {MAX_YEAR}", got=text)
+    bad = bad | far
     if bad.any():
         return [], np.array([]), pd.Series(-1, index=frame.index)
     years = years.astype(int)

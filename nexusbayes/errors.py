@@ -19,3 +19,19 @@ class FitFileError(NexusBayesError, ValueError):
 
 class OutputExistsError(NexusBayesError, FileExistsError):
     """An output would overwrite an earlier one and overwriting was not asked for."""
+
+
+class SamplingError(NexusBayesError, RuntimeError):
+    """Sampling failed or produced unusable draws (initialisation failure, NaN or infinite posterior)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Sampling was stopped by Ctrl-C (SIGINT) or SIGTERM; no result is returned and nothing is written.
+
+    A :class:`KeyboardInterrupt`, so that every clean-up path for Ctrl-C also runs for SIGTERM.
+    ``signum`` is the signal received, when known.
+    """
+
+    def __init__(self, message: str = "interrupted", signum: int | None = None):
+        super().__init__(message)
+        self.signum = signum

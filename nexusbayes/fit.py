@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -29,7 +30,7 @@ from nexusbayes import typology
 from nexusbayes.constants import CI_PROB, PRIOR_PREDICTIVE_DRAWS
 from nexusbayes.data import Panel, load_panel, validate
 from nexusbayes.diagnostics import Diagnostics, diagnose
-from nexusbayes.errors import FitFileError, OutputExistsError, SpecError
+from nexusbayes.errors import FitFileError, Interrupted, OutputExistsError, SamplingError, SpecError
 from nexusbayes.families import FAMILIES, NUISANCE
 from nexusbayes.model import block_index, build_model, make_design, term_key
 from nexusbayes.spec import Spec, load_spec
@@ -183,7 +184,8 @@ def load(path: str | Path) -> Fit:
     if not path.is_file():
         raise FitFileError(f"{path}: no such file")
     try:
-        tree = xr.open_datatree(path, engine="h5netcdf").load()
+        with xr.open_datatree(path, engine="h5netcdf") as opened:  # read everything, then close the file
+            tree = opened.load()
     except Exception as exc:  # h5py/netCDF raise many types for damaged files
         raise FitFileError(f"{path}: not a readable netCDF file (truncated or corrupt?): {exc}") from None
     attrs = tree.attrs
@@ -208,7 +210,8 @@ def load(path: str | Path) -> Fit:
 # ---- fitting -------------------------------------------------------------------------------------
 def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None = None, *,
         backend: str | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
-        seed: int | None = None, progress: bool = True, check: bool = True) -> Fit:
+        seed: int | None = None, progress: bool = True, check: bool = True,
+        status: Callable[[str], None] | None = None) -> Fit:
     """Fit a spec to data.
 
     Parameters
@@ -225,16 +228,30 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
         Show progress bars.
     check : bool
         Warn (:class:`~nexusbayes.diagnostics.SamplingWarning`) when a diagnostic fails.
+    status : callable, optional
+        Called with a one-line message when compiling and when sampling start (the CLI prints them).
 
     Returns
     -------
     Fit
+
+    Raises
+    ------
+    SamplingError
+        When the sampler cannot start (the log-density is not finite at the initial points) or the
+        posterior holds NaN or infinite draws: no result is better than a wrong one.
+    Interrupted
+        When sampling was stopped (Ctrl-C, SIGTERM) before every draw was taken: partial traces are
+        never returned as a fit.
     """
     data_path = None
     if not isinstance(spec, Spec):
         spec, data_path = load_spec(spec)
-    settings = spec.sampler.model_copy(update={k: v for k, v in dict(
-        backend=backend, draws=draws, tune=tune, chains=chains, seed=seed).items() if v is not None})
+    overrides = {k: v for k, v in dict(backend=backend, draws=draws, tune=tune, chains=chains, seed=seed).items()
+                 if v is not None}
+    # validated like the spec's own [sampler] table (model_copy would not check e.g. draws = 0)
+    settings = Spec.from_dict({**spec.to_dict(), "sampler": {**spec.sampler.model_dump(), **overrides}},
+                              source="sampler settings (spec and arguments)").sampler
     if isinstance(data, Panel):
         panel = data
     else:
@@ -244,22 +261,38 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
         panel = load_panel(source, spec)
 
     model = build_model(panel, spec)
+    say = status or (lambda message: None)
     start = time.perf_counter()
-    if settings.backend == "nutpie":
-        import nutpie
+    try:
+        if settings.backend == "nutpie":
+            import nutpie
 
-        # chains start from independent prior draws, so agreement between chains tests identification
-        compiled = nutpie.compile_pymc_model(model, default_initialization_strategy="prior")
-        compiled_at = time.perf_counter()
-        tree = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
-                             seed=settings.seed, progress_bar=progress, target_accept=settings.target_accept,
-                             save_warmup=False)
-    else:
-        compiled_at = start
-        with model:
-            tree = pm.sample(draws=settings.draws, tune=settings.tune, chains=settings.chains,
-                             random_seed=settings.seed, target_accept=settings.target_accept,
-                             progressbar=progress, compute_convergence_checks=False, nuts_sampler="pymc")
+            say(f"compiling the model ({settings.backend}) ...")
+            # chains start from independent prior draws, so agreement between chains tests identification
+            compiled = nutpie.compile_pymc_model(model, default_initialization_strategy="prior")
+            compiled_at = time.perf_counter()
+            say(f"sampling {settings.chains} chain(s) x {settings.tune} tune + {settings.draws} draws ...")
+            sampler = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                                    seed=settings.seed, progress_bar=progress, target_accept=settings.target_accept,
+                                    save_warmup=False, blocking=False)
+            try:
+                tree = sampler.wait()
+            except BaseException:
+                # nutpie.sample(blocking=True) would turn Ctrl-C into a silently truncated trace
+                sampler.cancel()
+                raise
+        else:
+            compiled_at = start
+            say(f"sampling {settings.chains} chain(s) x {settings.tune} tune + {settings.draws} draws ...")
+            with model:
+                tree = pm.sample(draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                                 random_seed=settings.seed, target_accept=settings.target_accept,
+                                 progressbar=progress, compute_convergence_checks=False,
+                                 nuts_sampler="pymc")
+    except Exception as exc:
+        raise SamplingError(_start_failure(model, settings.backend, exc)) from exc
+    _check_complete(tree, settings)
+    check_finite(tree)
     sampled_at = time.perf_counter()
     tree = orient(tree, spec, panel)
     tree = _postprocess(tree, model, panel, spec, settings.seed, progress)
@@ -427,3 +460,61 @@ def _postprocess(tree: xr.DataTree, model: pm.Model, panel: Panel, spec: Spec, s
     tree["constant_data"] = xr.DataTree(xr.Dataset(const, coords={"indicator": names, "period": panel.periods,
                                                                   "region": panel.regions}))
     return tree
+
+
+def _start_failure(model: pm.Model, backend: str, exc: Exception) -> str:
+    """Explain a sampler failure: which terms are not finite at the initial point, and what to try."""
+    try:
+        from pytensor.compile.mode import Mode
+
+        # pure Python, lightly optimised: compiles in seconds, and speed does not matter for one point
+        with np.errstate(all="ignore"):
+            logps = model.point_logps(model.initial_point(random_seed=0), round_vals=6,
+                                      mode=Mode(linker="py", optimizer="fast_compile"))
+        bad = [f"{name} = {value}" for name, value in logps.items() if not np.isfinite(value)]
+    except Exception:  # the report is a hint; the sampler's own error is kept below
+        bad = []
+    where = (f" Terms whose log-density is not finite at the initial point: {', '.join(bad)}." if bad else "")
+    return (f"sampling failed to start or stopped with an error ({backend}: {type(exc).__name__}: {exc})."
+            f"{where} This usually means the log-density is -inf or NaN where the sampler starts "
+            "(initialisation failure). What to try: look for extreme values in the data of the named terms "
+            "(y_<family> are indicators of that family; e.g. counts far larger than the rest, exposures near 0, "
+            "a constant indicator), check the spec's priors are not extreme, run `nexusbayes check SPEC`, "
+            "or try the other backend (--backend pymc / nutpie) for a second opinion.")
+
+
+def _check_complete(tree: xr.DataTree, settings) -> None:
+    """Refuse a trace with fewer chains or draws than asked: the samplers return those when interrupted."""
+    post = tree["posterior"]
+    got = (int(post.sizes.get("chain", 0)), int(post.sizes.get("draw", 0)))
+    if got != (settings.chains, settings.draws):
+        raise Interrupted(f"sampling was interrupted: got {got[0]} chain(s) x {got[1]} draws of "
+                          f"{settings.chains} x {settings.draws}; partial traces are not returned")
+
+
+def check_finite(tree: xr.DataTree) -> None:
+    """Raise :class:`SamplingError` when a posterior variable holds NaN or infinite draws.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"mu": (("chain", "draw"), [[0.0, np.nan]])})})
+    >>> check_finite(tree)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nexusbayes.errors.SamplingError: the posterior holds non-finite draws (mu: 1 NaN, 0 infinite ...
+    """
+    post = tree["posterior"].to_dataset()
+    bad = []
+    for name, da in post.data_vars.items():
+        if da.dtype.kind not in "fc":
+            continue
+        values = np.asarray(da.values)
+        n_nan, n_inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
+        if n_nan or n_inf:
+            bad.append(f"{name}: {n_nan} NaN, {n_inf} infinite of {values.size}")
+    if bad:
+        raise SamplingError(
+            f"the posterior holds non-finite draws ({'; '.join(bad)}); these results are not reported. "
+            "The sampler left the region where the model is defined: look for extreme data values (run "
+            "`nexusbayes check SPEC`), tighten the priors, or raise target_accept; then fit again")

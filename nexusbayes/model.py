@@ -412,7 +412,10 @@ def _ar1_accumulate(start, steps, phi, times):
     lag = times[:, None] - times[None, :]                                    # (t, s)
     lower = (lag >= 0).astype(float)
     weights = (phi[:, None, None] ** np.where(lag >= 0, lag, 0.0)[None]) * lower[None]   # (trait, t, s)
-    return pt.einsum("kts,usk->utk", weights, increments)
+    # out[u, t, k] = sum_s weights[k, t, s] * increments[u, s, k], by broadcasting: pt.einsum warns
+    # ("same subscript ... broadcastable and non-broadcastable") when there is a single trait
+    terms = weights[None, :, :, :] * increments.dimshuffle(0, 2, "x", 1)                 # (unit, trait, t, s)
+    return terms.sum(axis=-1).dimshuffle(0, 2, 1)
 
 
 def _measurement_parameters(design: Design, spec: Spec):

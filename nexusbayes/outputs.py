@@ -10,17 +10,23 @@ from pathlib import Path
 import pandas as pd
 
 from nexusbayes.constants import TYPES
-from nexusbayes.errors import OutputExistsError
+from nexusbayes.errors import OutputExistsError, SpecError
 from nexusbayes.fit import Fit, atomic_write
 
 FIT_FILE = "fit.nc"
 
 
 def default_out_dir(spec_name: str, base: str | Path = "reports") -> Path:
-    """``reports/<name>``; the spec's name pattern guarantees it stays inside ``base``."""
+    """``reports/<name>``; the spec's name pattern keeps it inside ``base``, and this checks it again.
+
+    A name that would resolve outside ``base`` (``..``, an absolute path, a symlink pointing out)
+    is refused with a :class:`SpecError` before anything is written.
+    """
     out = Path(base) / spec_name
-    if Path(base).resolve() not in out.resolve().parents:
-        raise OutputExistsError(f"output name {spec_name!r} would leave {base}/")
+    if (not spec_name or "\0" in spec_name or Path(spec_name).is_absolute()
+            or Path(base).resolve() not in out.resolve().parents):
+        raise SpecError(f"spec name {spec_name!r} would put the output outside {base}/; use only letters, "
+                        "digits, '_', '.' and '-' (or pass --out DIR)")
     return out
 
 
@@ -46,17 +52,31 @@ def write_run(fit: Fit, out_dir: str | Path, overwrite: bool = False) -> Path:
         for name, table in tables(fit).items():
             table.to_csv(tmp / f"{name}.csv", index=False)
         (tmp / "summary.txt").write_text(summary_text(fit) + "\n", encoding="utf-8")
-        old = None
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old)
+        _swap_in(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     return out_dir
+
+
+def _swap_in(new: Path, out_dir: Path) -> None:
+    """Rename ``new`` to ``out_dir``, moving an earlier ``out_dir`` aside first and deleting it last.
+
+    If anything (Ctrl-C, SIGTERM, a full disk) interrupts between the two renames, the earlier
+    folder is moved back, so ``out_dir`` is always either the old run or the complete new one.
+    """
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+    try:
+        os.replace(new, out_dir)
+    except BaseException:
+        if old is not None and not out_dir.exists():
+            os.replace(old, out_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old)
 
 
 def tables(fit: Fit) -> dict[str, pd.DataFrame]:

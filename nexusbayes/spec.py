@@ -41,10 +41,13 @@ Dynamics = Literal["gaussian_rw", "student_t_rw", "ar1"]
 Sampler = Literal["nutpie", "pymc"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+Year = Annotated[int, Field(ge=-9999, le=9999)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+    # NaN and infinity (valid TOML floats) are never sensible settings: a prior scale of inf or a
+    # threshold of nan would pass `gt=0`-style checks and poison the model
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True, allow_inf_nan=False)
 
 
 class Indicator(_Strict):
@@ -181,8 +184,8 @@ class Era(_Strict):
     """A named period covering the years ``start <= year < end``."""
 
     name: str
-    start: int
-    end: int
+    start: Year
+    end: Year
 
     @model_validator(mode="after")
     def _order(self) -> Era:
@@ -204,8 +207,8 @@ class Periods(_Strict):
     when given (years with no data still get traits, from the dynamics).
     """
 
-    first: int | None = None
-    last: int | None = None
+    first: Year | None = None
+    last: Year | None = None
     eras: list[Era] | None = None
 
     @model_validator(mode="after")
@@ -316,7 +319,7 @@ class SamplerSpec(_Strict):
     draws: Annotated[int, Field(ge=1)] = 1000
     tune: Annotated[int, Field(ge=0)] = 1000
     chains: Annotated[int, Field(ge=1)] = 4
-    seed: int = 20161
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 20161
     target_accept: Annotated[float, Field(gt=0, lt=1)] = 0.9
 
 
@@ -585,7 +588,7 @@ def _explain(exc: ValidationError, raw: dict, source: str) -> str:
                     continue
                 thresholds_done.add(loc)
                 if not isinstance(err.get("input"), dict):
-                    lines.append(f"  - `{'.'.join(map(str, loc))}`: a threshold is a number or a table "
+                    lines.append(f"  - `{'.'.join(map(str, loc))}`: a threshold is a finite number or a table "
                                  f"{{indicator = \"NAME\", value = NUMBER}} (got {err.get('input')!r})")
                 continue
         key = ".".join(str(p) for p in loc) or "(top level)"

@@ -1,12 +1,29 @@
-"""Shared fits: each compiled and sampled once per session, then inspected by many tests."""
+"""Shared fits: each compiled and sampled once per session, then inspected by many tests.
 
+Also the hypothesis profiles: ``ci`` (default) is derandomized, so every run tries the same examples
+and a failure in CI reproduces locally; ``dev`` (``HYPOTHESIS_PROFILE=dev``) draws new random
+examples each run and tries more of them, for hunting.
+"""
+
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from nexusbayes.cli import main
 from nexusbayes.fit import fit, load
 from nexusbayes.simulate import simulate
+
+settings.register_profile(
+    "ci", deadline=None, derandomize=True, database=None, max_examples=200, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "dev", deadline=None, max_examples=1000, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parents[1]
 RECOVERY_SEEDS = (11, 22, 33)

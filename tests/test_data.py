@@ -464,3 +464,57 @@ def test_several_files_errors_name_the_file_and_line(tmp_path):
         load_panel([kg, tmp_path / "absent.csv"], SPEC)
     with pytest.raises(DataError, match="empty list"):
         load_panel([], SPEC)
+
+
+# ---- holes found by fuzzing (tests/test_fuzz.py): each was an unhandled pandas/NumPy error or a silent
+# ---- acceptance of a value that poisons the model
+
+@pytest.mark.parametrize("second", ["value", " value "])
+def test_duplicated_column_names(second):
+    """Was a TypeError from pandas (a DataFrame where a column was expected)."""
+    frame = good_frame()
+    frame = pd.concat([frame, frame[["value"]].set_axis([second], axis=1)], axis=1)
+    with pytest.raises(DataError, match=r"<DataFrame>: column\(s\) \['value'\] appear more than once"):
+        load_panel(frame, SPEC)
+
+
+def test_csv_lines_wider_than_the_header(tmp_path):
+    """Was a TypeError: when every line has an extra field, pandas silently uses the first as the index."""
+    lines = [line + ",oops" for line in GOOD[:3]]
+    msg, path = csv_error(tmp_path, lines)
+    assert msg == (f"{path}: line(s) 2, 3, 4 have more fields than the header's 8 columns; quote values that "
+                   "contain commas, or remove the extra fields")
+
+
+@pytest.mark.parametrize("value", [complex(1, 2), pd.Timestamp("2001-01-01"), pd.Timedelta(1, "D")])
+def test_complex_and_date_values_are_not_numbers(value):
+    """Complex values lost their imaginary part (with a ComplexWarning); dates became nanoseconds."""
+    frame = good_frame()
+    frame["value"] = [value] * len(frame)
+    with pytest.raises(DataError, match=r"`value` is not a number"):
+        load_panel(frame, SPEC)
+
+
+@pytest.mark.parametrize(("row", "expected"), [
+    ("KG,Chui,2000,staff,1e200,,,", "`value` is too large in magnitude (at most 1e+100); rescale the indicator, "
+                                    "e.g. to thousands (got 1e+200)"),
+    ("KG,Chui,2000,seizures,1e20,1,,", "`value` of 'seizures' (negbin) is too large a count (at most 2^53 = "
+                                       "9007199254740992) (got 1e+20)"),
+    ("KG,Chui,2000,quota,1,,1e19,", "`trials` of 'quota' is too large (at most 2^53 = 9007199254740992) "
+                                    "(got 1e+19)"),
+    ("KG,Chui,2000,seizures,1,1e300,,", "`exposure` is too large in magnitude (at most 1e+100); rescale the "
+                                        "indicator, e.g. to thousands (got 1e+300)"),
+    ("KG,Chui,2000,seizures,1,1e-320,,", "`exposure` of 'seizures' is too small (at least 1e-100); rescale it, "
+                                         "e.g. per 1,000 people (got 9.99989e-321)"),
+    ("KG,Chui,1e20,staff,1,,,", "`period` must be a year from -9999 to 9999 (got '1e20')"),
+])
+def test_extreme_magnitudes_are_refused(tmp_path, row, expected):
+    """Overflowed sums/squares (RuntimeWarning, then a -inf or NaN log-density), int64 wrap-around of counts,
+    trials and years (a year of 1e20 became -9223372036854775808)."""
+    msg, _ = csv_error(tmp_path, [*GOOD, row])
+    assert problems(msg) == [f"  - row {BAD}: {expected}"]
+
+
+def test_large_but_sane_counts_and_exposures_load(tmp_path):
+    panel = load_panel(write_csv(tmp_path, [*GOOD, "KG,Chui,2000,seizures,1000000000,1e-50,,"]), SPEC)
+    assert panel.frame["value"].max() == 1e9

@@ -63,3 +63,103 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path):
         atomic_write(target, failing_writer)
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+# ---- files from others, without a real fit: a synthetic posterior saved with Fit.save ---------------------
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """A small but complete nexusbayes file (the posterior is noise; load() does not look at it)."""
+    from nexusbayes.fit import Fit
+    from nexusbayes.simulate import simulate
+
+    sim = simulate(n_regions=2, n_periods=2, seed=1)
+    tree = xr.DataTree.from_dict({"posterior": xr.Dataset(
+        {"mu": (("chain", "draw"), np.zeros((1, 5)))}, coords={"chain": [0], "draw": np.arange(5)})})
+    return Fit(tree=tree, spec=sim.spec, panel=sim.panel).save(tmp_path_factory.mktemp("synthetic") / "fit.nc")
+
+
+class _Boom:
+    """Unpickling this creates a marker file: proof that something called pickle.loads."""
+
+    marker: str = ""
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _pickle_bytes(marker) -> bytes:
+    import pickle
+
+    _Boom.marker = str(marker)
+    return pickle.dumps(_Boom())
+
+
+def test_pickled_attribute_is_never_unpickled(synthetic, tmp_path):
+    bad = tmp_path / "pickled_attr.nc"
+    shutil.copy(synthetic, bad)
+    marker = tmp_path / "UNPICKLED"
+    with h5py.File(bad, "r+") as f:
+        f.attrs["evil"] = np.void(_pickle_bytes(marker))
+        f["posterior"].attrs["evil"] = np.void(_pickle_bytes(marker))
+    try:
+        result = load(bad)
+    except FitFileError:
+        pass
+    else:
+        assert isinstance(result.tree.attrs["evil"], bytes | np.void | np.ndarray)
+    assert not marker.exists()
+
+
+def test_python_object_variable_is_never_unpickled(synthetic, tmp_path):
+    bad = tmp_path / "pickled_var.nc"
+    shutil.copy(synthetic, bad)
+    marker = tmp_path / "UNPICKLED"
+    payload = _pickle_bytes(marker)
+    with h5py.File(bad, "r+") as f:
+        f["posterior"].create_dataset("evil", data=np.frombuffer(payload, dtype=f"V{len(payload)}"))
+    try:
+        load(bad)
+    except FitFileError as exc:
+        assert str(exc).startswith(f"{bad}: ")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["../../x", "/etc/cron.d/x", "..\\..\\x", "x\n"])
+@pytest.mark.parametrize("rehash", [False, True], ids=["stale hash", "hash recomputed"])
+def test_stored_spec_with_an_evil_name_is_refused(synthetic, tmp_path, name, rehash):
+    """Even when whoever edited the file also recomputed the hash, the stored spec is validated."""
+    import tomllib
+
+    import tomli_w
+
+    from nexusbayes.fit import _digest
+
+    bad = tmp_path / "evil_name.nc"
+    shutil.copy(synthetic, bad)
+    with h5py.File(bad, "r+") as f:
+        raw = tomllib.loads(f.attrs["nexusbayes_spec"])
+        raw["name"] = name
+        text = tomli_w.dumps(raw)
+        f.attrs["nexusbayes_spec"] = text
+    if rehash:
+        with xr.open_datatree(bad, engine="h5netcdf") as opened:
+            data = opened["fit_data"].to_dataset().load().to_dataframe()
+        data = data.reset_index(drop=True)
+        for col in ("country", "region", "indicator"):
+            data[col] = data[col].astype(object)
+        with h5py.File(bad, "r+") as f:
+            f.attrs["nexusbayes_sha256"] = _digest(text, data)
+    with pytest.raises(FitFileError, match=r"\(stored spec\): invalid model specification\n  - `name`: use only "
+                                           r"letters, digits"):
+        load(bad)
+
+
+def test_summary_of_a_foreign_file_is_a_clear_cli_error(tmp_path, capsys):
+    from nexusbayes.cli import main
+
+    other = tmp_path / "other.nc"
+    other.write_bytes(b"CDF\x01 this is not what it claims to be")
+    assert main(["summary", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"nexusbayes: error: {other}: not a readable netCDF file (truncated or corrupt?)")

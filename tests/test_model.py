@@ -132,3 +132,20 @@ def test_several_countries_need_a_comparable_indicator_per_trait():
         build_model(sim.panel, spec)
     one_country = simulate(spec, n_regions=2, n_periods=3, seed=1)
     build_model(one_country.panel, spec)          # within one country comparability does not matter
+
+
+@pytest.mark.parametrize("n_trait", [1, 2])
+def test_ar1_accumulation_matches_the_recursion(n_trait):
+    """path_t = sum_s phi^(tau_t - tau_s) increment_s; with one trait pytensor's einsum used to warn."""
+    import pytensor.tensor as pt
+
+    from nexusbayes.model import _ar1_accumulate
+
+    rng = np.random.default_rng(0)
+    start, steps = rng.normal(size=(3, n_trait)), rng.normal(size=(3, 3, n_trait))
+    phi, times = np.array([0.7, 0.4][:n_trait]), np.array([0.0, 1.0, 3.0, 4.0])
+    out = _ar1_accumulate(pt.as_tensor(start), pt.as_tensor(steps), pt.as_tensor(phi), times).eval()
+    increments = np.concatenate([start[:, None], steps], axis=1)
+    expected = np.stack([sum(phi ** (times[t] - times[s]) * increments[:, s] for s in range(t + 1))
+                         for t in range(4)], axis=1)
+    np.testing.assert_allclose(out, expected)

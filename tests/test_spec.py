@@ -7,10 +7,12 @@ silently fail for a different reason than the one its test checks.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from nexusbayes.errors import SpecError
 from nexusbayes.simulate import default_spec
@@ -148,7 +150,7 @@ def test_bad_threshold_value_is_one_clear_line():
     msg = str(excinfo.value)
     assert msg.splitlines() == [
         "raw-dict: invalid model specification",
-        "  - `typology.thresholds.capability`: a threshold is a number or a table "
+        "  - `typology.thresholds.capability`: a threshold is a finite number or a table "
         "{indicator = \"NAME\", value = NUMBER} (got 'high')",
     ]
 
@@ -257,3 +259,34 @@ def test_spec_with_several_data_files(tmp_path):
     assert Spec.from_toml(spec.to_toml()) == spec
     with pytest.raises(SpecError, match="data"):
         Spec.from_dict(data | {"data": []})
+
+
+# ---- holes found by fuzzing (tests/test_fuzz.py) -------------------------------------------------------
+
+@pytest.mark.parametrize(("table", "key", "value"), [
+    ("priors", "loading", math.inf), ("priors", "lkj_eta", math.nan), ("dynamics", "df", math.inf),
+    ("sampler", "target_accept", math.nan),
+])
+def test_nan_and_infinity_are_refused(table, key, value):
+    """TOML has nan and inf; `gt=0` let inf through (HalfNormal(inf): a -inf log-density)."""
+    raw = default_spec(name="x").to_dict()
+    raw.setdefault(table, {})[key] = value
+    with pytest.raises(SpecError, match=rf"`{table}\.{key}`: Input should be a finite number"):
+        Spec.from_toml(tomli_w.dumps(raw))
+
+
+def test_nan_threshold_is_refused():
+    raw = default_spec(name="x").to_dict()
+    raw["typology"] = {"thresholds": {"capability": math.nan}}
+    with pytest.raises(SpecError, match=r"`typology\.thresholds\.capability`: a threshold is a finite number"):
+        Spec.from_toml(tomli_w.dumps(raw))
+
+
+@pytest.mark.parametrize(("table", "expected"), [
+    ({"sampler": {"seed": -1}}, r"`sampler\.seed`: Input should be greater than or equal to 0"),
+    ({"periods": {"first": -10**12, "last": 10**12}}, r"`periods\.first`: Input should be greater than or equal"),
+])
+def test_out_of_range_integers_are_refused(table, expected):
+    """A negative seed crashed the samplers; a span of 2e12 years tried to allocate every year."""
+    with pytest.raises(SpecError, match=expected):
+        Spec.from_dict({**default_spec(name="x").to_dict(), **table})
