@@ -62,6 +62,16 @@ def test_each_sampler_problem_says_what_it_means_and_what_to_try(problem, kwargs
         diag.warn()
 
 
+def test_a_single_chain_fails_the_rhat_check_instead_of_crashing():
+    one = synthetic_tree().isel(chain=[0])
+    diag = diagnose(one)
+    assert not diag.passed
+    row = diag.checks.loc["rhat"]
+    assert np.isnan(row["value"]) and row["worst"] == "R-hat needs at least 2 chains"
+    assert diag.checks.loc["ess_bulk", "passed"]           # ESS is still computed from one chain
+    assert any(f.startswith("max R-hat = nan") for f in diag.failures())
+
+
 def test_bfmi_and_treedepth_advice_say_what_to_try():
     assert "reparametrise or tighten the scale priors" in ADVICE["bfmi"]
     assert "dense mass-matrix adaptation or more informative priors" in ADVICE["treedepth"]
