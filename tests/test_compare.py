@@ -12,8 +12,10 @@ import xarray as xr
 from nexusbayes.cli import main
 from nexusbayes.compare import (
     CompareError,
+    _flip_keeps_identified,
     compare,
     comparison_tables,
+    elpd_loo,
     rank_probabilities,
     rank_table,
     sharing_check,
@@ -138,7 +140,7 @@ def fit_two_country(seed: int):
 
     C2 is more capable throughout (raw shift 1.5) and its willingness runs from far below C1 to far
     above it, so the true differences cover zero, small and large values. C2's staff series is
-    reported on a different basis (every value +1.5 SD): staff is marked not comparable.
+    reported on a different basis (every value +0.8 SD): staff is marked not comparable.
     """
     rng = np.random.default_rng(seed)
     theta = simulate_paths(rng, 2, 4, 8, 2, country_sd=0.3)
@@ -149,7 +151,7 @@ def fit_two_country(seed: int):
     sim = simulate(spec, n_countries=2, n_regions=4, n_periods=8, missing=0.1, n_raters=2, theta=theta, seed=seed)
     frame = sim.frame.copy()
     staff = frame["indicator"] == "staff"
-    frame.loc[staff & (frame["country"] == "C2"), "value"] += 1.5 * frame.loc[staff, "value"].std()
+    frame.loc[staff & (frame["country"] == "C2"), "value"] += 0.8 * frame.loc[staff, "value"].std()
     result = fit(spec, frame, draws=500, tune=500, chains=4, seed=seed, progress=False, check=False)
     table = compare(result, "C1", "C2")
     truth = sim.truth["country_theta"].sel(country="C1") - sim.truth["country_theta"].sel(country="C2")
@@ -180,17 +182,35 @@ def test_difference_intervals_cover_the_truth_over_seeds(two_country):
     assert covered.mean() >= 0.80, table.assign(covered=covered).to_string()
 
 
-def test_sharing_check_flags_the_incomparable_indicator(two_country):
+def test_sharing_check_compares_loo_of_shared_and_country_specific_measurement(two_country):
     result, _ = two_country[TWO_COUNTRY_SEEDS[0]]
-    check = sharing_check(result, ["staff", "seizures"], draws=300, tune=300, chains=2)
-    verdict = dict(zip(check["indicator"], check["verdict"], strict=True))
-    staff = check.set_index("indicator").loc["staff"]
-    assert verdict["staff"] == "country-specific preferred", check.to_string()
-    assert staff["elpd_diff"] > 2 * staff["se_diff"]
-    assert staff["offset_excludes_zero"]
-    assert verdict["seizures"] == "sharing supported", check.to_string()
-    assert not check.set_index("indicator").loc["seizures", "offset_excludes_zero"]
-    assert not staff["comparable"]
+    check = sharing_check(result, ["staff", "seizures"], draws=300, tune=300, chains=2).set_index("indicator")
+    base = elpd_loo(result.tree)[0].sum()
+    # staff is country-specific in the fit, so the fit is its country-specific side; seizures the reverse
+    assert not check.loc["staff", "comparable"] and check.loc["seizures", "comparable"]
+    assert check.loc["staff", "elpd_country_specific"] == pytest.approx(base)
+    assert check.loc["seizures", "elpd_shared"] == pytest.approx(base)
+    # the other side is a real refit with the flag flipped
+    assert check.loc["staff", "elpd_shared"] != pytest.approx(base)
+    assert check.loc["seizures", "elpd_country_specific"] != pytest.approx(base)
+    for name, row in check.iterrows():
+        assert row["elpd_diff"] == pytest.approx(row["elpd_country_specific"] - row["elpd_shared"]), name
+        assert row["se_diff"] > 0
+        expected = "country-specific preferred" if row["elpd_diff"] > 2 * row["se_diff"] else "sharing supported"
+        assert row["verdict"] == expected, name
+        assert isinstance(row["offset_excludes_zero"], bool | np.bool_)
+
+
+def test_sharing_check_only_flips_what_keeps_countries_comparable():
+    spec = two_country_spec()
+    indicators = list(spec.indicators)
+    # expert_capability is then the last comparable capability-only indicator besides seizures
+    assert _flip_keeps_identified(spec, "seizures", indicators)
+    spec_two = Spec.from_dict({**spec.to_dict(), "indicators": {
+        **spec.to_dict()["indicators"], "expert_capability": {**spec.to_dict()["indicators"]["expert_capability"],
+                                                              "comparable": False}}})
+    assert not _flip_keeps_identified(spec_two, "seizures", indicators)     # capability would lose its last one
+    assert _flip_keeps_identified(spec_two, "staff", indicators)            # making staff comparable is fine
 
 
 def test_sharing_check_needs_several_countries(synthetic):
