@@ -6,6 +6,7 @@ Commands
 ``nexusbayes check SPEC``    validate the spec and its data without fitting
 ``nexusbayes summary FIT``   print the summary of a saved fit
 ``nexusbayes compare FIT``   compare countries (or regions) of a saved fit
+``nexusbayes sbc SPEC``      simulation-based calibration on the shape of the spec's data
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all-periods", action="store_true", help="report every period")
     p.add_argument("--out", type=Path, help="also write the tables as CSV into this folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing CSV files in --out")
+    p = sub.add_parser("sbc", help="simulation-based calibration: refit prior simulations, test rank uniformity")
+    p.add_argument("spec", type=Path, help="model specification; its data file gives the shape")
+    p.add_argument("--n-sims", type=int, default=100, help="number of simulations (default 100)")
+    p.add_argument("--draws", type=int, default=200, help="draws per chain per fit (default 200)")
+    p.add_argument("--tune", type=int, default=200, help="tuning draws per chain per fit (default 200)")
+    p.add_argument("--chains", type=int, default=2, help="chains per fit (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="output folder (default reports/<name>_sbc)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output folder")
     return parser
 
 
@@ -52,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``nexusbayes`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        return {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare}[args.command](args)
+        return {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare,
+                "sbc": _sbc}[args.command](args)
     except NexusBayesError as exc:
         print(f"nexusbayes: error: {exc}", file=sys.stderr)
         return 2
@@ -126,6 +137,27 @@ def _compare(args) -> int:
     if args.out:
         write_tables(tables, args.out, overwrite=args.overwrite)
         print(f"\nWrote {len(tables)} CSV tables to {args.out}/")
+    return 0
+
+
+def _sbc(args) -> int:
+    from nexusbayes.outputs import check_writable, default_out_dir
+    from nexusbayes.sbc import run_sbc
+    from nexusbayes.spec import load_spec
+
+    spec, _ = load_spec(args.spec)
+    out = args.out or default_out_dir(f"{spec.name}_sbc")
+    check_writable(out, args.overwrite)
+    print(f"SBC of {args.spec}: {args.n_sims} simulations (compiling the model once first) ...", flush=True)
+
+    def progress(sim, n, seconds, message):
+        print(f"  fit {sim + 1}/{n}: {seconds:.1f} s {message}", flush=True)
+
+    result = run_sbc(args.spec, n_sims=args.n_sims, draws=args.draws, tune=args.tune, chains=args.chains,
+                     seed=args.seed, progress=progress)
+    print(result.text())
+    result.save(out, overwrite=args.overwrite)
+    print(f"\nWrote {out}/ (ranks.csv, tests.csv, fits.csv, summary.json, ecdf_hyper.png, ecdf_theta.png)")
     return 0
 
 
