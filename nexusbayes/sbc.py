@@ -106,8 +106,9 @@ class SBCResult:
         wide = pit.pivot(index="sim", columns="parameter", values="pit")
         ds = xr.Dataset({"pit": (("sim", "parameter"), wide.to_numpy())},
                         coords={"sim": wide.index.to_numpy(), "parameter": wide.columns.to_numpy()})
-        return plot_ecdf_pit(xr.DataTree.from_dict({"prior_sbc": ds}), sample_dims=["sim"], col_wrap=6,
-                             backend="matplotlib", figure_kwargs={"figsize": (18, 2.2 * -(-wide.shape[1] // 6))})
+        n_rows = -(-wide.shape[1] // 4)
+        return plot_ecdf_pit(xr.DataTree.from_dict({"prior_sbc": ds}), sample_dims=["sim"], col_wrap=4,
+                             backend="matplotlib", figure_kwargs={"figsize": (20, 2.6 * n_rows)})
 
     def save(self, out_dir: str | Path, overwrite: bool = False, plots: bool = True) -> Path:
         """Write ``ranks.csv``, ``tests.csv``, ``fits.csv``, ``summary.json`` and the Δ-ECDF plots (PNG).
