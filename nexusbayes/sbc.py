@@ -339,10 +339,17 @@ def run_sbc(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | N
     theta_labels = np.array(_labels(theta_da, ["region", "period", "trait"]))[pick]
 
     keys = [name.removeprefix("y_") for name in sim_data.data_vars]
+    dtypes = {f"data_{k}": model[f"data_{k}"].get_value().dtype for k in keys}
     rank_rows, fit_rows = [], []
     for s in range(n_sims):
         t0 = time.perf_counter()
-        updated = compiled.with_data(**{f"data_{k}": sim_data[f"y_{k}"].isel(draw=s).values for k in keys})
+        values = {f"data_{k}": sim_data[f"y_{k}"].isel(draw=s).values for k in keys}
+        overflow = [name for name, v in values.items() if not np.array_equal(v.astype(dtypes[name]), v)]
+        if overflow:   # e.g. a prior draw with counts beyond the container's int32: recorded, not wrapped
+            fit_rows.append({"sim": s, "ok": False, "error": f"simulated values do not fit {overflow}",
+                             "seconds": 0.0})
+            continue
+        updated = compiled.with_data(**values)
         truth = sim_params.isel(draw=s)
         try:
             tree = nutpie.sample(updated, draws=draws, tune=tune, chains=chains, seed=_int_seed(children[s + 2]),
