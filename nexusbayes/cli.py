@@ -8,6 +8,7 @@ Commands
 ``nexusbayes compare FIT``   compare countries (or regions) of a saved fit
 ``nexusbayes sweep SPEC --kind KIND``   fit variants of a spec on a Dask cluster, print them side by side
 ``nexusbayes report FIT``    write the diagnostics report of a saved fit (``report.html``, PNG figures, CSV tables)
+``nexusbayes sbc SPEC``      simulation-based calibration on the shape of the spec's data
 """
 
 from __future__ import annotations
@@ -70,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="report folder (default: report/ beside the fit file)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier report in the folder")
     p.add_argument("--strict", action="store_true", help="exit with status 3 when a diagnostic fails")
+    p = sub.add_parser("sbc", help="simulation-based calibration: refit prior simulations, test rank uniformity")
+    p.add_argument("spec", type=Path, help="model specification; its data file gives the shape")
+    p.add_argument("--n-sims", type=int, default=100, help="number of simulations (default 100)")
+    p.add_argument("--draws", type=int, default=200, help="draws per chain per fit (default 200)")
+    p.add_argument("--tune", type=int, default=200, help="tuning draws per chain per fit (default 200)")
+    p.add_argument("--chains", type=int, default=2, help="chains per fit (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="output folder (default reports/<name>_sbc)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output folder")
     return parser
 
 
@@ -80,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _signals_interrupt(received):
             return {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare,
-                    "sweep": _sweep, "report": _report}[args.command](args)
+                    "sweep": _sweep, "report": _report, "sbc": _sbc}[args.command](args)
     except NexusBayesError as exc:
         print(f"nexusbayes: error: {exc}", file=sys.stderr)
         return 2
@@ -240,6 +250,27 @@ def _sweep(args) -> int:
         print(f"FAILED {row['task']}: {row['error_type']}: {row['error_message']} "
               f"(traceback in {out / row['task'] / batch.ERROR_FILE})", file=sys.stderr)
     return 1 if len(failed) else 0
+
+
+def _sbc(args) -> int:
+    from nexusbayes.outputs import check_writable, default_out_dir
+    from nexusbayes.sbc import run_sbc
+    from nexusbayes.spec import load_spec
+
+    spec, _ = load_spec(args.spec)
+    out = args.out or default_out_dir(f"{spec.name}_sbc")
+    check_writable(out, args.overwrite)
+    print(f"SBC of {args.spec}: {args.n_sims} simulations (compiling the model once first) ...", flush=True)
+
+    def progress(sim, n, seconds, message):
+        print(f"  fit {sim + 1}/{n}: {seconds:.1f} s {message}", flush=True)
+
+    result = run_sbc(args.spec, n_sims=args.n_sims, draws=args.draws, tune=args.tune, chains=args.chains,
+                     seed=args.seed, progress=progress)
+    print(result.text())
+    result.save(out, overwrite=args.overwrite)
+    print(f"\nWrote {out}/ (ranks.csv, tests.csv, fits.csv, summary.json, ecdf_hyper.png, ecdf_theta.png)")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,10 @@ observations, how to simulate, and how to invert its expected response for ancho
 
 The linear predictor of observation i of indicator j is
 ``eta_i = centre_j + intercept_j + sum_k loading[j, k] * theta[region_i, period_i, k]``.
+
+The observed values reach the likelihood as a data container (``pm.Data`` named ``data_<key>``,
+holding :meth:`Family.observed_values`), so a compiled model can be refitted to new values of the
+same shape without compiling again (simulation-based calibration, :mod:`nexusbayes.sbc`).
 """
 
 from __future__ import annotations
@@ -61,8 +65,16 @@ class Family:
         """Create the family's nuisance parameters (inside a model context)."""
         return {}
 
-    def likelihood(self, block: Block, eta, scale, params: dict):
-        """Add the observed variable ``y_<key>`` over all of the block's observations."""
+    def observed_values(self, block: Block) -> np.ndarray:
+        """The block's observations as the likelihood takes them (float here; integer codes for discrete families)."""
+        return block.y.astype("float64")
+
+    def likelihood(self, block: Block, eta, scale, params: dict, observed):
+        """Add the observed variable ``y_<key>`` over all of the block's observations.
+
+        ``observed`` is the tensor of observed values (the ``data_<key>`` container, holding
+        :meth:`observed_values`), so that the values can be swapped after compiling.
+        """
         raise NotImplementedError
 
     def simulate(self, rng: np.random.Generator, eta: np.ndarray, scale: np.ndarray, block: Block,
@@ -94,11 +106,11 @@ class Normal(Family):
         """Residual SD per indicator, on the standardised scale."""
         return {"sigma": pm.HalfNormal(f"sigma_{block.key}", priors.noise_sd, dims=f"indicator_{block.key}")}
 
-    def likelihood(self, block, eta, scale, params):
+    def likelihood(self, block, eta, scale, params, observed):
         """Normal likelihood on the data scale."""
         loc, sd = scale
         return pm.Normal(f"y_{block.key}", mu=loc + sd * eta, sigma=sd * params["sigma"][block.local],
-                         observed=block.y, dims=block.dim)
+                         observed=observed, dims=block.dim)
 
     def simulate(self, rng, eta, scale, block, params):
         """Normal draws."""
@@ -130,11 +142,15 @@ class NegBin(Family):
         return {"inv_dispersion": pm.HalfNormal(f"inv_dispersion_{block.key}", priors.inv_dispersion,
                                                 dims=f"indicator_{block.key}")}
 
-    def likelihood(self, block, eta, scale, params):
+    def observed_values(self, block):
+        """Counts as int64."""
+        return block.y.astype("int64")
+
+    def likelihood(self, block, eta, scale, params, observed):
         """Negative-binomial likelihood with mean ``exp(eta) * exposure``."""
         mu = pt.exp(eta + np.log(block.exposure))
         alpha = 1.0 / params["inv_dispersion"][block.local]
-        return pm.NegativeBinomial(f"y_{block.key}", mu=mu, alpha=alpha, observed=block.y, dims=block.dim)
+        return pm.NegativeBinomial(f"y_{block.key}", mu=mu, alpha=alpha, observed=observed, dims=block.dim)
 
     def simulate(self, rng, eta, scale, block, params):
         """Gamma-Poisson draws."""
@@ -163,9 +179,13 @@ class Binomial(Family):
         """Logit of the pooled proportion."""
         return float(logit((y.sum() + 0.5) / (trials.sum() + 1.0))), 1.0
 
-    def likelihood(self, block, eta, scale, params):
+    def observed_values(self, block):
+        """Successes as int64."""
+        return block.y.astype("int64")
+
+    def likelihood(self, block, eta, scale, params, observed):
         """Binomial likelihood."""
-        return pm.Binomial(f"y_{block.key}", n=block.trials.astype("int64"), logit_p=eta, observed=block.y,
+        return pm.Binomial(f"y_{block.key}", n=block.trials.astype("int64"), logit_p=eta, observed=observed,
                            dims=block.dim)
 
     def simulate(self, rng, eta, scale, block, params):
@@ -190,9 +210,9 @@ class Bernoulli(Binomial):
         """Logit of the proportion of ones."""
         return float(logit((y.sum() + 0.5) / (len(y) + 1.0))), 1.0
 
-    def likelihood(self, block, eta, scale, params):
+    def likelihood(self, block, eta, scale, params, observed):
         """Bernoulli likelihood."""
-        return pm.Bernoulli(f"y_{block.key}", logit_p=eta, observed=block.y, dims=block.dim)
+        return pm.Bernoulli(f"y_{block.key}", logit_p=eta, observed=observed, dims=block.dim)
 
     def simulate(self, rng, eta, scale, block, params):
         """Bernoulli draws."""
@@ -241,10 +261,14 @@ class Ordinal(Family):
             cut = cut + shift[..., None]
         return cut
 
-    def likelihood(self, block, eta, scale, params):
-        """Ordered-logistic likelihood on 0..K-1."""
+    def observed_values(self, block):
+        """Ratings 1..K as the int64 codes 0..K-1."""
+        return (block.y - 1).astype("int64")
+
+    def likelihood(self, block, eta, scale, params, observed):
+        """Ordered-logistic likelihood on the codes 0..K-1."""
         return pm.OrderedLogistic(f"y_{block.key}", eta=eta, cutpoints=self._cuts(block, params),
-                                  observed=(block.y - 1).astype("int64"), dims=block.dim, compute_p=False)
+                                  observed=observed, dims=block.dim, compute_p=False)
 
     def simulate(self, rng, eta, scale, block, params):
         """Ordered-logit draws on 1..K."""

@@ -197,7 +197,9 @@ def build_model(panel: Panel, spec: Spec) -> pm.Model:
     pymc.Model
         With dims ``country, region, period, trait, indicator`` and one ``obs_<family>`` dim per
         likelihood term. Key variables: ``theta`` (region, period, trait), ``country_theta``
-        (country, period, trait), ``loading`` (indicator, trait), ``intercept`` (indicator).
+        (country, period, trait), ``loading`` (indicator, trait), ``intercept`` (indicator). The
+        observed values of each term are a data container ``data_<key>`` (``pm.Data``), so a
+        compiled model can be given new values of the same shape (e.g. nutpie's ``with_data``).
 
     Examples
     --------
@@ -230,7 +232,8 @@ def build_model(panel: Panel, spec: Spec) -> pm.Model:
             if offset is not None:
                 eta = eta + offset[idx.indicator, idx.country]
             params = family.nuisance(block, spec.priors)
-            family.likelihood(block, eta, idx.scale, params)
+            observed = pm.Data(f"data_{block.key}", family.observed_values(block), dims=block.dim)
+            family.likelihood(block, eta, idx.scale, params, observed)
     return model
 
 

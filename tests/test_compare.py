@@ -136,19 +136,19 @@ def two_country_spec() -> Spec:
 
 
 def fit_two_country(seed: int):
-    """Two countries x 4 regions x 8 years whose truth differs by known amounts, fitted with nutpie.
+    """Two countries x 6 regions x 8 years whose truth differs by known amounts, fitted with nutpie.
 
     C2 is more capable throughout (raw shift 1.5) and its willingness runs from far below C1 to far
     above it, so the true differences cover zero, small and large values. C2's staff series is
     reported on a different basis (every value +0.8 SD): staff is marked not comparable.
     """
     rng = np.random.default_rng(seed)
-    theta = simulate_paths(rng, 2, 4, 8, 2, country_sd=0.3)
-    theta[4:, :, 0] += 1.5
-    theta[4:, :, 1] += np.linspace(-2.0, 2.0, 8)
+    theta = simulate_paths(rng, 2, 6, 8, 2, country_sd=0.3)
+    theta[6:, :, 0] += 1.5
+    theta[6:, :, 1] += np.linspace(-2.0, 2.0, 8)
     theta = (theta - theta.mean(axis=(0, 1))) / theta.std(axis=(0, 1))
     spec = two_country_spec()
-    sim = simulate(spec, n_countries=2, n_regions=4, n_periods=8, missing=0.1, n_raters=2, theta=theta, seed=seed)
+    sim = simulate(spec, n_countries=2, n_regions=6, n_periods=8, missing=0.1, n_raters=2, theta=theta, seed=seed)
     frame = sim.frame.copy()
     staff = frame["indicator"] == "staff"
     frame.loc[staff & (frame["country"] == "C2"), "value"] += 0.8 * frame.loc[staff, "value"].std()
@@ -309,18 +309,26 @@ def test_tip_central_asia_fit_is_sane():
     assert result.diagnostics.passed, result.diagnostics.text()
     theta = result.tree["posterior"]["theta"].sel(trait="willingness")
     tiers = long[long["indicator"] == "tier"].set_index(["country", "period"])["value"]
-    agree, pairs = 0, 0
+    p_sum = long[long["indicator"] != "tier"].groupby(["country", "period"])["value"].sum()
+    # Where the tier (higher = better) and the 3P sum order two countries of a year the same way, the two
+    # sources agree and the fitted trait must too. (They often disagree in Central Asia: within these five
+    # countries tier and 3P sum correlate at only ~0.14, so the tier order alone is no fixed target.)
+    concordant, agree = 0, 0
     for year in sorted(set(tiers.index.get_level_values("period"))):
         rated = tiers.xs(year, level="period")
         for a in rated.index:
             for b in rated.index:
-                if rated[a] - rated[b] >= 2:        # a's tier is two or more steps better than b's
-                    pairs += 1
-                    agree += float((theta.sel(region=a, period=year) > theta.sel(region=b, period=year)).mean()) > 0.5
-    assert pairs >= 10
-    assert agree / pairs >= 0.9, f"{agree}/{pairs}"
-    # the willingness-like trait tracks the sum of the 3P items across country-years
-    p_sum = long[long["indicator"] != "tier"].groupby(["country", "period"])["value"].sum()
+                if rated[a] > rated[b] and (a, year) in p_sum and (b, year) in p_sum \
+                        and p_sum[(a, year)] > p_sum[(b, year)]:
+                    concordant += 1
+                    p_a = float((theta.sel(region=a, period=year) > theta.sel(region=b, period=year)).mean())
+                    agree += p_a > 0.5
+    assert concordant >= 15
+    assert agree == concordant, f"{agree}/{concordant}"
+    # the trait tracks the policy index and leans the tier's way
     mean = theta.mean(("chain", "draw")).to_series()
-    joined = pd.concat([mean.rename("theta"), p_sum.rename("p")], axis=1, join="inner")
-    assert joined.corr(method="spearman").loc["theta", "p"] >= 0.7
+    joined = pd.concat([mean.rename("theta"), p_sum.rename("p"), tiers.rename("tier")], axis=1, join="inner")
+    corr = joined.corr(method="spearman")
+    assert corr.loc["theta", "p"] >= 0.7 and corr.loc["theta", "tier"] > 0
+    # Turkmenistan, lowest on both sources, ranks last on average over the years
+    assert mean.groupby(level=0).mean().idxmin() == "Turkmenistan"
