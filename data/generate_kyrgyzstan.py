@@ -233,6 +233,19 @@ def simulate_indicator(rng, name, base, theta, cells, exposure_of=kyrgyz_exposur
     return y, exposure, trials
 
 
+def csv_rows(country, regions, name, cells, y, exposure, trials) -> list[dict]:
+    """The CSV rows of one indicator's draws (values formatted as the bundled files hold them)."""
+    family = INDICATORS[name]["family"]
+    r, t, rater = cells
+    return [{
+        "country": country, "region": regions[r[i]], "period": int(YEARS[t[i]]), "indicator": name,
+        "value": f"{y[i]:.4f}" if family == "normal" else str(int(y[i])),
+        "exposure": f"{exposure[i]:.4f}" if family == "negbin" else "",
+        "trials": str(int(trials[i])) if family == "binomial" else "",
+        "rater": RATERS[rater[i]] if rater[i] >= 0 else "",
+    } for i in range(len(r))]
+
+
 def officers_base(theta: np.ndarray) -> float:
     """Log rate per 100,000 population that makes the expected national total 6 over 2010-2015."""
     load = INDICATORS["trafficking_officers"]["loading"]["capability"]
@@ -265,14 +278,7 @@ def main() -> int:
                 keep &= ~((r == REGIONS.index("Batken")) & (YEARS[t] < BATKEN_FIRST_ADMIN_YEAR))
         r, t, rater = r[keep], t[keep], rater[keep]
         y, exposure, trials = simulate_indicator(rng, name, base[name], theta, (r, t, rater))
-        for i in range(len(r)):
-            rows.append({
-                "country": COUNTRY, "region": REGIONS[r[i]], "period": int(YEARS[t[i]]), "indicator": name,
-                "value": f"{y[i]:.4f}" if spec["family"] == "normal" else str(int(y[i])),
-                "exposure": f"{exposure[i]:.4f}" if spec["family"] == "negbin" else "",
-                "trials": str(int(trials[i])) if spec["family"] == "binomial" else "",
-                "rater": RATERS[rater[i]] if rater[i] >= 0 else "",
-            })
+        rows.extend(csv_rows(COUNTRY, REGIONS, name, (r, t, rater), y, exposure, trials))
     order = {n: i for i, n in enumerate(INDICATORS)}
     rows.sort(key=lambda d: (d["region"], d["period"], order[d["indicator"]], d["rater"]))
     columns = ["country", "region", "period", "indicator", "value", "exposure", "trials", "rater"]

@@ -139,14 +139,7 @@ def main() -> int:
         overrides = {k: v for k, v in NOT_COMPARABLE.get(name, {}).items() if k != "base"}
         y, exposure, trials = kg.simulate_indicator(rng, name, base[name], theta, (r, t, rater),
                                                     exposure_of=tajik_exposure, overrides=overrides)
-        for i in range(len(r)):
-            rows.append({
-                "country": COUNTRY, "region": REGIONS[r[i]], "period": int(YEARS[t[i]]), "indicator": name,
-                "value": f"{y[i]:.4f}" if spec["family"] == "normal" else str(int(y[i])),
-                "exposure": f"{exposure[i]:.4f}" if spec["family"] == "negbin" else "",
-                "trials": str(int(trials[i])) if spec["family"] == "binomial" else "",
-                "rater": kg.RATERS[rater[i]] if rater[i] >= 0 else "",
-            })
+        rows.extend(kg.csv_rows(COUNTRY, REGIONS, name, (r, t, rater), y, exposure, trials))
     order = {n: i for i, n in enumerate(kg.INDICATORS)}
     rows.sort(key=lambda d: (d["region"], d["period"], order[d["indicator"]], d["rater"]))
     columns = ["country", "region", "period", "indicator", "value", "exposure", "trials", "rater"]

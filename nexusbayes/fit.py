@@ -208,6 +208,21 @@ def load(path: str | Path) -> Fit:
 
 
 # ---- fitting -------------------------------------------------------------------------------------
+def resolve_spec(spec: Spec | str | Path) -> tuple[Spec, Path | list[Path] | None]:
+    """A spec and its data path(s): read from a TOML file, or as given (with no data path)."""
+    return (spec, None) if isinstance(spec, Spec) else load_spec(spec)
+
+
+def resolve_panel(spec: Spec, data, data_path, need: str = "pass data=... or set `data` in the spec") -> Panel:
+    """The panel to fit: ``data`` (a Panel, a table or path(s)), else the spec's own data file(s)."""
+    if isinstance(data, Panel):
+        return data
+    source = data if data is not None else data_path
+    if source is None:
+        raise SpecError(f"spec {spec.name!r} names no data file: {need}")
+    return load_panel(source, spec)
+
+
 def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None = None, *,
         backend: str | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
         seed: int | None = None, progress: bool = True, check: bool = True,
@@ -244,21 +259,13 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
         When sampling was stopped (Ctrl-C, SIGTERM) before every draw was taken: partial traces are
         never returned as a fit.
     """
-    data_path = None
-    if not isinstance(spec, Spec):
-        spec, data_path = load_spec(spec)
+    spec, data_path = resolve_spec(spec)
     overrides = {k: v for k, v in dict(backend=backend, draws=draws, tune=tune, chains=chains, seed=seed).items()
                  if v is not None}
     # validated like the spec's own [sampler] table (model_copy would not check e.g. draws = 0)
     settings = Spec.from_dict({**spec.to_dict(), "sampler": {**spec.sampler.model_dump(), **overrides}},
                               source="sampler settings (spec and arguments)").sampler
-    if isinstance(data, Panel):
-        panel = data
-    else:
-        source = data if data is not None else data_path
-        if source is None:
-            raise SpecError(f"spec {spec.name!r} names no data file: pass data=... or set `data` in the spec")
-        panel = load_panel(source, spec)
+    panel = resolve_panel(spec, data, data_path)
 
     model = build_model(panel, spec)
     say = status or (lambda message: None)

@@ -39,10 +39,10 @@ import pymc as pm
 import xarray as xr
 from scipy import stats
 
-from nexusbayes.data import Panel, load_panel
-from nexusbayes.errors import SpecError
+from nexusbayes.data import Panel
+from nexusbayes.fit import resolve_panel, resolve_spec
 from nexusbayes.model import build_model
-from nexusbayes.spec import Spec, load_spec
+from nexusbayes.spec import Spec
 
 #: Family-wise error rate of the uniformity tests (after Holm's correction across parameters).
 SBC_ALPHA = 0.01
@@ -306,16 +306,8 @@ def run_sbc(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | N
     import nutpie
 
     start = time.perf_counter()
-    data_path = None
-    if not isinstance(spec, Spec):
-        spec, data_path = load_spec(spec)
-    if isinstance(data, Panel):
-        panel = data
-    else:
-        source = data if data is not None else data_path
-        if source is None:
-            raise SpecError(f"spec {spec.name!r} names no data file: SBC needs a panel for the shape")
-        panel = load_panel(source, spec)
+    spec, data_path = resolve_spec(spec)
+    panel = resolve_panel(spec, data, data_path, need="SBC needs a panel for the shape")
     target_accept = spec.sampler.target_accept if target_accept is None else target_accept
 
     children = np.random.SeedSequence(seed).spawn(n_sims + 2)
