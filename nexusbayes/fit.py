@@ -155,6 +155,18 @@ def _digest(spec_text: str, data: pd.DataFrame) -> str:
     return hashlib.sha256((spec_text + "\n--\n" + buffer.getvalue()).encode()).hexdigest()
 
 
+def temp_dir_beside(out_dir: Path) -> Path:
+    """A new hidden temporary folder next to ``out_dir`` (to rename into place), with ordinary permissions.
+
+    ``mkdtemp`` makes folders private (0700); an output folder is for reading, so it gets the umask's mode.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    return tmp
+
+
 def atomic_write(path: Path, writer) -> None:
     """Call ``writer(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 

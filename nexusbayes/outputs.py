@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from nexusbayes.constants import TYPES
 from nexusbayes.errors import OutputExistsError, SpecError
-from nexusbayes.fit import Fit, atomic_write
+from nexusbayes.fit import Fit, atomic_write, temp_dir_beside
 
 FIT_FILE = "fit.nc"
 
@@ -46,7 +45,7 @@ def write_run(fit: Fit, out_dir: str | Path, overwrite: bool = False) -> Path:
     out_dir = Path(out_dir)
     check_writable(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    tmp = temp_dir_beside(out_dir)
     try:
         fit.save(tmp / FIT_FILE)
         for name, table in tables(fit).items():

@@ -40,7 +40,7 @@ from nexusbayes import typology
 from nexusbayes.constants import CI_PROB, ESS_MIN, PARETO_K_MAX, RHAT_MAX, TYPES
 from nexusbayes.diagnostics import ADVICE, Diagnostics
 from nexusbayes.errors import OutputExistsError
-from nexusbayes.fit import Fit, _digest, prior_predictive
+from nexusbayes.fit import Fit, _digest, prior_predictive, temp_dir_beside
 from nexusbayes.report import checks, figures
 
 REPORT_FILE = "report.html"
@@ -359,10 +359,7 @@ def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False) -> Path
     report = build_report(fit)
     _check_writable(out_dir, overwrite)     # again: the folder may have appeared while building
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)       # mkdtemp makes it private; a report is for reading
+    tmp = temp_dir_beside(out_dir)
     try:
         (tmp / REPORT_FILE).write_text(report.html, encoding="utf-8")
         for stem, (_, data) in report.figures.items():
