@@ -130,11 +130,13 @@ def read_martin_quinn_scores(directory: str | Path) -> pd.DataFrame:
                          "mq_mcmc": value.astype(float)})
 
 
-def _read_csv(path: Path, what: str, required: tuple[str, ...]) -> pd.DataFrame:
+def _read_csv(path: Path, what: str, required: tuple[str, ...],
+              hint: str = "is the directory the Martin-Quinn data set?", **read_options) -> pd.DataFrame:
+    """Read one CSV file of a public data set, refusing a missing file, missing columns or no rows."""
     if not path.is_file():
-        raise DataError(f"{path}: {what} file not found (is the directory the Martin-Quinn data set?)")
+        raise DataError(f"{path}: {what} file not found ({hint})")
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, **read_options)
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: cannot be read as CSV: {exc}") from None
     missing = [c for c in required if c not in frame.columns]
@@ -198,16 +200,8 @@ def load_tip_tiers(path: str | Path, countries: Sequence[str] | None = None,
         outside its scale (naming the line), or a requested country is unknown (with the nearest names).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: TIP tiers file not found; point at your copy of tip_tier_cho3p_policy_index.csv")
-    try:
-        raw = pd.read_csv(path, dtype={"countryname": str, "iso": str}, keep_default_na=True)
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DataError(f"{path}: cannot be read as CSV: {exc}") from None
-    missing = [c for c in TIP_COLUMNS if c not in raw.columns]
-    if missing:
-        raise DataError(f"{path}: not the TIP tiers/3P layout: missing column(s) {missing}; expected "
-                        f"{', '.join(TIP_COLUMNS)}")
+    raw = _read_csv(path, "TIP tiers", TIP_COLUMNS, hint="point at your copy of tip_tier_cho3p_policy_index.csv",
+                    dtype={"countryname": str, "iso": str})
     raw.index = raw.index + 2          # line numbers (the header is line 1)
     for col in ("year", "tier", *TIP_POLICY_ITEMS):
         num = pd.to_numeric(raw[col], errors="coerce")
