@@ -69,11 +69,20 @@ class Family:
         """The block's observations as the likelihood takes them (float here; integer codes for discrete families)."""
         return block.y.astype("float64")
 
-    def likelihood(self, block: Block, eta, scale, params: dict, observed):
+    def inputs(self, block: Block) -> dict[str, np.ndarray]:
+        """Per-observation values other than the observations that come with the data (none here).
+
+        The model holds each as a data container ``<name>_<key>`` (e.g. ``log_exposure_negbin``),
+        so that a compiled model serves any dataset of the same shape.
+        """
+        return {}
+
+    def likelihood(self, block: Block, eta, scale, params: dict, observed, inputs: dict):
         """Add the observed variable ``y_<key>`` over all of the block's observations.
 
         ``observed`` is the tensor of observed values (the ``data_<key>`` container, holding
-        :meth:`observed_values`), so that the values can be swapped after compiling.
+        :meth:`observed_values`) and ``inputs`` the tensors of :meth:`inputs` by name, so that
+        all of them can be swapped after compiling.
         """
         raise NotImplementedError
 
@@ -106,7 +115,7 @@ class Normal(Family):
         """Residual SD per indicator, on the standardised scale."""
         return {"sigma": pm.HalfNormal(f"sigma_{block.key}", priors.noise_sd, dims=f"indicator_{block.key}")}
 
-    def likelihood(self, block, eta, scale, params, observed):
+    def likelihood(self, block, eta, scale, params, observed, inputs):
         """Normal likelihood on the data scale."""
         loc, sd = scale
         return pm.Normal(f"y_{block.key}", mu=loc + sd * eta, sigma=sd * params["sigma"][block.local],
@@ -146,9 +155,13 @@ class NegBin(Family):
         """Counts as int64."""
         return block.y.astype("int64")
 
-    def likelihood(self, block, eta, scale, params, observed):
+    def inputs(self, block):
+        """``log_exposure``: the offset of the log rate."""
+        return {"log_exposure": np.log(block.exposure)}
+
+    def likelihood(self, block, eta, scale, params, observed, inputs):
         """Negative-binomial likelihood with mean ``exp(eta) * exposure``."""
-        mu = pt.exp(eta + np.log(block.exposure))
+        mu = pt.exp(eta + inputs["log_exposure"])
         alpha = 1.0 / params["inv_dispersion"][block.local]
         return pm.NegativeBinomial(f"y_{block.key}", mu=mu, alpha=alpha, observed=observed, dims=block.dim)
 
@@ -183,9 +196,14 @@ class Binomial(Family):
         """Successes as int64."""
         return block.y.astype("int64")
 
-    def likelihood(self, block, eta, scale, params, observed):
+    def inputs(self, block):
+        """``trials``: the number of trials of each observation (int64)."""
+        return {"trials": block.trials.astype("int64")}
+
+    def likelihood(self, block, eta, scale, params, observed, inputs):
         """Binomial likelihood."""
-        return pm.Binomial(f"y_{block.key}", n=block.trials.astype("int64"), logit_p=eta, observed=observed,
+        return pm.Binomial(f"y_{block.key}", n=inputs["trials"], logit_p=eta,
+                           observed=observed,
                            dims=block.dim)
 
     def simulate(self, rng, eta, scale, block, params):
@@ -210,7 +228,11 @@ class Bernoulli(Binomial):
         """Logit of the proportion of ones."""
         return float(logit((y.sum() + 0.5) / (len(y) + 1.0))), 1.0
 
-    def likelihood(self, block, eta, scale, params, observed):
+    def inputs(self, block):
+        """None: every observation is one trial."""
+        return {}
+
+    def likelihood(self, block, eta, scale, params, observed, inputs):
         """Bernoulli likelihood."""
         return pm.Bernoulli(f"y_{block.key}", logit_p=eta, observed=observed, dims=block.dim)
 
@@ -265,7 +287,7 @@ class Ordinal(Family):
         """Ratings 1..K as the int64 codes 0..K-1."""
         return (block.y - 1).astype("int64")
 
-    def likelihood(self, block, eta, scale, params, observed):
+    def likelihood(self, block, eta, scale, params, observed, inputs):
         """Ordered-logistic likelihood on the codes 0..K-1."""
         return pm.OrderedLogistic(f"y_{block.key}", eta=eta, cutpoints=self._cuts(block, params),
                                   observed=observed, dims=block.dim, compute_p=False)

@@ -26,7 +26,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from nexusbayes import typology
+from nexusbayes import compile_cache, typology
 from nexusbayes.constants import CI_PROB, PRIOR_PREDICTIVE_DRAWS
 from nexusbayes.data import Panel, load_panel, validate
 from nexusbayes.diagnostics import Diagnostics, diagnose
@@ -287,9 +287,10 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
             import nutpie
 
             say(f"compiling the model ({settings.backend}) ...")
-            # chains start from independent prior draws, so agreement between chains tests identification
-            compiled = nutpie.compile_pymc_model(model, default_initialization_strategy="prior")
+            compiled, cached = compile_cache.compile_nutpie(model, panel, spec)
             compiled_at = time.perf_counter()
+            if cached:
+                say("(compiled model reused: same structure as an earlier fit in this process)")
             say(f"sampling {settings.chains} chain(s) x {settings.tune} tune + {settings.draws} draws ...")
             sampler = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
                                     seed=settings.seed, progress_bar=progress, target_accept=settings.target_accept,
@@ -301,7 +302,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
                 sampler.cancel()
                 raise
         else:
-            compiled_at = start
+            compiled_at, cached = start, False
             say(f"sampling {settings.chains} chain(s) x {settings.tune} tune + {settings.draws} draws ...")
             with model:
                 tree = pm.sample(draws=settings.draws, tune=settings.tune, chains=settings.chains,
@@ -319,8 +320,8 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     done = time.perf_counter()
     tree.attrs.update({
         "seconds_compile": compiled_at - start, "seconds_sampling": sampled_at - compiled_at,
-        "seconds_postprocess": done - sampled_at, "sampler": settings.backend, "draws": settings.draws,
-        "tune": settings.tune, "chains": settings.chains, "seed": settings.seed,
+        "seconds_postprocess": done - sampled_at, "compile_cached": int(cached), "sampler": settings.backend,
+        "draws": settings.draws, "tune": settings.tune, "chains": settings.chains, "seed": settings.seed,
         "target_accept": settings.target_accept,
         **{f"version_{lib}": version(lib) for lib in ("pymc", "arviz", "nutpie", "numpy", "xarray")},
     })

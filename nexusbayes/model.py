@@ -197,9 +197,11 @@ def build_model(panel: Panel, spec: Spec) -> pm.Model:
     pymc.Model
         With dims ``country, region, period, trait, indicator`` and one ``obs_<family>`` dim per
         likelihood term. Key variables: ``theta`` (region, period, trait), ``country_theta``
-        (country, period, trait), ``loading`` (indicator, trait), ``intercept`` (indicator). The
-        observed values of each term are a data container ``data_<key>`` (``pm.Data``), so a
-        compiled model can be given new values of the same shape (e.g. nutpie's ``with_data``).
+        (country, period, trait), ``loading`` (indicator, trait), ``intercept`` (indicator). Every
+        value that comes from the data is a data container (``pm.Data``): the observations
+        (``data_<key>``), the centring constants (``indicator_location``, ``indicator_scale``) and
+        the families' inputs (``log_exposure_<key>``, ``trials_<key>``), so a compiled model serves
+        any dataset of the same shape (nutpie's ``with_data``; see :mod:`nexusbayes.compile_cache`).
 
     Examples
     --------
@@ -223,17 +225,26 @@ def build_model(panel: Panel, spec: Spec) -> pm.Model:
         pm.Deterministic("country_theta", (country_raw - mean) / sd, dims=("country", "period", "trait"))
         loading, intercept = _measurement_parameters(design, spec)
         offset = _country_offsets(design, spec)
+        # the centring constants are computed from the data, so they are data containers too
+        centres = np.array([design.centres[name] for name in panel.indicators])   # (indicator, 2)
+        location = pm.Data("indicator_location", centres[:, 0], dims="indicator")
+        spread = pm.Data("indicator_scale", centres[:, 1], dims="indicator")
+        normal = np.array([family == "normal" for family in design.families])
         for block in design.blocks:
             family = FAMILIES[spec.indicator(block.names[0]).family]
             idx = block_index(design, panel, block)
             # one flat integer index (a fast gather and scatter-add) rather than two index arrays
             theta_obs = theta.reshape((-1, len(spec.traits)))[idx.region * len(panel.periods) + idx.period]
-            eta = idx.centre + intercept[idx.indicator] + (loading[idx.indicator] * theta_obs).sum(axis=-1)
+            eta = intercept[idx.indicator] + (loading[idx.indicator] * theta_obs).sum(axis=-1)
+            if not normal[idx.indicator].all():   # normal indicators are centred on the data scale instead
+                eta = eta + location[idx.indicator]
             if offset is not None:
                 eta = eta + offset[idx.indicator, idx.country]
             params = family.nuisance(block, spec.priors)
             observed = pm.Data(f"data_{block.key}", family.observed_values(block), dims=block.dim)
-            family.likelihood(block, eta, idx.scale, params, observed)
+            inputs = {name: pm.Data(f"{name}_{block.key}", values, dims=block.dim)
+                      for name, values in family.inputs(block).items()}
+            family.likelihood(block, eta, (location[idx.indicator], spread[idx.indicator]), params, observed, inputs)
     return model
 
 

@@ -3,12 +3,15 @@ NaN posteriors, partial (interrupted) traces and start failures, with the sample
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import nutpie
 import pymc as pm
 import pytest
 import xarray as xr
 
+from nexusbayes import compile_cache
 from nexusbayes.diagnostics import ADVICE, SamplingWarning, diagnose
 from nexusbayes.errors import Interrupted, SamplingError
 from nexusbayes.fit import _start_failure, check_finite, fit
@@ -111,6 +114,7 @@ def stub(monkeypatch):
     """Replace nutpie's compile and sample; returns a setter for what sampling yields."""
     holder = {}
     monkeypatch.setattr(nutpie, "compile_pymc_model", lambda model, **kwargs: "compiled")
+    monkeypatch.setattr(compile_cache, "_CACHE", collections.OrderedDict())   # keep the stand-in out of the cache
 
     def sample(compiled, **kwargs):
         assert kwargs["blocking"] is False  # blocking=True would swallow Ctrl-C into a truncated trace
