@@ -2,12 +2,17 @@
 
 A :class:`Task` is a name, a spec, a data source and fit options. :func:`run_batch` fits every task on
 a Dask cluster (a local one by default), writes each result as soon as it arrives, skips tasks whose
-result is already on disk, and returns one tidy row per task. Calibration (SBC), recovery studies and
-sensitivity sweeps (:func:`sweep_tasks`) are batches.
+result is already on disk, and returns one tidy row per task. Recovery studies and sensitivity sweeps
+(:func:`sweep_tasks`) are batches.
+
+Underneath is a generic layer: a :class:`Job` is a name, an identity (what its result depends on) and a
+work function run on a worker; :func:`run_jobs` submits jobs, gathers and writes their results as they
+finish, skips the ones already done and records failures. :func:`run_batch` runs each task as a job;
+simulation-based calibration (:func:`nexusbayes.sbc.run_sbc`) runs each simulation as one.
 
 Layout of ``out_dir``::
 
-    out_dir/<task name>/summary.json   the task's summary (written last: its presence means "done")
+    out_dir/<task name>/summary.json   the task's record (written last: its presence means "done")
     out_dir/<task name>/fit.nc         the whole fit (only with ``save_fits=True``)
     out_dir/<task name>/error.json     exception type, message and traceback of a failed task
     out_dir/batch.csv                  the table :func:`run_batch` returns
@@ -230,6 +235,61 @@ def sweep_summary(fit: Fit, truth=None) -> dict:
     return out
 
 
+# ---- jobs: what runs on the cluster -------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class JobResult:
+    """What a job's work function returns on the worker.
+
+    Attributes
+    ----------
+    summary : dict
+        JSON-able values (NumPy scalars and arrays are converted, non-finite floats become None): the
+        ``summary`` of the job's ``summary.json``.
+    files : dict of str to bytes
+        Further files for the job's folder (e.g. ``fit.nc``), written before ``summary.json``.
+    """
+
+    summary: dict
+    files: dict[str, bytes] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One unit of work of :func:`run_jobs`: a folder name, what its result depends on, and how to compute it.
+
+    A fit of :func:`run_batch` and a simulation of :func:`nexusbayes.sbc.run_sbc` are jobs.
+
+    Parameters
+    ----------
+    name : str
+        Unique among the jobs of a run; names the job's folder.
+    identity : dict
+        JSON-able description of everything the result depends on (inputs, seeds, settings). Its
+        SHA-256 (:attr:`digest`) decides whether a result on disk is this job's.
+    work : callable
+        ``work(*args) -> JobResult``, run on a worker (it must be importable there, or pickled by
+        value); an exception it raises is recorded as the job's failure (:func:`perform`).
+    args : tuple
+        The arguments of ``work``, pickled to the worker.
+
+    Examples
+    --------
+    >>> job = Job("a", {"x": 1}, JobResult, ({"x": 1},))
+    >>> job.digest == Job("a", {"x": 1}, JobResult).digest, job.digest == Job("a", {"x": 2}, JobResult).digest
+    (True, False)
+    """
+
+    name: str
+    identity: dict
+    work: Callable[..., JobResult]
+    args: tuple = ()
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """SHA-256 of the identity (keys sorted; values that are not JSON types by their ``str``)."""
+        return hashlib.sha256(json.dumps(self.identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
 # ---- worker side -----------------------------------------------------------------------------------
 def _materialise(source: DataSource, spec: Spec, seed: int):
     """The data to fit and the truth (or None)."""
@@ -262,9 +322,8 @@ def _worker_info() -> dict:
     return info
 
 
-def execute(task: Task, seeds: tuple[int, int], summarise: Summariser = diagnostics_summary,
-            save_fit: bool = False) -> dict:
-    """Run one task where it is called (a worker): materialise the data, fit, summarise.
+def perform(work: Callable[..., JobResult], *args) -> dict:
+    """Run ``work(*args)`` where it is called (a worker) and return the job's record; never raises an Exception.
 
     An exception is returned as a failure record (type, message, traceback) rather than raised, so
     that it is recorded once and not retried; a worker that dies is retried by the scheduler.
@@ -272,26 +331,43 @@ def execute(task: Task, seeds: tuple[int, int], summarise: Summariser = diagnost
     Returns
     -------
     dict
-        ``status`` ("ok" or "failed"), ``summary`` or ``error``, ``seconds``, ``worker`` and, with
-        ``save_fit``, ``fit_bytes`` (the netCDF file written by :meth:`Fit.save`).
+        ``worker`` (pid, the package file, the Dask address), ``status`` (``"ok"`` or ``"failed"``),
+        ``summary`` and ``files`` or ``error``, and ``seconds`` (the whole call).
     """
     start = time.perf_counter()
     record: dict = {"worker": _worker_info()}
     try:
-        data, truth = _materialise(task.data, task.spec, seeds[0])
-        options = {"seed": seeds[1], **task.options}
-        result = fit(task.spec, data, progress=False, check=False, **options)
-        record["summary"] = _jsonable(summarise(result, truth))
+        result = work(*args)
+        record["summary"] = _jsonable(result.summary)
         json.dumps(record["summary"], allow_nan=False)   # fail here, with a traceback, if not JSON
-        if save_fit:
-            with tempfile.TemporaryDirectory(prefix="nexusbayes-batch-") as tmp:
-                record["fit_bytes"] = result.save(Path(tmp) / FIT_FILE).read_bytes()
+        record["files"] = dict(result.files)
         record["status"] = "ok"
-    except Exception as exc:  # recorded with its traceback; the batch goes on
+    except Exception as exc:  # recorded with its traceback; the run goes on
         record["status"] = "failed"
         record["error"] = _error(exc, traceback.format_exc())
     record["seconds"] = time.perf_counter() - start
     return record
+
+
+def execute(task: Task, seeds: tuple[int, int], summarise: Summariser = diagnostics_summary,
+            save_fit: bool = False) -> JobResult:
+    """Fit one task where it is called (a worker): materialise the data, fit, summarise.
+
+    The work of :func:`run_batch`'s jobs; :func:`perform` records an exception it raises.
+
+    Returns
+    -------
+    JobResult
+        The summary, and with ``save_fit`` the file ``fit.nc`` (written by :meth:`Fit.save`).
+    """
+    data, truth = _materialise(task.data, task.spec, seeds[0])
+    options = {"seed": seeds[1], **task.options}
+    result = fit(task.spec, data, progress=False, check=False, **options)
+    files = {}
+    if save_fit:
+        with tempfile.TemporaryDirectory(prefix="nexusbayes-batch-") as tmp:
+            files[FIT_FILE] = result.save(Path(tmp) / FIT_FILE).read_bytes()
+    return JobResult(summarise(result, truth), files)
 
 
 def _error(exc: BaseException, trace: str) -> dict:
@@ -396,66 +472,123 @@ def run_batch(tasks: Iterable[Task], out_dir: str | Path, *, scheduler: str | No
     package, not the output folder.
     """
     tasks = list(tasks)
-    names = [t.name for t in tasks]
-    repeated = sorted(n for n, k in collections.Counter(names).items() if k > 1)
-    if repeated:
-        raise SpecError(f"task names repeat: {repeated}; each task needs its own name (it names its folder)")
+    records = run_jobs([_job(t, seed, summarise, save_fits) for t in tasks], out_dir, scheduler=scheduler,
+                       n_workers=n_workers, progress=progress, worker_deaths=worker_deaths, what="task")
+    table = pd.DataFrame([_row(r) for r in records.values()])
     out_dir = Path(out_dir)
-    plans = {t.name: _plan(t, seed, summarise) for t in tasks}
-    rows: dict[str, dict] = {}
-    todo = []
-    for task in tasks:
-        done = _read_done(out_dir / task.name, plans[task.name]["digest"])
-        if done is None:
-            todo.append(task)
-        else:
-            rows[task.name] = _row({**done, "status": "skipped"})
-
-    if todo:
-        bar = _progress_bar(len(tasks), len(tasks) - len(todo), progress)
-        try:
-            with connect(scheduler, n_workers, worker_deaths=worker_deaths) as client:
-                for task, record in _submit_and_gather(client, todo, plans, summarise, save_fits):
-                    record = _write(out_dir / task.name, plans[task.name], record)
-                    rows[task.name] = _row(record)
-                    bar.update(1)
-                    bar.set_postfix(failed=sum(r["status"] == "failed" for r in rows.values()), refresh=False)
-        finally:
-            bar.close()
-    table = pd.DataFrame([rows[n] for n in names])
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / TABLE_FILE, lambda tmp: table.to_csv(tmp, index=False))
     return table
 
 
-def _submit_and_gather(client, todo: list[Task], plans: dict, summarise: Summariser,
-                       save_fits: bool) -> Iterator[tuple[Task, dict]]:
-    """Yield (task, record) as tasks finish, keeping at most one task per worker thread in flight.
+def _job(task: Task, batch_seed: int, summarise: Summariser, save_fits: bool) -> Job:
+    """A task as a job, identified by its inputs, seeds and summariser (not by ``save_fits``)."""
+    seeds = task_seeds(batch_seed, task.name)
+    identity = {"name": task.name, "spec": task.spec.to_toml(), "data": _describe(task.data),
+                "options": task.options, "batch_seed": batch_seed, "seeds": list(seeds),
+                "summarise": _callable_name(summarise)}
+    return Job(task.name, identity, execute, (task, seeds, summarise, save_fits))
 
-    Submitting only as many tasks as there are threads means that a worker that dies takes only its
-    own task with it (every task on a dying worker counts towards ``allowed-failures``), and results
-    are fetched as soon as they exist (``with_results``), before a later task can kill their worker.
+
+def run_jobs(jobs: Iterable[Job], out_dir: str | Path, *, scheduler: str | None = None, n_workers: int = 2,
+             progress: bool = True, worker_deaths: int = 2, what: str = "job",
+             status: Callable[[str], None] | None = None) -> dict[str, dict]:
+    """Run jobs on a Dask cluster, writing each result as soon as it arrives; skip jobs already done.
+
+    The machinery of :func:`run_batch` and :func:`nexusbayes.sbc.run_sbc`: one folder per job
+    (``out_dir/<job name>/``, laid out as in the module docstring), resumable, robust to failing jobs
+    and dying workers.
+
+    Parameters
+    ----------
+    jobs : iterable of Job
+        Names must be unique.
+    out_dir : path
+        Parent of the job folders.
+    scheduler, n_workers, worker_deaths
+        The cluster, as in :func:`connect`.
+    progress : bool
+        Show a progress bar (on stderr).
+    what : str
+        What a job is called in messages, the progress bar and the Dask keys (``"task"``, ``"sim"``).
+    status : callable, optional
+        Called with a one-line message: how many jobs were already done, before any is run.
+
+    Returns
+    -------
+    dict of str to dict
+        Each job's record, in the order given, as written to its ``summary.json`` (``status`` ``ok``)
+        or ``error.json`` (``failed``); a record found on disk has ``status`` ``skipped``.
+
+    Raises
+    ------
+    SpecError
+        When names repeat.
+    OutputExistsError
+        When a job folder holds the result of a different job (another identity), naming what changed:
+        results are never silently mixed.
+
+    Notes
+    -----
+    Results are written by this process, atomically (temporary file, then rename); ``summary.json``
+    is written last and marks the job done, so an interrupted run resumes where it stopped. A failed
+    job's ``error.json`` does not count as done: a rerun tries it again. No cluster is started when
+    every job is done.
+    """
+    jobs = list(jobs)
+    repeated = sorted(n for n, k in collections.Counter(j.name for j in jobs).items() if k > 1)
+    if repeated:
+        raise SpecError(f"{what} names repeat: {repeated}; each {what} needs its own name (it names its folder)")
+    out_dir = Path(out_dir)
+    records: dict[str, dict] = {}
+    todo = []
+    for job in jobs:
+        done = _read_done(out_dir / job.name, job, what)
+        if done is None:
+            todo.append(job)
+        else:
+            records[job.name] = {**done, "status": "skipped"}
+    if status is not None:
+        status(f"{len(records)} of {len(jobs)} {what}s already done in {out_dir}/; {len(todo)} to run")
+
+    if todo:
+        bar = _progress_bar(len(jobs), len(records), progress, what)
+        try:
+            with connect(scheduler, n_workers, worker_deaths=worker_deaths) as client:
+                for job, record in _submit_and_gather(client, todo, what):
+                    records[job.name] = _write(out_dir / job.name, job, record)
+                    bar.update(1)
+                    bar.set_postfix(failed=sum(r["status"] == "failed" for r in records.values()), refresh=False)
+        finally:
+            bar.close()
+    return {job.name: records[job.name] for job in jobs}
+
+
+def _submit_and_gather(client, todo: list[Job], what: str) -> Iterator[tuple[Job, dict]]:
+    """Yield (job, record) as jobs finish, keeping at most one job per worker thread in flight.
+
+    Submitting only as many jobs as there are threads means that a worker that dies takes only its
+    own job with it (every job on a dying worker counts towards ``allowed-failures``), and results
+    are fetched as soon as they exist (``with_results``), before a later job can kill their worker.
     """
     from distributed import as_completed
 
     pending = list(todo)
-    in_flight: dict[str, Task] = {}
+    in_flight: dict[str, Job] = {}
     finished = as_completed(with_results=True, raise_errors=False)
 
     def top_up() -> None:
         slots = max(1, sum(client.nthreads().values()))
         while pending and len(in_flight) < slots:
-            task = pending.pop(0)
-            plan = plans[task.name]
-            future = client.submit(execute, task, plan["seeds"], summarise, save_fits,
-                                   key=f"nexusbayes-task-{task.name}-{plan['digest'][:12]}")
-            in_flight[future.key] = task
+            job = pending.pop(0)
+            future = client.submit(perform, job.work, *job.args, key=f"nexusbayes-{what}-{job.name}-{job.digest[:12]}")
+            in_flight[future.key] = job
             finished.add(future)
 
     top_up()
     for future, result in finished:
-        task = in_flight.pop(future.key)
-        if future.status == "error":          # KilledWorker, or the task could not be deserialised
+        job = in_flight.pop(future.key)
+        if future.status == "error":          # KilledWorker, or the job could not be deserialised
             kind, exc, tb = result
             record = {"status": "failed", "error": _error(exc, "".join(traceback.format_exception(kind, exc, tb))),
                       "seconds": None}
@@ -465,7 +598,7 @@ def _submit_and_gather(client, todo: list[Task], plans: dict, summarise: Summari
             record = result
         future.release()
         top_up()
-        yield task, record
+        yield job, record
 
 
 class _NoBar:
@@ -479,22 +612,12 @@ class _NoBar:
         pass
 
 
-def _progress_bar(total: int, initial: int, show: bool):
+def _progress_bar(total: int, initial: int, show: bool, what: str):
     if not show:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc="nexusbayes batch", unit="fit", file=sys.stderr)
-
-
-def _plan(task: Task, batch_seed: int, summarise: Summariser) -> dict:
-    """What identifies a task's result: its inputs, seeds and summariser, and their SHA-256."""
-    seeds = task_seeds(batch_seed, task.name)
-    identity = {"name": task.name, "spec": task.spec.to_toml(), "data": _describe(task.data),
-                "options": task.options, "batch_seed": batch_seed, "seeds": list(seeds),
-                "summarise": _callable_name(summarise)}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-    return {"seeds": seeds, "digest": digest, "identity": identity}
+    return tqdm(total=total, initial=initial, desc=f"nexusbayes {what}s", unit=what, file=sys.stderr)
 
 
 def _describe(source: DataSource) -> dict:
@@ -521,33 +644,37 @@ def _callable_name(fn) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
 
 
-def _read_done(task_dir: Path, digest: str) -> dict | None:
-    path = task_dir / SUMMARY_FILE
+def _read_done(job_dir: Path, job: Job, what: str) -> dict | None:
+    """The record of a finished job on disk, None when there is none; refuse another job's result."""
+    path = job_dir / SUMMARY_FILE
     if not path.is_file():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
-    if record.get("digest") != digest:
+    if record.get("digest") != job.digest:
+        stored = record.get("identity") or {}
+        wanted = _jsonable(json.loads(json.dumps(job.identity, default=str)))
+        changed = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k))
         raise OutputExistsError(
-            f"{path} holds the result of a different task (its spec, data, options, seed or summariser changed); "
-            "write the batch to a new output folder, or delete that task folder to redo it")
+            f"{path} holds the result of a different {what} (changed: {', '.join(changed) or 'its identity'}); "
+            "write to a new output folder, or delete that folder to redo it")
     return record
 
 
-def _write(task_dir: Path, plan: dict, record: dict) -> dict:
-    """Write a finished task's files atomically; return the record as stored."""
-    fit_bytes = record.pop("fit_bytes", None)
-    stored = {"task": plan["identity"]["name"], "status": record["status"], "digest": plan["digest"],
-              "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **record,
-              "identity": plan["identity"]}
+def _write(job_dir: Path, job: Job, record: dict) -> dict:
+    """Write a finished job's files atomically (``summary.json`` last, or ``error.json``); return the record stored."""
+    files = record.pop("files", None) or {}
+    stored = {"task": job.name, "status": record["status"], "digest": job.digest,
+              "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **record, "identity": job.identity}
     if record["status"] == "ok":
-        if fit_bytes is not None:
-            atomic_write(task_dir / FIT_FILE, lambda tmp: Path(tmp).write_bytes(fit_bytes))
-            stored["fit_file"] = FIT_FILE
-        atomic_write(task_dir / SUMMARY_FILE, lambda tmp: Path(tmp).write_text(
+        for name, content in files.items():
+            atomic_write(job_dir / name, lambda tmp, content=content: Path(tmp).write_bytes(content))
+        if files:
+            stored["files"] = sorted(files)
+        atomic_write(job_dir / SUMMARY_FILE, lambda tmp: Path(tmp).write_text(
             json.dumps(_jsonable(stored), indent=1, allow_nan=False), encoding="utf-8"))
-        (task_dir / ERROR_FILE).unlink(missing_ok=True)
+        (job_dir / ERROR_FILE).unlink(missing_ok=True)
     else:
-        atomic_write(task_dir / ERROR_FILE, lambda tmp: Path(tmp).write_text(
+        atomic_write(job_dir / ERROR_FILE, lambda tmp: Path(tmp).write_text(
             json.dumps(_jsonable(stored), indent=1), encoding="utf-8"))
     return stored
 

@@ -8,7 +8,7 @@ Commands
 ``nexusbayes compare FIT``   compare countries (or regions) of a saved fit
 ``nexusbayes sweep SPEC --kind KIND``   fit variants of a spec on a Dask cluster, print them side by side
 ``nexusbayes report FIT``    write the diagnostics report of a saved fit (``report.html``, PNG figures, CSV tables)
-``nexusbayes sbc SPEC``      simulation-based calibration on the shape of the spec's data
+``nexusbayes sbc SPEC``      simulation-based calibration on the shape of the spec's data, on a Dask cluster; resumable
 """
 
 from __future__ import annotations
@@ -71,15 +71,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="report folder (default: report/ beside the fit file)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier report in the folder")
     p.add_argument("--strict", action="store_true", help="exit with status 3 when a diagnostic fails")
-    p = sub.add_parser("sbc", help="simulation-based calibration: refit prior simulations, test rank uniformity")
+    p = sub.add_parser("sbc", help="simulation-based calibration: refit prior simulations on a Dask cluster, test "
+                                   "rank uniformity; rerun to resume")
     p.add_argument("spec", type=Path, help="model specification; its data file gives the shape")
     p.add_argument("--n-sims", type=int, default=100, help="number of simulations (default 100)")
     p.add_argument("--draws", type=int, default=200, help="draws per chain per fit (default 200)")
     p.add_argument("--tune", type=int, default=200, help="tuning draws per chain per fit (default 200)")
     p.add_argument("--chains", type=int, default=2, help="chains per fit (default 2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, help="output folder (default reports/<name>_sbc)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output folder")
+    p.add_argument("--out", type=Path, help="output folder (default reports/<name>_sbc); rerun to resume")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run of other settings in the output folder (one of the same settings "
+                        "is resumed)")
+    add_cluster_arguments(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", None) or (received[-1] if received else signal.SIGINT)
         name = signal.Signals(signum).name
-        if args.command == "sweep":
+        if args.command in ("sweep", "sbc"):
             print(f"nexusbayes: interrupted by {name}; finished fits are kept: run the same command again to "
                   "resume", file=sys.stderr, flush=True)
         else:
@@ -253,23 +258,27 @@ def _sweep(args) -> int:
 
 
 def _sbc(args) -> int:
-    from nexusbayes.outputs import check_writable, default_out_dir
-    from nexusbayes.sbc import run_sbc
+    from nexusbayes.outputs import default_out_dir
+    from nexusbayes.sbc import SIMS_DIR, run_sbc
     from nexusbayes.spec import load_spec
 
     spec, _ = load_spec(args.spec)
     out = args.out or default_out_dir(f"{spec.name}_sbc")
-    check_writable(out, args.overwrite)
-    print(f"SBC of {args.spec}: {args.n_sims} simulations (compiling the model once first) ...", flush=True)
-
-    def progress(sim, n, seconds, message):
-        print(f"  fit {sim + 1}/{n}: {seconds:.1f} s {message}", flush=True)
-
+    print(f"SBC of {args.spec}: {args.n_sims} simulations into {out}/ (each worker compiles the model once) ...",
+          flush=True)
     result = run_sbc(args.spec, n_sims=args.n_sims, draws=args.draws, tune=args.tune, chains=args.chains,
-                     seed=args.seed, progress=progress)
+                     seed=args.seed, out_dir=out, overwrite=args.overwrite, **cluster_options(args),
+                     progress=not args.no_progress, status=lambda message: print(f"  {message}", flush=True))
     print(result.text())
-    result.save(out, overwrite=args.overwrite)
-    print(f"\nWrote {out}/ (ranks.csv, tests.csv, fits.csv, summary.json, ecdf_hyper.png, ecdf_theta.png)")
+    result.save(out)
+    print(f"\nWrote {out}/ (ranks.csv, tests.csv, fits.csv, summary.json, ecdf_hyper.png, ecdf_theta.png; "
+          f"one record per simulation in {SIMS_DIR}/)")
+    failed = result.fits[~result.fits["ok"]]
+    for _, row in failed.iterrows():
+        print(f"FAILED simulation {row['sim']}: {row['error']}", file=sys.stderr)
+    if len(failed):
+        print(f"(tracebacks in {out / SIMS_DIR}/*/error.json; a rerun tries the failed simulations again)",
+              file=sys.stderr)
     return 0
 
 

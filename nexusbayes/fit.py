@@ -143,13 +143,14 @@ class Fit:
         tree["fit_data"] = xr.DataTree(xr.Dataset.from_dataframe(data.rename_axis("row")))
         spec_text = self.spec.to_toml()
         tree.attrs.update({"nexusbayes_format": FORMAT, "nexusbayes_version": version("nexusbayes"),
-                           "nexusbayes_spec": spec_text, "nexusbayes_sha256": _digest(spec_text, data),
+                           "nexusbayes_spec": spec_text, "nexusbayes_sha256": content_digest(spec_text, data),
                            "nexusbayes_data_source": self.panel.source})
         atomic_write(path, lambda tmp: tree.to_netcdf(tmp, engine="h5netcdf"))
         return path
 
 
-def _digest(spec_text: str, data: pd.DataFrame) -> str:
+def content_digest(spec_text: str, data: pd.DataFrame) -> str:
+    """SHA-256 of a spec's TOML text and a data table (its CSV at full precision): what a fit is of."""
     buffer = io.StringIO()
     data.to_csv(buffer, index=False, float_format="%.17g")
     return hashlib.sha256((spec_text + "\n--\n" + buffer.getvalue()).encode()).hexdigest()
@@ -211,7 +212,7 @@ def load(path: str | Path) -> Fit:
     for col in ("country", "region", "indicator", "rater"):
         if col in data:
             data[col] = data[col].astype(object).where(data[col].notna(), None)
-    if _digest(attrs["nexusbayes_spec"], data) != attrs.get("nexusbayes_sha256"):
+    if content_digest(attrs["nexusbayes_spec"], data) != attrs.get("nexusbayes_sha256"):
         raise FitFileError(f"{path}: the stored spec or data do not match their SHA-256: the file was modified "
                            "after it was saved; refit from the original spec and data")
     panel = validate(data, spec, label=str(attrs.get("nexusbayes_data_source", path)))

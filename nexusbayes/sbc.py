@@ -6,9 +6,23 @@ simulated data and the rank of the true value among (thinned) posterior draws is
 scalar hyperparameter and a random sample of ``theta`` elements. If the sampler and the model code
 are right, every rank is uniform on ``0..L``.
 
-The model is compiled once: its observed values are data containers (``data_<key>``), and nutpie's
-``with_data`` swaps them between fits. The centring constants computed from the panel stay fixed
-across simulations, which is right: they are constants of the prior, not functions of the data.
+The simulations run on Dask distributed, as jobs of :func:`nexusbayes.batch.run_jobs`: this process
+draws the prior and prior-predictive samples once (fixed by the seed) and submits each simulation with
+its data, its true values and its sampler seed; results are gathered as they finish. Each worker
+process builds and compiles the model once (a cache keyed by the SHA-256 of the spec's TOML and the
+panel's content) and refits it to every simulation it is given: the observed values are data
+containers (``data_<key>``) that nutpie's ``with_data`` swaps between fits. The centring constants
+computed from the panel stay fixed across simulations, which is right: they are constants of the
+prior, not functions of the data.
+
+Every finished simulation is written at once, so an interrupted run resumes where it stopped (a rerun
+with the same settings skips the simulations already done; other settings are refused). Layout of
+a run folder::
+
+    out_dir/settings.json              the run's settings (spec name, model SHA-256, n_sims, seed, ...)
+    out_dir/sims/sim-0000/summary.json its ranks, fit checks, worker and compile time (written when done)
+    out_dir/sims/sim-0000/error.json   a failed simulation's error (not done: a rerun tries it again)
+    out_dir/ranks.csv, tests.csv, fits.csv, summary.json, ecdf_*.png   written by :meth:`SBCResult.save`
 
 Uniformity is tested per parameter on the jittered PIT values ``(rank + U) / (L + 1)`` (exactly
 uniform under calibration) with the pointwise order test ``pot_c`` of arviz-stats (the test behind
@@ -27,9 +41,16 @@ Examples
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import hashlib
 import json
 import re
+import shutil
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,8 +60,10 @@ import pymc as pm
 import xarray as xr
 from scipy import stats
 
+from nexusbayes.batch import Job, JobResult, run_jobs
 from nexusbayes.data import Panel
-from nexusbayes.fit import resolve_panel, resolve_spec
+from nexusbayes.errors import OutputExistsError, SamplingError
+from nexusbayes.fit import atomic_write, content_digest, resolve_panel, resolve_spec
 from nexusbayes.model import build_model
 from nexusbayes.spec import Spec
 
@@ -50,6 +73,15 @@ SBC_ALPHA = 0.01
 THIN_TO = 100
 #: Number of theta elements ranked per run (drawn once from the seed).
 N_THETA = 20
+
+#: Folder of the per-simulation records inside a run folder, and the file naming the run's settings.
+SIMS_DIR = "sims"
+SETTINGS_FILE = "settings.json"
+#: The files :meth:`SBCResult.save` writes.
+OUTPUT_FILES = ("ranks.csv", "tests.csv", "fits.csv", "summary.json", "ecdf_hyper.png", "ecdf_theta.png")
+#: Columns of :attr:`SBCResult.fits`.
+FIT_COLUMNS = ["sim", "ok", "error", "seconds", "max_rhat", "divergences", "theta_correlation", "theta_bias",
+               "theta_rmse", "theta_coverage_50", "theta_coverage_90", "seconds_compile", "worker"]
 
 _LATENT = re.compile(r"(^|_)z0?($|_)")   # non-centred innovations and offsets: not hyperparameters
 
@@ -67,10 +99,14 @@ class SBCResult:
         One row per parameter: p-values (``p_pot``, ``p_chi2``), Holm-adjusted ``p_holm``,
         ``passed`` at :data:`SBC_ALPHA`, and the 50% and 90% interval coverage read off the ranks.
     fits : pandas.DataFrame
-        One row per simulation: seconds, max R-hat, divergences, and the theta recovery (correlation
-        of the posterior mean with the truth, bias, 50% and 90% interval coverage over all elements).
+        One row per simulation (:data:`FIT_COLUMNS`): ``ok`` and the ``error`` of a failed one, seconds
+        of the fit on its worker, max R-hat, divergences, the theta recovery (correlation of the
+        posterior mean with the truth, bias, RMSE, 50% and 90% interval coverage over all elements),
+        ``seconds_compile`` (when this simulation's worker compiled the model first) and ``worker``.
     summary : dict
-        Settings, timings, pooled recovery and the failing parameters (JSON-serialisable).
+        Settings, timings (prior draws; compile time per worker, ``seconds_compile_by_worker``; fit
+        times; how many simulations were resumed from disk), pooled recovery and the failing
+        parameters (JSON-serialisable).
     """
 
     ranks: pd.DataFrame
@@ -85,10 +121,15 @@ class SBCResult:
     def text(self) -> str:
         """A plain-text summary: settings, timings, recovery and the parameters that fail."""
         s = self.summary
+        by_worker = s["seconds_compile_by_worker"]
+        compile_text = (f"{s['seconds_compile']:.1f} s per worker ({len(by_worker)} worker(s))" if by_worker
+                        else "time not recorded")
         lines = [f"SBC of {s['spec']!r}: {s['n_sims']} simulations ({s['n_failed']} failed fits), "
                  f"{s['chains']} chains x {s['draws']} draws (tune {s['tune']}), ranks out of {s['n_draws_rank']}",
-                 f"time: compile {s['seconds_compile']:.1f} s, prior draws {s['seconds_prior']:.1f} s, fits "
-                 f"{s['seconds_fits']:.1f} s ({s['seconds_per_fit']:.2f} s per fit), total {s['seconds_total']:.1f} s",
+                 f"time: prior draws {s['seconds_prior']:.1f} s, compile {compile_text} on the workers, fits "
+                 f"{s['seconds_fits']:.1f} s ({s['seconds_per_fit']:.2f} s per fit on a worker, at most "
+                 f"{s['seconds_fit_max']:.2f} s; {s['n_resumed']} done earlier, resumed), "
+                 f"total {s['seconds_total']:.1f} s",
                  f"theta recovery: correlation {s['theta_correlation']:.3f}, bias {s['theta_bias']:+.3f}, "
                  f"50% coverage {s['theta_coverage_50']:.3f}, 90% coverage {s['theta_coverage_90']:.3f}",
                  f"per fit: median max R-hat {s['median_max_rhat']:.3f}, fits with divergences "
@@ -113,13 +154,14 @@ class SBCResult:
     def save(self, out_dir: str | Path, overwrite: bool = False, plots: bool = True) -> Path:
         """Write ``ranks.csv``, ``tests.csv``, ``fits.csv``, ``summary.json`` and the Δ-ECDF plots (PNG).
 
-        Each file is written atomically; an existing non-empty folder needs ``overwrite=True``.
+        Each file is written atomically. An existing non-empty folder needs ``overwrite=True``, unless
+        it is this run's own folder (the ``out_dir`` of :func:`run_sbc`, whose ``settings.json`` matches).
         """
-        from nexusbayes.fit import atomic_write
         from nexusbayes.outputs import check_writable
 
         out = Path(out_dir)
-        check_writable(out, overwrite)
+        if _read_settings(out) != self.summary["settings"]:
+            check_writable(out, overwrite)
         out.mkdir(parents=True, exist_ok=True)
         for name, table in (("ranks", self.ranks), ("tests", self.tests), ("fits", self.fits)):
             atomic_write(out / f"{name}.csv", lambda tmp, t=table: t.to_csv(tmp, index=False))
@@ -274,8 +316,10 @@ def uniformity_tests(ranks: pd.DataFrame, alpha: float = SBC_ALPHA, seed: int = 
 # ---- the run --------------------------------------------------------------------------------------------
 def run_sbc(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None = None, n_sims: int = 100, *,
             draws: int = 200, tune: int = 200, chains: int = 2, seed: int = 0, thin_to: int = THIN_TO,
-            n_theta: int = N_THETA, target_accept: float | None = None, progress=None) -> SBCResult:
-    """Simulation-based calibration of ``spec`` on the shape of ``data``.
+            n_theta: int = N_THETA, target_accept: float | None = None, out_dir: str | Path | None = None,
+            overwrite: bool = False, scheduler: str | None = None, n_workers: int = 2, progress: bool = True,
+            status: Callable[[str], None] | None = None) -> SBCResult:
+    """Simulation-based calibration of ``spec`` on the shape of ``data``, on a Dask cluster, resumable.
 
     Parameters
     ----------
@@ -289,37 +333,104 @@ def run_sbc(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | N
     draws, tune, chains : int
         nutpie settings per fit.
     seed : int
-        Base seed: the prior draws, the theta sample, the PIT jitter and each fit's seed derive from it.
+        Base seed: the prior draws, the theta sample, the PIT jitter and each fit's seed derive from it
+        (never from the worker that runs a simulation, so results do not depend on the cluster).
     thin_to : int
         Posterior draws kept per fit for the ranks (ranks lie in ``0..thin_to`` or close).
     n_theta : int
         Number of theta elements ranked (a random sample fixed by the seed).
     target_accept : float, optional
         nutpie's target acceptance (default: the spec's).
-    progress : callable, optional
-        Called as ``progress(sim, n_sims, seconds, message)`` after each fit.
+    out_dir : path, optional
+        Folder of the run: ``settings.json`` and one record per simulation (see the module docstring),
+        written as each simulation finishes. A rerun with the same settings skips the simulations already
+        done. Default: a temporary folder, deleted at the end (nothing to resume).
+    overwrite : bool
+        Use a folder that holds anything but an SBC of these settings: an earlier SBC's files
+        (``settings.json``, ``sims/`` and the outputs of :meth:`SBCResult.save`) are deleted first, other
+        files are left alone. The records of an SBC with the same settings are always reused: refitting
+        would give the same results.
+    scheduler : str, optional
+        Address of a running Dask scheduler; default a local cluster of ``n_workers`` processes
+        (:func:`nexusbayes.batch.connect`).
+    n_workers : int
+        Worker processes of the local cluster.
+    progress : bool
+        Show a progress bar (on stderr).
+    status : callable, optional
+        Called with one-line messages (e.g. how many simulations were already done).
 
     Returns
     -------
     SBCResult
-    """
-    import nutpie
+        Assembled from every simulation's record, those found on disk included: a resumed run gives
+        the same tables as an uninterrupted one.
 
+    Raises
+    ------
+    OutputExistsError
+        When ``out_dir`` holds anything but an SBC of these settings and ``overwrite`` is false; raised
+        before any prior draw or fit.
+    SamplingError
+        When every simulation failed (their errors are in ``sims/*/error.json``).
+    """
     start = time.perf_counter()
     spec, data_path = resolve_spec(spec)
     panel = resolve_panel(spec, data, data_path, need="SBC needs a panel for the shape")
     target_accept = spec.sampler.target_accept if target_accept is None else target_accept
+    settings = {"spec": spec.name, "model_sha256": content_digest(spec.to_toml(), panel.data_table()),
+                "n_sims": n_sims, "draws": draws, "tune": tune, "chains": chains, "seed": seed, "thin_to": thin_to,
+                "n_theta": n_theta, "target_accept": target_accept}
+    if out_dir is not None:
+        _claim(Path(out_dir), settings, overwrite)
+    folder = contextlib.nullcontext(out_dir) if out_dir is not None else \
+        tempfile.TemporaryDirectory(prefix="nexusbayes-sbc-")
+    with folder as run_dir:
+        jobs = _simulation_jobs(spec, panel, settings)
+        prior_at = time.perf_counter()
+        records = run_jobs(jobs, Path(run_dir) / SIMS_DIR, scheduler=scheduler, n_workers=n_workers,
+                           progress=progress, what="sim", status=status)
+    timings = {"seconds_prior": prior_at - start, "seconds_fits": time.perf_counter() - prior_at,
+               "seconds_total": time.perf_counter() - start}
+    return _assemble(records, settings, panel, timings)
 
+
+def _claim(out: Path, settings: dict, overwrite: bool) -> None:
+    """Make ``out`` the folder of an SBC of these settings: new, resumed, or (``overwrite``) an earlier SBC removed."""
+    if out.is_dir() and any(out.iterdir()):
+        earlier = _read_settings(out)
+        if earlier == settings:
+            return                        # the same SBC, finished or partial: resume it
+        if not overwrite:
+            what = ("an SBC with other settings (changed: " +
+                    ", ".join(k for k in settings if earlier.get(k) != settings[k]) + ")"
+                    if earlier is not None else "files that are not an SBC of these settings")
+            raise OutputExistsError(f"{out} holds {what}; pass --overwrite (overwrite=True) to replace it, or "
+                                    "--out DIR to write elsewhere")
+        for name in (SETTINGS_FILE, SIMS_DIR, *OUTPUT_FILES):   # what an SBC writes; nothing else is deleted
+            path = out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / SETTINGS_FILE, lambda tmp: Path(tmp).write_text(json.dumps(settings, indent=1)))
+
+
+def _read_settings(out: Path) -> dict | None:
+    path = out / SETTINGS_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _simulation_jobs(spec: Spec, panel: Panel, settings: dict) -> list[Job]:
+    """Draw the prior and prior-predictive simulations (fixed by the seed) and make one job of each."""
+    n_sims, seed = settings["n_sims"], settings["seed"]
     children = np.random.SeedSequence(seed).spawn(n_sims + 2)
     model = build_model(panel, spec)
-    compiled = nutpie.compile_pymc_model(model, default_initialization_strategy="prior")
-    compiled_at = time.perf_counter()
-
     prior = pm.sample_prior_predictive(draws=n_sims, model=model, random_seed=_int_seed(children[0]),
                                        return_inferencedata=True)
     sim_params = prior["prior"].to_dataset().isel(chain=0)
     sim_data = prior["prior_predictive"].to_dataset().isel(chain=0)
-    prior_at = time.perf_counter()
 
     names = hyperparameter_names(model)
     keep = {}
@@ -327,69 +438,183 @@ def run_sbc(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | N
         keep["country_offset"] = (sim_params["country_offset"].std("draw") > 0).values.ravel()
     theta_da = sim_params["theta"]
     n_elem = int(np.prod([theta_da.sizes[d] for d in ("region", "period", "trait")]))
-    pick = np.sort(np.random.default_rng(children[1]).choice(n_elem, size=min(n_theta, n_elem), replace=False))
-    theta_labels = np.array(_labels(theta_da, ["region", "period", "trait"]))[pick]
-
+    pick = np.sort(np.random.default_rng(children[1]).choice(n_elem, size=min(settings["n_theta"], n_elem),
+                                                             replace=False))
     keys = [name.removeprefix("y_") for name in sim_data.data_vars]
-    dtypes = {f"data_{k}": model[f"data_{k}"].get_value().dtype for k in keys}
-    rank_rows, fit_rows = [], []
+    setup = _Setup(spec=spec, panel=panel, model_sha256=settings["model_sha256"], names=names, keep=keep,
+                   theta_pick=pick, theta_labels=list(np.array(_labels(theta_da, ["region", "period", "trait"]))[pick]),
+                   dtypes={f"data_{k}": model[f"data_{k}"].get_value().dtype for k in keys},
+                   draws=settings["draws"], tune=settings["tune"], chains=settings["chains"],
+                   target_accept=settings["target_accept"], thin_to=settings["thin_to"])
+    jobs = []
     for s in range(n_sims):
-        t0 = time.perf_counter()
         values = {f"data_{k}": sim_data[f"y_{k}"].isel(draw=s).values for k in keys}
-        overflow = [name for name, v in values.items() if not np.array_equal(v.astype(dtypes[name]), v)]
-        if overflow:   # e.g. a prior draw with counts beyond the container's int32: recorded, not wrapped
-            fit_rows.append({"sim": s, "ok": False, "error": f"simulated values do not fit {overflow}",
-                             "seconds": 0.0})
-            continue
-        updated = compiled.with_data(**values)
         truth = sim_params.isel(draw=s)
-        try:
-            tree = nutpie.sample(updated, draws=draws, tune=tune, chains=chains, seed=_int_seed(children[s + 2]),
-                                 progress_bar=False, target_accept=target_accept, save_warmup=False)
-        except Exception as exc:  # a fit that crashes is recorded (and reported), not silently dropped
-            fit_rows.append({"sim": s, "ok": False, "error": f"{type(exc).__name__}: {exc}",
-                             "seconds": time.perf_counter() - t0})
-            if progress:
-                progress(s, n_sims, time.perf_counter() - t0, f"FAILED: {exc}")
-            continue
-        post = tree["posterior"].to_dataset()
-        post_hyper = scalar_draws(post, names, keep)
-        true_hyper = scalar_draws(truth, names, keep)
-        theta_post = post["theta"].transpose("chain", "draw", "region", "period", "trait").values
-        theta_post = theta_post.reshape(post.sizes["chain"], post.sizes["draw"], -1)
-        theta_true = truth["theta"].transpose("region", "period", "trait").values.ravel()
-        for label, d in post_hyper.items():
-            kept = thin(d, thin_to)
-            rank_rows.append((s, label, "hyper", rank_of(float(true_hyper[label]), kept), kept.size))
-        for label, i in zip(theta_labels, pick, strict=True):
-            kept = thin(theta_post[..., i], thin_to)
-            rank_rows.append((s, label, "theta", rank_of(float(theta_true[i]), kept), kept.size))
-        fit_rows.append({"sim": s, "ok": True, "error": "", "seconds": time.perf_counter() - t0,
-                         **_fit_checks(post, tree, names), **_recovery(theta_post, theta_true)})
-        if progress:
-            progress(s, n_sims, time.perf_counter() - t0, "")
-    done = time.perf_counter()
+        truth = {"hyper": {label: float(v) for label, v in scalar_draws(truth, names, keep).items()},
+                 "theta": truth["theta"].transpose("region", "period", "trait").values.ravel()}
+        fit_seed = _int_seed(children[s + 2])
+        identity = {"sim": s, **settings, "data_sha256": _arrays_sha(values), "truth_sha256": _arrays_sha(
+            {"theta": truth["theta"], **{k: np.float64(v) for k, v in truth["hyper"].items()}}), "fit_seed": fit_seed}
+        jobs.append(Job(f"sim-{s:04d}", identity, fit_simulation, (setup, s, values, truth, fit_seed)))
+    return jobs
 
-    ranks = pd.DataFrame(rank_rows, columns=["sim", "parameter", "kind", "rank", "n_draws"])
-    tests = uniformity_tests(ranks, seed=seed)
-    fits = pd.DataFrame(fit_rows)
+
+def _arrays_sha(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{value.dtype.str}:{value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _assemble(records: dict[str, dict], settings: dict, panel: Panel, timings: dict) -> SBCResult:
+    """The SBCResult of a run from its simulations' records (fresh and found on disk alike)."""
+    rank_rows, fit_rows, compiles = [], [], {}
+    for record in records.values():
+        sim = int(record["identity"]["sim"])
+        worker = record.get("worker") or {}
+        where = worker.get("address") or f"pid {worker.get('pid')}"
+        if record["status"] == "failed":
+            error = record["error"]
+            fit_rows.append({"sim": sim, "ok": False, "error": f"{error['type'].rsplit('.', 1)[-1]}: "
+                                                               f"{error['message']}", "seconds": record["seconds"],
+                             "worker": where})
+            continue
+        out = record["summary"]
+        rank_rows += [(sim, *row) for row in out["ranks"]]
+        fit_rows.append({"sim": sim, "ok": True, "error": "", **out["fit"], "seconds_compile": out["seconds_compile"],
+                         "worker": where})
+        if out["seconds_compile"] is not None:
+            compiles[where] = out["seconds_compile"]
+    fits = pd.DataFrame(fit_rows, columns=FIT_COLUMNS)
+    fits["ok"] = fits["ok"].astype(bool)
     ok = fits[fits["ok"]]
+    if ok.empty:
+        raise SamplingError(f"every one of the {len(fits)} simulations failed; the first: {fits['error'].iloc[0]}")
+    ranks = pd.DataFrame(rank_rows, columns=["sim", "parameter", "kind", "rank", "n_draws"])
+    tests = uniformity_tests(ranks, seed=settings["seed"])
     summary = {
-        "spec": spec.name, "n_sims": n_sims, "n_failed": int((~fits["ok"]).sum()), "draws": draws, "tune": tune,
-        "chains": chains, "seed": seed, "target_accept": target_accept, "n_draws_rank": int(ranks["n_draws"].max()),
+        "spec": settings["spec"], "n_sims": settings["n_sims"], "n_failed": int((~fits["ok"]).sum()),
+        "draws": settings["draws"], "tune": settings["tune"], "chains": settings["chains"], "seed": settings["seed"],
+        "target_accept": settings["target_accept"], "n_draws_rank": int(ranks["n_draws"].max()),
         "n_obs": int(panel.n_obs), "regions": len(panel.regions), "periods": len(panel.periods),
-        "seconds_compile": compiled_at - start, "seconds_prior": prior_at - compiled_at,
-        "seconds_fits": done - prior_at, "seconds_per_fit": float(fits["seconds"].mean()),
-        "seconds_total": done - start,
+        "n_resumed": sum(r["status"] == "skipped" for r in records.values()),
+        "seconds_compile": float(np.mean(list(compiles.values()))) if compiles else None,
+        "seconds_compile_by_worker": compiles,
+        **timings, "seconds_per_fit": float(ok["seconds"].mean()), "seconds_fit_max": float(ok["seconds"].max()),
         "theta_correlation": float(ok["theta_correlation"].mean()), "theta_bias": float(ok["theta_bias"].mean()),
         "theta_rmse": float(np.sqrt((ok["theta_rmse"] ** 2).mean())),
         "theta_coverage_50": float(ok["theta_coverage_50"].mean()),
         "theta_coverage_90": float(ok["theta_coverage_90"].mean()),
         "median_max_rhat": float(ok["max_rhat"].median()), "fits_with_divergences": int((ok["divergences"] > 0).sum()),
         "test": "pot_c", "alpha": SBC_ALPHA, "n_parameters": len(tests),
-        "failing": tests.loc[~tests["passed"], "parameter"].tolist(),
+        "failing": tests.loc[~tests["passed"], "parameter"].tolist(), "settings": settings,
     }
     return SBCResult(ranks=ranks, tests=tests, fits=fits, summary=summary)
+
+
+# ---- worker side ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Setup:
+    """What every simulation of a run shares: the model to compile, the ranked elements, the sampler settings."""
+
+    spec: Spec
+    panel: Panel
+    model_sha256: str                     # the compile cache key: SHA-256 of (spec TOML, panel content)
+    names: list[str]                      # hyperparameters ranked
+    keep: dict[str, np.ndarray]           # masks over their elements (see scalar_draws)
+    theta_pick: np.ndarray                # flat indices of the ranked theta elements ...
+    theta_labels: list[str]               # ... and their labels
+    dtypes: dict[str, np.dtype]           # of the data containers, to refuse values they cannot hold
+    draws: int
+    tune: int
+    chains: int
+    target_accept: float
+    thin_to: int
+
+
+#: The nutpie-compiled models of this process, by the SHA-256 of (spec TOML, panel content), oldest first.
+#: A Dask worker process builds and compiles a run's model once and refits it to every simulation it is
+#: given (``with_data``); a long-lived worker keeps the :data:`COMPILE_CACHE_SIZE` most recent models.
+_COMPILED: collections.OrderedDict[str, object] = collections.OrderedDict()
+_COMPILE_LOCK = threading.Lock()         # one compile at a time, even on a worker with several threads
+#: Compiled models kept per worker process.
+COMPILE_CACHE_SIZE = 4
+
+
+def compiled_model(setup: _Setup) -> tuple[object, float | None]:
+    """The nutpie-compiled model of a run, compiled at most once per process (see ``_COMPILED``).
+
+    Returns
+    -------
+    tuple
+        The compiled model, and the seconds it took to build and compile it here, or None when it
+        came from the cache.
+    """
+    import nutpie
+
+    with _COMPILE_LOCK:
+        if setup.model_sha256 in _COMPILED:
+            return _COMPILED[setup.model_sha256], None
+        start = time.perf_counter()
+        model = build_model(setup.panel, setup.spec)
+        compiled = nutpie.compile_pymc_model(model, default_initialization_strategy="prior")
+        while len(_COMPILED) >= COMPILE_CACHE_SIZE:
+            _COMPILED.popitem(last=False)
+        _COMPILED[setup.model_sha256] = compiled
+        return compiled, time.perf_counter() - start
+
+
+def fit_simulation(setup: _Setup, sim: int, values: dict[str, np.ndarray], truth: dict, seed: int) -> JobResult:
+    """Refit the model to one simulation on a worker and rank the true values among the posterior draws.
+
+    The work of a simulation's job (:class:`nexusbayes.batch.Job`); an exception becomes the
+    simulation's failure record.
+
+    Parameters
+    ----------
+    setup : _Setup
+        What the run's simulations share.
+    sim : int
+        The simulation's index.
+    values : dict of str to numpy.ndarray
+        The simulated data, by data container (``data_<key>``).
+    truth : dict
+        ``hyper``: the true value of each ranked hyperparameter element, by label; ``theta``: every
+        true theta element, flattened over (region, period, trait).
+    seed : int
+        The sampler seed.
+
+    Returns
+    -------
+    JobResult
+        Summary ``sim``, ``ranks`` (rows ``[parameter, kind, rank, n_draws]``), ``fit`` (seconds, max
+        R-hat, divergences, theta recovery) and ``seconds_compile`` (None when the compiled model was
+        cached).
+    """
+    import nutpie
+
+    overflow = [name for name, v in values.items() if not np.array_equal(v.astype(setup.dtypes[name]), v)]
+    if overflow:   # e.g. a prior draw with counts beyond the container's int32: recorded, not wrapped
+        raise ValueError(f"simulated values do not fit {overflow}")
+    compiled, seconds_compile = compiled_model(setup)
+    start = time.perf_counter()
+    tree = nutpie.sample(compiled.with_data(**values), draws=setup.draws, tune=setup.tune, chains=setup.chains,
+                         seed=seed, progress_bar=False, target_accept=setup.target_accept, save_warmup=False)
+    post = tree["posterior"].to_dataset()
+    ranks = []
+    for label, d in scalar_draws(post, setup.names, setup.keep).items():
+        kept = thin(d, setup.thin_to)
+        ranks.append([label, "hyper", rank_of(truth["hyper"][label], kept), kept.size])
+    theta_post = post["theta"].transpose("chain", "draw", "region", "period", "trait").values
+    theta_post = theta_post.reshape(post.sizes["chain"], post.sizes["draw"], -1)
+    for label, i in zip(setup.theta_labels, setup.theta_pick, strict=True):
+        kept = thin(theta_post[..., i], setup.thin_to)
+        ranks.append([label, "theta", rank_of(float(truth["theta"][i]), kept), kept.size])
+    fit_row = {"seconds": time.perf_counter() - start, **_fit_checks(post, tree, setup.names),
+               **_recovery(theta_post, truth["theta"])}
+    return JobResult({"sim": sim, "ranks": ranks, "fit": fit_row, "seconds_compile": seconds_compile})
 
 
 def _int_seed(seq: np.random.SeedSequence) -> int:

@@ -133,7 +133,7 @@ def test_stored_spec_with_an_evil_name_is_refused(synthetic, tmp_path, name, reh
 
     import tomli_w
 
-    from nexusbayes.fit import _digest
+    from nexusbayes.fit import content_digest
 
     bad = tmp_path / "evil_name.nc"
     shutil.copy(synthetic, bad)
@@ -149,7 +149,7 @@ def test_stored_spec_with_an_evil_name_is_refused(synthetic, tmp_path, name, reh
         for col in ("country", "region", "indicator"):
             data[col] = data[col].astype(object)
         with h5py.File(bad, "r+") as f:
-            f.attrs["nexusbayes_sha256"] = _digest(text, data)
+            f.attrs["nexusbayes_sha256"] = content_digest(text, data)
     with pytest.raises(FitFileError, match=r"\(stored spec\): invalid model specification\n  - `name`: use only "
                                            r"letters, digits"):
         load(bad)
