@@ -70,6 +70,28 @@ def data_values(model: pm.Model) -> dict[str, np.ndarray]:
     return {name: var.get_value() for name, var in model.named_vars.items() if isinstance(var, SharedVariable)}
 
 
+def lookup(panel: Panel, spec: Spec, values: dict[str, np.ndarray]):
+    """The cached compiled model of this structure given ``values`` (``with_data``), or None.
+
+    Parameters
+    ----------
+    panel : Panel
+    spec : Spec
+    values : dict of str to numpy.ndarray
+        Every data container's value (:func:`data_values` of the model built from ``panel`` and
+        ``spec``); a model is returned only if every value survives its container's dtype unchanged
+        (e.g. no count beyond int32 on a model compiled with int32 counts).
+    """
+    key = structure_key(panel, spec)
+    with _LOCK:
+        compiled = _CACHE.get(key)
+        if compiled is not None:
+            _CACHE.move_to_end(key)
+    if compiled is None or not _fits(compiled, values):
+        return None
+    return compiled.with_data(**values)
+
+
 def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec):
     """The nutpie-compiled ``model``: from the cache when its structure was compiled before in this process.
 
@@ -83,29 +105,19 @@ def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec):
     Returns
     -------
     compiled : nutpie CompiledModel
-        With the data of ``model`` (``with_data`` on a cached model).
+        With the data of ``model`` (see :func:`lookup`).
     cached : bool
         Whether compilation was skipped.
-
-    Notes
-    -----
-    A cached model is used only when every data value survives the container's dtype unchanged
-    (e.g. no count beyond int32 on a model compiled with int32 counts); otherwise it is compiled anew.
     """
     import nutpie
 
-    key = structure_key(panel, spec)
-    values = data_values(model)
-    with _LOCK:
-        compiled = _CACHE.get(key)
-        if compiled is not None:
-            _CACHE.move_to_end(key)
-    if compiled is not None and _fits(compiled, values):
-        return compiled.with_data(**values), True
+    compiled = lookup(panel, spec, data_values(model))
+    if compiled is not None:
+        return compiled, True
     # chains start from independent prior draws, so agreement between chains tests identification
     compiled = nutpie.compile_pymc_model(model, default_initialization_strategy="prior")
     with _LOCK:
-        _CACHE[key] = compiled
+        _CACHE[structure_key(panel, spec)] = compiled
         while len(_CACHE) > MAX_MODELS:
             _CACHE.popitem(last=False)
     return compiled, False

@@ -41,14 +41,12 @@ Examples
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import hashlib
 import json
 import re
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +58,7 @@ import pymc as pm
 import xarray as xr
 from scipy import stats
 
+from nexusbayes import compile_cache
 from nexusbayes.batch import Job, JobResult, run_jobs
 from nexusbayes.data import Panel
 from nexusbayes.errors import OutputExistsError, SamplingError
@@ -441,9 +440,8 @@ def _simulation_jobs(spec: Spec, panel: Panel, settings: dict) -> list[Job]:
     pick = np.sort(np.random.default_rng(children[1]).choice(n_elem, size=min(settings["n_theta"], n_elem),
                                                              replace=False))
     keys = [name.removeprefix("y_") for name in sim_data.data_vars]
-    setup = _Setup(spec=spec, panel=panel, model_sha256=settings["model_sha256"], names=names, keep=keep,
+    setup = _Setup(spec=spec, panel=panel, values=compile_cache.data_values(model), names=names, keep=keep,
                    theta_pick=pick, theta_labels=list(np.array(_labels(theta_da, ["region", "period", "trait"]))[pick]),
-                   dtypes={f"data_{k}": model[f"data_{k}"].get_value().dtype for k in keys},
                    draws=settings["draws"], tune=settings["tune"], chains=settings["chains"],
                    target_accept=settings["target_accept"], thin_to=settings["thin_to"])
     jobs = []
@@ -521,12 +519,11 @@ class _Setup:
 
     spec: Spec
     panel: Panel
-    model_sha256: str                     # the compile cache key: SHA-256 of (spec TOML, panel content)
     names: list[str]                      # hyperparameters ranked
     keep: dict[str, np.ndarray]           # masks over their elements (see scalar_draws)
     theta_pick: np.ndarray                # flat indices of the ranked theta elements ...
     theta_labels: list[str]               # ... and their labels
-    dtypes: dict[str, np.dtype]           # of the data containers, to refuse values they cannot hold
+    values: dict[str, np.ndarray]         # the panel's data containers (their dtypes refuse values they cannot hold)
     draws: int
     tune: int
     chains: int
@@ -534,17 +531,11 @@ class _Setup:
     thin_to: int
 
 
-#: The nutpie-compiled models of this process, by the SHA-256 of (spec TOML, panel content), oldest first.
-#: A Dask worker process builds and compiles a run's model once and refits it to every simulation it is
-#: given (``with_data``); a long-lived worker keeps the :data:`COMPILE_CACHE_SIZE` most recent models.
-_COMPILED: collections.OrderedDict[str, object] = collections.OrderedDict()
-_COMPILE_LOCK = threading.Lock()         # one compile at a time, even on a worker with several threads
-#: Compiled models kept per worker process.
-COMPILE_CACHE_SIZE = 4
-
-
 def compiled_model(setup: _Setup) -> tuple[object, float | None]:
-    """The nutpie-compiled model of a run, compiled at most once per process (see ``_COMPILED``).
+    """The run's nutpie-compiled model with the panel's data, compiled at most once per worker process.
+
+    Through :mod:`nexusbayes.compile_cache`, so a Dask worker (or this process) compiles a run's
+    model once and refits it to every simulation it is given (``with_data``).
 
     Returns
     -------
@@ -552,18 +543,12 @@ def compiled_model(setup: _Setup) -> tuple[object, float | None]:
         The compiled model, and the seconds it took to build and compile it here, or None when it
         came from the cache.
     """
-    import nutpie
-
-    with _COMPILE_LOCK:
-        if setup.model_sha256 in _COMPILED:
-            return _COMPILED[setup.model_sha256], None
-        start = time.perf_counter()
-        model = build_model(setup.panel, setup.spec)
-        compiled = nutpie.compile_pymc_model(model, default_initialization_strategy="prior")
-        while len(_COMPILED) >= COMPILE_CACHE_SIZE:
-            _COMPILED.popitem(last=False)
-        _COMPILED[setup.model_sha256] = compiled
-        return compiled, time.perf_counter() - start
+    compiled = compile_cache.lookup(setup.panel, setup.spec, setup.values)
+    if compiled is not None:
+        return compiled, None
+    start = time.perf_counter()
+    compiled, _ = compile_cache.compile_nutpie(build_model(setup.panel, setup.spec), setup.panel, setup.spec)
+    return compiled, time.perf_counter() - start
 
 
 def fit_simulation(setup: _Setup, sim: int, values: dict[str, np.ndarray], truth: dict, seed: int) -> JobResult:
@@ -595,7 +580,7 @@ def fit_simulation(setup: _Setup, sim: int, values: dict[str, np.ndarray], truth
     """
     import nutpie
 
-    overflow = [name for name, v in values.items() if not np.array_equal(v.astype(setup.dtypes[name]), v)]
+    overflow = [name for name, v in values.items() if not np.array_equal(v.astype(setup.values[name].dtype), v)]
     if overflow:   # e.g. a prior draw with counts beyond the container's int32: recorded, not wrapped
         raise ValueError(f"simulated values do not fit {overflow}")
     compiled, seconds_compile = compiled_model(setup)

@@ -1,0 +1,73 @@
+"""The benchmark's sizes and data: the bundled Kyrgyzstan example and two simulated panels with known truth.
+
+========  ===========================================================  ============================
+size      data                                                         shape
+========  ===========================================================  ============================
+small     ``models/kyrgyzstan.toml`` (its bundled data)                1 country x 7 regions x 26 years
+medium    simulated, 8 indicators, 10% of cells missing                10 x 8 x 10 x 8
+large     simulated, 8 indicators, 30% of cells missing                40 x 10 x 25 x 8
+========  ===========================================================  ============================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nexusbayes.data import Panel
+from nexusbayes.simulate import simulate
+from nexusbayes.spec import Indicator, Spec, load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = ("small", "medium", "large")
+#: (countries, regions per country, periods, share of cells missing) of the simulated sizes.
+SHAPES = {"medium": (10, 8, 10, 0.1), "large": (40, 10, 25, 0.3)}
+SEED = 20261129
+
+
+def bench_spec() -> Spec:
+    """Eight indicators of the four families, both traits, like the memo's sources."""
+    cap, will = "capability", "willingness"
+    return Spec(name="benchmark", indicators={
+        "staff": Indicator(family="normal", loads={cap: "positive"}, label="log staff per capita"),
+        "budget": Indicator(family="normal", loads={cap: "positive"}, label="log budget per capita"),
+        "seizures": Indicator(family="negbin", loads={cap: "positive", will: "positive"}, label="drug seizures"),
+        "arrests": Indicator(family="negbin", loads={will: "positive"}, label="trafficking arrests"),
+        "abuse": Indicator(family="negbin", loads={will: "negative"}, label="abuse reports"),
+        "quota": Indicator(family="binomial", loads={will: "positive"}, label="months quota met"),
+        "expert_capability": Indicator(family="ordinal", categories=5, loads={cap: "positive"}),
+        "expert_willingness": Indicator(family="ordinal", categories=5, loads={will: "positive"}),
+    })
+
+
+@dataclass(frozen=True)
+class Case:
+    """One size: the spec, the panel, and the true traits when the data are simulated."""
+
+    size: str
+    spec: Spec
+    panel: Panel
+    theta: np.ndarray | None       # (region, period, trait), standardised like the model's
+
+    @property
+    def shape(self) -> str:
+        """Countries x regions x periods x indicators."""
+        p = self.panel
+        return f"{len(p.countries)}x{len(p.regions) // len(p.countries)}x{len(p.periods)}x{len(p.indicators)}"
+
+
+def make_case(size: str) -> Case:
+    """The spec and data of ``size`` (simulated data are the same on every run: fixed seed)."""
+    if size == "small":
+        from nexusbayes.data import load_panel
+
+        spec, path = load_spec(ROOT / "models" / "kyrgyzstan.toml")
+        return Case(size, spec, load_panel(path, spec), None)
+    if size not in SHAPES:
+        raise ValueError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
+    countries, regions, periods, missing = SHAPES[size]
+    sim = simulate(bench_spec(), n_countries=countries, n_regions=regions, n_periods=periods, missing=missing,
+                   seed=SEED)
+    return Case(size, sim.spec, sim.panel, sim.truth["theta"].transpose("region", "period", "trait").values)

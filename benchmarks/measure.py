@@ -1,0 +1,173 @@
+"""Run one benchmark case in this process: ``python -m benchmarks.measure SIZE SAMPLER [options]``.
+
+Prints one JSON record on its last line. :mod:`benchmarks.__main__` runs every case in a fresh
+process, so compile times are cold (as for a user's first fit) and peak memory is the case's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+from benchmarks.cases import make_case
+from nexusbayes.diagnostics import diagnose
+
+SAMPLERS = ("nutpie", "pymc", "numpyro")
+
+
+def available(sampler: str) -> bool:
+    """Whether the sampler's packages are installed (numpyro needs ``jax`` and ``numpyro``)."""
+    if sampler != "numpyro":
+        return True
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("jax", "numpyro"))
+
+
+def convergence(tree, seconds_sampling: float, seconds_total: float) -> dict:
+    """Min bulk and tail ESS over every posterior element, ESS/s, max R-hat, divergences, steps per draw."""
+    diag = diagnose(tree)
+    bulk = float(diag.table["min_ess_bulk"].min())
+    steps = tree["sample_stats"]["n_steps"] if "n_steps" in tree["sample_stats"] else None
+    return {"min_ess_bulk": round(bulk, 1), "min_ess_tail": round(float(diag.table["min_ess_tail"].min()), 1),
+            "ess_bulk_per_s_sampling": round(bulk / seconds_sampling, 3),
+            "ess_bulk_per_s_end_to_end": round(bulk / seconds_total, 3),
+            "max_rhat": round(float(diag.table["max_rhat"].max()), 4), "divergences": int(diag.divergences),
+            "grad_evals_per_draw": None if steps is None else round(float(steps.mean()), 1),
+            "worst_variable": str(diag.table["min_ess_bulk"].idxmin())}
+
+
+def recovery(tree, theta: np.ndarray | None) -> float | None:
+    """Smallest correlation over traits between posterior-mean and true traits (simulated sizes)."""
+    if theta is None:
+        return None
+    mean = tree["posterior"]["theta"].mean(("chain", "draw")).transpose("region", "period", "trait").values
+    return round(min(float(np.corrcoef(mean[..., k].ravel(), theta[..., k].ravel())[0, 1])
+                     for k in range(theta.shape[-1])), 4)
+
+
+def gradient_seconds_nutpie(compiled, n_eval: int = 300) -> float:
+    """Seconds per log-density-and-gradient evaluation of nutpie's compiled function (one core)."""
+    n = compiled.n_dim
+    x = np.random.default_rng(0).normal(0.0, 0.1, n)
+    grad, logp = np.empty(n), np.empty(1)
+    pointer = ctypes.POINTER(ctypes.c_double)
+    args = (n, x.ctypes.data_as(pointer), grad.ctypes.data_as(pointer), logp.ctypes.data_as(pointer),
+            compiled.user_data.ctypes.data)
+    function = compiled.compiled_logp_func.ctypes
+    function(*args)
+    start = time.perf_counter()
+    for _ in range(n_eval):
+        function(*args)
+    return (time.perf_counter() - start) / n_eval
+
+
+def gradient_seconds_pymc(model, n_eval: int = 300) -> float:
+    """Seconds per log-density-and-gradient evaluation of PyMC's compiled function (C backend, one core)."""
+    function = model.logp_dlogp_function(ravel_inputs=True)
+    function.set_extra_values({})
+    x = np.concatenate([np.ravel(v) for v in model.initial_point(random_seed=0).values()])
+    function(x)
+    start = time.perf_counter()
+    for _ in range(n_eval):
+        function(x)
+    return (time.perf_counter() - start) / n_eval
+
+
+def run(size: str, sampler: str, draws: int | None = None, tune: int | None = None, chains: int | None = None,
+        cached_refit: bool = False, approx: bool = False) -> dict:
+    """Fit one size with one sampler; measure cost, convergence, recovery (and, optionally, the fast paths)."""
+    from nexusbayes import compile_cache
+    from nexusbayes.fit import fit
+    from nexusbayes.model import build_model
+
+    case = make_case(size)
+    settings = case.spec.sampler
+    draws, tune, chains = draws or settings.draws, tune or settings.tune, chains or settings.chains
+    record = {"size": size, "shape": case.shape, "sampler": sampler, "observations": int(case.panel.n_obs),
+              "chains": chains, "draws": draws, "tune": tune}
+    start = time.perf_counter()
+    if sampler in ("nutpie", "pymc"):
+        compile_s = None
+        if sampler == "pymc":   # PyMC compiles inside pm.sample: time the same compile first (cached on disk)
+            t0 = time.perf_counter()
+            model = build_model(case.panel, case.spec)
+            model.logp_dlogp_function(ravel_inputs=True)
+            compile_s = time.perf_counter() - t0
+        result = fit(case.spec, case.panel, backend=sampler, draws=draws, tune=tune, chains=chains,
+                     progress=False, check=False)
+        total = time.perf_counter() - start
+        tree, timings = result.tree, result.timings
+        compile_s = timings["compile"] if compile_s is None else compile_s
+        sampling_s = timings["sampling"]
+        record.update({"compile_s": round(compile_s, 2), "sampling_s": round(sampling_s, 2),
+                       "postprocess_s": round(timings["postprocess"], 2), "end_to_end_s": round(total, 2)})
+        model = build_model(case.panel, case.spec)
+        if sampler == "nutpie":
+            compiled = compile_cache.lookup(case.panel, case.spec, compile_cache.data_values(model))
+            grad = gradient_seconds_nutpie(compiled)
+            record["parameters"] = int(compiled.n_dim)
+        else:
+            grad = gradient_seconds_pymc(model)
+            record["parameters"] = int(sum(np.size(v) for v in model.initial_point().values()))
+    else:
+        import pymc as pm
+
+        model = build_model(case.panel, case.spec)
+        with model:
+            tree = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=settings.seed, nuts_sampler="numpyro",
+                             target_accept=settings.target_accept, progressbar=False,
+                             compute_convergence_checks=False, nuts_sampler_kwargs={"chain_method": "parallel"})
+        total = sampling_s = time.perf_counter() - start
+        record.update({"compile_s": None, "sampling_s": round(sampling_s, 2), "postprocess_s": None,
+                       "end_to_end_s": round(total, 2),
+                       "parameters": int(sum(np.size(v) for v in model.initial_point().values()))})
+        grad = None
+        result = None
+    record.update(convergence(tree, sampling_s, total))
+    record["gradient_us"] = None if grad is None else round(grad * 1e6, 2)
+    record["gradient_ns_per_observation"] = None if grad is None else round(grad * 1e9 / case.panel.n_obs, 2)
+    record["recovery_r"] = recovery(tree, case.theta)
+    if cached_refit and sampler == "nutpie":
+        t0 = time.perf_counter()
+        again = fit(case.spec, case.panel, draws=draws, tune=tune, chains=chains, seed=settings.seed + 1,
+                    progress=False, check=False)
+        record["cached_end_to_end_s"] = round(time.perf_counter() - t0, 2)
+        record["cached_compile_s"] = round(again.timings["compile"], 3)
+        assert again.tree.attrs["compile_cached"] == 1, "the second fit of the same structure compiled again"
+    if approx and result is not None:
+        from nexusbayes.approximate import approximate, distance
+
+        t0 = time.perf_counter()
+        quick = approximate(case.spec, case.panel, progress=False)
+        record["advi_s"] = round(time.perf_counter() - t0, 2)
+        record.update({f"advi_{k}": round(v, 4) for k, v in distance(quick, result).items()})
+    record["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: run one case and print its JSON record."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.measure")
+    parser.add_argument("size")
+    parser.add_argument("sampler", choices=SAMPLERS)
+    parser.add_argument("--draws", type=int)
+    parser.add_argument("--tune", type=int)
+    parser.add_argument("--chains", type=int)
+    parser.add_argument("--cached-refit", action="store_true", help="fit again in-process (compile cache)")
+    parser.add_argument("--approx", action="store_true", help="also run ADVI and measure its distance")
+    args = parser.parse_args(argv)
+    record = run(args.size, args.sampler, args.draws, args.tune, args.chains, args.cached_refit, args.approx)
+    print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")   # numpyro's parallel chains
+    sys.exit(main())

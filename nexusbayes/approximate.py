@@ -1,0 +1,167 @@
+"""A fast, approximate look (variational inference): labelled approximate, and measured against NUTS.
+
+:func:`approximate` fits the same model with automatic differentiation variational inference
+(mean-field ADVI by default, full-rank on request) and draws from the fitted approximation. It
+takes seconds where NUTS takes minutes, which is what a first look at new data or a new spec needs;
+it is **not** a substitute for :func:`nexusbayes.fit.fit`:
+
+* there are no convergence diagnostics (no chains to compare, no divergences to count), only the
+  ELBO history;
+* mean-field ADVI ignores posterior correlations and typically makes intervals too narrow, so
+  P(type) near 0.5 is overconfident.
+
+:func:`distance` says how far an approximation is from a NUTS fit of the same spec and data (the
+benchmark reports it for every size).
+
+Examples
+--------
+>>> from nexusbayes.simulate import simulate
+>>> sim = simulate(n_regions=3, n_periods=4, seed=1)
+>>> quick = approximate(sim.spec, sim.panel, n=3000, seed=1, progress=False)
+>>> quick.method, quick.tree["posterior"].sizes["draw"]
+('advi', 1000)
+>>> print(quick.banner())  # doctest: +ELLIPSIS
+APPROXIMATE (advi, 3000 iterations): ...
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import xarray as xr
+
+from nexusbayes import typology
+from nexusbayes.constants import CI_PROB
+from nexusbayes.data import Panel
+from nexusbayes.errors import SpecError
+from nexusbayes.fit import Fit, orient, resolve_panel, resolve_spec
+from nexusbayes.model import build_model
+from nexusbayes.spec import Spec
+
+METHODS = ("advi", "fullrank_advi")
+
+
+@dataclass
+class Approximation:
+    """Draws from a variational approximation of the posterior, with what is needed to read them.
+
+    Attributes
+    ----------
+    tree : xarray.DataTree
+        Group ``posterior`` (one chain) and attrs ``approximate`` (the method), ``iterations``,
+        ``seconds_compile_and_fit``, ``seconds_draws`` and ``final_loss`` (mean negative ELBO over the last
+        10% of iterations).
+    spec : Spec
+    panel : Panel
+    loss : numpy.ndarray
+        Negative ELBO per iteration.
+    """
+
+    tree: xr.DataTree
+    spec: Spec
+    panel: Panel
+    loss: np.ndarray
+
+    @property
+    def method(self) -> str:
+        """The variational family: ``advi`` (mean-field) or ``fullrank_advi``."""
+        return str(self.tree.attrs["approximate"])
+
+    def banner(self) -> str:
+        """The one-line label every printed approximate result carries."""
+        return (f"APPROXIMATE ({self.method}, {self.tree.attrs['iterations']} iterations): variational "
+                "inference, no convergence diagnostics, intervals usually too narrow; for quick looks only, "
+                "confirm with `nexusbayes fit`")
+
+    def type_probabilities(self) -> xr.DataArray:
+        """Approximate P(type) per region-period (see :func:`nexusbayes.typology.type_probabilities`)."""
+        return typology.type_probabilities(self.tree, self.spec)
+
+    def types_table(self) -> pd.DataFrame:
+        """Tidy approximate P(type) per region-period with the modal type."""
+        region_country = {r: self.panel.countries[c]
+                          for r, c in zip(self.panel.regions, self.panel.region_country, strict=True)}
+        return typology.types_table(self.type_probabilities(), region_country)
+
+    def trait_summary(self) -> pd.DataFrame:
+        """Approximate posterior mean and equal-tailed interval of every trait per region-period."""
+        return Fit(tree=self.tree, spec=self.spec, panel=self.panel).trait_summary()
+
+
+def approximate(spec: Spec | str, data=None, *, method: str = "advi", n: int = 20_000, draws: int = 1000,
+                seed: int | None = None, progress: bool = True) -> Approximation:
+    """Fit a variational approximation of the posterior (ADVI) and draw from it.
+
+    Parameters
+    ----------
+    spec : Spec or path
+    data : path, DataFrame or Panel, optional
+        Default: the spec's ``data``.
+    method : {"advi", "fullrank_advi"}
+        Mean-field (fast, ignores correlations) or full-rank (slower, captures them) ADVI.
+    n : int
+        Optimisation iterations.
+    draws : int
+        Draws from the fitted approximation.
+    seed : int, optional
+        Default: the spec's sampler seed.
+    progress : bool
+        Show the optimisation's progress bar.
+
+    Returns
+    -------
+    Approximation
+    """
+    if method not in METHODS:
+        raise SpecError(f"unknown approximation {method!r}; choose one of {', '.join(METHODS)}")
+    if n < 100 or draws < 10:
+        raise SpecError(f"n = {n} iterations and draws = {draws}: use at least 100 iterations and 10 draws")
+    spec, data_path = resolve_spec(spec)
+    panel = resolve_panel(spec, data, data_path)
+    seed = spec.sampler.seed if seed is None else seed
+    model = build_model(panel, spec)
+    start = time.perf_counter()
+    with model:
+        approx = pm.fit(n=n, method=method, random_seed=seed, progressbar=progress)
+    fitted = time.perf_counter()
+    tree = approx.sample(draws=draws, random_seed=seed + 1, return_inferencedata=True)
+    posterior = tree["posterior"].to_dataset()
+    tree = xr.DataTree.from_dict({"posterior": posterior})
+    tree = orient(tree, spec, panel)
+    loss = np.asarray(approx.hist, dtype=float)
+    tree.attrs.update({"approximate": method, "iterations": n, "seconds_compile_and_fit": fitted - start,
+                       "seconds_draws": time.perf_counter() - fitted, "seed": seed,
+                       "final_loss": float(np.mean(loss[-max(1, n // 10):]))})
+    return Approximation(tree=tree, spec=spec, panel=panel, loss=loss)
+
+
+def distance(approx: Approximation, reference: Fit) -> dict:
+    """How far an approximation is from a NUTS fit of the same spec and data, on the traits and types.
+
+    Returns
+    -------
+    dict
+        ``theta_mean_error_sd``: mean over region-period-traits of |mean difference| / NUTS SD, and its
+        ``..._max``; ``theta_sd_ratio``: median approximate SD / NUTS SD (< 1: too narrow);
+        ``theta_coverage``: share of NUTS posterior means inside the approximation's central
+        ``CI_PROB`` interval; ``type_max_abs_diff``: largest |P(type) difference|; ``modal_type_agreement``:
+        share of region-periods with the same modal type.
+    """
+    a = approx.tree["posterior"]["theta"]
+    b = reference.tree["posterior"]["theta"]
+    dims = ("chain", "draw")
+    sd_b = b.std(dims)
+    error = np.abs(a.mean(dims) - b.mean(dims)) / sd_b
+    q = a.quantile([(1 - CI_PROB) / 2, 1 - (1 - CI_PROB) / 2], dim=dims)
+    inside = (b.mean(dims) >= q.isel(quantile=0)) & (b.mean(dims) <= q.isel(quantile=1))
+    out = {"theta_mean_error_sd": float(error.mean()), "theta_mean_error_sd_max": float(error.max()),
+           "theta_sd_ratio": float((a.std(dims) / sd_b).median()), "theta_coverage": float(inside.mean())}
+    if approx.spec.has_typology:
+        pa, pb = approx.type_probabilities(), reference.type_probabilities()
+        out["type_max_abs_diff"] = float(np.abs(pa - pb).max())
+        out["modal_type_agreement"] = float((pa.argmax("type") == pb.argmax("type")).mean())
+    return out
