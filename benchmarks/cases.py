@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+import xarray as xr
 
 from nexusbayes.data import Panel
 from nexusbayes.simulate import simulate
@@ -49,7 +49,7 @@ class Case:
     size: str
     spec: Spec
     panel: Panel
-    theta: np.ndarray | None       # (region, period, trait), standardised like the model's
+    theta: xr.DataArray | None     # true traits (region, period, trait), standardised like the model's
 
     @property
     def shape(self) -> str:
@@ -70,4 +70,4 @@ def make_case(size: str) -> Case:
     countries, regions, periods, missing = SHAPES[size]
     sim = simulate(bench_spec(), n_countries=countries, n_regions=regions, n_periods=periods, missing=missing,
                    seed=SEED)
-    return Case(size, sim.spec, sim.panel, sim.truth["theta"].transpose("region", "period", "trait").values)
+    return Case(size, sim.spec, sim.panel, sim.truth["theta"])

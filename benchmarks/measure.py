@@ -44,13 +44,17 @@ def convergence(tree, seconds_sampling: float, seconds_total: float) -> dict:
             "worst_variable": str(diag.table["min_ess_bulk"].idxmin())}
 
 
-def recovery(tree, theta: np.ndarray | None) -> float | None:
-    """Smallest correlation over traits between posterior-mean and true traits (simulated sizes)."""
+def recovery(tree, theta) -> float | None:
+    """Smallest correlation over traits between posterior-mean and true traits (simulated sizes).
+
+    Matched by label (the panel sorts regions as text, so 'C10-R01' comes before 'C2-R01').
+    """
     if theta is None:
         return None
-    mean = tree["posterior"]["theta"].mean(("chain", "draw")).transpose("region", "period", "trait").values
-    return round(min(float(np.corrcoef(mean[..., k].ravel(), theta[..., k].ravel())[0, 1])
-                     for k in range(theta.shape[-1])), 4)
+    mean = tree["posterior"]["theta"].mean(("chain", "draw"))
+    truth = theta.sel(region=mean["region"], period=mean["period"], trait=mean["trait"])
+    return round(min(float(np.corrcoef(mean.sel(trait=k).values.ravel(), truth.sel(trait=k).values.ravel())[0, 1])
+                     for k in mean["trait"].values), 4)
 
 
 def gradient_seconds_nutpie(compiled, n_eval: int = 300) -> float:

@@ -161,9 +161,11 @@ class NegBin(Family):
 
     def likelihood(self, block, eta, scale, params, observed, inputs):
         """Negative-binomial likelihood with mean ``exp(eta) * exposure``."""
-        mu = pt.exp(eta + inputs["log_exposure"])
-        alpha = 1.0 / params["inv_dispersion"][block.local]
-        return pm.NegativeBinomial(f"y_{block.key}", mu=mu, alpha=alpha, observed=observed, dims=block.dim)
+        log_mu = eta + inputs["log_exposure"]
+        alpha = 1.0 / params["inv_dispersion"]                        # per indicator: the special functions
+        terms = (alpha * pt.log(alpha) - pt.gammaln(alpha))[block.local]   # run once per indicator, not per count
+        return pm.CustomDist(f"y_{block.key}", log_mu, alpha[block.local], terms, dist=_negbin_dist,
+                             logp=_negbin_kernel, observed=observed, dims=block.dim)
 
     def simulate(self, rng, eta, scale, block, params):
         """Gamma-Poisson draws."""
@@ -202,9 +204,8 @@ class Binomial(Family):
 
     def likelihood(self, block, eta, scale, params, observed, inputs):
         """Binomial likelihood."""
-        return pm.Binomial(f"y_{block.key}", n=inputs["trials"], logit_p=eta,
-                           observed=observed,
-                           dims=block.dim)
+        return pm.CustomDist(f"y_{block.key}", eta, inputs["trials"], dist=_binomial_dist, logp=_binomial_kernel,
+                             observed=observed, dims=block.dim)
 
     def simulate(self, rng, eta, scale, block, params):
         """Binomial draws."""
@@ -275,13 +276,17 @@ class Ordinal(Family):
         return params
 
     @staticmethod
-    def _cuts(block, params):
-        cut = params["cutpoints"][..., block.local, :]
-        if "rater_shift" in params:
-            has = block.rater >= 0
-            shift = params["rater_shift"][..., block.local, np.where(has, block.rater, 0)] * has
-            cut = cut + shift[..., None]
-        return cut
+    def _shift(block, params):
+        """Each observation's rater shift of the cut-points (0 without a rater)."""
+        if "rater_shift" not in params:
+            return np.zeros(len(block.local))
+        has = block.rater >= 0
+        return params["rater_shift"][..., block.local, np.where(has, block.rater, 0)] * has
+
+    @classmethod
+    def _cuts(cls, block, params):
+        """Each observation's cut-points, (..., obs, K - 1)."""
+        return params["cutpoints"][..., block.local, :] + cls._shift(block, params)[..., None]
 
     def observed_values(self, block):
         """Ratings 1..K as the int64 codes 0..K-1."""
@@ -289,8 +294,21 @@ class Ordinal(Family):
 
     def likelihood(self, block, eta, scale, params, observed, inputs):
         """Ordered-logistic likelihood on the codes 0..K-1."""
-        return pm.OrderedLogistic(f"y_{block.key}", eta=eta, cutpoints=self._cuts(block, params),
-                                  observed=observed, dims=block.dim, compute_p=False)
+        cut = params["cutpoints"]                                            # (indicator, K - 1)
+        outer = pt.full((cut.shape[0], 1), _OUTER_CUT)
+        padded = pt.concatenate([-outer, cut, outer], axis=-1)                # (indicator, K + 1)
+        shift = self._shift(block, params)
+        local = block.local
+
+        def kernel(value, eta, cut_obs, padded, shift):
+            # flat gathers from the small padded table (a 1-d gather and scatter-add are the fast ones): the
+            # gradient scatters into (indicator, K + 1), not into (obs, K)
+            flat = padded.ravel()
+            at = local * (block.categories + 1) + value
+            return _ordinal_kernel(eta - shift, flat[at], flat[at + 1])
+
+        return pm.CustomDist(f"y_{block.key}", eta, self._cuts(block, params), padded, shift, dist=_ordinal_dist,
+                             logp=kernel, observed=observed, dims=block.dim)
 
     def simulate(self, rng, eta, scale, block, params):
         """Ordered-logit draws on 1..K."""
@@ -333,3 +351,44 @@ class Ordinal(Family):
 NUISANCE = ("sigma", "inv_dispersion", "cutpoints", "rater_shift")
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (Normal(), NegBin(), Binomial(), Bernoulli(), Ordinal())}
+
+
+# ---- log-density kernels -------------------------------------------------------------------------
+# The observed variables of the discrete families are CustomDists: PyMC's own distribution draws them
+# (prior predictive), but the log-density the sampler differentiates is a kernel without the terms that
+# depend on the data alone (log n-choose-k, log y!), which are data containers here and so would be
+# recomputed at every gradient, and with the special functions of per-indicator parameters computed
+# once per indicator. The pointwise log-likelihood stored for LOO is the full one (``Family.logp``).
+
+#: Stands for the infinite cut-points below the first and above the last category (finite: no inf - inf).
+_OUTER_CUT = 1e6
+
+
+def _negbin_dist(log_mu, alpha, terms, size):
+    return pm.NegativeBinomial.dist(mu=pt.exp(log_mu), alpha=alpha, size=size)
+
+
+def _negbin_kernel(value, log_mu, alpha, terms):
+    """Log NB(y | mu, alpha) + log y!: lgamma(y + a) - lgamma(a) + a log a + y log mu - (y + a) log(mu + a)."""
+    log_total = pt.logaddexp(log_mu, pt.log(alpha))
+    return pt.gammaln(value + alpha) + terms + value * log_mu - (value + alpha) * log_total
+
+
+def _binomial_dist(eta, trials, size):
+    return pm.Binomial.dist(n=trials, logit_p=eta, size=size)
+
+
+def _binomial_kernel(value, eta, trials):
+    """Log Binomial(k | n, expit(eta)) - log C(n, k) = k eta - n log(1 + e^eta)."""
+    return value * eta - trials * pt.softplus(eta)
+
+
+def _ordinal_dist(eta, cut, padded, shift, size):
+    return pm.OrderedLogistic.dist(eta=eta, cutpoints=cut, compute_p=False, size=size)
+
+
+def _ordinal_kernel(eta, lower, upper):
+    """Log(expit(eta - lower) - expit(eta - upper)): the observed category's cut-points only (not all K)."""
+    log_a = -pt.softplus(lower - eta)          # log expit(eta - lower)
+    log_b = -pt.softplus(upper - eta)          # log expit(eta - upper) < log_a
+    return log_a + pt.log1mexp(log_b - log_a)
