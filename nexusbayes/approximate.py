@@ -87,6 +87,31 @@ class Approximation:
                           for r, c in zip(self.panel.regions, self.panel.region_country, strict=True)}
         return typology.types_table(self.type_probabilities(), region_country)
 
+    def group_era_summary(self) -> pd.DataFrame:
+        """Approximate type probabilities by the spec's region groups and eras."""
+        return typology.group_era_summary(self.type_probabilities(), self.spec)
+
+    def text(self) -> str:
+        """What ``nexusbayes quick`` prints: the banner, the data, the time and the types by group and era."""
+        from nexusbayes.constants import TYPES
+
+        panel, attrs = self.panel, self.tree.attrs
+        lines = [self.banner(),
+                 f"{self.spec.name!r}: {panel.n_obs} observations, {len(panel.regions)} regions, "
+                 f"{len(panel.periods)} periods; compile and fit {attrs['seconds_compile_and_fit']:.1f} s, "
+                 f"draws {attrs['seconds_draws']:.1f} s; final loss (negative ELBO) {attrs['final_loss']:.1f}"]
+        if self.spec.has_typology:
+            groups = self.group_era_summary()
+            if len(groups):
+                shown = groups[["group", "era", *TYPES, "modal_type"]].copy()
+                shown[list(TYPES)] = shown[list(TYPES)].round(2)
+                lines += ["\nApproximate type probabilities by region group and era:", shown.to_string(index=False)]
+            else:
+                counts = self.types_table()["modal_type"].value_counts().reindex(list(TYPES), fill_value=0)
+                lines.append("Approximate modal types over region-periods: "
+                             + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return "\n".join(lines)
+
     def trait_summary(self) -> pd.DataFrame:
         """Approximate posterior mean and equal-tailed interval of every trait per region-period."""
         return Fit(tree=self.tree, spec=self.spec, panel=self.panel).trait_summary()

@@ -9,6 +9,7 @@ Commands
 ``nexusbayes sweep SPEC --kind KIND``   fit variants of a spec on a Dask cluster, print them side by side
 ``nexusbayes report FIT``    write the diagnostics report of a saved fit (``report.html``, PNG figures, CSV tables)
 ``nexusbayes sbc SPEC``      simulation-based calibration on the shape of the spec's data, on a Dask cluster; resumable
+``nexusbayes quick SPEC``    an approximate first look (ADVI): types by group and era, labelled APPROXIMATE
 """
 
 from __future__ import annotations
@@ -71,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="report folder (default: report/ beside the fit file)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier report in the folder")
     p.add_argument("--strict", action="store_true", help="exit with status 3 when a diagnostic fails")
+    p = sub.add_parser("quick", help="approximate first look (variational inference, no diagnostics): types by "
+                                     "group and era, labelled APPROXIMATE")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--method", choices=["advi", "fullrank_advi"], default="advi")
+    p.add_argument("--iterations", type=int, default=20_000, help="optimisation steps (default 20000)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", type=Path, help="also write quick_types.csv and quick_traits.csv into this folder")
+    p.add_argument("--overwrite", action="store_true", help="replace existing CSV files in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p = sub.add_parser("sbc", help="simulation-based calibration: refit prior simulations on a Dask cluster, test "
                                    "rank uniformity; rerun to resume")
     p.add_argument("spec", type=Path, help="model specification; its data file gives the shape")
@@ -95,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _signals_interrupt(received):
             return {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare,
-                    "sweep": _sweep, "report": _report, "sbc": _sbc}[args.command](args)
+                    "sweep": _sweep, "report": _report, "sbc": _sbc, "quick": _quick}[args.command](args)
     except NexusBayesError as exc:
         print(f"nexusbayes: error: {exc}", file=sys.stderr)
         return 2
@@ -279,6 +289,25 @@ def _sbc(args) -> int:
     if len(failed):
         print(f"(tracebacks in {out / SIMS_DIR}/*/error.json; a rerun tries the failed simulations again)",
               file=sys.stderr)
+    return 0
+
+
+def _quick(args) -> int:
+    from nexusbayes.approximate import approximate
+    from nexusbayes.errors import OutputExistsError
+    from nexusbayes.fit import atomic_write
+
+    names = ("quick_types.csv", "quick_traits.csv")
+    existing = [str(args.out / n) for n in names if args.out is not None and (args.out / n).exists()]
+    if existing and not args.overwrite:   # refused before fitting
+        raise OutputExistsError(f"{', '.join(existing)} exist(s); pass --overwrite to replace, or --out DIR")
+    result = approximate(args.spec, method=args.method, n=args.iterations, seed=args.seed,
+                         progress=not args.no_progress)
+    print(result.text())
+    if args.out is not None:
+        for name, table in (("quick_types.csv", result.types_table()), ("quick_traits.csv", result.trait_summary())):
+            atomic_write(args.out / name, lambda tmp, t=table: t.to_csv(tmp, index=False))
+        print(f"Wrote {args.out}/quick_types.csv and quick_traits.csv (APPROXIMATE)")
     return 0
 
 

@@ -50,3 +50,18 @@ def test_bad_settings_are_refused(pair):
         approximate(sim.spec, sim.panel, method="pathfinder")
     with pytest.raises(SpecError, match="at least 100 iterations"):
         approximate(sim.spec, sim.panel, n=5)
+
+
+def test_quick_command_prints_the_banner_and_writes_labelled_tables(tmp_path, capsys):
+    from pathlib import Path
+
+    from nexusbayes.cli import main
+
+    spec = Path(__file__).resolve().parents[1] / "models" / "sbc_small.toml"
+    out = tmp_path / "quick"
+    assert main(["quick", str(spec), "--iterations", "2000", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("APPROXIMATE (advi, 2000 iterations)")
+    assert {p.name for p in out.iterdir()} == {"quick_types.csv", "quick_traits.csv"}
+    assert main(["quick", str(spec), "--iterations", "2000", "--out", str(out), "--no-progress"]) == 2
+    assert "exist(s); pass --overwrite" in capsys.readouterr().err

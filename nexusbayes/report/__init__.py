@@ -39,7 +39,7 @@ from nexusbayes import typology
 from nexusbayes.constants import CI_PROB, ESS_MIN, PARETO_K_MAX, RHAT_MAX, TYPES
 from nexusbayes.diagnostics import ADVICE, Diagnostics
 from nexusbayes.errors import OutputExistsError
-from nexusbayes.fit import Fit, _digest, prior_predictive, temp_dir_beside
+from nexusbayes.fit import Fit, content_digest, prior_predictive, temp_dir_beside
 from nexusbayes.report import checks, figures
 
 REPORT_FILE = "report.html"
@@ -96,7 +96,7 @@ def _header(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
     attrs = fit.tree.attrs
     panel = fit.panel
     spec_text = attrs.get("nexusbayes_spec") or fit.spec.to_toml()
-    digest = attrs.get("nexusbayes_sha256") or _digest(spec_text, panel.data_table())
+    digest = attrs.get("nexusbayes_sha256") or content_digest(spec_text, panel.data_table())
     source = Path(str(attrs.get("nexusbayes_data_source", panel.source)))
     facts = {
         "spec name": fit.spec.name,
