@@ -66,8 +66,10 @@ def run_case(size: str, sampler: str, args: argparse.Namespace) -> dict:
     """Run one case in a fresh Python process; return its record (or the error)."""
     command = [sys.executable, "-m", "benchmarks.measure", size, sampler]
     for option in ("draws", "tune", "chains"):
-        if getattr(args, option) is not None:
-            command += [f"--{option}", str(getattr(args, option))]
+        value = getattr(args, f"large_{option}", None) if size == "large" else None
+        value = value if value is not None else getattr(args, option)
+        if value is not None:
+            command += [f"--{option}", str(value)]
     if sampler == "nutpie" and size == "small":
         command.append("--cached-refit")
     if sampler == "nutpie" and not args.no_approx:
@@ -136,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, help="draws per chain (default the spec's: 1000)")
     parser.add_argument("--tune", type=int, help="tuning steps per chain (default the spec's: 1000)")
     parser.add_argument("--chains", type=int, help="chains (default the spec's: 4)")
+    parser.add_argument("--large-draws", type=int, help="draws per chain for the large size (default --draws)")
+    parser.add_argument("--large-tune", type=int, help="tuning steps for the large size (default --tune)")
     parser.add_argument("--no-approx", action="store_true", help="skip the ADVI fast path")
     parser.add_argument("--out", type=Path, help="JSON file (default results/latest.json; with --compare none)")
     parser.add_argument("--compare", nargs="?", const=RESULTS / "latest.json", type=Path, metavar="STORED",
@@ -152,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     record = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "platform": platform.platform()},
               "when": time.strftime("%Y-%m-%d %H:%M"), "machine_seconds": round(machine_seconds(), 4),
-              "settings": {"draws": args.draws, "tune": args.tune, "chains": args.chains}, "cases": []}
+              "settings": {"draws": args.draws, "tune": args.tune, "chains": args.chains,
+                           "large_draws": args.large_draws, "large_tune": args.large_tune}, "cases": []}
     for size in sizes:
         for sampler in samplers:
             if size == "large" and sampler not in args.large_samplers.split(","):
