@@ -294,21 +294,19 @@ class Ordinal(Family):
 
     def likelihood(self, block, eta, scale, params, observed, inputs):
         """Ordered-logistic likelihood on the codes 0..K-1."""
-        cut = params["cutpoints"]                                            # (indicator, K - 1)
-        outer = pt.full((cut.shape[0], 1), _OUTER_CUT)
-        padded = pt.concatenate([-outer, cut, outer], axis=-1)                # (indicator, K + 1)
         shift = self._shift(block, params)
-        local = block.local
+        local, last = block.local, block.categories - 1
 
-        def kernel(value, eta, cut_obs, padded, shift):
-            # flat gathers from the small padded table (a 1-d gather and scatter-add are the fast ones): the
-            # gradient scatters into (indicator, K + 1), not into (obs, K)
-            flat = padded.ravel()
-            at = local * (block.categories + 1) + value
-            return _ordinal_kernel(eta - shift, flat[at], flat[at + 1])
+        def kernel(value, eta, cut_obs, cut, shift):
+            # flat gathers from the small (indicator, K - 1) table (a 1-d gather and scatter-add are the fast
+            # ones): the gradient scatters into it, not into (obs, K)
+            flat = cut.ravel()
+            lower = flat[local * last + pt.maximum(value - 1, 0)]
+            upper = flat[local * last + pt.minimum(value, last - 1)]
+            return _ordinal_kernel(eta - shift, lower, upper, pt.eq(value, 0), pt.eq(value, last))
 
-        return pm.CustomDist(f"y_{block.key}", eta, self._cuts(block, params), padded, shift, dist=_ordinal_dist,
-                             logp=kernel, observed=observed, dims=block.dim)
+        return pm.CustomDist(f"y_{block.key}", eta, self._cuts(block, params), params["cutpoints"], shift,
+                             dist=_ordinal_dist, logp=kernel, observed=observed, dims=block.dim)
 
     def simulate(self, rng, eta, scale, block, params):
         """Ordered-logit draws on 1..K."""
@@ -360,10 +358,6 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (Normal(), NegBin(), Binomial(
 # recomputed at every gradient, and with the special functions of per-indicator parameters computed
 # once per indicator. The pointwise log-likelihood stored for LOO is the full one (``Family.logp``).
 
-#: Stands for the infinite cut-points below the first and above the last category (finite: no inf - inf).
-_OUTER_CUT = 1e6
-
-
 def _negbin_dist(log_mu, alpha, terms, size):
     return pm.NegativeBinomial.dist(mu=pt.exp(log_mu), alpha=alpha, size=size)
 
@@ -383,12 +377,20 @@ def _binomial_kernel(value, eta, trials):
     return value * eta - trials * pt.softplus(eta)
 
 
-def _ordinal_dist(eta, cut, padded, shift, size):
+def _ordinal_dist(eta, cut, table, shift, size):
     return pm.OrderedLogistic.dist(eta=eta, cutpoints=cut, compute_p=False, size=size)
 
 
-def _ordinal_kernel(eta, lower, upper):
-    """Log(expit(eta - lower) - expit(eta - upper)): the observed category's cut-points only (not all K)."""
-    log_a = -pt.softplus(lower - eta)          # log expit(eta - lower)
-    log_b = -pt.softplus(upper - eta)          # log expit(eta - upper) < log_a
-    return log_a + pt.log1mexp(log_b - log_a)
+def _ordinal_kernel(eta, lower, upper, first, last):
+    """Log(expit(eta - lower) - expit(eta - upper)): the observed category's cut-points only (not all K).
+
+    ``lower`` is -inf for the first category (``first``) and ``upper`` +inf for the last (``last``);
+    those are handled by switches rather than by infinite or huge cut-points, and the argument of
+    ``log1mexp`` is replaced in the branch not taken, so that no branch is ever infinite: backends
+    that differentiate through both branches of a switch (JAX, for numpyro) would otherwise get NaN
+    gradients.
+    """
+    log_a = pt.switch(first, 0.0, -pt.softplus(lower - eta))      # log expit(eta - lower)
+    log_b = -pt.softplus(upper - eta)                              # log expit(eta - upper) < log_a
+    gap = pt.switch(last, -1.0, log_b - log_a)
+    return log_a + pt.switch(last, 0.0, pt.log1mexp(gap))
