@@ -82,7 +82,10 @@ def lookup(panel: Panel, spec: Spec, values: dict[str, np.ndarray]):
         ``spec``); a model is returned only if every value survives its container's dtype unchanged
         (e.g. no count beyond int32 on a model compiled with int32 counts).
     """
-    key = structure_key(panel, spec)
+    return _lookup(structure_key(panel, spec), values)
+
+
+def _lookup(key: str, values: dict[str, np.ndarray]):
     with _LOCK:
         compiled = _CACHE.get(key)
         if compiled is not None:
@@ -111,13 +114,14 @@ def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec):
     """
     import nutpie
 
-    compiled = lookup(panel, spec, data_values(model))
+    key = structure_key(panel, spec)   # hashes every observation's indices: computed once per call
+    compiled = _lookup(key, data_values(model))
     if compiled is not None:
         return compiled, True
     # chains start from independent prior draws, so agreement between chains tests identification
     compiled = nutpie.compile_pymc_model(model, default_initialization_strategy="prior")
     with _LOCK:
-        _CACHE[structure_key(panel, spec)] = compiled
+        _CACHE[key] = compiled
         while len(_CACHE) > MAX_MODELS:
             _CACHE.popitem(last=False)
     return compiled, False
