@@ -289,7 +289,7 @@ def _sbc(args) -> int:
     if len(failed):
         print(f"(tracebacks in {out / SIMS_DIR}/*/error.json; a rerun tries the failed simulations again)",
               file=sys.stderr)
-    return 0
+    return 1 if len(failed) else 0   # like sweep: the tables are written, but the run is not complete
 
 
 def _quick(args) -> int:

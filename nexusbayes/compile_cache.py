@@ -128,17 +128,29 @@ def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec):
 
 
 def _fits(compiled, values: dict[str, np.ndarray]) -> bool:
-    """Whether every value has the shape rank and survives the dtype of the compiled model's container."""
+    """Whether every value fits a data container of the compiled model (see :func:`misfits`)."""
     # the compiled model also holds the lengths of the model's dims (structural, so in the key)
     current = {var.name: compiled.shared_data[key] for var, key in compiled.shared_var_keys.items()}
-    if not set(values) <= set(current):
-        return False
+    return set(values) <= set(current) and not misfits(values, current)
+
+
+def misfits(values: dict[str, np.ndarray], containers: dict[str, np.ndarray]) -> list[str]:
+    """Names of ``values`` whose rank differs from their container's or that its dtype would change.
+
+    E.g. a count above 2**31 for an int32 container: wrapped silently by ``with_data``, so it must be
+    compiled anew (the cache) or refused (SBC) instead.
+
+    Examples
+    --------
+    >>> misfits({"y": np.array([1, 2**40])}, {"y": np.zeros(2, dtype=np.int32)})
+    ['y']
+    """
+    bad = []
     for name, value in values.items():
-        old = current[name]
-        value = np.asarray(value)
+        old, value = containers[name], np.asarray(value)
         if value.ndim != old.ndim or not np.array_equal(value.astype(old.dtype), value):
-            return False
-    return True
+            bad.append(name)
+    return bad
 
 
 def clear() -> None:

@@ -162,22 +162,29 @@ def temp_dir_beside(out_dir: Path) -> Path:
     ``mkdtemp`` makes folders private (0700); an output folder is for reading, so it gets the umask's mode.
     """
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    tmp.chmod(0o777 & ~_umask())
+    return tmp
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
     umask = os.umask(0)
     os.umask(umask)
-    tmp.chmod(0o777 & ~umask)
-    return tmp
+    return umask
 
 
 def atomic_write(path: Path, writer) -> None:
     """Call ``writer(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
-    An interruption leaves ``path`` as it was: either the old file or the complete new one.
+    An interruption leaves ``path`` as it was: either the old file or the complete new one. The file
+    gets the umask's ordinary mode (``mkstemp`` alone would leave it private, 0600).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         writer(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -295,7 +302,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
             say(f"sampling {settings.chains} chain(s) x {settings.tune} tune + {settings.draws} draws ...")
             sampler = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
                                     seed=settings.seed, progress_bar=progress, target_accept=settings.target_accept,
-                                    save_warmup=False, blocking=False)
+                                    adaptation=settings.adaptation, save_warmup=False, blocking=False)
             try:
                 tree = sampler.wait()
             except BaseException:
@@ -324,6 +331,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
         "seconds_postprocess": done - sampled_at, "compile_cached": int(cached), "sampler": settings.backend,
         "draws": settings.draws, "tune": settings.tune, "chains": settings.chains, "seed": settings.seed,
         "target_accept": settings.target_accept,
+        "adaptation": settings.adaptation if settings.backend == "nutpie" else "pymc (jitter+adapt_diag)",
         **{f"version_{lib}": version(lib) for lib in ("pymc", "arviz", "nutpie", "numpy", "xarray")},
     })
     result = Fit(tree=tree, spec=spec, panel=panel)
@@ -474,8 +482,7 @@ def _postprocess(tree: xr.DataTree, model: pm.Model, panel: Panel, spec: Spec, s
     tree["posterior_predictive"] = xr.DataTree(xr.Dataset(predictive).assign_coords(sample_coords))
     tree["observed_data"] = xr.DataTree(xr.Dataset(observed))
     names = panel.indicators
-    const = {"centre_loc": ("indicator", np.array([design.centres[n][0] for n in names])),
-             "centre_scale": ("indicator", np.array([design.centres[n][1] for n in names])),
+    const = {"centre_loc": ("indicator", design.centres[:, 0]), "centre_scale": ("indicator", design.centres[:, 1]),
              "period_time": ("period", design.period_time),
              "region_country": ("region", np.array([panel.countries[c] for c in panel.region_country], dtype=object))}
     tree["constant_data"] = xr.DataTree(xr.Dataset(const, coords={"indicator": names, "period": panel.periods,

@@ -15,6 +15,14 @@ for AR(1) ``a_t = phi^d_t`` and ``step_sd = initial_sd * sqrt(1 - phi^(2 d_t))``
 Region innovations are centred within each country (sum-to-zero region deviations), so the
 country path *is* the country's average and the split between levels is identified.
 
+Under a random walk the countries' starts are sum-to-zero over countries (a single country starts at
+0): a common shift of every start moves every ``theta_raw`` alike, which the standardisation below
+removes, so that direction would be set by the prior alone. They are centred
+(``country_start``, multivariate normal over traits with SD ``country_initial_sd``), because every
+region of a country informs its start and the non-centred form is then a funnel. The medium
+benchmark panel's worst-mixing variables were ``country_z0`` and ``country_initial_sd`` before
+(bulk ESS 620-690 of 4,000 draws) and are no longer among the slowest after.
+
 Identification
 --------------
 * **Location and scale**: ``theta`` is ``theta_raw`` standardised per trait over the region-periods
@@ -61,7 +69,7 @@ class Design:
 
     blocks: list[Block]
     families: list[str]                        # family of each indicator, in panel order
-    centres: dict[str, tuple[float, float]]   # indicator -> (location, scale)
+    centres: np.ndarray                        # (indicator, 2): location and scale, in panel order
     loading_sign: np.ndarray                   # (indicator, trait): 0 none, 1 positive, -1 negative, 2 free
     region_country: np.ndarray
     period_time: np.ndarray
@@ -105,13 +113,13 @@ def make_design(panel: Panel, spec: Spec) -> Design:
                     "set by the prior alone; mark at least one such indicator `comparable = true` (the default)")
     fam_of = {n: spec.indicator(n).family for n in panel.indicators}
     key_of = {n: term_key(spec, n) for n in panel.indicators}
-    centres = {}
+    centres = np.tile([0.0, 1.0], (len(panel.indicators), 1))
     for j, sub in frame.groupby("indicator_idx", sort=True):   # one pass, however many indicators
         name = panel.indicators[j]
         exposure = sub["exposure"].to_numpy(float) if "exposure" in sub else np.full(len(sub), np.nan)
         exposure = np.where(np.isfinite(exposure), exposure, 1.0)
         trials = sub["trials"].to_numpy(float) if "trials" in sub else np.full(len(sub), np.nan)
-        centres[name] = FAMILIES[fam_of[name]].centre(sub["value"].to_numpy(float), exposure, trials)
+        centres[j] = FAMILIES[fam_of[name]].centre(sub["value"].to_numpy(float), exposure, trials)
 
     keys: dict[str, list[str]] = {}
     for name in panel.indicators:
@@ -127,6 +135,8 @@ def make_design(panel: Panel, spec: Spec) -> Design:
     n_contrast = len(panel.regions) - len(panel.countries)
     if n_contrast > 0:
         coords["region_contrast"] = np.arange(n_contrast)
+    if len(panel.countries) > 1:
+        coords["country_contrast"] = np.arange(len(panel.countries) - 1)   # sum-to-zero contrasts of countries
     if panel.raters:
         coords["rater"] = panel.raters
     for key, names in keys.items():
@@ -173,8 +183,7 @@ def block_index(design: Design, panel: Panel, block: Block) -> BlockIndex:
     frame = panel.frame
     rows = block.rows
     j = frame["indicator_idx"].to_numpy()[rows]
-    centres = np.array([design.centres[name] for name in panel.indicators])   # (indicator, 2)
-    loc, scale = centres[j, 0], centres[j, 1]
+    loc, scale = design.centres[j, 0], design.centres[j, 1]
     normal = np.array([spec_family == "normal" for spec_family in design.families])
     centre = np.where(normal[j], 0.0, loc)
     return BlockIndex(region=frame["region_idx"].to_numpy()[rows], period=frame["period_idx"].to_numpy()[rows],
@@ -226,9 +235,8 @@ def build_model(panel: Panel, spec: Spec) -> pm.Model:
         loading, intercept = _measurement_parameters(design, spec)
         offset = _country_offsets(design, spec)
         # the centring constants are computed from the data, so they are data containers too
-        centres = np.array([design.centres[name] for name in panel.indicators])   # (indicator, 2)
-        location = pm.Data("indicator_location", centres[:, 0], dims="indicator")
-        spread = pm.Data("indicator_scale", centres[:, 1], dims="indicator")
+        location = pm.Data("indicator_location", design.centres[:, 0], dims="indicator")
+        spread = pm.Data("indicator_scale", design.centres[:, 1], dims="indicator")
         normal = np.array([family == "normal" for family in design.families])
         for block in design.blocks:
             family = FAMILIES[spec.indicator(block.names[0]).family]
@@ -353,20 +361,34 @@ def _latent_process(design: Design, spec: Spec):
         a, b = pri.ar_phi
         phi = pm.Beta("ar_phi", a, b, dims="trait")
 
+    # Random walk: the countries' starts are sum-to-zero contrasts (none for a single country), which leaves the
+    # likelihood and the implied prior of their differences unchanged (see the module docstring). Under AR(1)
+    # the common level decays towards 0 and is identified, so it stays.
+    walk = dyn.kind != "ar1"
+    country_basis = sum_to_zero_basis(np.zeros(n_country, dtype=int)) if walk else np.eye(n_country)
+
     paths = {}
-    for level, dim in (("country", "country"), ("region", "region_contrast")):
+    for level, dim, start_dim, level_basis in (
+            ("country", "country", "country_contrast" if walk else "country", country_basis),
+            ("region", "region_contrast", "region_contrast", basis)):
         if level == "region" and basis.shape[1] == 0:
             paths[level] = pt.zeros((len(region_country), n_period, n_trait))
             continue
-        if level == reference:
-            init_sd = pt.ones(n_trait)   # the scale reference: other scales are relative to it
+        if level_basis.shape[1] == 0:
+            start = pt.zeros((1, n_trait))   # a single country under a random walk: it starts at the reference 0
         else:
-            init_sd = pm.HalfNormal(f"{level}_initial_sd", getattr(pri, f"initial_{level}_sd"), dims="trait")
-        z0 = pm.Normal(f"{level}_z0", 0.0, 1.0, dims=(dim, "trait"))
-        z0 = z0 @ chol.T
-        if level == "region":
-            z0 = pt.dot(basis, z0)
-        start = init_sd * z0
+            if level == reference:
+                init_sd = pt.ones(n_trait)   # the scale reference: other scales are relative to it
+            else:
+                init_sd = pm.HalfNormal(f"{level}_initial_sd", getattr(pri, f"initial_{level}_sd"), dims="trait")
+            if level == "country" and walk and level != reference:
+                # centred: the data pin the starts far more tightly than their free scale does
+                contrasts = pm.MvNormal("country_start", mu=0.0, chol=init_sd[:, None] * chol,
+                                        dims=(start_dim, "trait"))
+                start = pt.dot(level_basis, contrasts)
+            else:
+                z0 = pm.Normal(f"{level}_z0", 0.0, 1.0, dims=(start_dim, "trait"))
+                start = init_sd * pt.dot(level_basis, z0 @ chol.T)
         if n_period == 1:
             paths[level] = start[:, None, :]
             continue
@@ -482,7 +504,6 @@ def _country_offsets(design: Design, spec: Spec):
         return None
     model = pm.Model.get_context()
     model.add_coord("indicator_country_specific", [names[j] for j in local])
-    model.add_coord("country_contrast", np.arange(len(countries) - 1))
     z = pm.Normal("country_offset_z", 0.0, 1.0, dims=("indicator_country_specific", "country_contrast"))
     basis = sum_to_zero_basis(np.zeros(len(countries), dtype=int))          # (country, country - 1)
     offsets = spec.priors.country_offset * pt.dot(z, basis.T)

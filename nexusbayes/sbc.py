@@ -82,7 +82,9 @@ OUTPUT_FILES = ("ranks.csv", "tests.csv", "fits.csv", "summary.json", "ecdf_hype
 FIT_COLUMNS = ["sim", "ok", "error", "seconds", "max_rhat", "divergences", "theta_correlation", "theta_bias",
                "theta_rmse", "theta_coverage_50", "theta_coverage_90", "seconds_compile", "worker"]
 
-_LATENT = re.compile(r"(^|_)z0?($|_)")   # non-centred innovations and offsets: not hyperparameters
+# non-centred innovations and offsets, and the countries' (centred) starting states: latent states, ranked
+# through theta, not hyperparameters
+_LATENT = re.compile(r"(^|_)z0?($|_)|^country_start$")
 
 
 @dataclass
@@ -184,8 +186,9 @@ class SBCResult:
 def hyperparameter_names(model: pm.Model) -> list[str]:
     """Model variables ranked as hyperparameters (constrained scale).
 
-    Every free variable except the non-centred innovations (``*_z``, ``*_z0``, ``rater_z_*``,
-    ``country_offset_z``) and the LKJ Cholesky factor, which is ranked through ``trait_corr``;
+    Every free variable except the latent states (the non-centred innovations ``*_z``, ``*_z0``,
+    ``rater_z_*``, ``country_offset_z`` and the countries' starts ``country_start``) and the LKJ
+    Cholesky factor, which is ranked through ``trait_corr``;
     plus ``country_offset`` when the model has one.
     """
     names = [v.name for v in model.free_RVs if not _LATENT.search(v.name) and v.name != "trait_chol"]
@@ -580,13 +583,14 @@ def fit_simulation(setup: _Setup, sim: int, values: dict[str, np.ndarray], truth
     """
     import nutpie
 
-    overflow = [name for name, v in values.items() if not np.array_equal(v.astype(setup.values[name].dtype), v)]
+    overflow = compile_cache.misfits(values, setup.values)
     if overflow:   # e.g. a prior draw with counts beyond the container's int32: recorded, not wrapped
         raise ValueError(f"simulated values do not fit {overflow}")
     compiled, seconds_compile = compiled_model(setup)
     start = time.perf_counter()
     tree = nutpie.sample(compiled.with_data(**values), draws=setup.draws, tune=setup.tune, chains=setup.chains,
-                         seed=seed, progress_bar=False, target_accept=setup.target_accept, save_warmup=False)
+                         seed=seed, progress_bar=False, target_accept=setup.target_accept,
+                         adaptation=setup.spec.sampler.adaptation, save_warmup=False)
     post = tree["posterior"].to_dataset()
     ranks = []
     for label, d in scalar_draws(post, setup.names, setup.keep).items():

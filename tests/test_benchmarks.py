@@ -42,3 +42,15 @@ def test_simulated_sizes_have_the_issue_s_shapes():
     countries, regions, periods, missing = SHAPES["medium"]
     cells = countries * regions * periods * 8
     assert abs(medium.panel.n_obs - cells * (1 - missing)) < 0.02 * cells
+
+
+def test_settings_are_parsed_and_a_missing_adaptation_is_named():
+    import argparse
+
+    import pytest
+
+    from benchmarks.settings import parse_setting
+
+    assert parse_setting("0.8:draw_diag") == (0.8, "draw_diag")
+    with pytest.raises(argparse.ArgumentTypeError, match="setting '0.8': expected TARGET_ACCEPT:ADAPTATION"):
+        parse_setting("0.8")

@@ -163,3 +163,20 @@ def test_summary_of_a_foreign_file_is_a_clear_cli_error(tmp_path, capsys):
     assert main(["summary", str(other)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"nexusbayes: error: {other}: not a readable netCDF file (truncated or corrupt?)")
+
+
+def test_written_files_and_folders_get_the_umask_s_ordinary_mode(tmp_path):
+    """mkstemp/mkdtemp alone make them private (0600/0700): outputs are for reading by others too."""
+    import os
+    from pathlib import Path
+
+    from nexusbayes.fit import temp_dir_beside
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "table.csv", lambda tmp: Path(tmp).write_text("a\n1\n"))
+        folder = temp_dir_beside(tmp_path / "run")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "table.csv").stat().st_mode & 0o777 == 0o644
+    assert folder.stat().st_mode & 0o777 == 0o755

@@ -237,7 +237,8 @@ def test_cli_sbc_refuses_to_overwrite_before_fitting(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_failed_simulation_is_a_row_of_fits_and_the_others_count(dask_sbc, tiny):
+def test_a_failed_simulation_is_a_row_of_fits_and_the_others_count(dask_sbc, tiny, tiny_spec, tmp_path, monkeypatch,
+                                                                   capsys):
     """The tables of a run in which one simulation failed on its worker (its record as run_jobs returns it)."""
     result, out, _ = dask_sbc
     records = {name: {**r, "status": "skipped"} for name, r in _records(out).items()}
@@ -249,6 +250,11 @@ def test_a_failed_simulation_is_a_row_of_fits_and_the_others_count(dask_sbc, tin
     assert fits.drop(index=2)["ok"].all() and again.summary["n_failed"] == 1
     assert 2 not in set(again.ranks["sim"]) and again.ranks.groupby("parameter")["sim"].nunique().eq(5).all()
     pd.testing.assert_frame_equal(again.ranks, result.ranks[result.ranks["sim"] != 2].reset_index(drop=True))
+    # the command line writes the tables and says which failed, but exits 1: the run is not complete
+    monkeypatch.setattr(sbc, "run_sbc", lambda *args, **kwargs: again)
+    assert main(["sbc", str(tiny_spec), "--out", str(tmp_path / "run"), "--no-progress"]) == 1
+    assert "FAILED simulation 2: ValueError: simulated values do not fit ['x']" in capsys.readouterr().err
+    assert (tmp_path / "run" / "fits.csv").is_file()
     failed_all = {n: {**r, "status": "failed", "summary": None, "error": {"type": "x.E", "message": "m"}}
                   for n, r in records.items()}
     with pytest.raises(SamplingError, match="every one of the 6 simulations failed; the first: E: m"):

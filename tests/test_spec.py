@@ -138,8 +138,8 @@ def test_unknown_key_without_close_match_lists_valid_keys():
         Spec.from_toml(text, source="inline.toml")
     msg = str(excinfo.value)
     assert msg.startswith("inline.toml: invalid model specification")
-    assert ("unknown key `sampler.zzz`; valid keys here: backend, draws, tune, chains, seed, target_accept"
-            in msg)
+    assert ("unknown key `sampler.zzz`; valid keys here: backend, draws, tune, chains, seed, target_accept, "
+            "adaptation" in msg)
 
 
 def test_bad_threshold_value_is_one_clear_line():

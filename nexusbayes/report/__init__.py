@@ -111,6 +111,7 @@ def _header(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
         "sampler": str(attrs.get("sampler", "unknown")),
         "chains x draws (tune)": f"{attrs.get('chains')} x {attrs.get('draws')} ({attrs.get('tune')})",
         "target_accept": str(attrs.get("target_accept")),
+        "mass-matrix adaptation": str(attrs.get("adaptation", "unknown")),
         "seed": str(attrs.get("seed")),
         "compile time (s)": f"{float(attrs.get('seconds_compile', np.nan)):.1f}",
         "sampling time (s)": f"{float(attrs.get('seconds_sampling', np.nan)):.1f}",
