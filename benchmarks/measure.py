@@ -31,9 +31,12 @@ def available(sampler: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("jax", "numpyro"))
 
 
-def convergence(tree, seconds_sampling: float, seconds_total: float) -> dict:
-    """Min bulk and tail ESS over every posterior element, ESS/s, max R-hat, divergences, steps per draw."""
-    diag = diagnose(tree)
+def convergence(tree, seconds_sampling: float, seconds_total: float, diag=None) -> dict:
+    """Min bulk and tail ESS over every posterior element, ESS/s, max R-hat, divergences, steps per draw.
+
+    ``diag`` is ``diagnose(tree)`` when the caller has it already.
+    """
+    diag = diagnose(tree) if diag is None else diag
     bulk = float(diag.table["min_ess_bulk"].min())
     steps = tree["sample_stats"]["n_steps"] if "n_steps" in tree["sample_stats"] else None
     return {"min_ess_bulk": round(bulk, 1), "min_ess_tail": round(float(diag.table["min_ess_tail"].min()), 1),

@@ -48,10 +48,11 @@ def compare(size: str, settings: list[tuple[float, str]], draws: int = 1000, tun
         tree = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=False,
                              target_accept=target, adaptation=adaptation, save_warmup=False)
         seconds = time.perf_counter() - start
-        slowest = diagnose(tree).table["min_ess_bulk"].sort_values().iloc[:5]
+        diag = diagnose(tree)
+        slowest = diag.table["min_ess_bulk"].sort_values().iloc[:5]
         yield {"size": size, "target_accept": target, "adaptation": adaptation, "seed": seed,
                "draws": draws, "tune": tune, "chains": chains, "compile_s": round(compile_s, 1),
-               "sampling_s": round(seconds, 1), **convergence(tree, seconds, seconds),
+               "sampling_s": round(seconds, 1), **convergence(tree, seconds, seconds, diag),
                "step_size": round(float(tree["sample_stats"]["step_size"].mean()), 4),
                "slowest": {name: round(float(v), 1) for name, v in slowest.items()}}
 

@@ -318,7 +318,9 @@ class SamplerSpec(_Strict):
     ``adaptation`` is nutpie's mass-matrix adaptation: ``draw_diag`` (default; a diagonal mass matrix
     from the draws' variances, as Stan and PyMC do), ``diag`` (nutpie's gradient-based diagonal) or
     ``low_rank``. PyMC's backend uses its own diagonal adaptation. On the benchmark's medium panel
-    ``draw_diag`` gave 1.5-1.9x the bulk ESS per second of ``diag`` (``benchmarks/README.md``).
+    (4 x 1000 tuning steps + 1000 draws, target 0.8) ``draw_diag`` gave 7.5 bulk ESS per second of
+    sampling against 6.2-6.8 for ``diag``; its warm-up is slower, so on short runs (a few hundred
+    tuning steps) ``diag`` can give more ESS per second (``benchmarks/README.md``).
     """
 
     backend: Sampler = "nutpie"
