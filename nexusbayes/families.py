@@ -298,12 +298,13 @@ class Ordinal(Family):
         local, last = block.local, block.categories - 1
 
         def kernel(value, eta, cut_obs, cut, shift):
-            # flat gathers from the small (indicator, K - 1) table (a 1-d gather and scatter-add are the fast
-            # ones): the gradient scatters into it, not into (obs, K)
+            # flat gathers from the small (indicator, K - 1) and (indicator, K) tables (a 1-d gather and
+            # scatter-add are the fast ones): the gradient scatters into them, not into (obs, K)
             flat = cut.ravel()
             lower = flat[local * last + pt.maximum(value - 1, 0)]
             upper = flat[local * last + pt.minimum(value, last - 1)]
-            return _ordinal_kernel(eta - shift, lower, upper, pt.eq(value, 0), pt.eq(value, last))
+            between = _between_cuts(cut).ravel()[local * (last + 1) + value]
+            return _ordinal_kernel(eta - shift, lower, upper, between, pt.eq(value, 0), pt.eq(value, last))
 
         return pm.CustomDist(f"y_{block.key}", eta, self._cuts(block, params), params["cutpoints"], shift,
                              dist=_ordinal_dist, logp=kernel, observed=observed, dims=block.dim)
@@ -381,16 +382,27 @@ def _ordinal_dist(eta, cut, table, shift, size):
     return pm.OrderedLogistic.dist(eta=eta, cutpoints=cut, compute_p=False, size=size)
 
 
-def _ordinal_kernel(eta, lower, upper, first, last):
-    """Log(expit(eta - lower) - expit(eta - upper)): the observed category's cut-points only (not all K).
+def _between_cuts(cut):
+    """``log(1 - exp(c_{k-1} - c_k))`` per indicator and category, (indicator, K); 0 for the outer categories.
 
+    The part of the ordered-logit log mass that depends on the cut-points alone (see :func:`_ordinal_kernel`),
+    so it is computed once per indicator and category rather than once per observation.
+    """
+    outer = pt.zeros((cut.shape[0], 1))
+    return pt.concatenate([outer, pt.log1mexp(cut[:, :-1] - cut[:, 1:]), outer], axis=1)
+
+
+def _ordinal_kernel(eta, lower, upper, between, first, last):
+    """Log(expit(eta - lower) - expit(eta - upper)), the observed category's cut-points only (not all K).
+
+    It factorises as ``log expit(eta - lower) + log expit(upper - eta) + log(1 - exp(lower - upper))``;
+    the last term (``between``, from :func:`_between_cuts`) depends on the cut-points alone, so each
+    observation costs two softplus functions and no difference of probabilities (no cancellation).
     ``lower`` is -inf for the first category (``first``) and ``upper`` +inf for the last (``last``);
-    those are handled by switches rather than by infinite or huge cut-points, and the argument of
-    ``log1mexp`` is replaced in the branch not taken, so that no branch is ever infinite: backends
-    that differentiate through both branches of a switch (JAX, for numpyro) would otherwise get NaN
-    gradients.
+    their terms are 0 there, by switches rather than by infinite cut-points, so that no branch is ever
+    infinite: backends that differentiate through both branches of a switch (JAX, for numpyro) would
+    otherwise get NaN gradients.
     """
     log_a = pt.switch(first, 0.0, -pt.softplus(lower - eta))      # log expit(eta - lower)
-    log_b = -pt.softplus(upper - eta)                              # log expit(eta - upper) < log_a
-    gap = pt.switch(last, -1.0, log_b - log_a)
-    return log_a + pt.switch(last, 0.0, pt.log1mexp(gap))
+    log_b = pt.switch(last, 0.0, -pt.softplus(eta - upper))       # log expit(upper - eta)
+    return log_a + log_b + between

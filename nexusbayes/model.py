@@ -12,8 +12,9 @@ For trait k, region r in country c and period t (times tau_t in years, gaps d_t 
 (Student-t for ``student_t_rw``) non-centred innovations. For a random walk ``a_t = 1`` and
 ``step_sd = innovation_sd * sqrt(d_t)``, so unequal periods get proportionally larger steps;
 for AR(1) ``a_t = phi^d_t`` and ``step_sd = initial_sd * sqrt(1 - phi^(2 d_t))`` (stationary).
-Region innovations are centred within each country (sum-to-zero region deviations), so the
-country path *is* the country's average and the split between levels is identified.
+Region innovations are centred within each country (sum-to-zero region deviations, through the
+orthonormal map :class:`ZeroSum`, whose cost is linear in the number of regions), so the country path
+*is* the country's average and the split between levels is identified.
 
 Under a random walk the countries' starts are sum-to-zero over countries (a single country starts at
 0): a common shift of every start moves every ``theta_raw`` alike, which the standardisation below
@@ -346,11 +347,11 @@ def _latent_process(design: Design, spec: Spec):
 
     region_country = design.region_country
     n_country = len(design.coords["country"])
-    basis = sum_to_zero_basis(region_country)      # (region, region - country), orthonormal columns
+    regions = ZeroSum.of(region_country)           # region deviations that sum to zero within countries
 
     # Only ratios of scales reach the standardised theta, so one scale is fixed at 1 (otherwise the
     # common scale of all of them is a direction only the prior pins down, which slows mixing).
-    if basis.shape[1] > 0:
+    if regions.n_contrast > 0:
         reference = "region"
     elif n_country > 1:
         reference = "country"
@@ -365,16 +366,16 @@ def _latent_process(design: Design, spec: Spec):
     # likelihood and the implied prior of their differences unchanged (see the module docstring). Under AR(1)
     # the common level decays towards 0 and is identified, so it stays.
     walk = dyn.kind != "ar1"
-    country_basis = sum_to_zero_basis(np.zeros(n_country, dtype=int)) if walk else np.eye(n_country)
+    countries = ZeroSum.of(np.zeros(n_country, dtype=int)) if walk else None   # None: one start per country
 
     paths = {}
-    for level, dim, start_dim, level_basis in (
-            ("country", "country", "country_contrast" if walk else "country", country_basis),
-            ("region", "region_contrast", "region_contrast", basis)):
-        if level == "region" and basis.shape[1] == 0:
+    for level, dim, start_dim, to_units in (
+            ("country", "country", "country_contrast" if walk else "country", countries),
+            ("region", "region_contrast", "region_contrast", regions)):
+        if level == "region" and regions.n_contrast == 0:
             paths[level] = pt.zeros((len(region_country), n_period, n_trait))
             continue
-        if level_basis.shape[1] == 0:
+        if to_units is not None and to_units.n_contrast == 0:
             start = pt.zeros((1, n_trait))   # a single country under a random walk: it starts at the reference 0
         else:
             if level == reference:
@@ -383,12 +384,11 @@ def _latent_process(design: Design, spec: Spec):
                 init_sd = pm.HalfNormal(f"{level}_initial_sd", getattr(pri, f"initial_{level}_sd"), dims="trait")
             if level == "country" and walk and level != reference:
                 # centred: the data pin the starts far more tightly than their free scale does
-                contrasts = pm.MvNormal("country_start", mu=0.0, chol=init_sd[:, None] * chol,
-                                        dims=(start_dim, "trait"))
-                start = pt.dot(level_basis, contrasts)
+                start = to_units(pm.MvNormal("country_start", mu=0.0, chol=init_sd[:, None] * chol,
+                                             dims=(start_dim, "trait")))
             else:
-                z0 = pm.Normal(f"{level}_z0", 0.0, 1.0, dims=(start_dim, "trait"))
-                start = init_sd * pt.dot(level_basis, z0 @ chol.T)
+                z0 = _correlate(pm.Normal(f"{level}_z0", 0.0, 1.0, dims=(start_dim, "trait")), chol)
+                start = init_sd * (z0 if to_units is None else to_units(z0))
         if n_period == 1:
             paths[level] = start[:, None, :]
             continue
@@ -396,9 +396,9 @@ def _latent_process(design: Design, spec: Spec):
             z = pm.StudentT(f"{level}_z", nu=dyn.df, mu=0.0, sigma=1.0, dims=(dim, "step", "trait"))
         else:
             z = pm.Normal(f"{level}_z", 0.0, 1.0, dims=(dim, "step", "trait"))
-        z = z @ chol.T
+        z = _correlate(z, chol)
         if level == "region":
-            z = pt.tensordot(basis, z, axes=[[1], [0]])
+            z = regions(z)
         if dyn.kind == "ar1":
             decay = phi[None, :] ** gaps[:, None]                      # (step, trait)
             step_sd = init_sd * pt.sqrt(1.0 - decay**2)
@@ -411,35 +411,92 @@ def _latent_process(design: Design, spec: Spec):
                 innov_sd = pm.HalfNormal(f"{level}_innovation_sd", getattr(pri, f"innovation_{level}_sd"),
                                          dims="trait")
             steps = innov_sd * np.sqrt(gaps)[:, None] * z
-            paths[level] = pt.cumsum(pt.concatenate([start[:, None, :], steps], axis=1), axis=1)
+            paths[level] = _cumulate(pt.concatenate([start[:, None, :], steps], axis=1), n_period)
     country = paths["country"]
     theta_raw = country[region_country] + paths["region"]
     return theta_raw, country
 
 
-def sum_to_zero_basis(region_country: np.ndarray) -> np.ndarray:
-    """Orthonormal basis of region deviations that sum to zero within each country.
+def _correlate(z, chol):
+    """``z @ chol.T`` over the last (trait) axis, as a broadcast product and sum.
 
-    Column block of country c is an (n_c x (n_c - 1)) Helmert-type basis, so ``basis @ z`` with
-    standard-normal ``z`` has exactly the within-country-centred normal distribution, with no
-    direction left that only the prior pins down.
+    With two or three traits this is about 3x faster, value and gradient, than the batched matrix
+    product under nutpie's numba backend (measured: 6 against 18 us for 70 x 9 x 2 innovations).
+    """
+    return (z[..., None, :] * chol).sum(axis=-1)
+
+
+def _cumulate(increments, n_period: int):
+    """Cumulative sums over periods (axis 1) of (unit, period, trait) increments.
+
+    As one product with a lower-triangular matrix of ones: with at most a few dozen periods, a
+    matrix product (BLAS) is about 3x faster, value and gradient, than ``cumsum`` under nutpie's numba
+    backend (measured: 4 against 14 us for 70 x 9 x 2 increments).
+    """
+    n_unit, n_trait = increments.shape[0], increments.shape[2]
+    flat = increments.transpose(1, 0, 2).reshape((n_period, -1))
+    return pt.dot(np.tril(np.ones((n_period, n_period))), flat).reshape((n_period, n_unit, n_trait)).transpose(1, 0, 2)
+
+
+@dataclass(frozen=True)
+class ZeroSum:
+    """Orthonormal map from contrasts to unit values that sum to zero within each group, in O(n).
+
+    Group ``g`` with ``n`` units has ``n - 1`` contrasts ``z``; its first ``n - 1`` units get
+    ``z_i - S / (n + sqrt(n))`` and its last ``-S / sqrt(n)``, with ``S = sum(z)`` (a Householder
+    reflection, as PyMC's ``ZeroSumNormal`` uses). The map's matrix has orthonormal columns, so
+    standard-normal contrasts give exactly the within-group-centred normal distribution, with no
+    direction left that only the prior pins down, at the cost of one gather and one scatter-add rather
+    than a dense (unit x contrast) product.
 
     Examples
     --------
-    >>> b = sum_to_zero_basis(np.array([0, 0, 0, 1, 1]))
-    >>> b.shape, bool(np.allclose(b.T @ b, np.eye(3))), bool(np.allclose(b[:3].sum(0), 0))
-    ((5, 3), True, True)
+    >>> m = ZeroSum.of(np.array([0, 0, 0, 1, 1, 2]))
+    >>> q = m.matrix()
+    >>> q.shape, bool(np.allclose(q.T @ q, np.eye(3))), bool(np.allclose([q[:3].sum(0), q[3:5].sum(0), q[5]], 0))
+    ((6, 3), True, True)
     """
-    n = len(region_country)
-    columns = []
-    for c in np.unique(region_country):
-        idx = np.flatnonzero(region_country == c)
-        for m in range(1, len(idx)):
-            col = np.zeros(n)
-            col[idx[:m]] = 1.0
-            col[idx[m]] = -m
-            columns.append(col / np.sqrt(m * (m + 1)))
-    return np.array(columns).T if columns else np.zeros((n, 0))
+
+    group: np.ndarray        # (contrast,) the group of each contrast
+    source: np.ndarray       # (unit,) each unit's contrast, or ``n_contrast + group`` (a zero) for a group's last
+    unit_group: np.ndarray   # (unit,)
+    weight: np.ndarray       # (unit,) the multiple of its group's sum subtracted from each unit
+
+    @classmethod
+    def of(cls, groups: np.ndarray) -> ZeroSum:
+        """The map for units in ``groups`` (group index per unit, 0..G-1)."""
+        groups = np.asarray(groups, dtype=int)
+        n_contrast = len(groups) - len(np.unique(groups))
+        source = np.empty(len(groups), dtype=int)
+        weight = np.empty(len(groups))
+        group_of_contrast = []
+        for g in np.unique(groups):
+            idx = np.flatnonzero(groups == g)
+            n = len(idx)
+            source[idx[:-1]] = np.arange(len(group_of_contrast), len(group_of_contrast) + n - 1)
+            source[idx[-1]] = n_contrast + g
+            weight[idx[:-1]] = 1.0 / (n + np.sqrt(n))
+            weight[idx[-1]] = 1.0 / np.sqrt(n)
+            group_of_contrast += [g] * (n - 1)
+        return cls(group=np.array(group_of_contrast, dtype=int), source=source, unit_group=groups, weight=weight)
+
+    @property
+    def n_contrast(self) -> int:
+        """Number of contrasts (units less groups)."""
+        return len(self.group)
+
+    def __call__(self, z):
+        """Unit values (unit, ...) from contrasts ``z`` (contrast, ...), a PyTensor tensor."""
+        n_group = int(self.unit_group.max()) + 1
+        shape = (n_group, *(z.shape[i] for i in range(1, z.ndim)))
+        total = pt.inc_subtensor(pt.zeros(shape)[self.group], z)
+        padded = pt.concatenate([z, pt.zeros(shape)], axis=0)
+        weight = self.weight.reshape((-1,) + (1,) * (z.ndim - 1))
+        return padded[self.source] - weight * total[self.unit_group]
+
+    def matrix(self) -> np.ndarray:
+        """The map as a dense (unit, contrast) matrix (for checks)."""
+        return self(pt.as_tensor(np.eye(self.n_contrast))).eval()
 
 
 def _ar1_accumulate(start, steps, phi, times):
@@ -493,7 +550,7 @@ def _measurement_parameters(design: Design, spec: Spec):
 def _country_offsets(design: Design, spec: Spec):
     """Country offsets (indicator, country) of the indicators not comparable across countries, or None.
 
-    Sum-to-zero over countries (an orthonormal contrast basis, non-centred), so the indicator's own
+    Sum-to-zero over countries (orthonormal contrasts, :class:`ZeroSum`, non-centred), so the indicator's own
     intercept (or cut-point centre) stays its average over countries and nothing is left for the prior
     alone to pin down.
     """
@@ -504,8 +561,7 @@ def _country_offsets(design: Design, spec: Spec):
         return None
     model = pm.Model.get_context()
     model.add_coord("indicator_country_specific", [names[j] for j in local])
-    z = pm.Normal("country_offset_z", 0.0, 1.0, dims=("indicator_country_specific", "country_contrast"))
-    basis = sum_to_zero_basis(np.zeros(len(countries), dtype=int))          # (country, country - 1)
-    offsets = spec.priors.country_offset * pt.dot(z, basis.T)
+    z = pm.Normal("country_offset_z", 0.0, 1.0, dims=("country_contrast", "indicator_country_specific"))
+    offsets = spec.priors.country_offset * ZeroSum.of(np.zeros(len(countries), dtype=int))(z).T
     full = pt.set_subtensor(pt.zeros((len(names), len(countries)))[np.array(local)], offsets)
     return pm.Deterministic("country_offset", full, dims=("indicator", "country"))

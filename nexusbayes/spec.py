@@ -320,7 +320,9 @@ class SamplerSpec(_Strict):
     ``low_rank``. PyMC's backend uses its own diagonal adaptation. On the benchmark's medium panel
     (4 x 1000 tuning steps + 1000 draws, target 0.8) ``draw_diag`` gave 7.5 bulk ESS per second of
     sampling against 6.2-6.8 for ``diag``; its warm-up is slower, so on short runs (a few hundred
-    tuning steps) ``diag`` can give more ESS per second (``benchmarks/README.md``).
+    tuning steps) ``diag`` can give more ESS per second (``benchmarks/README.md``). ``low_rank`` took
+    fewer leapfrog steps on the Kyrgyzstan panel (47 against 63 per draw) but each cost more, and it
+    gave a quarter of ``draw_diag``'s ESS per second (2.2 against 9.0, 4 x 500 + 500).
     """
 
     backend: Sampler = "nutpie"

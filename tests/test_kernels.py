@@ -5,7 +5,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from scipy.special import gammaln
 
-from nexusbayes.families import _binomial_kernel, _negbin_kernel, _ordinal_kernel
+from nexusbayes.families import _between_cuts, _binomial_kernel, _negbin_kernel, _ordinal_kernel
 
 RNG = np.random.default_rng(7)
 N = 400
@@ -37,8 +37,10 @@ def test_ordinal_kernel_is_the_full_log_mass_for_every_category_including_the_ou
     code = RNG.integers(0, 5, N)
     rows = np.arange(N)
     lower, upper = cut[rows, np.maximum(code - 1, 0)], cut[rows, np.minimum(code, 3)]
-    kernel = _ordinal_kernel(pt.as_tensor(eta), pt.as_tensor(lower), pt.as_tensor(upper), pt.as_tensor(code == 0),
-                             pt.as_tensor(code == 4)).eval()
+    table = _between_cuts(pt.as_tensor(cut)).eval()
+    assert table.shape == (N, 5) and (table[:, [0, 4]] == 0).all()
+    kernel = _ordinal_kernel(pt.as_tensor(eta), pt.as_tensor(lower), pt.as_tensor(upper),
+                             pt.as_tensor(table[rows, code]), pt.as_tensor(code == 0), pt.as_tensor(code == 4)).eval()
     full = pm.logp(pm.OrderedLogistic.dist(eta=eta, cutpoints=cut, compute_p=False), code).eval()
     np.testing.assert_allclose(kernel, full, rtol=1e-7, atol=1e-9)
     assert set(code) == {0, 1, 2, 3, 4}

@@ -2,13 +2,14 @@
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 import pytest
 from pymc.model.transform.conditioning import remove_value_transforms
 from scipy.special import gammaln
 
 from nexusbayes.errors import SpecError
 from nexusbayes.families import FAMILIES, NUISANCE
-from nexusbayes.model import block_index, build_model, make_design, sum_to_zero_basis
+from nexusbayes.model import ZeroSum, block_index, build_model, make_design
 from nexusbayes.simulate import default_spec, simulate
 from nexusbayes.spec import Indicator, Spec
 
@@ -94,13 +95,35 @@ def test_numpy_log_likelihood_matches_pymc(small):
         np.testing.assert_allclose(got, kernel, rtol=1e-6, atol=1e-8, err_msg=block.key)
 
 
-def test_sum_to_zero_basis_is_orthonormal_within_countries():
-    b = sum_to_zero_basis(np.array([0, 0, 1, 1, 1, 2]))
-    assert b.shape == (6, 3)
-    np.testing.assert_allclose(b.T @ b, np.eye(3), atol=1e-12)
-    np.testing.assert_allclose(b[:2].sum(0), 0, atol=1e-12)
-    np.testing.assert_allclose(b[2:5].sum(0), 0, atol=1e-12)
-    np.testing.assert_allclose(b[5], 0)   # a country with one region has no region deviation
+def test_zero_sum_map_is_orthonormal_within_countries():
+    q = ZeroSum.of(np.array([0, 0, 1, 1, 1, 2])).matrix()
+    assert q.shape == (6, 3)
+    np.testing.assert_allclose(q.T @ q, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(q[:2].sum(0), 0, atol=1e-12)
+    np.testing.assert_allclose(q[2:5].sum(0), 0, atol=1e-12)
+    np.testing.assert_allclose(q[5], 0)   # a country with one region has no region deviation
+
+
+def test_zero_sum_map_keeps_trailing_dimensions():
+    rng = np.random.default_rng(0)
+    groups = np.array([1, 0, 1, 0, 0])   # units need not be ordered by group
+    m = ZeroSum.of(groups)
+    z = rng.normal(size=(m.n_contrast, 3, 2))
+    out = m(pt.as_tensor(z)).eval()
+    np.testing.assert_allclose(out, np.einsum("uc,cij->uij", m.matrix(), z), atol=1e-12)
+    np.testing.assert_allclose(out[groups == 0].sum(0), 0, atol=1e-12)
+
+
+def test_latent_helpers_equal_cumsum_and_matrix_product():
+    from nexusbayes.model import _correlate, _cumulate
+
+    rng = np.random.default_rng(1)
+    increments = rng.normal(size=(4, 6, 2))
+    np.testing.assert_allclose(_cumulate(pt.as_tensor(increments), 6).eval(), np.cumsum(increments, axis=1),
+                               atol=1e-12)
+    chol = np.linalg.cholesky([[1.0, 0.6], [0.6, 1.0]])
+    np.testing.assert_allclose(_correlate(pt.as_tensor(increments), pt.as_tensor(chol)).eval(), increments @ chol.T,
+                               atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["student_t_rw", "ar1"])
