@@ -33,7 +33,9 @@ RECOVERY_SEEDS = (11, 22, 33)
 def recovery(request):
     """A simulated 9-region x 10-period panel with mixed families and raters, fitted with nutpie."""
     sim = simulate(n_regions=9, n_periods=10, missing=0.1, n_raters=2, seed=request.param)
-    result = fit(sim.spec, sim.panel, draws=500, tune=500, chains=4, seed=request.param, progress=False,
+    # 1000 draws per chain: with 500, theta's max R-hat for seed 22 was 1.0111 in one full-suite run and under 1.01
+    # alone, with the same seed, so the <= 1.01 check was deciding on noise
+    result = fit(sim.spec, sim.panel, draws=1000, tune=500, chains=4, seed=request.param, progress=False,
                  check=False)
     return sim, result
 
