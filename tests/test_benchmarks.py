@@ -54,3 +54,43 @@ def test_settings_are_parsed_and_a_missing_adaptation_is_named():
     assert parse_setting("0.8:draw_diag") == (0.8, "draw_diag")
     with pytest.raises(argparse.ArgumentTypeError, match="setting '0.8': expected TARGET_ACCEPT:ADAPTATION"):
         parse_setting("0.8")
+
+
+def test_geometry_finds_the_narrow_direction_of_correlated_coordinates():
+    import numpy as np
+
+    from benchmarks.geometry import geometry
+
+    rng = np.random.default_rng(1)
+    common = rng.standard_normal(40000)
+    # x[0] and x[1] correlated 0.99 (narrowest direction: their difference), y independent, c constant (skipped)
+    draws = np.column_stack([common, 0.99 * common + np.sqrt(1 - 0.99**2) * rng.standard_normal(40000),
+                             rng.standard_normal((40000, 3)), np.ones(40000)])
+    g = geometry(draws, ["x[0]", "x[1]", "y[0]", "y[1]", "y[2]", "c[0]"], directions=1)
+    assert g["coordinates"] == 5
+    assert abs(g["condition_number"] - 1.99 / 0.01) < 0.2 * 199      # eigenvalues 1 +- 0.99; sampling noise
+    assert g["narrowest"][0]["variables"] == {"x": 1.0}
+    assert list(g["widest"][0]["variables"])[0] == "x"
+
+
+def test_unconstrained_draws_take_transformed_variables_from_their_own_group():
+    import numpy as np
+    import pymc as pm
+    import pytest
+    import xarray as xr
+
+    from benchmarks.geometry import unconstrained_draws
+
+    with pm.Model() as model:
+        pm.HalfNormal("scale", 1.0)
+        pm.Normal("z", 0.0, 1.0, shape=2)
+    rng = np.random.default_rng(0)
+    log_scale, z = rng.normal(size=(2, 5, 1)), rng.normal(size=(2, 5, 2))
+    post = xr.Dataset({"scale": (("chain", "draw"), np.exp(log_scale[..., 0])), "z": (("chain", "draw", "z_dim"), z)})
+    unc = xr.Dataset({"scale_log__": (("chain", "draw"), log_scale[..., 0])})
+    tree = xr.DataTree.from_dict({"posterior": post, "unconstrained_posterior": unc})
+    draws, names = unconstrained_draws(tree, model)
+    assert names == ["scale_log__[0]", "z[0]", "z[1]"]
+    np.testing.assert_array_equal(draws, np.column_stack([log_scale.reshape(10), z.reshape(10, 2)]))
+    with pytest.raises(KeyError, match="store_unconstrained=True"):
+        unconstrained_draws(xr.DataTree.from_dict({"posterior": post}), model)
