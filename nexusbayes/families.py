@@ -77,6 +77,15 @@ class Family:
         """
         return {}
 
+    def kernel_tables(self, local: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """Tables that the log-density kernel derives from the observed values ``y`` (none here).
+
+        ``local`` is each observation's indicator within the block. The model holds each table as a
+        data container ``<name>_<key>``: whoever swaps in new observations (``data_<key>``) must swap
+        these too (:func:`nexusbayes.model.kernel_containers` makes them).
+        """
+        return {}
+
     def likelihood(self, block: Block, eta, scale, params: dict, observed, inputs: dict):
         """Add the observed variable ``y_<key>`` over all of the block's observations.
 
@@ -159,12 +168,31 @@ class NegBin(Family):
         """``log_exposure``: the offset of the log rate."""
         return {"log_exposure": np.log(block.exposure)}
 
+    def kernel_tables(self, local, y):
+        """The distinct (indicator, count) pairs, and the pair of each observation.
+
+        ``lgamma(y + alpha)`` and its gradient, ``digamma``, the costliest special function while
+        sampling, then run once per pair rather than once per count: counts repeat (135 pairs among
+        the medium benchmark panel's 2,178 counts).
+
+        Examples
+        --------
+        >>> t = NegBin().kernel_tables(np.array([0, 0, 1, 0]), np.array([3.0, 5.0, 3.0, 3.0]))
+        >>> t["pair_indicator"].tolist(), t["pair_count"].tolist(), t["pair"].tolist()
+        ([0, 0, 1], [3, 5, 3], [0, 1, 2, 0])
+        """
+        pairs, pair = np.unique(np.column_stack([local, y]).astype(np.int64), axis=0, return_inverse=True)
+        return {"pair_indicator": pairs[:, 0], "pair_count": pairs[:, 1], "pair": pair.reshape(-1)}
+
     def likelihood(self, block, eta, scale, params, observed, inputs):
         """Negative-binomial likelihood with mean ``exp(eta) * exposure``."""
         log_mu = eta + inputs["log_exposure"]
         alpha = 1.0 / params["inv_dispersion"]                        # per indicator: the special functions
         terms = (alpha * pt.log(alpha) - pt.gammaln(alpha))[block.local]   # run once per indicator, not per count
-        return pm.CustomDist(f"y_{block.key}", log_mu, alpha[block.local], terms, dist=_negbin_dist,
+        table = {name: pm.Data(f"{name}_{block.key}", values)
+                 for name, values in self.kernel_tables(block.local, block.y).items()}
+        lgamma_y = pt.gammaln(table["pair_count"] + alpha[table["pair_indicator"]])[table["pair"]]   # once per pair
+        return pm.CustomDist(f"y_{block.key}", log_mu, alpha[block.local], terms, lgamma_y, dist=_negbin_dist,
                              logp=_negbin_kernel, observed=observed, dims=block.dim)
 
     def simulate(self, rng, eta, scale, block, params):
@@ -359,14 +387,18 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (Normal(), NegBin(), Binomial(
 # recomputed at every gradient, and with the special functions of per-indicator parameters computed
 # once per indicator. The pointwise log-likelihood stored for LOO is the full one (``Family.logp``).
 
-def _negbin_dist(log_mu, alpha, terms, size):
+def _negbin_dist(log_mu, alpha, terms, lgamma_y, size):
     return pm.NegativeBinomial.dist(mu=pt.exp(log_mu), alpha=alpha, size=size)
 
 
-def _negbin_kernel(value, log_mu, alpha, terms):
-    """Log NB(y | mu, alpha) + log y!: lgamma(y + a) - lgamma(a) + a log a + y log mu - (y + a) log(mu + a)."""
+def _negbin_kernel(value, log_mu, alpha, terms, lgamma_y):
+    """Log NB(y | mu, alpha) + log y!: lgamma(y + a) - lgamma(a) + a log a + y log mu - (y + a) log(mu + a).
+
+    ``lgamma_y`` is ``lgamma(y + a)`` of the observed counts, from the table of distinct pairs
+    (:meth:`NegBin.kernel_tables`), so the kernel holds at the observed values only: the sampler's use.
+    """
     log_total = pt.logaddexp(log_mu, pt.log(alpha))
-    return pt.gammaln(value + alpha) + terms + value * log_mu - (value + alpha) * log_total
+    return lgamma_y + terms + value * log_mu - (value + alpha) * log_total
 
 
 def _binomial_dist(eta, trials, size):

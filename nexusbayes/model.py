@@ -257,6 +257,17 @@ def build_model(panel: Panel, spec: Spec) -> pm.Model:
     return model
 
 
+def kernel_containers(design: Design, spec: Spec, key: str, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Values of the data containers that likelihood term ``key`` derives from observations ``y``, by name.
+
+    Swap them in with ``data_<key>`` (nutpie's ``with_data``) when refitting a compiled model to new
+    observations of the same structure (see :meth:`nexusbayes.families.Family.kernel_tables`).
+    """
+    block = next(b for b in design.blocks if b.key == key)
+    family = FAMILIES[spec.indicator(block.names[0]).family]
+    return {f"{name}_{key}": values for name, values in family.kernel_tables(block.local, np.asarray(y)).items()}
+
+
 def observed_cells(panel: Panel) -> np.ndarray:
     """Flat positions ``region * n_period + period`` of the region-periods with data, sorted.
 

@@ -11,9 +11,9 @@ draws the prior and prior-predictive samples once (fixed by the seed) and submit
 its data, its true values and its sampler seed; results are gathered as they finish. Each worker
 process builds and compiles the model once (a cache keyed by the SHA-256 of the spec's TOML and the
 panel's content) and refits it to every simulation it is given: the observed values are data
-containers (``data_<key>``) that nutpie's ``with_data`` swaps between fits. The centring constants
-computed from the panel stay fixed across simulations, which is right: they are constants of the
-prior, not functions of the data.
+containers (``data_<key>``, with the tables the kernels derive from them) that nutpie's ``with_data``
+swaps between fits. The centring constants computed from the panel stay fixed across simulations,
+which is right: they are constants of the prior, not functions of the data.
 
 Every finished simulation is written at once, so an interrupted run resumes where it stopped (a rerun
 with the same settings skips the simulations already done; other settings are refused). Layout of
@@ -63,7 +63,7 @@ from nexusbayes.batch import Job, JobResult, run_jobs
 from nexusbayes.data import Panel
 from nexusbayes.errors import OutputExistsError, SamplingError
 from nexusbayes.fit import atomic_write, content_digest, resolve_panel, resolve_spec
-from nexusbayes.model import build_model
+from nexusbayes.model import build_model, kernel_containers, make_design
 from nexusbayes.spec import Spec
 
 #: Family-wise error rate of the uniformity tests (after Holm's correction across parameters).
@@ -429,6 +429,7 @@ def _simulation_jobs(spec: Spec, panel: Panel, settings: dict) -> list[Job]:
     n_sims, seed = settings["n_sims"], settings["seed"]
     children = np.random.SeedSequence(seed).spawn(n_sims + 2)
     model = build_model(panel, spec)
+    design = make_design(panel, spec)
     prior = pm.sample_prior_predictive(draws=n_sims, model=model, random_seed=_int_seed(children[0]),
                                        return_inferencedata=True)
     sim_params = prior["prior"].to_dataset().isel(chain=0)
@@ -450,11 +451,14 @@ def _simulation_jobs(spec: Spec, panel: Panel, settings: dict) -> list[Job]:
     jobs = []
     for s in range(n_sims):
         values = {f"data_{k}": sim_data[f"y_{k}"].isel(draw=s).values for k in keys}
+        data_sha256 = _arrays_sha(values)
+        for k in keys:      # and the tables the kernels derive from the observations
+            values.update(kernel_containers(design, spec, k, values[f"data_{k}"]))
         truth = sim_params.isel(draw=s)
         truth = {"hyper": {label: float(v) for label, v in scalar_draws(truth, names, keep).items()},
                  "theta": truth["theta"].transpose("region", "period", "trait").values.ravel()}
         fit_seed = _int_seed(children[s + 2])
-        identity = {"sim": s, **settings, "data_sha256": _arrays_sha(values), "truth_sha256": _arrays_sha(
+        identity = {"sim": s, **settings, "data_sha256": data_sha256, "truth_sha256": _arrays_sha(
             {"theta": truth["theta"], **{k: np.float64(v) for k, v in truth["hyper"].items()}}), "fit_seed": fit_seed}
         jobs.append(Job(f"sim-{s:04d}", identity, fit_simulation, (setup, s, values, truth, fit_seed)))
     return jobs

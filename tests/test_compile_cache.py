@@ -59,6 +59,23 @@ def test_every_data_derived_value_is_a_container(two_datasets):
     assert {"indicator_location", "log_exposure_negbin", "data_negbin", "data_normal"} <= changed
 
 
+def test_kernel_containers_of_new_observations_are_those_a_fresh_build_holds(two_datasets):
+    """What SBC swaps in with simulated observations: the tables the kernels derive from them, as built afresh."""
+    from nexusbayes.data import validate
+    from nexusbayes.model import kernel_containers, make_design
+
+    first, second = two_datasets
+    panel = validate(second, first.spec)
+    fresh = compile_cache.data_values(build_model(panel, first.spec))
+    y = fresh["data_negbin"]
+    derived = kernel_containers(make_design(first.panel, first.spec), first.spec, "negbin", y)
+    assert set(derived) == {"pair_indicator_negbin", "pair_count_negbin", "pair_negbin"}
+    for name, values in derived.items():
+        np.testing.assert_array_equal(values, fresh[name], err_msg=name)
+    old = compile_cache.data_values(build_model(first.panel, first.spec))
+    assert not np.array_equal(old["pair_count_negbin"], fresh["pair_count_negbin"])   # the tables did change
+
+
 def test_structure_key_separates_what_the_compiled_code_depends_on():
     base = simulate(n_regions=3, n_periods=4, seed=1)
     key = compile_cache.structure_key(base.panel, base.spec)

@@ -16,7 +16,9 @@ def test_negbin_kernel_is_the_full_log_mass_plus_log_y_factorial():
     log_mu = RNG.normal(2.0, 1.5, N)
     alpha = RNG.gamma(2.0, 1.0, N)
     terms = alpha * np.log(alpha) - gammaln(alpha)
-    kernel = _negbin_kernel(pt.as_tensor(y), pt.as_tensor(log_mu), pt.as_tensor(alpha), pt.as_tensor(terms)).eval()
+    lgamma_y = gammaln(y + alpha)
+    kernel = _negbin_kernel(pt.as_tensor(y), pt.as_tensor(log_mu), pt.as_tensor(alpha), pt.as_tensor(terms),
+                            pt.as_tensor(lgamma_y)).eval()
     full = pm.logp(pm.NegativeBinomial.dist(mu=np.exp(log_mu), alpha=alpha), y).eval()
     np.testing.assert_allclose(kernel - gammaln(y + 1.0), full, rtol=1e-9, atol=1e-9)
 
@@ -62,3 +64,14 @@ def test_ordinal_model_gradients_are_finite_when_differentiated_through_both_bra
                                                                                  model["y_ordinal"]])])
     gradient = jax.grad(lambda v: logp(*v)[0])(values)
     assert all(np.isfinite(np.asarray(g)).all() for g in gradient)
+
+
+def test_negbin_pair_table_gives_each_count_its_own_pair():
+    from nexusbayes.families import NegBin
+
+    local = RNG.integers(0, 3, N)
+    y = RNG.poisson(4.0, N).astype(float)
+    table = NegBin().kernel_tables(local, y)
+    assert len(table["pair_count"]) == len({(j, c) for j, c in zip(local, y, strict=True)}) < N
+    np.testing.assert_array_equal(table["pair_indicator"][table["pair"]], local)
+    np.testing.assert_array_equal(table["pair_count"][table["pair"]], y)
