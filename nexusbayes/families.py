@@ -125,10 +125,12 @@ class Normal(Family):
         return {"sigma": pm.HalfNormal(f"sigma_{block.key}", priors.noise_sd, dims=f"indicator_{block.key}")}
 
     def likelihood(self, block, eta, scale, params, observed, inputs):
-        """Normal likelihood on the data scale."""
+        """Normal likelihood on the data scale (its kernel: :func:`_normal_kernel`)."""
         loc, sd = scale
-        return pm.Normal(f"y_{block.key}", mu=loc + sd * eta, sigma=sd * params["sigma"][block.local],
-                         observed=observed, dims=block.dim)
+        sigma = params["sigma"]                   # its log and precision computed per indicator, then gathered
+        return pm.CustomDist(f"y_{block.key}", eta, loc, sd, sigma[block.local], (1.0 / sigma**2)[block.local],
+                             pt.log(sigma)[block.local], dist=_normal_dist, logp=_normal_kernel, observed=observed,
+                             dims=block.dim)
 
     def simulate(self, rng, eta, scale, block, params):
         """Normal draws."""
@@ -192,8 +194,8 @@ class NegBin(Family):
         table = {name: pm.Data(f"{name}_{block.key}", values)
                  for name, values in self.kernel_tables(block.local, block.y).items()}
         lgamma_y = pt.gammaln(table["pair_count"] + alpha[table["pair_indicator"]])[table["pair"]]   # once per pair
-        return pm.CustomDist(f"y_{block.key}", log_mu, alpha[block.local], terms, lgamma_y, dist=_negbin_dist,
-                             logp=_negbin_kernel, observed=observed, dims=block.dim)
+        return pm.CustomDist(f"y_{block.key}", log_mu, alpha[block.local], pt.log(alpha)[block.local], terms,
+                             lgamma_y, dist=_negbin_dist, logp=_negbin_kernel, observed=observed, dims=block.dim)
 
     def simulate(self, rng, eta, scale, block, params):
         """Gamma-Poisson draws."""
@@ -381,23 +383,62 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (Normal(), NegBin(), Binomial(
 
 
 # ---- log-density kernels -------------------------------------------------------------------------
-# The observed variables of the discrete families are CustomDists: PyMC's own distribution draws them
-# (prior predictive), but the log-density the sampler differentiates is a kernel without the terms that
-# depend on the data alone (log n-choose-k, log y!), which are data containers here and so would be
+# The observed variables are CustomDists (but Bernoulli's): PyMC's own distribution draws them (prior
+# predictive), but the log-density the sampler differentiates is a kernel without the terms that depend
+# on the data alone (log sd, log n-choose-k, log y!), which are data containers here and so would be
 # recomputed at every gradient, and with the special functions of per-indicator parameters computed
 # once per indicator. The pointwise log-likelihood stored for LOO is the full one (``Family.logp``).
+# Special functions per observation are what a gradient costs most (numba calls libm element by
+# element), so each kernel keeps them to the fewest: none for the normal, and ``_softplus`` shares one
+# exponential between the value and the gradient.
 
-def _negbin_dist(log_mu, alpha, terms, lgamma_y, size):
+_LOG2E = 1.0 / np.log(2.0)
+
+
+def _softplus(x):
+    """``log(1 + exp(x))`` as ``relu(x) + log1p(exp(-|x|))``: stable, with one exponential for value and gradient.
+
+    PyTensor's own ``softplus`` (which its rewrites also make of ``log1p(exp(.))``) has ``sigmoid``
+    as its gradient, which computes the exponential a second time. ``exp2`` of the rescaled argument
+    is not rewritten, and its gradient reuses the value. ``relu`` is ``(x + |x|) / 2`` so that the
+    gradient at 0 is exactly 1/2.
+
+    Examples
+    --------
+    >>> x = np.array([-800.0, -3.0, 0.0, 2.5, 800.0])
+    >>> np.allclose(_softplus(pt.as_tensor(x)).eval(), np.logaddexp(0.0, x))
+    True
+    """
+    magnitude = pt.abs(x)
+    return 0.5 * (x + magnitude) + pt.log1p(pt.exp2(-_LOG2E * magnitude))
+
+
+def _normal_dist(eta, loc, sd, sigma, precision, log_sigma, size):
+    return pm.Normal.dist(mu=loc + sd * eta, sigma=sd * sigma, size=size)
+
+
+def _normal_kernel(value, eta, loc, sd, sigma, precision, log_sigma):
+    """Log Normal(y | loc + sd eta, sd sigma) + log sd + log(2 pi) / 2.
+
+    That is ``-((y - loc) / sd - eta)^2 / (2 sigma^2) - log sigma``, with ``precision`` (1 / sigma^2)
+    and ``log_sigma`` computed per indicator: no special function per observation.
+    """
+    z = (value - loc) / sd - eta
+    return -0.5 * precision * z**2 - log_sigma
+
+
+def _negbin_dist(log_mu, alpha, log_alpha, terms, lgamma_y, size):
     return pm.NegativeBinomial.dist(mu=pt.exp(log_mu), alpha=alpha, size=size)
 
 
-def _negbin_kernel(value, log_mu, alpha, terms, lgamma_y):
+def _negbin_kernel(value, log_mu, alpha, log_alpha, terms, lgamma_y):
     """Log NB(y | mu, alpha) + log y!: lgamma(y + a) - lgamma(a) + a log a + y log mu - (y + a) log(mu + a).
 
     ``lgamma_y`` is ``lgamma(y + a)`` of the observed counts, from the table of distinct pairs
     (:meth:`NegBin.kernel_tables`), so the kernel holds at the observed values only: the sampler's use.
+    ``log(mu + a)`` is ``log mu + softplus(log a - log mu)``, with ``log a`` per indicator.
     """
-    log_total = pt.logaddexp(log_mu, pt.log(alpha))
+    log_total = log_mu + _softplus(log_alpha - log_mu)
     return lgamma_y + terms + value * log_mu - (value + alpha) * log_total
 
 
@@ -407,7 +448,7 @@ def _binomial_dist(eta, trials, size):
 
 def _binomial_kernel(value, eta, trials):
     """Log Binomial(k | n, expit(eta)) - log C(n, k) = k eta - n log(1 + e^eta)."""
-    return value * eta - trials * pt.softplus(eta)
+    return value * eta - trials * _softplus(eta)
 
 
 def _ordinal_dist(eta, cut, table, shift, size):
@@ -435,6 +476,6 @@ def _ordinal_kernel(eta, lower, upper, between, first, last):
     infinite: backends that differentiate through both branches of a switch (JAX, for numpyro) would
     otherwise get NaN gradients.
     """
-    log_a = pt.switch(first, 0.0, -pt.softplus(lower - eta))      # log expit(eta - lower)
-    log_b = pt.switch(last, 0.0, -pt.softplus(eta - upper))       # log expit(upper - eta)
+    log_a = pt.switch(first, 0.0, -_softplus(lower - eta))      # log expit(eta - lower)
+    log_b = pt.switch(last, 0.0, -_softplus(eta - upper))       # log expit(upper - eta)
     return log_a + log_b + between

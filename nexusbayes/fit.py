@@ -430,7 +430,8 @@ def prior_predictive(panel: Panel, spec: Spec, draws: int = PRIOR_PREDICTIVE_DRA
     logger.setLevel(logging.WARNING)    # not the INFO line listing every variable it draws
     try:
         with model:
-            drawn = pm.sample_prior_predictive(draws=draws, var_names=names, random_seed=seed)
+            drawn = pm.sample_prior_predictive(draws=draws, var_names=names, random_seed=seed,
+                                               compile_kwargs={"mode": compile_cache.forward_mode()})
     finally:
         logger.setLevel(level)
     out = drawn["prior_predictive"].to_dataset()

@@ -431,7 +431,7 @@ def _simulation_jobs(spec: Spec, panel: Panel, settings: dict) -> list[Job]:
     model = build_model(panel, spec)
     design = make_design(panel, spec)
     prior = pm.sample_prior_predictive(draws=n_sims, model=model, random_seed=_int_seed(children[0]),
-                                       return_inferencedata=True)
+                                       compile_kwargs={"mode": compile_cache.forward_mode()})
     sim_params = prior["prior"].to_dataset().isel(chain=0)
     sim_data = prior["prior_predictive"].to_dataset().isel(chain=0)
 

@@ -3,9 +3,16 @@
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
-from scipy.special import gammaln
+from scipy.special import expit, gammaln
 
-from nexusbayes.families import _between_cuts, _binomial_kernel, _negbin_kernel, _ordinal_kernel
+from nexusbayes.families import (
+    _between_cuts,
+    _binomial_kernel,
+    _negbin_kernel,
+    _normal_kernel,
+    _ordinal_kernel,
+    _softplus,
+)
 
 RNG = np.random.default_rng(7)
 N = 400
@@ -17,10 +24,32 @@ def test_negbin_kernel_is_the_full_log_mass_plus_log_y_factorial():
     alpha = RNG.gamma(2.0, 1.0, N)
     terms = alpha * np.log(alpha) - gammaln(alpha)
     lgamma_y = gammaln(y + alpha)
-    kernel = _negbin_kernel(pt.as_tensor(y), pt.as_tensor(log_mu), pt.as_tensor(alpha), pt.as_tensor(terms),
-                            pt.as_tensor(lgamma_y)).eval()
+    kernel = _negbin_kernel(pt.as_tensor(y), pt.as_tensor(log_mu), pt.as_tensor(alpha), pt.as_tensor(np.log(alpha)),
+                            pt.as_tensor(terms), pt.as_tensor(lgamma_y)).eval()
     full = pm.logp(pm.NegativeBinomial.dist(mu=np.exp(log_mu), alpha=alpha), y).eval()
     np.testing.assert_allclose(kernel - gammaln(y + 1.0), full, rtol=1e-9, atol=1e-9)
+
+
+def test_normal_kernel_is_the_full_log_density_plus_log_sd_and_half_log_two_pi():
+    y = RNG.normal(50.0, 20.0, N)
+    eta = RNG.normal(0.0, 1.5, N)
+    loc, sd = 48.0, RNG.gamma(5.0, 4.0, N)
+    sigma = RNG.gamma(2.0, 0.5, N)
+    kernel = _normal_kernel(*(pt.as_tensor(a) for a in (y, eta, loc, sd, sigma, 1.0 / sigma**2, np.log(sigma)))).eval()
+    full = pm.logp(pm.Normal.dist(mu=loc + sd * eta, sigma=sd * sigma), y).eval()
+    np.testing.assert_allclose(kernel - np.log(sd) - 0.5 * np.log(2 * np.pi), full, rtol=1e-9, atol=1e-9)
+
+
+def test_softplus_and_its_gradient_match_the_exact_ones_over_the_whole_range():
+    """One exponential for value and gradient, no overflow at either end, the gradient 1/2 at exactly 0."""
+    x = pt.dvector("x")
+    value = _softplus(x)
+    grad = pt.grad(value.sum(), x)
+    points = np.concatenate([[-800.0, -40.0, 0.0, 40.0, 800.0], RNG.normal(0.0, 10.0, N)])
+    got_value, got_grad = (v.eval({x: points}) for v in (value, grad))
+    np.testing.assert_allclose(got_value, np.logaddexp(0.0, points), rtol=1e-13, atol=1e-300)
+    np.testing.assert_allclose(got_grad, expit(points), rtol=1e-13, atol=1e-300)
+    assert got_grad[2] == 0.5
 
 
 def test_binomial_kernel_is_the_full_log_mass_minus_log_n_choose_k():

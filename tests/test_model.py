@@ -56,17 +56,19 @@ def test_log_density_and_gradient_are_finite_at_a_prior_draw(small):
 #: What the sampler's log-density kernels leave out (they depend on the data alone): NumPy's full log-likelihood
 #: minus PyMC's pointwise kernel, by family.
 DATA_ONLY_TERMS = {
-    "negbin": lambda block: -gammaln(block.y + 1.0),
-    "binomial": lambda block: (gammaln(block.trials + 1.0) - gammaln(block.y + 1.0)
-                               - gammaln(block.trials - block.y + 1.0)),
+    "normal": lambda block, idx: -np.log(idx.scale[1]) - 0.5 * np.log(2 * np.pi),
+    "negbin": lambda block, idx: -gammaln(block.y + 1.0),
+    "binomial": lambda block, idx: (gammaln(block.trials + 1.0) - gammaln(block.y + 1.0)
+                                    - gammaln(block.trials - block.y + 1.0)),
 }
 
 
 def test_numpy_log_likelihood_matches_pymc(small):
     """The fit's log_likelihood group is computed in NumPy; it must equal PyMC's pointwise logp.
 
-    Up to the terms that depend on the data alone, which the sampler's kernels leave out (negbin: log y!;
-    binomial: log n-choose-k); every other family's kernel is its full log-density.
+    Up to the terms that depend on the data alone, which the sampler's kernels leave out (normal: the log of the
+    indicator's SD and log(2 pi) / 2; negbin: log y!; binomial: log n-choose-k); the ordinal kernel is its full
+    log-density.
     """
     sim, model = small
     umodel = remove_value_transforms(model)
@@ -91,7 +93,7 @@ def test_numpy_log_likelihood_matches_pymc(small):
         params = {p: values[p] for p in NUISANCE if f"{p}_{block.key}" in model.named_vars}
         family = sim.spec.indicators[block.names[0]].family
         got = FAMILIES[family].logp(eta, idx.scale, block, params)
-        kernel = expected[f"y_{block.key}"] + DATA_ONLY_TERMS.get(family, lambda block: 0.0)(block)
+        kernel = expected[f"y_{block.key}"] + DATA_ONLY_TERMS.get(family, lambda block, idx: 0.0)(block, idx)
         np.testing.assert_allclose(got, kernel, rtol=1e-6, atol=1e-8, err_msg=block.key)
 
 
