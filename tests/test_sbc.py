@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nexusbayes import batch, sbc
+from nexusbayes import batch, compile_cache, sbc
 from nexusbayes.cli import main
 from nexusbayes.errors import Interrupted, OutputExistsError, SamplingError
 from nexusbayes.model import build_model
@@ -75,7 +75,7 @@ def test_with_data_refits_new_values_without_recompiling(tiny):
     import nutpie
 
     model = build_model(tiny.panel, tiny.spec)
-    compiled = nutpie.compile_pymc_model(model, default_initialization_strategy="prior")
+    compiled, _ = compile_cache.compile_nutpie(model, tiny.panel, tiny.spec)   # as fits and SBC compile it
     y = model["data_normal"].get_value()
     sd = float(np.std(y))        # the fixed centring scale of the normal indicator
     means = []
