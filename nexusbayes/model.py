@@ -238,13 +238,11 @@ def build_model(panel: Panel, spec: Spec) -> pm.Model:
         # the centring constants are computed from the data, so they are data containers too
         location = pm.Data("indicator_location", design.centres[:, 0], dims="indicator")
         spread = pm.Data("indicator_scale", design.centres[:, 1], dims="indicator")
-        eta_table = _linear_predictor_table(design, theta, loading, intercept, location, offset)
-        n_cell = len(panel.regions) * len(panel.periods)
+        linear_predictor = _linear_predictor(design, len(panel.frame), theta, loading, intercept, location, offset)
         for block in design.blocks:
             family = FAMILIES[spec.indicator(block.names[0]).family]
             idx = block_index(design, panel, block)
-            # one flat integer index (a fast gather and scatter-add) rather than several index arrays
-            eta = eta_table[idx.indicator * n_cell + idx.region * len(panel.periods) + idx.period]
+            eta = linear_predictor(idx)
             params = family.nuisance(block, spec.priors)
             observed = pm.Data(f"data_{block.key}", family.observed_values(block), dims=block.dim)
             inputs = {name: pm.Data(f"{name}_{block.key}", values, dims=block.dim)
@@ -253,24 +251,52 @@ def build_model(panel: Panel, spec: Spec) -> pm.Model:
     return model
 
 
-def _linear_predictor_table(design: Design, theta, loading, intercept, location, offset):
-    """The linear predictor of every (indicator, region, period), flat; each observation gathers its own.
+#: The linear predictors come from a dense (indicator, region-period) table while it has at most this
+#: many entries per observation. Sparser designs, such as an item bank of thousands of roll calls each
+#: voted on in one term, would make the table hundreds of times larger than the data (Martin-Quinn:
+#: 5,164 cases x 3,080 justice-terms, 16 million entries for 45,000 votes), so each observation
+#: gathers its own terms instead.
+DENSE_TABLE_MAX_RATIO = 4
+
+
+def _linear_predictor(design: Design, n_obs: int, theta, loading, intercept, location, offset):
+    """A function from a block's :class:`BlockIndex` to its observations' linear predictors.
 
     ``intercept + loading . theta``, plus the centre of each non-normal indicator (normal ones are
-    centred on the data scale instead) and the country offset of each non-comparable one, over the
-    whole grid: a dense product over about as many cells as there are observations. Each observation
-    then costs one gather (and the gradient one scatter-add) instead of one per term: 7-15% of the
-    medium panel's gradient (measured, ``benchmarks/README.md``).
+    centred on the data scale instead) and the country offset of each non-comparable one.
+
+    Where the grid of (indicator, region, period) is about as large as the data (at most
+    :data:`DENSE_TABLE_MAX_RATIO` entries per observation: every panel of indicators observed in most
+    cells), it is computed once as a dense table and each observation costs one gather (the gradient
+    one scatter-add) instead of one per term: 7-15% of the medium panel's gradient (measured,
+    ``benchmarks/README.md``). Otherwise each observation gathers its indicator's parameters and its
+    cell's traits.
     """
     n_region, n_period, n_trait = len(design.coords["region"]), len(design.period_time), len(design.coords["trait"])
-    cells = theta.reshape((n_region * n_period, n_trait))
-    table = intercept[:, None] + (loading[:, None, :] * cells[None, :, :]).sum(axis=-1)     # (indicator, cell)
+    n_cell = n_region * n_period
+    cells = theta.reshape((n_cell, n_trait))
     normal = np.array([family == "normal" for family in design.families])
-    if not normal.all():
-        table = table + pt.where(normal, 0.0, location)[:, None]
-    if offset is not None:
-        table = table + offset[:, np.repeat(design.region_country, n_period)]
-    return table.ravel()
+    centre = pt.where(normal, 0.0, location)
+    if len(design.families) * n_cell <= DENSE_TABLE_MAX_RATIO * n_obs:
+        table = intercept[:, None] + (loading[:, None, :] * cells[None, :, :]).sum(axis=-1)     # (indicator, cell)
+        if not normal.all():
+            table = table + centre[:, None]
+        if offset is not None:
+            table = table + offset[:, np.repeat(design.region_country, n_period)]
+        flat = table.ravel()
+        # one flat integer index (a fast gather and scatter-add) rather than several index arrays
+        return lambda idx: flat[idx.indicator * n_cell + idx.region * n_period + idx.period]
+
+    def per_observation(idx: BlockIndex):
+        j = idx.indicator
+        eta = intercept[j] + (loading[j] * cells[idx.region * n_period + idx.period]).sum(axis=-1)
+        if not normal[j].all():
+            eta = eta + centre[j]
+        if offset is not None:
+            eta = eta + offset[j, idx.country]
+        return eta
+
+    return per_observation
 
 
 def kernel_containers(design: Design, spec: Spec, key: str, y: np.ndarray) -> dict[str, np.ndarray]:

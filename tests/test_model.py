@@ -7,6 +7,7 @@ import pytest
 from pymc.model.transform.conditioning import remove_value_transforms
 from scipy.special import gammaln
 
+from nexusbayes import model as model_module
 from nexusbayes.errors import SpecError
 from nexusbayes.families import FAMILIES, NUISANCE
 from nexusbayes.model import ZeroSum, block_index, build_model, make_design
@@ -63,14 +64,22 @@ DATA_ONLY_TERMS = {
 }
 
 
-def test_numpy_log_likelihood_matches_pymc(small):
+@pytest.mark.parametrize("table", ["dense", "per observation"])
+def test_numpy_log_likelihood_matches_pymc(small, table, monkeypatch):
     """The fit's log_likelihood group is computed in NumPy; it must equal PyMC's pointwise logp.
 
     Up to the terms that depend on the data alone, which the sampler's kernels leave out (normal: the log of the
     indicator's SD and log(2 pi) / 2; negbin: log y!; binomial: log n-choose-k); the ordinal kernel is its full
-    log-density.
+    log-density. Both ways of computing the linear predictors: the dense (indicator, cell) table, and the
+    per-observation gather that sparse designs (item banks) take.
     """
     sim, model = small
+    design = make_design(sim.panel, sim.spec)
+    n_entries = len(design.families) * len(sim.panel.regions) * len(sim.panel.periods)
+    assert n_entries <= model_module.DENSE_TABLE_MAX_RATIO * sim.panel.n_obs     # the fixture takes the table
+    if table == "per observation":
+        monkeypatch.setattr(model_module, "DENSE_TABLE_MAX_RATIO", 0)
+        model = build_model(sim.panel, sim.spec)
     umodel = remove_value_transforms(model)
     draw = pm.draw([umodel[v.name] for v in umodel.free_RVs], random_seed=3)
     point = {umodel.rvs_to_values[rv].name: val for rv, val in zip(umodel.free_RVs, draw, strict=True)}
@@ -84,7 +93,6 @@ def test_numpy_log_likelihood_matches_pymc(small):
                       strict=True))
     assert np.abs(values["country_offset"][sim.panel.indicators.index("quota")]).max() > 0
     values.update({"sigma": point["sigma_normal"], "inv_dispersion": point["inv_dispersion_negbin"]})
-    design = make_design(sim.panel, sim.spec)
     for block in design.blocks:
         idx = block_index(design, sim.panel, block)
         eta = idx.centre + values["intercept"][idx.indicator] + (
