@@ -76,6 +76,11 @@ class Design:
     period_time: np.ndarray
     coords: dict
 
+    @property
+    def normal(self) -> np.ndarray:
+        """Whether each indicator (panel order) is normal: centred on the data scale, not in ``eta``."""
+        return np.array([family == "normal" for family in self.families])
+
 
 SIGN_CODE = {"positive": 1, "negative": -1, "free": 2}
 
@@ -185,8 +190,7 @@ def block_index(design: Design, panel: Panel, block: Block) -> BlockIndex:
     rows = block.rows
     j = frame["indicator_idx"].to_numpy()[rows]
     loc, scale = design.centres[j, 0], design.centres[j, 1]
-    normal = np.array([spec_family == "normal" for spec_family in design.families])
-    centre = np.where(normal[j], 0.0, loc)
+    centre = np.where(design.normal[j], 0.0, loc)
     return BlockIndex(region=frame["region_idx"].to_numpy()[rows], period=frame["period_idx"].to_numpy()[rows],
                       country=frame["country_idx"].to_numpy()[rows], indicator=j, centre=centre,
                       scale=(loc, scale))
@@ -238,7 +242,7 @@ def build_model(panel: Panel, spec: Spec) -> pm.Model:
         # the centring constants are computed from the data, so they are data containers too
         location = pm.Data("indicator_location", design.centres[:, 0], dims="indicator")
         spread = pm.Data("indicator_scale", design.centres[:, 1], dims="indicator")
-        linear_predictor = _linear_predictor(design, len(panel.frame), theta, loading, intercept, location, offset)
+        linear_predictor = _linear_predictor(design, panel.n_obs, theta, loading, intercept, location, offset)
         for block in design.blocks:
             family = FAMILIES[spec.indicator(block.names[0]).family]
             idx = block_index(design, panel, block)
@@ -259,6 +263,12 @@ def build_model(panel: Panel, spec: Spec) -> pm.Model:
 DENSE_TABLE_MAX_RATIO = 4
 
 
+def uses_dense_table(design: Design, n_obs: int) -> bool:
+    """Whether the linear predictors of ``n_obs`` observations come from the dense (indicator, cell) table."""
+    n_cell = len(design.coords["region"]) * len(design.period_time)
+    return len(design.families) * n_cell <= DENSE_TABLE_MAX_RATIO * n_obs
+
+
 def _linear_predictor(design: Design, n_obs: int, theta, loading, intercept, location, offset):
     """A function from a block's :class:`BlockIndex` to its observations' linear predictors.
 
@@ -275,9 +285,9 @@ def _linear_predictor(design: Design, n_obs: int, theta, loading, intercept, loc
     n_region, n_period, n_trait = len(design.coords["region"]), len(design.period_time), len(design.coords["trait"])
     n_cell = n_region * n_period
     cells = theta.reshape((n_cell, n_trait))
-    normal = np.array([family == "normal" for family in design.families])
+    normal = design.normal
     centre = pt.where(normal, 0.0, location)
-    if len(design.families) * n_cell <= DENSE_TABLE_MAX_RATIO * n_obs:
+    if uses_dense_table(design, n_obs):
         table = intercept[:, None] + (loading[:, None, :] * cells[None, :, :]).sum(axis=-1)     # (indicator, cell)
         if not normal.all():
             table = table + centre[:, None]
