@@ -5,13 +5,20 @@ Usage::
     python -m benchmarks                               # every size x every sampler; writes results/latest.json
     python -m benchmarks --sizes small,medium --samplers nutpie,pymc
     python -m benchmarks --compare                     # small + medium with nutpie, as ratios to latest.json
+    python -m benchmarks --sizes medium --samplers nutpie,pymc --repeats 3   # medians over 3 seeds
 
 Each case (size x sampler) runs in a fresh process (:mod:`benchmarks.measure`), so compile times are cold
 and peak memory is the case's own. The large size runs nutpie only unless ``--large-samplers`` says
-otherwise (PyMC's NUTS would take hours there).
+otherwise (PyMC's NUTS would take hours there). With ``--repeats N`` every case runs N times (sampler
+seeds: the spec's plus 0..N-1) and its record holds the median of each figure, the runs themselves under
+``runs``: the issue's targets are medians, and single runs of one case vary by up to about 1.3x.
+
+After the table, :func:`targets` checks the performance issue's targets against the run (medium ESS per
+second against PyMC's and against the straightforward model's 0.8, convergence at the defaults, the small
+example's end-to-end times, the large size's time and R-hat, and the gradient's cost per observation).
 
 ``--compare`` is a timing regression check that works on any machine: every time is divided by the time
-of a fixed NumPy workload measured in the same run (``machine_seconds``), and the new run's normalised
+of a fixed workload measured in the same run (``machine_seconds``), and the new run's normalised
 times are compared with the stored run's as ratios. It exits 1 when a time grew (or ESS per second fell)
 by more than ``--tolerance`` (default 1.5x).
 """
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -36,35 +44,49 @@ from benchmarks.measure import SAMPLERS, available
 RESULTS = ROOT / "benchmarks" / "results"
 #: Per-case time limit (seconds) of the subprocess.
 CASE_TIMEOUT = 3 * 3600
+#: Version of :func:`machine_seconds`' workload: runs measured with different ones cannot be compared.
+MACHINE_WORKLOAD = 2
 #: Times compared by ``--compare`` (normalised by machine_seconds) and the rate compared the other way.
 COMPARED_TIMES = ("compile_s", "sampling_s", "gradient_us")
 COMPARED_RATES = ("ess_bulk_per_s_sampling",)
-SHOWN = ("shape", "observations", "parameters", "compile_s", "sampling_s", "end_to_end_s", "cached_end_to_end_s",
-         "min_ess_bulk", "min_ess_tail", "ess_bulk_per_s_sampling", "ess_bulk_per_s_end_to_end", "max_rhat",
-         "divergences", "grad_evals_per_draw", "gradient_us", "gradient_ns_per_observation", "peak_memory_mb",
-         "recovery_r", "worst_variable", "advi_s", "advi_theta_mean_error_sd", "advi_theta_sd_ratio",
+SHOWN = ("shape", "observations", "parameters", "repeats", "compile_s", "sampling_s", "end_to_end_s",
+         "cached_end_to_end_s", "min_ess_bulk", "min_ess_tail", "ess_bulk_per_s_sampling", "ess_bulk_per_s_end_to_end",
+         "max_rhat", "divergences", "grad_evals_per_draw", "gradient_us", "gradient_ns_per_observation",
+         "peak_memory_mb", "recovery_r", "worst_variable", "advi_s", "advi_theta_mean_error_sd", "advi_theta_sd_ratio",
          "advi_modal_type_agreement", "error")
 
 
 def machine_seconds(repeats: int = 5) -> float:
-    """Seconds for a fixed NumPy workload (sorting and a small dense solve), best of ``repeats``."""
+    """Seconds for a fixed workload like the benchmarked code's, best of ``repeats``.
+
+    Scalar special functions in interpreted Python (the samplers' generated code calls libm element by
+    element, and PyMC's NUTS runs in Python) and a random scatter-add (the gradients' gathers). No
+    sorting or vectorised NumPy math: NumPy dispatches those to AVX-512 where the CPU has it, which made
+    the first workload (a sort, a solve and ``np.exp``) 9.6x faster on one 2-core machine than on
+    another whose benchmark times differed 1.6-2.6x.
+    """
     rng = np.random.default_rng(0)
-    data = rng.standard_normal(1_000_000)
-    matrix = rng.standard_normal((300, 300)) + 300 * np.eye(300)
+    values = rng.standard_normal(1_000_000).tolist()
+    index = rng.integers(0, 10_000, 1_000_000)
+    weights = rng.standard_normal(1_000_000)
     best = np.inf
     for _ in range(repeats):
         start = time.perf_counter()
-        for _ in range(5):
-            np.sort(data)
-            np.linalg.solve(matrix, data[:300])
-            np.exp(data).sum()
+        total = 0.0
+        for x in values:
+            total += math.exp(-abs(x)) + math.log1p(abs(x))
+        np.add.at(np.zeros(10_000), index, weights)
         best = min(best, time.perf_counter() - start)
     return best
 
 
-def run_case(size: str, sampler: str, args: argparse.Namespace) -> dict:
+#: The issue's figure for the straightforward model on the medium panel (min bulk ESS per second of sampling).
+STRAIGHTFORWARD_MEDIUM_ESS_PER_S = 0.8
+
+
+def run_case(size: str, sampler: str, args: argparse.Namespace, seed_offset: int = 0) -> dict:
     """Run one case in a fresh Python process; return its record (or the error)."""
-    command = [sys.executable, "-m", "benchmarks.measure", size, sampler]
+    command = [sys.executable, "-m", "benchmarks.measure", size, sampler, "--seed-offset", str(seed_offset)]
     for option in ("draws", "tune", "chains"):
         value = getattr(args, f"large_{option}", None) if size == "large" else None
         value = value if value is not None else getattr(args, option)
@@ -76,7 +98,8 @@ def run_case(size: str, sampler: str, args: argparse.Namespace) -> dict:
         command.append("--approx")
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    print(f"[{time.strftime('%H:%M:%S')}] {size} x {sampler} ...", file=sys.stderr, flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] {size} x {sampler} (seed offset {seed_offset}) ...", file=sys.stderr,
+          flush=True)
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=CASE_TIMEOUT, env=env, cwd=ROOT)
     except subprocess.TimeoutExpired:
@@ -88,6 +111,87 @@ def run_case(size: str, sampler: str, args: argparse.Namespace) -> dict:
     return json.loads(lines[-1])
 
 
+def median_record(runs: list[dict]) -> dict:
+    """One case's record from repeated runs: the median of every number, the runs under ``runs``.
+
+    Other fields (shape, worst variable) take their most common value; failed runs are left out of the
+    medians and named under ``error``.
+
+    Examples
+    --------
+    >>> r = median_record([{"size": "small", "sampler": "nutpie", "sampling_s": s, "worst_variable": w}
+    ...                    for s, w in ((30.0, "a"), (20.0, "b"), (40.0, "a"))])
+    >>> r["sampling_s"], r["worst_variable"], r["repeats"]
+    (30.0, 'a', 3)
+    """
+    ok = [r for r in runs if "error" not in r]
+    failed = [r for r in runs if "error" in r]
+    record = {"size": runs[0]["size"], "sampler": runs[0]["sampler"], "repeats": len(runs)}
+    for key in dict.fromkeys(k for r in ok for k in r):
+        values = [r[key] for r in ok if r.get(key) is not None]
+        if key in record or key == "seed" or not values:
+            continue
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            record[key] = round(float(np.median(values)), 4)
+        else:
+            record[key] = max(set(values), key=values.count)
+    if failed:
+        record["error"] = f"{len(failed)} of {len(runs)} runs failed: " + "; ".join(r["error"] for r in failed)
+    record["runs"] = runs
+    return record
+
+
+def targets(cases: list[dict]) -> pd.DataFrame:
+    """The performance issue's targets, measured in this run: one row each, with ``met`` True/False/None.
+
+    None means the run does not hold what the target needs (e.g. no PyMC case, or the large size failed).
+
+    Examples
+    --------
+    >>> t = targets([{"size": "medium", "sampler": "nutpie", "ess_bulk_per_s_sampling": 20.0, "max_rhat": 1.005,
+    ...               "divergences": 0}, {"size": "medium", "sampler": "pymc", "ess_bulk_per_s_sampling": 5.0}])
+    >>> t.set_index("target").loc["medium: ESS/s of sampling vs PyMC's NUTS", ["measured", "met"]].tolist()
+    [4.0, False]
+    """
+    index = {(c["size"], c["sampler"]): c for c in cases if "error" not in c or "runs" in c}
+    failed = {(c["size"], c["sampler"]) for c in cases if "error" in c and "runs" not in c}
+
+    def get(size, key, sampler="nutpie"):
+        return index.get((size, sampler), {}).get(key)
+
+    def row(name, measured, goal, met):
+        return {"target": name, "measured": None if measured is None else round(measured, 3), "goal": goal,
+                "met": None if measured is None else bool(met)}
+
+    nutpie_rate, pymc_rate = get("medium", "ess_bulk_per_s_sampling"), get("medium", "ess_bulk_per_s_sampling", "pymc")
+    ratio = nutpie_rate / pymc_rate if nutpie_rate and pymc_rate else None
+    rhat, div = get("medium", "max_rhat"), get("medium", "divergences")
+    per_obs = [get(size, "gradient_ns_per_observation") for size in SIZES]
+    per_obs = [v for v in per_obs if v is not None]
+    large_time, large_rhat = get("large", "end_to_end_s"), get("large", "max_rhat")
+    large = row("large: end to end (s), with max R-hat <= 1.01", large_time, "<= 900",
+                large_time is not None and large_time <= 900 and (large_rhat or np.inf) <= 1.01)
+    if ("large", "nutpie") in failed:   # timed out or crashed: the target is missed, not unmeasured
+        large.update(measured="failed (see its error)", met=False)
+    rows = [
+        row("medium: ESS/s of sampling vs PyMC's NUTS", ratio, ">= 5x", ratio is not None and ratio >= 5),
+        row("medium: ESS/s of sampling vs the straightforward model's 0.8",
+            None if nutpie_rate is None else nutpie_rate / STRAIGHTFORWARD_MEDIUM_ESS_PER_S, ">= 10x",
+            nutpie_rate is not None and nutpie_rate >= 10 * STRAIGHTFORWARD_MEDIUM_ESS_PER_S),
+        row("medium: max R-hat (no divergences)", rhat, "<= 1.01, 0 divergences",
+            rhat is not None and rhat <= 1.01 and div == 0),
+        row("small: end to end, cold (s)", get("small", "end_to_end_s"), "<= 30",
+            (get("small", "end_to_end_s") or np.inf) <= 30),
+        row("small: end to end, compiled model cached (s)", get("small", "cached_end_to_end_s"), "<= 10",
+            (get("small", "cached_end_to_end_s") or np.inf) <= 10),
+        large,
+        row("gradient ns per observation: largest / smallest over the sizes",
+            max(per_obs) / min(per_obs) if len(per_obs) > 1 else None, "<= 1.5 (over 2+ sizes)",
+            len(per_obs) > 1 and max(per_obs) / min(per_obs) <= 1.5),
+    ]
+    return pd.DataFrame(rows)
+
+
 def table(cases: list[dict]) -> pd.DataFrame:
     """Metrics as rows, cases (size / sampler) as columns."""
     frame = pd.DataFrame(cases)
@@ -96,16 +200,35 @@ def table(cases: list[dict]) -> pd.DataFrame:
 
 
 def markdown(cases: list[dict]) -> str:
-    """The table as Markdown (for the README)."""
-    shown = table(cases).astype(object).where(lambda f: f.notna(), "")
-    header = "| metric | " + " | ".join(shown.columns) + " |"
-    rule = "|---|" + "---|" * len(shown.columns)
-    rows = [f"| {name} | " + " | ".join(str(v) for v in row) + " |" for name, row in shown.iterrows()]
+    """The table as Markdown (for the README), and the targets when the run measured any."""
+    text = _markdown(table(cases).rename_axis("metric").reset_index(), blank="")
+    goals = targets(cases)
+    if goals["met"].notna().any():
+        text += "\n\n" + _markdown(goals, blank="not measured")
+    return text
+
+
+def _markdown(frame: pd.DataFrame, blank: str) -> str:
+    shown = frame.astype(object).where(frame.notna(), blank)
+    header = "| " + " | ".join(shown.columns) + " |"
+    rule = "|" + "---|" * len(shown.columns)
+    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
 
 
 def compare(new: dict, old: dict, tolerance: float) -> tuple[pd.DataFrame, bool]:
-    """Normalised ratios new/old for every case in both runs; whether all are within ``tolerance``."""
+    """Normalised ratios new/old for every case in both runs; whether all are within ``tolerance``.
+
+    Raises
+    ------
+    ValueError
+        When the two runs measured the machine with different workloads (``machine_workload``).
+    """
+    versions = new.get("machine_workload", 1), old.get("machine_workload", 1)
+    if versions[0] != versions[1]:
+        raise ValueError(f"the stored run measured the machine with workload {versions[1]} and this run with "
+                         f"{versions[0]}, so their normalised times are not comparable; store a new reference "
+                         "with `python -m benchmarks` (it writes results/latest.json) and compare against that")
     index = {(c["size"], c["sampler"]): c for c in old["cases"] if "error" not in c}
     rows, ok = [], True
     for case in new["cases"]:
@@ -141,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large-draws", type=int, help="draws per chain for the large size (default --draws)")
     parser.add_argument("--large-tune", type=int, help="tuning steps for the large size (default --tune)")
     parser.add_argument("--no-approx", action="store_true", help="skip the ADVI fast path")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per case (other seeds); records medians")
     parser.add_argument("--out", type=Path, help="JSON file (default results/latest.json; with --compare none)")
     parser.add_argument("--compare", nargs="?", const=RESULTS / "latest.json", type=Path, metavar="STORED",
                         help="compare with a stored run (default results/latest.json) as normalised ratios")
@@ -156,8 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     record = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "platform": platform.platform()},
               "when": time.strftime("%Y-%m-%d %H:%M"), "machine_seconds": round(machine_seconds(), 4),
+              "machine_workload": MACHINE_WORKLOAD,
               "settings": {"draws": args.draws, "tune": args.tune, "chains": args.chains,
-                           "large_draws": args.large_draws, "large_tune": args.large_tune}, "cases": []}
+                           "large_draws": args.large_draws, "large_tune": args.large_tune,
+                           "repeats": args.repeats}, "cases": []}
     for size in sizes:
         for sampler in samplers:
             if size == "large" and sampler not in args.large_samplers.split(","):
@@ -165,9 +291,16 @@ def main(argv: list[str] | None = None) -> int:
             if not available(sampler):
                 record["cases"].append({"size": size, "sampler": sampler, "error": "not installed"})
                 continue
-            record["cases"].append(run_case(size, sampler, args))
+            if args.repeats > 1:
+                record["cases"].append(median_record([run_case(size, sampler, args, i)
+                                                      for i in range(args.repeats)]))
+            else:
+                record["cases"].append(run_case(size, sampler, args))
             print(table(record["cases"][-1:]).to_string(), file=sys.stderr, flush=True)
     print(table(record["cases"]).to_string())
+    goals = targets(record["cases"])
+    record["targets"] = goals.to_dict(orient="records")
+    print("\nthe issue's targets in this run:\n" + goals.to_string(index=False))
     out = args.out or (None if args.compare else RESULTS / "latest.json")
     if out is not None:
         from nexusbayes.fit import atomic_write
@@ -177,7 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nwrote {out} and {out.with_suffix('.md')}")
     if args.compare:
         stored = json.loads(args.compare.read_text())
-        ratios, ok = compare(record, stored, args.tolerance)
+        try:
+            ratios, ok = compare(record, stored, args.tolerance)
+        except ValueError as exc:
+            print(f"\n{args.compare}: {exc}", file=sys.stderr)
+            return 2
         print(f"\nagainst {args.compare} ({stored['when']}), machine-normalised, tolerance {args.tolerance}x:")
         print(ratios.to_string(index=False) if len(ratios) else "no case in common")
         return 0 if ok else 1

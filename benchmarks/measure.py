@@ -89,8 +89,11 @@ def gradient_seconds_pymc(model, n_eval: int = 300) -> float:
 
 
 def run(size: str, sampler: str, draws: int | None = None, tune: int | None = None, chains: int | None = None,
-        cached_refit: bool = False, approx: bool = False) -> dict:
-    """Fit one size with one sampler; measure cost, convergence, recovery (and, optionally, the fast paths)."""
+        cached_refit: bool = False, approx: bool = False, seed_offset: int = 0) -> dict:
+    """Fit one size with one sampler; measure cost, convergence, recovery (and, optionally, the fast paths).
+
+    The sampler's seed is the spec's plus ``seed_offset`` (repeated runs of one case differ in it).
+    """
     from nexusbayes import compile_cache
     from nexusbayes.fit import fit
     from nexusbayes.model import build_model
@@ -98,8 +101,9 @@ def run(size: str, sampler: str, draws: int | None = None, tune: int | None = No
     case = make_case(size)
     settings = case.spec.sampler
     draws, tune, chains = draws or settings.draws, tune or settings.tune, chains or settings.chains
+    seed = settings.seed + seed_offset
     record = {"size": size, "shape": case.shape, "sampler": sampler, "observations": int(case.panel.n_obs),
-              "chains": chains, "draws": draws, "tune": tune}
+              "chains": chains, "draws": draws, "tune": tune, "seed": seed}
     start = time.perf_counter()
     if sampler in ("nutpie", "pymc"):
         compile_s = None
@@ -108,7 +112,7 @@ def run(size: str, sampler: str, draws: int | None = None, tune: int | None = No
             model = build_model(case.panel, case.spec)
             model.logp_dlogp_function(ravel_inputs=True)
             compile_s = time.perf_counter() - t0
-        result = fit(case.spec, case.panel, backend=sampler, draws=draws, tune=tune, chains=chains,
+        result = fit(case.spec, case.panel, backend=sampler, draws=draws, tune=tune, chains=chains, seed=seed,
                      progress=False, check=False)
         total = time.perf_counter() - start
         tree, timings = result.tree, result.timings
@@ -129,7 +133,7 @@ def run(size: str, sampler: str, draws: int | None = None, tune: int | None = No
 
         model = build_model(case.panel, case.spec)
         with model:
-            tree = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=settings.seed, nuts_sampler="numpyro",
+            tree = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed, nuts_sampler="numpyro",
                              target_accept=settings.target_accept, progressbar=False,
                              compute_convergence_checks=False, nuts_sampler_kwargs={"chain_method": "parallel"})
         total = sampling_s = time.perf_counter() - start
@@ -144,7 +148,7 @@ def run(size: str, sampler: str, draws: int | None = None, tune: int | None = No
     record["recovery_r"] = recovery(tree, case.theta)
     if cached_refit and sampler == "nutpie":
         t0 = time.perf_counter()
-        again = fit(case.spec, case.panel, draws=draws, tune=tune, chains=chains, seed=settings.seed + 1,
+        again = fit(case.spec, case.panel, draws=draws, tune=tune, chains=chains, seed=seed + 1,
                     progress=False, check=False)
         record["cached_end_to_end_s"] = round(time.perf_counter() - t0, 2)
         record["cached_compile_s"] = round(again.timings["compile"], 3)
@@ -170,8 +174,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chains", type=int)
     parser.add_argument("--cached-refit", action="store_true", help="fit again in-process (compile cache)")
     parser.add_argument("--approx", action="store_true", help="also run ADVI and measure its distance")
+    parser.add_argument("--seed-offset", type=int, default=0, help="added to the spec's sampler seed")
     args = parser.parse_args(argv)
-    record = run(args.size, args.sampler, args.draws, args.tune, args.chains, args.cached_refit, args.approx)
+    record = run(args.size, args.sampler, args.draws, args.tune, args.chains, args.cached_refit, args.approx,
+                 args.seed_offset)
     print(json.dumps(record), flush=True)
 
 

@@ -1,11 +1,14 @@
 """The benchmark's regression check compares machine-normalised ratios, not absolute times."""
 
-from benchmarks.__main__ import compare, markdown
+import pytest
+
+from benchmarks.__main__ import MACHINE_WORKLOAD, compare, markdown
 from benchmarks.cases import SHAPES, make_case
 
 
 def _run(machine, **case):
-    return {"machine_seconds": machine, "cases": [{"size": "small", "sampler": "nutpie", **case}]}
+    return {"machine_seconds": machine, "machine_workload": MACHINE_WORKLOAD,
+            "cases": [{"size": "small", "sampler": "nutpie", **case}]}
 
 
 STORED = _run(1.0, compile_s=30.0, sampling_s=80.0, gradient_us=200.0, ess_bulk_per_s_sampling=10.0)
@@ -25,10 +28,17 @@ def test_slower_sampling_or_fewer_ess_per_second_is_a_regression():
 
 
 def test_cases_without_a_stored_counterpart_or_with_errors_are_skipped():
-    other = {"machine_seconds": 1.0, "cases": [{"size": "large", "sampler": "nutpie", "sampling_s": 1.0},
-                                               {"size": "small", "sampler": "nutpie", "error": "timed out"}]}
+    other = {"machine_seconds": 1.0, "machine_workload": MACHINE_WORKLOAD,
+             "cases": [{"size": "large", "sampler": "nutpie", "sampling_s": 1.0},
+                       {"size": "small", "sampler": "nutpie", "error": "timed out"}]}
     ratios, ok = compare(other, STORED, tolerance=1.5)
     assert ok and ratios.empty
+
+
+def test_runs_that_measured_the_machine_with_another_workload_are_not_compared():
+    older = {**STORED, "machine_workload": MACHINE_WORKLOAD - 1}
+    with pytest.raises(ValueError, match="workload 1 and this run with 2, so their normalised times are not"):
+        compare(STORED, older, tolerance=1.5)
 
 
 def test_markdown_has_one_column_per_case():
@@ -46,8 +56,6 @@ def test_simulated_sizes_have_the_issue_s_shapes():
 
 def test_settings_are_parsed_and_a_missing_adaptation_is_named():
     import argparse
-
-    import pytest
 
     from benchmarks.settings import parse_setting
 
@@ -76,7 +84,6 @@ def test_geometry_finds_the_narrow_direction_of_correlated_coordinates():
 def test_unconstrained_draws_take_transformed_variables_from_their_own_group():
     import numpy as np
     import pymc as pm
-    import pytest
     import xarray as xr
 
     from benchmarks.geometry import unconstrained_draws
@@ -94,3 +101,28 @@ def test_unconstrained_draws_take_transformed_variables_from_their_own_group():
     np.testing.assert_array_equal(draws, np.column_stack([log_scale.reshape(10), z.reshape(10, 2)]))
     with pytest.raises(KeyError, match="store_unconstrained=True"):
         unconstrained_draws(xr.DataTree.from_dict({"posterior": post}), model)
+
+
+def test_repeated_runs_give_medians_and_keep_the_runs():
+    from benchmarks.__main__ import median_record
+
+    runs = [{"size": "medium", "sampler": "nutpie", "seed": 1 + i, "sampling_s": s, "divergences": d}
+            for i, (s, d) in enumerate(((50.0, 0), (70.0, 2), (60.0, 0)))]
+    record = median_record([*runs, {"size": "medium", "sampler": "nutpie", "error": "exit 1: boom"}])
+    assert (record["sampling_s"], record["divergences"], record["repeats"]) == (60.0, 0, 4)
+    assert record["runs"][:3] == runs and "seed" not in record
+    assert record["error"] == "1 of 4 runs failed: exit 1: boom"
+
+
+def test_targets_are_checked_against_the_run_and_a_failed_large_case_misses_its_target():
+    from benchmarks.__main__ import targets
+
+    cases = [{"size": "small", "sampler": "nutpie", "end_to_end_s": 25.0, "cached_end_to_end_s": 12.0,
+              "gradient_ns_per_observation": 60.0},
+             {"size": "medium", "sampler": "nutpie", "ess_bulk_per_s_sampling": 21.0, "max_rhat": 1.012,
+              "divergences": 0, "gradient_ns_per_observation": 45.0},
+             {"size": "medium", "sampler": "pymc", "ess_bulk_per_s_sampling": 4.0},
+             {"size": "large", "sampler": "nutpie", "error": "timed out after 10800 s"}]
+    met = targets(cases).set_index("target")["met"].tolist()
+    assert met == [True, True, False, True, False, False, True]
+    assert targets(cases[:1]).set_index("target")["met"].iloc[0] is None     # no medium run: not measured
