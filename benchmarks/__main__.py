@@ -42,8 +42,9 @@ from benchmarks.cases import ROOT, SIZES
 from benchmarks.measure import SAMPLERS, available
 
 RESULTS = ROOT / "benchmarks" / "results"
-#: Per-case time limit (seconds) of the subprocess.
+#: Per-case time limit (seconds) of the subprocess (``--case-timeout``), and how often a running case reports.
 CASE_TIMEOUT = 3 * 3600
+HEARTBEAT_S = 60.0
 #: Version of :func:`machine_seconds`' workload: runs measured with different ones cannot be compared.
 MACHINE_WORKLOAD = 2
 #: Times compared by ``--compare`` (normalised by machine_seconds) and the rate compared the other way.
@@ -100,15 +101,50 @@ def run_case(size: str, sampler: str, args: argparse.Namespace, seed_offset: int
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     print(f"[{time.strftime('%H:%M:%S')}] {size} x {sampler} (seed offset {seed_offset}) ...", file=sys.stderr,
           flush=True)
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=CASE_TIMEOUT, env=env, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"size": size, "sampler": sampler, "error": f"timed out after {CASE_TIMEOUT} s"}
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"size": size, "sampler": sampler, "error": f"exit {done.returncode}: {tail}"}
+    timeout = getattr(args, "case_timeout", None) or CASE_TIMEOUT
+    done = run_reporting(command, env, timeout, f"{size} x {sampler}")
+    if isinstance(done, str):
+        return {"size": size, "sampler": sampler, "error": done}
+    returncode, stdout, stderr = done
+    lines = stdout.strip().splitlines()
+    if returncode != 0 or not lines:
+        tail = (stderr.strip().splitlines() or ["no output"])[-1]
+        return {"size": size, "sampler": sampler, "error": f"exit {returncode}: {tail}"}
     return json.loads(lines[-1])
+
+
+def run_reporting(command: list[str], env: dict, timeout: float, label: str,
+                  every: float = HEARTBEAT_S) -> tuple[int, str, str] | str:
+    """Run ``command``; every ``every`` seconds print how long it has run and its resident memory.
+
+    Returns ``(returncode, stdout, stderr)``, or the error text when it ran past ``timeout`` seconds (it
+    is then killed; the text holds its last resident memory).
+    """
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               cwd=ROOT)
+    start = time.monotonic()
+    while True:
+        try:
+            stdout, stderr = process.communicate(timeout=min(every, max(timeout - (time.monotonic() - start), 0.01)))
+            return process.returncode, stdout, stderr
+        except subprocess.TimeoutExpired:
+            elapsed, memory = time.monotonic() - start, _resident_mb(process.pid)
+            if elapsed >= timeout:
+                process.kill()
+                process.communicate()
+                return f"timed out after {timeout:g} s (resident memory {memory} MB then)"
+            print(f"[{time.strftime('%H:%M:%S')}] {label}: running for {elapsed / 60:.1f} min, resident memory "
+                  f"{memory} MB", file=sys.stderr, flush=True)
+
+
+def _resident_mb(pid: int) -> int | None:
+    """Resident memory of process ``pid`` in MB (Linux ``/proc``; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            line = next(line for line in status if line.startswith("VmRSS:"))
+        return int(line.split()[1]) // 1024
+    except (OSError, StopIteration):
+        return None
 
 
 def median_record(runs: list[dict]) -> dict:
@@ -265,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large-tune", type=int, help="tuning steps for the large size (default --tune)")
     parser.add_argument("--no-approx", action="store_true", help="skip the ADVI fast path")
     parser.add_argument("--repeats", type=int, default=1, help="runs per case (other seeds); records medians")
+    parser.add_argument("--case-timeout", type=float, default=CASE_TIMEOUT,
+                        help=f"seconds before a case is stopped and recorded as timed out (default {CASE_TIMEOUT})")
     parser.add_argument("--out", type=Path, help="JSON file (default results/latest.json; with --compare none)")
     parser.add_argument("--compare", nargs="?", const=RESULTS / "latest.json", type=Path, metavar="STORED",
                         help="compare with a stored run (default results/latest.json) as normalised ratios")

@@ -126,3 +126,17 @@ def test_targets_are_checked_against_the_run_and_a_failed_large_case_misses_its_
     met = targets(cases).set_index("target")["met"].tolist()
     assert met == [True, True, False, True, False, False, True]
     assert targets(cases[:1]).set_index("target")["met"].iloc[0] is None     # no medium run: not measured
+
+
+def test_a_running_case_reports_its_time_and_memory_and_is_stopped_at_its_timeout(capsys):
+    import sys
+
+    from benchmarks.__main__ import run_reporting
+
+    quick = [sys.executable, "-c", "import time; time.sleep(1.2); print('done')"]
+    assert run_reporting(quick, {}, timeout=30, label="small x nutpie", every=0.4)[:2] == (0, "done\n")
+    beats = capsys.readouterr().err.splitlines()
+    assert len(beats) >= 2 and all("small x nutpie: running for" in b and "resident memory" in b for b in beats)
+    slow = [sys.executable, "-c", "import time; time.sleep(30)"]
+    error = run_reporting(slow, {}, timeout=1.0, label="large x nutpie", every=0.4)
+    assert error.startswith("timed out after 1 s (resident memory ")
