@@ -167,6 +167,7 @@ def test_results_do_not_depend_on_worker_count_or_order(batch_run, tmp_path):
 
 INTERRUPTIBLE = textwrap.dedent("""
     import sys
+    import time
     from pathlib import Path
     from nexusbayes.batch import Task, run_batch
     from nexusbayes.simulate import simulate
@@ -176,8 +177,11 @@ INTERRUPTIBLE = textwrap.dedent("""
                 indicators={{"staff": Indicator(family="normal", loads={{"willingness": "positive"}})}})
 
     def counted(seed, name):
-        with open(Path(sys.argv[2]) / "calls.txt", "a") as f:
+        work = Path(sys.argv[2])
+        with open(work / "calls.txt", "a") as f:
             print(name, flush=True, file=f)
+        while name == "second" and (work / "hold").exists():   # the test interrupts here
+            time.sleep(0.1)
         return simulate(SPEC, n_regions=2, n_periods=3, seed=seed)
 
     class Counted:
@@ -203,13 +207,17 @@ def test_an_interrupted_batch_resumes_without_redoing_finished_fits(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, str(script), str(out), str(tmp_path)]
     log = tmp_path / "interrupted.log"
+    calls = tmp_path / "calls.txt"
+    hold = tmp_path / "hold"
+    hold.touch()   # the second task waits while this exists, so the interrupt always finds it running
     with open(log, "w") as sink:   # a file, not a pipe nobody reads while we wait
         proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 900
-            while not (out / "first" / "summary.json").exists():
+            while not ((out / "first" / "summary.json").exists()
+                       and calls.exists() and "second" in calls.read_text().split()):
                 assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "the first task did not finish"
+                assert time.monotonic() < deadline, "the first task did not finish or the second did not start"
                 time.sleep(0.5)
             proc.send_signal(signal.SIGINT)                     # Ctrl-C while the second task runs
             proc.wait(timeout=120)
@@ -223,13 +231,14 @@ def test_an_interrupted_batch_resumes_without_redoing_finished_fits(tmp_path):
     assert not psutil.pid_exists(first["worker"]["pid"])    # the local cluster's worker went with it
     mtime = (out / "first" / "summary.json").stat().st_mtime_ns
 
+    hold.unlink()
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr
     rows = {r["task"]: r for r in json.loads(resumed.stdout.strip().splitlines()[-1])}
     assert rows["first"]["status"] == "skipped" and rows["second"]["status"] == "ok"
     assert (out / "first" / "summary.json").stat().st_mtime_ns == mtime
-    calls = (tmp_path / "calls.txt").read_text().split()
-    assert calls.count("first") == 1 and calls.count("second") in (1, 2)   # 2 when it had started
+    names = calls.read_text().split()
+    assert names.count("first") == 1 and names.count("second") == 2   # interrupted once, then run again
 
 
 # ---- tasks and seeds (no cluster) ------------------------------------------------------------------
