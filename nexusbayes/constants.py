@@ -19,3 +19,6 @@ TYPES = ("hegemonic", "captured", "degraded", "failed")
 PARETO_K_MAX = 0.7
 #: Number of prior predictive draws kept with every fit (cheap forward sampling, for the report).
 PRIOR_PREDICTIVE_DRAWS = 200
+#: Draws × observations computed at once for the log-likelihood and posterior predictive after a fit
+#: (bounds the temporaries at about 64 MB per array, whatever the panel's size).
+POSTPROCESS_CHUNK_VALUES = 2**22

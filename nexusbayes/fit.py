@@ -27,7 +27,7 @@ import pymc as pm
 import xarray as xr
 
 from nexusbayes import compile_cache, typology
-from nexusbayes.constants import CI_PROB, PRIOR_PREDICTIVE_DRAWS
+from nexusbayes.constants import CI_PROB, POSTPROCESS_CHUNK_VALUES, PRIOR_PREDICTIVE_DRAWS
 from nexusbayes.data import Panel, load_panel, validate
 from nexusbayes.diagnostics import Diagnostics, diagnose
 from nexusbayes.errors import FitFileError, Interrupted, OutputExistsError, SamplingError, SpecError
@@ -140,7 +140,8 @@ class Fit:
             raise OutputExistsError(f"{path} exists; pass overwrite=True (or --overwrite) to replace it")
         tree = self.tree.copy()
         data = self.panel.data_table()
-        tree["fit_data"] = xr.DataTree(xr.Dataset.from_dataframe(data.rename_axis("row")))
+        stored = data.assign(row_label=self.panel.frame["row"].to_numpy())   # the obs labels: file lines
+        tree["fit_data"] = xr.DataTree(xr.Dataset.from_dataframe(stored.rename_axis("row")))
         spec_text = self.spec.to_toml()
         tree.attrs.update({"nexusbayes_format": FORMAT, "nexusbayes_version": version("nexusbayes"),
                            "nexusbayes_spec": spec_text, "nexusbayes_sha256": content_digest(spec_text, data),
@@ -216,13 +217,16 @@ def load(path: str | Path) -> Fit:
     except SpecError as exc:
         raise FitFileError(str(exc)) from None
     data = tree["fit_data"].to_dataset().to_dataframe().reset_index(drop=True)
+    labels = data.pop("row_label").to_numpy() if "row_label" in data else None   # absent in older files
     for col in ("country", "region", "indicator", "rater"):
         if col in data:
             data[col] = data[col].astype(object).where(data[col].notna(), None)
     if content_digest(attrs["nexusbayes_spec"], data) != attrs.get("nexusbayes_sha256"):
         raise FitFileError(f"{path}: the stored spec or data do not match their SHA-256: the file was modified "
                            "after it was saved; refit from the original spec and data")
-    panel = validate(data, spec, label=str(attrs.get("nexusbayes_data_source", path)))
+    panel = validate(data if labels is None else data.set_axis(labels), spec,
+                     label=str(attrs.get("nexusbayes_data_source", path)),
+                     row_kind="the row labels of the data as fitted")
     del tree["fit_data"]
     return Fit(tree=tree, spec=spec, panel=panel)
 
@@ -323,7 +327,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     check_finite(tree)
     sampled_at = time.perf_counter()
     tree = orient(tree, spec, panel)
-    tree = _postprocess(tree, model, panel, spec, settings.seed, progress)
+    tree = _postprocess(tree, panel, spec, settings.seed)
     tree["prior_predictive"] = xr.DataTree(prior_predictive(panel, spec, seed=settings.seed, model=model))
     done = time.perf_counter()
     tree.attrs.update({
@@ -441,11 +445,28 @@ def prior_predictive(panel: Panel, spec: Spec, draws: int = PRIOR_PREDICTIVE_DRA
     return out.drop_attrs()
 
 
-def _postprocess(tree: xr.DataTree, model: pm.Model, panel: Panel, spec: Spec, seed: int,
-                 progress: bool) -> xr.DataTree:
+def draw_chunks(n_samples: int, n_obs: int) -> list[slice]:
+    """Slices of the draws so that each holds at most :data:`POSTPROCESS_CHUNK_VALUES` draws × observations.
+
+    A fixed budget, not the machine's free memory, so that the posterior predictive drawn from a
+    seed does not depend on the machine.
+
+    Examples
+    --------
+    >>> draw_chunks(4000, 500)
+    [slice(0, 4000, None)]
+    >>> [(c.start, c.stop) for c in draw_chunks(4000, 2000)]
+    [(0, 2097), (2097, 4000)]
+    """
+    step = max(1, POSTPROCESS_CHUNK_VALUES // max(n_obs, 1))
+    return [slice(start, min(start + step, n_samples)) for start in range(0, n_samples, step)]
+
+
+def _postprocess(tree: xr.DataTree, panel: Panel, spec: Spec, seed: int) -> xr.DataTree:
     """Add log-likelihood, posterior predictive, observed and constant data (NumPy, nothing to compile).
 
-    Ordinal observations and predictions are on their 1..K scale.
+    Ordinal observations and predictions are on their 1..K scale. Computed over chunks of draws
+    (:func:`draw_chunks`), so memory beyond the two results stays bounded on large panels.
     """
     for group in [g for g in tree.children if g.startswith("warmup")]:
         del tree[group]
@@ -461,22 +482,30 @@ def _postprocess(tree: xr.DataTree, model: pm.Model, panel: Panel, spec: Spec, s
         return post[name].values.reshape(n_chain * n_draw, *post[name].shape[2:])
 
     theta, loading, intercept = flat("theta"), flat("loading"), flat("intercept")
+    offset = flat("country_offset") if "country_offset" in post else None
     rng = np.random.default_rng(seed)
     observed, predictive, loglik = {}, {}, {}
     for block in design.blocks:
         family = FAMILIES[spec.indicator(block.names[0]).family]
         idx = block_index(design, panel, block)
-        eta = idx.centre + intercept[:, idx.indicator] + np.einsum(
-            "snk,snk->sn", loading[:, idx.indicator], theta[:, idx.region, idx.period])
-        if "country_offset" in post:
-            eta = eta + flat("country_offset")[:, idx.indicator, idx.country]
         params = {p: flat(f"{p}_{block.key}") for p in NUISANCE if f"{p}_{block.key}" in post}
+        logp, drawn = np.empty((n_chain * n_draw, len(block.rows))), None
+        for rows in draw_chunks(n_chain * n_draw, len(block.rows)):
+            # the draws × observations temporaries of one chunk only (a fit's whole block took 9 GB at 56,000 obs)
+            eta = idx.centre + intercept[rows][:, idx.indicator] + np.einsum(
+                "snk,snk->sn", loading[rows][:, idx.indicator], theta[rows][:, idx.region, idx.period])
+            if offset is not None:
+                eta += offset[rows][:, idx.indicator, idx.country]
+            chunk_params = {p: value[rows] for p, value in params.items()}
+            logp[rows] = family.logp(eta, idx.scale, block, chunk_params)
+            simulated = family.simulate(rng, eta, idx.scale, block, chunk_params)
+            if drawn is None:
+                drawn = np.empty(logp.shape, dtype=simulated.dtype)
+            drawn[rows] = simulated
         name, coords = f"y_{block.key}", {block.dim: block.labels}
         dims = ("chain", "draw", block.dim)
-        loglik[name] = xr.DataArray(family.logp(eta, idx.scale, block, params).reshape(n_chain, n_draw, -1),
-                                    dims=dims, coords=coords)
-        predictive[name] = xr.DataArray(family.simulate(rng, eta, idx.scale, block, params)
-                                        .reshape(n_chain, n_draw, -1), dims=dims, coords=coords)
+        loglik[name] = xr.DataArray(logp.reshape(n_chain, n_draw, -1), dims=dims, coords=coords)
+        predictive[name] = xr.DataArray(drawn.reshape(n_chain, n_draw, -1), dims=dims, coords=coords)
         observed[name] = xr.DataArray(block.y, dims=block.dim, coords=coords)
     sample_coords = {"chain": post["chain"].values, "draw": post["draw"].values}
     tree["log_likelihood"] = xr.DataTree(xr.Dataset(loglik).assign_coords(sample_coords))
