@@ -84,7 +84,7 @@ FIT_COLUMNS = ["sim", "ok", "error", "seconds", "max_rhat", "divergences", "thet
 
 # non-centred innovations and offsets, and the countries' (centred) starting states: latent states, ranked
 # through theta, not hyperparameters
-_LATENT = re.compile(r"(^|_)z0?($|_)|^country_start$")
+_LATENT = re.compile(r"(^|_)z0?($|_)|^country_start$|^region_state$")
 
 
 @dataclass
@@ -187,7 +187,8 @@ def hyperparameter_names(model: pm.Model) -> list[str]:
     """Model variables ranked as hyperparameters (constrained scale).
 
     Every free variable except the latent states (the non-centred innovations ``*_z``, ``*_z0``,
-    ``rater_z_*``, ``country_offset_z`` and the countries' starts ``country_start``) and the LKJ
+    ``rater_z_*``, ``country_offset_z``, the countries' starts ``country_start`` and the centred
+    region walks ``region_state``) and the LKJ
     Cholesky factor, which is ranked through ``trait_corr``;
     plus ``country_offset`` when the model has one.
     """

@@ -289,3 +289,15 @@ def test_overwrite_removes_an_earlier_sbc_of_other_settings_only(tmp_path):
     sbc._claim(tmp_path, other, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "settings.json"]
     assert json.loads((tmp_path / "settings.json").read_text()) == other
+
+
+@pytest.mark.parametrize("centred", [False, True])
+def test_latent_states_are_not_ranked_as_hyperparameters(centred):
+    spec = Spec(name="one", traits=["willingness"], dynamics={"centred": centred},
+                indicators={"staff": Indicator(family="normal", loads={"willingness": "positive"}),
+                            "arrests": Indicator(family="negbin", loads={"willingness": "positive"})})
+    sim = simulate(spec, n_countries=2, n_regions=3, n_periods=4, seed=1)
+    names = sbc.hyperparameter_names(build_model(sim.panel, spec))
+    assert "region_innovation_sd" in names and "sigma_normal" in names
+    latent = {"region_state"} if centred else {"region_z", "country_z", "country_start"}
+    assert not latent & set(names), names
