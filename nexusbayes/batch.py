@@ -554,8 +554,8 @@ def run_jobs(jobs: Iterable[Job], out_dir: str | Path, *, scheduler: str | None 
     if todo:
         bar = _progress_bar(len(jobs), len(records), progress, what)
         try:
-            with connect(scheduler, n_workers, worker_deaths=worker_deaths) as client:
-                for job, record in _submit_and_gather(client, todo, what):
+            with _signals_latched() as lost, connect(scheduler, n_workers, worker_deaths=worker_deaths) as client:
+                for job, record in _submit_and_gather(client, todo, what, lost):
                     records[job.name] = _write(out_dir / job.name, job, record)
                     bar.update(1)
                     bar.set_postfix(failed=sum(r["status"] == "failed" for r in records.values()), refresh=False)
@@ -564,12 +564,52 @@ def run_jobs(jobs: Iterable[Job], out_dir: str | Path, *, scheduler: str | None 
     return {job.name: records[job.name] for job in jobs}
 
 
-def _submit_and_gather(client, todo: list[Job], what: str) -> Iterator[tuple[Job, dict]]:
+@contextlib.contextmanager
+def _signals_latched() -> Iterator[Callable[[], None]]:
+    """Remember SIGINT and SIGTERM while jobs run; yield a function that raises again for one whose exception was lost.
+
+    Python runs a signal's handler between two bytecodes of the main thread. When those belong to a
+    ``__del__`` (distributed's futures release themselves in theirs), the KeyboardInterrupt the
+    handler raises is printed as "Exception ignored" and dropped, and the run would go on waiting
+    for its jobs. The yielded function calls the handler again for the last signal received. Only
+    handlers that are Python callables (Python's own for Ctrl-C, the command line's for SIGTERM) are
+    wrapped, only in the main thread, and they are restored on exit.
+    """
+    import signal
+    import threading
+
+    received: list[int] = []
+    previous: dict[int, Callable] = {}
+
+    def latch(signum, frame):
+        received.append(signum)
+        previous[signum](signum, frame)
+
+    def raise_lost() -> None:
+        if received:
+            previous[received[-1]](received[-1], None)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(sig)
+            if callable(handler):
+                previous[sig] = handler
+                signal.signal(sig, latch)
+    try:
+        yield raise_lost
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _submit_and_gather(client, todo: list[Job], what: str,
+                       raise_lost: Callable[[], None] = lambda: None) -> Iterator[tuple[Job, dict]]:
     """Yield (job, record) as jobs finish, keeping at most one job per worker thread in flight.
 
     Submitting only as many jobs as there are threads means that a worker that dies takes only its
     own job with it (every job on a dying worker counts towards ``allowed-failures``), and results
     are fetched as soon as they exist (``with_results``), before a later job can kill their worker.
+    While waiting it calls ``raise_lost`` (see :func:`_signals_latched`) every 0.1 s.
     """
     from distributed import as_completed
 
@@ -586,7 +626,11 @@ def _submit_and_gather(client, todo: list[Job], what: str) -> Iterator[tuple[Job
             finished.add(future)
 
     top_up()
-    for future, result in finished:
+    while not finished.is_empty():
+        while not finished.has_ready():
+            raise_lost()
+            time.sleep(0.1)
+        future, result = next(finished)
         job = in_flight.pop(future.key)
         if future.status == "error":          # KilledWorker, or the job could not be deserialised
             kind, exc, tb = result

@@ -220,7 +220,10 @@ def test_an_interrupted_batch_resumes_without_redoing_finished_fits(tmp_path):
                 assert time.monotonic() < deadline, "the first task did not finish or the second did not start"
                 time.sleep(0.5)
             proc.send_signal(signal.SIGINT)                     # Ctrl-C while the second task runs
-            proc.wait(timeout=120)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the batch went on for 120 s after Ctrl-C; its output:\n{log.read_text()[-4000:]}")
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -240,6 +243,22 @@ def test_an_interrupted_batch_resumes_without_redoing_finished_fits(tmp_path):
     names = calls.read_text().split()
     assert names.count("first") == 1 and names.count("second") == 2   # interrupted once, then run again
 
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_ctrl_c_whose_exception_python_dropped_still_stops_the_run():
+    """Ctrl-C during a ``__del__`` (distributed's futures have one): Python drops its KeyboardInterrupt."""
+    class Releases:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+
+    Releases()                                  # without the latch the interrupt is simply lost
+    with batch._signals_latched() as raise_lost:
+        raise_lost()                            # nothing received yet: no-op
+        Releases()
+        with pytest.raises(KeyboardInterrupt):
+            raise_lost()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 # ---- tasks and seeds (no cluster) ------------------------------------------------------------------
 def test_task_names_must_be_safe_and_unique(tmp_path):
