@@ -50,6 +50,7 @@ class Case:
     spec: Spec
     panel: Panel
     theta: xr.DataArray | None     # true traits (region, period, trait), standardised like the model's
+    spec_path: Path | None = None  # the spec file, for the sizes a user runs from the command line
 
     @property
     def shape(self) -> str:
@@ -63,8 +64,9 @@ def make_case(size: str) -> Case:
     if size == "small":
         from nexusbayes.data import load_panel
 
-        spec, path = load_spec(ROOT / "models" / "kyrgyzstan.toml")
-        return Case(size, spec, load_panel(path, spec), None)
+        spec_path = ROOT / "models" / "kyrgyzstan.toml"
+        spec, path = load_spec(spec_path)
+        return Case(size, spec, load_panel(path, spec), None, spec_path)
     if size not in SHAPES:
         raise ValueError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
     countries, regions, periods, missing = SHAPES[size]
