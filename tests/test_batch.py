@@ -166,6 +166,7 @@ def test_results_do_not_depend_on_worker_count_or_order(batch_run, tmp_path):
 
 
 INTERRUPTIBLE = textwrap.dedent("""
+    import signal
     import sys
     import time
     from pathlib import Path
@@ -191,6 +192,9 @@ INTERRUPTIBLE = textwrap.dedent("""
             return counted(seed, self.name)
 
     if __name__ == "__main__":
+        # Ctrl-C as in a terminal: a shell without job control starts background commands (this test's
+        # pytest, say) with SIGINT ignored, and Python then leaves it ignored
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         tasks = [Task(n, SPEC, Counted(n), {fast!r}) for n in ("first", "second")]
         try:
             table = run_batch(tasks, sys.argv[1], n_workers=1, seed=1, progress=False)
@@ -252,13 +256,18 @@ def test_a_ctrl_c_whose_exception_python_dropped_still_stops_the_run():
         def __del__(self):
             signal.raise_signal(signal.SIGINT)
 
-    Releases()                                  # without the latch the interrupt is simply lost
-    with batch._signals_latched() as raise_lost:
-        raise_lost()                            # nothing received yet: no-op
-        Releases()
-        with pytest.raises(KeyboardInterrupt):
-            raise_lost()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Ctrl-C as in a terminal (pytest started in the background by a shell without job control ignores it)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        Releases()                              # without the latch the interrupt is simply lost
+        with batch._signals_latched() as raise_lost:
+            raise_lost()                        # nothing received yet: no-op
+            Releases()
+            with pytest.raises(KeyboardInterrupt):
+                raise_lost()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 # ---- tasks and seeds (no cluster) ------------------------------------------------------------------
 def test_task_names_must_be_safe_and_unique(tmp_path):
