@@ -603,7 +603,7 @@ def _signals_latched() -> Iterator[Callable[[], None]]:
 
 
 def _submit_and_gather(client, todo: list[Job], what: str,
-                       raise_lost: Callable[[], None] = lambda: None) -> Iterator[tuple[Job, dict]]:
+                       raise_lost: Callable[[], None]) -> Iterator[tuple[Job, dict]]:
     """Yield (job, record) as jobs finish, keeping at most one job per worker thread in flight.
 
     Submitting only as many jobs as there are threads means that a worker that dies takes only its

@@ -248,7 +248,6 @@ def test_an_interrupted_batch_resumes_without_redoing_finished_fits(tmp_path):
     assert names.count("first") == 1 and names.count("second") == 2   # interrupted once, then run again
 
 
-
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_ctrl_c_whose_exception_python_dropped_still_stops_the_run():
     """Ctrl-C during a ``__del__`` (distributed's futures have one): Python drops its KeyboardInterrupt."""
@@ -268,6 +267,7 @@ def test_a_ctrl_c_whose_exception_python_dropped_still_stops_the_run():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, before)
+
 
 # ---- tasks and seeds (no cluster) ------------------------------------------------------------------
 def test_task_names_must_be_safe_and_unique(tmp_path):

@@ -22,12 +22,12 @@ def test_save_refuses_to_overwrite(kyrgyzstan, saved):
         kyrgyzstan.save(saved)
 
 
-
 def test_a_loaded_fit_keeps_the_row_labels_of_its_data(kyrgyzstan):
     """Observations are still named by the line of the data file after saving and loading (the obs coords)."""
     assert kyrgyzstan.panel.frame["row"].min() == 2                   # line 1 is the CSV's header
     for block in make_design(kyrgyzstan.panel, kyrgyzstan.spec).blocks:
         np.testing.assert_array_equal(block.labels, kyrgyzstan.tree["observed_data"][block.dim].values)
+
 
 def test_truncated_file_is_refused(saved, tmp_path):
     bad = tmp_path / "truncated.nc"

@@ -107,7 +107,6 @@ def test_numpy_log_likelihood_matches_pymc(small, table, monkeypatch):
         np.testing.assert_allclose(got, kernel, rtol=1e-6, atol=1e-8, err_msg=block.key)
 
 
-
 def test_log_likelihood_and_predictions_in_chunks_of_draws(kyrgyzstan, monkeypatch):
     """Post-processing in chunks of draws: the same log-likelihood, and predictions from the same distribution.
 
@@ -140,6 +139,7 @@ def test_log_likelihood_and_predictions_in_chunks_of_draws(kyrgyzstan, monkeypat
         a, b = new.stack(s=("chain", "draw")), old.stack(s=("chain", "draw"))
         se = np.sqrt((a.var("s") + b.var("s")) / n_samples)
         assert (np.abs(a.mean("s") - b.mean("s")) <= 5 * se).all(), name
+
 
 def test_zero_sum_map_is_orthonormal_within_countries():
     q = ZeroSum.of(np.array([0, 0, 1, 1, 1, 2])).matrix()
