@@ -51,7 +51,8 @@ MACHINE_WORKLOAD = 2
 COMPARED_TIMES = ("compile_s", "sampling_s", "gradient_us")
 COMPARED_RATES = ("ess_bulk_per_s_sampling",)
 SHOWN = ("shape", "observations", "parameters", "repeats", "compile_s", "sampling_s", "end_to_end_s",
-         "cached_end_to_end_s", "command_s", "command_fit_s", "command_rest_s", "min_ess_bulk", "min_ess_tail",
+         "cached_end_to_end_s", "command_cold_s", "command_cold_compile_s", "command_cached_s",
+         "command_cached_compile_s", "command_rest_s", "min_ess_bulk", "min_ess_tail",
          "ess_bulk_per_s_sampling", "ess_bulk_per_s_end_to_end", "max_rhat", "divergences", "grad_evals_per_draw",
          "gradient_us", "gradient_ns_per_observation", "peak_memory_mb", "recovery_r", "worst_variable", "advi_s",
          "advi_theta_mean_error_sd", "advi_theta_sd_ratio", "advi_modal_type_agreement", "error")
@@ -213,9 +214,9 @@ def targets(cases: list[dict]) -> pd.DataFrame:
             lambda ratio: ratio >= 10),
         row("medium: max R-hat (no divergences)", get("medium", "max_rhat"), "<= 1.01, 0 divergences",
             lambda rhat: rhat <= 1.01 and get("medium", "divergences") == 0),
-        row("small: `nexusbayes fit models/kyrgyzstan.toml`, cold (s)", get("small", "command_s"), "<= 30",
-            lambda seconds: seconds <= 30),
-        row("small: fit() again in the process, compiled model cached (s)", get("small", "cached_end_to_end_s"),
+        row("small: `nexusbayes fit models/kyrgyzstan.toml`, cold: first run on the machine (s)",
+            get("small", "command_cold_s"), "<= 30", lambda seconds: seconds <= 30),
+        row("small: the same command again, compiled model cached on disk (s)", get("small", "command_cached_s"),
             "<= 10", lambda seconds: seconds <= 10),
         large,
         row("gradient ns per observation: largest / smallest over the sizes",

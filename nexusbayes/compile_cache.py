@@ -7,10 +7,8 @@ regions, periods, indicators, raters), the index of every observation and the ti
 Two panels with the same structure share one compiled model; the second fit swaps its data in with
 nutpie's ``with_data`` instead of compiling (about 20-40 s on 2 cores for the bundled examples).
 
-Across processes nothing is cached at this level: nutpie's numba backend compiles the log-density
-into a C callback (``numba.cfunc``) that numba does not cache on disk. What does persist is
-PyTensor's own per-operation numba cache (``pytensor.config.numba__cache``, in ``~/.pytensor``), which
-makes a second process's compile shorter than the first one's.
+Across processes, :mod:`nexusbayes.nutpie_callbacks` keeps nutpie's compiled callbacks in PyTensor's
+on-disk numba cache (``~/.pytensor``), so a new process compiling a structure compiled before loads them.
 
 Examples
 --------
@@ -32,12 +30,16 @@ import threading
 
 import numpy as np
 import pymc as pm
-import pytensor
 from pytensor.compile.mode import Mode
 from pytensor.compile.sharedvalue import SharedVariable
 
+from nexusbayes import nutpie_callbacks
 from nexusbayes.data import Panel
 from nexusbayes.spec import Spec
+
+#: Where :func:`compile_nutpie` found a compiled model (the fit's ``compile_source`` attribute), in words.
+SOURCES = {"compiled": "compiled anew", "process": "reused from an earlier fit of the same structure in this process",
+           "disk": "loaded from the on-disk cache (the same structure was compiled before)"}
 
 #: Compiled models kept per process (least recently used dropped first).
 MAX_MODELS = 8
@@ -100,6 +102,9 @@ def _lookup(key: str, values: dict[str, np.ndarray]):
 def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec):
     """The nutpie-compiled ``model``: from the cache when its structure was compiled before in this process.
 
+    Otherwise :func:`nexusbayes.nutpie_callbacks.compile_model` compiles it (loading its callbacks from disk
+    when a process compiled the structure before).
+
     Parameters
     ----------
     model : pymc.Model
@@ -111,28 +116,19 @@ def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec):
     -------
     compiled : nutpie CompiledModel
         With the data of ``model`` (see :func:`lookup`).
-    cached : bool
-        Whether compilation was skipped.
+    source : {"process", "disk", "compiled"}
+        Where it came from: this process's cache, the callbacks loaded from disk, or a compile.
     """
-    import nutpie
-
     key = structure_key(panel, spec)   # hashes every observation's indices: computed once per call
     compiled = _lookup(key, data_values(model))
     if compiled is not None:
-        return compiled, True
-    # Without fast-math flags: with them (PyTensor's default) LLVM may contract, reassociate and approximate
-    # differently when an operation's code comes from PyTensor's on-disk cache than when it is compiled anew,
-    # so a fixed seed gave other chains depending on what the cache held (measured: three different sets of
-    # draws for one seed, in a fresh, a warm and the usual cache directory; without the flags, the same bits
-    # in each). The cost per leapfrog step was within noise (small panel, 146-148 against 156 us).
-    # Chains start from independent prior draws, so agreement between chains tests identification.
-    with pytensor.config.change_flags(numba__fastmath=False):
-        compiled = nutpie.compile_pymc_model(model, default_initialization_strategy="prior")
+        return compiled, "process"
+    compiled = nutpie_callbacks.compile_model(model)
     with _LOCK:
         _CACHE[key] = compiled
         while len(_CACHE) > MAX_MODELS:
             _CACHE.popitem(last=False)
-    return compiled, False
+    return compiled, "disk" if nutpie_callbacks.loaded_from_disk(compiled) else "compiled"
 
 
 def forward_mode() -> Mode:

@@ -299,10 +299,10 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
             import nutpie
 
             say(f"compiling the model ({settings.backend}) ...")
-            compiled, cached = compile_cache.compile_nutpie(model, panel, spec)
+            compiled, compile_source = compile_cache.compile_nutpie(model, panel, spec)
             compiled_at = time.perf_counter()
-            if cached:
-                say("(compiled model reused: same structure as an earlier fit in this process)")
+            if compile_source != "compiled":
+                say(f"(compiled model {compile_cache.SOURCES[compile_source]})")
             say(f"sampling {settings.chains} chain(s) x {settings.tune} tune + {settings.draws} draws ...")
             sampler = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
                                     seed=settings.seed, progress_bar=progress, target_accept=settings.target_accept,
@@ -314,7 +314,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
                 sampler.cancel()
                 raise
         else:
-            compiled_at, cached = start, False
+            compiled_at, compile_source = start, "compiled"
             say(f"sampling {settings.chains} chain(s) x {settings.tune} tune + {settings.draws} draws ...")
             with model:
                 tree = pm.sample(draws=settings.draws, tune=settings.tune, chains=settings.chains,
@@ -332,7 +332,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     done = time.perf_counter()
     tree.attrs.update({
         "seconds_compile": compiled_at - start, "seconds_sampling": sampled_at - compiled_at,
-        "seconds_postprocess": done - sampled_at, "compile_cached": int(cached), "sampler": settings.backend,
+        "seconds_postprocess": done - sampled_at, "compile_source": compile_source, "sampler": settings.backend,
         "draws": settings.draws, "tune": settings.tune, "chains": settings.chains, "seed": settings.seed,
         "target_accept": settings.target_accept,
         "adaptation": settings.adaptation if settings.backend == "nutpie" else "pymc (jitter+adapt_diag)",

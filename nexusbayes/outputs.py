@@ -121,7 +121,8 @@ def summary_text(fit: Fit) -> str:
     lines = [
         f"nexusbayes fit of {fit.spec.name!r}: {panel.n_obs} observations, {len(panel.countries)} country(ies), "
         f"{len(panel.regions)} regions, {len(panel.periods)} periods, {len(panel.indicators)} indicators",
-        f"  sampler {fit.tree.attrs.get('sampler')}: compile {t.get('compile', 0):.1f} s, "
+        f"  sampler {fit.tree.attrs.get('sampler')}: compile {t.get('compile', 0):.1f} s"
+        f"{' (from the on-disk cache)' if fit.tree.attrs.get('compile_source') == 'disk' else ''}, "
         f"sampling {t.get('sampling', 0):.1f} s, post-processing {t.get('postprocess', 0):.1f} s",
     ]
     if panel.empty_cells:

@@ -22,7 +22,7 @@ def two_datasets():
 
 @pytest.fixture(scope="module")
 def fits(two_datasets):
-    """First dataset (compiles), second (reuses), second again after clearing the cache (compiles)."""
+    """First dataset (compiles), second (reuses), second again after clearing this process's cache (loads)."""
     first, second = two_datasets
     compile_cache.clear()
     a = fit(first.spec, first.panel, **SETTINGS)
@@ -33,9 +33,10 @@ def fits(two_datasets):
 
 
 def test_a_second_structure_match_skips_compilation(fits):
+    """In this process the second fit reuses the model; after clearing, the callbacks come from disk."""
     a, b, fresh = fits
-    assert (a.tree.attrs["compile_cached"], b.tree.attrs["compile_cached"], fresh.tree.attrs["compile_cached"]) \
-        == (0, 1, 0)
+    assert a.tree.attrs["compile_source"] in ("compiled", "disk")     # "disk" when an earlier run compiled it
+    assert (b.tree.attrs["compile_source"], fresh.tree.attrs["compile_source"]) == ("process", "disk")
 
 
 def test_the_reused_model_gives_exactly_the_fresh_compile_s_draws(fits):

@@ -11,7 +11,7 @@ import pymc as pm
 import pytest
 import xarray as xr
 
-from nexusbayes import compile_cache
+from nexusbayes import compile_cache, nutpie_callbacks
 from nexusbayes.diagnostics import ADVICE, SamplingWarning, diagnose
 from nexusbayes.errors import Interrupted, SamplingError
 from nexusbayes.fit import _start_failure, check_finite, fit
@@ -113,7 +113,7 @@ class StubSampler:
 def stub(monkeypatch):
     """Replace nutpie's compile and sample; returns a setter for what sampling yields."""
     holder = {}
-    monkeypatch.setattr(nutpie, "compile_pymc_model", lambda model, **kwargs: "compiled")
+    monkeypatch.setattr(nutpie_callbacks, "compile_model", lambda model: "compiled")
     monkeypatch.setattr(compile_cache, "_CACHE", collections.OrderedDict())   # keep the stand-in out of the cache
 
     def sample(compiled, **kwargs):

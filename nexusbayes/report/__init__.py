@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from nexusbayes import typology
+from nexusbayes import compile_cache, typology
 from nexusbayes.constants import CI_PROB, ESS_MIN, PARETO_K_MAX, RHAT_MAX, TYPES
 from nexusbayes.diagnostics import ADVICE, Diagnostics
 from nexusbayes.errors import OutputExistsError
@@ -114,6 +114,7 @@ def _header(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
         "mass-matrix adaptation": str(attrs.get("adaptation", "unknown")),
         "seed": str(attrs.get("seed")),
         "compile time (s)": f"{float(attrs.get('seconds_compile', np.nan)):.1f}",
+        "compiled model": compile_cache.SOURCES.get(str(attrs.get("compile_source")), "not recorded"),
         "sampling time (s)": f"{float(attrs.get('seconds_sampling', np.nan)):.1f}",
         "post-processing time (s)": f"{float(attrs.get('seconds_postprocess', np.nan)):.1f}",
         "credible intervals": f"{CI_PROB:.0%} equal-tailed",
