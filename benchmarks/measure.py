@@ -166,6 +166,8 @@ def run(size: str, sampler: str, draws: int | None = None, tune: int | None = No
         sampling_s = timings["sampling"]
         record.update({"compile_s": round(compile_s, 2), "sampling_s": round(sampling_s, 2),
                        "postprocess_s": round(timings["postprocess"], 2), "end_to_end_s": round(total, 2)})
+        if sampler == "nutpie":   # "disk" when a process on this machine compiled the structure before
+            record["compile_source"] = tree.attrs["compile_source"]
         model = build_model(case.panel, case.spec)
         if sampler == "nutpie":
             compiled = compile_cache.lookup(case.panel, case.spec, compile_cache.data_values(model))

@@ -25,7 +25,7 @@ Examples
 --------
 >>> from nexusbayes.simulate import simulate
 >>> from nexusbayes.model import build_model
->>> sim = simulate(n_regions=3, n_periods=4, seed=1)
+>>> sim = simulate(n_regions=3, n_periods=4, missing=0.1, seed=1)
 >>> compiled = compile_model(build_model(sim.panel, sim.spec))
 >>> type(compiled).__name__, int(compiled.n_dim)
 ('CompiledPyMCModel', 51)

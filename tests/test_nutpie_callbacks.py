@@ -15,13 +15,14 @@ from nexusbayes.model import build_model
 from nexusbayes.nutpie_callbacks import call_expand, call_logp
 from nexusbayes.simulate import simulate
 
-SIMULATION = {"n_regions": 3, "n_periods": 4, "missing": 0.1}
+# the structure test_compile_cache and the module's doctest compile too: one compile serves all three
+SIMULATION = {"n_regions": 3, "n_periods": 4, "missing": 0.1, "seed": 1}
 
 
 @pytest.fixture(scope="module")
 def compiled():
     """The model of one simulated panel, compiled with cached callbacks."""
-    sim = simulate(**SIMULATION, seed=5)
+    sim = simulate(**SIMULATION)
     return nutpie_callbacks.compile_model(build_model(sim.panel, sim.spec))
 
 
@@ -77,7 +78,7 @@ def test_a_new_process_loads_the_callbacks_from_disk(compiled):
         from nexusbayes.nutpie_callbacks import call_expand, call_logp, compile_model
         from nexusbayes.simulate import simulate
 
-        sim = simulate(**{SIMULATION!r}, seed=5)
+        sim = simulate(**{SIMULATION!r})
         compiled = compile_model(build_model(sim.panel, sim.spec))
         x = np.array({x.tolist()!r})
         print(json.dumps({{"hits": [compiled.compiled_logp_func.cache_hits, compiled.compiled_expand_func.cache_hits],
@@ -103,6 +104,6 @@ def test_a_graph_pytensor_cannot_cache_falls_back_to_nutpie_s_compile(monkeypatc
 
     monkeypatch.setattr(nutpie_callbacks, "_graph_key", lambda function: None)
     monkeypatch.setattr(nutpie.compile_pymc, "compile_pymc_model", compile_pymc_model)
-    sim = simulate(**SIMULATION, seed=5)
+    sim = simulate(**SIMULATION)
     assert nutpie_callbacks.compile_model(build_model(sim.panel, sim.spec)) == "nutpie's own"
     assert calls == [({"default_initialization_strategy": "prior"}, False)]

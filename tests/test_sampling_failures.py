@@ -3,15 +3,13 @@ NaN posteriors, partial (interrupted) traces and start failures, with the sample
 
 from __future__ import annotations
 
-import collections
-
 import numpy as np
 import nutpie
 import pymc as pm
 import pytest
 import xarray as xr
 
-from nexusbayes import compile_cache, nutpie_callbacks
+from nexusbayes import compile_cache
 from nexusbayes.diagnostics import ADVICE, SamplingWarning, diagnose
 from nexusbayes.errors import Interrupted, SamplingError
 from nexusbayes.fit import _start_failure, check_finite, fit
@@ -113,8 +111,7 @@ class StubSampler:
 def stub(monkeypatch):
     """Replace nutpie's compile and sample; returns a setter for what sampling yields."""
     holder = {}
-    monkeypatch.setattr(nutpie_callbacks, "compile_model", lambda model: "compiled")
-    monkeypatch.setattr(compile_cache, "_CACHE", collections.OrderedDict())   # keep the stand-in out of the cache
+    monkeypatch.setattr(compile_cache, "compile_nutpie", lambda model, panel, spec: ("compiled", "compiled"))
 
     def sample(compiled, **kwargs):
         assert kwargs["blocking"] is False  # blocking=True would swallow Ctrl-C into a truncated trace
