@@ -156,7 +156,8 @@ def _fit(args) -> int:
     spec, _ = load_spec(args.spec)
     out = args.out or default_out_dir(spec.name)
     check_writable(out, args.overwrite)
-    print(f"Fitting {args.spec} (compiling the model first; this takes a minute) ...", flush=True)
+    print(f"Fitting {args.spec} (a model not compiled on this machine before takes a minute to compile) ...",
+          flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplingWarning)
         result = fit(args.spec, backend=args.backend, draws=args.draws, tune=args.tune, chains=args.chains,
