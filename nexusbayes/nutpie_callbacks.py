@@ -16,8 +16,9 @@ and shapes), so a cached callback serves every dataset of the same structure, an
 with nutpie's own compile.
 
 The result is a ``nutpie`` ``CompiledPyMCModel``, as from ``nutpie.compile_pymc_model(model,
-default_initialization_strategy="prior")``: the same PyTensor functions, and a callback that runs the
-same machine instructions on the same data (a test checks the log density and gradient agree bit for bit).
+default_initialization_strategy="prior")``: the same PyTensor functions and initial points, and callbacks
+that compute the same numbers (the tests check the log density, gradient and expanded draws bit for bit
+against the PyTensor functions; a short run with one seed gave nutpie's draws exactly).
 It uses nutpie's internal helpers, so nutpie is pinned to the 0.16 series in ``pyproject.toml``; where
 PyTensor gives no cache key (a graph it cannot cache) nutpie's own compile is used.
 
