@@ -39,7 +39,7 @@ from nexusbayes.spec import Spec
 
 #: Where :func:`compile_nutpie` found a compiled model (the fit's ``compile_source`` attribute), in words.
 SOURCES = {"compiled": "compiled anew", "process": "reused from an earlier fit of the same structure in this process",
-           "disk": "loaded from the on-disk cache (the same structure was compiled before)"}
+           "disk": "loaded from the on-disk cache: the same structure was compiled before"}
 
 #: Compiled models kept per process (least recently used dropped first).
 MAX_MODELS = 8

@@ -132,9 +132,8 @@ def compile_model(model: pm.Model):
         n_dim, n_expanded, logp_pt, expand_pt, initial_point_fn, shape_info, reparameterized = \
             compile_pymc._make_functions(model, mode="NUMBA", compute_grad=True, join_expanded=True,
                                          pymc_initial_point_fn=initial_point_fn)
-    keys = [_graph_key(logp_pt), _graph_key(expand_pt)]
-    if None in keys:
-        with pytensor.config.change_flags(numba__fastmath=False):
+        keys = [_graph_key(logp_pt), _graph_key(expand_pt)]
+        if None in keys:
             return compile_pymc.compile_pymc_model(model, default_initialization_strategy="prior")
 
     shared_data, shared_var_keys = {}, {}
@@ -165,7 +164,7 @@ def compile_model(model: pm.Model):
 
 def loaded_from_disk(compiled) -> bool:
     """Whether both callbacks of ``compiled`` were loaded from the on-disk cache (nothing compiled by numba)."""
-    return all(getattr(f, "cache_hits", 0) > 0 for f in (compiled.compiled_logp_func, compiled.compiled_expand_func))
+    return compiled.compiled_logp_func.cache_hits > 0 and compiled.compiled_expand_func.cache_hits > 0
 
 
 def call_logp(compiled, x: np.ndarray) -> tuple[int, float, np.ndarray]:
