@@ -4,12 +4,15 @@ Each SETTING is ``TARGET_ACCEPT:ADAPTATION`` (e.g. ``0.8:draw_diag``, ``0.9:diag
 SIZE (see :mod:`benchmarks.cases`) is compiled once and sampled once per setting with the same seed,
 so the runs differ only in the setting; one JSON line per setting: sampling seconds, min bulk ESS
 over every posterior element, ESS per second, max R-hat, divergences, leapfrog steps per draw, the
-mean step size and the five slowest variables. This is how the defaults (``[sampler]``) were chosen;
-the model's own changes are compared by running it before and after them.
+leapfrog steps of the warm-up and their share of all steps, the mean step size and the five slowest
+variables. This is how the defaults (``[sampler]``) were chosen; the model's own changes are compared
+by running it before and after them.
 
 Examples
 --------
 ``python -m benchmarks.settings medium 0.8:draw_diag 0.8:diag --seed 2``
+
+``python -m benchmarks.settings small 0.8:draw_diag --tune 1000`` (the warm-up's share of the steps)
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from benchmarks.measure import convergence
 from nexusbayes import compile_cache
 from nexusbayes.diagnostics import diagnose
 from nexusbayes.model import build_model
+from nexusbayes.spec import SamplerSpec
+
+DEFAULTS = SamplerSpec()   # the spec's [sampler] defaults
 
 
 def parse_setting(text: str) -> tuple[float, str]:
@@ -34,8 +40,8 @@ def parse_setting(text: str) -> tuple[float, str]:
     return float(target), adaptation
 
 
-def compare(size: str, settings: list[tuple[float, str]], draws: int = 1000, tune: int = 1000, chains: int = 4,
-            seed: int = 1):
+def compare(size: str, settings: list[tuple[float, str]], draws: int = DEFAULTS.draws, tune: int = DEFAULTS.tune,
+            chains: int = DEFAULTS.chains, seed: int = 1):
     """Yield one record per setting (dict), sampling ``size``'s model compiled once."""
     import nutpie
 
@@ -46,13 +52,16 @@ def compare(size: str, settings: list[tuple[float, str]], draws: int = 1000, tun
     for target, adaptation in settings:
         start = time.perf_counter()
         tree = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=False,
-                             target_accept=target, adaptation=adaptation, save_warmup=False)
+                             target_accept=target, adaptation=adaptation, save_warmup=tune > 0)
         seconds = time.perf_counter() - start
         diag = diagnose(tree)
         slowest = diag.table["min_ess_bulk"].sort_values().iloc[:5]
+        steps = int(tree["sample_stats"]["n_steps"].sum())
+        warmup = int(tree["warmup_sample_stats"]["n_steps"].sum()) if tune > 0 else 0
         yield {"size": size, "target_accept": target, "adaptation": adaptation, "seed": seed,
                "draws": draws, "tune": tune, "chains": chains, "compile_s": round(compile_s, 1),
                "sampling_s": round(seconds, 1), **convergence(tree, seconds, seconds, diag),
+               "warmup_steps": warmup, "warmup_share": round(warmup / (warmup + steps), 3),
                "step_size": round(float(tree["sample_stats"]["step_size"].mean()), 4),
                "slowest": {name: round(float(v), 1) for name, v in slowest.items()}}
 
@@ -62,9 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.settings", description=__doc__.split("\n\n")[0])
     parser.add_argument("size")
     parser.add_argument("settings", nargs="+", type=parse_setting, metavar="TARGET_ACCEPT:ADAPTATION")
-    parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--tune", type=int, default=1000)
-    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--draws", type=int, default=DEFAULTS.draws)
+    parser.add_argument("--tune", type=int, default=DEFAULTS.tune)
+    parser.add_argument("--chains", type=int, default=DEFAULTS.chains)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     for record in compare(args.size, args.settings, args.draws, args.tune, args.chains, args.seed):
