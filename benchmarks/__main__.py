@@ -7,11 +7,13 @@ Usage::
     python -m benchmarks --compare                     # small + medium with nutpie, as ratios to latest.json
     python -m benchmarks --sizes medium --samplers nutpie,pymc --repeats 3   # medians over 3 seeds
 
-Each case (size x sampler) runs in a fresh process (:mod:`benchmarks.measure`), so compile times are cold
-and peak memory is the case's own. The large size runs nutpie only unless ``--large-samplers`` says
-otherwise (PyMC's NUTS would take hours there). With ``--repeats N`` every case runs N times (sampler
-seeds: the spec's plus 0..N-1) and its record holds the median of each figure, the runs themselves under
-``runs``: the issue's targets are medians, and single runs of one case vary by up to about 1.3x.
+Each case (size x sampler) runs in a fresh process (:mod:`benchmarks.measure`), so compile times are a
+new process's (nutpie's compiled model comes from the on-disk cache once the machine has compiled its
+structure: ``compile_source``) and peak memory is the case's own. The large size runs nutpie only
+unless ``--large-samplers`` says otherwise (PyMC's NUTS would take hours there). With ``--repeats N``
+every case runs N times (sampler seeds: the spec's plus 0..N-1) and its record holds the median of each
+figure, the runs themselves under ``runs``: the issue's targets are medians, and single runs of one case
+vary by up to about 1.3x.
 
 After the table, :func:`targets` checks the performance issue's targets against the run (medium ESS per
 second against PyMC's and against the straightforward model's 0.8, convergence at the defaults, the small
@@ -293,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          "(default every one installed)")
     parser.add_argument("--large-samplers", default="nutpie", help="samplers for the large size (default nutpie)")
     parser.add_argument("--draws", type=int, help="draws per chain (default the spec's: 1000)")
-    parser.add_argument("--tune", type=int, help="tuning steps per chain (default the spec's: 1000)")
+    parser.add_argument("--tune", type=int, help="tuning steps per chain (default the spec's: 300)")
     parser.add_argument("--chains", type=int, help="chains (default the spec's: 4)")
     parser.add_argument("--large-draws", type=int, help="draws per chain for the large size (default --draws)")
     parser.add_argument("--large-tune", type=int, help="tuning steps for the large size (default --tune)")

@@ -328,8 +328,8 @@ class SamplerSpec(_Strict):
     ``tune`` defaults to 300 tuning steps per chain, nutpie's own default, not Stan's 1000: nutpie's
     adaptation settles within them, and with 1000 the warm-up took 55% of the leapfrog steps. With
     ``draw_diag`` at seed 1 (``benchmarks/README.md``) 300 cut the sampling time by 32% (Kyrgyzstan panel,
-    23.8 -> 16.1 s) and 31% (medium, 57.5 -> 39.5 s) for 15% and 7% less min bulk ESS, and by 21% on
-    the large panel (1,266 -> 1,002 s, max R-hat 1.0078). Adaptation failed about as often either way:
+    23.8 -> 16.1 s) and 31% (medium, 57.5 -> 39.5 s) for 15% and 7% less min bulk ESS, and by 30% on
+    the large panel (benchmark runs, 1,266 -> 883 s, max R-hat 1.0078). Adaptation failed no more often:
     on eight simulated 9-region x 10-period panels, max R-hat above 1.01 once with 300 (1.012) and three
     times with 1000 (1.011, 1.012, 1.055). Raise it when a fit's diagnostics call for it.
     """
