@@ -17,6 +17,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -466,7 +467,8 @@ def _postprocess(tree: xr.DataTree, panel: Panel, spec: Spec, seed: int) -> xr.D
     """Add log-likelihood, posterior predictive, observed and constant data (NumPy, nothing to compile).
 
     Ordinal observations and predictions are on their 1..K scale. Computed over chunks of draws
-    (:func:`draw_chunks`), so memory beyond the two results stays bounded on large panels.
+    (:func:`draw_chunks`), so memory beyond the two results stays bounded on large panels, with each
+    chunk's log-likelihood in a second thread beside its predictions.
     """
     for group in [g for g in tree.children if g.startswith("warmup")]:
         del tree[group]
@@ -484,24 +486,34 @@ def _postprocess(tree: xr.DataTree, panel: Panel, spec: Spec, seed: int) -> xr.D
     theta, loading, intercept = flat("theta"), flat("loading"), flat("intercept")
     offset = flat("country_offset") if "country_offset" in post else None
     rng = np.random.default_rng(seed)
+    blocks = []
+    # A chunk's log-likelihood is computed in a second thread while this one draws its predictions
+    # (NumPy and SciPy release the GIL in their loops). The draws keep their order in the one stream,
+    # so the predictions are those of a sequential run, and at most two chunks are in memory.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nexusbayes-loglik") as pool:
+        pending = None
+        for block in design.blocks:
+            family = FAMILIES[spec.indicator(block.names[0]).family]
+            idx = block_index(design, panel, block)
+            params = {p: flat(f"{p}_{block.key}") for p in NUISANCE if f"{p}_{block.key}" in post}
+            logp, drawn = np.empty((n_chain * n_draw, len(block.rows))), None
+            for rows in draw_chunks(n_chain * n_draw, len(block.rows)):
+                # the draws × observations temporaries of a chunk only (a whole block took 9 GB at 56,000 obs)
+                eta = idx.centre + intercept[rows][:, idx.indicator] + np.einsum(
+                    "snk,snk->sn", loading[rows][:, idx.indicator], theta[rows][:, idx.region, idx.period])
+                if offset is not None:
+                    eta += offset[rows][:, idx.indicator, idx.country]
+                chunk_params = {p: value[rows] for p, value in params.items()}
+                _store(pending)
+                pending = (logp, rows, pool.submit(family.logp, eta, idx.scale, block, chunk_params))
+                simulated = family.simulate(rng, eta, idx.scale, block, chunk_params)
+                if drawn is None:
+                    drawn = np.empty(logp.shape, dtype=simulated.dtype)
+                drawn[rows] = simulated
+            blocks.append((block, logp, drawn))
+        _store(pending)
     observed, predictive, loglik = {}, {}, {}
-    for block in design.blocks:
-        family = FAMILIES[spec.indicator(block.names[0]).family]
-        idx = block_index(design, panel, block)
-        params = {p: flat(f"{p}_{block.key}") for p in NUISANCE if f"{p}_{block.key}" in post}
-        logp, drawn = np.empty((n_chain * n_draw, len(block.rows))), None
-        for rows in draw_chunks(n_chain * n_draw, len(block.rows)):
-            # the draws × observations temporaries of one chunk only (a fit's whole block took 9 GB at 56,000 obs)
-            eta = idx.centre + intercept[rows][:, idx.indicator] + np.einsum(
-                "snk,snk->sn", loading[rows][:, idx.indicator], theta[rows][:, idx.region, idx.period])
-            if offset is not None:
-                eta += offset[rows][:, idx.indicator, idx.country]
-            chunk_params = {p: value[rows] for p, value in params.items()}
-            logp[rows] = family.logp(eta, idx.scale, block, chunk_params)
-            simulated = family.simulate(rng, eta, idx.scale, block, chunk_params)
-            if drawn is None:
-                drawn = np.empty(logp.shape, dtype=simulated.dtype)
-            drawn[rows] = simulated
+    for block, logp, drawn in blocks:
         name, coords = f"y_{block.key}", {block.dim: block.labels}
         dims = ("chain", "draw", block.dim)
         loglik[name] = xr.DataArray(logp.reshape(n_chain, n_draw, -1), dims=dims, coords=coords)
@@ -518,6 +530,13 @@ def _postprocess(tree: xr.DataTree, panel: Panel, spec: Spec, seed: int) -> xr.D
     tree["constant_data"] = xr.DataTree(xr.Dataset(const, coords={"indicator": names, "period": panel.periods,
                                                                   "region": panel.regions}))
     return tree
+
+
+def _store(pending: tuple[np.ndarray, slice, Future] | None) -> None:
+    """Wait for a chunk's log-likelihood and write it into its block's array (``(array, rows, future)``)."""
+    if pending is not None:
+        logp, rows, future = pending
+        logp[rows] = future.result()
 
 
 def _start_failure(model: pm.Model, backend: str, exc: Exception) -> str:
