@@ -7,7 +7,6 @@ process, so compile times are cold (as for a user's first fit) and peak memory i
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import resource
@@ -64,17 +63,13 @@ def recovery(tree, theta) -> float | None:
 
 def gradient_seconds_nutpie(compiled, n_eval: int = 300) -> float:
     """Seconds per log-density-and-gradient evaluation of nutpie's compiled function (one core)."""
-    n = compiled.n_dim
-    x = np.random.default_rng(0).normal(0.0, 0.1, n)
-    grad, logp = np.empty(n), np.empty(1)
-    pointer = ctypes.POINTER(ctypes.c_double)
-    args = (n, x.ctypes.data_as(pointer), grad.ctypes.data_as(pointer), logp.ctypes.data_as(pointer),
-            compiled.user_data.ctypes.data)
-    function = compiled.compiled_logp_func.ctypes
-    function(*args)
+    from nexusbayes.nutpie_callbacks import logp_call
+
+    call, _, _ = logp_call(compiled, np.random.default_rng(0).normal(0.0, 0.1, compiled.n_dim))
+    call()
     start = time.perf_counter()
     for _ in range(n_eval):
-        function(*args)
+        call()
     return (time.perf_counter() - start) / n_eval
 
 

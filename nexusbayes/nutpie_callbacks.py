@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+from collections.abc import Callable
+from functools import partial
 
 import numba
 import numpy as np
@@ -177,10 +179,21 @@ def call_logp(compiled, x: np.ndarray) -> tuple[int, float, np.ndarray]:
     logp : float
     grad : numpy.ndarray
     """
-    x, grad, value = np.ascontiguousarray(x, dtype=float), np.zeros(compiled.n_dim), np.zeros(())
-    code = compiled.compiled_logp_func.ctypes(compiled.n_dim, _pointer(x), _pointer(grad), _pointer(value),
-                                              ctypes.c_void_p(compiled.user_data.ctypes.data))
+    call, value, grad = logp_call(compiled, x)
+    code = call()
     return code, float(value), grad
+
+
+def logp_call(compiled, x: np.ndarray) -> tuple[Callable[[], int], np.ndarray, np.ndarray]:
+    """The log-density callback at ``x`` with its arguments built once: ``(call, logp, grad)``.
+
+    Each ``call()`` evaluates the callback and writes into the 0-d array ``logp`` and the array ``grad``
+    (for timing the callback alone, as ``benchmarks.measure`` does); it returns the callback's code.
+    """
+    x, grad, value = np.ascontiguousarray(x, dtype=float), np.zeros(compiled.n_dim), np.zeros(())
+    call = partial(compiled.compiled_logp_func.ctypes, compiled.n_dim, _pointer(x), _pointer(grad), _pointer(value),
+                   ctypes.c_void_p(compiled.user_data.ctypes.data))
+    return call, value, grad
 
 
 def call_expand(compiled, x: np.ndarray) -> tuple[int, np.ndarray]:
