@@ -4,6 +4,9 @@
 RHAT_MAX = 1.01
 #: Smallest acceptable bulk and tail effective sample size (Vehtari et al. 2021).
 ESS_MIN = 400
+#: Quantiles whose ESS the tail ESS is the smaller of (Vehtari et al. 2021, and Stan's ``posterior``; ArviZ 1
+#: defaults to its ``stats.ci_prob`` instead, 0.11 and 0.89).
+TAIL_ESS_QUANTILES = (0.05, 0.95)
 #: Smallest acceptable E-BFMI per chain (Betancourt 2016).
 BFMI_MIN = 0.3
 #: Largest acceptable share of draws that hit the maximum tree depth.

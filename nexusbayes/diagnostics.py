@@ -1,12 +1,14 @@
 """Convergence verdicts: R-hat, bulk and tail ESS, divergences, E-BFMI and tree depth, each against a threshold.
 
-Computed with arviz-stats on the fit's DataTree after every fit; a failing check is a
-:class:`SamplingWarning` that says what it means and what to try.
+Computed with arviz-stats on the fit's DataTree after every fit (:func:`element_diagnostics`, then
+:func:`diagnose`); a failing check is a :class:`SamplingWarning` that says what it means and what to try.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import arviz as az
@@ -14,7 +16,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from nexusbayes.constants import BFMI_MIN, ESS_MIN, RHAT_MAX, TREEDEPTH_MAX_SHARE
+from nexusbayes.constants import BFMI_MIN, ESS_MIN, RHAT_MAX, TAIL_ESS_QUANTILES, TREEDEPTH_MAX_SHARE
+
+#: Posterior elements per block of :func:`element_diagnostics` (a block's temporaries: about 10 arrays of
+#: draws x ELEMENT_BLOCK floats, 32 MB each at 4,000 draws).
+ELEMENT_BLOCK = 1000
 
 
 class SamplingWarning(UserWarning):
@@ -126,6 +132,104 @@ def _worst(da: xr.DataArray, pick) -> tuple[float, str]:
     return float(values[pos]), f"{da.name}[{label}]"
 
 
+def element_diagnostics(posterior: xr.Dataset, var_names: list[str] | None = None) -> dict[str, xr.Dataset]:
+    """Rank-normalised split R-hat, bulk ESS and tail ESS of every element of every variable.
+
+    The numbers of ``arviz.rhat(posterior)``, ``arviz.ess(posterior, method="bulk")`` and
+    ``arviz.ess(posterior, method="tail", prob=TAIL_ESS_QUANTILES)`` (Vehtari et al. 2021), computed
+    by arviz-stats' vectorised backend (``arviz_stats.numba``: ranks, FFT autocovariances and Geyer's
+    sequences over whole arrays) on blocks of :data:`ELEMENT_BLOCK` elements, in one thread per core,
+    instead of by ArviZ's element-by-element loop (80 s on the large benchmark's 42,000 elements).
+    Elements that never vary get R-hat NaN and ESS equal to the number of draws, as in ArviZ.
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        With ``chain`` and ``draw`` dimensions.
+    var_names : list of str, optional
+        Variables to compute (default: every floating-point variable).
+
+    Returns
+    -------
+    dict
+        ``{"rhat": Dataset, "ess_bulk": Dataset, "ess_tail": Dataset}``, each variable with its
+        posterior dims and coords less ``chain`` and ``draw``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> draws = np.random.default_rng(0).normal(size=(4, 500, 3))
+    >>> post = xr.Dataset({"x": (("chain", "draw", "k"), draws)})
+    >>> stats = element_diagnostics(post)
+    >>> stats["rhat"]["x"].dims, bool((stats["rhat"]["x"] < 1.01).all())
+    (('k',), True)
+    >>> bool(np.allclose(stats["ess_bulk"]["x"], az.ess(post, method="bulk")["x"]))
+    True
+    """
+    import arviz_stats.numba.diagnostics  # noqa: F401  (imported once here, not by each thread below)
+
+    names = var_names or [v for v in posterior.data_vars if posterior[v].dtype.kind == "f"]
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    flat = {name: posterior[name].transpose("chain", "draw", ...).values.reshape(n_chain, n_draw, -1)
+            for name in names}
+    tasks = [(name, start) for name, values in flat.items() for start in range(0, values.shape[-1], ELEMENT_BLOCK)]
+
+    def run(task):
+        name, start = task
+        return _element_block(flat[name][..., start:start + ELEMENT_BLOCK])
+
+    with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, len(tasks)))) as pool:
+        blocks = list(pool.map(run, tasks))
+    out = {}
+    for key, column in (("rhat", 0), ("ess_bulk", 1), ("ess_tail", 2)):
+        data = {}
+        for name in names:
+            values = np.concatenate([b[column] for (n, _), b in zip(tasks, blocks, strict=True) if n == name])
+            template = posterior[name].isel(chain=0, draw=0, drop=True)
+            data[name] = template.copy(data=values.reshape(template.shape))
+        out[key] = xr.Dataset(data)
+    return out
+
+
+def _element_block(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """R-hat, bulk ESS and tail ESS of each column of ``x`` (chain, draw, element), as ArviZ computes them."""
+    from arviz_stats.numba import diagnostics as vectorised
+
+    n_chain, n_draw, n = x.shape
+    rhat, bulk, tail = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    if n_draw < 4:        # ArviZ's minimum
+        return rhat, bulk, tail
+    half = n_draw // 2
+    finite = np.isfinite(x).all(axis=(0, 1))
+    varies = finite & (np.ptp(np.where(np.isfinite(x), x, 0.0), axis=(0, 1)) >= np.finfo(float).resolution)
+    bulk[finite & ~varies] = tail[finite & ~varies] = 2 * n_chain * half
+    if not varies.any():
+        return rhat, bulk, tail
+    x = x[..., varies]
+
+    def split(a):   # each chain's first and last halves as chains of their own (the middle draw left out if odd)
+        return xr.DataArray(np.concatenate([a[:, :half], a[:, n_draw - half:]]), dims=("chain", "draw", "element"))
+
+    def ess(da):    # arviz-stats' vectorised ESS drops columns that never vary; ArviZ gives them the draw count
+        da = da.transpose("chain", "draw", "element")
+        keep = np.ptp(da.values, axis=(0, 1)) > np.finfo(float).resolution
+        values = np.full(da.sizes["element"], float(da.sizes["chain"] * da.sizes["draw"]))
+        if keep.any():
+            values[keep] = vectorised._ess(da.isel(element=keep)).values
+        return values
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = split(x)
+        z = vectorised._z_scale(s)
+        if n_chain > 1:    # ArviZ needs two chains for R-hat
+            folded = vectorised._z_scale(abs(s - s.median(("chain", "draw"))))
+            rhat[varies] = np.fmax(vectorised._rhat(z).values, vectorised._rhat(folded).values)
+        bulk[varies] = ess(z)
+        quantiles = np.quantile(x, TAIL_ESS_QUANTILES, axis=(0, 1))
+        tail[varies] = np.minimum(*[ess(split((x <= q).astype(float))) for q in quantiles])
+    return rhat, bulk, tail
+
+
 def diagnose(tree: xr.DataTree, var_names: list[str] | None = None) -> Diagnostics:
     """Compute the convergence diagnostics of a fit.
 
@@ -142,12 +246,9 @@ def diagnose(tree: xr.DataTree, var_names: list[str] | None = None) -> Diagnosti
     """
     posterior = tree["posterior"].to_dataset()
     names = var_names or [v for v in posterior.data_vars if posterior[v].dtype.kind == "f"]
-    # elements that never vary (structural zeros and ones) have no R-hat or ESS: they are skipped
-    sub = posterior[names]
-    with np.errstate(invalid="ignore", divide="ignore"):  # constant elements (e.g. a Cholesky diagonal) give NaN
-        rhat = az.rhat(sub)
-        bulk = az.ess(sub, method="bulk")
-        tail = az.ess(sub, method="tail")
+    # elements that never vary (structural zeros and ones) have no R-hat: they are skipped
+    elements = element_diagnostics(posterior, names)
+    rhat, bulk, tail = elements["rhat"], elements["ess_bulk"], elements["ess_tail"]
     rows = {}
     for name in names:
         r, r_at = _worst(rhat[name].rename(name), np.nanargmax)

@@ -61,6 +61,7 @@ from scipy import stats
 from nexusbayes import compile_cache
 from nexusbayes.batch import Job, JobResult, run_jobs
 from nexusbayes.data import Panel
+from nexusbayes.diagnostics import element_diagnostics
 from nexusbayes.errors import OutputExistsError, SamplingError
 from nexusbayes.fit import atomic_write, content_digest, resolve_panel, resolve_spec
 from nexusbayes.model import build_model, kernel_containers, make_design
@@ -617,14 +618,8 @@ def _int_seed(seq: np.random.SeedSequence) -> int:
 
 def _fit_checks(post: xr.Dataset, tree: xr.DataTree, names: list[str]) -> dict:
     """Max R-hat over the ranked variables and theta, and the number of divergences."""
-    from arviz_stats.base import array_stats
-
-    rhat = 1.0
-    for name in [*names, "theta"]:
-        values = post[name].transpose("chain", "draw", ...).values.reshape(post.sizes["chain"], post.sizes["draw"], -1)
-        values = values[..., np.ptp(values, axis=(0, 1)) > 0]   # constant elements (corr diagonal) have no R-hat
-        if values.size:
-            rhat = max(rhat, float(np.nanmax(array_stats.rhat(values, chain_axis=0, draw_axis=1))))
+    rhat = element_diagnostics(post, [*names, "theta"])["rhat"]   # constant elements (corr diagonal): NaN
+    rhat = max([1.0, *(float(rhat[name].max()) for name in rhat.data_vars if rhat[name].notnull().any())])
     return {"max_rhat": rhat, "divergences": int(tree["sample_stats"]["diverging"].sum())}
 
 
