@@ -22,7 +22,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 from scipy import stats
-from scipy.special import expit, logit
+from scipy.special import expit, gammaln, logit
 
 from nexusbayes.spec import Priors
 
@@ -205,10 +205,21 @@ class NegBin(Family):
         return rng.poisson(rate).astype(float)
 
     def logp(self, eta, scale, block, params):
-        """Negative-binomial log mass, mean mu and variance mu + inv_dispersion * mu^2."""
-        mu = np.exp(eta) * block.exposure
-        alpha = 1.0 / params["inv_dispersion"][..., block.local]
-        return stats.nbinom.logpmf(block.y, alpha, alpha / (alpha + mu))
+        """Negative-binomial log mass, mean mu and variance mu + inv_dispersion * mu^2.
+
+        Computed as the model's kernel is: ``lgamma(y + alpha)`` once per (indicator, count) pair and draw
+        (:meth:`kernel_tables`), ``lgamma(alpha)`` and ``log(alpha)`` once per indicator and draw, and
+        ``log(mu + alpha) = log(alpha) + softplus(log(mu) - log(alpha))`` (accurate near the Poisson limit).
+        """
+        alpha = 1.0 / params["inv_dispersion"]                 # (..., indicator)
+        log_alpha = np.log(alpha)
+        table = self.kernel_tables(block.local, block.y)
+        lgamma_y = gammaln(table["pair_count"] + alpha[..., table["pair_indicator"]])[..., table["pair"]]
+        log_mu = eta + np.log(block.exposure)
+        a, log_a = alpha[..., block.local], log_alpha[..., block.local]
+        softplus = np.logaddexp(0.0, log_mu - log_a)           # log(mu + alpha) - log(alpha)
+        return (lgamma_y - gammaln(alpha)[..., block.local] - gammaln(block.y + 1.0) - a * softplus
+                + block.y * (log_mu - log_a - softplus))
 
     def latent_at(self, value, eta_offset, loading, centre, params, j):
         """Solve ``offset + loading * theta = log(rate)``."""
@@ -340,19 +351,19 @@ class Ordinal(Family):
                              dist=_ordinal_dist, logp=kernel, observed=observed, dims=block.dim)
 
     def simulate(self, rng, eta, scale, block, params):
-        """Ordered-logit draws on 1..K."""
-        cut = self._cuts(block, params)
-        latent = eta + rng.logistic(size=eta.shape)
-        return 1.0 + (latent[..., None] > cut).sum(axis=-1)
+        """Ordered-logit draws on 1..K: one plus the number of (shifted) cut-points below the latent value."""
+        latent = eta + rng.logistic(size=eta.shape) - self._shift(block, params)
+        rating = np.ones_like(latent)
+        for j in range(block.categories - 1):          # a cut-point at a time: (draws, obs), not (draws, obs, K - 1)
+            rating += latent > params["cutpoints"][..., block.local, j]
+        return rating
 
     def logp(self, eta, scale, block, params):
         """Ordered-logit log mass: log(expit(eta - c_{y-1}) - expit(eta - c_y)) with c_0 = -inf, c_K = inf."""
-        cut = np.broadcast_to(self._cuts(block, params), (*np.shape(eta), block.categories - 1))
-        k = block.y.astype(int)
-        pad = np.full((*cut.shape[:-1], 1), np.inf)
-        full = np.concatenate([-pad, cut, pad], axis=-1)
-        lower = np.take_along_axis(full, (k - 1)[..., None] + np.zeros(cut.shape[:-1] + (1,), int), -1)[..., 0]
-        upper = np.take_along_axis(full, k[..., None] + np.zeros(cut.shape[:-1] + (1,), int), -1)[..., 0]
+        k, n_cut = block.y.astype(int), block.categories - 1      # ratings 1..K
+        cut, shift = params["cutpoints"], self._shift(block, params)   # gathered per observation: (..., obs)
+        lower = np.where(k == 1, -np.inf, cut[..., block.local, np.maximum(k - 2, 0)] + shift)
+        upper = np.where(k == n_cut + 1, np.inf, cut[..., block.local, np.minimum(k - 1, n_cut - 1)] + shift)
         # log(expit(eta - lower) - expit(eta - upper)), computed on the log scale
         log_a = -np.logaddexp(0.0, -(eta - lower))
         log_b = -np.logaddexp(0.0, -(eta - upper))
