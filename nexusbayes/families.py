@@ -463,7 +463,14 @@ def _binomial_kernel(value, eta, trials):
 
 
 def _ordinal_dist(eta, cut, table, shift, size):
-    return pm.OrderedLogistic.dist(eta=eta, cutpoints=cut, compute_p=False, size=size)
+    """Ordered-logit draws as the number of cut-points below ``eta`` plus a standard logistic variable.
+
+    The same distribution as ``pm.OrderedLogistic``, whose categorical draws search each observation's
+    cumulative probabilities in a Python loop (10 of the 13 s of the large benchmark panel's prior
+    predictive went there).
+    """
+    latent = pm.Logistic.dist(mu=eta, s=1.0, size=size)
+    return pt.sum(pt.gt(latent[..., None], cut), axis=-1)
 
 
 def _between_cuts(cut):

@@ -104,3 +104,42 @@ def test_negbin_pair_table_gives_each_count_its_own_pair():
     assert len(table["pair_count"]) == len({(j, c) for j, c in zip(local, y, strict=True)}) < N
     np.testing.assert_array_equal(table["pair_indicator"][table["pair"]], local)
     np.testing.assert_array_equal(table["pair_count"][table["pair"]], y)
+
+
+def test_negbin_log_mass_of_the_fit_is_scipys_from_overdispersed_to_the_poisson_limit():
+    from scipy import stats
+
+    from nexusbayes.families import Block, NegBin
+
+    local = RNG.integers(0, 3, N)
+    y = RNG.poisson(RNG.gamma(2.0, 30.0, N)).astype(float)
+    exposure = RNG.uniform(0.5, 2.0, N)
+    block = Block("negbin", ["a", "b", "c"], np.arange(N), np.arange(N), local, y, exposure, np.ones(N),
+                  np.full(N, -1))
+    eta = RNG.normal(3.0, 1.0, (5, N))                          # five draws
+    inv_dispersion = np.array([[2.0, 0.3, 1e-9]] * 5)          # the third indicator all but Poisson
+    got = NegBin().logp(eta, None, block, {"inv_dispersion": inv_dispersion})
+    mu, alpha = np.exp(eta) * exposure, 1.0 / inv_dispersion[:, local]
+    scipy = stats.nbinom.logpmf(y, alpha, alpha / (alpha + mu))
+    overdispersed = local < 2
+    np.testing.assert_allclose(got[:, overdispersed], scipy[:, overdispersed], rtol=1e-11, atol=1e-11)
+    # at alpha = 1e9 both lose digits to the cancellation of lgamma(y + alpha) - lgamma(alpha) (checked against
+    # 50-digit arithmetic for counts around 60: ours off by 4.4e-6, SciPy's by 5.3e-6); the limit is the Poisson's
+    poisson = ~overdispersed
+    np.testing.assert_allclose(got[:, poisson], stats.poisson.logpmf(y[poisson], mu[:, poisson]), rtol=1e-6,
+                               atol=1e-5)
+
+
+def test_ordinal_forward_draws_follow_the_ordered_logit_probabilities():
+    from nexusbayes.families import _ordinal_dist
+
+    eta = np.array([-1.0, 0.3, 2.0])
+    cut = np.array([[-0.5, 0.5, 1.5], [-0.5, 0.5, 1.5], [0.0, 1.0, 3.0]])
+    draws = pm.draw(_ordinal_dist(pt.as_tensor(eta), pt.as_tensor(cut), None, None, size=None), draws=20_000,
+                    random_seed=11)
+    bounds = np.column_stack([np.full(3, -np.inf), cut, np.full(3, np.inf)])
+    probs = expit(eta[:, None] - bounds[:, :-1]) - expit(eta[:, None] - bounds[:, 1:])   # (observation, category)
+    freq = np.stack([np.bincount(draws[:, i], minlength=4) for i in range(3)]) / len(draws)
+    se = np.sqrt(probs * (1 - probs) / len(draws))
+    assert np.abs(freq - probs).max() < 4.5 * se.max()       # 12 frequencies: a false alarm has odds ~ 1e-4
+    assert np.abs(freq - probs).max() > 0                    # (they are draws, not the probabilities)
