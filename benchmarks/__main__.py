@@ -236,10 +236,10 @@ def table(cases: list[dict]) -> pd.DataFrame:
     return frame[[c for c in SHOWN if c in frame]].T
 
 
-def markdown(cases: list[dict]) -> str:
-    """The table as Markdown (for the README), and the targets when the run measured any."""
+def markdown(cases: list[dict], goals: pd.DataFrame | None = None) -> str:
+    """The table as Markdown (for the README), and the targets (``targets(cases)`` unless given) when measured."""
     text = _markdown(table(cases).rename_axis("metric").reset_index(), blank="")
-    goals = targets(cases)
+    goals = targets(cases) if goals is None else goals
     if goals["met"].notna().any():
         text += "\n\n" + _markdown(goals, blank="not measured")
     return text
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         from nexusbayes.fit import atomic_write
 
         atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
-        atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text(markdown(record["cases"]) + "\n"))
+        atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text(markdown(record["cases"], goals) + "\n"))
         print(f"\nwrote {out} and {out.with_suffix('.md')}")
     if args.compare:
         stored = json.loads(args.compare.read_text())

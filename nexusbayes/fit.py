@@ -37,6 +37,8 @@ from nexusbayes.model import block_index, build_model, make_design, term_key
 from nexusbayes.spec import Spec, load_spec
 
 FORMAT = "nexusbayes-fit/1"
+#: The column of a saved fit's data that keeps each observation's label (its file and line).
+ROW_LABEL = "row_label"
 
 
 @dataclass
@@ -141,7 +143,7 @@ class Fit:
             raise OutputExistsError(f"{path} exists; pass overwrite=True (or --overwrite) to replace it")
         tree = self.tree.copy()
         data = self.panel.data_table()
-        stored = data.assign(row_label=self.panel.frame["row"].to_numpy())   # the obs labels: file lines
+        stored = data.assign(**{ROW_LABEL: self.panel.frame["row"].to_numpy()})
         tree["fit_data"] = xr.DataTree(xr.Dataset.from_dataframe(stored.rename_axis("row")))
         spec_text = self.spec.to_toml()
         tree.attrs.update({"nexusbayes_format": FORMAT, "nexusbayes_version": version("nexusbayes"),
@@ -218,7 +220,7 @@ def load(path: str | Path) -> Fit:
     except SpecError as exc:
         raise FitFileError(str(exc)) from None
     data = tree["fit_data"].to_dataset().to_dataframe().reset_index(drop=True)
-    labels = data.pop("row_label").to_numpy() if "row_label" in data else None   # absent in older files
+    labels = data.pop(ROW_LABEL).to_numpy() if ROW_LABEL in data else None   # absent in older files
     for col in ("country", "region", "indicator", "rater"):
         if col in data:
             data[col] = data[col].astype(object).where(data[col].notna(), None)
