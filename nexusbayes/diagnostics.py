@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import arviz as az
 import numpy as np
@@ -57,6 +57,9 @@ class Diagnostics:
         Share of draws that hit the maximum tree depth.
     n_draws : int
         Post-warm-up draws over all chains.
+    elements : dict
+        Every element's statistics, as :func:`element_diagnostics` returns them (``"rhat"``,
+        ``"ess_bulk"``, ``"ess_tail"``: Datasets over the variables of ``table``).
     """
 
     table: pd.DataFrame
@@ -64,6 +67,7 @@ class Diagnostics:
     bfmi: np.ndarray
     treedepth_share: float
     n_draws: int
+    elements: dict[str, xr.Dataset] = field(repr=False)
 
     @property
     def checks(self) -> pd.DataFrame:
@@ -264,7 +268,8 @@ def diagnose(tree: xr.DataTree, var_names: list[str] | None = None) -> Diagnosti
     depth_var = next((v for v in ("maxdepth_reached", "reached_max_treedepth") if v in stats), None)
     depth = float(stats[depth_var].mean()) if depth_var else 0.0
     n_draws = int(posterior.sizes["chain"] * posterior.sizes["draw"])
-    return Diagnostics(table=table, divergences=divergences, bfmi=bfmi, treedepth_share=depth, n_draws=n_draws)
+    return Diagnostics(table=table, divergences=divergences, bfmi=bfmi, treedepth_share=depth, n_draws=n_draws,
+                       elements=elements)
 
 
 def _extreme(column: pd.Series, which: str, none: str) -> tuple[float, str]:

@@ -19,7 +19,7 @@ import xarray as xr
 
 from nexusbayes.constants import PARETO_K_MAX
 from nexusbayes.data import Panel
-from nexusbayes.diagnostics import Diagnostics, element_diagnostics
+from nexusbayes.diagnostics import Diagnostics
 from nexusbayes.model import term_key
 from nexusbayes.report.figures import RC, png
 from nexusbayes.spec import Spec
@@ -80,7 +80,7 @@ def worst_mixing(tree: xr.DataTree, diagnostics: Diagnostics, n: int = N_WORST) 
     """
     post = tree["posterior"].to_dataset()
     names = list(diagnostics.table["min_ess_bulk"].dropna().sort_values().index[:n])
-    ess = element_diagnostics(post, names)["ess_bulk"]
+    ess = diagnostics.elements["ess_bulk"]      # every element's, computed by diagnose
     candidates = []
     for name in names:
         values = ess[name]
