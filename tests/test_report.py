@@ -169,6 +169,37 @@ def test_every_csv_table_equals_the_quantity_it_came_from(hostile):
     assert checked == set(csv), f"tables without a test: {set(csv) - checked}"
 
 
+def test_predictive_checks_show_the_data_and_chart_wide_predictions_as_ecdfs(hostile, monkeypatch):
+    """Prior checks draw the observed data too (arviz-plots leaves it out unless asked), and a count indicator
+    whose predictions range widely is charted as an ECDF in that check only (a rootogram has a bar per value)."""
+    import xarray as xr
+
+    from nexusbayes.report import checks
+
+    fit = hostile[0]
+    index = checks.observation_index(fit.tree, fit.spec, fit.panel)
+    first = index[index["term"] == "y_ordinal"].iloc[0]          # an ordinal rating: values 1..5 when observed
+    prior = fit.tree["prior_predictive"].to_dataset().copy(deep=True)
+    prior["y_ordinal"][..., 0] = 1000                            # one prior draw far outside the observed range
+    tree = fit.tree.copy()
+    tree["prior_predictive"] = xr.DataTree(prior)
+
+    calls = []
+    monkeypatch.setattr(checks, "render", lambda plot, dt, **kwargs: calls.append((dt, kwargs)) or b"")
+    figures = checks.predictive_figures(tree, fit.spec, fit.panel)
+    assert len(calls) == len(figures)
+    charted = {}
+    for (dt, kwargs), stem in zip(calls, figures, strict=True):
+        assert stem.startswith(f"ppc_{kwargs['group'].removesuffix('_predictive')}_")
+        assert set(kwargs["visuals"]) & {"observed_markers", "observed_dist"}, stem   # the data, prior included
+        names = kwargs.get("var_names") or [v.removeprefix("log1p(").removesuffix(")")
+                                            for v in dt[kwargs["group"]].data_vars]
+        charted.update({(stem, name): True for name in names})
+    assert ("ppc_prior_ecdf", first["indicator"]) in charted
+    assert ("ppc_posterior_rootogram", first["indicator"]) in charted
+    assert ("ppc_prior_rootogram", first["indicator"]) not in charted
+
+
 def test_hostile_names_are_escaped(page):
     assert HOSTILE not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert HOSTILE_LABEL not in page and "&lt;b&gt;staff&lt;/b&gt; &amp; co" in page

@@ -27,7 +27,9 @@ from nexusbayes.spec import Spec
 SAMPLE_DIMS = ("chain", "draw")
 #: Families whose predictive checks are bars (rootograms) rather than densities.
 DISCRETE = {"negbin", "binomial", "bernoulli", "ordinal"}
-#: A count indicator whose values span more than this many integers is drawn as an ECDF instead.
+#: A count indicator whose observed or predicted values span more than this many integers is drawn as an
+#: ECDF instead: a rootogram has one bar per value, and a prior predictive of counts can take thousands
+#: (unreadable, and over a second to draw).
 ROOTOGRAM_MAX_RANGE = 60
 #: Predictive checks draw at most this many replicated data sets (thinned evenly).
 PPC_MAX_DRAWS = 1000
@@ -179,24 +181,27 @@ def predictive_figures(tree: xr.DataTree, spec: Spec, panel: Panel) -> dict[str,
     """Prior and posterior predictive checks per indicator.
 
     Rootograms for ratings and small counts, densities for continuous indicators, ECDFs for counts
-    with a wide range.
+    whose observed or predicted values have a wide range (so the prior and posterior checks of one
+    indicator may differ in kind).
+
+    The observed data are drawn in the prior checks too (arviz-plots leaves them out of prior checks
+    unless asked): a prior check asks whether the prior allows data like these.
 
     Returns ``{file stem: (caption, PNG bytes)}``.
     """
     index = observation_index(tree, spec, panel)
     observed = by_indicator(tree, spec, index, "observed_data")
-    kinds: dict[str, list[str]] = {"rootogram": [], "density": [], "ecdf": []}
-    for name in panel.indicators:
-        family = spec.indicators[name].family
-        if family not in DISCRETE:
-            kinds["density"].append(name)
-        elif int(observed[name].max()) - int(observed[name].min()) <= ROOTOGRAM_MAX_RANGE:
-            kinds["rootogram"].append(name)
-        else:
-            kinds["ecdf"].append(name)
     out = {}
     for group, when in (("prior_predictive", "Prior"), ("posterior_predictive", "Posterior")):
         predicted = by_indicator(tree, spec, index, group)
+        kinds: dict[str, list[str]] = {"rootogram": [], "density": [], "ecdf": []}
+        for name in panel.indicators:
+            if spec.indicators[name].family not in DISCRETE:
+                kinds["density"].append(name)
+                continue
+            low = min(int(observed[name].min()), int(predicted[name].min()))
+            high = max(int(observed[name].max()), int(predicted[name].max()))
+            kinds["rootogram" if high - low <= ROOTOGRAM_MAX_RANGE else "ecdf"].append(name)
         dt = xr.DataTree.from_dict({group: predicted, "observed_data": observed})
         short = group.split("_")[0]
         for kind, names in kinds.items():
@@ -204,18 +209,20 @@ def predictive_figures(tree: xr.DataTree, spec: Spec, panel: Panel) -> dict[str,
                 continue
             listed = ", ".join(names)
             if kind == "rootogram":
-                data = render(azp.plot_ppc_rootogram, dt, group=group, var_names=names)
+                data = render(azp.plot_ppc_rootogram, dt, group=group, var_names=names,
+                              visuals={"observed_markers": {}})
                 caption = (f"{when} predictive rootograms ({listed}): predicted frequency of each value with its "
                            "interval against the observed frequency.")
             elif kind == "density":
-                data = render(azp.plot_ppc_dist, dt, group=group, var_names=names, kind="kde")
+                data = render(azp.plot_ppc_dist, dt, group=group, var_names=names, kind="kde",
+                              visuals={"observed_dist": {}})
                 caption = (f"{when} predictive densities ({listed}): densities of replicated data sets against "
                            "the observed data's.")
             else:   # wide-ranging counts: ECDFs on the log1p scale
                 logged = xr.DataTree.from_dict({g: np.log1p(dt[g].to_dataset()[names].astype(float))
                                                 .rename({n: f"log1p({n})" for n in names})
                                                 for g in (group, "observed_data")})
-                data = render(azp.plot_ppc_dist, logged, group=group, kind="ecdf")
+                data = render(azp.plot_ppc_dist, logged, group=group, kind="ecdf", visuals={"observed_dist": {}})
                 caption = (f"{when} predictive ECDFs of log(1 + count) ({listed}): replicated data sets against "
                            "the observed data.")
             out[f"ppc_{short}_{kind}"] = (caption, data)
