@@ -140,3 +140,28 @@ def test_a_running_case_reports_its_time_and_memory_and_is_stopped_at_its_timeou
     slow = [sys.executable, "-c", "import time; time.sleep(30)"]
     error = run_reporting(slow, {}, timeout=1.0, label="large x nutpie", every=0.4)
     assert error.startswith("timed out after 1 s (resident memory ")
+
+
+def test_a_posterior_draw_maps_to_the_sampler_s_coordinates_and_back(kyrgyzstan):
+    """The benchmark times the gradient at a posterior draw: the draw, transformed, is the point nutpie expands."""
+    import numpy as np
+
+    from benchmarks.measure import posterior_point
+    from nexusbayes import compile_cache
+    from nexusbayes.model import build_model
+    from nexusbayes.nutpie_callbacks import call_expand
+
+    model = build_model(kyrgyzstan.panel, kyrgyzstan.spec)
+    compiled, _ = compile_cache.compile_nutpie(model, kyrgyzstan.panel, kyrgyzstan.spec)
+    post = kyrgyzstan.tree["posterior"]
+    x = posterior_point(model, post, chain=1, draw=17)
+    assert x.size == compiled.n_dim
+    code, expanded = call_expand(compiled, x)
+    assert code == 0
+    names, slices, _ = compiled.shape_info
+    checked = [name for name in names if name in post.data_vars]
+    assert {"region_innovation_sd", "trait_chol", "theta"} <= set(checked)   # log, Cholesky and no transform
+    for name, where in zip(names, slices, strict=True):
+        if name in post.data_vars:
+            np.testing.assert_allclose(expanded[where], post[name].isel(chain=1, draw=17).values.ravel(),
+                                       rtol=1e-10, atol=1e-12, err_msg=name)
