@@ -15,6 +15,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy import special
 
 from nexusbayes.constants import BFMI_MIN, ESS_MIN, RHAT_MAX, TAIL_ESS_QUANTILES, TREEDEPTH_MAX_SHARE
 
@@ -141,9 +142,10 @@ def element_diagnostics(posterior: xr.Dataset, var_names: list[str] | None = Non
 
     The numbers of ``arviz.rhat(posterior)``, ``arviz.ess(posterior, method="bulk")`` and
     ``arviz.ess(posterior, method="tail", prob=TAIL_ESS_QUANTILES)`` (Vehtari et al. 2021), computed
-    by arviz-stats' vectorised backend (``arviz_stats.numba``: ranks, FFT autocovariances and Geyer's
-    sequences over whole arrays) on blocks of :data:`ELEMENT_BLOCK` elements, in one thread per core,
-    instead of by ArviZ's element-by-element loop (80 s on the large benchmark's 42,000 elements).
+    with arviz-stats' vectorised backend (``arviz_stats.numba``: FFT autocovariances and Geyer's
+    sequences over whole arrays) and ranks from one NumPy argsort per element (:func:`_z_scale`), on
+    blocks of :data:`ELEMENT_BLOCK` elements, in one thread per core, instead of by ArviZ's
+    element-by-element loop (80 s on the large benchmark's 42,000 elements; 15 s this way).
     Elements that never vary get R-hat NaN and ESS equal to the number of draws, as in ArviZ.
 
     Parameters
@@ -224,9 +226,9 @@ def _element_block(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     with np.errstate(invalid="ignore", divide="ignore"):
         s = split(x)
-        z = vectorised._z_scale(s)
+        z = _z_scale(s)
         if n_chain > 1:    # ArviZ needs two chains for R-hat
-            folded = vectorised._z_scale(abs(s - s.median(("chain", "draw"))))
+            folded = _z_scale(abs(s - s.median(("chain", "draw"))))
             rhat[varies] = np.fmax(vectorised._rhat(z).values, vectorised._rhat(folded).values)
         bulk[varies] = ess(z)
         quantiles = np.quantile(x, TAIL_ESS_QUANTILES, axis=(0, 1))
@@ -278,3 +280,55 @@ def _extreme(column: pd.Series, which: str, none: str) -> tuple[float, str]:
     if values.isna().all():
         return float("nan"), none
     return float(getattr(values, which)()), str(getattr(values, f"idx{which}")())
+
+
+def _z_scale(x: xr.DataArray) -> xr.DataArray:
+    """Rank-normalised values of each element over chains and draws, as arviz-stats' ``_z_scale`` computes them.
+
+    Average ranks of ties, Blom's offset ``(rank - 3/8) / (S + 1/4)`` over the ``S`` draws, then the
+    normal quantile: the same numbers, with the ranks from :func:`_average_ranks` instead of SciPy's
+    ``rankdata`` (0.07 against 0.25 s for 1,000 elements x 4,000 draws), twice per block.
+    """
+    n_chain, n_draw, n = x.sizes["chain"], x.sizes["draw"], x.sizes["element"]
+    rows = x.transpose("element", "chain", "draw").values.reshape(n, n_chain * n_draw)
+    offset = 3 / 8
+    z = special.ndtri((_average_ranks(rows) - offset) / (n_chain * n_draw - 2 * offset + 1))
+    return xr.DataArray(z.reshape(n, n_chain, n_draw).transpose(1, 2, 0), dims=("chain", "draw", "element"))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of each row of ``values`` (2-D), ties at their average rank.
+
+    ``scipy.stats.rankdata(values, axis=-1, method="average")``, from one argsort per row (NumPy's
+    vectorised sort); the runs of ties are only looked for in the rows that have any.
+
+    Examples
+    --------
+    >>> _average_ranks(np.array([[0.5, -1.0, 0.5, 2.0], [3.0, 2.0, 1.0, 0.0]]))
+    array([[2.5, 1. , 2.5, 4. ],
+           [4. , 3. , 2. , 1. ]])
+    """
+    n = values.shape[-1]
+    order = np.argsort(values, axis=-1)
+    ordered = np.take_along_axis(values, order, axis=-1)
+    sorted_ranks = np.broadcast_to(np.arange(1.0, n + 1), values.shape)
+    tied = (ordered[:, 1:] == ordered[:, :-1]).any(axis=-1)
+    if tied.any():
+        sorted_ranks = sorted_ranks.copy()
+        sorted_ranks[tied] = _run_averages(ordered[tied])
+    ranks = np.empty(values.shape)
+    np.put_along_axis(ranks, order, sorted_ranks, axis=-1)
+    return ranks
+
+
+def _run_averages(ordered: np.ndarray) -> np.ndarray:
+    """For sorted rows, each position's average rank within its run of equal values (1-based)."""
+    n = ordered.shape[-1]
+    position = np.arange(n)
+    first = np.ones(ordered.shape, dtype=bool)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    last = np.ones(ordered.shape, dtype=bool)
+    last[:, :-1] = first[:, 1:]
+    start = np.maximum.accumulate(np.where(first, position, 0), axis=-1)
+    end = np.minimum.accumulate(np.where(last, position, n - 1)[:, ::-1], axis=-1)[:, ::-1]
+    return (start + end) / 2 + 1

@@ -11,7 +11,8 @@ from nexusbayes.diagnostics import diagnose, element_diagnostics
 
 
 def autocorrelated_posterior(n_chain: int, n_draw: int, seed: int = 0) -> xr.Dataset:
-    """AR(1) chains of varied persistence, one chain shifted, a heavy-tailed variable and a constant element."""
+    """AR(1) chains of varied persistence, one chain shifted, a heavy-tailed variable, a constant element and
+    a variable of few distinct values."""
     rng = np.random.default_rng(seed)
     rho = rng.uniform(0.0, 0.95, size=(1, 1, 3, 4))
     x = np.empty((n_chain, n_draw, 3, 4))
@@ -24,8 +25,10 @@ def autocorrelated_posterior(n_chain: int, n_draw: int, seed: int = 0) -> xr.Dat
     chol[..., 1] = rng.standard_normal((n_chain, n_draw))
     coords = {"chain": np.arange(n_chain), "draw": np.arange(n_draw), "region": ["a", "b", "c"],
               "period": [2001, 2002, 2003, 2004]}
+    counts = np.round(2 * x[:, :, 0, :2])           # few distinct values: ranks with many ties
     return xr.Dataset({"theta": (("chain", "draw", "region", "period"), x),
-                       "sd": (("chain", "draw", "k"), scale), "chol": (("chain", "draw", "j"), chol)},
+                       "sd": (("chain", "draw", "k"), scale), "chol": (("chain", "draw", "j"), chol),
+                       "count": (("chain", "draw", "m"), counts)},
                       coords=coords)
 
 
@@ -75,3 +78,15 @@ def test_diagnose_takes_the_tail_ess_at_the_5_and_95_percent_quantiles():
     assert diag.table.loc["sd", "min_ess_tail"] == pytest.approx(float(tail.min()), rel=1e-10)
     default = az.ess(post[["sd"]], method="tail")["sd"]      # ArviZ's own default, 11% and 89%
     assert float(default.min()) != pytest.approx(float(tail.min()), rel=1e-3)
+
+
+def test_average_ranks_are_scipy_s_with_ties():
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(7)
+    ties = rng.integers(0, 4, size=(30, 41)).astype(float)
+    ties[0, :3] = [-0.0, 0.0, 0.0]                  # equal values, whatever their sign
+    continuous = rng.standard_normal((5, 41))
+    for values in (ties, continuous, np.vstack([continuous, ties])):
+        np.testing.assert_array_equal(diagnostics._average_ranks(values), rankdata(values, axis=-1,
+                                                                                   method="average"))
