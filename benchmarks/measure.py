@@ -191,7 +191,7 @@ def run(size: str, sampler: str, draws: int | None = None, tune: int | None = No
         if sampler == "nutpie":   # "disk" when a process on this machine compiled the structure before
             record["compile_source"] = tree.attrs["compile_source"]
         model = build_model(case.panel, case.spec)
-        # at a draw the sampler visited: the special functions cost more there than near the initial point
+        # at a draw the sampler visited: what the special functions cost depends on the point
         x = posterior_point(model, tree["posterior"])
         record["parameters"] = int(x.size)
         if sampler == "nutpie":

@@ -236,52 +236,6 @@ def _element_block(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rhat, bulk, tail
 
 
-def diagnose(tree: xr.DataTree, var_names: list[str] | None = None) -> Diagnostics:
-    """Compute the convergence diagnostics of a fit.
-
-    Parameters
-    ----------
-    tree : xarray.DataTree
-        With ``posterior`` and ``sample_stats`` groups (nutpie or PyMC).
-    var_names : list of str, optional
-        Posterior variables to check (default: all).
-
-    Returns
-    -------
-    Diagnostics
-    """
-    posterior = tree["posterior"].to_dataset()
-    names = var_names or [v for v in posterior.data_vars if posterior[v].dtype.kind == "f"]
-    # elements that never vary (structural zeros and ones) have no R-hat: they are skipped
-    elements = element_diagnostics(posterior, names)
-    rhat, bulk, tail = elements["rhat"], elements["ess_bulk"], elements["ess_tail"]
-    rows = {}
-    for name in names:
-        r, r_at = _worst(rhat[name].rename(name), np.nanargmax)
-        b, b_at = _worst(bulk[name].rename(name), np.nanargmin)
-        t, t_at = _worst(tail[name].rename(name), np.nanargmin)
-        rows[name] = {"max_rhat": r, "rhat_at": r_at, "min_ess_bulk": b, "ess_bulk_at": b_at,
-                      "min_ess_tail": t, "ess_tail_at": t_at}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "variable"
-    stats = tree["sample_stats"].to_dataset()
-    divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
-    bfmi = np.atleast_1d(np.asarray(az.bfmi(stats["energy"].values), dtype=float))
-    depth_var = next((v for v in ("maxdepth_reached", "reached_max_treedepth") if v in stats), None)
-    depth = float(stats[depth_var].mean()) if depth_var else 0.0
-    n_draws = int(posterior.sizes["chain"] * posterior.sizes["draw"])
-    return Diagnostics(table=table, divergences=divergences, bfmi=bfmi, treedepth_share=depth, n_draws=n_draws,
-                       elements=elements)
-
-
-def _extreme(column: pd.Series, which: str, none: str) -> tuple[float, str]:
-    """The max (or min) of a per-variable column and the variable it is at; NaN (a failed check) when all are NaN."""
-    values = pd.to_numeric(column, errors="coerce")
-    if values.isna().all():
-        return float("nan"), none
-    return float(getattr(values, which)()), str(getattr(values, f"idx{which}")())
-
-
 def _z_scale(x: xr.DataArray) -> xr.DataArray:
     """Rank-normalised values of each element over chains and draws, as arviz-stats' ``_z_scale`` computes them.
 
@@ -332,3 +286,49 @@ def _run_averages(ordered: np.ndarray) -> np.ndarray:
     start = np.maximum.accumulate(np.where(first, position, 0), axis=-1)
     end = np.minimum.accumulate(np.where(last, position, n - 1)[:, ::-1], axis=-1)[:, ::-1]
     return (start + end) / 2 + 1
+
+def diagnose(tree: xr.DataTree, var_names: list[str] | None = None) -> Diagnostics:
+    """Compute the convergence diagnostics of a fit.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        With ``posterior`` and ``sample_stats`` groups (nutpie or PyMC).
+    var_names : list of str, optional
+        Posterior variables to check (default: all).
+
+    Returns
+    -------
+    Diagnostics
+    """
+    posterior = tree["posterior"].to_dataset()
+    names = var_names or [v for v in posterior.data_vars if posterior[v].dtype.kind == "f"]
+    # elements that never vary (structural zeros and ones) have no R-hat: they are skipped
+    elements = element_diagnostics(posterior, names)
+    rhat, bulk, tail = elements["rhat"], elements["ess_bulk"], elements["ess_tail"]
+    rows = {}
+    for name in names:
+        r, r_at = _worst(rhat[name].rename(name), np.nanargmax)
+        b, b_at = _worst(bulk[name].rename(name), np.nanargmin)
+        t, t_at = _worst(tail[name].rename(name), np.nanargmin)
+        rows[name] = {"max_rhat": r, "rhat_at": r_at, "min_ess_bulk": b, "ess_bulk_at": b_at,
+                      "min_ess_tail": t, "ess_tail_at": t_at}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "variable"
+    stats = tree["sample_stats"].to_dataset()
+    divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    bfmi = np.atleast_1d(np.asarray(az.bfmi(stats["energy"].values), dtype=float))
+    depth_var = next((v for v in ("maxdepth_reached", "reached_max_treedepth") if v in stats), None)
+    depth = float(stats[depth_var].mean()) if depth_var else 0.0
+    n_draws = int(posterior.sizes["chain"] * posterior.sizes["draw"])
+    return Diagnostics(table=table, divergences=divergences, bfmi=bfmi, treedepth_share=depth, n_draws=n_draws,
+                       elements=elements)
+
+
+def _extreme(column: pd.Series, which: str, none: str) -> tuple[float, str]:
+    """The max (or min) of a per-variable column and the variable it is at; NaN (a failed check) when all are NaN."""
+    values = pd.to_numeric(column, errors="coerce")
+    if values.isna().all():
+        return float("nan"), none
+    return float(getattr(values, which)()), str(getattr(values, f"idx{which}")())
+
