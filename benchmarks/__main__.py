@@ -55,10 +55,10 @@ COMPARED_RATES = ("ess_bulk_per_s_sampling",)
 SHOWN = ("shape", "observations", "parameters", "repeats", "compile_source", "compile_s", "sampling_s",
          "postprocess_s", "diagnostics_s", "end_to_end_s", "cached_end_to_end_s", "command_cold_s",
          "command_cold_compile_s", "command_cached_s", "command_cached_compile_s", "command_rest_s", "min_ess_bulk",
-         "min_ess_tail",
-         "ess_bulk_per_s_sampling", "ess_bulk_per_s_end_to_end", "max_rhat", "divergences", "grad_evals_per_draw",
-         "gradient_us", "gradient_ns_per_observation", "peak_memory_mb", "recovery_r", "worst_variable", "advi_s",
-         "advi_theta_mean_error_sd", "advi_theta_sd_ratio", "advi_modal_type_agreement", "error")
+         "min_ess_tail", "ess_bulk_per_s_sampling", "ess_bulk_per_s_end_to_end", "max_rhat", "divergences",
+         "grad_evals_per_draw", "gradient_us", "gradient_ns_per_observation", "peak_memory_mb", "recovery_r",
+         "worst_variable", "advi_s", "advi_theta_mean_error_sd", "advi_theta_sd_ratio", "advi_modal_type_agreement",
+         "error")
 
 
 def machine_seconds(repeats: int = 5) -> float:
