@@ -59,6 +59,7 @@ from nexusbayes.constants import TYPES
 from nexusbayes.data import read_table, validate
 from nexusbayes.errors import NexusBayesError, OutputExistsError, SpecError
 from nexusbayes.fit import Fit, atomic_write, fit
+from nexusbayes.outputs import write_csv
 from nexusbayes.simulate import Simulation, simulate
 from nexusbayes.spec import NAME_PATTERN, Spec
 
@@ -477,7 +478,7 @@ def run_batch(tasks: Iterable[Task], out_dir: str | Path, *, scheduler: str | No
     table = pd.DataFrame([_row(r) for r in records.values()])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_dir / TABLE_FILE, lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(out_dir / TABLE_FILE, lambda tmp: write_csv(table, tmp))
     return table
 
 

@@ -21,6 +21,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from nexusbayes import interrupts
 from nexusbayes.batch import SWEEP_KINDS, add_cluster_arguments, cluster_options
 from nexusbayes.errors import Interrupted, NexusBayesError
 
@@ -101,38 +102,57 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``nexusbayes`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    received: list[int] = []
     try:
-        with _signals_interrupt(received):
-            return {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare,
-                    "sweep": _sweep, "report": _report, "sbc": _sbc, "quick": _quick}[args.command](args)
+        with _signals_interrupt():
+            status = {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare,
+                      "sweep": _sweep, "report": _report, "sbc": _sbc, "quick": _quick}[args.command](args)
+        if interrupts.received():    # a signal held back (during a folder's swap) or swallowed: honoured now
+            return _interrupted(args.command, None)
+        return status
     except NexusBayesError as exc:
         print(f"nexusbayes: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        signum = getattr(exc, "signum", None) or (received[-1] if received else signal.SIGINT)
-        name = signal.Signals(signum).name
-        if args.command in ("sweep", "sbc"):
-            print(f"nexusbayes: interrupted by {name}; finished fits are kept: run the same command again to "
-                  "resume", file=sys.stderr, flush=True)
-        else:
-            print(f"nexusbayes: interrupted by {name}; nothing was written (earlier outputs are untouched, "
-                  "temporary files removed)", file=sys.stderr, flush=True)
-        return SIGNAL_STATUS.get(signum, 128 + int(signum))
+        return _interrupted(args.command, getattr(exc, "signum", None))
+    finally:
+        interrupts.reset()      # after the message: a later command (or API call) starts afresh
+
+
+def _interrupted(command: str, signum: int | None) -> int:
+    """Say truly what an interrupted command left behind; return the exit status of the signal."""
+    received = interrupts.received()
+    signum = signum or (received[-1] if received else signal.SIGINT)
+    name = signal.Signals(signum).name
+    written = interrupts.written_folders()
+    if command in ("sweep", "sbc"):
+        print(f"nexusbayes: interrupted by {name}; finished fits are kept: run the same command again to "
+              "resume", file=sys.stderr, flush=True)
+    elif written:
+        print(f"nexusbayes: interrupted by {name} after {', '.join(map(str, written))} had been written in full; "
+              "nothing else was changed (temporary files removed)", file=sys.stderr, flush=True)
+    else:
+        print(f"nexusbayes: interrupted by {name}; nothing was written (earlier outputs are untouched, "
+              "temporary files removed)", file=sys.stderr, flush=True)
+    return SIGNAL_STATUS.get(signum, 128 + int(signum))
 
 
 @contextlib.contextmanager
-def _signals_interrupt(received: list[int]):
+def _signals_interrupt():
     """Turn SIGTERM (and SIGINT) into :class:`Interrupted`, so clean-up runs as for Ctrl-C.
 
     Python's default SIGTERM ends the process at once, leaving temporary files behind; raising an
     exception instead runs every ``finally`` (temporary folders removed, earlier outputs restored).
-    Handlers are only installed in the main thread and are restored on exit.
+    Each signal is also recorded (:mod:`nexusbayes.interrupts`), so that one whose exception was
+    swallowed is still honoured at the next safe point, and one that arrives while an output folder
+    is swapped in is only recorded. Handlers are only installed in the main thread and are restored
+    on exit.
     """
     def handler(signum, frame):
-        received.append(signum)
-        raise Interrupted(f"received {signal.Signals(signum).name}", signum=signum)
+        interrupts.record(signum)
+        if not interrupts.is_deferred():
+            raise Interrupted(f"received {signal.Signals(signum).name}", signum=signum)
 
+    interrupts.reset()
     previous = {}
     try:
         for sig in SIGNAL_STATUS:
@@ -149,25 +169,26 @@ def _signals_interrupt(received: list[int]):
 def _fit(args) -> int:
     from nexusbayes.diagnostics import SamplingWarning
     from nexusbayes.fit import fit
-    from nexusbayes.outputs import check_writable, default_out_dir, summary_text, write_run
-    from nexusbayes.report import REPORT_DIR, write_report
+    from nexusbayes.outputs import RUN, OutputFolder, default_out_dir, summary_text, write_run
+    from nexusbayes.report import REPORT_DIR, REPORT_FILE
     from nexusbayes.spec import load_spec
 
-    spec, _ = load_spec(args.spec)
+    spec, data_path = load_spec(args.spec)
     out = args.out or default_out_dir(spec.name)
-    check_writable(out, args.overwrite)
-    print(f"Fitting {args.spec} (a model not compiled on this machine before takes a minute to compile) ...",
-          flush=True)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SamplingWarning)
-        result = fit(args.spec, backend=args.backend, draws=args.draws, tune=args.tune, chains=args.chains,
-                     seed=args.seed, progress=not args.no_progress,
-                     status=lambda message: print(f"  {message}", flush=True))
-    print(summary_text(result))
-    write_run(result, out, overwrite=args.overwrite)
-    print(f"\nWrote {out}/ (fit.nc and CSV tables); building the report ...", flush=True)
-    page = write_report(result, out / REPORT_DIR)
-    print(f"Wrote {page} (open it in a browser: the verdict, sampling checks, fit to data and results)")
+    inputs = [args.spec, *(data_path if isinstance(data_path, list) else [data_path])]
+    with OutputFolder(out, RUN, overwrite=args.overwrite, inputs=inputs) as folder:   # checked before compiling
+        print(f"Fitting {args.spec} (a model not compiled on this machine before takes a minute to compile) ...",
+              flush=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SamplingWarning)
+            result = fit(args.spec, backend=args.backend, draws=args.draws, tune=args.tune, chains=args.chains,
+                         seed=args.seed, progress=not args.no_progress,
+                         status=lambda message: print(f"  {message}", flush=True))
+        print(summary_text(result))
+        print(f"\nBuilding the report; {out}/ is replaced only when everything is written ...", flush=True)
+        write_run(result, folder, report=True)
+    print(f"Wrote {out}/ (fit.nc, CSV tables, summary.txt) and {out / REPORT_DIR / REPORT_FILE} (open it in a "
+          "browser: the verdict, sampling checks, fit to data and results)")
     if any(issubclass(w.category, SamplingWarning) for w in caught):
         print("\nWARNING: sampling diagnostics failed (see above); do not trust these results yet.", file=sys.stderr)
         if args.strict:
@@ -198,7 +219,7 @@ def _report(args) -> int:
 
     result = load(args.fit)
     out = args.out or args.fit.parent / REPORT_DIR
-    page = write_report(result, out, overwrite=args.overwrite)
+    page = write_report(result, out, overwrite=args.overwrite, inputs=[args.fit])
     print(result.diagnostics.text())
     print(f"Wrote {page}")
     if not result.diagnostics.passed:
@@ -297,6 +318,7 @@ def _quick(args) -> int:
     from nexusbayes.approximate import approximate
     from nexusbayes.errors import OutputExistsError
     from nexusbayes.fit import atomic_write
+    from nexusbayes.outputs import write_csv
 
     names = ("quick_types.csv", "quick_traits.csv")
     existing = [str(args.out / n) for n in names if args.out is not None and (args.out / n).exists()]
@@ -306,8 +328,12 @@ def _quick(args) -> int:
                          progress=not args.no_progress)
     print(result.text())
     if args.out is not None:
-        for name, table in (("quick_types.csv", result.types_table()), ("quick_traits.csv", result.trait_summary())):
-            atomic_write(args.out / name, lambda tmp, t=table: t.to_csv(tmp, index=False))
+        tables = (("quick_types.csv", result.types_table()), ("quick_traits.csv", result.trait_summary()))
+        interrupts.check()
+        with interrupts.deferred():       # both files or neither, as far as a signal goes
+            for name, table in tables:
+                atomic_write(args.out / name, lambda tmp, t=table: write_csv(t, tmp))
+                interrupts.written(args.out / name)
         print(f"Wrote {args.out}/quick_types.csv and quick_traits.csv (APPROXIMATE)")
     return 0
 

@@ -21,6 +21,10 @@ class OutputExistsError(NexusBayesError, FileExistsError):
     """An output would overwrite an earlier one and overwriting was not asked for."""
 
 
+class OutputError(NexusBayesError, OSError):
+    """An output folder cannot be used: a symlink, a file, the current folder, not writable, or in use by another run."""
+
+
 class SamplingError(NexusBayesError, RuntimeError):
     """Sampling failed or produced unusable draws (initialisation failure, NaN or infinite posterior)."""
 

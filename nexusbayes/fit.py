@@ -27,7 +27,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from nexusbayes import compile_cache, typology
+from nexusbayes import compile_cache, interrupts, typology
 from nexusbayes.constants import CI_PROB, POSTPROCESS_CHUNK_VALUES, PRIOR_PREDICTIVE_DRAWS
 from nexusbayes.data import Panel, load_panel, validate
 from nexusbayes.diagnostics import Diagnostics, diagnose
@@ -303,6 +303,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
 
             say(f"compiling the model ({settings.backend}) ...")
             compiled, compile_source = compile_cache.compile_nutpie(model, panel, spec)
+            interrupts.check()   # a signal whose exception a compiler callback swallowed
             compiled_at = time.perf_counter()
             if compile_source != "compiled":
                 say(f"(compiled model {compile_cache.SOURCES[compile_source]})")
@@ -326,6 +327,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
                                  nuts_sampler="pymc")
     except Exception as exc:
         raise SamplingError(_start_failure(model, settings.backend, exc)) from exc
+    interrupts.check()
     _check_complete(tree, settings)
     check_finite(tree)
     sampled_at = time.perf_counter()

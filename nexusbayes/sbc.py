@@ -65,6 +65,7 @@ from nexusbayes.diagnostics import element_diagnostics
 from nexusbayes.errors import OutputExistsError, SamplingError
 from nexusbayes.fit import atomic_write, content_digest, resolve_panel, resolve_spec
 from nexusbayes.model import build_model, kernel_containers, make_design
+from nexusbayes.outputs import write_csv
 from nexusbayes.spec import Spec
 
 #: Family-wise error rate of the uniformity tests (after Holm's correction across parameters).
@@ -166,7 +167,7 @@ class SBCResult:
             check_writable(out, overwrite)
         out.mkdir(parents=True, exist_ok=True)
         for name, table in (("ranks", self.ranks), ("tests", self.tests), ("fits", self.fits)):
-            atomic_write(out / f"{name}.csv", lambda tmp, t=table: t.to_csv(tmp, index=False))
+            atomic_write(out / f"{name}.csv", lambda tmp, t=table: write_csv(t, tmp))
         atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(self.summary, indent=2)))
         if plots:
             import matplotlib

@@ -35,7 +35,8 @@ def test_symlink_out_of_the_reports_folder_is_refused(tmp_path):
     reports.mkdir()
     outside.mkdir()
     (reports / "kg").symlink_to(outside, target_is_directory=True)
-    with pytest.raises(SpecError, match=r"spec name 'kg' would put the output outside"):
+    with pytest.raises(SpecError, match=rf"kg is a symlink \(to {outside}\), which nexusbayes does not write "
+                                        rf"through; pass --out {outside} to write there directly"):
         default_out_dir("kg", reports)
 
 

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -38,8 +37,8 @@ import xarray as xr
 from nexusbayes import compile_cache, typology
 from nexusbayes.constants import CI_PROB, ESS_MIN, PARETO_K_MAX, RHAT_MAX, TYPES
 from nexusbayes.diagnostics import ADVICE, Diagnostics
-from nexusbayes.errors import OutputExistsError
-from nexusbayes.fit import Fit, content_digest, prior_predictive, temp_dir_beside
+from nexusbayes.fit import Fit, content_digest, prior_predictive
+from nexusbayes.outputs import REPORT, OutputFolder, write_csv
 from nexusbayes.report import checks, figures
 
 REPORT_FILE = "report.html"
@@ -81,6 +80,14 @@ class Report:
     def passed(self) -> bool:
         """True when every convergence diagnostic passes."""
         return self.diagnostics.passed
+
+    def write(self, folder: Path) -> None:
+        """Write ``report.html``, the PNG figures and the CSV tables into the existing folder ``folder``."""
+        (folder / REPORT_FILE).write_text(self.html, encoding="utf-8")
+        for stem, (_, data) in self.figures.items():
+            (folder / f"{stem}.png").write_bytes(data)
+        for stem, table in self.tables.items():
+            write_csv(table, folder / f"{stem}.csv")
 
 
 # ---- computing -------------------------------------------------------------------------------------
@@ -330,12 +337,13 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
 
 
 # ---- writing --------------------------------------------------------------------------------------
-def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False) -> Path:
+def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False, inputs: Iterable = ()) -> Path:
     """Build the report of ``fit`` and write it into ``out_dir``, all or nothing.
 
-    ``out_dir`` receives ``report.html``, one PNG per figure and one CSV per table. Everything is
-    written into a temporary folder beside it and renamed into place at the end, so an interruption
-    leaves an earlier report untouched.
+    ``out_dir`` receives ``report.html``, one PNG per figure and one CSV per table. The folder is
+    checked and locked before the report is built, everything is written into a temporary folder
+    beside it, and that is swapped in at the end (:class:`nexusbayes.outputs.OutputFolder`), so an
+    interruption leaves an earlier report untouched.
 
     Parameters
     ----------
@@ -343,7 +351,9 @@ def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False) -> Path
     out_dir : path
         The report's folder (created).
     overwrite : bool
-        Replace an earlier report in ``out_dir``; otherwise a non-empty ``out_dir`` is an error.
+        Replace an earlier report in ``out_dir`` (only the files that report wrote).
+    inputs : paths
+        Files being read (the saved fit): a folder holding one of them is refused.
 
     Returns
     -------
@@ -353,37 +363,16 @@ def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False) -> Path
     Raises
     ------
     OutputExistsError
-        When ``out_dir`` is not empty and ``overwrite`` is false (checked before any work).
+        When ``out_dir`` holds an earlier report and ``overwrite`` is false, or holds files nexusbayes
+        did not write, another kind of output or an input (checked before any work).
+    OutputError
+        When ``out_dir`` is a symlink, a file or the current folder, cannot be written, or another run
+        is writing it.
     """
-    out_dir = Path(out_dir)
-    _check_writable(out_dir, overwrite)
-    report = build_report(fit)
-    _check_writable(out_dir, overwrite)     # again: the folder may have appeared while building
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir_beside(out_dir)
-    try:
-        (tmp / REPORT_FILE).write_text(report.html, encoding="utf-8")
-        for stem, (_, data) in report.figures.items():
-            (tmp / f"{stem}.png").write_bytes(data)
-        for stem, table in report.tables.items():
-            table.to_csv(tmp / f"{stem}.csv", index=False)
-        old = None
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return out_dir / REPORT_FILE
-
-
-def _check_writable(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise OutputExistsError(f"{out_dir} already holds a report; pass --overwrite (overwrite=True) to replace "
-                                "it, or --out DIR to write elsewhere")
+    with OutputFolder(out_dir, REPORT, overwrite, inputs=inputs) as folder:
+        report = build_report(fit)
+        folder.replace_with(report.write)
+    return Path(out_dir) / REPORT_FILE
 
 
 __all__ = ["REPORT_DIR", "REPORT_FILE", "SECTIONS", "Report", "build_report", "write_report"]
