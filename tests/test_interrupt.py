@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from nexusbayes.outputs import MANIFEST, RUN, write_manifest
 from nexusbayes.simulate import simulate
 from nexusbayes.spec import Indicator, Spec
 
@@ -37,6 +38,8 @@ def run_setup(tmp_path):
     previous = {"fit.nc": b"\x89HDF previous run, not to be touched\x00\xff", "summary.txt": b"earlier summary\n"}
     for name, content in previous.items():
         (out / name).write_bytes(content)
+    write_manifest(out, RUN)                 # an earlier nexusbayes run: --overwrite may replace it
+    previous[MANIFEST] = (out / MANIFEST).read_bytes()
     return spec, out, previous
 
 
