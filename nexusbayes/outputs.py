@@ -42,6 +42,7 @@ MANIFEST = ".nexusbayes-outputs.json"
 #: Kinds of output folder: a fit's run folder, a report folder.
 RUN, REPORT = "run", "report"
 _WHAT = {RUN: "an earlier run", REPORT: "a report"}
+_NOUN = {RUN: "a run (fit.nc, CSV tables, report/)", REPORT: "a report"}
 #: First characters that make a spreadsheet read a text cell as a formula (OWASP "CSV injection").
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -56,7 +57,7 @@ def default_out_dir(spec_name: str, base: str | Path = "reports") -> Path:
     """
     out = Path(base) / spec_name
     if (not spec_name or "\0" in spec_name or Path(spec_name).is_absolute()
-            or Path(base).resolve() not in Path(os.path.abspath(out)).parents):
+            or Path(os.path.abspath(base)) not in Path(os.path.abspath(out)).parents):
         raise SpecError(f"spec name {spec_name!r} would put the output outside {base}/; use only letters, "
                         "digits, '_', '.' and '-' (or pass --out DIR)")
     if out.is_symlink():
@@ -289,8 +290,11 @@ class OutputFolder:
         if foreign:
             shown_files = ", ".join(str(p.relative_to(out)) for p in foreign[:5])
             more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+            legacy = (" (a run of an older nexusbayes, which kept no list of its files, looks like this: delete "
+                      "it yourself if it is one)" if read_manifest(out) is None and (out / FIT_FILE).is_file() else "")
             raise OutputExistsError(f"{shown} holds files nexusbayes did not write ({shown_files}{more}); nothing "
-                                    "in it is replaced (even with --overwrite): pass --out a new or empty folder")
+                                    "in it is replaced (even with --overwrite): pass --out a new or empty folder"
+                                    + legacy)
         cwd = Path.cwd().resolve()
         if cwd == real or real in cwd.parents:
             raise OutputError(f"{shown} is the current folder (or holds it), which a run replaces as a whole; "
@@ -299,8 +303,8 @@ class OutputFolder:
         if manifest is None:
             return                              # an empty folder
         if manifest["kind"] != self.kind:
-            raise OutputExistsError(f"{shown} holds {_WHAT[manifest['kind']]} of another kind (nexusbayes "
-                                    f"{manifest['kind']}), not {_WHAT[self.kind]}; pass --out another folder")
+            raise OutputExistsError(f"{shown} holds {_NOUN[manifest['kind']]} written by nexusbayes, not "
+                                    f"{_NOUN[self.kind]}; nothing in it is replaced: pass --out another folder")
         if not self.overwrite:
             raise OutputExistsError(f"{shown} already holds {_WHAT[self.kind]}; pass --overwrite (overwrite=True) "
                                     "to replace it, or --out DIR to write elsewhere")

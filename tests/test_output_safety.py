@@ -147,6 +147,17 @@ def test_fit_overwrite_refuses_a_run_folder_holding_user_files(world, tmp_path, 
     assert _snapshot(tmp_path) == before
 
 
+def test_a_run_without_a_manifest_is_refused_with_a_hint(world, tmp_path, capsys):
+    spec, out = world
+    (out / MANIFEST).unlink()                # as an older nexusbayes left it: nothing says what it wrote
+    before = _snapshot(tmp_path)
+    assert main(["fit", str(spec), "--out", str(out), "--overwrite", "--no-progress"]) == 2
+    assert ("holds files nexusbayes did not write (diagnostics.csv, diagnostics_by_variable.csv, fit.nc, report, "
+            "summary.txt and 1 more); nothing in it is replaced (even with --overwrite): pass --out a new or empty "
+            "folder (a run of an older nexusbayes") in capsys.readouterr().err
+    assert _snapshot(tmp_path) == before
+
+
 def test_report_into_the_run_folder_is_refused_with_overwrite(world, tmp_path, capsys):
     _, out = world
     before = _snapshot(tmp_path)
@@ -159,7 +170,8 @@ def test_a_folder_of_the_other_kind_or_without_overwrite_is_refused(world, tmp_p
     spec, out = world
     before = _snapshot(tmp_path)
     assert main(["fit", str(spec), "--out", str(out / REPORT_DIR), "--overwrite", "--no-progress"]) == 2
-    assert "holds a report of another kind (nexusbayes report), not an earlier run" in capsys.readouterr().err
+    assert (f"{out / REPORT_DIR} holds a report written by nexusbayes, not a run (fit.nc, CSV tables, report/); "
+            "nothing in it is replaced") in capsys.readouterr().err
     assert main(["fit", str(spec), "--out", str(out), "--no-progress"]) == 2
     assert f"{out} already holds an earlier run; pass --overwrite" in capsys.readouterr().err
     assert _snapshot(tmp_path) == before
