@@ -241,17 +241,20 @@ class OutputFolder:
         self.kind, self.overwrite = kind, overwrite
         self.inputs = [Path(p) for p in inputs if p is not None]
         self._lock: _Lock | None = None
+        self._made: list[Path] = []
 
     def __enter__(self) -> OutputFolder:
         self.check()
         parent = self.path.parent
         lock = _Lock(parent / f".{self.path.name}.lock", self.given)
+        self._made = [p for p in (parent, *parent.parents) if not p.exists()]   # removed again if left empty
         try:
             parent.mkdir(parents=True, exist_ok=True)
             lock.acquire()                      # creates a file beside the folder: the writability probe
         except OutputError:
             raise
         except OSError as exc:
+            self._remove_made()
             raise OutputError(f"cannot write the output folder {self.given}: {parent} is not writable "
                               f"({exc.strerror or exc}); pass --out a folder you can write to") from exc
         self._lock = lock
@@ -266,6 +269,14 @@ class OutputFolder:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+        self._remove_made()
+
+    def _remove_made(self) -> None:
+        """Remove the parent folders this claim created, if still empty (nothing was written after all)."""
+        for folder in self._made:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        self._made = []
 
     def check(self) -> None:
         """Refuse (raise) unless the folder may be written now; see the class's Raises."""

@@ -255,6 +255,14 @@ def test_an_interrupt_while_writing_or_building_the_report_leaves_everything(wor
     assert _snapshot(tmp_path) == before
 
 
+def test_an_interrupt_leaves_no_folder_it_created(world, tmp_path, fast, monkeypatch, capsys):
+    spec, _ = world
+    before = _snapshot(tmp_path)
+    _sigint_from(monkeypatch, "nexusbayes.report.build_report")
+    _interrupted_fit(spec, tmp_path / "new" / "deeper" / "tiny", capsys)
+    assert _snapshot(tmp_path) == before                  # no empty new/deeper/ either
+
+
 def test_an_interrupt_while_the_report_command_builds_leaves_everything(world, tmp_path, fast, monkeypatch, capsys):
     _, out = world
     _user_files(out)
