@@ -287,11 +287,15 @@ class OutputFolder:
             target = out.resolve()
             raise OutputError(f"{shown} is a symlink (to {target}); an output folder is replaced as a whole, which "
                               f"would replace the link, not the folder it points to: pass --out {target} directly")
-        if not out.exists():
-            return
-        if not out.is_dir():
+        if out.exists() and not out.is_dir():
             raise OutputError(f"{shown} is a file, not a folder; pass --out a new folder (or one an earlier "
                               "nexusbayes run wrote)")
+        if out.exists():
+            self._check_contents()
+
+    def _check_contents(self) -> None:
+        """Refuse an existing folder holding an input, others' files or the cwd; or another kind, or an earlier one."""
+        out, shown = self.path, self.given
         real = out.resolve()
         for path in self.inputs:
             if real in Path(path).resolve().parents:
