@@ -335,7 +335,7 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     known = set(spec.indicators)
     listed = frame["indicator"].isin(known).to_numpy()
     bad_ind = ~listed if spec.item_bank is None else np.zeros(len(frame), dtype=bool)
-    for name in sorted(set(frame.loc[bad_ind, "indicator"])):
+    for name in sorted(_distinct(frame.loc[bad_ind, "indicator"])):
         guess = difflib.get_close_matches(name, sorted(known), n=1)
         problems.add(frame["indicator"] == name,
                      f"indicator {name!r} is not in the spec" + (f" (did you mean {guess[0]!r}?)" if guess else "")
@@ -434,18 +434,19 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     countries_per_region = frame.groupby("region")["country"].nunique()
     multi = countries_per_region[countries_per_region > 1].index
     for region in multi:
-        names = sorted(set(frame.loc[frame["region"] == region, "country"]))
+        names = sorted(_distinct(frame.loc[frame["region"] == region, "country"]))
         problems.add(frame["region"] == region,
                      f"region {region!r} appears under {len(names)} countries {names}; a region belongs to one "
                      "country (rename one, e.g. 'Osh (KG)')")
     problems.raise_if_any()
 
-    absent = [n for n in spec.indicators if n not in set(frame["indicator"])]
+    observed = _distinct(frame["indicator"])
+    absent = [n for n in spec.indicators if n not in observed]
     if absent:
         raise DataError(f"{label}: indicator(s) {absent} are in the spec but have no rows in the data; "
                         "add observations or remove them from the spec")
     _check_constant(frame, spec, label, fam)
-    in_data = set(frame["region"])
+    in_data = _distinct(frame["region"])
     named = {"[orientation]": [r for o in spec.orientation.values() for r in (*o.higher, *o.lower)],
              **{f"[summary.region_groups] {g!r}": members for g, members in spec.summary.region_groups.items()}}
     for where, regions in named.items():
@@ -456,13 +457,13 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
                         "traits are standardised over region-periods, so at least two are needed: add regions "
                         "or periods")
 
-    countries = sorted(set(frame["country"]))
+    countries = sorted(_distinct(frame["country"]))
     country_of = frame.groupby("region", sort=False)["country"].first()   # one country per region (checked)
     country_code = {c: i for i, c in enumerate(countries)}
     regions = sorted(country_of.index, key=lambda r: (country_code[country_of[r]], r))
     # listed indicators in spec order, then item-bank items in order of first appearance
     indicators = list(spec.indicators) + pd.unique(frame.loc[~listed, "indicator"]).tolist()
-    raters = sorted(set(frame["rater"].dropna())) if has["rater"] else []
+    raters = sorted(_distinct(frame["rater"].dropna())) if has["rater"] else []
     frame["country_idx"] = frame["country"].map({c: i for i, c in enumerate(countries)}).astype(int)
     frame["region_idx"] = frame["region"].map({r: i for i, r in enumerate(regions)}).astype(int)
     frame["indicator_idx"] = frame["indicator"].map({n: i for i, n in enumerate(indicators)}).astype(int)
@@ -487,13 +488,18 @@ def _show(v) -> str:
     return repr(v) if isinstance(v, str) else str(v)
 
 
+def _distinct(column: pd.Series) -> set:
+    """The distinct values of a column (``set(column)`` iterates a string column element by element: slow)."""
+    return set(column.unique().tolist())
+
+
 def _check_names(names: pd.Series, col: str, problems: _Problems) -> None:
     """Report the rows whose ``col`` cannot be a name (``/``, control characters, too long): each distinct value once."""
     for name in names.dropna().unique():
         problem = name_problem(str(name))
         if problem is not None:
             shown = repr(name) if len(name) <= 40 else repr(name[:40]) + "..."
-            problems.add((names == name).to_numpy(), f"`{col}` {shown} {problem}; names become file names, figure "
+            problems.add((names == name).fillna(False).to_numpy(dtype=bool), f"`{col}` {shown} {problem}; names become file names, figure "
                          "labels and coordinates of the saved fit, so rename it")
 
 

@@ -42,3 +42,7 @@ class DataWarning(UserWarning):
 
     See :attr:`nexusbayes.data.Panel.warnings`.
     """
+
+
+class SettingsError(NexusBayesError, ValueError):
+    """A run setting given as an argument (number of simulations, workers, draws ...) is out of range."""

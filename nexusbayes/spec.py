@@ -579,7 +579,7 @@ class Spec(_Strict):
     def from_toml(cls, text: str, source: str = "<string>") -> Spec:
         """Parse and validate TOML text; ``source`` names the file in error messages."""
         try:
-            raw = tomllib.loads(text)
+            raw = tomllib.loads(text.removeprefix("\ufeff"))   # a byte-order mark, as some editors write
         except tomllib.TOMLDecodeError as exc:
             raise SpecError(f"{source}: not valid TOML: {exc}") from None
         return cls.from_dict(raw, source=source)
@@ -656,13 +656,12 @@ def _read_spec_text(path: Path) -> str:
         raise SpecError(f"{path}: is a directory, not a spec file; give the path of a .toml file") from None
     except OSError as exc:
         raise SpecError(f"{path}: cannot be read: {exc.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file (a pipe, socket or device)"
+        raise SpecError(f"{path}: is {what}, not a spec file; give the path of a .toml file")
     with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if stat.S_ISDIR(info.st_mode):
-            raise SpecError(f"{path}: is a directory, not a spec file; give the path of a .toml file")
-        if not stat.S_ISREG(info.st_mode):
-            raise SpecError(f"{path}: is not a regular file (a pipe, socket or device); give the path of a "
-                            ".toml file")
         raw = f.read(MAX_SPEC_BYTES + 1)
     if len(raw) > MAX_SPEC_BYTES:
         raise SpecError(f"{path}: is larger than {MAX_SPEC_BYTES // 2**20} MB, far more than a spec needs; is it "
