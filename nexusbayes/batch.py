@@ -740,10 +740,10 @@ def check_workers(n_workers: int, worker_deaths: int = 0) -> None:
 
     Examples
     --------
-    >>> check_workers(0)
+    >>> check_workers(0)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    nexusbayes.errors.SettingsError: n_workers (--workers) must be a whole number >= 1, got 0: a cluster without workers runs nothing and waits forever
+    nexusbayes.errors.SettingsError: n_workers (--workers) must be a whole number >= 1, got 0: ... waits forever
     """
     if isinstance(n_workers, bool) or not isinstance(n_workers, int | np.integer) or n_workers < 1:
         raise SettingsError(f"n_workers (--workers) must be a whole number >= 1, got {n_workers!r}: a cluster "

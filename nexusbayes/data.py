@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -494,13 +493,14 @@ def _distinct(column: pd.Series) -> set:
 
 
 def _check_names(names: pd.Series, col: str, problems: _Problems) -> None:
-    """Report the rows whose ``col`` cannot be a name (``/``, control characters, too long): each distinct value once."""
+    """Report the rows whose ``col`` cannot be a name (``/``, control characters, too long), per distinct value."""
     for name in names.dropna().unique():
         problem = name_problem(str(name))
         if problem is not None:
             shown = repr(name) if len(name) <= 40 else repr(name[:40]) + "..."
-            problems.add((names == name).fillna(False).to_numpy(dtype=bool), f"`{col}` {shown} {problem}; names become file names, figure "
-                         "labels and coordinates of the saved fit, so rename it")
+            rows = (names == name).fillna(False).to_numpy(dtype=bool)
+            problems.add(rows, f"`{col}` {shown} {problem}; names become file names, figure labels and coordinates "
+                         "of the saved fit, so rename it")
 
 
 def _check_regions(named: list[str], in_data: set[str], where: str) -> None:
@@ -527,7 +527,8 @@ def _check_constant(frame: pd.DataFrame, spec: Spec, label: str, family: pd.Seri
         response = response.where(family != "binomial", response / frame["trials"])
     spread = response.groupby(frame["indicator"]).agg(["min", "max", "size"])
     # a single observation is not called constant: it is the indicator's only datum, not a column of copies
-    constant = [n for n in spec.indicators if spread.loc[n, "size"] > 1 and spread.loc[n, "min"] == spread.loc[n, "max"]]
+    constant = [n for n in spec.indicators
+                if spread.loc[n, "size"] > 1 and spread.loc[n, "min"] == spread.loc[n, "max"]]
     if constant:
         shown = ", ".join(f"{n!r} (every one of its {spread.loc[n, 'size']} rows is "
                           f"{_show(frame.loc[frame['indicator'] == n, 'value'].iloc[0])})" for n in constant)

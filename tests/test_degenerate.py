@@ -1,5 +1,6 @@
 """Degenerate but legal data: each either builds a model with a finite log-density where sampling
-starts, or is refused with a reason (a constant indicator, a single region-period). The hardest legal case is also fitted (tiny run, finite results)."""
+starts, or is refused with a reason (a constant indicator, a single region-period). The hardest legal
+case is also fitted (tiny run, finite results)."""
 
 from __future__ import annotations
 
