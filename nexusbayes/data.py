@@ -62,6 +62,14 @@ class Panel:
         Country code of each region.
     source : str
         Where the table came from (file path or ``"<DataFrame>"``).
+    empty_cells : list of (region, period)
+        Region-periods without any observation (their traits come from the dynamics).
+    spec_indicators : list of str
+        The indicators listed in the spec (the rest are item-bank items).
+    trait_loads : dict of str to set of str
+        Per trait, the indicators that load on it.
+    warnings : list of str
+        Coverage problems the fit allows but the reader must know (see the property).
     """
 
     frame: pd.DataFrame

@@ -291,5 +291,5 @@ def test_panel_warnings_empty_when_every_country_is_covered(tmp_path):
 
 def test_start_failure_names_the_prior_of_a_non_finite_term(tmp_path):
     spec, _ = load_spec(write(tmp_path, SPEC + "\n[priors]\nloading = 1e-6\n"))
-    assert _priors_of(["loading_pos_log__ = -inf", "y_normal = 3.0"], spec) == ["priors.loading = 1e-06"]
+    assert _priors_of(["loading_pos = -inf", "y_normal = 3.0"], spec) == ["priors.loading = 1e-06"]
     assert _priors_of(["y_normal = nan"], spec) == []
