@@ -57,7 +57,7 @@ import pandas as pd
 
 from nexusbayes.constants import TYPES
 from nexusbayes.data import read_table, validate
-from nexusbayes.errors import NexusBayesError, OutputExistsError, SpecError
+from nexusbayes.errors import NexusBayesError, OutputExistsError, SettingsError, SpecError
 from nexusbayes.fit import Fit, atomic_write, fit
 from nexusbayes.outputs import write_csv
 from nexusbayes.simulate import Simulation, simulate
@@ -415,6 +415,7 @@ def connect(scheduler: str | None = None, n_workers: int = 2, *, worker_deaths: 
     import dask
     from distributed import Client, LocalCluster
 
+    check_workers(n_workers, worker_deaths)
     if scheduler is not None:
         with Client(scheduler) as client:
             yield client
@@ -472,6 +473,7 @@ def run_batch(tasks: Iterable[Task], out_dir: str | Path, *, scheduler: str | No
     failed task's ``error.json`` does not count as done: a rerun tries it again. Workers only need the
     package, not the output folder.
     """
+    check_workers(n_workers, worker_deaths)
     tasks = list(tasks)
     records = run_jobs([_job(t, seed, summarise, save_fits) for t in tasks], out_dir, scheduler=scheduler,
                        n_workers=n_workers, progress=progress, worker_deaths=worker_deaths, what="task")
@@ -734,6 +736,53 @@ def _row(record: dict) -> dict:
 
 
 # ---- command-line helpers ------------------------------------------------------------------------
+def check_workers(n_workers: int, worker_deaths: int = 0) -> None:
+    """Refuse a local cluster of no workers (it would wait for one forever) or a negative ``worker_deaths``.
+
+    Examples
+    --------
+    >>> check_workers(0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nexusbayes.errors.SettingsError: n_workers (--workers) must be a whole number >= 1, got 0: ... waits forever
+    """
+    if isinstance(n_workers, bool) or not isinstance(n_workers, int | np.integer) or n_workers < 1:
+        raise SettingsError(f"n_workers (--workers) must be a whole number >= 1, got {n_workers!r}: a cluster "
+                            "without workers runs nothing and waits forever")
+    if isinstance(worker_deaths, bool) or not isinstance(worker_deaths, int | np.integer) or worker_deaths < 0:
+        raise SettingsError(f"worker_deaths must be a whole number >= 0, got {worker_deaths!r}")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (e.g. ``--workers``, ``--n-sims``).
+
+    Examples
+    --------
+    >>> positive_int("3")
+    3
+    >>> positive_int("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a whole number >= 1, got '0'
+    """
+    return bounded_int(1)(text)
+
+
+def bounded_int(low: int, high: int | None = None):
+    """An argparse type: a whole number in ``low..high`` (a clear message instead of "invalid int value")."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            wanted = f">= {low}" if high is None else f"from {low} to {high:,}"
+            raise argparse.ArgumentTypeError(f"must be a whole number {wanted}, got {text!r}")
+        return value
+    parse.__name__ = "whole number"
+    return parse
+
+
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--scheduler ADDRESS`` and ``--workers N`` to a subcommand (batch-running commands share them).
 
@@ -747,7 +796,7 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: start a "
                              "local cluster)")
-    parser.add_argument("--workers", type=int, default=2, metavar="N",
+    parser.add_argument("--workers", type=positive_int, default=2, metavar="N",
                         help="worker processes of the local cluster (default 2; ignored with --scheduler)")
 
 

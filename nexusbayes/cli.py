@@ -22,11 +22,16 @@ import warnings
 from pathlib import Path
 
 from nexusbayes import interrupts
-from nexusbayes.batch import SWEEP_KINDS, add_cluster_arguments, cluster_options
+from nexusbayes.batch import SWEEP_KINDS, add_cluster_arguments, bounded_int, cluster_options, positive_int
 from nexusbayes.errors import Interrupted, NexusBayesError
+from nexusbayes.spec import MAX_CHAINS, MAX_DRAWS
 
 #: Exit status for each signal that stops a run: 128 + the signal number, as shells report it.
 SIGNAL_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+#: argparse types of the sampler settings, bounded as the spec's [sampler] is (fit also checks memory).
+DRAWS, TUNE, CHAINS, SEED = (bounded_int(1, MAX_DRAWS), bounded_int(0, MAX_DRAWS), bounded_int(1, MAX_CHAINS),
+                             bounded_int(0, 2**63 - 1))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,10 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default reports/<name>)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output folder")
     p.add_argument("--backend", choices=["nutpie", "pymc"], help="sampler (default from the spec: nutpie)")
-    p.add_argument("--draws", type=int)
-    p.add_argument("--tune", type=int)
-    p.add_argument("--chains", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--draws", type=DRAWS)
+    p.add_argument("--tune", type=TUNE)
+    p.add_argument("--chains", type=CHAINS)
+    p.add_argument("--seed", type=SEED)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--strict", action="store_true", help="exit with status 3 when a diagnostic fails")
     p = sub.add_parser("check", help="validate a spec and its data without fitting")
@@ -62,10 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", required=True, choices=SWEEP_KINDS)
     p.add_argument("--out", type=Path, help="output folder (default reports/<name>/sweep-<kind>)")
     add_cluster_arguments(p)
-    p.add_argument("--draws", type=int)
-    p.add_argument("--tune", type=int)
-    p.add_argument("--chains", type=int)
-    p.add_argument("--seed", type=int, help="batch seed (default the spec's sampler seed)")
+    p.add_argument("--draws", type=DRAWS)
+    p.add_argument("--tune", type=TUNE)
+    p.add_argument("--chains", type=CHAINS)
+    p.add_argument("--seed", type=SEED, help="batch seed (default the spec's sampler seed)")
     p.add_argument("--save-fits", action="store_true", help="also write each variant's fit.nc")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p = sub.add_parser("report", help="write the diagnostics report (report.html) of a saved fit (.nc)")
@@ -77,19 +82,19 @@ def _parser() -> argparse.ArgumentParser:
                                      "group and era, labelled APPROXIMATE")
     p.add_argument("spec", type=Path)
     p.add_argument("--method", choices=["advi", "fullrank_advi"], default="advi")
-    p.add_argument("--iterations", type=int, default=20_000, help="optimisation steps (default 20000)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--iterations", type=positive_int, default=20_000, help="optimisation steps (default 20000)")
+    p.add_argument("--seed", type=SEED)
     p.add_argument("--out", type=Path, help="also write quick_types.csv and quick_traits.csv into this folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing CSV files in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p = sub.add_parser("sbc", help="simulation-based calibration: refit prior simulations on a Dask cluster, test "
                                    "rank uniformity; rerun to resume")
     p.add_argument("spec", type=Path, help="model specification; its data file gives the shape")
-    p.add_argument("--n-sims", type=int, default=100, help="number of simulations (default 100)")
-    p.add_argument("--draws", type=int, default=200, help="draws per chain per fit (default 200)")
-    p.add_argument("--tune", type=int, default=200, help="tuning draws per chain per fit (default 200)")
-    p.add_argument("--chains", type=int, default=2, help="chains per fit (default 2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-sims", type=positive_int, default=100, help="number of simulations (default 100)")
+    p.add_argument("--draws", type=DRAWS, default=200, help="draws per chain per fit (default 200)")
+    p.add_argument("--tune", type=TUNE, default=200, help="tuning draws per chain per fit (default 200)")
+    p.add_argument("--chains", type=CHAINS, default=2, help="chains per fit (default 2)")
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", type=Path, help="output folder (default reports/<name>_sbc); rerun to resume")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier run of other settings in the output folder (one of the same settings "
@@ -210,6 +215,8 @@ def _check(args) -> int:
     if panel.empty_cells:
         print(f"{len(panel.empty_cells)} region-period(s) have no observation (allowed: traits from the dynamics): "
               + ", ".join(f"{r} {p}" for r, p in panel.empty_cells[:10]))
+    for message in panel.warnings:
+        print(f"WARNING: {message}")
     return 0
 
 

@@ -27,9 +27,11 @@ import collections
 import hashlib
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pymc as pm
+import pytensor
 from pytensor.compile.mode import Mode
 from pytensor.compile.sharedvalue import SharedVariable
 
@@ -47,6 +49,24 @@ MAX_MODELS = 8
 _CACHE: collections.OrderedDict[str, object] = collections.OrderedDict()
 _LOCK = threading.Lock()
 _STRUCTURE_COLUMNS = ("region_idx", "period_idx", "indicator_idx", "country_idx", "rater_idx")
+
+#: Folder, in PyTensor's compile directory, of the Python source PyTensor generates while compiling.
+GENERATED_SRC_DIR = "nexusbayes_generated_src"
+
+
+def own_generated_src() -> None:
+    """Keep PyTensor's generated source in a folder of the compile directory, not the temp folder.
+
+    By default PyTensor writes each generated function (numba's, for nutpie) to a new file in the
+    system temporary folder and never removes it: about 60 files per fit. With
+    ``config.generated_src_dir`` set, each source is one content-addressed file that later compiles
+    reuse, and PyTensor removes those unused for long at exit. A folder the user chose is kept.
+    """
+    if not pytensor.config.generated_src_dir:
+        pytensor.config.generated_src_dir = str(Path(pytensor.config.compiledir) / GENERATED_SRC_DIR)
+
+
+own_generated_src()
 
 
 def structure_key(panel: Panel, spec: Spec) -> str:

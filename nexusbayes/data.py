@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from nexusbayes.errors import DataError
-from nexusbayes.spec import Spec
+from nexusbayes.spec import Spec, name_problem
 
 REQUIRED = ("country", "region", "period", "indicator", "value")
 OPTIONAL = ("exposure", "trials", "rater")
@@ -61,6 +62,14 @@ class Panel:
         Country code of each region.
     source : str
         Where the table came from (file path or ``"<DataFrame>"``).
+    empty_cells : list of (region, period)
+        Region-periods without any observation (their traits come from the dynamics).
+    spec_indicators : list of str
+        The indicators listed in the spec (the rest are item-bank items).
+    trait_loads : dict of str to set of str
+        Per trait, the indicators that load on it.
+    warnings : list of str
+        Coverage problems the fit allows but the reader must know (see the property).
     """
 
     frame: pd.DataFrame
@@ -73,11 +82,41 @@ class Panel:
     region_country: np.ndarray
     source: str
     empty_cells: list[tuple[str, object]] = field(default_factory=list)
+    #: The indicators listed in the spec, and per trait the indicators (listed or item-bank) that load on
+    #: it: what :attr:`warnings` checks coverage against.
+    spec_indicators: list[str] = field(default_factory=list)
+    trait_loads: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def n_obs(self) -> int:
         """Number of observations."""
         return len(self.frame)
+
+    @functools.cached_property
+    def warnings(self) -> list[str]:
+        """Problems of coverage that the fit allows but the reader must know, one sentence each.
+
+        A trait that no indicator measures in a country is there inferred from the prior and the
+        other countries alone, so its types say nothing about the country's data; an indicator
+        absent from a whole country does not inform that country. :func:`nexusbayes.fit.fit` emits
+        each as a :class:`~nexusbayes.errors.DataWarning`, ``nexusbayes check`` prints them.
+        """
+        if len(self.countries) < 2:
+            return []   # an indicator absent from the only country is an error (load_panel)
+        present = self.frame.groupby("country_idx")["indicator_idx"].unique()
+        out = []
+        for c, country in enumerate(self.countries):
+            seen = {self.indicators[i] for i in present.get(c, [])}
+            absent = [n for n in self.spec_indicators if n not in seen]
+            if absent:
+                out.append(f"indicator(s) {', '.join(map(repr, absent))} have no observation in country "
+                           f"{country!r}: they do not inform its traits")
+            for trait in self.trait_loads:
+                if not seen & self.trait_loads[trait]:
+                    out.append(f"no indicator of trait {trait!r} is observed in country {country!r}: its "
+                               f"{trait} comes from the prior and the other countries alone, and its types do not "
+                               "reflect its data; add an indicator of the trait for the country or fit it apart")
+        return out
 
     def data_table(self) -> pd.DataFrame:
         """The observations as a plain long table (data columns only), e.g. for saving."""
@@ -96,15 +135,19 @@ def read_table(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str, bo
     path = Path(source)
     if not path.exists():
         raise DataError(f"{path}: data file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: is not a regular file (a directory, pipe or device); give the path of a .csv "
+                        "or .parquet file")
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
             # blank lines are kept while reading (then dropped) so that index + 2 is the line number
             frame = pd.read_csv(path, dtype={"country": str, "region": str, "indicator": str, "rater": str,
                                              "period": str}, keep_default_na=False, na_values=[""],
-                                skip_blank_lines=False)
+                                skip_blank_lines=False, encoding="utf-8-sig")
             if not isinstance(frame.index, pd.RangeIndex):
                 raise DataError(_extra_fields(path))
+            _check_header(path, list(frame.columns))
             frame = frame.dropna(how="all")
         elif suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
@@ -112,12 +155,50 @@ def read_table(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str, bo
             raise DataError(f"{path}: unknown data format {suffix!r}; use a .csv or .parquet file")
     except DataError:
         raise
+    except UnicodeDecodeError:
+        raise DataError(_not_utf8(path)) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty; it needs a header line with columns "
                         f"{', '.join(REQUIRED)} and one row per observation") from None
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: cannot be read as {suffix[1:].upper()}: {exc}") from None
     return frame, str(path), suffix == ".csv"
+
+
+def _not_utf8(path: Path) -> str:
+    """Message for a CSV that is not UTF-8 (e.g. Latin-1 from a spreadsheet), naming its first such line.
+
+    pandas reports a byte offset within its read buffer, which locates nothing for the user.
+    """
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return (f"{path}: line {number} is not UTF-8 text (byte {line[exc.start]:#04x}; the file may be "
+                        "Latin-1 or Windows-1252, as some spreadsheets save it); re-save the file as UTF-8 "
+                        "(e.g. 'CSV UTF-8')")
+    return f"{path}: is not UTF-8 text; re-save the file as UTF-8"
+
+
+def _check_header(path: Path, columns: list[str]) -> None:
+    """Refuse a CSV header with a repeated column or a single column holding ';' or tabs (another delimiter).
+
+    pandas renames a repeated ``value`` to ``value.1``, which would otherwise be reported as unknown.
+    """
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        header = [c.strip() for c in next(csv.reader(f), [])]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise DataError(f"{path}: column(s) {', '.join(map(repr, repeated))} appear more than once in the header "
+                        "(line 1); keep one column of each name")
+    if len(columns) == 1:
+        for delimiter, name in ((";", "semicolons"), ("\t", "tabs")):
+            if delimiter in str(columns[0]):
+                raise DataError(f"{path}: the header (line 1) is one column holding {name}: the file seems to be "
+                                f"delimited by {name}, not commas; re-save it as comma-separated CSV")
 
 
 def _extra_fields(path: Path) -> str:
@@ -255,12 +336,13 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
         else:
             problems.add(blank, f"`{col}` is empty; every row needs a {col}")
             frame[col] = text.fillna("")
+        _check_names(frame[col], col, problems)
     problems.raise_if_any()
 
     known = set(spec.indicators)
     listed = frame["indicator"].isin(known).to_numpy()
     bad_ind = ~listed if spec.item_bank is None else np.zeros(len(frame), dtype=bool)
-    for name in sorted(set(frame.loc[bad_ind, "indicator"])):
+    for name in sorted(_distinct(frame.loc[bad_ind, "indicator"])):
         guess = difflib.get_close_matches(name, sorted(known), n=1)
         problems.add(frame["indicator"] == name,
                      f"indicator {name!r} is not in the spec" + (f" (did you mean {guess[0]!r}?)" if guess else "")
@@ -359,45 +441,49 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     countries_per_region = frame.groupby("region")["country"].nunique()
     multi = countries_per_region[countries_per_region > 1].index
     for region in multi:
-        names = sorted(set(frame.loc[frame["region"] == region, "country"]))
+        names = sorted(_distinct(frame.loc[frame["region"] == region, "country"]))
         problems.add(frame["region"] == region,
                      f"region {region!r} appears under {len(names)} countries {names}; a region belongs to one "
                      "country (rename one, e.g. 'Osh (KG)')")
     problems.raise_if_any()
 
-    absent = [n for n in spec.indicators if n not in set(frame["indicator"])]
+    observed = _distinct(frame["indicator"])
+    absent = [n for n in spec.indicators if n not in observed]
     if absent:
         raise DataError(f"{label}: indicator(s) {absent} are in the spec but have no rows in the data; "
                         "add observations or remove them from the spec")
-    named = [r for o in spec.orientation.values() for r in (*o.higher, *o.lower)]
-    unknown_regions = sorted(set(named) - set(frame["region"]))
-    if unknown_regions:
-        guesses = [g for r in unknown_regions for g in difflib.get_close_matches(r, sorted(set(frame["region"])), n=1)]
-        raise DataError(f"{label}: the spec's [orientation] names region(s) {unknown_regions} that have no rows in "
-                        "the data" + (f" (did you mean {', '.join(map(repr, guesses))}?)" if guesses else ""))
+    _check_constant(frame, spec, label, fam)
+    in_data = _distinct(frame["region"])
+    named = {"[orientation]": [r for o in spec.orientation.values() for r in (*o.higher, *o.lower)],
+             **{f"[summary.region_groups] {g!r}": members for g, members in spec.summary.region_groups.items()}}
+    for where, regions in named.items():
+        _check_regions(regions, in_data, f"{label}: the spec's {where}")
 
     if len(periods) == 1 and frame["region"].nunique() == 1:
         raise DataError(f"{label}: all rows are in one region-period ({frame['region'].iloc[0]!r}, {periods[0]}); "
                         "traits are standardised over region-periods, so at least two are needed: add regions "
                         "or periods")
 
-    countries = sorted(set(frame["country"]))
-    regions = sorted(set(frame["region"]), key=lambda r: (countries.index(_first(frame, r)), r))
+    countries = sorted(_distinct(frame["country"]))
+    country_of = frame.groupby("region", sort=False)["country"].first()   # one country per region (checked)
+    country_code = {c: i for i, c in enumerate(countries)}
+    regions = sorted(country_of.index, key=lambda r: (country_code[country_of[r]], r))
     # listed indicators in spec order, then item-bank items in order of first appearance
     indicators = list(spec.indicators) + pd.unique(frame.loc[~listed, "indicator"]).tolist()
-    raters = sorted(set(frame["rater"].dropna())) if has["rater"] else []
+    raters = sorted(_distinct(frame["rater"].dropna())) if has["rater"] else []
     frame["country_idx"] = frame["country"].map({c: i for i, c in enumerate(countries)}).astype(int)
     frame["region_idx"] = frame["region"].map({r: i for i, r in enumerate(regions)}).astype(int)
     frame["indicator_idx"] = frame["indicator"].map({n: i for i, n in enumerate(indicators)}).astype(int)
     frame["rater_idx"] = (frame["rater"].map({r: i for i, r in enumerate(raters)}).fillna(-1).astype(int)
                           if has["rater"] else -1)
     frame["row"] = rows
-    region_country = np.array([countries.index(_first(frame, r)) for r in regions], dtype=int)
+    region_country = np.array([country_code[country_of[r]] for r in regions], dtype=int)
     seen = set(zip(frame["region_idx"], frame["period_idx"], strict=True))
     empty = [(regions[r], periods[t]) for r in range(len(regions)) for t in range(len(periods)) if (r, t) not in seen]
+    trait_loads = {t: {n for n in indicators if t in spec.indicator(n).loads} for t in spec.traits}
     return Panel(frame=frame, countries=countries, regions=regions, periods=periods, period_time=period_time,
                  indicators=indicators, raters=raters, region_country=region_country, source=label,
-                 empty_cells=empty)
+                 empty_cells=empty, spec_indicators=list(spec.indicators), trait_loads=trait_loads)
 
 
 def _show(v) -> str:
@@ -409,8 +495,54 @@ def _show(v) -> str:
     return repr(v) if isinstance(v, str) else str(v)
 
 
-def _first(frame: pd.DataFrame, region: str) -> str:
-    return frame.loc[frame["region"] == region, "country"].iloc[0]
+def _distinct(column: pd.Series) -> set:
+    """The distinct values of a column (``set(column)`` iterates a string column element by element: slow)."""
+    return set(column.unique().tolist())
+
+
+def _check_names(names: pd.Series, col: str, problems: _Problems) -> None:
+    """Report the rows whose ``col`` cannot be a name (``/``, control characters, too long), per distinct value."""
+    for name in names.dropna().unique():
+        problem = name_problem(str(name))
+        if problem is not None:
+            shown = repr(name) if len(name) <= 40 else repr(name[:40]) + "..."
+            rows = (names == name).fillna(False).to_numpy(dtype=bool)
+            problems.add(rows, f"`{col}` {shown} {problem}; names become file names, figure labels and coordinates "
+                         "of the saved fit, so rename it")
+
+
+def _check_regions(named: list[str], in_data: set[str], where: str) -> None:
+    """Refuse region names in the spec that have no rows in the data, suggesting the nearest region."""
+    unknown = sorted(set(named) - in_data)
+    if unknown:
+        guesses = [g for r in unknown for g in difflib.get_close_matches(r, sorted(in_data), n=1)]
+        raise DataError(f"{where} names region(s) {unknown} that have no rows in the data"
+                        + (f" (did you mean {', '.join(map(repr, guesses))}?)" if guesses else "")
+                        + "; fix the name or remove it")
+
+
+def _check_constant(frame: pd.DataFrame, spec: Spec, label: str, family: pd.Series) -> None:
+    """Refuse a listed indicator whose response is the same on every one of its (two or more) rows.
+
+    The response is the value, per unit of exposure for counts and per trial for binomials: a constant
+    one carries no information about the traits, and its scale or cut-points then have no data to
+    settle on, which breaks the sampler's geometry (R-hat near 3 and divergences in a test).
+    """
+    response = frame["value"].astype(float)
+    if "exposure" in frame:
+        response = response.where(family != "negbin", response / frame["exposure"].fillna(1.0))
+    if "trials" in frame:
+        response = response.where(family != "binomial", response / frame["trials"])
+    spread = response.groupby(frame["indicator"]).agg(["min", "max", "size"])
+    # a single observation is not called constant: it is the indicator's only datum, not a column of copies
+    constant = [n for n in spec.indicators
+                if spread.loc[n, "size"] > 1 and spread.loc[n, "min"] == spread.loc[n, "max"]]
+    if constant:
+        shown = ", ".join(f"{n!r} (every one of its {spread.loc[n, 'size']} rows is "
+                          f"{_show(frame.loc[frame['indicator'] == n, 'value'].iloc[0])})" for n in constant)
+        raise DataError(f"{label}: indicator(s) {shown} are constant: a constant indicator carries no information "
+                        "about the traits and breaks the sampler's geometry; drop it from the spec and the data, or "
+                        "check the data")
 
 
 def _index_periods(frame: pd.DataFrame, spec: Spec, problems: _Problems):

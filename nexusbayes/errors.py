@@ -39,3 +39,14 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, message: str = "interrupted", signum: int | None = None):
         super().__init__(message)
         self.signum = signum
+
+
+class DataWarning(UserWarning):
+    """The data allow a fit, but part of it rests on the prior alone (e.g. a trait unmeasured in a country).
+
+    See :attr:`nexusbayes.data.Panel.warnings`.
+    """
+
+
+class SettingsError(NexusBayesError, ValueError):
+    """A run setting given as an argument (number of simulations, workers, draws ...) is out of range."""

@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from nexusbayes import compile_cache, interrupts, typology
 from nexusbayes.constants import CI_PROB, POSTPROCESS_CHUNK_VALUES, PRIOR_PREDICTIVE_DRAWS
 from nexusbayes.data import Panel, load_panel, validate
 from nexusbayes.diagnostics import Diagnostics, diagnose
-from nexusbayes.errors import FitFileError, Interrupted, OutputExistsError, SamplingError, SpecError
+from nexusbayes.errors import DataWarning, FitFileError, Interrupted, OutputExistsError, SamplingError, SpecError
 from nexusbayes.families import FAMILIES, NUISANCE
 from nexusbayes.model import block_index, build_model, make_design, term_key
 from nexusbayes.spec import Spec, load_spec
@@ -285,6 +286,13 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     Interrupted
         When sampling was stopped (Ctrl-C, SIGTERM) before every draw was taken: partial traces are
         never returned as a fit.
+    SpecError
+        When a setting is invalid, or the draws would not fit in memory (see :func:`check_memory`).
+
+    Warns
+    -----
+    DataWarning
+        For each of ``panel.warnings`` (e.g. a trait no indicator measures in a country).
     """
     spec, data_path = resolve_spec(spec)
     overrides = {k: v for k, v in dict(backend=backend, draws=draws, tune=tune, chains=chains, seed=seed).items()
@@ -293,8 +301,11 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     settings = Spec.from_dict({**spec.to_dict(), "sampler": {**spec.sampler.model_dump(), **overrides}},
                               source="sampler settings (spec and arguments)").sampler
     panel = resolve_panel(spec, data, data_path)
+    for message in panel.warnings:
+        warnings.warn(message, DataWarning, stacklevel=2)
 
     model = build_model(panel, spec)
+    check_memory(model, panel, settings)
     say = status or (lambda message: None)
     start = time.perf_counter()
     try:
@@ -326,7 +337,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
                                  progressbar=progress, compute_convergence_checks=False,
                                  nuts_sampler="pymc")
     except Exception as exc:
-        raise SamplingError(_start_failure(model, settings.backend, exc)) from exc
+        raise SamplingError(_start_failure(model, settings.backend, exc, spec)) from exc
     interrupts.check()
     _check_complete(tree, settings)
     check_finite(tree)
@@ -543,7 +554,41 @@ def _store(pending: tuple[np.ndarray, slice, Future] | None) -> None:
         logp[rows] = future.result()
 
 
-def _start_failure(model: pm.Model, backend: str, exc: Exception) -> str:
+def check_memory(model: pm.Model, panel: Panel, settings) -> None:
+    """Refuse sampler settings whose draws would not fit in the memory available.
+
+    The fit holds, per chain and draw, every posterior value (free variables and deterministics) plus
+    a log-likelihood and a posterior-predictive value per observation, each 8 bytes; asking for more
+    than the memory available ends in an allocation abort after compiling, or a panic in the sampler.
+    """
+    import psutil   # a dependency of dask's distributed
+    import pytensor
+    from pytensor.compile.mode import Mode
+
+    variables = [*model.free_RVs, *model.deterministics]
+    shapes = pytensor.function([], [v.shape for v in variables], mode=Mode(linker="py", optimizer="fast_compile"),
+                               on_unused_input="ignore")()
+    per_draw = sum(int(np.prod(s)) for s in shapes) + 2 * panel.n_obs
+    need = settings.chains * settings.draws * per_draw * 8
+    available = psutil.virtual_memory().available
+    if need > available:
+        most = max(available // (settings.chains * per_draw * 8), 0)
+        raise SpecError(f"sampler settings: {settings.chains} chain(s) x {settings.draws:,} draws x {per_draw:,} "
+                        f"values per draw x 8 bytes = {need / 1e9:,.1f} GB, more than the {available / 1e9:.1f} GB "
+                        f"of memory available; lower `draws` (at most {most:,} with {settings.chains} chain(s)) "
+                        "or `chains`")
+
+
+def _priors_of(terms: list[str], spec: Spec) -> list[str]:
+    """The ``priors.KEY = value`` settings of the model variables among ``terms`` ("name = logp")."""
+    from nexusbayes.batch import PRIOR_SCALE_VARIABLES
+
+    names = [t.split(" = ")[0] for t in terms]
+    return [f"priors.{key} = {getattr(spec.priors, key):g}" for key, variables in PRIOR_SCALE_VARIABLES.items()
+            if any(n.startswith(v) for n in names for v in variables)]
+
+
+def _start_failure(model: pm.Model, backend: str, exc: Exception, spec: Spec | None = None) -> str:
     """Explain a sampler failure: which terms are not finite at the initial point, and what to try."""
     try:
         from pytensor.compile.mode import Mode
@@ -556,7 +601,11 @@ def _start_failure(model: pm.Model, backend: str, exc: Exception) -> str:
     except Exception:  # the report is a hint; the sampler's own error is kept below
         bad = []
     where = (f" Terms whose log-density is not finite at the initial point: {', '.join(bad)}." if bad else "")
-    return (f"sampling failed to start or stopped with an error ({backend}: {type(exc).__name__}: {exc})."
+    priors = _priors_of(bad, spec) if spec is not None else []
+    if priors:
+        where += f" Their prior scale(s) in the spec: {', '.join(priors)}."
+    first = (str(exc).strip().splitlines() or [""])[0][:300]   # not a Rust backtrace: the full error is chained
+    return (f"sampling failed to start or stopped with an error ({backend}: {type(exc).__name__}: {first})."
             f"{where} This usually means the log-density is -inf or NaN where the sampler starts "
             "(initialisation failure). What to try: look for extreme values in the data of the named terms "
             "(y_<family> are indicators of that family; e.g. counts far larger than the rest, exposures near 0, "

@@ -59,14 +59,14 @@ import xarray as xr
 from scipy import stats
 
 from nexusbayes import compile_cache
-from nexusbayes.batch import Job, JobResult, run_jobs
+from nexusbayes.batch import Job, JobResult, check_workers, run_jobs
 from nexusbayes.data import Panel
 from nexusbayes.diagnostics import element_diagnostics
-from nexusbayes.errors import OutputExistsError, SamplingError
+from nexusbayes.errors import OutputExistsError, SamplingError, SettingsError
 from nexusbayes.fit import atomic_write, content_digest, resolve_panel, resolve_spec
 from nexusbayes.model import build_model, kernel_containers, make_design
 from nexusbayes.outputs import write_csv
-from nexusbayes.spec import Spec
+from nexusbayes.spec import MAX_DRAWS, Spec
 
 #: Family-wise error rate of the uniformity tests (after Holm's correction across parameters).
 SBC_ALPHA = 0.01
@@ -380,6 +380,8 @@ def run_sbc(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | N
         When every simulation failed (their errors are in ``sims/*/error.json``).
     """
     start = time.perf_counter()
+    _check_settings(n_sims=n_sims, draws=draws, tune=tune, chains=chains, thin_to=thin_to, n_theta=n_theta)
+    check_workers(n_workers)
     spec, data_path = resolve_spec(spec)
     panel = resolve_panel(spec, data, data_path, need="SBC needs a panel for the shape")
     target_accept = spec.sampler.target_accept if target_accept is None else target_accept
@@ -398,6 +400,21 @@ def run_sbc(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | N
     timings = {"seconds_prior": prior_at - start, "seconds_fits": time.perf_counter() - prior_at,
                "seconds_total": time.perf_counter() - start}
     return _assemble(records, settings, panel, timings)
+
+
+def _check_settings(**counts: int) -> None:
+    """Refuse counts that are not whole numbers in range (``n_sims = 0`` would run nothing and report nothing).
+
+    ``tune`` may be 0; every other count must be at least 1, and draws and tune at most ``MAX_DRAWS``.
+    """
+    for name, value in counts.items():
+        low = 0 if name == "tune" else 1
+        high = MAX_DRAWS if name in ("draws", "tune") else None
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low or \
+                (high is not None and value > high):
+            wanted = f">= {low}" if high is None else f"from {low} to {high:,}"
+            flag = f" (--{name.replace('_', '-')})" if name in ("n_sims", "draws", "tune", "chains") else ""
+            raise SettingsError(f"{name}{flag} must be a whole number {wanted}, got {value!r}")
 
 
 def _claim(out: Path, settings: dict, overwrite: bool) -> None:

@@ -26,12 +26,16 @@ True
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 import tomllib
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Literal, get_origin
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from nexusbayes.errors import SpecError
 
@@ -43,11 +47,69 @@ Sampler = Literal["nutpie", "pymc"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 Year = Annotated[int, Field(ge=-9999, le=9999)]
 
+#: Longest name of an indicator, region, country, rater, trait, era or group: names become table rows,
+#: figure labels and file names, and a 100,000-character name made figures of 700,000 pixels.
+MAX_NAME_LENGTH = 200
+#: Largest spec file read: a spec is a few kilobytes; the cap keeps e.g. /dev/zero from filling memory.
+MAX_SPEC_BYTES = 10 * 2**20
+#: Prior scales and shapes outside these bounds make the log-density underflow or overflow (a normal of
+#: SD 1e-300 has a density of inf at 0 and 0 elsewhere); traits are standardised, so useful scales are near 1.
+PRIOR_BOUNDS = (1e-6, 1e6)
+#: Upper bounds of the sampler settings, far above any useful run; :func:`nexusbayes.fit.fit` also checks
+#: that the draws fit in memory.
+MAX_DRAWS = 10_000_000
+MAX_CHAINS = 1_000
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an indicator, region, country, rater, trait, era or group, or None.
+
+    Names become file names, figure labels and netCDF coordinates: a ``/`` breaks the file names, a
+    control character (NUL, newline, tab ...) breaks the saved fit and the tables, and a very long name
+    makes figures of absurd size.
+
+    Examples
+    --------
+    >>> name_problem("staff/1000")
+    "contains '/'"
+    >>> name_problem("Osh") is None
+    True
+    """
+    if "/" in name:
+        return "contains '/'"
+    bad = sorted({unicodedata.name(c, f"U+{ord(c):04X}") if c != "\0" else "NUL" for c in name
+                  if unicodedata.category(c) == "Cc"})
+    if bad:
+        return f"contains control character(s) {', '.join(bad)}"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"is {len(name):,} characters long (at most {MAX_NAME_LENGTH})"
+    return None
+
+
+def _tuple(value):
+    """TOML has arrays, not tuples: accept a list where a pair is wanted (strict mode would not)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _prior_bound(value: float) -> float:
+    low, high = PRIOR_BOUNDS
+    if not low <= value <= high:
+        raise ValueError(f"{value:g} is outside {low:g}..{high:g}: a prior this extreme makes the log-density "
+                         "underflow or overflow where sampling starts (traits are standardised, so scales near 1 "
+                         "are the useful ones); use a value in that range")
+    return value
+
+
+PriorScale = Annotated[float, Field(gt=0), AfterValidator(_prior_bound)]
+
 
 class _Strict(BaseModel):
     # NaN and infinity (valid TOML floats) are never sensible settings: a prior scale of inf or a
-    # threshold of nan would pass `gt=0`-style checks and poison the model
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True, allow_inf_nan=False)
+    # threshold of nan would pass `gt=0`-style checks and poison the model. Strict: a value of the wrong
+    # type is an error, never coerced (`draws = true` is not 1 draw, `comparable = "false"` is not false);
+    # an integer is still accepted where a float is wanted (`scale = 1`), which changes no meaning
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True, allow_inf_nan=False,
+                              strict=True)
 
 
 class Indicator(_Strict):
@@ -167,7 +229,7 @@ class DataSource(_Strict):
     path: str
     format: DataFormat = "long"
     countries: list[str] | None = None
-    years: tuple[int, int] | None = None
+    years: Annotated[tuple[int, int] | None, BeforeValidator(_tuple)] = None
 
     @model_validator(mode="after")
     def _selection(self) -> DataSource:
@@ -245,7 +307,7 @@ class DynamicsSpec(_Strict):
     """
 
     kind: Dynamics = "gaussian_rw"
-    df: Annotated[float, Field(gt=1)] = 4.0
+    df: Annotated[float, Field(gt=1, le=PRIOR_BOUNDS[1])] = 4.0
     centred: bool = False
 
     @model_validator(mode="after")
@@ -268,18 +330,18 @@ class Priors(_Strict):
     coefficient per year).
     """
 
-    loading: Annotated[float, Field(gt=0)] = 1.0
-    intercept: Annotated[float, Field(gt=0)] = 2.0
-    country_offset: Annotated[float, Field(gt=0)] = 1.0
-    cutpoint: Annotated[float, Field(gt=0)] = 3.0
-    rater_sd: Annotated[float, Field(gt=0)] = 0.5
-    noise_sd: Annotated[float, Field(gt=0)] = 1.0
-    inv_dispersion: Annotated[float, Field(gt=0)] = 1.0
-    initial_country_sd: Annotated[float, Field(gt=0)] = 1.0
-    innovation_country_sd: Annotated[float, Field(gt=0)] = 0.3
-    innovation_region_sd: Annotated[float, Field(gt=0)] = 0.3
-    lkj_eta: Annotated[float, Field(gt=0)] = 2.0
-    ar_phi: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = (4.0, 1.5)
+    loading: PriorScale = 1.0
+    intercept: PriorScale = 2.0
+    country_offset: PriorScale = 1.0
+    cutpoint: PriorScale = 3.0
+    rater_sd: PriorScale = 0.5
+    noise_sd: PriorScale = 1.0
+    inv_dispersion: PriorScale = 1.0
+    initial_country_sd: PriorScale = 1.0
+    innovation_country_sd: PriorScale = 0.3
+    innovation_region_sd: PriorScale = 0.3
+    lkj_eta: PriorScale = 2.0
+    ar_phi: Annotated[tuple[PriorScale, PriorScale], BeforeValidator(_tuple)] = (4.0, 1.5)
 
 
 class AnchoredThreshold(_Strict):
@@ -335,9 +397,9 @@ class SamplerSpec(_Strict):
     """
 
     backend: Sampler = "nutpie"
-    draws: Annotated[int, Field(ge=1)] = 1000
-    tune: Annotated[int, Field(ge=0)] = 300
-    chains: Annotated[int, Field(ge=1)] = 4
+    draws: Annotated[int, Field(ge=1, le=MAX_DRAWS)] = 1000
+    tune: Annotated[int, Field(ge=0, le=MAX_DRAWS)] = 300
+    chains: Annotated[int, Field(ge=1, le=MAX_CHAINS)] = 4
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 20161
     target_accept: Annotated[float, Field(gt=0, lt=1)] = 0.8
     adaptation: Literal["draw_diag", "diag", "low_rank"] = "draw_diag"
@@ -410,6 +472,32 @@ class Spec(_Strict):
         if len(set(traits)) != len(traits):
             raise ValueError(f"trait names repeat: {traits}")
         return traits
+
+    @model_validator(mode="after")
+    def _names(self) -> Spec:
+        for where, name in self._named():
+            problem = name_problem(name)
+            if problem is not None:
+                raise ValueError(f"{where}: the name {_short(name)} {problem}; names become file names, figure "
+                                 "labels and coordinates of the saved fit, so rename it (letters, digits, spaces "
+                                 "and punctuation other than '/')")
+        return self
+
+    def _named(self):
+        """Every user-chosen name in the spec, with the key that holds it."""
+        yield from ((f"traits[{i}]", t) for i, t in enumerate(self.traits))
+        yield from ((f"indicators.{_short(n)}", n) for n in self.indicators)
+        for i, ind in enumerate(self.indicators.values()):
+            if ind.label is not None:
+                yield f"indicators.{list(self.indicators)[i]}.label", ind.label
+        for table, eras in (("periods.eras", self.periods.eras or []), ("summary.eras", self.summary.eras)):
+            yield from ((f"{table}[{i}].name", e.name) for i, e in enumerate(eras))
+        for group, members in self.summary.region_groups.items():
+            yield f"summary.region_groups.{_short(group)}", group
+            yield from ((f"summary.region_groups.{group}[{i}]", m) for i, m in enumerate(members))
+        for trait, o in self.orientation.items():
+            yield from ((f"orientation.{trait}.{side}", r) for side in ("higher", "lower")
+                        for r in getattr(o, side))
 
     @model_validator(mode="after")
     def _identified(self) -> Spec:
@@ -491,7 +579,7 @@ class Spec(_Strict):
     def from_toml(cls, text: str, source: str = "<string>") -> Spec:
         """Parse and validate TOML text; ``source`` names the file in error messages."""
         try:
-            raw = tomllib.loads(text)
+            raw = tomllib.loads(text.removeprefix("\ufeff"))   # a byte-order mark, as some editors write
         except tomllib.TOMLDecodeError as exc:
             raise SpecError(f"{source}: not valid TOML: {exc}") from None
         return cls.from_dict(raw, source=source)
@@ -548,17 +636,47 @@ def load_spec(path: str | Path) -> tuple[Spec, Path | list[Path] | None]:
         to the spec file.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: spec file not found") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: not a UTF-8 text file") from None
-    spec = Spec.from_toml(text, source=str(path))
+    spec = Spec.from_toml(_read_spec_text(path), source=str(path))
     if isinstance(spec.data_path, list):
         return spec, [(path.parent / d).resolve() for d in spec.data_path]
     data_path = (path.parent / spec.data_path).resolve() if spec.data_path else None
     return spec, data_path
+
+
+def _read_spec_text(path: Path) -> str:
+    """The text of a spec file: a regular UTF-8 file (a byte-order mark is allowed) of at most MAX_SPEC_BYTES.
+
+    A directory, a FIFO or a device (``/dev/zero`` reads forever) is refused before reading.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))   # O_NONBLOCK: a FIFO does not block
+    except FileNotFoundError:
+        raise SpecError(f"{path}: spec file not found") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: is a directory, not a spec file; give the path of a .toml file") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot be read: {exc.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file (a pipe, socket or device)"
+        raise SpecError(f"{path}: is {what}, not a spec file; give the path of a .toml file")
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(MAX_SPEC_BYTES + 1)
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: is larger than {MAX_SPEC_BYTES // 2**20} MB, far more than a spec needs; is it "
+                        "the right file?")
+    try:
+        return raw.decode("utf-8-sig")   # a byte-order mark, as some Windows editors write, is skipped
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise SpecError(f"{path}: line {line} is not UTF-8 text (byte {raw[exc.start]:#04x}); re-save the file "
+                        "as UTF-8") from None
+
+
+def _short(name: str, limit: int = 40) -> str:
+    """``repr(name)``, cut to ``limit`` characters (a name may be 100,000 characters long)."""
+    return repr(name) if len(name) <= limit else repr(name[:limit]) + f"... ({len(name):,} characters)"
 
 
 def _drop_none(obj):
@@ -622,8 +740,39 @@ def _explain(exc: ValidationError, raw: dict, source: str) -> str:
             lines.append(f"  - unknown key `{key}`{hint}")
         elif err["type"] == "missing":
             lines.append(f"  - missing required key `{key}`")
+        elif err["type"] in _WANTED:
+            got = err.get("input")
+            unquote = isinstance(got, str) and _parses_as(got, err["type"])
+            lines.append(f"  - `{key}`: expected {_WANTED[err['type']]}, got {_toml_value(got)} "
+                         f"({_TOML_TYPES.get(type(got), type(got).__name__)}); values are not converted between "
+                         "types" + ("; remove the quotes" if unquote else ""))
         else:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"  - `{key}`: {msg} (got {err.get('input')!r})" if err["type"] != "value_error"
                          else f"  - {('`' + key + '`: ') if loc else ''}{msg}")
     return "\n".join(lines)
+
+
+#: What a field of each pydantic type error wants, in words (strict mode: no coercion between types).
+_WANTED = {"int_type": "a whole number (e.g. 1000)", "float_type": "a number (e.g. 1.5)",
+           "bool_type": "true or false", "string_type": "a string in quotes", "list_type": "an array [...]",
+           "tuple_type": "an array of two values [a, b]", "dict_type": "a table", "model_type": "a table",
+           "model_attributes_type": "a table"}
+_TOML_TYPES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array",
+               tuple: "an array", dict: "a table"}
+
+
+def _parses_as(text: str, error_type: str) -> bool:
+    """Whether the quoted ``text`` would be a valid value without its quotes (then say: remove them)."""
+    try:
+        value = tomllib.loads(f"x = {text.strip()}")["x"]
+    except tomllib.TOMLDecodeError:
+        return False
+    wanted = {"int_type": (int,), "float_type": (int, float), "bool_type": (bool,)}.get(error_type, ())
+    return isinstance(value, wanted) and (error_type == "bool_type" or not isinstance(value, bool))
+
+
+def _toml_value(value) -> str:
+    """A value as TOML writes it (true, not True), cut short."""
+    text = "true" if value is True else "false" if value is False else repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."

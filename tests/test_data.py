@@ -363,8 +363,8 @@ def test_unreadable_csv_not_utf8(tmp_path):
     path.write_bytes((HEADER + "\nKG,Osh,2000,staff,1.5,,,\n").encode("utf-16"))
     with pytest.raises(DataError) as excinfo:
         load_panel(path, SPEC)
-    assert str(excinfo.value).startswith(f"{path}: cannot be read as CSV: ")
-    assert "utf-8" in str(excinfo.value)
+    assert str(excinfo.value).startswith(f"{path}: line 1 is not UTF-8 text")
+    assert "re-save the file as UTF-8" in str(excinfo.value)
 
 
 def test_file_not_found(tmp_path):

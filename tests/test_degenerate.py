@@ -1,5 +1,6 @@
 """Degenerate but legal data: each either builds a model with a finite log-density where sampling
-starts, or is refused with a reason. The hardest legal case is also fitted (tiny run, finite results)."""
+starts, or is refused with a reason (a constant indicator, a single region-period). The hardest legal
+case is also fitted (tiny run, finite results)."""
 
 from __future__ import annotations
 
@@ -81,8 +82,7 @@ def ar1_one_trait():
 
 
 LEGAL = [ar1_one_trait, one_region, one_period, one_indicator_per_trait, indicator_in_one_region,
-         region_missing_periods, single_region_countries, indicator_seen_once, all_zero_counts,
-         constant_normal_indicator]
+         region_missing_periods, single_region_countries, indicator_seen_once]
 
 
 @pytest.mark.parametrize("case", LEGAL, ids=lambda f: f.__name__)
@@ -93,6 +93,18 @@ def test_degenerate_legal_data_has_a_finite_initial_log_density(case):
     point = model.initial_point(random_seed=1)
     logp = model.compile_logp(mode=PY_MODE)(point)
     assert np.isfinite(logp), model.point_logps(point, mode=PY_MODE)
+
+
+@pytest.mark.parametrize(("case", "named"), [(all_zero_counts, "'seizures' (every one of its 6 rows is 0), "
+                                                                "'quota' (every one of its 6 rows is 0), 'abuse'"),
+                                              (constant_normal_indicator, "'staff' (every one of its 6 rows is 4.2)")],
+                         ids=lambda c: getattr(c, "__name__", ""))
+def test_constant_indicators_are_refused_naming_them(case, named):
+    """A constant indicator carries no information about the traits (and broke the sampler's geometry)."""
+    spec, frame = case()
+    with pytest.raises(DataError) as excinfo:
+        load_panel(frame, spec)
+    assert named in str(excinfo.value) and "are constant" in str(excinfo.value)
 
 
 def test_region_missing_periods_is_reported_as_empty_cells():

@@ -400,3 +400,38 @@ def test_fuzzed_specs_validate_or_explain(raw, form, damage, cut, tmp_dir):
     out = default_out_dir(spec.name, tmp_dir / "reports")
     assert out.resolve().parent == (tmp_dir / "reports").resolve()
     assert Spec.from_toml(spec.to_toml()) == spec
+
+
+# ---- strict types: a value of the wrong type is refused, never coerced ----------------------------------
+#: typed fields of the spec (path from the top, the type wanted), and values of other types for each
+TYPED_FIELDS = [(("sampler", "draws"), int), (("sampler", "tune"), int), (("sampler", "chains"), int),
+                (("sampler", "seed"), int), (("sampler", "target_accept"), float), (("priors", "loading"), float),
+                (("priors", "lkj_eta"), float), (("dynamics", "df"), float), (("dynamics", "centred"), bool),
+                (("periods", "first"), int), (("indicators", None, "comparable"), bool)]
+WRONG = {int: st.one_of(st.booleans(), st.integers(1, 10**6).map(str), st.just("many"), st.just(2.5)),
+         float: st.one_of(st.booleans(), st.floats(0.1, 0.9).map(repr), st.just("1"), st.just("")),
+         bool: st.one_of(st.integers(0, 1), st.sampled_from(["true", "false", "yes", "0"]), st.just(1.0))}
+
+
+@st.composite
+def wrongly_typed_specs(draw):
+    """A valid spec dict with one typed field given a value of another type: (dict, dotted key, value)."""
+    raw = draw(specs()).to_dict()
+    path, wanted = draw(st.sampled_from(TYPED_FIELDS))
+    if path[0] == "indicators":
+        path = ("indicators", draw(st.sampled_from(sorted(raw["indicators"]))), path[2])
+    value = draw(WRONG[wanted])
+    raw.setdefault(path[0], {})
+    target = raw[path[0]] if len(path) == 2 else raw[path[0]][path[1]]
+    target[path[-1]] = value
+    return raw, ".".join(path), value
+
+
+@given(case=wrongly_typed_specs(), as_toml=st.booleans())
+def test_wrong_types_are_refused_naming_the_key(case, as_toml):
+    raw, key, value = case
+    with pytest.raises(SpecError) as excinfo:
+        Spec.from_toml(tomli_w.dumps(raw)) if as_toml else Spec.from_dict(raw)
+    msg = str(excinfo.value)
+    shown = "true" if value is True else "false" if value is False else repr(value)
+    assert f"`{key}`: expected " in msg and f"got {shown} (" in msg, msg

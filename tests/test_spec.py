@@ -51,7 +51,7 @@ CASES: dict[str, tuple[list[str], tuple[str, str]]] = {
         ("valu =", "value ="),
     ),
     "wrong_type_draws.toml": (
-        [r"`sampler\.draws`: ", r"valid integer", r"\(got 'many'\)"],
+        [r"`sampler\.draws`: ", r"expected a whole number", r"got 'many' \(a string\)"],
         ('"many"', "500"),
     ),
     "wrong_family.toml": (
