@@ -34,13 +34,16 @@ import jinja2
 import numpy as np
 import pandas as pd
 import xarray as xr
+from matplotlib.figure import Figure
 
 from nexusbayes import compile_cache, typology
 from nexusbayes.constants import CI_PROB, ESS_MIN, PARETO_K_MAX, RHAT_MAX, TYPES
 from nexusbayes.diagnostics import ADVICE, Diagnostics
 from nexusbayes.errors import OutputExistsError
 from nexusbayes.fit import Fit, content_digest, prior_predictive, temp_dir_beside
+from nexusbayes.model import build_model
 from nexusbayes.report import checks, figures
+from nexusbayes.report.tables import column_formatter, rounded
 
 REPORT_FILE = "report.html"
 #: Folder of the report inside a run folder (``nexusbayes fit`` writes it there).
@@ -68,6 +71,8 @@ class Report:
         Time taken to build.
     notes : list of str
         Warnings raised while computing (shown in the page).
+    svgs : dict of str to bytes
+        SVG figures by file stem (only when asked for: :func:`build_report`'s ``svg``).
     """
 
     html: str
@@ -76,6 +81,15 @@ class Report:
     diagnostics: Diagnostics
     seconds: float
     notes: list[str] = field(default_factory=list)
+    svgs: dict[str, bytes] = field(default_factory=dict)
+
+    def files(self) -> dict[str, bytes]:
+        """Every file of the report by name: the page, PNG (and SVG) figures, and CSV tables (UTF-8)."""
+        out = {REPORT_FILE: self.html.encode("utf-8")}
+        out.update({f"{stem}.png": data for stem, (_, data) in self.figures.items()})
+        out.update({f"{stem}.svg": data for stem, data in self.svgs.items()})
+        out.update({f"{stem}.csv": table.to_csv(index=False).encode("utf-8") for stem, table in self.tables.items()})
+        return out
 
     @property
     def passed(self) -> bool:
@@ -97,13 +111,12 @@ def _header(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
     panel = fit.panel
     spec_text = attrs.get("nexusbayes_spec") or fit.spec.to_toml()
     digest = attrs.get("nexusbayes_sha256") or content_digest(spec_text, panel.data_table())
-    source = Path(str(attrs.get("nexusbayes_data_source", panel.source)))
+    source = str(attrs.get("nexusbayes_data_source", panel.source))
     facts = {
         "spec name": fit.spec.name,
-        "data source": str(source),
+        "data source": source,
         "SHA-256 of spec and data (as fitted)": digest,
-        "SHA-256 of the data file now": (hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file()
-                                         else "(file not found)"),
+        **_file_digests(source),
         "observations": str(panel.n_obs),
         "countries / regions / periods / indicators": (f"{len(panel.countries)} / {len(panel.regions)} / "
                                                        f"{len(panel.periods)} / {len(panel.indicators)}"),
@@ -134,18 +147,59 @@ def _header(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
     return facts, versions, counts
 
 
-def _verdict(diag: Diagnostics) -> pd.DataFrame:
+def _file_digests(source: str) -> dict[str, str]:
+    """SHA-256 of each data file as it is now, one fact per file (a fit on several files joins them with " + ").
+
+    A file that cannot be found is named as such; a table given as a DataFrame has no file.
+    """
+    files = [source] if Path(source).is_file() else source.split(" + ")
+    if len(files) == 1:
+        return {"SHA-256 of the data file now": _file_digest(files[0])}
+    return {f"SHA-256 of data file {k} now ({Path(name).name})": _file_digest(name)
+            for k, name in enumerate(files, start=1)}
+
+
+def _file_digest(name: str) -> str:
+    path = Path(name)
+    if name.startswith("<"):
+        return f"(no file: the data were given as {name})"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else f"(file not found: {name})"
+
+
+def _named(label, posterior: xr.Dataset) -> str:
+    """``region_z[3, 2001, willingness]`` as ``region_z[region_contrast=3, step=2001, trait=willingness]``.
+
+    An element label from the diagnostics, with each position named by its dimension, so that an
+    index that is not a region (a contrast between regions, a step) is not read as one. Labels
+    that do not match their variable's dimensions are returned unchanged.
+    """
+    label = "" if label is None or label is pd.NA or (isinstance(label, float) and np.isnan(label)) else str(label)
+    name, _, inside = label.partition("[")
+    if not inside.endswith("]") or name not in posterior.data_vars:
+        return label
+    dims = [d for d in posterior[name].dims if d not in ("chain", "draw")]
+    values = inside[:-1].split(", ")
+    if len(values) != len(dims):
+        return label
+    return f"{name}[{', '.join(f'{d}={v}' for d, v in zip(dims, values, strict=True))}]"
+
+
+def _verdict(diag: Diagnostics, posterior: xr.Dataset) -> pd.DataFrame:
     checks_ = diag.checks.reset_index()
     at = {"rhat": "rhat_at", "ess_bulk": "ess_bulk_at", "ess_tail": "ess_tail_at"}
-    checks_["worst"] = [diag.table.loc[worst, at[key]] if key in at and worst in diag.table.index else worst
+    checks_["worst"] = [_named(diag.table.loc[worst, at[key]], posterior) if key in at
+                        and worst in diag.table.index else ("" if pd.isna(worst) else worst)
                         for key, worst in zip(checks_["check"], checks_["worst"], strict=True)]
     checks_["advice"] = [("" if ok else ADVICE[key]) for key, ok in zip(checks_["check"], checks_["passed"],
                                                                         strict=True)]
     return checks_
 
 
-def _by_variable(diag: Diagnostics) -> pd.DataFrame:
+def _by_variable(diag: Diagnostics, posterior: xr.Dataset) -> pd.DataFrame:
     table = diag.table.reset_index()
+    for column in ("rhat_at", "ess_bulk_at", "ess_tail_at"):
+        if column in table:
+            table[column] = [_named(v, posterior) for v in table[column]]
     table["rhat_ok"] = table["max_rhat"].le(RHAT_MAX) | table["max_rhat"].isna()
     table["ess_ok"] = ((table["min_ess_bulk"].ge(ESS_MIN) | table["min_ess_bulk"].isna())
                        & (table["min_ess_tail"].ge(ESS_MIN) | table["min_ess_tail"].isna()))
@@ -172,13 +226,17 @@ def _with_prior_predictive(fit: Fit) -> xr.DataTree:
     return tree
 
 
-def build_report(fit: Fit) -> Report:
+def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False) -> Report:
     """Compute the report of a fit in memory (nothing is written).
 
     Parameters
     ----------
     fit : Fit
         A fitted model (fresh, or loaded with :func:`nexusbayes.load`).
+    dpi : int
+        Resolution of the PNG figures (300 for print).
+    svg : bool
+        Also render every figure as SVG (:attr:`Report.svgs`), for papers.
 
     Returns
     -------
@@ -187,27 +245,45 @@ def build_report(fit: Fit) -> Report:
     start = time.perf_counter()
     tree = _with_prior_predictive(fit)
     diag = fit.diagnostics
+    deterministics = [v.name for v in build_model(fit.panel, fit.spec).deterministics]
+    rank = checks.rank_tests(checks.hyperparameters(tree))
     facts, versions, counts = _header(fit)
     tables: dict[str, pd.DataFrame] = {
         "run_info": pd.DataFrame({"item": list(facts), "value": list(facts.values())}),
         "versions": versions, "rows_per_indicator": counts,
-        "verdict": _verdict(diag), "diagnostics_by_variable": _by_variable(diag),
+        "verdict": _verdict(diag, fit.tree["posterior"].to_dataset()),
+        "diagnostics_by_variable": _by_variable(diag, fit.tree["posterior"].to_dataset()),
     }
+    tables["rank_tests"] = rank
+    formats = ("png", "svg") if svg else ("png",)
+    svgs: dict[str, bytes] = {}
+
+    def rendered(group: dict[str, tuple[str, Figure]]) -> dict[str, tuple[str, bytes]]:
+        """Each figure as PNG (and SVG) bytes, closed as soon as rendered."""
+        out = {}
+        for stem, (caption, fig) in group.items():
+            data = figures.render(fig, *formats, dpi=dpi)
+            out[stem] = (caption, data[0])
+            if svg:
+                svgs[stem] = data[1]
+        return out
+
     figs: dict[str, dict[str, tuple[str, bytes]]] = {}
-    figs["sampling"] = checks.sampling_figures(tree, diag)
-    figs["predictive"] = checks.predictive_figures(tree, fit.spec, fit.panel)
+    figs["sampling"] = rendered(checks.sampling_figures(tree, diag, rank, exclude=deterministics))
+    figs["predictive"] = rendered(checks.predictive_figures(tree, fit.spec, fit.panel))
     loo = checks.loo(tree, fit.spec, fit.panel)
-    figs["loo"] = loo.figures
+    figs["loo"] = rendered(loo.figures)
     tables.update({"loo_by_term": loo.terms, "loo_by_indicator": loo.by_indicator,
                    "pareto_k": loo.pointwise, "pareto_k_flagged": loo.flagged})
     notes = list(loo.warnings)
     tables["traits"] = fit.trait_summary()
-    figs["results"] = {}
+    figs["results"] = {}     # figures first, rendered below
     if fit.spec.has_typology:
         thresholds = _thresholds(fit)
         probs = fit.type_probabilities()
+        low, high = typology.interval_names()
         tables["typology_thresholds"] = pd.DataFrame(
-            [{"trait": t, "mean": m, "lower": lo, "upper": hi} for t, (m, lo, hi) in thresholds.items()])
+            [{"trait": t, "mean": m, low: lo, high: hi} for t, (m, lo, hi) in thresholds.items()])
         tables["type_probabilities"] = fit.types_table()
         tables["transition_matrices"] = fit.transition_matrices()
         tables["threshold_sensitivity"] = fit.threshold_sensitivity()
@@ -219,33 +295,35 @@ def build_report(fit: Fit) -> Report:
             "typology_map": ("Typology map: each region's path through the capability-willingness plane, "
                              f"posterior means with {CI_PROB:.0%} intervals; dashed lines are the thresholds "
                              "(grey band: their interval when anchored on an indicator).",
-                             figures.png(figures.typology_map(summary, thresholds))),
+                             (figures.typology_map(summary, thresholds))),
             "modal_type": ("Modal type of each region-period and its posterior probability.",
-                           figures.png(figures.modal_type_map(probs))),
+                           (figures.modal_type_map(probs))),
             "type_probabilities": ("Posterior probability of each type, region by period.",
-                                   figures.png(figures.type_heatmaps(probs))),
+                                   (figures.type_heatmaps(probs))),
             "transition_matrices": (f"Pooled transition matrices per country: P(type next period | type now), "
                                     f"posterior mean and {CI_PROB:.0%} interval.",
-                                    figures.png(figures.transition_heatmaps(tables["transition_matrices"]))),
+                                    (figures.transition_heatmaps(tables["transition_matrices"]))),
             "threshold_sensitivity": ("Threshold sensitivity: mean share of region-periods of each type as both "
                                       "thresholds move (latent SD units).",
-                                      figures.png(figures.sensitivity_heatmaps(tables["threshold_sensitivity"]))),
+                                      (figures.sensitivity_heatmaps(tables["threshold_sensitivity"]))),
         }
     else:
         thresholds = {}
     figs["results"]["trait_trajectories"] = (
         f"Traits over periods by region: posterior mean and {CI_PROB:.0%} band.",
-        figures.png(figures.trait_trajectories(tables["traits"], thresholds)))
+        (figures.trait_trajectories(tables["traits"], thresholds)))
+    figs["results"] = rendered(figs["results"])
     if len(fit.panel.countries) > 1:
-        _add_comparison(fit, tables, figs["results"], thresholds)
+        figs["results"].update(rendered(_comparison(fit, tables, thresholds)))
     seconds = time.perf_counter() - start
     html = render_html(fit, facts, tables, figs, diag, notes, seconds)
     flat = {stem: fig for group in figs.values() for stem, fig in group.items()}
-    return Report(html=html, figures=flat, tables=tables, diagnostics=diag, seconds=seconds, notes=notes)
+    csv = {stem: rounded(table) for stem, table in tables.items()}
+    return Report(html=html, figures=flat, tables=csv, diagnostics=diag, seconds=seconds, notes=notes, svgs=svgs)
 
 
-def _add_comparison(fit: Fit, tables: dict, results: dict, thresholds: dict) -> None:
-    """Country comparisons (fits with several countries): tables and figures, added to section 5."""
+def _comparison(fit: Fit, tables: dict, thresholds: dict) -> dict[str, tuple[str, Figure]]:
+    """Country comparisons (fits with several countries): tables (added to ``tables``) and figures for section 5."""
     from nexusbayes.compare import comparison_tables, rank_probabilities
     from nexusbayes.report import comparison
 
@@ -253,24 +331,28 @@ def _add_comparison(fit: Fit, tables: dict, results: dict, thresholds: dict) -> 
     post = fit.tree["posterior"]
     periods = list(post["period"].values)
     shown = periods[:: max(1, len(periods) // 5)][:6]
+    results = {}
     results["country_trajectories"] = (
         f"Country traits over periods (the average of each country's regions): posterior mean and {CI_PROB:.0%} "
         "band, on the fit's common latent scale.",
-        comparison.png(comparison.country_trajectories(post["country_theta"])))
+        (comparison.country_trajectories(post["country_theta"])))
     results["country_forest"] = (
         f"Country traits at selected periods (forest plot: 50% and {CI_PROB:.0%} intervals).",
         comparison.forest_periods(fit.tree, shown))
     if thresholds:
         results["typology_by_country"] = (
             "Typology map by country: each region-period's posterior mean, coloured by country.",
-            comparison.png(comparison.typology_by_country(tables["traits"], fit.region_country, thresholds)))
+            (comparison.typology_by_country(tables["traits"], fit.region_country, thresholds)))
     results["rank_probabilities"] = (
         f"Rank probabilities of the countries in {periods[-1]} (rank 1 = highest).",
-        comparison.png(comparison.rank_bars(rank_probabilities(fit), periods[-1])))
+        (comparison.rank_bars(rank_probabilities(fit), periods[-1])))
+    return results
 
 
 # ---- rendering ------------------------------------------------------------------------------------
 def _fmt(value) -> str:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
     if isinstance(value, float | np.floating):
@@ -281,9 +363,13 @@ def _fmt(value) -> str:
 
 
 def _table(frame: pd.DataFrame, max_rows: int | None = None) -> dict:
+    """Rows of ``frame`` as text: each numeric column in one format, missing values blank."""
     shown = frame if max_rows is None else frame.head(max_rows)
+    formats = {c: (column_formatter(frame[c]) if pd.api.types.is_numeric_dtype(frame[c])
+                   and not pd.api.types.is_bool_dtype(frame[c]) else _fmt) for c in frame.columns}
     return {"columns": [str(c) for c in frame.columns],
-            "rows": [[_fmt(v) for v in row] for row in shown.itertuples(index=False)],
+            "rows": [[formats[c](v) for c, v in zip(frame.columns, row, strict=True)]
+                     for row in shown.itertuples(index=False)],
             "n": len(frame), "truncated": max_rows is not None and len(frame) > max_rows}
 
 
