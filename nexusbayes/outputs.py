@@ -79,7 +79,10 @@ def _swap_in(new: Path, out_dir: Path) -> None:
 
 
 def tables(fit: Fit) -> dict[str, pd.DataFrame]:
-    """The result tables written beside the fit, by file stem (floats rounded: :func:`~nexusbayes.report.tables.rounded`)."""
+    """The result tables written beside the fit, by file stem.
+
+    Floats keep four significant digits (:func:`nexusbayes.report.tables.rounded`).
+    """
     from nexusbayes.report.tables import rounded
     from nexusbayes.typology import transitions_table
 

@@ -393,6 +393,11 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
                 "threshold": r["threshold"], "passed": bool(r["passed"]), "worst": r["worst"], "advice": r["advice"]}
                for r in tables["verdict"].to_dict("records")]
     flagged = tables["pareto_k_flagged"]
+    rank = tables["rank_tests"]
+    failed = rank[rank["flagged"]].sort_values("p_value")
+    rank_row = {"n": len(rank), "flagged": len(failed), "alpha": f"{rank['alpha'].iloc[0]:g}" if len(rank) else "",
+                "worst": ", ".join(f"{r.variable}[{r.element}] (p = {r.p_value:.3f})" if r.element else
+                                   f"{r.variable} (p = {r.p_value:.3f})" for r in failed.head(3).itertuples())}
     comparison = None
     if "compare_differences" in tables:
         diff = tables["compare_differences"]
@@ -401,7 +406,7 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
         "title": f"nexusbayes report: {fit.spec.name}", "spec_toml": fit.tree.attrs.get("nexusbayes_spec")
         or fit.spec.to_toml(), "facts": facts, "versions": _table(tables["versions"]),
         "counts": _table(tables["rows_per_indicator"]), "passed": diag.passed, "verdict": verdict,
-        "n_draws": diag.n_draws, "rhat_max": RHAT_MAX, "ess_min": ESS_MIN, "k_max": PARETO_K_MAX,
+        "n_draws": diag.n_draws, "rank": rank_row, "rhat_max": RHAT_MAX, "ess_min": ESS_MIN, "k_max": PARETO_K_MAX,
         "by_variable": _table(tables["diagnostics_by_variable"]),
         "sampling": images("sampling"), "predictive": images("predictive"), "loo_figures": images("loo"),
         "loo_terms": _table(tables["loo_by_term"]), "loo_indicators": _table(tables["loo_by_indicator"]),

@@ -42,11 +42,15 @@ def round_significant(values, digits: int = CSV_DIGITS, min_decimals: int = CSV_
                                                                                  strict=True)]).reshape(values.shape)
 
 
-def rounded(frame: pd.DataFrame, digits: int = CSV_DIGITS) -> pd.DataFrame:
-    """A copy of ``frame`` with its float columns rounded by :func:`round_significant` (for CSV files)."""
+#: Columns kept as they are: observed data values are data, not estimates.
+EXACT = ("value",)
+
+
+def rounded(frame: pd.DataFrame, digits: int = CSV_DIGITS, exact: tuple[str, ...] = EXACT) -> pd.DataFrame:
+    """A copy of ``frame`` with its float columns (but ``exact``) rounded by :func:`round_significant` (for CSVs)."""
     out = frame.copy()
     for name in out.columns:
-        if pd.api.types.is_float_dtype(out[name]):
+        if pd.api.types.is_float_dtype(out[name]) and name not in exact:
             out[name] = round_significant(out[name].to_numpy(), digits)
     return out
 
