@@ -1,8 +1,8 @@
 """The diagnostics report: sections in order, verdict = diagnose(tree), CSV tables = the DataTree's quantities,
 hostile names escaped, --strict, and the page as a browser loads it (self-contained, every image shown).
 
-One tiny fit (3 regions x 4 periods, 2 chains x 60 draws, so its diagnostics fail on purpose) serves every test;
-one of its regions is called ``<script>alert(1)</script>``.
+One tiny fit (tests/conftest.py: 3 regions x 4 periods, 2 chains x 60 draws, so its diagnostics fail on purpose)
+serves every test; one of its regions is called ``<script>alert(1)</script>``.
 """
 
 import base64
