@@ -260,3 +260,19 @@ def test_run_folder_tables_carry_country_sd_and_named_intervals(hostile_run, hos
         decimals = np.maximum(3 - np.floor(np.log10(np.abs(values))), 2)
         np.testing.assert_allclose(values, [round(v, int(d)) for v, d in zip(values, decimals, strict=True)],
                                    rtol=0, atol=1e-12)
+
+
+def test_printed_summary_shows_every_probability_column_with_two_decimals(hostile, monkeypatch):
+    from nexusbayes import outputs
+    from nexusbayes.fit import Fit
+
+    fit, _ = hostile
+    groups = pd.DataFrame([{"group": "north", "era": "early", "hegemonic": 1.0, "captured": 0.0, "degraded": 0.0,
+                            "failed": 0.0, "modal_type": "hegemonic", "modal_probability": 1.0},
+                           {"group": "south", "era": "early", "hegemonic": 0.125, "captured": 0.5, "degraded": 0.25,
+                            "failed": 0.125, "modal_type": "captured", "modal_probability": 0.5}])
+    monkeypatch.setattr(Fit, "group_era_summary", lambda self: groups)
+    text = outputs.summary_text(fit)
+    rows = [line.split() for line in text.splitlines() if line.split()[:1] in (["north"], ["south"])]
+    assert rows == [["north", "early", "1.00", "0.00", "0.00", "0.00", "hegemonic", "1.00"],
+                    ["south", "early", "0.12", "0.50", "0.25", "0.12", "captured", "0.50"]]
