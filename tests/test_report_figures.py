@@ -276,3 +276,21 @@ def test_printed_summary_shows_every_probability_column_with_two_decimals(hostil
     rows = [line.split() for line in text.splitlines() if line.split()[:1] in (["north"], ["south"])]
     assert rows == [["north", "early", "1.00", "0.00", "0.00", "0.00", "hegemonic", "1.00"],
                     ["south", "early", "0.12", "0.50", "0.25", "0.12", "captured", "0.50"]]
+
+
+def test_rank_tests_flag_chains_that_disagree_and_the_caption_says_so():
+    rng = np.random.default_rng(3)
+    draws = rng.normal(size=(2, 300))
+    draws[1] += 3.0                                                 # chain 1 sits elsewhere
+    post = xr.Dataset({"sigma_normal": (("chain", "draw"), draws),
+                       "ar_phi": (("chain", "draw"), rng.normal(size=(2, 300)))})
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((2, 300), dtype=bool))})
+    tree = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+    rank = checks.rank_tests(checks.hyperparameters(tree))
+    assert rank.set_index("variable")["flagged"].to_dict() == {"sigma_normal": True, "ar_phi": False}
+    assert rank["alpha"].tolist() == pytest.approx([0.01, 0.01])
+    caption = checks.rank_caption(rank)
+    assert "α = 0.01" in caption and "1 of 2 panels fail it (sigma_normal p = 0.0" in caption
+    assert "the verdict lists this as a warning" in caption
+    assert "every panel passes its test" in checks.rank_caption(rank[~rank["flagged"]])
+

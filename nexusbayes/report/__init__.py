@@ -301,7 +301,9 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False) -> Report:
             "type_probabilities": ("Posterior probability of each type, region by period.",
                                    (figures.type_heatmaps(probs))),
             "transition_matrices": (f"Pooled transition matrices per country: P(type next period | type now), "
-                                    f"posterior mean and {CI_PROB:.0%} interval.",
+                                    f"posterior mean and {CI_PROB:.0%} interval. Each row names the region-steps "
+                                    "it rests on (posterior mean) and the share of draws in which it is defined; "
+                                    f"hatched rows rest on fewer than {figures.THIN_ROW_COUNT} and say little.",
                                     (figures.transition_heatmaps(tables["transition_matrices"]))),
             "threshold_sensitivity": ("Threshold sensitivity: mean share of region-periods of each type as both "
                                       "thresholds move (latent SD units).",

@@ -132,6 +132,21 @@ def rank_tests(hyper: xr.DataTree) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variable", "element", "p_value", "alpha", "flagged"])
 
 
+def rank_caption(rank: pd.DataFrame) -> str:
+    """The rank plot's caption: what the panels show, and which panels fail their own test (:func:`rank_tests`)."""
+    flagged = rank[rank["flagged"]]
+    verdict = ("every panel passes its test" if flagged.empty else
+               f"{len(flagged)} of {len(rank)} panels fail it ("
+               + ", ".join(f"{r.variable}{f'[{r.element}]' if r.element else ''} p = {r.p_value:.3f}"
+                           for r in flagged.itertuples())
+               + "): their chains' ranks are not uniform, so the chains may not agree there even when R-hat "
+               "passes; the verdict lists this as a warning. Run longer before trusting those parameters")
+    alpha = rank["alpha"].iloc[0] if len(rank) else 1 - float(azb.rcParams["stats.envelope_prob"])
+    return ("Rank plots of the scales and correlations: the difference between each chain's rank ECDF and the "
+            f"uniform one. Each panel prints a multi-chain uniformity test (p below α = {alpha:.2g} flags chains "
+            f"whose ranks differ); {verdict}.")
+
+
 def _tidy_energy(fig: Figure) -> Figure:
     """Name the energy plot's axes: chains as integers on the E-BFMI panel, the energy on the density's x axis."""
     for ax in fig.axes:
@@ -161,17 +176,7 @@ def sampling_figures(tree: xr.DataTree, diagnostics: Diagnostics, rank: pd.DataF
                      for v in hyper["posterior"].data_vars.values())
         size = {"figure_kwargs": {"figsize": (12, 3.0 * math.ceil(panels / 4))}}
         rank = rank_tests(hyper) if rank is None else rank
-        flagged = rank[rank["flagged"]]
-        verdict = ("every panel passes its test" if flagged.empty else
-                   f"{len(flagged)} of {len(rank)} panels fail it ("
-                   + ", ".join(f"{r.variable}[{r.element}] p = {r.p_value:.3f}" for r in flagged.itertuples())
-                   + "): their chains' ranks are not uniform, so the chains may not agree there even when R-hat "
-                   "passes; the verdict lists this as a warning. Run longer before trusting those scales")
-        alpha = rank["alpha"].iloc[0] if len(rank) else 0.01
-        out["rank_hyperparameters"] = (
-            "Rank plots of the scales and correlations: the difference between each chain's rank ECDF and the "
-            f"uniform one. Each panel prints a multi-chain uniformity test (p below α = {alpha:g} flags chains "
-            f"whose ranks differ); {verdict}.", render(azp.plot_rank, hyper, **size))
+        out["rank_hyperparameters"] = (rank_caption(rank), render(azp.plot_rank, hyper, **size))
         out["trace_hyperparameters"] = ("Traces of the scales and correlations, divergences marked below.",
                                         render(azp.plot_trace, hyper, **size))
     out["energy"] = ("Energy: marginal energy against energy transitions; similar widths (E-BFMI above "
