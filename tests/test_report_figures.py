@@ -294,3 +294,11 @@ def test_rank_tests_flag_chains_that_disagree_and_the_caption_says_so():
     assert "the verdict lists this as a warning" in caption
     assert "every panel passes its test" in checks.rank_caption(rank[~rank["flagged"]])
 
+
+
+@pytest.mark.parametrize("dpi", [0, 49, 1201, 150.5, "300", True])
+def test_a_bad_dpi_is_refused_before_any_work(dpi):
+    from nexusbayes.errors import NexusBayesError
+
+    with pytest.raises(NexusBayesError, match=r"dpi = .*: give a whole number from 50 to 1200"):
+        build_report(None, dpi=dpi)         # no fit needed: refused first

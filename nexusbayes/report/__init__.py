@@ -1,10 +1,12 @@
 """The diagnostics report: the one page a reviewer opens to decide whether to trust a fit.
 
-:func:`build_report` computes everything in memory (a :class:`Report`: HTML, PNG figures, tables);
+:func:`build_report` computes everything in memory (a :class:`Report`: HTML, PNG figures at a
+chosen resolution, SVG figures when asked for, tables rounded for CSV; :meth:`Report.files` lists them);
 :func:`write_report` writes ``report.html`` (self-contained: figures embedded as data URIs, no
 external CSS, scripts, fonts or requests) with every figure as PNG and every table as CSV beside
 it, all or nothing. Sections, in order: header (spec, data and its SHA-256, versions, sampler,
-timings), verdict (each convergence check against its threshold), sampling, fit to data (prior and
+timings), verdict (each convergence check against its threshold, and the rank plots' own tests as
+warnings), sampling, fit to data (prior and
 posterior predictive checks, PSIS-LOO), results (typology map, type probabilities, transitions,
 threshold sensitivity, trait trajectories).
 
@@ -39,7 +41,7 @@ from matplotlib.figure import Figure
 from nexusbayes import compile_cache, typology
 from nexusbayes.constants import CI_PROB, ESS_MIN, PARETO_K_MAX, RHAT_MAX, TYPES
 from nexusbayes.diagnostics import ADVICE, Diagnostics
-from nexusbayes.errors import OutputExistsError
+from nexusbayes.errors import NexusBayesError, OutputExistsError
 from nexusbayes.fit import Fit, content_digest, prior_predictive, temp_dir_beside
 from nexusbayes.model import build_model
 from nexusbayes.report import checks, figures
@@ -234,14 +236,22 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False) -> Report:
     fit : Fit
         A fitted model (fresh, or loaded with :func:`nexusbayes.load`).
     dpi : int
-        Resolution of the PNG figures (300 for print).
+        Resolution of the PNG figures (300 for print), from 50 to 1200 (:data:`figures.DPI_RANGE`).
     svg : bool
         Also render every figure as SVG (:attr:`Report.svgs`), for papers.
 
     Returns
     -------
     Report
+
+    Raises
+    ------
+    NexusBayesError
+        When ``dpi`` is not a whole number in :data:`figures.DPI_RANGE` (checked before any work).
     """
+    low, high = figures.DPI_RANGE
+    if isinstance(dpi, bool) or not isinstance(dpi, int | np.integer) or not low <= dpi <= high:
+        raise NexusBayesError(f"dpi = {dpi!r}: give a whole number from {low} to {high} (e.g. 300 for print)")
     start = time.perf_counter()
     tree = _with_prior_predictive(fit)
     diag = fit.diagnostics

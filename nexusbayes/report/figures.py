@@ -40,6 +40,8 @@ RC = {"text.parse_math": False, "font.size": 8, "axes.titlesize": 9, "figure.fac
       "savefig.facecolor": "white"}
 #: Resolution of the PNG figures (dots per inch); 300 suits print.
 DPI = 120
+#: Resolutions a report accepts (below, text is unreadable; above, files grow for nothing).
+DPI_RANGE = (50, 1200)
 #: A transition-matrix row resting on fewer region-steps than this (posterior mean) is drawn hatched and grey.
 THIN_ROW_COUNT = 5
 LOW, HIGH = interval_names()
