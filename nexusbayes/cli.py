@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="report folder (default: report/ beside the fit file)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier report in the folder")
     p.add_argument("--strict", action="store_true", help="exit with status 3 when a diagnostic fails")
+    p.add_argument("--dpi", type=bounded_int(50, 1200), default=120,
+                   help="resolution of the PNG figures (default 120; 300 for print)")
+    p.add_argument("--svg", action="store_true", help="also write every figure as SVG (for papers)")
     p = sub.add_parser("quick", help="approximate first look (variational inference, no diagnostics): types by "
                                      "group and era, labelled APPROXIMATE")
     p.add_argument("spec", type=Path)
@@ -226,7 +229,7 @@ def _report(args) -> int:
 
     result = load(args.fit)
     out = args.out or args.fit.parent / REPORT_DIR
-    page = write_report(result, out, overwrite=args.overwrite, inputs=[args.fit])
+    page = write_report(result, out, overwrite=args.overwrite, inputs=[args.fit], dpi=args.dpi, svg=args.svg)
     print(result.diagnostics.text())
     print(f"Wrote {page}")
     if not result.diagnostics.passed:

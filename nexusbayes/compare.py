@@ -34,7 +34,7 @@ import xarray as xr
 
 from nexusbayes.constants import CI_PROB, TYPES
 from nexusbayes.errors import NexusBayesError
-from nexusbayes.typology import SAMPLE_DIMS, type_codes
+from nexusbayes.typology import SAMPLE_DIMS, interval_names, type_codes
 
 
 class CompareError(NexusBayesError):
@@ -102,18 +102,20 @@ def compare(fit, a: str, b: str, periods: Sequence | None = None, ci_prob: float
     -------
     pandas.DataFrame
         One row per (period, trait): ``a``, ``b``, ``period``, ``trait``, posterior ``mean`` and
-        ``sd`` of a - b, the equal-tailed interval ``lower``/``upper``, and ``p_a_greater`` = P(a > b).
+        ``sd`` of a - b, the equal-tailed interval named by its quantiles (``q05``/``q95`` for 90%:
+        :func:`~nexusbayes.typology.interval_names`), and ``p_a_greater`` = P(a > b).
     """
     prob = CI_PROB if ci_prob is None else ci_prob
     diff = difference(fit, a, b)
     if periods is not None:
         diff = diff.sel(period=_periods(diff, periods))
     lower, upper = interval(diff, prob)
-    table = xr.Dataset({"mean": diff.mean(SAMPLE_DIMS), "sd": diff.std(SAMPLE_DIMS), "lower": lower,
-                        "upper": upper, "p_a_greater": prob_greater(diff)}).to_dataframe().reset_index()
+    low, high = interval_names(prob)
+    table = xr.Dataset({"mean": diff.mean(SAMPLE_DIMS), "sd": diff.std(SAMPLE_DIMS), low: lower,
+                        high: upper, "p_a_greater": prob_greater(diff)}).to_dataframe().reset_index()
     table.insert(0, "b", b)
     table.insert(0, "a", a)
-    return table[["a", "b", "period", "trait", "mean", "sd", "lower", "upper", "p_a_greater"]]
+    return table[["a", "b", "period", "trait", "mean", "sd", low, high, "p_a_greater"]]
 
 
 def rank_probabilities(fit, level: str = "country") -> xr.DataArray:
@@ -155,8 +157,8 @@ def type_distribution(fit, ci_prob: float | None = None) -> xr.Dataset:
     xarray.Dataset
         Dims (country, period, type): ``probability``, the posterior probability that the country
         as a whole (its ``country_theta``) is of each type; ``region_share``, the posterior mean
-        share of its regions of each type, with its interval ``region_share_lower`` /
-        ``region_share_upper``.
+        share of its regions of each type, with its interval ``region_share_q05`` /
+        ``region_share_q95`` (named by its quantiles: :func:`~nexusbayes.typology.interval_names`).
     """
     prob = CI_PROB if ci_prob is None else ci_prob
     country_codes = type_codes(fit.tree, fit.spec, var="country_theta")
@@ -167,9 +169,10 @@ def type_distribution(fit, ci_prob: float | None = None) -> xr.Dataset:
     share = xr.concat([(region_codes.isel(region=np.flatnonzero(owner == c)) == types).mean("region")
                        for c in countries], dim=xr.DataArray(countries, dims="country", name="country"))
     lower, upper = interval(share, prob)
+    low, high = interval_names(prob)
     ds = xr.Dataset({"probability": (country_codes == types).mean(SAMPLE_DIMS),
-                     "region_share": share.mean(SAMPLE_DIMS), "region_share_lower": lower,
-                     "region_share_upper": upper})
+                     "region_share": share.mean(SAMPLE_DIMS), f"region_share_{low}": lower,
+                     f"region_share_{high}": upper})
     return ds.transpose("country", "period", "type")
 
 
@@ -178,8 +181,9 @@ def type_distribution_table(fit, periods: Sequence | None = None) -> pd.DataFram
     ds = type_distribution(fit)
     if periods is not None:
         ds = ds.sel(period=_periods(ds, periods))
+    low, high = interval_names()
     return ds.to_dataframe().reset_index()[["country", "period", "type", "probability", "region_share",
-                                            "region_share_lower", "region_share_upper"]]
+                                            f"region_share_{low}", f"region_share_{high}"]]
 
 
 def comparison_tables(fit, pair: tuple[str, str] | None = None,

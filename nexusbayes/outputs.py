@@ -401,13 +401,18 @@ def write_run(fit: Fit, out_dir: str | Path | OutputFolder, overwrite: bool = Fa
 
 
 def tables(fit: Fit) -> dict[str, pd.DataFrame]:
-    """The result tables written beside the fit, by file stem."""
+    """The result tables written beside the fit, by file stem.
+
+    Floats keep four significant digits (:func:`nexusbayes.report.tables.rounded`).
+    """
+    from nexusbayes.report.tables import rounded
+    from nexusbayes.typology import transitions_table
+
     out = {"traits": fit.trait_summary(), "diagnostics": fit.diagnostics.checks.reset_index(),
            "diagnostics_by_variable": fit.diagnostics.table.reset_index()}
     if fit.spec.has_typology:
         out["type_probabilities"] = fit.types_table()
-        trans = fit.transitions().to_dataframe().reset_index()
-        out["transitions"] = trans
+        out["transitions"] = transitions_table(fit.transitions(), fit.region_country)
         out["transition_matrices"] = fit.transition_matrices()
         out["threshold_sensitivity"] = fit.threshold_sensitivity()
         groups = fit.group_era_summary()
@@ -417,7 +422,7 @@ def tables(fit: Fit) -> dict[str, pd.DataFrame]:
         from nexusbayes.compare import comparison_tables
 
         out.update({f"compare_{k}": v for k, v in comparison_tables(fit, periods=None).items()})
-    return out
+    return {name: rounded(table) for name, table in out.items()}
 
 
 def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path, overwrite: bool = False) -> list[Path]:
@@ -457,8 +462,9 @@ def summary_text(fit: Fit) -> str:
         groups = fit.group_era_summary()
         if len(groups):
             lines.append("\nType probabilities by region group and era:")
-            shown = groups[["group", "era", *TYPES, "modal_type"]].copy()
-            shown[list(TYPES)] = shown[list(TYPES)].round(2)
+            shown = groups[["group", "era", *TYPES, "modal_type"]].copy()   # one format: two decimals
+            shown[list(TYPES)] = shown[list(TYPES)].map(lambda p: f"{p:.2f}")
+            shown["modal_probability"] = groups["modal_probability"].map(lambda p: f"{p:.2f}")
             lines.append(shown.to_string(index=False))
         else:
             table = fit.types_table()

@@ -51,6 +51,20 @@ def transition_counts(codes: np.ndarray, n_types: int = len(TYPES)) -> np.ndarra
     return out.reshape(*flat.shape[:-1], n_types, n_types)
 
 
+def interval_names(ci_prob: float = CI_PROB) -> tuple[str, str]:
+    """Column names of an equal-tailed interval: its two quantiles in percent.
+
+    Examples
+    --------
+    >>> interval_names(0.9)
+    ('q05', 'q95')
+    >>> interval_names(0.95)
+    ('q2.5', 'q97.5')
+    """
+    low = 100 * (1 - ci_prob) / 2
+    return f"q{low:02g}", f"q{100 - low:02g}"
+
+
 # ---- thresholds ------------------------------------------------------------------------------
 def threshold_draws(tree: xr.DataTree, spec: Spec, trait: str) -> xr.DataArray:
     """The typology threshold of ``trait`` for every posterior draw (constant for latent thresholds).
@@ -146,6 +160,13 @@ def transition_probabilities(tree: xr.DataTree, spec: Spec) -> xr.DataArray:
                                 "from": list(TYPES), "to": list(TYPES)}, name="transition_probability")
 
 
+def transitions_table(probs: xr.DataArray, region_country: dict[str, str]) -> pd.DataFrame:
+    """Tidy :func:`transition_probabilities`: one row per (country, region, step, from, to)."""
+    table = probs.to_dataframe().reset_index()
+    table.insert(0, "country", table["region"].map(region_country))
+    return table
+
+
 def transition_matrices(tree: xr.DataTree, spec: Spec, region_country: dict[str, str],
                         ci_prob: float = CI_PROB) -> pd.DataFrame:
     """Pooled transition matrix per country, computed draw by draw, with credible intervals.
@@ -156,14 +177,17 @@ def transition_matrices(tree: xr.DataTree, spec: Spec, region_country: dict[str,
     Returns
     -------
     pandas.DataFrame
-        Columns country, from, to, mean, lower, upper, and ``p_row_defined`` (share of draws in
-        which the ``from`` type occurred at all).
+        Columns country, from, to, mean, sd, the interval (``q05``, ``q95`` for a 90% interval:
+        :func:`interval_names`), and ``p_row_defined`` (share of draws in which the ``from`` type
+        occurred at all) and ``from_count`` (mean number of region-steps starting in the ``from``
+        type: a row resting on one or two such steps per draw has intervals spanning most of [0, 1]).
     """
     codes = type_codes(tree, spec).transpose(*SAMPLE_DIMS, "region", "period")
     regions = codes["region"].values
     flat = codes.values.reshape(-1, len(regions), codes.sizes["period"])
     out = []
     lo_q, hi_q = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
+    lo_name, hi_name = interval_names(ci_prob)
     for country in sorted(set(region_country.values())):
         mask = np.array([region_country[r] == country for r in regions])
         counts = transition_counts(flat[:, mask, :])                          # (draws, from, to)
@@ -176,9 +200,11 @@ def transition_matrices(tree: xr.DataTree, spec: Spec, region_country: dict[str,
                 vals = share[defined, a, b]
                 out.append({"country": country, "from": from_type, "to": to_type,
                             "mean": float(vals.mean()) if vals.size else np.nan,
-                            "lower": float(np.quantile(vals, lo_q)) if vals.size else np.nan,
-                            "upper": float(np.quantile(vals, hi_q)) if vals.size else np.nan,
-                            "p_row_defined": float(defined.mean())})
+                            "sd": float(vals.std()) if vals.size else np.nan,
+                            lo_name: float(np.quantile(vals, lo_q)) if vals.size else np.nan,
+                            hi_name: float(np.quantile(vals, hi_q)) if vals.size else np.nan,
+                            "p_row_defined": float(defined.mean()),
+                            "from_count": float(totals[:, a, 0].mean())})
     return pd.DataFrame(out)
 
 

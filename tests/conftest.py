@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 
 from nexusbayes.cli import main
 from nexusbayes.fit import fit, load
+from nexusbayes.report import REPORT_DIR
 from nexusbayes.simulate import simulate
 
 settings.register_profile(
@@ -54,3 +55,30 @@ def kyrgyzstan(kyrgyzstan_run):
     status, out = kyrgyzstan_run
     assert status == 0
     return load(out / "fit.nc")
+
+
+HOSTILE = "<script>alert(1)</script>"
+HOSTILE_LABEL = "<b>staff</b> & co"
+
+
+@pytest.fixture(scope="session")
+def hostile_run(tmp_path_factory):
+    """`nexusbayes fit` on a tiny simulated panel with a hostile region name: (exit status, run folder)."""
+    sim = simulate(n_regions=3, n_periods=4, n_raters=2, seed=5)
+    folder = tmp_path_factory.mktemp("hostile")
+    sim.frame.replace({"region": {"C1-R02": HOSTILE}}).to_csv(folder / "sim.csv", index=False)
+    indicators = dict(sim.spec.indicators)
+    indicators["staff"] = indicators["staff"].model_copy(update={"label": HOSTILE_LABEL})
+    spec = sim.spec.model_copy(update={"name": "hostile", "data": "sim.csv", "indicators": indicators})
+    (folder / "hostile.toml").write_text(spec.to_toml())
+    out = folder / "run"
+    status = main(["fit", str(folder / "hostile.toml"), "--out", str(out), "--no-progress", "--draws", "60",
+                   "--tune", "100", "--chains", "2", "--seed", "3"])
+    return status, out
+
+
+@pytest.fixture(scope="session")
+def hostile(hostile_run):
+    status, out = hostile_run
+    assert status == 0
+    return load(out / "fit.nc"), out / REPORT_DIR

@@ -1,8 +1,8 @@
 """The diagnostics report: sections in order, verdict = diagnose(tree), CSV tables = the DataTree's quantities,
 hostile names escaped, --strict, and the page as a browser loads it (self-contained, every image shown).
 
-One tiny fit (3 regions x 4 periods, 2 chains x 60 draws, so its diagnostics fail on purpose) serves every test;
-one of its regions is called ``<script>alert(1)</script>``.
+One tiny fit (tests/conftest.py: 3 regions x 4 periods, 2 chains x 60 draws, so its diagnostics fail on purpose)
+serves every test; one of its regions is called ``<script>alert(1)</script>``.
 """
 
 import base64
@@ -16,41 +16,15 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import HOSTILE, HOSTILE_LABEL
 
 from nexusbayes import typology
 from nexusbayes.cli import main
 from nexusbayes.diagnostics import diagnose
 from nexusbayes.errors import OutputExistsError
-from nexusbayes.fit import load
 from nexusbayes.model import term_key
-from nexusbayes.report import REPORT_DIR, REPORT_FILE, SECTIONS
-from nexusbayes.simulate import simulate
-
-HOSTILE = "<script>alert(1)</script>"
-HOSTILE_LABEL = "<b>staff</b> & co"
-
-
-@pytest.fixture(scope="session")
-def hostile_run(tmp_path_factory):
-    """`nexusbayes fit` on a tiny simulated panel with a hostile region name: (exit status, run folder)."""
-    sim = simulate(n_regions=3, n_periods=4, n_raters=2, seed=5)
-    folder = tmp_path_factory.mktemp("hostile")
-    sim.frame.replace({"region": {"C1-R02": HOSTILE}}).to_csv(folder / "sim.csv", index=False)
-    indicators = dict(sim.spec.indicators)
-    indicators["staff"] = indicators["staff"].model_copy(update={"label": HOSTILE_LABEL})
-    spec = sim.spec.model_copy(update={"name": "hostile", "data": "sim.csv", "indicators": indicators})
-    (folder / "hostile.toml").write_text(spec.to_toml())
-    out = folder / "run"
-    status = main(["fit", str(folder / "hostile.toml"), "--out", str(out), "--no-progress", "--draws", "60",
-                   "--tune", "100", "--chains", "2", "--seed", "3"])
-    return status, out
-
-
-@pytest.fixture(scope="session")
-def hostile(hostile_run):
-    status, out = hostile_run
-    assert status == 0
-    return load(out / "fit.nc"), out / REPORT_DIR
+from nexusbayes.report import REPORT_FILE, SECTIONS
+from nexusbayes.report.tables import round_significant, rounded
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +60,7 @@ def test_verdict_values_equal_diagnose(hostile, page):
 
 
 def test_every_csv_table_equals_the_quantity_it_came_from(hostile):
+    """Each CSV holds its quantity rounded to 4 significant digits (at least 2 decimals), exactly."""
     fit, folder = hostile
     tree, spec, panel = fit.tree, fit.spec, fit.panel
     csv = {p.stem: pd.read_csv(p) for p in folder.glob("*.csv")}
@@ -94,22 +69,27 @@ def test_every_csv_table_equals_the_quantity_it_came_from(hostile):
     def same(stem, expected, columns=None):
         got = csv[stem]
         columns = columns or list(expected.columns)
-        pd.testing.assert_frame_equal(got[columns].reset_index(drop=True), expected[columns].reset_index(drop=True),
-                                      check_dtype=False, check_exact=False, atol=1e-10, rtol=1e-10)
+        pd.testing.assert_frame_equal(got[columns].reset_index(drop=True),
+                                      rounded(expected[columns]).reset_index(drop=True),
+                                      check_dtype=False, check_exact=False, atol=0, rtol=1e-12)
         checked.add(stem)
 
     diag = diagnose(tree)
-    same("verdict", diag.checks.reset_index(), ["check", "value", "passed"])
+    same("verdict", diag.checks.reset_index(), ["check", "value", "passed"])        # "value": kept exact
     same("diagnostics_by_variable", diag.table.reset_index(), ["variable", "max_rhat", "min_ess_bulk", "min_ess_tail"])
 
     theta = tree["posterior"]["theta"]
     q = theta.quantile([0.05, 0.95], dim=("chain", "draw"))
     traits = csv["traits"]
+    assert list(traits.columns) == ["country", "region", "period", "trait", "mean", "sd", "q05", "q95"]
+    assert set(traits["country"]) == set(panel.countries)
     for row in traits.sample(20, random_state=1).itertuples():
         sel = {"region": row.region, "period": row.period, "trait": row.trait}
-        assert row.mean == pytest.approx(float(theta.sel(sel).mean()), abs=1e-12)
-        assert row.lower == pytest.approx(float(q.sel(sel).isel(quantile=0)), abs=1e-12)
-        assert row.upper == pytest.approx(float(q.sel(sel).isel(quantile=1)), abs=1e-12)
+        draws = theta.sel(sel)
+        expected = [float(draws.mean()), float(draws.std()), float(q.sel(sel).isel(quantile=0)),
+                    float(q.sel(sel).isel(quantile=1))]
+        assert [row.mean, row.sd, row.q05, row.q95] == pytest.approx(round_significant(expected), rel=1e-12)
+        assert row.sd == pytest.approx(float(draws.std()), rel=5e-3)     # 4 significant digits
     assert len(traits) == theta["region"].size * theta["period"].size * theta["trait"].size
     checked.add("traits")
 
@@ -117,17 +97,22 @@ def test_every_csv_table_equals_the_quantity_it_came_from(hostile):
     types = csv["type_probabilities"]
     for t in probs["type"].values:
         expected = probs.sel(type=t).sel(region=types["region"].to_xarray(), period=types["period"].to_xarray())
-        np.testing.assert_allclose(types[t].to_numpy(), expected.values, atol=1e-12)
+        np.testing.assert_allclose(types[t].to_numpy(), round_significant(expected.values), rtol=1e-12)
     assert HOSTILE in set(types["region"])
     checked.add("type_probabilities")
-    same("transition_matrices", typology.transition_matrices(tree, spec, fit.region_country),
-         ["country", "from", "to", "mean", "lower", "upper"])
+    matrices = typology.transition_matrices(tree, spec, fit.region_country)
+    assert list(csv["transition_matrices"].columns) == ["country", "from", "to", "mean", "sd", "q05", "q95",
+                                                        "p_row_defined", "from_count"]
+    same("transition_matrices", matrices)
     same("threshold_sensitivity", typology.threshold_sensitivity(tree, spec))
     thresholds = csv["typology_thresholds"].set_index("trait")
     for trait in ("capability", "willingness"):
         draws = typology.threshold_draws(tree, spec, trait).values
-        assert thresholds.loc[trait, "mean"] == pytest.approx(draws.mean(), abs=1e-12)
+        assert thresholds.loc[trait, "mean"] == pytest.approx(draws.mean(), rel=5e-4, abs=5e-3)
     checked.add("typology_thresholds")
+    ranks = csv["rank_tests"]
+    assert (ranks["flagged"] == (ranks["p_value"] < ranks["alpha"])).all() and len(ranks) > 5
+    checked.add("rank_tests")
 
     pareto = csv["pareto_k"]
     terms = csv["loo_by_term"].set_index("term")
@@ -138,23 +123,24 @@ def test_every_csv_table_equals_the_quantity_it_came_from(hostile):
         part = pareto[pareto["term"] == var]
         (dim,) = result.pareto_k.dims
         np.testing.assert_array_equal(part["row"].to_numpy(), result.pareto_k[dim].values)
-        np.testing.assert_allclose(part["pareto_k"].to_numpy(), result.pareto_k.values, atol=1e-12)
-        np.testing.assert_allclose(part["elpd_loo"].to_numpy(), result.elpd_i.values, atol=1e-10)
+        expected = rounded(pd.DataFrame({"k": result.pareto_k.values, "elpd": result.elpd_i.values}))
+        np.testing.assert_allclose(part["pareto_k"].to_numpy(), expected["k"], rtol=1e-12)
+        np.testing.assert_allclose(part["elpd_loo"].to_numpy(), expected["elpd"], rtol=1e-12)
         observed = tree["observed_data"][var]
         np.testing.assert_allclose(part["value"].to_numpy(), observed.values)
         key = var.removeprefix("y_")
         sub = panel.frame[panel.frame["indicator"].map(lambda n: term_key(spec, n)) == key]  # the term's rows
         for col in ("region", "period", "indicator"):
             assert (part[col].astype(str).to_numpy() == sub[col].astype(str).to_numpy()).all(), col
-        assert terms.loc[var, "elpd_loo"] == pytest.approx(result.elpd, abs=1e-10)
-        assert terms.loc[var, "se"] == pytest.approx(result.se, abs=1e-10)
+        assert terms.loc[var, "elpd_loo"] == pytest.approx(result.elpd, abs=0.005)     # 2 decimals at least
+        assert terms.loc[var, "se"] == pytest.approx(result.se, rel=5e-4)
         assert terms.loc[var, "n_k_above"] == int((result.pareto_k.values > 0.7).sum())
     checked.update({"pareto_k", "loo_by_term"})
     flagged = csv["pareto_k_flagged"]
     assert (flagged["pareto_k"] > 0.7).all() and len(flagged) == int((pareto["pareto_k"] > 0.7).sum())
     by_indicator = csv["loo_by_indicator"].set_index("indicator")
     sums = pareto.groupby("indicator")["elpd_loo"].sum()
-    np.testing.assert_allclose(by_indicator.loc[sums.index, "elpd_loo"], sums, atol=1e-10)
+    np.testing.assert_allclose(by_indicator.loc[sums.index, "elpd_loo"], sums, atol=0.005 * len(pareto) + 0.005)
     checked.update({"pareto_k_flagged", "loo_by_indicator"})
 
     counts = csv["rows_per_indicator"].set_index("indicator")
@@ -173,6 +159,7 @@ def test_predictive_checks_show_the_data_and_chart_wide_predictions_as_ecdfs(hos
     """Prior checks draw the observed data too (arviz-plots leaves it out unless asked), and a count indicator
     whose predictions range widely is charted as an ECDF in that check only (a rootogram has a bar per value)."""
     import xarray as xr
+    from matplotlib.figure import Figure
 
     from nexusbayes.report import checks
 
@@ -185,7 +172,7 @@ def test_predictive_checks_show_the_data_and_chart_wide_predictions_as_ecdfs(hos
     tree["prior_predictive"] = xr.DataTree(prior)
 
     calls = []
-    monkeypatch.setattr(checks, "render", lambda plot, dt, **kwargs: calls.append((dt, kwargs)) or b"")
+    monkeypatch.setattr(checks, "render", lambda plot, dt, **kwargs: calls.append((dt, kwargs)) or Figure())
     figures = checks.predictive_figures(tree, fit.spec, fit.panel)
     assert len(calls) == len(figures)
     charted = {}

@@ -78,7 +78,8 @@ def test_pooled_matrix_is_computed_draw_by_draw_with_intervals():
     tree = make_tree(theta, regions=("A",), periods=(2000, 2001))
     m = transition_matrices(tree, default_spec(), {"A": "KG"}, ci_prob=0.5).set_index(["from", "to"])
     assert m.loc[("hegemonic", "hegemonic"), "mean"] == 0.5
-    assert m.loc[("hegemonic", "failed"), "lower"] == 0.25 and m.loc[("hegemonic", "failed"), "upper"] == 0.75
+    assert m.loc[("hegemonic", "failed"), "q25"] == 0.25 and m.loc[("hegemonic", "failed"), "q75"] == 0.75
+    assert m.loc[("hegemonic", "failed"), "sd"] == 0.5 and m.loc[("hegemonic", "failed"), "from_count"] == 1
     assert np.isnan(m.loc[("failed", "failed"), "mean"]) and m.loc[("failed", "failed"), "p_row_defined"] == 0
 
 

@@ -1,10 +1,12 @@
 """The diagnostics report: the one page a reviewer opens to decide whether to trust a fit.
 
-:func:`build_report` computes everything in memory (a :class:`Report`: HTML, PNG figures, tables);
+:func:`build_report` computes everything in memory (a :class:`Report`: HTML, PNG figures at a
+chosen resolution, SVG figures when asked for, tables rounded for CSV; :meth:`Report.files` lists them);
 :func:`write_report` writes ``report.html`` (self-contained: figures embedded as data URIs, no
 external CSS, scripts, fonts or requests) with every figure as PNG and every table as CSV beside
 it, all or nothing. Sections, in order: header (spec, data and its SHA-256, versions, sampler,
-timings), verdict (each convergence check against its threshold), sampling, fit to data (prior and
+timings), verdict (each convergence check against its threshold, and the rank plots' own tests as
+warnings), sampling, fit to data (prior and
 posterior predictive checks, PSIS-LOO), results (typology map, type probabilities, transitions,
 threshold sensitivity, trait trajectories).
 
@@ -33,13 +35,17 @@ import jinja2
 import numpy as np
 import pandas as pd
 import xarray as xr
+from matplotlib.figure import Figure
 
 from nexusbayes import compile_cache, typology
 from nexusbayes.constants import CI_PROB, ESS_MIN, PARETO_K_MAX, RHAT_MAX, TYPES
 from nexusbayes.diagnostics import ADVICE, Diagnostics
+from nexusbayes.errors import NexusBayesError
 from nexusbayes.fit import Fit, content_digest, prior_predictive
-from nexusbayes.outputs import REPORT, OutputFolder, write_csv
+from nexusbayes.model import build_model
+from nexusbayes.outputs import REPORT, OutputFolder, spreadsheet_safe_table
 from nexusbayes.report import checks, figures
+from nexusbayes.report.tables import column_formatter, rounded
 
 REPORT_FILE = "report.html"
 #: Folder of the report inside a run folder (``nexusbayes fit`` writes it there).
@@ -67,6 +73,8 @@ class Report:
         Time taken to build.
     notes : list of str
         Warnings raised while computing (shown in the page).
+    svgs : dict of str to bytes
+        SVG figures by file stem (only when asked for: :func:`build_report`'s ``svg``).
     """
 
     html: str
@@ -75,6 +83,20 @@ class Report:
     diagnostics: Diagnostics
     seconds: float
     notes: list[str] = field(default_factory=list)
+    svgs: dict[str, bytes] = field(default_factory=dict)
+
+    def files(self) -> dict[str, bytes]:
+        """Every file of the report by name: the page, PNG (and SVG) figures, and CSV tables (UTF-8).
+
+        Text cells of the tables that a spreadsheet would run as formulas are neutralised
+        (:func:`nexusbayes.outputs.spreadsheet_safe_table`), as in every CSV nexusbayes writes.
+        """
+        out = {REPORT_FILE: self.html.encode("utf-8")}
+        out.update({f"{stem}.png": data for stem, (_, data) in self.figures.items()})
+        out.update({f"{stem}.svg": data for stem, data in self.svgs.items()})
+        out.update({f"{stem}.csv": spreadsheet_safe_table(table).to_csv(index=False).encode("utf-8")
+                    for stem, table in self.tables.items()})
+        return out
 
     @property
     def passed(self) -> bool:
@@ -82,12 +104,9 @@ class Report:
         return self.diagnostics.passed
 
     def write(self, folder: Path) -> None:
-        """Write ``report.html``, the PNG figures and the CSV tables into the existing folder ``folder``."""
-        (folder / REPORT_FILE).write_text(self.html, encoding="utf-8")
-        for stem, (_, data) in self.figures.items():
-            (folder / f"{stem}.png").write_bytes(data)
-        for stem, table in self.tables.items():
-            write_csv(table, folder / f"{stem}.csv")
+        """Write every file of :meth:`files` into the existing folder ``folder``."""
+        for name, data in self.files().items():
+            (folder / name).write_bytes(data)
 
 
 # ---- computing -------------------------------------------------------------------------------------
@@ -104,13 +123,12 @@ def _header(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
     panel = fit.panel
     spec_text = attrs.get("nexusbayes_spec") or fit.spec.to_toml()
     digest = attrs.get("nexusbayes_sha256") or content_digest(spec_text, panel.data_table())
-    source = Path(str(attrs.get("nexusbayes_data_source", panel.source)))
+    source = str(attrs.get("nexusbayes_data_source", panel.source))
     facts = {
         "spec name": fit.spec.name,
-        "data source": str(source),
+        "data source": source,
         "SHA-256 of spec and data (as fitted)": digest,
-        "SHA-256 of the data file now": (hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file()
-                                         else "(file not found)"),
+        **_file_digests(source),
         "observations": str(panel.n_obs),
         "countries / regions / periods / indicators": (f"{len(panel.countries)} / {len(panel.regions)} / "
                                                        f"{len(panel.periods)} / {len(panel.indicators)}"),
@@ -141,18 +159,59 @@ def _header(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
     return facts, versions, counts
 
 
-def _verdict(diag: Diagnostics) -> pd.DataFrame:
+def _file_digests(source: str) -> dict[str, str]:
+    """SHA-256 of each data file as it is now, one fact per file (a fit on several files joins them with " + ").
+
+    A file that cannot be found is named as such; a table given as a DataFrame has no file.
+    """
+    files = [source] if Path(source).is_file() else source.split(" + ")
+    if len(files) == 1:
+        return {"SHA-256 of the data file now": _file_digest(files[0])}
+    return {f"SHA-256 of data file {k} now ({Path(name).name})": _file_digest(name)
+            for k, name in enumerate(files, start=1)}
+
+
+def _file_digest(name: str) -> str:
+    path = Path(name)
+    if name.startswith("<"):
+        return f"(no file: the data were given as {name})"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else f"(file not found: {name})"
+
+
+def _named(label, posterior: xr.Dataset) -> str:
+    """``region_z[3, 2001, willingness]`` as ``region_z[region_contrast=3, step=2001, trait=willingness]``.
+
+    An element label from the diagnostics, with each position named by its dimension, so that an
+    index that is not a region (a contrast between regions, a step) is not read as one. Labels
+    that do not match their variable's dimensions are returned unchanged.
+    """
+    label = "" if label is None or label is pd.NA or (isinstance(label, float) and np.isnan(label)) else str(label)
+    name, _, inside = label.partition("[")
+    if not inside.endswith("]") or name not in posterior.data_vars:
+        return label
+    dims = [d for d in posterior[name].dims if d not in ("chain", "draw")]
+    values = inside[:-1].split(", ")
+    if len(values) != len(dims):
+        return label
+    return f"{name}[{', '.join(f'{d}={v}' for d, v in zip(dims, values, strict=True))}]"
+
+
+def _verdict(diag: Diagnostics, posterior: xr.Dataset) -> pd.DataFrame:
     checks_ = diag.checks.reset_index()
     at = {"rhat": "rhat_at", "ess_bulk": "ess_bulk_at", "ess_tail": "ess_tail_at"}
-    checks_["worst"] = [diag.table.loc[worst, at[key]] if key in at and worst in diag.table.index else worst
+    checks_["worst"] = [_named(diag.table.loc[worst, at[key]], posterior) if key in at
+                        and worst in diag.table.index else ("" if pd.isna(worst) else worst)
                         for key, worst in zip(checks_["check"], checks_["worst"], strict=True)]
     checks_["advice"] = [("" if ok else ADVICE[key]) for key, ok in zip(checks_["check"], checks_["passed"],
                                                                         strict=True)]
     return checks_
 
 
-def _by_variable(diag: Diagnostics) -> pd.DataFrame:
+def _by_variable(diag: Diagnostics, posterior: xr.Dataset) -> pd.DataFrame:
     table = diag.table.reset_index()
+    for column in ("rhat_at", "ess_bulk_at", "ess_tail_at"):
+        if column in table:
+            table[column] = [_named(v, posterior) for v in table[column]]
     table["rhat_ok"] = table["max_rhat"].le(RHAT_MAX) | table["max_rhat"].isna()
     table["ess_ok"] = ((table["min_ess_bulk"].ge(ESS_MIN) | table["min_ess_bulk"].isna())
                        & (table["min_ess_tail"].ge(ESS_MIN) | table["min_ess_tail"].isna()))
@@ -179,42 +238,72 @@ def _with_prior_predictive(fit: Fit) -> xr.DataTree:
     return tree
 
 
-def build_report(fit: Fit) -> Report:
+def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False) -> Report:
     """Compute the report of a fit in memory (nothing is written).
 
     Parameters
     ----------
     fit : Fit
         A fitted model (fresh, or loaded with :func:`nexusbayes.load`).
+    dpi : int
+        Resolution of the PNG figures (300 for print), from 50 to 1200 (:data:`figures.DPI_RANGE`).
+    svg : bool
+        Also render every figure as SVG (:attr:`Report.svgs`), for papers.
 
     Returns
     -------
     Report
+
+    Raises
+    ------
+    NexusBayesError
+        When ``dpi`` is not a whole number in :data:`figures.DPI_RANGE` (checked before any work).
     """
+    low, high = figures.DPI_RANGE
+    if isinstance(dpi, bool) or not isinstance(dpi, int | np.integer) or not low <= dpi <= high:
+        raise NexusBayesError(f"dpi = {dpi!r}: give a whole number from {low} to {high} (e.g. 300 for print)")
     start = time.perf_counter()
     tree = _with_prior_predictive(fit)
     diag = fit.diagnostics
+    deterministics = [v.name for v in build_model(fit.panel, fit.spec).deterministics]
+    rank = checks.rank_tests(checks.hyperparameters(tree))
     facts, versions, counts = _header(fit)
     tables: dict[str, pd.DataFrame] = {
         "run_info": pd.DataFrame({"item": list(facts), "value": list(facts.values())}),
         "versions": versions, "rows_per_indicator": counts,
-        "verdict": _verdict(diag), "diagnostics_by_variable": _by_variable(diag),
+        "verdict": _verdict(diag, fit.tree["posterior"].to_dataset()),
+        "diagnostics_by_variable": _by_variable(diag, fit.tree["posterior"].to_dataset()),
     }
+    tables["rank_tests"] = rank
+    formats = ("png", "svg") if svg else ("png",)
+    svgs: dict[str, bytes] = {}
+
+    def rendered(group: dict[str, tuple[str, Figure]]) -> dict[str, tuple[str, bytes]]:
+        """Each figure as PNG (and SVG) bytes, closed as soon as rendered."""
+        out = {}
+        for stem, (caption, fig) in group.items():
+            data = figures.render(fig, *formats, dpi=dpi)
+            out[stem] = (caption, data[0])
+            if svg:
+                svgs[stem] = data[1]
+        return out
+
     figs: dict[str, dict[str, tuple[str, bytes]]] = {}
-    figs["sampling"] = checks.sampling_figures(tree, diag)
-    figs["predictive"] = checks.predictive_figures(tree, fit.spec, fit.panel)
+    figs["sampling"] = rendered(checks.sampling_figures(tree, diag, rank, exclude=deterministics))
+    figs["predictive"] = rendered(checks.predictive_figures(tree, fit.spec, fit.panel))
     loo = checks.loo(tree, fit.spec, fit.panel)
-    figs["loo"] = loo.figures
+    figs["loo"] = rendered(loo.figures)
     tables.update({"loo_by_term": loo.terms, "loo_by_indicator": loo.by_indicator,
                    "pareto_k": loo.pointwise, "pareto_k_flagged": loo.flagged})
     notes = list(loo.warnings)
     tables["traits"] = fit.trait_summary()
-    figs["results"] = {}
+    figs["results"] = {}     # figures first, rendered below
     if fit.spec.has_typology:
         thresholds = _thresholds(fit)
         probs = fit.type_probabilities()
+        low, high = typology.interval_names()
         tables["typology_thresholds"] = pd.DataFrame(
-            [{"trait": t, "mean": m, "lower": lo, "upper": hi} for t, (m, lo, hi) in thresholds.items()])
+            [{"trait": t, "mean": m, low: lo, high: hi} for t, (m, lo, hi) in thresholds.items()])
         tables["type_probabilities"] = fit.types_table()
         tables["transition_matrices"] = fit.transition_matrices()
         tables["threshold_sensitivity"] = fit.threshold_sensitivity()
@@ -226,33 +315,37 @@ def build_report(fit: Fit) -> Report:
             "typology_map": ("Typology map: each region's path through the capability-willingness plane, "
                              f"posterior means with {CI_PROB:.0%} intervals; dashed lines are the thresholds "
                              "(grey band: their interval when anchored on an indicator).",
-                             figures.png(figures.typology_map(summary, thresholds))),
+                             (figures.typology_map(summary, thresholds))),
             "modal_type": ("Modal type of each region-period and its posterior probability.",
-                           figures.png(figures.modal_type_map(probs))),
+                           (figures.modal_type_map(probs))),
             "type_probabilities": ("Posterior probability of each type, region by period.",
-                                   figures.png(figures.type_heatmaps(probs))),
+                                   (figures.type_heatmaps(probs))),
             "transition_matrices": (f"Pooled transition matrices per country: P(type next period | type now), "
-                                    f"posterior mean and {CI_PROB:.0%} interval.",
-                                    figures.png(figures.transition_heatmaps(tables["transition_matrices"]))),
+                                    f"posterior mean and {CI_PROB:.0%} interval. Each row names the region-steps "
+                                    "it rests on (posterior mean) and the share of draws in which it is defined; "
+                                    f"hatched rows rest on fewer than {figures.THIN_ROW_COUNT} and say little.",
+                                    (figures.transition_heatmaps(tables["transition_matrices"]))),
             "threshold_sensitivity": ("Threshold sensitivity: mean share of region-periods of each type as both "
                                       "thresholds move (latent SD units).",
-                                      figures.png(figures.sensitivity_heatmaps(tables["threshold_sensitivity"]))),
+                                      (figures.sensitivity_heatmaps(tables["threshold_sensitivity"]))),
         }
     else:
         thresholds = {}
     figs["results"]["trait_trajectories"] = (
         f"Traits over periods by region: posterior mean and {CI_PROB:.0%} band.",
-        figures.png(figures.trait_trajectories(tables["traits"], thresholds)))
+        (figures.trait_trajectories(tables["traits"], thresholds)))
+    figs["results"] = rendered(figs["results"])
     if len(fit.panel.countries) > 1:
-        _add_comparison(fit, tables, figs["results"], thresholds)
+        figs["results"].update(rendered(_comparison(fit, tables, thresholds)))
     seconds = time.perf_counter() - start
     html = render_html(fit, facts, tables, figs, diag, notes, seconds)
     flat = {stem: fig for group in figs.values() for stem, fig in group.items()}
-    return Report(html=html, figures=flat, tables=tables, diagnostics=diag, seconds=seconds, notes=notes)
+    csv = {stem: rounded(table) for stem, table in tables.items()}
+    return Report(html=html, figures=flat, tables=csv, diagnostics=diag, seconds=seconds, notes=notes, svgs=svgs)
 
 
-def _add_comparison(fit: Fit, tables: dict, results: dict, thresholds: dict) -> None:
-    """Country comparisons (fits with several countries): tables and figures, added to section 5."""
+def _comparison(fit: Fit, tables: dict, thresholds: dict) -> dict[str, tuple[str, Figure]]:
+    """Country comparisons (fits with several countries): tables (added to ``tables``) and figures for section 5."""
     from nexusbayes.compare import comparison_tables, rank_probabilities
     from nexusbayes.report import comparison
 
@@ -260,24 +353,28 @@ def _add_comparison(fit: Fit, tables: dict, results: dict, thresholds: dict) -> 
     post = fit.tree["posterior"]
     periods = list(post["period"].values)
     shown = periods[:: max(1, len(periods) // 5)][:6]
+    results = {}
     results["country_trajectories"] = (
         f"Country traits over periods (the average of each country's regions): posterior mean and {CI_PROB:.0%} "
         "band, on the fit's common latent scale.",
-        comparison.png(comparison.country_trajectories(post["country_theta"])))
+        (comparison.country_trajectories(post["country_theta"])))
     results["country_forest"] = (
         f"Country traits at selected periods (forest plot: 50% and {CI_PROB:.0%} intervals).",
         comparison.forest_periods(fit.tree, shown))
     if thresholds:
         results["typology_by_country"] = (
             "Typology map by country: each region-period's posterior mean, coloured by country.",
-            comparison.png(comparison.typology_by_country(tables["traits"], fit.region_country, thresholds)))
+            (comparison.typology_by_country(tables["traits"], fit.region_country, thresholds)))
     results["rank_probabilities"] = (
         f"Rank probabilities of the countries in {periods[-1]} (rank 1 = highest).",
-        comparison.png(comparison.rank_bars(rank_probabilities(fit), periods[-1])))
+        (comparison.rank_bars(rank_probabilities(fit), periods[-1])))
+    return results
 
 
 # ---- rendering ------------------------------------------------------------------------------------
 def _fmt(value) -> str:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
     if isinstance(value, float | np.floating):
@@ -288,9 +385,13 @@ def _fmt(value) -> str:
 
 
 def _table(frame: pd.DataFrame, max_rows: int | None = None) -> dict:
+    """Rows of ``frame`` as text: each numeric column in one format, missing values blank."""
     shown = frame if max_rows is None else frame.head(max_rows)
+    formats = {c: (column_formatter(frame[c]) if pd.api.types.is_numeric_dtype(frame[c])
+                   and not pd.api.types.is_bool_dtype(frame[c]) else _fmt) for c in frame.columns}
     return {"columns": [str(c) for c in frame.columns],
-            "rows": [[_fmt(v) for v in row] for row in shown.itertuples(index=False)],
+            "rows": [[formats[c](v) for c, v in zip(frame.columns, row, strict=True)]
+                     for row in shown.itertuples(index=False)],
             "n": len(frame), "truncated": max_rows is not None and len(frame) > max_rows}
 
 
@@ -314,6 +415,11 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
                 "threshold": r["threshold"], "passed": bool(r["passed"]), "worst": r["worst"], "advice": r["advice"]}
                for r in tables["verdict"].to_dict("records")]
     flagged = tables["pareto_k_flagged"]
+    rank = tables["rank_tests"]
+    failed = rank[rank["flagged"]].sort_values("p_value")
+    rank_row = {"n": len(rank), "flagged": len(failed), "alpha": f"{rank['alpha'].iloc[0]:g}" if len(rank) else "",
+                "worst": ", ".join(f"{r.variable}[{r.element}] (p = {r.p_value:.3f})" if r.element else
+                                   f"{r.variable} (p = {r.p_value:.3f})" for r in failed.head(3).itertuples())}
     comparison = None
     if "compare_differences" in tables:
         diff = tables["compare_differences"]
@@ -322,7 +428,7 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
         "title": f"nexusbayes report: {fit.spec.name}", "spec_toml": fit.tree.attrs.get("nexusbayes_spec")
         or fit.spec.to_toml(), "facts": facts, "versions": _table(tables["versions"]),
         "counts": _table(tables["rows_per_indicator"]), "passed": diag.passed, "verdict": verdict,
-        "n_draws": diag.n_draws, "rhat_max": RHAT_MAX, "ess_min": ESS_MIN, "k_max": PARETO_K_MAX,
+        "n_draws": diag.n_draws, "rank": rank_row, "rhat_max": RHAT_MAX, "ess_min": ESS_MIN, "k_max": PARETO_K_MAX,
         "by_variable": _table(tables["diagnostics_by_variable"]),
         "sampling": images("sampling"), "predictive": images("predictive"), "loo_figures": images("loo"),
         "loo_terms": _table(tables["loo_by_term"]), "loo_indicators": _table(tables["loo_by_indicator"]),
@@ -337,7 +443,8 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
 
 
 # ---- writing --------------------------------------------------------------------------------------
-def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False, inputs: Iterable = ()) -> Path:
+def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False, inputs: Iterable = (), *,
+                 dpi: int = figures.DPI, svg: bool = False) -> Path:
     """Build the report of ``fit`` and write it into ``out_dir``, all or nothing.
 
     ``out_dir`` receives ``report.html``, one PNG per figure and one CSV per table. The folder is
@@ -354,6 +461,10 @@ def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False, inputs:
         Replace an earlier report in ``out_dir`` (only the files that report wrote).
     inputs : paths
         Files being read (the saved fit): a folder holding one of them is refused.
+    dpi : int
+        Resolution of the PNG figures (50 to 1200).
+    svg : bool
+        Also write every figure as SVG.
 
     Returns
     -------
@@ -370,7 +481,7 @@ def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False, inputs:
         is writing it.
     """
     with OutputFolder(out_dir, REPORT, overwrite, inputs=inputs) as folder:
-        report = build_report(fit)
+        report = build_report(fit, dpi=dpi, svg=svg)
         folder.replace_with(report.write)
     return Path(out_dir) / REPORT_FILE
 

@@ -1,27 +1,31 @@
 """Generic diagnostics of the report, drawn with arviz-plots and computed with arviz-stats.
 
 Sampling (rank, trace, energy, pair plots), prior and posterior predictive checks per indicator,
-and PSIS-LOO with its Pareto-k table. Figures come back as PNG bytes (matplotlib backend).
+and PSIS-LOO with its Pareto-k table. Figures come back as matplotlib figures (rendered by the report).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import arviz as az
+import arviz_base as azb
 import arviz_plots as azp
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import xarray as xr
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from nexusbayes.constants import PARETO_K_MAX
+from nexusbayes.constants import BFMI_MIN, PARETO_K_MAX
 from nexusbayes.data import Panel
 from nexusbayes.diagnostics import Diagnostics
 from nexusbayes.model import term_key
-from nexusbayes.report.figures import RC, png
+from nexusbayes.report.figures import RC
 from nexusbayes.spec import Spec
 
 SAMPLE_DIMS = ("chain", "draw")
@@ -37,11 +41,12 @@ PPC_MAX_DRAWS = 1000
 N_WORST = 4
 
 
-def render(plot, *args, **kwargs) -> bytes:
-    """Call an arviz-plots function with the matplotlib backend and return its figure as PNG bytes."""
+def render(plot, *args, figure_kwargs: dict | None = None, **kwargs) -> Figure:
+    """Call an arviz-plots function with the matplotlib backend (constrained layout) and return its figure."""
+    figure_kwargs = {"layout": "constrained", **(figure_kwargs or {})}
     with plt.rc_context(RC):
-        collection = plot(*args, backend="matplotlib", **kwargs)
-        return png(collection.viz["figure"].item())
+        collection = plot(*args, backend="matplotlib", figure_kwargs=figure_kwargs, **kwargs)
+        return collection.viz["figure"].item()
 
 
 # ---- sampling ------------------------------------------------------------------------------------
@@ -74,29 +79,28 @@ def hyperparameters(tree: xr.DataTree) -> xr.DataTree:
                                   "sample_stats": tree["sample_stats"].to_dataset()[["diverging"]]})
 
 
-def worst_mixing(tree: xr.DataTree, diagnostics: Diagnostics, n: int = N_WORST) -> xr.DataTree:
-    """The ``n`` posterior elements with the lowest bulk ESS, as scalar variables, with ``sample_stats``.
+def worst_mixing(tree: xr.DataTree, diagnostics: Diagnostics, n: int = N_WORST,
+                 exclude: Collection[str] = ()) -> xr.DataTree:
+    """The worst-mixing element (lowest bulk ESS) of each of the ``n`` worst-mixing variables, with ``sample_stats``.
 
-    Searched within the ``n`` variables whose worst bulk ESS is lowest (from ``diagnostics``).
+    One element per variable, and only variables not in ``exclude`` (pass the model's
+    deterministics): elements of one variable, or a deterministic and the free parameter it is
+    computed from, can be functions of one another (the Cholesky factor and the correlation of two
+    traits are both functions of one correlation), and their pair plot would show curves, not mixing.
     Elements that never vary (structural zeros and ones, with no ESS) are left out.
     """
     post = tree["posterior"].to_dataset()
-    names = list(diagnostics.table["min_ess_bulk"].dropna().sort_values().index[:n])
+    table = diagnostics.table["min_ess_bulk"].dropna().sort_values()
+    names = [name for name in table.index if name not in set(exclude) and name in post.data_vars][:n]
     ess = diagnostics.elements["ess_bulk"]      # every element's, computed by diagnose
-    candidates = []
+    chosen = {}
     for name in names:
         values = ess[name]
         flat = values.values.ravel()
-        for pos in np.argsort(np.where(np.isfinite(flat), flat, np.inf))[:n]:
-            if not np.isfinite(flat[pos]):
-                continue
-            index = np.unravel_index(pos, values.shape)
-            sel = {d: values[d].values[i] if d in values.coords else i for d, i in zip(values.dims, index,
-                                                                                     strict=True)}
-            candidates.append((float(flat[pos]), name, sel))
-    candidates.sort(key=lambda c: c[0])
-    chosen = {}
-    for _, name, sel in candidates[:n]:
+        if not np.isfinite(flat).any():
+            continue
+        index = np.unravel_index(int(np.nanargmin(np.where(np.isfinite(flat), flat, np.nan))), values.shape)
+        sel = {d: values[d].values[i] if d in values.coords else i for d, i in zip(values.dims, index, strict=True)}
         label = f"{name}[{', '.join(str(v) for v in sel.values())}]" if sel else name
         label = label.replace("/", "\u2215")     # a DataTree variable name cannot hold '/'
         chosen[label] = post[name].isel({d: list(post[name][d].values).index(v) if d in post[name].coords else v
@@ -105,30 +109,97 @@ def worst_mixing(tree: xr.DataTree, diagnostics: Diagnostics, n: int = N_WORST) 
                                   "sample_stats": tree["sample_stats"].to_dataset()[["diverging"]]})
 
 
-def sampling_figures(tree: xr.DataTree, diagnostics: Diagnostics) -> dict[str, tuple[str, bytes]]:
+def rank_tests(hyper: xr.DataTree) -> pd.DataFrame:
+    """The rank plots' own test: each panel's multi-chain uniformity p-value against its alpha.
+
+    The same test arviz-plots prints on each panel (``p=...(α=...)``; arviz-stats'
+    ``mchain_uniformity_test`` on the fractional ranks, alpha = 1 - ``stats.envelope_prob``).
+    Returns one row per panel: ``variable``, ``element``, ``p_value``, ``alpha`` and ``flagged``
+    (p below alpha: the chains' ranks are not uniform, so the chains may not agree).
+    """
+    post = hyper["posterior"].to_dataset()
+    alpha = 1 - float(azb.rcParams["stats.envelope_prob"])
+    ranks = post.azstats.compute_ranks(dim=list(SAMPLE_DIMS), relative=True)
+    p_values = ranks.azstats.mchain_uniformity_test(dim=list(SAMPLE_DIMS))[0]
+    rows = []
+    for name, values in p_values.data_vars.items():
+        for index in np.ndindex(values.shape):
+            coords = [str(values[d].values[i]) if d in values.coords else str(i)
+                      for d, i in zip(values.dims, index, strict=True)]
+            p = float(values.values[index])
+            rows.append({"variable": name, "element": ", ".join(coords), "p_value": p, "alpha": alpha,
+                         "flagged": bool(p < alpha)})
+    return pd.DataFrame(rows, columns=["variable", "element", "p_value", "alpha", "flagged"])
+
+
+def rank_caption(rank: pd.DataFrame) -> str:
+    """The rank plot's caption: what the panels show, and which panels fail their own test (:func:`rank_tests`)."""
+    flagged = rank[rank["flagged"]]
+    verdict = ("every panel passes its test" if flagged.empty else
+               f"{len(flagged)} of {len(rank)} panels fail it ("
+               + ", ".join(f"{r.variable}{f'[{r.element}]' if r.element else ''} p = {r.p_value:.3f}"
+                           for r in flagged.itertuples())
+               + "): their chains' ranks are not uniform, so the chains may not agree there even when R-hat "
+               "passes; the verdict lists this as a warning. Run longer before trusting those parameters")
+    alpha = rank["alpha"].iloc[0] if len(rank) else 1 - float(azb.rcParams["stats.envelope_prob"])
+    return ("Rank plots of the scales and correlations: the difference between each chain's rank ECDF and the "
+            f"uniform one. Each panel prints a multi-chain uniformity test (p below α = {alpha:.2g} flags chains "
+            f"whose ranks differ); {verdict}.")
+
+
+def _tidy_energy(fig: Figure) -> Figure:
+    """Name the energy plot's axes: chains as integers on the E-BFMI panel, the energy on the density's x axis."""
+    for ax in fig.axes:
+        if ax.get_title() == "BFMI":
+            ax.set_title(f"E-BFMI per chain (dashed: minimum {BFMI_MIN})")
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylabel("chain")
+            ax.set_xlabel("E-BFMI")
+        elif ax.get_visible():
+            ax.set_xlabel("energy (centred)")
+    return fig
+
+
+def sampling_figures(tree: xr.DataTree, diagnostics: Diagnostics, rank: pd.DataFrame | None = None,
+                     exclude: Collection[str] = ()) -> dict[str, tuple[str, Figure]]:
     """Rank and trace plots of the hyperparameters, the energy plot, and the pair plot of the worst-mixing elements.
 
-    Returns ``{file stem: (caption, PNG bytes)}``.
+    ``rank`` is :func:`rank_tests` of the hyperparameters (its result goes into the rank plot's
+    caption); ``exclude`` lists the model's deterministics (see :func:`worst_mixing`).
+    Returns ``{file stem: (caption, figure)}``.
     """
     hyper = hyperparameters(tree)
-    worst = worst_mixing(tree, diagnostics)
+    worst = worst_mixing(tree, diagnostics, exclude=exclude)
     out = {}
     if hyper["posterior"].data_vars:
         panels = sum(int(np.prod([v.sizes[d] for d in v.dims if d not in SAMPLE_DIMS]))
                      for v in hyper["posterior"].data_vars.values())
-        size = {"figure_kwargs": {"figsize": (12, 3.2 * math.ceil(panels / 4))}}
-        out["rank_hyperparameters"] = ("Rank plots of the scales and correlations: uniform ranks (within the "
-                                       "envelope) in every chain mean the chains agree.",
-                                       render(azp.plot_rank, hyper, **size))
+        size = {"figure_kwargs": {"figsize": (12, 3.0 * math.ceil(panels / 4))}}
+        rank = rank_tests(hyper) if rank is None else rank
+        out["rank_hyperparameters"] = (rank_caption(rank), render(azp.plot_rank, hyper, **size))
         out["trace_hyperparameters"] = ("Traces of the scales and correlations, divergences marked below.",
                                         render(azp.plot_trace, hyper, **size))
-    out["energy"] = ("Energy: marginal energy against energy transitions; similar widths (E-BFMI above 0.3) mean "
-                     "the sampler explores the energy well.", render(azp.plot_energy, tree))
+    out["energy"] = ("Energy: marginal energy against energy transitions; similar widths (E-BFMI above "
+                     f"{BFMI_MIN}) mean the sampler explores the energy well.",
+                     _tidy_energy(render(azp.plot_energy, tree)))
     labels = ", ".join(worst["posterior"].data_vars)
-    out["pair_worst_mixing"] = (f"Pair plot of the {len(worst['posterior'].data_vars)} elements with the lowest "
-                                f"bulk ESS ({labels}); divergent transitions, if any, marked.",
-                                render(azp.plot_pair, worst, visuals={"divergence": True}, marginal=True))
+    size = 2.6 * max(2, len(worst["posterior"].data_vars))
+    out["pair_worst_mixing"] = (f"Pair plot of the worst-mixing element of each of the "
+                                f"{len(worst['posterior'].data_vars)} free parameters with the lowest bulk ESS "
+                                f"({labels}); divergent transitions, if any, marked.",
+                                _short_pair_labels(render(azp.plot_pair, worst, visuals={"divergence": True},
+                                                          marginal=True, figure_kwargs={"figsize": (size, size)})))
     return out
+
+
+def _short_pair_labels(fig: Figure) -> Figure:
+    """Break the pair plot's long element labels after the variable name, so neighbouring labels do not collide."""
+    for ax in fig.axes:
+        for get, set_ in ((ax.get_xlabel, ax.set_xlabel), (ax.get_ylabel, ax.set_ylabel)):
+            label = get()
+            if "[" in label and "\n" not in label:
+                set_(label.replace("[", "\n[", 1))
+    return fig
 
 
 # ---- predictive checks ---------------------------------------------------------------------------
@@ -177,7 +248,7 @@ def by_indicator(tree: xr.DataTree, spec: Spec, index: pd.DataFrame, group: str)
     return xr.Dataset(out)
 
 
-def predictive_figures(tree: xr.DataTree, spec: Spec, panel: Panel) -> dict[str, tuple[str, bytes]]:
+def predictive_figures(tree: xr.DataTree, spec: Spec, panel: Panel) -> dict[str, tuple[str, Figure]]:
     """Prior and posterior predictive checks per indicator.
 
     Rootograms for ratings and small counts, densities for continuous indicators, ECDFs for counts
@@ -187,7 +258,7 @@ def predictive_figures(tree: xr.DataTree, spec: Spec, panel: Panel) -> dict[str,
     The observed data are drawn in the prior checks too (arviz-plots leaves them out of prior checks
     unless asked): a prior check asks whether the prior allows data like these.
 
-    Returns ``{file stem: (caption, PNG bytes)}``.
+    Returns ``{file stem: (caption, figure)}``.
     """
     index = observation_index(tree, spec, panel)
     observed = by_indicator(tree, spec, index, "observed_data")
@@ -209,10 +280,11 @@ def predictive_figures(tree: xr.DataTree, spec: Spec, panel: Panel) -> dict[str,
                 continue
             listed = ", ".join(names)
             if kind == "rootogram":
-                data = render(azp.plot_ppc_rootogram, dt, group=group, var_names=names,
-                              visuals={"observed_markers": {}})
+                data = _tidy_rootogram(render(azp.plot_ppc_rootogram, dt, group=group, var_names=names,
+                                              visuals={"observed_markers": {}}))
                 caption = (f"{when} predictive rootograms ({listed}): predicted frequency of each value with its "
-                           "interval against the observed frequency.")
+                           "interval against the observed frequency, on the square-root scale (small counts "
+                           "stay visible).")
             elif kind == "density":
                 data = render(azp.plot_ppc_dist, dt, group=group, var_names=names, kind="kde",
                               visuals={"observed_dist": {}})
@@ -229,6 +301,16 @@ def predictive_figures(tree: xr.DataTree, spec: Spec, panel: Panel) -> dict[str,
     return out
 
 
+def _tidy_rootogram(fig: Figure) -> Figure:
+    """Integer ticks for the values, and a y label that names the square-root scale."""
+    for ax in fig.axes:
+        if ax.get_visible() and ax.has_data():
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylabel("count (square-root scale)")
+            ax.set_xlabel("value")
+    return fig
+
+
 # ---- PSIS-LOO ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Loo:
@@ -238,7 +320,7 @@ class Loo:
     by_indicator: pd.DataFrame
     pointwise: pd.DataFrame
     warnings: list[str]
-    figures: dict[str, tuple[str, bytes]]
+    figures: dict[str, tuple[str, Figure]]
 
     @property
     def flagged(self) -> pd.DataFrame:

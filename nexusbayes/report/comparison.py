@@ -48,7 +48,7 @@ def country_trajectories(country_theta: xr.DataArray, ci_prob: float = CI_PROB) 
     q = country_theta.quantile([(1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2], dim=SAMPLE)
     mean = country_theta.mean(SAMPLE)
     with plt.rc_context(RC):
-        fig, axes = _grid(len(traits), ncols=2, size=(4.6, 3.0))
+        fig, axes = _grid(len(traits), ncols=2, size=(4.6, 3.0), layout="constrained")
         for ax, trait in zip(axes, traits, strict=False):
             for country, colour in colours.items():
                 sel = {"country": country, "trait": trait}
@@ -62,8 +62,8 @@ def country_trajectories(country_theta: xr.DataArray, ci_prob: float = CI_PROB) 
     return fig
 
 
-def forest_periods(tree: xr.DataTree, periods: list, ci_prob: float = CI_PROB) -> bytes:
-    """Forest plot (arviz-plots) of ``country_theta`` at the given periods, as PNG bytes."""
+def forest_periods(tree: xr.DataTree, periods: list, ci_prob: float = CI_PROB) -> Figure:
+    """Forest plot (arviz-plots) of ``country_theta`` at the given periods."""
     import arviz_plots as azp
 
     from nexusbayes.report.checks import render
@@ -80,7 +80,7 @@ def typology_by_country(summary: pd.DataFrame, region_country: dict[str, str],
     wide["country"] = wide["region"].map(region_country)
     colours = _colours(sorted(set(region_country.values())))
     with plt.rc_context(RC):
-        fig, ax = plt.subplots(figsize=(5.2, 4.4))
+        fig, ax = plt.subplots(figsize=(5.2, 4.4), layout="constrained")
         for country, colour in colours.items():
             part = wide[wide["country"] == country]
             ax.scatter(part["capability"], part["willingness"], s=9, color=colour, alpha=0.7, label=str(country))
@@ -105,7 +105,7 @@ def rank_bars(ranks: xr.DataArray, period) -> Figure:
     countries = [str(c) for c in sub["country"].values]
     cmap = plt.get_cmap("viridis", sub.sizes["rank"])
     with plt.rc_context(RC):
-        fig, axes = _grid(len(traits), ncols=2, size=(4.2, 0.5 + 0.45 * len(countries)))
+        fig, axes = _grid(len(traits), ncols=2, size=(4.2, 0.9 + 0.45 * len(countries)), layout="constrained")
         for ax, trait in zip(axes, traits, strict=False):
             left = np.zeros(len(countries))
             for k, rank in enumerate(sub["rank"].values):
@@ -115,5 +115,6 @@ def rank_bars(ranks: xr.DataArray, period) -> Figure:
             ax.set_xlim(0, 1)
             ax.set_title(f"{trait}, {period}")
             ax.invert_yaxis()
-        axes[0].legend(fontsize=7, frameon=False, loc="lower left", bbox_to_anchor=(0.0, 1.08), ncol=4)
+        fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, frameon=False, loc="outside lower center",
+                   ncol=min(6, sub.sizes["rank"]))
     return fig
