@@ -160,7 +160,7 @@ def read_table(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str, bo
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty; it needs a header line with columns "
                         f"{', '.join(REQUIRED)} and one row per observation") from None
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: cannot be read as {suffix[1:].upper()}: {exc}") from None
     return frame, str(path), suffix == ".csv"
 

@@ -22,7 +22,7 @@ class OutputExistsError(NexusBayesError, FileExistsError):
 
 
 class OutputError(NexusBayesError, OSError):
-    """An output folder cannot be used: a symlink, a file, the current folder, not writable, or in use by another run."""
+    """An output folder cannot be used: a symlink, a file, the current folder, unwritable, or used by another run."""
 
 
 class SamplingError(NexusBayesError, RuntimeError):

@@ -568,7 +568,7 @@ def check_memory(model: pm.Model, panel: Panel, settings) -> None:
     a log-likelihood and a posterior-predictive value per observation, each 8 bytes; asking for more
     than the memory available ends in an allocation abort after compiling, or a panic in the sampler.
     """
-    import psutil   # a dependency of dask's distributed
+    import psutil  # a dependency of dask's distributed
     import pytensor
     from pytensor.compile.mode import Mode
 

@@ -184,7 +184,8 @@ class _Lock:
                 holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
                 os.close(fd)
                 raise OutputError(f"another nexusbayes run (process {holder}) is writing {self.folder} (it holds "
-                                  f"{self.path}); wait for it to finish, or pass --out DIR to write elsewhere") from None
+                                  f"{self.path}); wait for it to finish, or pass --out DIR to write elsewhere"
+                                  ) from None
             try:
                 current = os.stat(self.path).st_ino
             except FileNotFoundError:

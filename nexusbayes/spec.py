@@ -34,8 +34,16 @@ from pathlib import Path
 from typing import Annotated, Literal, get_origin
 
 import tomli_w
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from nexusbayes.errors import SpecError
 
