@@ -459,6 +459,7 @@ def summary_text(fit: Fit) -> str:
     if panel.empty_cells:
         lines.append(f"  {len(panel.empty_cells)} region-period(s) have no observation; their traits come from "
                      "the dynamics alone")
+    lines.extend(f"  WARNING (data): {warning}" for warning in panel.warnings)
     if fit.spec.has_typology:
         groups = fit.group_era_summary()
         if len(groups):

@@ -436,7 +436,8 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
         "results": images("results"), "has_typology": fit.spec.has_typology,
         "group_era": _table(tables["types_by_group_era"]) if "types_by_group_era" in tables else None,
         "thresholds": _table(tables["typology_thresholds"]) if "typology_thresholds" in tables else None,
-        "comparison": comparison, "notes": notes, "seconds": f"{seconds:.1f}", "types": TYPES,
+        "comparison": comparison, "notes": notes, "data_warnings": fit.panel.warnings,
+        "seconds": f"{seconds:.1f}", "types": TYPES,
         "csv": sorted(f"{name}.csv" for name in tables),
     }
     return _environment().get_template("template.html.j2").render(**context)

@@ -119,6 +119,8 @@ def rank_tests(hyper: xr.DataTree) -> pd.DataFrame:
     """
     post = hyper["posterior"].to_dataset()
     alpha = 1 - float(azb.rcParams["stats.envelope_prob"])
+    if post.sizes.get("chain", 0) < 2:   # the test compares chains: nothing to compare
+        return pd.DataFrame(columns=["variable", "element", "p_value", "alpha", "flagged"])
     ranks = post.azstats.compute_ranks(dim=list(SAMPLE_DIMS), relative=True)
     p_values = ranks.azstats.mchain_uniformity_test(dim=list(SAMPLE_DIMS))[0]
     rows = []
@@ -175,8 +177,9 @@ def sampling_figures(tree: xr.DataTree, diagnostics: Diagnostics, rank: pd.DataF
         panels = sum(int(np.prod([v.sizes[d] for d in v.dims if d not in SAMPLE_DIMS]))
                      for v in hyper["posterior"].data_vars.values())
         size = {"figure_kwargs": {"figsize": (12, 3.0 * math.ceil(panels / 4))}}
-        rank = rank_tests(hyper) if rank is None else rank
-        out["rank_hyperparameters"] = (rank_caption(rank), render(azp.plot_rank, hyper, **size))
+        if hyper["posterior"].sizes.get("chain", 0) >= 2:   # rank plots compare chains
+            rank = rank_tests(hyper) if rank is None else rank
+            out["rank_hyperparameters"] = (rank_caption(rank), render(azp.plot_rank, hyper, **size))
         out["trace_hyperparameters"] = ("Traces of the scales and correlations, divergences marked below.",
                                         render(azp.plot_trace, hyper, **size))
     out["energy"] = ("Energy: marginal energy against energy transitions; similar widths (E-BFMI above "
