@@ -501,14 +501,15 @@ def _distinct(column: pd.Series) -> set:
 
 
 def _check_names(names: pd.Series, col: str, problems: _Problems) -> None:
-    """Report the rows whose ``col`` cannot be a name (``/``, control characters, too long), per distinct value."""
+    """Report the rows whose ``col`` cannot be a name (control characters, too long; ``/`` in an indicator)."""
     for name in names.dropna().unique():
-        problem = name_problem(str(name))
+        problem = name_problem(str(name), variable=col == "indicator")
         if problem is not None:
             shown = repr(name) if len(name) <= 40 else repr(name[:40]) + "..."
             rows = (names == name).fillna(False).to_numpy(dtype=bool)
-            problems.add(rows, f"`{col}` {shown} {problem}; names become file names, figure labels and coordinates "
-                         "of the saved fit, so rename it")
+            problems.add(rows, f"`{col}` {shown} {problem}; names become "
+                         + ("variable and file names, " if col == "indicator" else "")
+                         + "figure labels and coordinates of the saved fit, so rename it")
 
 
 def _check_regions(named: list[str], in_data: set[str], where: str) -> None:

@@ -69,21 +69,22 @@ MAX_DRAWS = 10_000_000
 MAX_CHAINS = 1_000
 
 
-def name_problem(name: str) -> str | None:
+def name_problem(name: str, variable: bool = False) -> str | None:
     """Why ``name`` cannot name an indicator, region, country, rater, trait, era or group, or None.
 
-    Names become file names, figure labels and netCDF coordinates: a ``/`` breaks the file names, a
-    control character (NUL, newline, tab ...) breaks the saved fit and the tables, and a very long name
-    makes figures of absurd size.
+    Names become figure labels and netCDF coordinates: a control character (NUL, newline, tab ...)
+    breaks the saved fit and the tables, and a very long name makes figures of absurd size. Indicator
+    and trait names (``variable=True``) also become variable names of the saved fit and file names of
+    the report's figures, where a ``/`` is a path separator; a region named "Chuy/Bishkek" is fine.
 
     Examples
     --------
-    >>> name_problem("staff/1000")
+    >>> name_problem("staff/1000", variable=True)
     "contains '/'"
-    >>> name_problem("Osh") is None
+    >>> name_problem("Chuy/Bishkek") is None
     True
     """
-    if "/" in name:
+    if variable and "/" in name:
         return "contains '/'"
     bad = sorted({unicodedata.name(c, f"U+{ord(c):04X}") if c != "\0" else "NUL" for c in name
                   if unicodedata.category(c) == "Cc"})
@@ -484,11 +485,13 @@ class Spec(_Strict):
     @model_validator(mode="after")
     def _names(self) -> Spec:
         for where, name in self._named():
-            problem = name_problem(name)
+            variable = where.startswith("traits[") or (where.startswith("indicators.") and
+                                                       not where.endswith(".label"))
+            problem = name_problem(name, variable=variable)
             if problem is not None:
-                raise ValueError(f"{where}: the name {_short(name)} {problem}; names become file names, figure "
-                                 "labels and coordinates of the saved fit, so rename it (letters, digits, spaces "
-                                 "and punctuation other than '/')")
+                raise ValueError(f"{where}: the name {_short(name)} {problem}; names become "
+                                 + ("variable and file names, " if variable else "")
+                                 + "figure labels and coordinates of the saved fit, so rename it")
         return self
 
     def _named(self):

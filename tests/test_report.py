@@ -268,3 +268,29 @@ def test_report_in_headless_chromium(hostile, page, tmp_path):
     shot = tmp_path / "report.png"
     _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2400", (folder / REPORT_FILE).as_uri())
     assert shot.stat().st_size > 20_000
+
+
+def test_data_coverage_warnings_head_the_verdict(hostile, monkeypatch):
+    from nexusbayes.data import Panel
+    from nexusbayes.outputs import summary_text
+    from nexusbayes.report import build_report
+
+    fit, _ = hostile
+    warning = "no indicator of trait 'capability' is observed in country 'C9' <b>"
+    monkeypatch.setattr(Panel, "warnings", property(lambda self: [warning]))
+    page = build_report(fit).html
+    verdict = page[page.find('<section id="verdict">'):page.find('<section id="sampling">')]
+    assert 'id="data-warnings"' in verdict and "is observed in country" in verdict and "&lt;b&gt;" in verdict
+    assert f"WARNING (data): {warning}" in summary_text(fit)
+
+
+def test_a_one_chain_fit_gets_a_report_without_rank_plots():
+    from nexusbayes.fit import fit
+    from nexusbayes.report import build_report
+    from nexusbayes.simulate import simulate
+
+    sim = simulate(n_regions=3, n_periods=4, n_raters=2, seed=5)   # the hostile fixture's structure (compiled)
+    one = fit(sim.spec, sim.frame, draws=60, tune=100, chains=1, seed=3, progress=False, check=False)
+    report = build_report(one)
+    assert "rank_hyperparameters" not in report.figures and "trace_hyperparameters" in report.figures
+    assert report.tables["rank_tests"].empty and 'id="rank-tests"' not in report.html

@@ -120,7 +120,9 @@ def rank_tests(hyper: xr.DataTree) -> pd.DataFrame:
     post = hyper["posterior"].to_dataset()
     alpha = 1 - float(azb.rcParams["stats.envelope_prob"])
     if post.sizes.get("chain", 0) < 2:   # the test compares chains: nothing to compare
-        return pd.DataFrame(columns=["variable", "element", "p_value", "alpha", "flagged"])
+        return pd.DataFrame({"variable": pd.Series(dtype=object), "element": pd.Series(dtype=object),
+                             "p_value": pd.Series(dtype=float), "alpha": pd.Series(dtype=float),
+                             "flagged": pd.Series(dtype=bool)})
     ranks = post.azstats.compute_ranks(dim=list(SAMPLE_DIMS), relative=True)
     p_values = ranks.azstats.mchain_uniformity_test(dim=list(SAMPLE_DIMS))[0]
     rows = []
