@@ -291,10 +291,11 @@ def check_contents(tree: xr.DataTree, path: Path) -> None:
 def _attr_problem(key: str, value: np.ndarray) -> str:
     """What a root attribute should be, when it is not that ("" when it is fine)."""
     kind = value.dtype.kind
-    if key.startswith("seconds_") or key == "target_accept":
-        fine = value.shape == () and kind in "iuf" and bool(np.isfinite(value)) and value >= 0
-        return "" if fine else "a number of seconds (finite, not negative)" if key != "target_accept" else \
-            "a number between 0 and 1"
+    real = value.shape == () and kind in "iuf" and bool(np.isfinite(value))
+    if key.startswith("seconds_"):
+        return "" if real and value >= 0 else "a number of seconds (finite, not negative)"
+    if key == "target_accept":
+        return "" if real and 0 < value < 1 else "a number between 0 and 1"
     if key in ("draws", "tune", "chains", "seed"):
         return "" if value.shape == () and kind in "iu" and value >= 0 else "a whole number (not negative)"
     if key.startswith("orientation_reflected_"):

@@ -196,7 +196,7 @@ def test_missing_group_is_refused(synthetic, tmp_path, group, reseal):
 
 @pytest.mark.parametrize(("key", "value", "problem"), [
     ("seconds_compile", "abc", "a number of seconds"), ("seconds_sampling", -1.0, "a number of seconds"),
-    ("draws", 2.5, "a whole number"), ("sampler", 3, "text"),
+    ("target_accept", 1.5, "a number between 0 and 1"), ("draws", 2.5, "a whole number"), ("sampler", 3, "text"),
     ("orientation_reflected_capability", [2.0], "a list of shares between 0 and 1")])
 @pytest.mark.parametrize("reseal", [False, True], ids=["stale digests", "digests recomputed"])
 def test_junk_attribute_is_refused(synthetic, tmp_path, key, value, problem, reseal):
