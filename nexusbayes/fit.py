@@ -28,7 +28,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from nexusbayes import compile_cache, interrupts, typology
+from nexusbayes import compile_cache, fit_file, interrupts, typology
 from nexusbayes.constants import CI_PROB, POSTPROCESS_CHUNK_VALUES, PRIOR_PREDICTIVE_DRAWS
 from nexusbayes.data import Panel, load_panel, validate
 from nexusbayes.diagnostics import Diagnostics, diagnose
@@ -37,9 +37,13 @@ from nexusbayes.families import FAMILIES, NUISANCE
 from nexusbayes.model import block_index, build_model, make_design, term_key
 from nexusbayes.spec import Spec, load_spec
 
-FORMAT = "nexusbayes-fit/1"
+FORMAT = fit_file.FORMAT
 #: The column of a saved fit's data that keeps each observation's label (its file and line).
 ROW_LABEL = "row_label"
+#: Groups saved compressed: their draws are whole numbers held as floats (counts, ratings), which zlib
+#: with byte shuffling shrinks to a fraction at a small cost; other draws are random doubles and barely shrink.
+COMPRESSED_GROUPS = ("posterior_predictive", "prior_predictive")
+COMPRESSED = {"zlib": True, "complevel": 1, "shuffle": True}
 
 
 @dataclass
@@ -139,6 +143,9 @@ class Fit:
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the fit to one netCDF file, with the spec and the data inside (written atomically).
 
+        Every variable and attribute is covered by a SHA-256 digest (see :mod:`nexusbayes.fit_file`),
+        which :func:`load` checks.
+
         Parameters
         ----------
         path : path
@@ -157,7 +164,10 @@ class Fit:
         tree.attrs.update({"nexusbayes_format": FORMAT, "nexusbayes_version": version("nexusbayes"),
                            "nexusbayes_spec": spec_text, "nexusbayes_sha256": content_digest(spec_text, data),
                            "nexusbayes_data_source": self.panel.source})
-        atomic_write(path, lambda tmp: tree.to_netcdf(tmp, engine="h5netcdf"))
+        encoding = {f"/{group}": {name: dict(COMPRESSED) for name in tree[group].data_vars}
+                    for group in COMPRESSED_GROUPS if group in tree.children}
+        atomic_write(path, lambda tmp: (tree.to_netcdf(tmp, engine="h5netcdf", encoding=encoding),
+                                        fit_file.seal(tmp)))
         return path
 
 
@@ -206,39 +216,48 @@ def atomic_write(path: Path, writer) -> None:
 def load(path: str | Path) -> Fit:
     """Load a fit saved with :meth:`Fit.save`, checking that it is a complete, untampered nexusbayes file.
 
+    The format and the digests of every variable are checked with h5py before xarray reads any
+    array (:func:`nexusbayes.fit_file.verify`); then the run facts' types, the posterior's
+    finiteness (as :func:`fit` checks it) and the stored spec and data.
+
     Raises
     ------
     FitFileError
-        When the file is missing, not netCDF, truncated, not written by nexusbayes, or its spec or
-        data no longer match the stored hash.
+        When the file is missing, not netCDF, truncated, not written by nexusbayes (or by an older
+        format), incomplete, changed in any variable or attribute, or holds non-finite draws.
     """
     path = Path(path)
     if not path.is_file():
         raise FitFileError(f"{path}: no such file")
+    fit_file.verify(path)
     try:
         with xr.open_datatree(path, engine="h5netcdf") as opened:  # read everything, then close the file
             tree = opened.load()
     except Exception as exc:  # h5py/netCDF raise many types for damaged files
         raise FitFileError(f"{path}: not a readable netCDF file (truncated or corrupt?): {exc}") from None
     attrs = tree.attrs
-    if attrs.get("nexusbayes_format") != FORMAT or "fit_data" not in tree.children:
-        raise FitFileError(f"{path}: not a nexusbayes fit (expected format {FORMAT!r}); save fits with Fit.save")
+    fit_file.check_contents(tree, path)
+    bad = non_finite(tree)
+    if bad:
+        raise FitFileError(f"{path}: the posterior holds non-finite draws ({'; '.join(bad)}), which Fit.save never "
+                           "writes: the file was modified or damaged; refit from the original spec and data")
     try:
         spec = Spec.from_toml(attrs["nexusbayes_spec"], source=f"{path} (stored spec)")
     except SpecError as exc:
         raise FitFileError(str(exc)) from None
     data = tree["fit_data"].to_dataset().to_dataframe().reset_index(drop=True)
-    labels = data.pop(ROW_LABEL).to_numpy() if ROW_LABEL in data else None   # absent in older files
+    labels = data.pop(ROW_LABEL).to_numpy()
     for col in ("country", "region", "indicator", "rater"):
         if col in data:
             data[col] = data[col].astype(object).where(data[col].notna(), None)
     if content_digest(attrs["nexusbayes_spec"], data) != attrs.get("nexusbayes_sha256"):
         raise FitFileError(f"{path}: the stored spec or data do not match their SHA-256: the file was modified "
                            "after it was saved; refit from the original spec and data")
-    panel = validate(data if labels is None else data.set_axis(labels), spec,
-                     label=str(attrs.get("nexusbayes_data_source", path)),
+    panel = validate(data.set_axis(labels), spec, label=str(attrs.get("nexusbayes_data_source", path)),
                      row_kind="the row labels of the data as fitted")
     del tree["fit_data"]
+    for key in (fit_file.DIGESTS_ATTR, fit_file.DIGEST_ATTR):    # they describe the file, not the fit
+        del tree.attrs[key]
     return Fit(tree=tree, spec=spec, panel=panel)
 
 
@@ -641,17 +660,22 @@ def check_finite(tree: xr.DataTree) -> None:
     ...
     nexusbayes.errors.SamplingError: the posterior holds non-finite draws (mu: 1 NaN, 0 infinite ...
     """
-    post = tree["posterior"].to_dataset()
+    bad = non_finite(tree)
+    if bad:
+        raise SamplingError(
+            f"the posterior holds non-finite draws ({'; '.join(bad)}); these results are not reported. "
+            "The sampler left the region where the model is defined: look for extreme data values (run "
+            "`nexusbayes check SPEC`), tighten the priors, or raise target_accept; then fit again")
+
+
+def non_finite(tree: xr.DataTree) -> list[str]:
+    """Each posterior variable holding NaN or infinite draws, with their counts (empty when all are finite)."""
     bad = []
-    for name, da in post.data_vars.items():
+    for name, da in tree["posterior"].to_dataset().data_vars.items():
         if da.dtype.kind not in "fc":
             continue
         values = np.asarray(da.values)
         n_nan, n_inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
         if n_nan or n_inf:
             bad.append(f"{name}: {n_nan} NaN, {n_inf} infinite of {values.size}")
-    if bad:
-        raise SamplingError(
-            f"the posterior holds non-finite draws ({'; '.join(bad)}); these results are not reported. "
-            "The sampler left the region where the model is defined: look for extreme data values (run "
-            "`nexusbayes check SPEC`), tighten the priors, or raise target_accept; then fit again")
+    return bad

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tomli_w
-from hypothesis import event, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 from pytensor.compile.mode import Mode
 
@@ -435,3 +435,49 @@ def test_wrong_types_are_refused_naming_the_key(case, as_toml):
     msg = str(excinfo.value)
     shown = "true" if value is True else "false" if value is False else repr(value)
     assert f"`{key}`: expected " in msg and f"got {shown} (" in msg, msg
+
+
+# ---- saved fits: any changed byte is refused ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def saved_fit(tmp_path_factory):
+    """A small saved fit (see ``test_fit_files.save_synthetic``) and the names of its non-empty datasets."""
+    import h5py
+    from test_fit_files import save_synthetic
+
+    path = save_synthetic(tmp_path_factory.mktemp("fuzz_fit") / "fit.nc")
+    names = []
+    with h5py.File(path) as f:
+        f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) and obj.size else None)
+    return path, sorted(names)
+
+
+@given(data=st.data())
+def test_any_changed_byte_of_a_saved_fit_is_refused(saved_fit, tmp_dir, data):
+    """Draw a variable (coordinates and the stored data included), an element and one of its bytes; change that
+    byte in place with h5py: load names the variable and refuses the file."""
+    import shutil
+
+    import h5py
+
+    from nexusbayes.errors import FitFileError
+    from nexusbayes.fit import load
+
+    path, names = saved_fit
+    name = data.draw(st.sampled_from(names), label="variable")
+    bad = tmp_dir / "changed_fit.nc"
+    shutil.copy(path, bad)
+    with h5py.File(bad, "r+") as f:
+        ds = f[name]
+        index = data.draw(st.tuples(*(st.integers(0, n - 1) for n in ds.shape)), label="element")
+        value = ds[index]
+        text = isinstance(value, bytes)
+        raw = bytearray(value if text else np.asarray(value, dtype=ds.dtype).tobytes())
+        assume(len(raw) > 0)
+        at = data.draw(st.integers(0, len(raw) - 1), label="byte")
+        raw[at] ^= data.draw(st.integers(1, 255), label="xor")
+        assume(not text or raw[at])           # HDF5 keeps text as C strings: h5py cannot write a NUL into one
+        ds[index] = bytes(raw) if text else np.frombuffer(bytes(raw), dtype=ds.dtype)[0]
+    event(name.split("/")[0])
+    with pytest.raises(FitFileError, match=re.escape(f"{bad}: the variable {name} changed after the file was saved")):
+        load(bad)

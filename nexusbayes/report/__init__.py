@@ -123,7 +123,7 @@ def _header(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
     panel = fit.panel
     spec_text = attrs.get("nexusbayes_spec") or fit.spec.to_toml()
     digest = attrs.get("nexusbayes_sha256") or content_digest(spec_text, panel.data_table())
-    source = str(attrs.get("nexusbayes_data_source", panel.source))
+    source = str(panel.source)     # a loaded fit's: the data-source attribute, covered by the file's digest
     facts = {
         "spec name": fit.spec.name,
         "data source": source,
