@@ -87,7 +87,7 @@ def earlier_run(tiny, tmp_path_factory):
 def fast(monkeypatch, tiny):
     """`nexusbayes fit` returns the tiny fit without sampling, and its report without rebuilding it."""
     monkeypatch.setattr(sys.modules["nexusbayes.fit"], "fit", lambda *args, **kwargs: tiny[0])
-    monkeypatch.setattr(sys.modules["nexusbayes.report"], "build_report", lambda fit: tiny[1])
+    monkeypatch.setattr(sys.modules["nexusbayes.report"], "build_report", lambda fit, **options: tiny[1])
 
 
 @pytest.fixture
