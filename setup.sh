@@ -4,6 +4,7 @@
 #
 #   ./setup.sh                 # makes .venv (an existing .venv of Python >= 3.12 is reused and updated)
 #   ./setup.sh /tmp/nb-venv    # elsewhere
+#   ./setup.sh --find-python   # only print the interpreter it would use
 #
 # Why a script rather than `python3.12 -m venv .venv`: on machines where Python comes from pyenv,
 # `python3.12` is a shim that fails ("command not found ... exists in these Python versions") unless a
@@ -38,6 +39,9 @@ find_python() {
   return 1
 }
 
+if [ "$VENV" = "--find-python" ]; then
+  find_python; exit
+fi
 if [ -x "$VENV/bin/python" ] && works "$VENV/bin/python"; then
   echo "Using the existing $VENV ($("$VENV/bin/python" --version))"
 elif [ -e "$VENV" ] && [ ! -f "$VENV/pyvenv.cfg" ]; then

@@ -564,9 +564,9 @@ class ProgressLines:
     --------
     >>> from types import SimpleNamespace
     >>> watch = ProgressLines(print)
-    >>> watch([SimpleNamespace(finished_draws=650, total_draws=1300, divergences=1, tuning=False)] * 2)
+    >>> watch([SimpleNamespace(finished_draws=650, total_draws=1300, tuning=False)] * 2)
     >>> watch.line(elapsed=60.0)
-    'sampling: 1300 of 2600 draws (50%), 1 min 0 s elapsed, about 1 min 0 s left, 2 divergence(s) so far'
+    'sampling: 1300 of 2600 draws (50%), 1 min 0 s elapsed, about 1 min 0 s left'
     """
 
     def __init__(self, status: Callable[[str], None] | None = None):
@@ -577,25 +577,31 @@ class ProgressLines:
         self.chains = list(chains)
 
     def line(self, elapsed: float) -> str:
-        """One line: draws done of all chains (tuning included), elapsed and remaining time, divergences."""
+        """One line: draws done of all chains (tuning included), elapsed and remaining time."""
         done = sum(c.finished_draws for c in self.chains)
         total = sum(c.total_draws for c in self.chains)
         if not total:
             return f"sampling: starting, {_duration(elapsed)} elapsed"
         left = f"about {_duration(elapsed * (total - done) / done)} left" if done else "time left not known yet"
         tuning = ", tuning" if any(c.tuning for c in self.chains) else ""
-        divergences = sum(c.divergences for c in self.chains)
-        return (f"sampling: {done} of {total} draws ({done / total:.0%}{tuning}), {_duration(elapsed)} elapsed, "
-                f"{left}, {divergences} divergence(s) so far")
+        return f"sampling: {done} of {total} draws ({done / total:.0%}{tuning}), {_duration(elapsed)} elapsed, {left}"
 
     def follow(self, sampler) -> None:
         """Print a line every :data:`PROGRESS_SECONDS` until ``sampler`` (nutpie, non-blocking) has finished."""
         start = last = time.monotonic()
-        while not sampler.is_finished:
+        while not _finished(sampler):
             time.sleep(0.2)
             if time.monotonic() - last >= PROGRESS_SECONDS:
                 last = time.monotonic()
                 self.status(self.line(last - start))
+
+
+def _finished(sampler) -> bool:
+    """Whether a non-blocking nutpie sampler has finished (nutpie 0.16 raises TimeoutError while it runs)."""
+    try:
+        return bool(sampler.is_finished)
+    except TimeoutError:
+        return False
 
 
 #: Seconds between two progress lines when no progress bar is shown (see :class:`ProgressLines`).
