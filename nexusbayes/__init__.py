@@ -11,6 +11,8 @@ See :func:`fit` for fitting, :class:`Fit` for results, :func:`load` for saved fi
 :mod:`nexusbayes.datasets` for loaders of public data sets.
 """
 
+import warnings as _warnings
+
 from nexusbayes import datasets
 from nexusbayes.compare import compare, rank_probabilities, sharing_check, type_distribution
 from nexusbayes.constants import TYPES
@@ -21,6 +23,11 @@ from nexusbayes.fit import Fit, fit, load
 from nexusbayes.model import build_model
 from nexusbayes.simulate import simulate
 from nexusbayes.spec import AnchoredThreshold, Indicator, Spec, load_spec
+
+# PyTensor warns (five lines, once per process, when it first compiles an operation to C) that it found no BLAS
+# library, as with every pip-installed PyTensor. nexusbayes samples with numba (nutpie) and draws forward samples
+# in Python; only small side computations use the C backend, so the warning is noise here. Only it is silenced.
+_warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS installation", category=UserWarning)
 
 __all__ = [
     "TYPES", "AnchoredThreshold", "DataError", "Diagnostics", "Fit", "FitFileError", "Indicator",

@@ -33,27 +33,46 @@ SIGNAL_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 DRAWS, TUNE, CHAINS, SEED = (bounded_int(1, MAX_DRAWS), bounded_int(0, MAX_DRAWS), bounded_int(1, MAX_CHAINS),
                              bounded_int(0, 2**63 - 1))
 
+#: What ``nexusbayes --help`` says about the program, above the list of commands.
+DESCRIPTION = """\
+Bayesian measurement of state capability and willingness: fit a model specification (TOML) to a panel of
+indicators, and get each region's latent traits per period, the posterior probability of the four capacity
+types (hegemonic, captured, degraded, failed), the transitions between them, and a diagnostics report that
+says whether the sampler can be trusted."""
+
+#: Below the list of commands: how to start.
+EPILOG = """\
+examples:
+  nexusbayes fit models/kyrgyzstan.toml          # fit, print the summary, write reports/kyrgyzstan/
+  nexusbayes quick models/kyrgyzstan.toml        # a fast approximate look (ADVI, labelled APPROXIMATE)
+  nexusbayes summary reports/kyrgyzstan/fit.nc   # the summary of a saved fit again
+  nexusbayes compare reports/central_asia/fit.nc # countries side by side, first and last period
+
+`nexusbayes COMMAND --help` describes a command's options."""
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nexusbayes", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="nexusbayes", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("fit", help="fit a model specification (TOML) and write its outputs")
     p.add_argument("spec", type=Path, help="model specification, e.g. models/kyrgyzstan.toml")
     p.add_argument("--out", type=Path, help="output folder (default reports/<name>)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output folder")
     p.add_argument("--backend", choices=["nutpie", "pymc"], help="sampler (default from the spec: nutpie)")
-    p.add_argument("--draws", type=DRAWS)
-    p.add_argument("--tune", type=TUNE)
-    p.add_argument("--chains", type=CHAINS)
-    p.add_argument("--seed", type=SEED)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--draws", type=DRAWS, help="draws per chain kept after tuning (default from the spec's "
+                                             "[sampler]: 1000)")
+    p.add_argument("--tune", type=TUNE, help="tuning (warm-up) steps per chain (default from the spec: 300)")
+    p.add_argument("--chains", type=CHAINS, help="number of chains (default from the spec: 4)")
+    p.add_argument("--seed", type=SEED, help="random seed (default from the spec's [sampler])")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress lines in logs)")
     p.add_argument("--strict", action="store_true", help="exit with status 3 when a diagnostic fails")
     p = sub.add_parser("check", help="validate a spec and its data without fitting")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=Path, help="model specification, e.g. models/kyrgyzstan.toml")
     p = sub.add_parser("summary", help="print the summary of a saved fit (.nc)")
-    p.add_argument("fit", type=Path)
+    p.add_argument("fit", type=Path, help="saved fit, e.g. reports/kyrgyzstan/fit.nc")
     p = sub.add_parser("compare", help="compare countries or regions of a saved fit (.nc)")
-    p.add_argument("fit", type=Path)
+    p.add_argument("fit", type=Path, help="saved fit of several countries, e.g. reports/central_asia/fit.nc")
     p.add_argument("units", nargs="*", metavar="UNIT",
                    help="two countries or regions to compare (default: every pair of countries)")
     p.add_argument("--period", action="append", dest="periods", metavar="PERIOD",
@@ -63,13 +82,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing CSV files in --out")
     p = sub.add_parser("sweep", help="fit variants of a spec (prior scales, indicators left out, countries) on a "
                                      "Dask cluster and print them side by side; rerun to resume")
-    p.add_argument("spec", type=Path)
-    p.add_argument("--kind", required=True, choices=SWEEP_KINDS)
+    p.add_argument("spec", type=Path, help="model specification, e.g. models/kyrgyzstan.toml")
+    p.add_argument("--kind", required=True, choices=SWEEP_KINDS,
+                   help="which variants: prior scales x1/2 and x2, each indicator left out, or each country alone")
     p.add_argument("--out", type=Path, help="output folder (default reports/<name>/sweep-<kind>)")
     add_cluster_arguments(p)
-    p.add_argument("--draws", type=DRAWS)
-    p.add_argument("--tune", type=TUNE)
-    p.add_argument("--chains", type=CHAINS)
+    p.add_argument("--draws", type=DRAWS, help="draws per chain of each variant (default from the spec)")
+    p.add_argument("--tune", type=TUNE, help="tuning steps per chain of each variant (default from the spec)")
+    p.add_argument("--chains", type=CHAINS, help="chains per variant (default from the spec)")
     p.add_argument("--seed", type=SEED, help="batch seed (default the spec's sampler seed)")
     p.add_argument("--save-fits", action="store_true", help="also write each variant's fit.nc")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -83,10 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--svg", action="store_true", help="also write every figure as SVG (for papers)")
     p = sub.add_parser("quick", help="approximate first look (variational inference, no diagnostics): types by "
                                      "group and era, labelled APPROXIMATE")
-    p.add_argument("spec", type=Path)
-    p.add_argument("--method", choices=["advi", "fullrank_advi"], default="advi")
+    p.add_argument("spec", type=Path, help="model specification, e.g. models/kyrgyzstan.toml")
+    p.add_argument("--method", choices=["advi", "fullrank_advi"], default="advi",
+                   help="mean-field (default) or full-rank ADVI")
     p.add_argument("--iterations", type=positive_int, default=20_000, help="optimisation steps (default 20000)")
-    p.add_argument("--seed", type=SEED)
+    p.add_argument("--seed", type=SEED, help="random seed (default from the spec's [sampler])")
     p.add_argument("--out", type=Path, help="also write quick_types.csv and quick_traits.csv into this folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing CSV files in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -97,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=DRAWS, default=200, help="draws per chain per fit (default 200)")
     p.add_argument("--tune", type=TUNE, default=200, help="tuning draws per chain per fit (default 200)")
     p.add_argument("--chains", type=CHAINS, default=2, help="chains per fit (default 2)")
-    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the simulations and fits (default 0)")
     p.add_argument("--out", type=Path, help="output folder (default reports/<name>_sbc); rerun to resume")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier run of other settings in the output folder (one of the same settings "
@@ -185,8 +206,7 @@ def _fit(args) -> int:
     out = args.out or default_out_dir(spec.name)
     inputs = [args.spec, *(data_path if isinstance(data_path, list) else [data_path])]
     with OutputFolder(out, RUN, overwrite=args.overwrite, inputs=inputs) as folder:   # checked before compiling
-        print(f"Fitting {args.spec} (a model not compiled on this machine before takes a minute to compile) ...",
-              flush=True)
+        print(f"Fitting {args.spec} ...", flush=True)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SamplingWarning)
             result = fit(args.spec, backend=args.backend, draws=args.draws, tune=args.tune, chains=args.chains,
@@ -199,9 +219,27 @@ def _fit(args) -> int:
           "browser: the verdict, sampling checks, fit to data and results)")
     if any(issubclass(w.category, SamplingWarning) for w in caught):
         print("\nWARNING: sampling diagnostics failed (see above); do not trust these results yet.", file=sys.stderr)
-        if args.strict:
-            return 3
+    print(f"\n{verdict_line(result.diagnostics)}", flush=True)
+    if args.strict and not result.diagnostics.passed:
+        return 3
     return 0
+
+
+def verdict_line(diagnostics) -> str:
+    """The last line ``nexusbayes fit`` prints: ``VERDICT: passed`` or ``VERDICT: FAILED (the failed checks)``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import pandas as pd
+    >>> checks = pd.DataFrame({"label": ["max R-hat", "divergences"], "passed": [True, False]})
+    >>> verdict_line(SimpleNamespace(passed=False, checks=checks))
+    'VERDICT: FAILED (divergences; do not trust these results yet, see the report's verdict)'
+    """
+    if diagnostics.passed:
+        return "VERDICT: passed"
+    failed = diagnostics.checks.loc[~diagnostics.checks["passed"], "label"]
+    return f"VERDICT: FAILED ({', '.join(failed)}; do not trust these results yet, see the report's verdict)"
 
 
 def _check(args) -> int:
@@ -253,10 +291,12 @@ def _compare(args) -> int:
     from nexusbayes.fit import load
     from nexusbayes.outputs import write_tables
 
+    if args.all_periods and args.periods:
+        raise CompareError("give --period (repeatable) or --all-periods, not both")
     if len(args.units) not in (0, 2):
         raise CompareError(f"give two countries or regions to compare, or none for every pair (got {args.units})")
     result = load(args.fit)
-    periods = None if args.all_periods else args.periods
+    periods = None if args.all_periods else (args.periods or ())   # () = the first and last periods
     tables = comparison_tables(result, pair=tuple(args.units) or None, periods=periods)
     for title, table in tables.items():
         print(f"\n== {title.replace('_', ' ')} ==")

@@ -27,6 +27,7 @@ import collections
 import hashlib
 import json
 import threading
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ import pymc as pm
 import pytensor
 from pytensor.compile.mode import Mode
 from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.link.numba.cache import NUMBA_CACHE_PATH
 
 from nexusbayes import nutpie_callbacks
 from nexusbayes.data import Panel
@@ -45,6 +47,10 @@ SOURCES = {"compiled": "compiled anew", "process": "reused from an earlier fit o
 
 #: Compiled models kept per process (least recently used dropped first).
 MAX_MODELS = 8
+
+#: One empty file per structure compiled on this machine (see :func:`compiled_before`), beside the compiled code
+#: in PyTensor's numba cache, so that emptying that cache forgets them too.
+MARKER_DIR: Path = NUMBA_CACHE_PATH / "nexusbayes-structures"
 
 _CACHE: collections.OrderedDict[str, object] = collections.OrderedDict()
 _LOCK = threading.Lock()
@@ -148,7 +154,37 @@ def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec):
         _CACHE[key] = compiled
         while len(_CACHE) > MAX_MODELS:
             _CACHE.popitem(last=False)
+    _mark_compiled(key)
     return compiled, "disk" if nutpie_callbacks.loaded_from_disk(compiled) else "compiled"
+
+
+def compiled_before(panel: Panel, spec: Spec) -> bool:
+    """Whether a model of this structure was compiled before, in this process or on this machine.
+
+    A hint for telling the user whether a fit will spend minutes compiling (nothing is loaded): a new
+    process finds a marker that :func:`compile_nutpie` leaves in PyTensor's numba cache (``MARKER_DIR``)
+    for each structure it compiled, under the versions of nexusbayes and of the libraries that compile.
+    """
+    key = structure_key(panel, spec)
+    with _LOCK:
+        if key in _CACHE:
+            return True
+    return _marker(key).exists()
+
+
+def _marker(key: str) -> Path:
+    versions = " ".join(version(lib) for lib in ("nexusbayes", "pymc", "pytensor", "numba", "nutpie"))
+    name = hashlib.sha256(f"{key} {versions} {nutpie_callbacks.CALLBACK_VERSION}".encode()).hexdigest()
+    return MARKER_DIR / name
+
+
+def _mark_compiled(key: str) -> None:
+    """Leave the marker of :func:`compiled_before` (a read-only cache directory only loses the hint)."""
+    try:
+        MARKER_DIR.mkdir(parents=True, exist_ok=True)
+        _marker(key).touch()
+    except OSError:
+        pass
 
 
 def forward_mode() -> Mode:

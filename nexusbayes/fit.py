@@ -14,6 +14,7 @@ import hashlib
 import io
 import logging
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -294,11 +295,14 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     draws, tune, chains, seed : int, optional
         Override the spec's sampler settings.
     progress : bool
-        Show progress bars.
+        Show progress bars; where none can be seen (no terminal, e.g. a log), a line every
+        :data:`PROGRESS_SECONDS` with the draws done and the time left, through ``status`` (default: standard
+        error).
     check : bool
         Warn (:class:`~nexusbayes.diagnostics.SamplingWarning`) when a diagnostic fails.
     status : callable, optional
-        Called with a one-line message when compiling and when sampling start (the CLI prints them).
+        Called with a one-line message when compiling and when sampling start, and with the progress lines
+        (the CLI prints them).
 
     Returns
     -------
@@ -338,17 +342,25 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
         if settings.backend == "nutpie":
             import nutpie
 
-            say(f"compiling the model ({settings.backend}) ...")
+            if compile_cache.compiled_before(panel, spec):
+                say(f"loading the compiled model ({settings.backend}) ...")
+            else:
+                say(f"compiling the model ({settings.backend}; a model not compiled on this machine before takes "
+                    "one to three minutes) ...")
             compiled, compile_source = compile_cache.compile_nutpie(model, panel, spec)
             interrupts.check()   # a signal whose exception a compiler callback swallowed
             compiled_at = time.perf_counter()
             if compile_source != "compiled":
                 say(f"(compiled model {compile_cache.SOURCES[compile_source]})")
             say(f"sampling {settings.chains} chain(s) x {settings.tune} tune + {settings.draws} draws ...")
+            watch = ProgressLines(status) if progress and not _shows_a_bar() else None
             sampler = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
-                                    seed=settings.seed, progress_bar=progress, target_accept=settings.target_accept,
+                                    seed=settings.seed, progress_bar=progress and watch is None,
+                                    progress_callback=watch, target_accept=settings.target_accept,
                                     adaptation=settings.adaptation, save_warmup=False, blocking=False)
             try:
+                if watch is not None:
+                    watch.follow(sampler)
                 tree = sampler.wait()
             except BaseException:
                 # nutpie.sample(blocking=True) would turn Ctrl-C into a silently truncated trace
@@ -612,6 +624,77 @@ def _priors_of(terms: list[str], spec: Spec) -> list[str]:
     names = [t.split(" = ")[0] for t in terms]
     return [f"priors.{key} = {getattr(spec.priors, key):g}" for key, variables in PRIOR_SCALE_VARIABLES.items()
             if any(n.startswith(v) for n in names for v in variables)]
+
+
+
+
+class ProgressLines:
+    """Progress of a nutpie run as a line every :data:`PROGRESS_SECONDS`, where no progress bar can be shown.
+
+    Without a terminal (a log file, CI, captured output) nutpie's bar prints nothing; this prints the draws
+    done, the time elapsed and an estimate of the time left, through ``status`` (default: standard error).
+    An instance is nutpie's ``progress_callback``: nutpie calls it with the progress of every chain.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> watch = ProgressLines(print)
+    >>> watch([SimpleNamespace(finished_draws=650, total_draws=1300, tuning=False)] * 2)
+    >>> watch.line(elapsed=60.0)
+    'sampling: 1300 of 2600 draws (50%), 1 min 0 s elapsed, about 1 min 0 s left'
+    """
+
+    def __init__(self, status: Callable[[str], None] | None = None):
+        self.status = status or (lambda message: print(message, file=sys.stderr, flush=True))
+        self.chains: list = []
+
+    def __call__(self, chains) -> None:
+        """Keep the latest progress of every chain (nutpie calls this as it samples)."""
+        self.chains = list(chains)
+
+    def line(self, elapsed: float) -> str:
+        """One line: draws done of all chains (tuning included), elapsed and remaining time."""
+        done = sum(c.finished_draws for c in self.chains)
+        total = sum(c.total_draws for c in self.chains)
+        if not total:
+            return f"sampling: starting, {_duration(elapsed)} elapsed"
+        left = f"about {_duration(elapsed * (total - done) / done)} left" if done else "time left not known yet"
+        tuning = ", tuning" if any(c.tuning for c in self.chains) else ""
+        return f"sampling: {done} of {total} draws ({done / total:.0%}{tuning}), {_duration(elapsed)} elapsed, {left}"
+
+    def follow(self, sampler) -> None:
+        """Print a line every :data:`PROGRESS_SECONDS` until ``sampler`` (nutpie, non-blocking) has finished."""
+        start = last = time.monotonic()
+        while not _finished(sampler):
+            time.sleep(0.2)
+            if time.monotonic() - last >= PROGRESS_SECONDS:
+                last = time.monotonic()
+                self.status(self.line(last - start))
+
+
+def _finished(sampler) -> bool:
+    """Whether a non-blocking nutpie sampler has finished (nutpie 0.16 raises TimeoutError while it runs)."""
+    try:
+        return bool(sampler.is_finished)
+    except TimeoutError:
+        return False
+
+
+#: Seconds between two progress lines when no progress bar is shown (see :class:`ProgressLines`).
+PROGRESS_SECONDS = 15.0
+
+
+def _shows_a_bar() -> bool:
+    """Whether nutpie's progress bar is seen: on a terminal (standard error) or in a notebook."""
+    from nutpie.sample import in_notebook
+
+    return sys.stderr.isatty() or in_notebook()
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as ``"42 s"`` or ``"3 min 5 s"``."""
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 def _start_failure(model: pm.Model, backend: str, exc: Exception, spec: Spec | None = None) -> str:

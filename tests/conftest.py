@@ -5,6 +5,8 @@ and a failure in CI reproduces locally; ``dev`` (``HYPOTHESIS_PROFILE=dev``) dra
 examples each run and tries more of them, for hunting.
 """
 
+import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -82,3 +84,13 @@ def hostile(hostile_run):
     status, out = hostile_run
     assert status == 0
     return load(out / "fit.nc"), out / REPORT_DIR
+
+
+@pytest.fixture(scope="session")
+def central_asia_run(tmp_path_factory):
+    """The Central Asia example through the command line at its defaults: (exit status, output folder, stdout)."""
+    out = tmp_path_factory.mktemp("runs") / "central_asia"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main(["fit", str(ROOT / "models" / "central_asia.toml"), "--out", str(out), "--no-progress"])
+    return status, out, printed.getvalue()

@@ -222,16 +222,9 @@ def test_sharing_check_needs_several_countries(synthetic):
 
 
 # ---- the bundled Central Asia example, through the command line ----------------------------------
-@pytest.fixture(scope="session")
-def central_asia_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "central_asia"
-    status = main(["fit", str(ROOT / "models" / "central_asia.toml"), "--out", str(out), "--no-progress",
-                   "--draws", "400", "--tune", "400", "--chains", "2"])
-    return status, out
-
-
+# central_asia_run (tests/conftest.py): the example at its defaults, which tests/test_examples.py checks too
 def test_central_asia_comparison_follows_the_memo(central_asia_run, capsys):
-    status, out = central_asia_run
+    status, out, _ = central_asia_run
     assert status == 0
     result = load(out / "fit.nc")
     assert result.panel.countries == ["Kyrgyzstan", "Tajikistan"]
@@ -254,8 +247,23 @@ def test_central_asia_comparison_follows_the_memo(central_asia_run, capsys):
     assert main(["compare", str(out / "fit.nc"), "Osh"]) == 2
 
 
+def test_compare_command_shows_the_first_and_last_period_by_default(central_asia_run, tmp_path):
+    _, out, _ = central_asia_run
+    periods = load(out / "fit.nc").panel.periods
+    shown = {}
+    for name, extra in (("default", []), ("all", ["--all-periods"]), ("two", ["--period", "2012", "--period", "2005"])):
+        assert main(["compare", str(out / "fit.nc"), "--out", str(tmp_path / name), *extra]) == 0
+        shown[name] = {table: sorted(set(pd.read_csv(tmp_path / name / f"{table}.csv")["period"]))
+                       for table in ("differences", "country_ranks", "country_types")}
+    assert len(periods) == 26
+    assert all(found == [periods[0], periods[-1]] for found in shown["default"].values()), shown["default"]
+    assert all(found == list(periods) for found in shown["all"].values()), shown["all"]
+    assert all(found == [2005, 2012] for found in shown["two"].values()), shown["two"]
+    assert main(["compare", str(out / "fit.nc"), "--all-periods", "--period", "2012"]) == 2
+
+
 def test_central_asia_report_compares_the_countries(central_asia_run):
-    _, out = central_asia_run
+    _, out, _ = central_asia_run
     report = out / "report"
     html = (report / "report.html").read_text(encoding="utf-8")
     assert "Country differences in the last period" in html

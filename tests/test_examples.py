@@ -1,0 +1,194 @@
+"""A newcomer's first hour: the README's commands as CI runs them, the set-up script, the bundled examples'
+verdicts at their defaults, the command line's help, its progress lines without a terminal, and no BLAS noise.
+
+The bundled examples' fits at their defaults, and where they are checked:
+kyrgyzstan (``kyrgyzstan`` fixture, here) and tip_central_asia (tests/test_compare.py,
+``test_tip_central_asia_fit_is_sane``) pass; central_asia (``central_asia_run`` fixture) and sbc_small do not
+yet (strict xfails here, with what was tried).
+martin_quinn does not pass at its defaults yet (2 chains x 300 draws: R-hat 1.29, bulk ESS 5); its fit is
+checked against the published scores in tests/test_martin_quinn.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import importlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nexusbayes import compile_cache
+from nexusbayes.cli import _parser, main, verdict_line
+from nexusbayes.fit import fit
+from nexusbayes.model import build_model
+from nexusbayes.simulate import simulate
+from nexusbayes.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+fit_module = importlib.import_module("nexusbayes.fit")   # the module (the package exports the function as `fit`)
+
+
+def _bash_blocks(text: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+
+
+# ---- the README's commands and the set-up script -------------------------------------------------------------
+def test_ci_runs_the_readmes_first_command_then_its_test_command():
+    first, tests = (block.strip() for block in _bash_blocks(README)[:2])
+    assert first == "./setup.sh && .venv/bin/nexusbayes fit models/kyrgyzstan.toml"
+    assert tests == ".venv/bin/python -m pytest"
+    lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
+    assert lines.index(first) < lines.index(tests)
+    assert os.access(ROOT / "setup.sh", os.X_OK)
+
+
+def _fake_exe(folder: Path, name: str, body: str) -> None:
+    path = folder / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+def test_setup_finds_pyenvs_python_when_the_python312_shim_fails(tmp_path):
+    """As on a machine with pyenv whose global version is older: the shims exist but do not run."""
+    shims, root = tmp_path / "shims", tmp_path / "pyenv-root"
+    shims.mkdir()
+    failing = 'echo "pyenv: $(basename "$0"): command not found" >&2; exit 127'
+    for name in ("python3.12", "python3.13", "python3"):
+        _fake_exe(shims, name, failing)
+    _fake_exe(shims, "pyenv", f'[ "$1" = root ] && echo {root}')
+    (root / "versions" / "3.11.7" / "bin").mkdir(parents=True)
+    python = root / "versions" / "3.12.9" / "bin" / "python3"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}")
+    env = {"PATH": f"{shims}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(["bash", str(ROOT / "setup.sh"), "--find-python"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(python)
+    python.unlink()   # and without any: a clear message, no environment made
+    done = subprocess.run(["bash", str(ROOT / "setup.sh"), str(tmp_path / "venv")], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 1 and "no Python >= 3.12 found" in done.stderr
+    assert not (tmp_path / "venv").exists()
+
+
+def test_setup_refuses_a_folder_that_is_not_a_virtual_environment(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    done = subprocess.run(["bash", str(ROOT / "setup.sh"), str(tmp_path / "notes")], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and "is not a virtual environment" in done.stderr
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+
+
+# ---- every bundled example passes its verdict at its defaults ----------------------------------------------------
+def test_kyrgyzstan_passes_its_verdict_at_its_defaults(kyrgyzstan):
+    assert kyrgyzstan.tree.attrs["draws"] == 1000 and kyrgyzstan.tree.attrs["seed"] == 20161
+    assert kyrgyzstan.diagnostics.passed, kyrgyzstan.diagnostics.text()
+    assert verdict_line(kyrgyzstan.diagnostics) == "VERDICT: passed"   # what `fit` prints last
+
+
+def test_fit_ends_with_its_verdict_line(central_asia_run):
+    status, _, printed = central_asia_run
+    assert status == 0
+    last = printed.rstrip().splitlines()[-1]
+    assert last == "VERDICT: passed" or last.startswith("VERDICT: FAILED ("), printed[-2000:]
+
+
+# Known failures, kept strict so that the fix shows: the centred country starts of two countries make a funnel
+# in country_initial_sd (the divergent draws sat at 0.03-0.2, its 5% quantile 0.17). Measured at seed 20161:
+# 1 divergence of 4000 draws at target_accept 0.8, 3 at 0.9, 1 at 0.95, 4 at 0.95 with 1000 tuning steps.
+@pytest.mark.xfail(strict=True, reason="1 divergence at the default seed: the model's geometry, not the settings")
+def test_central_asia_passes_its_verdict_at_its_defaults(central_asia_run):
+    status, out, printed = central_asia_run
+    assert printed.rstrip().splitlines()[-1] == "VERDICT: passed", printed[-2000:]
+
+
+# sbc_small's [sampler] is SBC's budget per simulation (2 chains x 200 draws, too few for ESS >= 400); at
+# 4 x 1000 draws it still had 10 divergences (worst sigma_normal), so no settings change makes it pass yet.
+@pytest.mark.xfail(strict=True, reason="2 x 200 draws: R-hat 1.05, bulk ESS 62, 1 divergence at its defaults")
+def test_sbc_small_passes_its_verdict_at_its_defaults():
+    spec, data = load_spec(ROOT / "models" / "sbc_small.toml")
+    result = fit(spec, data, progress=False, check=False)
+    assert result.diagnostics.passed, result.diagnostics.text()
+
+
+# ---- the command line -------------------------------------------------------------------------------------------
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(actions[0].choices)
+
+
+def test_every_argument_of_every_command_has_help():
+    parser = _parser()
+    assert "thin" not in parser.description and "nexusbayes fit models/kyrgyzstan.toml" in parser.epilog
+    commands = _subparsers(parser)
+    assert set(commands) >= {"fit", "check", "summary", "compare", "sweep", "report", "quick", "sbc"}
+    missing = [f"{name} {action.dest}" for name, sub in commands.items() for action in sub._actions
+               if not isinstance(action, argparse._HelpAction) and not action.help]
+    assert not missing
+    assert "quick" in README and "nexusbayes quick" in README
+
+
+@pytest.fixture
+def small_spec(tmp_path):
+    """A small simulated panel as a spec file, of a structure the doctests compile too (cached on disk)."""
+    sim = simulate(n_regions=3, n_periods=4, missing=0.1, seed=1)
+    sim.frame.to_csv(tmp_path / "data.csv", index=False)
+    path = tmp_path / "small.toml"
+    path.write_text(sim.spec.model_copy(update={"data": "data.csv"}).to_toml())
+    return path
+
+
+def test_fit_without_a_terminal_prints_progress_lines_and_ends_with_the_verdict(small_spec, tmp_path, monkeypatch,
+                                                                                  capsys):
+    monkeypatch.setattr(fit_module, "PROGRESS_SECONDS", 0.2)
+    assert not sys.stderr.isatty()   # pytest captures it
+    status = main(["fit", str(small_spec), "--out", str(tmp_path / "run"), "--draws", "100", "--tune", "100",
+                   "--chains", "2"])
+    printed = capsys.readouterr().out
+    assert status == 0    # the diagnostics fail (200 draws for ESS >= 400), but only --strict makes that an error
+    progress = re.findall(r"sampling: \d+ of 400 draws \(\d+%.*elapsed, (?:about .* left|time left not known yet)",
+                          printed)
+    assert progress, printed
+    assert printed.rstrip().splitlines()[-1].startswith("VERDICT: FAILED ("), printed[-1500:]
+    assert "loading the compiled model" in printed   # compiled by this process's doctests or an earlier run
+
+
+def test_compiled_before_tells_a_new_structure_from_one_compiled(tmp_path, monkeypatch):
+    monkeypatch.setattr(compile_cache, "MARKER_DIR", tmp_path / "markers")
+    monkeypatch.setattr(compile_cache, "_CACHE", collections.OrderedDict())   # leave the session's cache alone
+    sim = simulate(n_regions=3, n_periods=4, missing=0.1, seed=1)
+    other = simulate(n_regions=4, n_periods=3, missing=0.1, seed=1)
+    compile_cache.compile_nutpie(build_model(sim.panel, sim.spec), sim.panel, sim.spec)
+    assert compile_cache.compiled_before(sim.panel, sim.spec)
+    assert not compile_cache.compiled_before(other.panel, other.spec)
+    compile_cache.clear()   # a new process: only the marker on disk remains
+    assert compile_cache.compiled_before(sim.panel, sim.spec)
+    assert len(list((tmp_path / "markers").iterdir())) == 1
+
+
+# ---- no BLAS warning from Python ---------------------------------------------------------------------------------
+BLAS = "could not link to a BLAS"
+
+
+def test_fit_from_python_prints_no_blas_warning():
+    trigger = "import pytensor; pytensor.config.blas__ldflags"   # what PyTensor's C backend reads, warning once
+    control = subprocess.run([sys.executable, "-W", "default", "-c", trigger], capture_output=True, text=True,
+                             timeout=120)
+    if BLAS not in control.stderr:
+        pytest.skip("PyTensor found a BLAS library here: no warning to silence")
+    script = ("import nexusbayes as nb\n"
+              "sim = nb.simulate(n_regions=3, n_periods=4, missing=0.1, seed=1)\n"
+              "nb.fit(sim.spec, sim.panel, draws=50, tune=50, chains=1, progress=False, check=False)\n"
+              + trigger.replace("; ", "\n") + "\n")
+    done = subprocess.run([sys.executable, "-W", "default", "-c", script], capture_output=True, text=True,
+                          timeout=900, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert BLAS not in done.stderr
