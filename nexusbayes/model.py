@@ -22,7 +22,9 @@ removes, so that direction would be set by the prior alone. They are centred
 (``country_start``, multivariate normal over traits with SD ``country_initial_sd``), because every
 region of a country informs its start and the non-centred form is then a funnel. The medium
 benchmark panel's worst-mixing variables were ``country_z0`` and ``country_initial_sd`` before
-(bulk ESS 620-690 of 4,000 draws) and are no longer among the slowest after.
+(bulk ESS 620-690 of 4,000 draws) and are no longer among the slowest after. With two or three
+countries (one or two contrasts) ``country_initial_sd`` has a gamma prior that is 0 at 0 instead of
+the half-normal (see :data:`FEW_CONTRASTS`).
 
 Identification
 --------------
@@ -396,6 +398,14 @@ def _centred_spans(design: Design, spec: Spec, panel: Panel):
     return theta_raw, country_raw
 
 
+#: Under a random walk, with fewer sum-to-zero contrasts than this among the countries' starts (two or three
+#: countries), ``country_initial_sd`` gets a Gamma(2, 1 / scale) prior instead of the half-normal: the few
+#: contrasts inform it weakly, so the half-normal's mass at 0 left a funnel with the centred starts (the central_asia
+#: example, two countries: its divergent draws sat at a country initial SD of 0.015-0.08). The gamma's density is
+#: 0 at 0 (Chung et al. 2013, boundary-avoiding priors for few groups) and its mode is the spec's scale.
+FEW_CONTRASTS = 3
+
+
 def _latent_process(design: Design, spec: Spec):
     """Country and region paths (raw scale); returns (theta_raw[region, period, trait], country_raw)."""
     pri, dyn = spec.priors, spec.dynamics
@@ -443,6 +453,9 @@ def _latent_process(design: Design, spec: Spec):
         else:
             if level == reference:
                 init_sd = pt.ones(n_trait)   # the scale reference: other scales are relative to it
+            elif level == "country" and walk and countries.n_contrast < FEW_CONTRASTS:
+                # a boundary-avoiding prior (see FEW_CONTRASTS): zero density at 0, mode at the scale
+                init_sd = pm.Gamma(f"{level}_initial_sd", alpha=2.0, beta=1.0 / pri.initial_country_sd, dims="trait")
             else:
                 init_sd = pm.HalfNormal(f"{level}_initial_sd", getattr(pri, f"initial_{level}_sd"), dims="trait")
             if level == "country" and walk and level != reference:

@@ -335,8 +335,9 @@ class Priors(_Strict):
 
     Every value is the scale of a half-normal prior (normal for intercepts, free loadings and the
     country offsets of indicators not comparable across countries, whose location is 0), except
-    ``lkj_eta`` (LKJ shape on the trait correlation) and ``ar_phi`` (Beta(a, b) on the AR(1)
-    coefficient per year).
+    ``lkj_eta`` (LKJ shape on the trait correlation), ``ar_phi`` (Beta(a, b) on the AR(1)
+    coefficient per year) and ``initial_country_sd`` under a random walk with two or three
+    countries (Gamma(2, 1 / scale), mode at the scale; see :data:`nexusbayes.model.FEW_CONTRASTS`).
     """
 
     loading: PriorScale = 1.0
