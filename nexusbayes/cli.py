@@ -233,8 +233,8 @@ def verdict_line(diagnostics) -> str:
     >>> from types import SimpleNamespace
     >>> import pandas as pd
     >>> checks = pd.DataFrame({"label": ["max R-hat", "divergences"], "passed": [True, False]})
-    >>> verdict_line(SimpleNamespace(passed=False, checks=checks))
-    'VERDICT: FAILED (divergences; do not trust these results yet, see the report's verdict)'
+    >>> print(verdict_line(SimpleNamespace(passed=False, checks=checks)))
+    VERDICT: FAILED (divergences; do not trust these results yet, see the report's verdict)
     """
     if diagnostics.passed:
         return "VERDICT: passed"
