@@ -746,11 +746,23 @@ def check_workers(n_workers: int, worker_deaths: int = 0) -> None:
     ...
     nexusbayes.errors.SettingsError: n_workers (--workers) must be a whole number >= 1, got 0: ... waits forever
     """
-    if isinstance(n_workers, bool) or not isinstance(n_workers, int | np.integer) or n_workers < 1:
-        raise SettingsError(f"n_workers (--workers) must be a whole number >= 1, got {n_workers!r}: a cluster "
-                            "without workers runs nothing and waits forever")
-    if isinstance(worker_deaths, bool) or not isinstance(worker_deaths, int | np.integer) or worker_deaths < 0:
-        raise SettingsError(f"worker_deaths must be a whole number >= 0, got {worker_deaths!r}")
+    check_count("n_workers (--workers)", n_workers, 1,
+                why=": a cluster without workers runs nothing and waits forever")
+    check_count("worker_deaths", worker_deaths, 0)
+
+
+def check_count(label: str, value, low: int, high: int | None = None, why: str = "") -> None:
+    """Refuse (:class:`SettingsError`) a count given in Python that is not a whole number in ``low..high``.
+
+    Booleans are refused (``True`` is not 1 worker); ``why`` ends the message.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low or \
+            (high is not None and value > high):
+        raise SettingsError(f"{label} must be a whole number {_wanted(low, high)}, got {value!r}{why}")
+
+
+def _wanted(low: int, high: int | None) -> str:
+    return f">= {low}" if high is None else f"from {low} to {high:,}"
 
 
 def positive_int(text: str) -> int:
@@ -776,8 +788,7 @@ def bounded_int(low: int, high: int | None = None):
         except ValueError:
             value = None
         if value is None or value < low or (high is not None and value > high):
-            wanted = f">= {low}" if high is None else f"from {low} to {high:,}"
-            raise argparse.ArgumentTypeError(f"must be a whole number {wanted}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be a whole number {_wanted(low, high)}, got {text!r}")
         return value
     parse.__name__ = "whole number"
     return parse

@@ -367,8 +367,7 @@ def _sbc(args) -> int:
 def _quick(args) -> int:
     from nexusbayes.approximate import approximate
     from nexusbayes.errors import OutputExistsError
-    from nexusbayes.fit import atomic_write
-    from nexusbayes.outputs import write_csv
+    from nexusbayes.outputs import write_tables
 
     names = ("quick_types.csv", "quick_traits.csv")
     existing = [str(args.out / n) for n in names if args.out is not None and (args.out / n).exists()]
@@ -378,12 +377,8 @@ def _quick(args) -> int:
                          progress=not args.no_progress)
     print(result.text())
     if args.out is not None:
-        tables = (("quick_types.csv", result.types_table()), ("quick_traits.csv", result.trait_summary()))
-        interrupts.check()
-        with interrupts.deferred():       # both files or neither, as far as a signal goes
-            for name, table in tables:
-                atomic_write(args.out / name, lambda tmp, t=table: write_csv(t, tmp))
-                interrupts.written(args.out / name)
+        write_tables({"quick_types": result.types_table(), "quick_traits": result.trait_summary()}, args.out,
+                     overwrite=args.overwrite)
         print(f"Wrote {args.out}/quick_types.csv and quick_traits.csv (APPROXIMATE)")
     return 0
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from nexusbayes.errors import DataError
-from nexusbayes.spec import Spec, name_problem
+from nexusbayes.spec import Spec, name_advice, name_problem
 
 REQUIRED = ("country", "region", "period", "indicator", "value")
 OPTIONAL = ("exposure", "trials", "rater")
@@ -503,13 +503,12 @@ def _distinct(column: pd.Series) -> set:
 def _check_names(names: pd.Series, col: str, problems: _Problems) -> None:
     """Report the rows whose ``col`` cannot be a name (control characters, too long; ``/`` in an indicator)."""
     for name in names.dropna().unique():
-        problem = name_problem(str(name), variable=col == "indicator")
+        variable = col == "indicator"
+        problem = name_problem(str(name), variable=variable)
         if problem is not None:
             shown = repr(name) if len(name) <= 40 else repr(name[:40]) + "..."
             rows = (names == name).fillna(False).to_numpy(dtype=bool)
-            problems.add(rows, f"`{col}` {shown} {problem}; names become "
-                         + ("variable and file names, " if col == "indicator" else "")
-                         + "figure labels and coordinates of the saved fit, so rename it")
+            problems.add(rows, f"`{col}` {shown} {problem}; {name_advice(variable)}")
 
 
 def _check_regions(named: list[str], in_data: set[str], where: str) -> None:

@@ -626,8 +626,6 @@ def _priors_of(terms: list[str], spec: Spec) -> list[str]:
             if any(n.startswith(v) for n in names for v in variables)]
 
 
-
-
 class ProgressLines:
     """Progress of a nutpie run as a line every :data:`PROGRESS_SECONDS`, where no progress bar can be shown.
 

@@ -400,9 +400,9 @@ def _centred_spans(design: Design, spec: Spec, panel: Panel):
 
 #: Under a random walk, with fewer sum-to-zero contrasts than this among the countries' starts (two or three
 #: countries), ``country_initial_sd`` gets a Gamma(2, 1 / scale) prior instead of the half-normal: the few
-#: contrasts inform it weakly, so the half-normal's mass at 0 left a funnel with the centred starts (the central_asia
-#: example, two countries: its divergent draws sat at a country initial SD of 0.015-0.08). The gamma's density is
-#: 0 at 0 (Chung et al. 2013, boundary-avoiding priors for few groups) and its mode is the spec's scale.
+#: contrasts inform it weakly, so the half-normal's mass at 0 leaves a funnel with the centred starts, where
+#: divergent transitions gather. The gamma's density is 0 at 0 (Chung et al. 2013, boundary-avoiding priors for
+#: few groups) and its mode is the spec's scale.
 FEW_CONTRASTS = 3
 
 

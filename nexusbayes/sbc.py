@@ -59,10 +59,10 @@ import xarray as xr
 from scipy import stats
 
 from nexusbayes import compile_cache
-from nexusbayes.batch import Job, JobResult, check_workers, run_jobs
+from nexusbayes.batch import Job, JobResult, check_count, check_workers, run_jobs
 from nexusbayes.data import Panel
 from nexusbayes.diagnostics import element_diagnostics
-from nexusbayes.errors import OutputExistsError, SamplingError, SettingsError
+from nexusbayes.errors import OutputExistsError, SamplingError
 from nexusbayes.fit import atomic_write, content_digest, resolve_panel, resolve_spec
 from nexusbayes.model import build_model, kernel_containers, make_design
 from nexusbayes.outputs import write_csv
@@ -410,11 +410,8 @@ def _check_settings(**counts: int) -> None:
     for name, value in counts.items():
         low = 0 if name == "tune" else 1
         high = MAX_DRAWS if name in ("draws", "tune") else None
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low or \
-                (high is not None and value > high):
-            wanted = f">= {low}" if high is None else f"from {low} to {high:,}"
-            flag = f" (--{name.replace('_', '-')})" if name in ("n_sims", "draws", "tune", "chains") else ""
-            raise SettingsError(f"{name}{flag} must be a whole number {wanted}, got {value!r}")
+        flag = f" (--{name.replace('_', '-')})" if name in ("n_sims", "draws", "tune", "chains") else ""
+        check_count(f"{name}{flag}", value, low, high)
 
 
 def _claim(out: Path, settings: dict, overwrite: bool) -> None:

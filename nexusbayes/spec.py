@@ -95,6 +95,12 @@ def name_problem(name: str, variable: bool = False) -> str | None:
     return None
 
 
+def name_advice(variable: bool = False) -> str:
+    """What a refused name is used for, and the fix: the end of every message about a :func:`name_problem`."""
+    return "names become " + ("variable and file names, " if variable else "") + \
+        "figure labels and coordinates of the saved fit, so rename it"
+
+
 def _tuple(value):
     """TOML has arrays, not tuples: accept a list where a pair is wanted (strict mode would not)."""
     return tuple(value) if isinstance(value, list) else value
@@ -485,30 +491,29 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _names(self) -> Spec:
-        for where, name in self._named():
-            variable = where.startswith("traits[") or (where.startswith("indicators.") and
-                                                       not where.endswith(".label"))
+        for where, name, variable in self._named():
             problem = name_problem(name, variable=variable)
             if problem is not None:
-                raise ValueError(f"{where}: the name {_short(name)} {problem}; names become "
-                                 + ("variable and file names, " if variable else "")
-                                 + "figure labels and coordinates of the saved fit, so rename it")
+                raise ValueError(f"{where}: the name {_short(name)} {problem}; {name_advice(variable)}")
         return self
 
     def _named(self):
-        """Every user-chosen name in the spec, with the key that holds it."""
-        yield from ((f"traits[{i}]", t) for i, t in enumerate(self.traits))
-        yield from ((f"indicators.{_short(n)}", n) for n in self.indicators)
-        for i, ind in enumerate(self.indicators.values()):
+        """Every user-chosen name in the spec: (the key that holds it, the name, whether it names a variable).
+
+        Trait and indicator names become variable and file names (see :func:`name_problem`).
+        """
+        yield from ((f"traits[{i}]", t, True) for i, t in enumerate(self.traits))
+        yield from ((f"indicators.{_short(n)}", n, True) for n in self.indicators)
+        for name, ind in self.indicators.items():
             if ind.label is not None:
-                yield f"indicators.{list(self.indicators)[i]}.label", ind.label
+                yield f"indicators.{name}.label", ind.label, False
         for table, eras in (("periods.eras", self.periods.eras or []), ("summary.eras", self.summary.eras)):
-            yield from ((f"{table}[{i}].name", e.name) for i, e in enumerate(eras))
+            yield from ((f"{table}[{i}].name", e.name, False) for i, e in enumerate(eras))
         for group, members in self.summary.region_groups.items():
-            yield f"summary.region_groups.{_short(group)}", group
-            yield from ((f"summary.region_groups.{group}[{i}]", m) for i, m in enumerate(members))
+            yield f"summary.region_groups.{_short(group)}", group, False
+            yield from ((f"summary.region_groups.{group}[{i}]", m, False) for i, m in enumerate(members))
         for trait, o in self.orientation.items():
-            yield from ((f"orientation.{trait}.{side}", r) for side in ("higher", "lower")
+            yield from ((f"orientation.{trait}.{side}", r, False) for side in ("higher", "lower")
                         for r in getattr(o, side))
 
     @model_validator(mode="after")
@@ -656,7 +661,7 @@ def load_spec(path: str | Path) -> tuple[Spec, Path | list[Path] | None]:
 
 
 def _read_spec_text(path: Path) -> str:
-    """The text of a spec file: a regular UTF-8 file (a byte-order mark is allowed) of at most MAX_SPEC_BYTES.
+    """The text of a spec file: a regular UTF-8 file of at most MAX_SPEC_BYTES (a BOM is left to from_toml).
 
     A directory, a FIFO or a device (``/dev/zero`` reads forever) is refused before reading.
     """
@@ -679,7 +684,7 @@ def _read_spec_text(path: Path) -> str:
         raise SpecError(f"{path}: is larger than {MAX_SPEC_BYTES // 2**20} MB, far more than a spec needs; is it "
                         "the right file?")
     try:
-        return raw.decode("utf-8-sig")   # a byte-order mark, as some Windows editors write, is skipped
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
         raise SpecError(f"{path}: line {line} is not UTF-8 text (byte {raw[exc.start]:#04x}); re-save the file "

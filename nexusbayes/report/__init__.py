@@ -265,14 +265,15 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False) -> Report:
     start = time.perf_counter()
     tree = _with_prior_predictive(fit)
     diag = fit.diagnostics
+    posterior = fit.tree["posterior"].to_dataset()
     deterministics = [v.name for v in build_model(fit.panel, fit.spec).deterministics]
     rank = checks.rank_tests(checks.hyperparameters(tree))
     facts, versions, counts = _header(fit)
     tables: dict[str, pd.DataFrame] = {
         "run_info": pd.DataFrame({"item": list(facts), "value": list(facts.values())}),
         "versions": versions, "rows_per_indicator": counts,
-        "verdict": _verdict(diag, fit.tree["posterior"].to_dataset()),
-        "diagnostics_by_variable": _by_variable(diag, fit.tree["posterior"].to_dataset()),
+        "verdict": _verdict(diag, posterior),
+        "diagnostics_by_variable": _by_variable(diag, posterior),
     }
     tables["rank_tests"] = rank
     formats = ("png", "svg") if svg else ("png",)
@@ -315,25 +316,25 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False) -> Report:
             "typology_map": ("Typology map: each region's path through the capability-willingness plane, "
                              f"posterior means with {CI_PROB:.0%} intervals; dashed lines are the thresholds "
                              "(grey band: their interval when anchored on an indicator).",
-                             (figures.typology_map(summary, thresholds))),
+                             figures.typology_map(summary, thresholds)),
             "modal_type": ("Modal type of each region-period and its posterior probability.",
-                           (figures.modal_type_map(probs))),
+                           figures.modal_type_map(probs)),
             "type_probabilities": ("Posterior probability of each type, region by period.",
-                                   (figures.type_heatmaps(probs))),
+                                   figures.type_heatmaps(probs)),
             "transition_matrices": (f"Pooled transition matrices per country: P(type next period | type now), "
                                     f"posterior mean and {CI_PROB:.0%} interval. Each row names the region-steps "
                                     "it rests on (posterior mean) and the share of draws in which it is defined; "
                                     f"hatched rows rest on fewer than {figures.THIN_ROW_COUNT} and say little.",
-                                    (figures.transition_heatmaps(tables["transition_matrices"]))),
+                                    figures.transition_heatmaps(tables["transition_matrices"])),
             "threshold_sensitivity": ("Threshold sensitivity: mean share of region-periods of each type as both "
                                       "thresholds move (latent SD units).",
-                                      (figures.sensitivity_heatmaps(tables["threshold_sensitivity"]))),
+                                      figures.sensitivity_heatmaps(tables["threshold_sensitivity"])),
         }
     else:
         thresholds = {}
     figs["results"]["trait_trajectories"] = (
         f"Traits over periods by region: posterior mean and {CI_PROB:.0%} band.",
-        (figures.trait_trajectories(tables["traits"], thresholds)))
+        figures.trait_trajectories(tables["traits"], thresholds))
     figs["results"] = rendered(figs["results"])
     if len(fit.panel.countries) > 1:
         figs["results"].update(rendered(_comparison(fit, tables, thresholds)))
