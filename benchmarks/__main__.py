@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nthe issue's targets in this run:\n" + goals.to_string(index=False))
     out = args.out or (None if args.compare else RESULTS / "latest.json")
     if out is not None:
-        from nexusbayes.fit import atomic_write
+        from nexusbayes.files import atomic_write
 
         atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
         atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text(markdown(record["cases"], goals) + "\n"))

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import xarray as xr
 
-from nexusbayes.data import Panel
-from nexusbayes.simulate import simulate
-from nexusbayes.spec import Indicator, Spec, load_spec
+from nexusbayes.data.panel import Panel
+from nexusbayes.model.simulate import simulate
+from nexusbayes.spec.document import Spec, load_spec
+from nexusbayes.spec.sections import Indicator
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = ("small", "medium", "large")
@@ -62,7 +63,7 @@ class Case:
 def make_case(size: str) -> Case:
     """The spec and data of ``size`` (simulated data are the same on every run: fixed seed)."""
     if size == "small":
-        from nexusbayes.data import load_panel
+        from nexusbayes.data.read import load_panel
 
         spec_path = ROOT / "models" / "kyrgyzstan.toml"
         spec, path = load_spec(spec_path)

@@ -8,7 +8,7 @@ SIZE's model (see :mod:`benchmarks.cases`) with nutpie, keeps the unconstrained 
 JSON line: steps per draw, step size, the condition number, and for the narrowest and widest
 directions their eigenvalues and which variables make them up (share of the direction's squared
 length). That is how the 63 steps per draw of every benchmark panel were traced to the random walk's
-slow directions, and why moving them did not help (``benchmarks/README.md``).
+slow directions, and why moving them did not help (``benchmarks/HISTORY.md``, 2026-11-30 10:15).
 
 Examples
 --------
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import numpy as np
 import pymc as pm
@@ -99,11 +98,9 @@ def geometry(draws: np.ndarray, names: list[str], directions: int = 3) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: sample SIZE once and print its geometry as one JSON line."""
-    import nutpie
-
     from benchmarks.cases import make_case
-    from nexusbayes import compile_cache
-    from nexusbayes.model import build_model
+    from nexusbayes.inference.sample import sample
+    from nexusbayes.model.build import Model
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.geometry", description=__doc__.split("\n\n")[0])
     parser.add_argument("size")
@@ -113,15 +110,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     case = make_case(args.size)
-    model = build_model(case.panel, case.spec)
-    compiled, _ = compile_cache.compile_nutpie(model, case.panel, case.spec)
-    start = time.perf_counter()
-    tree = nutpie.sample(compiled, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                         progress_bar=False, adaptation=case.spec.sampler.adaptation,
-                         target_accept=case.spec.sampler.target_accept, store_unconstrained=True, save_warmup=False)
-    seconds = time.perf_counter() - start
+    model = Model(case.spec, case.panel)
+    settings = case.spec.sampler.model_copy(update={"draws": args.draws, "tune": args.tune, "chains": args.chains,
+                                                     "seed": args.seed, "backend": "nutpie"})
+    tree = sample(model, settings, progress=False, predictions=False,
+                  sampler_options={"store_unconstrained": True})
+    seconds = float(tree.attrs["seconds_sampling"])
     stats = tree["sample_stats"]
-    draws, names = unconstrained_draws(tree, model)
+    draws, names = unconstrained_draws(tree, model.pymc)
     print(json.dumps({"size": args.size, "draws": args.draws, "tune": args.tune, "chains": args.chains,
                       "seed": args.seed, "sampling_s": round(seconds, 1),
                       "steps_per_draw": round(float(stats["n_steps"].mean()), 1),

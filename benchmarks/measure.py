@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.cases import make_case
-from nexusbayes.diagnostics import diagnose
+from nexusbayes.analysis.diagnostics import diagnose
+from nexusbayes.inference.sample import sample
+from nexusbayes.model.build import Model
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 
@@ -96,7 +98,7 @@ def _seconds_per_call(call, n_eval: int) -> float:
 
 def gradient_seconds_nutpie(compiled, x: np.ndarray, n_eval: int = 300) -> float:
     """Seconds per log-density-and-gradient evaluation of nutpie's compiled function at ``x`` (one core)."""
-    from nexusbayes.nutpie_callbacks import logp_call
+    from nexusbayes.inference.nutpie_callbacks import logp_call
 
     call, _, _ = logp_call(compiled, x)
     return _seconds_per_call(call, n_eval)
@@ -114,7 +116,7 @@ def command_seconds(spec_path: Path, seed: int, draws: int, tune: int, chains: i
 
     Both runs share a PyTensor compile directory (``base_compiledir``) that is empty before the first: the
     first is a user's first-ever run on a new machine (every numba and C compile cold), the second runs the
-    command again with the compiled model in the on-disk cache (:mod:`nexusbayes.nutpie_callbacks`). Each time
+    command again with the compiled model in the on-disk cache (:mod:`nexusbayes.inference.nutpie_callbacks`). Each time
     is everything a user waits for: starting Python and importing, compiling, sampling, the diagnostics,
     writing ``fit.nc`` and the CSV tables, and the report. Also recorded: each run's compile seconds, and
     the second run's share outside the fit (``command_rest_s``; the fit is compile, sampling and
@@ -156,9 +158,9 @@ def run(size: str, sampler: str, draws: int | None = None, tune: int | None = No
     ``command`` also times the command line on the size's spec file (:func:`command_seconds`; the
     small size's ``models/kyrgyzstan.toml``), cold and again, in a compile directory of their own.
     """
-    from nexusbayes import compile_cache
     from nexusbayes.fit import fit
-    from nexusbayes.model import build_model
+    from nexusbayes.inference import compile_cache
+    from nexusbayes.model.build import build_model
 
     case = make_case(size)
     settings = case.spec.sampler
@@ -200,14 +202,12 @@ def run(size: str, sampler: str, draws: int | None = None, tune: int | None = No
         else:
             grad = gradient_seconds_pymc(model, x)
     else:
-        import pymc as pm
-
-        model = build_model(case.panel, case.spec)
-        with model:
-            tree = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed, nuts_sampler="numpyro",
-                             target_accept=settings.target_accept, progressbar=False,
-                             compute_convergence_checks=False, nuts_sampler_kwargs={"chain_method": "parallel"})
+        model = Model(case.spec, case.panel)
+        run = settings.model_copy(update={"draws": draws, "tune": tune, "chains": chains, "seed": seed})
+        tree = sample(model, run, progress=False, predictions=False, backend="numpyro",
+                      sampler_options={"nuts_sampler_kwargs": {"chain_method": "parallel"}})
         sampling_s = time.perf_counter() - start
+        model = model.pymc
         diag, diagnostics_s = _timed_diagnostics(tree)
         total = time.perf_counter() - start
         record.update({"compile_s": None, "sampling_s": round(sampling_s, 2), "postprocess_s": None,
@@ -228,7 +228,7 @@ def run(size: str, sampler: str, draws: int | None = None, tune: int | None = No
         record["cached_compile_s"] = round(again.timings["compile"], 3)
         assert again.tree.attrs["compile_source"] == "process", "the second fit of the same structure compiled again"
     if approx and result is not None:
-        from nexusbayes.approximate import approximate, distance
+        from nexusbayes.inference.approximate import approximate, distance
 
         t0 = time.perf_counter()
         quick = approximate(case.spec, case.panel, progress=False)

@@ -24,10 +24,10 @@ import time
 
 from benchmarks.cases import make_case
 from benchmarks.measure import convergence
-from nexusbayes import compile_cache
-from nexusbayes.diagnostics import diagnose
-from nexusbayes.model import build_model
-from nexusbayes.spec import SamplerSpec
+from nexusbayes.analysis.diagnostics import diagnose
+from nexusbayes.inference.sample import sample
+from nexusbayes.model.build import Model
+from nexusbayes.spec.sections import SamplerSpec
 
 DEFAULTS = SamplerSpec()   # the spec's [sampler] defaults
 
@@ -43,16 +43,17 @@ def parse_setting(text: str) -> tuple[float, str]:
 def compare(size: str, settings: list[tuple[float, str]], draws: int = DEFAULTS.draws, tune: int = DEFAULTS.tune,
             chains: int = DEFAULTS.chains, seed: int = 1):
     """Yield one record per setting (dict), sampling ``size``'s model compiled once."""
-    import nutpie
-
     case = make_case(size)
-    start = time.perf_counter()
-    compiled, _ = compile_cache.compile_nutpie(build_model(case.panel, case.spec), case.panel, case.spec)
-    compile_s = time.perf_counter() - start
+    model = Model(case.spec, case.panel)
+    compile_s = None
     for target, adaptation in settings:
         start = time.perf_counter()
-        tree = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=False,
-                             target_accept=target, adaptation=adaptation, save_warmup=tune > 0)
+        run = case.spec.sampler.model_copy(update={"draws": draws, "tune": tune, "chains": chains, "seed": seed,
+                                                    "target_accept": target, "adaptation": adaptation,
+                                                    "backend": "nutpie"})
+        tree = sample(model, run, progress=False, predictions=False, sampler_options={"save_warmup": tune > 0})
+        compile_s = float(tree.attrs["seconds_compile"]) if compile_s is None else compile_s   # once: then cached
+        start += float(tree.attrs["seconds_compile"])
         seconds = time.perf_counter() - start
         diag = diagnose(tree)
         slowest = diag.table["min_ess_bulk"].sort_values().iloc[:5]

@@ -7,22 +7,45 @@ The flow is data -> spec -> model -> fit -> types and transitions:
 ['captured', 'degraded', 'failed', 'hegemonic']
 
 See :func:`fit` for fitting, :class:`Fit` for results, :func:`load` for saved fits,
-:func:`compare` (and :mod:`nexusbayes.compare`) for comparisons between countries and regions,
-:mod:`nexusbayes.datasets` for loaders of public data sets.
+:func:`compare` (and :mod:`nexusbayes.analysis.compare`) for comparisons between countries and regions,
+:mod:`nexusbayes.data.datasets` for loaders of public data sets.
 """
 
+import importlib as _importlib
 import warnings as _warnings
 
-from nexusbayes import datasets
-from nexusbayes.compare import compare, rank_probabilities, sharing_check, type_distribution
-from nexusbayes.constants import TYPES
-from nexusbayes.data import Panel, load_panel
-from nexusbayes.diagnostics import Diagnostics, SamplingWarning, diagnose
-from nexusbayes.errors import DataError, FitFileError, NexusBayesError, OutputExistsError, SpecError
-from nexusbayes.fit import Fit, fit, load
-from nexusbayes.model import build_model
-from nexusbayes.simulate import simulate
-from nexusbayes.spec import AnchoredThreshold, Indicator, Spec, load_spec
+#: Where each name of the public API lives; imported when first used, so that ``import nexusbayes`` (and
+#: ``nexusbayes --help``) does not import PyMC.
+_API = {
+    "AnchoredThreshold": "nexusbayes.spec.sections",
+    "DataError": "nexusbayes.errors",
+    "Diagnostics": "nexusbayes.analysis.diagnostics",
+    "Fit": "nexusbayes.fit",
+    "FitFileError": "nexusbayes.errors",
+    "Indicator": "nexusbayes.spec.sections",
+    "NexusBayesError": "nexusbayes.errors",
+    "OutputExistsError": "nexusbayes.errors",
+    "Panel": "nexusbayes.data.panel",
+    "SamplingWarning": "nexusbayes.analysis.diagnostics",
+    "Spec": "nexusbayes.spec.document",
+    "SpecError": "nexusbayes.errors",
+    "TYPES": "nexusbayes.constants",
+    "build_model": "nexusbayes.model.build",
+    "compare": "nexusbayes.analysis.compare",
+    "datasets": "nexusbayes.data.datasets",
+    "diagnose": "nexusbayes.analysis.diagnostics",
+    "fit": "nexusbayes.fit",
+    "load": "nexusbayes.fit",
+    "load_panel": "nexusbayes.data.read",
+    "load_spec": "nexusbayes.spec.document",
+    "rank_probabilities": "nexusbayes.analysis.compare",
+    "sharing_check": "nexusbayes.workflows.sharing",
+    "simulate": "nexusbayes.model.simulate",
+    "type_distribution": "nexusbayes.analysis.compare",
+    "write_report": "nexusbayes.report",
+    "Model": "nexusbayes.model.build",
+    "sample": "nexusbayes.inference.sample",
+}
 
 # PyTensor warns (five lines, once per process, when it first compiles an operation to C) that it found no BLAS
 # library, as with every pip-installed PyTensor. nexusbayes samples with numba (nutpie) and draws forward samples
@@ -33,5 +56,20 @@ __all__ = [
     "TYPES", "AnchoredThreshold", "DataError", "Diagnostics", "Fit", "FitFileError", "Indicator",
     "NexusBayesError", "OutputExistsError", "Panel", "SamplingWarning", "Spec", "SpecError", "build_model",
     "compare", "datasets", "diagnose", "fit", "load", "load_panel", "load_spec", "rank_probabilities",
-    "sharing_check", "simulate", "type_distribution",
+    "sharing_check", "simulate", "type_distribution", "write_report", "Model", "sample",
 ]
+
+
+def __getattr__(name: str):
+    """Import a name of the public API on first use (PEP 562)."""
+    if name not in _API:
+        raise AttributeError(f"module 'nexusbayes' has no attribute {name!r}")
+    module = _importlib.import_module(_API[name])
+    value = module if _API[name].endswith(f".{name}") else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names and those of the public API."""
+    return sorted([*globals(), *_API])

@@ -22,9 +22,61 @@ import warnings
 from pathlib import Path
 
 from nexusbayes import interrupts
-from nexusbayes.batch import SWEEP_KINDS, add_cluster_arguments, bounded_int, cluster_options, positive_int
-from nexusbayes.errors import Interrupted, NexusBayesError
-from nexusbayes.spec import MAX_CHAINS, MAX_DRAWS
+from nexusbayes.constants import SWEEP_KINDS
+from nexusbayes.errors import Interrupted, NexusBayesError, count_range
+from nexusbayes.spec.limits import MAX_CHAINS, MAX_DRAWS
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (e.g. ``--workers``, ``--n-sims``).
+
+    Examples
+    --------
+    >>> positive_int("3")
+    3
+    >>> positive_int("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a whole number >= 1, got '0'
+    """
+    return bounded_int(1)(text)
+
+
+def bounded_int(low: int, high: int | None = None):
+    """An argparse type: a whole number in ``low..high`` (a clear message instead of "invalid int value")."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be a whole number {count_range(low, high)}, got {text!r}")
+        return value
+    parse.__name__ = "whole number"
+    return parse
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--scheduler ADDRESS`` and ``--workers N`` to a subcommand (batch-running commands share them).
+
+    Examples
+    --------
+    >>> parser = argparse.ArgumentParser()
+    >>> add_cluster_arguments(parser)
+    >>> cluster_options(parser.parse_args(["--scheduler", "tcp://10.0.0.5:8786"]))
+    {'scheduler': 'tcp://10.0.0.5:8786', 'n_workers': 2}
+    """
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: start a "
+                             "local cluster)")
+    parser.add_argument("--workers", type=positive_int, default=2, metavar="N",
+                        help="worker processes of the local cluster (default 2; ignored with --scheduler)")
+
+
+def cluster_options(args: argparse.Namespace) -> dict:
+    """The :func:`run_batch` keyword arguments set by :func:`add_cluster_arguments`."""
+    return {"scheduler": args.scheduler, "n_workers": args.workers}
+
 
 #: Exit status for each signal that stops a run: 128 + the signal number, as shells report it.
 SIGNAL_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -196,11 +248,12 @@ def _signals_interrupt():
 
 
 def _fit(args) -> int:
-    from nexusbayes.diagnostics import SamplingWarning
+    from nexusbayes.analysis.diagnostics import SamplingWarning
     from nexusbayes.fit import fit
-    from nexusbayes.outputs import RUN, OutputFolder, default_out_dir, summary_text, write_run
+    from nexusbayes.outputs import RUN, OutputFolder, default_out_dir
     from nexusbayes.report import REPORT_DIR, REPORT_FILE
-    from nexusbayes.spec import load_spec
+    from nexusbayes.report.run import summary_text, write_run
+    from nexusbayes.spec.document import load_spec
 
     spec, data_path = load_spec(args.spec)
     out = args.out or default_out_dir(spec.name)
@@ -243,9 +296,9 @@ def verdict_line(diagnostics) -> str:
 
 
 def _check(args) -> int:
-    from nexusbayes.data import load_panel
+    from nexusbayes.data.read import load_panel
     from nexusbayes.errors import SpecError
-    from nexusbayes.spec import load_spec
+    from nexusbayes.spec.document import load_spec
 
     spec, data_path = load_spec(args.spec)
     if data_path is None:
@@ -280,16 +333,16 @@ def _report(args) -> int:
 
 def _summary(args) -> int:
     from nexusbayes.fit import load
-    from nexusbayes.outputs import summary_text
+    from nexusbayes.report.run import summary_text
 
     print(summary_text(load(args.fit)))
     return 0
 
 
 def _compare(args) -> int:
-    from nexusbayes.compare import CompareError, comparison_tables
+    from nexusbayes.analysis.compare import CompareError, comparison_tables
     from nexusbayes.fit import load
-    from nexusbayes.outputs import write_tables
+    from nexusbayes.report.run import write_tables
 
     if args.all_periods and args.periods:
         raise CompareError("give --period (repeatable) or --all-periods, not both")
@@ -310,16 +363,16 @@ def _compare(args) -> int:
 def _sweep(args) -> int:
     import pandas as pd
 
-    from nexusbayes import batch
     from nexusbayes.errors import SpecError
     from nexusbayes.outputs import default_out_dir
-    from nexusbayes.spec import load_spec
+    from nexusbayes.spec.document import load_spec
+    from nexusbayes.workflows import batch, jobs, sweeps
 
     spec, data_path = load_spec(args.spec)
     if data_path is None:
         raise SpecError(f"{args.spec}: names no data file (`data = ...`)")
     options = {k: v for k in ("draws", "tune", "chains") if (v := getattr(args, k)) is not None}
-    sweep = batch.sweep_tasks(spec, data_path, args.kind, options=options)
+    sweep = sweeps.sweep_tasks(spec, data_path, args.kind, options=options)
     out = args.out or default_out_dir(spec.name) / f"sweep-{args.kind}"
     for name, reason in sweep.refused.items():
         print(f"not fitted: {name}: {reason}")
@@ -335,14 +388,14 @@ def _sweep(args) -> int:
     failed = table[table["status"] == "failed"]
     for _, row in failed.iterrows():
         print(f"FAILED {row['task']}: {row['error_type']}: {row['error_message']} "
-              f"(traceback in {out / row['task'] / batch.ERROR_FILE})", file=sys.stderr)
+              f"(traceback in {out / row['task'] / jobs.ERROR_FILE})", file=sys.stderr)
     return 1 if len(failed) else 0
 
 
 def _sbc(args) -> int:
     from nexusbayes.outputs import default_out_dir
-    from nexusbayes.sbc import SIMS_DIR, run_sbc
-    from nexusbayes.spec import load_spec
+    from nexusbayes.spec.document import load_spec
+    from nexusbayes.workflows.sbc import SIMS_DIR, run_sbc
 
     spec, _ = load_spec(args.spec)
     out = args.out or default_out_dir(f"{spec.name}_sbc")
@@ -365,9 +418,9 @@ def _sbc(args) -> int:
 
 
 def _quick(args) -> int:
-    from nexusbayes.approximate import approximate
     from nexusbayes.errors import OutputExistsError
-    from nexusbayes.outputs import write_tables
+    from nexusbayes.inference.approximate import approximate
+    from nexusbayes.report.run import write_tables
 
     names = ("quick_types.csv", "quick_traits.csv")
     existing = [str(args.out / n) for n in names if args.out is not None and (args.out / n).exists()]

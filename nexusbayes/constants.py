@@ -25,3 +25,5 @@ PRIOR_PREDICTIVE_DRAWS = 200
 #: Draws × observations computed at once for the log-likelihood and posterior predictive after a fit
 #: (bounds the temporaries at about 64 MB per array, whatever the panel's size).
 POSTPROCESS_CHUNK_VALUES = 2**22
+#: The kinds of sensitivity sweep (:func:`nexusbayes.workflows.sweeps.sweep_tasks`).
+SWEEP_KINDS = ("prior_scale", "leave_one_indicator_out", "per_country")

@@ -1,5 +1,7 @@
 """The package's own exceptions: every bad input ends in one of these, with a message that says how to fix it."""
 
+import numpy as np
+
 
 class NexusBayesError(Exception):
     """Base class of every error nexusbayes raises on purpose."""
@@ -44,9 +46,24 @@ class Interrupted(KeyboardInterrupt):
 class DataWarning(UserWarning):
     """The data allow a fit, but part of it rests on the prior alone (e.g. a trait unmeasured in a country).
 
-    See :attr:`nexusbayes.data.Panel.warnings`.
+    See :attr:`nexusbayes.data.panel.Panel.warnings`.
     """
 
 
 class SettingsError(NexusBayesError, ValueError):
     """A run setting given as an argument (number of simulations, workers, draws ...) is out of range."""
+
+
+def check_count(label: str, value, low: int, high: int | None = None, why: str = "") -> None:
+    """Refuse (:class:`SettingsError`) a count given in Python that is not a whole number in ``low..high``.
+
+    Booleans are refused (``True`` is not 1 worker); ``why`` ends the message.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low or \
+            (high is not None and value > high):
+        raise SettingsError(f"{label} must be a whole number {count_range(low, high)}, got {value!r}{why}")
+
+
+def count_range(low: int, high: int | None) -> str:
+    """The range of a count in words: ``">= 1"`` or ``"from 0 to 1,000"``."""
+    return f">= {low}" if high is None else f"from {low} to {high:,}"

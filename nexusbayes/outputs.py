@@ -23,29 +23,29 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Iterable
 from importlib.metadata import version
 from pathlib import Path
 
-import pandas as pd
-
 from nexusbayes import interrupts
-from nexusbayes.constants import TYPES
 from nexusbayes.errors import OutputError, OutputExistsError, SpecError
-from nexusbayes.fit import Fit, atomic_write, temp_dir_beside
+from nexusbayes.files import temp_dir_beside
 
+#: The saved fit of a run.
 FIT_FILE = "fit.nc"
 #: The list of what a nexusbayes run wrote into its folder (and so may replace), inside that folder.
 MANIFEST = ".nexusbayes-outputs.json"
+
+
 #: Kinds of output folder: a fit's run folder, a report folder.
 RUN, REPORT = "run", "report"
+
+
 _WHAT = {RUN: "an earlier run", REPORT: "a report"}
+
+
 _NOUN = {RUN: "a run (fit.nc, CSV tables, report/)", REPORT: "a report"}
-#: First characters that make a spreadsheet read a text cell as a formula (OWASP "CSV injection").
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def default_out_dir(spec_name: str, base: str | Path = "reports") -> Path:
@@ -71,41 +71,6 @@ def check_writable(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise OutputExistsError(f"{out_dir} already holds an earlier run; pass --overwrite to replace it, "
                                 "or --out DIR to write elsewhere")
-
-
-# ---- spreadsheet-safe CSV ---------------------------------------------------------------------------
-def spreadsheet_safe(value):
-    """A text cell that a spreadsheet would run as a formula, prefixed with a single quote; anything else as is.
-
-    Text starting with ``= + - @``, a tab or a carriage return gets a leading ``'`` (OWASP's advice
-    against CSV injection); numbers, and text that is just a number (``-1.5``), are left alone.
-
-    Examples
-    --------
-    >>> print(spreadsheet_safe('=HYPERLINK("http://x", "y")'))
-    '=HYPERLINK("http://x", "y")
-    >>> spreadsheet_safe("+1-1"), spreadsheet_safe("-1.5"), spreadsheet_safe(-2.0), spreadsheet_safe("Osh")
-    ("'+1-1", '-1.5', -2.0, 'Osh')
-    """
-    if isinstance(value, str) and value.startswith(FORMULA_START) and not _NUMBER.fullmatch(value):
-        return "'" + value
-    return value
-
-
-def spreadsheet_safe_table(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with :func:`spreadsheet_safe` applied to every text cell and column name (numbers untouched)."""
-    safe = table.copy(deep=False)
-    safe.columns = [spreadsheet_safe(c) for c in table.columns]
-    for i in range(table.shape[1]):
-        column = table.iloc[:, i]
-        if not pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_datetime64_any_dtype(column):
-            safe.isetitem(i, column.astype(object).map(spreadsheet_safe))
-    return safe
-
-
-def write_csv(table: pd.DataFrame, path: str | Path) -> None:
-    """Write ``table`` as CSV (no index) with formula-like text neutralised: the one CSV writer of nexusbayes."""
-    spreadsheet_safe_table(table).to_csv(path, index=False)
 
 
 # ---- output folders ---------------------------------------------------------------------------------
@@ -373,108 +338,3 @@ def _swap_in(new: Path, out_dir: Path) -> None:
         raise
     if old is not None:
         _remove_owned(old)
-
-
-# ---- a fit's run folder -----------------------------------------------------------------------------
-def write_run(fit: Fit, out_dir: str | Path | OutputFolder, overwrite: bool = False, report: bool = False) -> Path:
-    """Write ``fit.nc``, the CSV tables, ``summary.txt`` (and with ``report``, ``report/``) into ``out_dir``.
-
-    All or nothing, in one final swap (see :class:`OutputFolder`). ``out_dir`` may be a folder
-    already claimed by the caller (the command line claims it before fitting).
-    """
-    def fill(tmp: Path) -> None:
-        fit.save(tmp / FIT_FILE)
-        for name, table in tables(fit).items():
-            write_csv(table, tmp / f"{name}.csv")
-        (tmp / "summary.txt").write_text(summary_text(fit) + "\n", encoding="utf-8")
-        if report:
-            from nexusbayes.report import REPORT_DIR, build_report
-
-            folder = tmp / REPORT_DIR
-            folder.mkdir()
-            build_report(fit).write(folder)
-            write_manifest(folder, REPORT)
-
-    if isinstance(out_dir, OutputFolder):
-        return out_dir.replace_with(fill)
-    with OutputFolder(out_dir, RUN, overwrite) as folder:
-        return folder.replace_with(fill)
-
-
-def tables(fit: Fit) -> dict[str, pd.DataFrame]:
-    """The result tables written beside the fit, by file stem.
-
-    Floats keep four significant digits (:func:`nexusbayes.report.tables.rounded`).
-    """
-    from nexusbayes.report.tables import rounded
-    from nexusbayes.typology import transitions_table
-
-    out = {"traits": fit.trait_summary(), "diagnostics": fit.diagnostics.checks.reset_index(),
-           "diagnostics_by_variable": fit.diagnostics.table.reset_index()}
-    if fit.spec.has_typology:
-        out["type_probabilities"] = fit.types_table()
-        out["transitions"] = transitions_table(fit.transitions(), fit.region_country)
-        out["transition_matrices"] = fit.transition_matrices()
-        out["threshold_sensitivity"] = fit.threshold_sensitivity()
-        groups = fit.group_era_summary()
-        if len(groups):
-            out["types_by_group_era"] = groups
-    if len(fit.panel.countries) > 1:
-        from nexusbayes.compare import comparison_tables
-
-        out.update({f"compare_{k}": v for k, v in comparison_tables(fit, periods=None).items()})
-    return {name: rounded(table) for name, table in out.items()}
-
-
-def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path, overwrite: bool = False) -> list[Path]:
-    """Write each table as ``<name>.csv`` into ``out_dir``, each file atomically (signals held back between them).
-
-    Refuses (before writing anything) when a file exists and ``overwrite`` is false.
-    """
-    out_dir = Path(out_dir)
-    paths = [out_dir / f"{name}.csv" for name in tables]
-    existing = [p for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(f"{', '.join(map(str, existing))} exist(s); pass --overwrite to replace")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    interrupts.check()
-    with interrupts.deferred():
-        for path, table in zip(paths, tables.values(), strict=True):
-            atomic_write(path, lambda tmp, t=table: write_csv(t, tmp))
-            interrupts.written(path)
-    return paths
-
-
-def summary_text(fit: Fit) -> str:
-    """What ``nexusbayes fit`` prints: data, timings, types by group and era, and the diagnostics verdict."""
-    panel = fit.panel
-    t = fit.timings
-    lines = [
-        f"nexusbayes fit of {fit.spec.name!r}: {panel.n_obs} observations, {len(panel.countries)} country(ies), "
-        f"{len(panel.regions)} regions, {len(panel.periods)} periods, {len(panel.indicators)} indicators",
-        f"  sampler {fit.tree.attrs.get('sampler')}: compile {t.get('compile', 0):.1f} s"
-        f"{' (from the on-disk cache)' if fit.tree.attrs.get('compile_source') == 'disk' else ''}, "
-        f"sampling {t.get('sampling', 0):.1f} s, post-processing {t.get('postprocess', 0):.1f} s",
-    ]
-    if panel.empty_cells:
-        lines.append(f"  {len(panel.empty_cells)} region-period(s) have no observation; their traits come from "
-                     "the dynamics alone")
-    lines.extend(f"  WARNING (data): {warning}" for warning in panel.warnings)
-    if fit.spec.has_typology:
-        groups = fit.group_era_summary()
-        if len(groups):
-            lines.append("\nType probabilities by region group and era:")
-            shown = groups[["group", "era", *TYPES, "modal_type"]].copy()   # one format: two decimals
-            shown[list(TYPES)] = shown[list(TYPES)].map(lambda p: f"{p:.2f}")
-            shown["modal_probability"] = groups["modal_probability"].map(lambda p: f"{p:.2f}")
-            lines.append(shown.to_string(index=False))
-        else:
-            table = fit.types_table()
-            counts = table["modal_type"].value_counts().reindex(list(TYPES), fill_value=0)
-            lines.append("\nModal types over region-periods: "
-                         + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    lines.append("")
-    lines.append(fit.diagnostics.text())
-    for failure in fit.diagnostics.failures():
-        lines.append(f"  WARNING: {failure}")
-    return "\n".join(lines)

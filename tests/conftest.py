@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, settings
 
 from nexusbayes.cli import main
 from nexusbayes.fit import fit, load
+from nexusbayes.model.simulate import simulate
 from nexusbayes.report import REPORT_DIR
-from nexusbayes.simulate import simulate
 
 settings.register_profile(
     "ci", deadline=None, derandomize=True, database=None, max_examples=200, print_blob=True,

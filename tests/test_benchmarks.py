@@ -147,9 +147,9 @@ def test_a_posterior_draw_maps_to_the_sampler_s_coordinates_and_back(kyrgyzstan)
     import numpy as np
 
     from benchmarks.measure import posterior_point
-    from nexusbayes import compile_cache
-    from nexusbayes.model import build_model
-    from nexusbayes.nutpie_callbacks import call_expand
+    from nexusbayes.inference import compile_cache
+    from nexusbayes.inference.nutpie_callbacks import call_expand
+    from nexusbayes.model.build import build_model
 
     model = build_model(kyrgyzstan.panel, kyrgyzstan.spec)
     compiled, _ = compile_cache.compile_nutpie(model, kyrgyzstan.panel, kyrgyzstan.spec)

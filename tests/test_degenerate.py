@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 from pytensor.compile.mode import Mode
 
-from nexusbayes.data import load_panel
+from nexusbayes.data.read import load_panel
 from nexusbayes.errors import DataError
 from nexusbayes.fit import fit
-from nexusbayes.model import build_model
-from nexusbayes.simulate import default_spec, simulate
-from nexusbayes.spec import Indicator, Periods, Spec
+from nexusbayes.model.build import build_model
+from nexusbayes.model.simulate import default_spec, simulate
+from nexusbayes.spec.document import Spec
+from nexusbayes.spec.sections import Indicator, Periods
 
 PY_MODE = Mode(linker="py", optimizer="fast_compile")  # compiles in seconds; only finiteness is checked
 

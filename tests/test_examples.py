@@ -3,7 +3,7 @@ verdicts at their defaults, the command line's help, its progress lines without 
 
 The bundled examples' fits at their defaults, and where they are checked:
 kyrgyzstan (``kyrgyzstan`` fixture, here), central_asia (``central_asia_run`` fixture) and tip_central_asia
-(tests/test_compare.py, ``test_tip_central_asia_fit_is_sane``) and sbc_small (here) pass.
+(tests/analysis/test_compare.py, ``test_tip_central_asia_fit_is_sane``) and sbc_small (here) pass.
 martin_quinn does not pass at its defaults yet (2 chains x 300 draws: R-hat 1.29, bulk ESS 5); its fit is
 checked against the published scores in tests/test_martin_quinn.py.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import importlib
 import os
 import re
 import subprocess
@@ -21,16 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from nexusbayes import compile_cache
 from nexusbayes.cli import _parser, main, verdict_line
 from nexusbayes.fit import fit
-from nexusbayes.model import build_model
-from nexusbayes.simulate import simulate
-from nexusbayes.spec import load_spec
+from nexusbayes.inference import compile_cache
+from nexusbayes.inference import progress as progress_module
+from nexusbayes.model.build import build_model
+from nexusbayes.model.simulate import simulate
+from nexusbayes.spec.document import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-fit_module = importlib.import_module("nexusbayes.fit")   # the module (the package exports the function as `fit`)
 
 
 def _bash_blocks(text: str) -> list[str]:
@@ -102,7 +101,7 @@ def test_fit_ends_with_its_verdict_line(central_asia_run):
 
 # Two countries' centred starts made a funnel in country_initial_sd under its half-normal prior (1 divergence
 # of 4000 draws at seed 20161; 1-4 at target_accept 0.9/0.95 or 1000 tuning steps; 3 with the half-normal's
-# scale 3). Its gamma prior for two or three countries (nexusbayes.model.FEW_CONTRASTS) passes: 0 divergences.
+# scale 3). Its gamma prior for two or three countries (nexusbayes.model.latent.FEW_CONTRASTS) passes: 0 divergences.
 def test_central_asia_passes_its_verdict_at_its_defaults(central_asia_run):
     status, out, printed = central_asia_run
     assert printed.rstrip().splitlines()[-1] == "VERDICT: passed", printed[-2000:]
@@ -147,7 +146,7 @@ def small_spec(tmp_path):
 
 def test_fit_without_a_terminal_prints_progress_lines_and_ends_with_the_verdict(small_spec, tmp_path, monkeypatch,
                                                                                   capsys):
-    monkeypatch.setattr(fit_module, "PROGRESS_SECONDS", 0.2)
+    monkeypatch.setattr(progress_module, "PROGRESS_SECONDS", 0.2)
     assert not sys.stderr.isatty()   # pytest captures it
     status = main(["fit", str(small_spec), "--out", str(tmp_path / "run"), "--draws", "100", "--tune", "100",
                    "--chains", "2"])

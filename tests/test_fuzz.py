@@ -24,11 +24,15 @@ from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 from pytensor.compile.mode import Mode
 
-from nexusbayes.data import REQUIRED, load_panel
+from nexusbayes.data.panel import REQUIRED
+from nexusbayes.data.read import load_panel
 from nexusbayes.errors import DataError, SpecError
-from nexusbayes.model import build_model, make_design
+from nexusbayes.model.build import build_model
+from nexusbayes.model.design import make_design
 from nexusbayes.outputs import default_out_dir
-from nexusbayes.spec import NAME_PATTERN, Indicator, Spec, load_spec
+from nexusbayes.spec.document import Spec, load_spec
+from nexusbayes.spec.limits import NAME_PATTERN
+from nexusbayes.spec.sections import Indicator
 
 FAMILIES = ("normal", "negbin", "binomial", "ordinal", "bernoulli")
 SIGNS = ("positive", "negative", "free")

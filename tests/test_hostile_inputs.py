@@ -17,13 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from nexusbayes.batch import connect, run_batch
 from nexusbayes.cli import main
-from nexusbayes.data import load_panel
+from nexusbayes.data.read import load_panel
 from nexusbayes.errors import DataError, DataWarning, SettingsError, SpecError
-from nexusbayes.fit import _priors_of, fit
-from nexusbayes.sbc import run_sbc
-from nexusbayes.spec import MAX_SPEC_BYTES, load_spec
+from nexusbayes.fit import fit
+from nexusbayes.model.build import Model
+from nexusbayes.spec.document import load_spec
+from nexusbayes.spec.limits import MAX_SPEC_BYTES
+from nexusbayes.workflows.batch import run_batch
+from nexusbayes.workflows.jobs import connect
+from nexusbayes.workflows.sbc import run_sbc
 
 SPEC = """\
 name = "hostile"
@@ -293,7 +296,8 @@ def test_panel_warnings_empty_when_every_country_is_covered(tmp_path):
     assert via_load_panel(write(tmp_path)).warnings == []
 
 
-def test_start_failure_names_the_prior_of_a_non_finite_term(tmp_path):
-    spec, _ = load_spec(write(tmp_path, SPEC + "\n[priors]\nloading = 1e-6\n"))
-    assert _priors_of(["loading_pos = -inf", "y_normal = 3.0"], spec) == ["priors.loading = 1e-06"]
-    assert _priors_of(["y_normal = nan"], spec) == []
+def test_the_roles_name_the_prior_of_a_non_finite_term(tmp_path):
+    spec, data = load_spec(write(tmp_path, SPEC + "\n[priors]\nloading = 1e-6\n"))
+    roles = Model(spec, load_panel(data, spec)).roles
+    assert roles.prior_fields(["loading_pos", "y_normal"]) == ["loading"]
+    assert roles.prior_fields(["y_normal"]) == []

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nexusbayes.data import load_panel
-from nexusbayes.datasets import correlate_scores, load_martin_quinn
+from nexusbayes.data.datasets import correlate_scores, load_martin_quinn
+from nexusbayes.data.read import load_panel
 from nexusbayes.errors import DataError, SpecError
 from nexusbayes.fit import fit
-from nexusbayes.spec import Spec, load_spec
+from nexusbayes.spec.document import Spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 MQ_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "martin_quinn"

@@ -7,9 +7,9 @@ import pytest
 
 from nexusbayes.cli import main
 from nexusbayes.errors import SpecError
+from nexusbayes.model.simulate import default_spec
 from nexusbayes.outputs import default_out_dir
-from nexusbayes.simulate import default_spec
-from nexusbayes.spec import Spec
+from nexusbayes.spec.document import Spec
 
 EVIL = ["../../x", "../x", "/etc/x", "/", "..", ".", "", "x/../../y", "x/y", "..\\..\\x", "C:\\x", "~/x",
         "\uff0e\uff0e\uff0fx", "\u2024\u2024/x", "x\u202egnp.exe", "x\n", "x\x00y", "x" * 101, " x", "-x", "ｘ"]

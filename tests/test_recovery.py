@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from nexusbayes.analysis.typology import classify
 from nexusbayes.constants import TYPES
-from nexusbayes.typology import classify
 
 
 def test_posterior_mean_correlates_with_truth(recovery):

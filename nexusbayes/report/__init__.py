@@ -16,7 +16,7 @@ Examples
 --------
 >>> import nexusbayes as nb
 >>> result = nb.load("reports/kyrgyzstan/fit.nc")            # doctest: +SKIP
->>> path = result.report("reports/kyrgyzstan/report")         # doctest: +SKIP
+>>> path = write_report(result, "reports/kyrgyzstan/report")   # doctest: +SKIP
 >>> path.name                                                 # doctest: +SKIP
 'report.html'
 """
@@ -37,15 +37,17 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
-from nexusbayes import compile_cache, typology
+from nexusbayes.analysis import typology
+from nexusbayes.analysis.diagnostics import ADVICE, Diagnostics
 from nexusbayes.constants import CI_PROB, ESS_MIN, PARETO_K_MAX, RHAT_MAX, TYPES
-from nexusbayes.diagnostics import ADVICE, Diagnostics
 from nexusbayes.errors import NexusBayesError
-from nexusbayes.fit import Fit, content_digest, prior_predictive
-from nexusbayes.model import build_model
-from nexusbayes.outputs import REPORT, OutputFolder, spreadsheet_safe_table
+from nexusbayes.files import content_digest, spreadsheet_safe_table
+from nexusbayes.fit import Fit
+from nexusbayes.inference import compile_cache
+from nexusbayes.model.build import Model
+from nexusbayes.outputs import REPORT, OutputFolder
 from nexusbayes.report import checks, figures
-from nexusbayes.report.tables import column_formatter, rounded
+from nexusbayes.report.tables import column_formatter, result_tables, rounded
 
 REPORT_FILE = "report.html"
 #: Folder of the report inside a run folder (``nexusbayes fit`` writes it there).
@@ -89,7 +91,7 @@ class Report:
         """Every file of the report by name: the page, PNG (and SVG) figures, and CSV tables (UTF-8).
 
         Text cells of the tables that a spreadsheet would run as formulas are neutralised
-        (:func:`nexusbayes.outputs.spreadsheet_safe_table`), as in every CSV nexusbayes writes.
+        (:func:`nexusbayes.files.spreadsheet_safe_table`), as in every CSV nexusbayes writes.
         """
         out = {REPORT_FILE: self.html.encode("utf-8")}
         out.update({f"{stem}.png": data for stem, (_, data) in self.figures.items()})
@@ -233,12 +235,13 @@ def _with_prior_predictive(fit: Fit) -> xr.DataTree:
         return fit.tree
     tree = fit.tree.copy()
     seed = fit.tree.attrs.get("seed")
-    tree["prior_predictive"] = xr.DataTree(prior_predictive(fit.panel, fit.spec,
-                                                            seed=None if seed is None else int(seed)))
+    draws = Model(fit.spec, fit.panel).prior_predictive(seed=None if seed is None else int(seed))
+    tree["prior_predictive"] = xr.DataTree(draws)
     return tree
 
 
-def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False) -> Report:
+def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
+                 results: dict[str, pd.DataFrame] | None = None) -> Report:
     """Compute the report of a fit in memory (nothing is written).
 
     Parameters
@@ -249,6 +252,8 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False) -> Report:
         Resolution of the PNG figures (300 for print), from 50 to 1200 (:data:`figures.DPI_RANGE`).
     svg : bool
         Also render every figure as SVG (:attr:`Report.svgs`), for papers.
+    results : dict of str to DataFrame, optional
+        The fit's result tables when already computed (:func:`nexusbayes.report.tables.result_tables`).
 
     Returns
     -------
@@ -266,8 +271,9 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False) -> Report:
     tree = _with_prior_predictive(fit)
     diag = fit.diagnostics
     posterior = fit.tree["posterior"].to_dataset()
-    deterministics = [v.name for v in build_model(fit.panel, fit.spec).deterministics]
-    rank = checks.rank_tests(checks.hyperparameters(tree))
+    roles = fit.roles
+    deterministics = [entry.name for entry in roles if not entry.free]
+    rank = checks.rank_tests(checks.hyperparameters(tree, roles.scales()))
     facts, versions, counts = _header(fit)
     tables: dict[str, pd.DataFrame] = {
         "run_info": pd.DataFrame({"item": list(facts), "value": list(facts.values())}),
@@ -290,14 +296,15 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False) -> Report:
         return out
 
     figs: dict[str, dict[str, tuple[str, bytes]]] = {}
-    figs["sampling"] = rendered(checks.sampling_figures(tree, diag, rank, exclude=deterministics))
+    figs["sampling"] = rendered(checks.sampling_figures(tree, diag, roles.scales(), rank, exclude=deterministics))
     figs["predictive"] = rendered(checks.predictive_figures(tree, fit.spec, fit.panel))
     loo = checks.loo(tree, fit.spec, fit.panel)
     figs["loo"] = rendered(loo.figures)
     tables.update({"loo_by_term": loo.terms, "loo_by_indicator": loo.by_indicator,
                    "pareto_k": loo.pointwise, "pareto_k_flagged": loo.flagged})
     notes = list(loo.warnings)
-    tables["traits"] = fit.trait_summary()
+    results = result_tables(fit) if results is None else results
+    tables["traits"] = results["traits"]
     figs["results"] = {}     # figures first, rendered below
     if fit.spec.has_typology:
         thresholds = _thresholds(fit)
@@ -305,12 +312,9 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False) -> Report:
         low, high = typology.interval_names()
         tables["typology_thresholds"] = pd.DataFrame(
             [{"trait": t, "mean": m, low: lo, high: hi} for t, (m, lo, hi) in thresholds.items()])
-        tables["type_probabilities"] = fit.types_table()
-        tables["transition_matrices"] = fit.transition_matrices()
-        tables["threshold_sensitivity"] = fit.threshold_sensitivity()
-        groups = fit.group_era_summary()
-        if len(groups):
-            tables["types_by_group_era"] = groups
+        for stem in ("type_probabilities", "transition_matrices", "threshold_sensitivity", "types_by_group_era"):
+            if stem in results:
+                tables[stem] = results[stem]
         summary = tables["traits"]
         figs["results"] = {
             "typology_map": ("Typology map: each region's path through the capability-willingness plane, "
@@ -347,7 +351,7 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False) -> Report:
 
 def _comparison(fit: Fit, tables: dict, thresholds: dict) -> dict[str, tuple[str, Figure]]:
     """Country comparisons (fits with several countries): tables (added to ``tables``) and figures for section 5."""
-    from nexusbayes.compare import comparison_tables, rank_probabilities
+    from nexusbayes.analysis.compare import comparison_tables, rank_probabilities
     from nexusbayes.report import comparison
 
     tables.update({f"compare_{k}": v for k, v in comparison_tables(fit, periods=None).items()})

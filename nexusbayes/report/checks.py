@@ -21,12 +21,12 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from nexusbayes.analysis.diagnostics import Diagnostics
 from nexusbayes.constants import BFMI_MIN, PARETO_K_MAX
-from nexusbayes.data import Panel
-from nexusbayes.diagnostics import Diagnostics
-from nexusbayes.model import term_key
+from nexusbayes.data.panel import Panel
+from nexusbayes.model.design import term_key
 from nexusbayes.report.figures import RC
-from nexusbayes.spec import Spec
+from nexusbayes.spec.document import Spec
 
 SAMPLE_DIMS = ("chain", "draw")
 #: Families whose predictive checks are bars (rootograms) rather than densities.
@@ -50,21 +50,17 @@ def render(plot, *args, figure_kwargs: dict | None = None, **kwargs) -> Figure:
 
 
 # ---- sampling ------------------------------------------------------------------------------------
-def is_hyperparameter(name: str) -> bool:
-    """Scales and correlations (not the latent traits or their innovations)."""
-    return (name.endswith("_sd") or name.startswith(("sigma_", "inv_dispersion_", "rater_sd_"))
-            or name in ("ar_phi", "trait_corr"))
+def hyperparameters(tree: xr.DataTree, names: Collection[str]) -> xr.DataTree:
+    """Posterior of the scale and correlation parameters ``names``, with ``sample_stats`` (for divergences).
 
-
-def hyperparameters(tree: xr.DataTree) -> xr.DataTree:
-    """Posterior of the scale and correlation parameters, with ``sample_stats`` (for divergences).
+    ``names`` come from the roles registry (:meth:`nexusbayes.model.roles.Roles.scales`).
 
     The trait correlation matrix is reduced to its distinct off-diagonal elements (dim ``pair``).
     """
     post = tree["posterior"].to_dataset()
     out = {}
     for name in post.data_vars:
-        if not is_hyperparameter(name) or not np.issubdtype(post[name].dtype, np.floating):
+        if name not in names or not np.issubdtype(post[name].dtype, np.floating):
             continue
         if name == "trait_corr":
             traits = [str(t) for t in post["trait"].values]
@@ -164,15 +160,16 @@ def _tidy_energy(fig: Figure) -> Figure:
     return fig
 
 
-def sampling_figures(tree: xr.DataTree, diagnostics: Diagnostics, rank: pd.DataFrame | None = None,
-                     exclude: Collection[str] = ()) -> dict[str, tuple[str, Figure]]:
+def sampling_figures(tree: xr.DataTree, diagnostics: Diagnostics, scales: Collection[str],
+                     rank: pd.DataFrame | None = None, exclude: Collection[str] = ()) -> dict[str, tuple[str, Figure]]:
     """Rank and trace plots of the hyperparameters, the energy plot, and the pair plot of the worst-mixing elements.
 
-    ``rank`` is :func:`rank_tests` of the hyperparameters (its result goes into the rank plot's
-    caption); ``exclude`` lists the model's deterministics (see :func:`worst_mixing`).
+    ``scales`` names the hyperparameters (see :func:`hyperparameters`); ``rank`` is :func:`rank_tests` of
+    them (its result goes into the rank plot's caption); ``exclude`` lists the model's deterministics
+    (see :func:`worst_mixing`).
     Returns ``{file stem: (caption, figure)}``.
     """
-    hyper = hyperparameters(tree)
+    hyper = hyperparameters(tree, scales)
     worst = worst_mixing(tree, diagnostics, exclude=exclude)
     out = {}
     if hyper["posterior"].data_vars:
@@ -212,7 +209,7 @@ def observation_index(tree: xr.DataTree, spec: Spec, panel: Panel) -> pd.DataFra
     """Term, ``obs`` label, region, period, indicator (and rater) and value of each observation.
 
     Rows are in the order of each term's ``obs_<term>`` dim, which follows the panel's order
-    (:func:`nexusbayes.model.make_design`); the ``row`` column is the fit's ``obs`` label (the line of
+    (:func:`nexusbayes.model.design.make_design`); the ``row`` column is the fit's ``obs`` label (the line of
     the data file as fitted). The observed values are checked against the panel's.
     """
     frame = panel.frame

@@ -32,8 +32,8 @@ import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from nexusbayes.analysis.typology import interval_names  # noqa: E402
 from nexusbayes.constants import CI_PROB, TYPES  # noqa: E402
-from nexusbayes.typology import interval_names  # noqa: E402
 
 #: rcParams for every report figure: literal text (no math), small fonts, white background.
 RC = {"text.parse_math": False, "font.size": 8, "axes.titlesize": 9, "figure.facecolor": "white",

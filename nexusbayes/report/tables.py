@@ -1,4 +1,4 @@
-"""How result tables are rounded for CSV files and formatted for the HTML page.
+"""The result tables of a fit (one registry for the CSV files and the page), rounded and formatted.
 
 CSV files keep :data:`CSV_DIGITS` significant digits (and at least two decimals, so that sums
 such as PSIS-LOO's elpd keep the precision model comparisons need). The page shows each numeric
@@ -18,6 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from nexusbayes.analysis.compare import comparison_tables
+from nexusbayes.analysis.typology import transitions_table
+from nexusbayes.fit import Fit
 
 #: Significant digits kept by the CSV tables.
 CSV_DIGITS = 4
@@ -74,3 +78,24 @@ def column_formatter(column: pd.Series):
             return "" if value is None or value is pd.NA or np.isnan(value) else str(value)
         return f"{float(value):,.{decimals}f}".replace(",", "")
     return fmt
+
+
+def result_tables(fit: Fit) -> dict[str, pd.DataFrame]:
+    """The result tables of a fit, by file stem: the one registry.
+
+    ``nexusbayes fit`` writes each as ``<stem>.csv`` (rounded, :func:`rounded`) and the report shows the same
+    tables, so each is computed once.
+    """
+    out = {"traits": fit.trait_summary(), "diagnostics": fit.diagnostics.checks.reset_index(),
+           "diagnostics_by_variable": fit.diagnostics.table.reset_index()}
+    if fit.spec.has_typology:
+        out["type_probabilities"] = fit.types_table()
+        out["transitions"] = transitions_table(fit.transitions(), fit.region_country)
+        out["transition_matrices"] = fit.transition_matrices()
+        out["threshold_sensitivity"] = fit.threshold_sensitivity()
+        groups = fit.group_era_summary()
+        if len(groups):
+            out["types_by_group_era"] = groups
+    if len(fit.panel.countries) > 1:
+        out.update({f"compare_{k}": v for k, v in comparison_tables(fit, periods=None).items()})
+    return out

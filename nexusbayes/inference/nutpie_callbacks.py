@@ -1,0 +1,247 @@
+"""nutpie's compiled model with its two C callbacks cached on disk, so that a new process skips the compile.
+
+nutpie samples through two C callbacks: the log density with its gradient, and the "expand" function that
+maps a draw to the model's variables. Its own compile (``nutpie.compile_pymc_model``) builds both with
+``numba.cfunc`` from closures that numba cannot cache (their globals change with every compile), so every
+process compiled them anew: about 20 s on 2 cores for the Kyrgyzstan example even with PyTensor's on-disk
+cache warm, because numba links the cached PyTensor function into the callback and LLVM compiles the whole
+of it again.
+
+Here the callbacks are generated as source whose only globals are the PyTensor-compiled function (cached
+by PyTensor under a key derived from its graph) and constants, and registered in PyTensor's numba cache
+under a key made of that graph key and the generated source. numba then stores the finished callback (its
+machine code) in PyTensor's cache directory, and a later process with the same model structure loads it in
+well under a second. The data stay outside the code, in nutpie's ``user_data`` record (pointers, sizes
+and shapes), so a cached callback serves every dataset of the same structure, and ``with_data`` works as
+with nutpie's own compile.
+
+The result is a ``nutpie`` ``CompiledPyMCModel``, as from ``nutpie.compile_pymc_model(model,
+default_initialization_strategy="prior")``: the same PyTensor functions and initial points, and callbacks
+that compute the same numbers (the tests check the log density, gradient and expanded draws bit for bit
+against the PyTensor functions; a short run with one seed gave nutpie's draws exactly).
+It uses nutpie's internal helpers, so nutpie is pinned to the 0.16 series in ``pyproject.toml``; where
+PyTensor gives no cache key (a graph it cannot cache) nutpie's own compile is used.
+
+Examples
+--------
+>>> from nexusbayes.model.simulate import simulate
+>>> from nexusbayes.model.build import build_model
+>>> sim = simulate(n_regions=3, n_periods=4, missing=0.1, seed=1)
+>>> compiled = compile_model(build_model(sim.panel, sim.spec))
+>>> type(compiled).__name__, int(compiled.n_dim)
+('CompiledPyMCModel', 51)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+from collections.abc import Callable
+from functools import partial
+
+import numba
+import numpy as np
+import pymc as pm
+import pytensor
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
+
+#: Part of the cache key, with PyTensor's key of the wrapped graph and the generated source: raise it when
+#: the callbacks change in a way their source does not show (e.g. ``_address_as_pointer``).
+CALLBACK_VERSION = 1
+
+# nutpie's callback protocol (its ``_make_c_logp_func`` and ``_make_c_expand_func``): 0 on success
+_TEMPLATES = {
+    "logp": """\
+def logp_callback(dim, x_, out_, logp_, user_data_):
+    if dim != {n_dim}:
+        return -1
+    try:
+        words = carray(user_data_, ({n_words},), np.uint64)
+        x = carray(x_, ({n_dim},))
+        out = carray(out_, ({n_dim},))
+        logp = carray(logp_, ())
+        {reads}
+        value, grad = inner(x{args})
+        logp[()] = value
+        out[:] = grad
+        if not np.all(np.isfinite(out)):
+            return 3
+        if not np.isfinite(value):
+            return 4
+    except Exception:
+        return 1
+    return 0
+""",
+    "expand": """\
+def expand_callback(dim, expanded, x_, out_, user_data_):
+    if dim != {n_dim} or expanded != {n_expanded}:
+        return -1
+    try:
+        words = carray(user_data_, ({n_words},), np.uint64)
+        x = carray(x_, ({n_dim},))
+        out = carray(out_, ({n_expanded},))
+        {reads}
+        (values,) = inner(x{args})
+        out[:] = values
+    except Exception:
+        return -2
+    return 0
+""",
+}
+
+_LOGP_SIGNATURE = types.int64(types.uint64, types.CPointer(types.double), types.CPointer(types.double),
+                              types.CPointer(types.double), types.voidptr)
+_EXPAND_SIGNATURE = types.int64(types.uint64, types.uint64, types.CPointer(types.double),
+                                types.CPointer(types.double), types.voidptr)
+
+
+@intrinsic
+def _address_as_pointer(typingctx, address):
+    """The ``void *`` at an integer address (a pointer stored in the ``user_data`` record)."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(address), codegen
+
+
+def compile_model(model: pm.Model):
+    """``nutpie.compile_pymc_model(model, default_initialization_strategy="prior")``, its callbacks cached on disk.
+
+    Parameters
+    ----------
+    model : pymc.Model
+
+    Returns
+    -------
+    nutpie.compile_pymc.CompiledPyMCModel
+        Its ``compiled_logp_func`` and ``compiled_expand_func`` are numba ``CFunc`` objects (see
+        :func:`loaded_from_disk`).
+    """
+    from nutpie import compile_pymc
+    from pymc.initial_point import make_initial_point_fn
+
+    # chains start from independent prior draws, so agreement between chains tests identification
+    initial_point_fn = compile_pymc._wrap_with_lock(make_initial_point_fn(
+        model=model, default_strategy="prior", jitter_rvs=None, return_transformed=True))
+    # Without fast-math flags: with them (PyTensor's default) LLVM may contract, reassociate and approximate
+    # differently when an operation's code comes from PyTensor's on-disk cache than when it is compiled anew,
+    # so a fixed seed gave other chains depending on what the cache held; without the flags the bits are the
+    # same, at no measurable cost per step (see benchmarks/HISTORY.md).
+    with pytensor.config.change_flags(numba__fastmath=False):
+        n_dim, n_expanded, logp_pt, expand_pt, initial_point_fn, shape_info, reparameterized = \
+            compile_pymc._make_functions(model, mode="NUMBA", compute_grad=True, join_expanded=True,
+                                         pymc_initial_point_fn=initial_point_fn)
+        keys = [_graph_key(logp_pt), _graph_key(expand_pt)]
+        if None in keys:
+            return compile_pymc.compile_pymc_model(model, default_initialization_strategy="prior")
+
+    shared_data, shared_var_keys = {}, {}
+    for var in [*logp_pt.get_shared(), *expand_pt.get_shared()]:
+        if var not in shared_var_keys:
+            key = f"s{len(shared_var_keys)}"        # the record's field names; nutpie uses random ones
+            shared_data[key] = np.array(var.get_value(), order="C", copy=True)
+            shared_data[key].flags.writeable = False
+            shared_var_keys[var] = key
+    user_data = compile_pymc.make_user_data(shared_var_keys, shared_data)
+
+    callbacks = []
+    for kind, function, key, signature in (("logp", logp_pt, keys[0], _LOGP_SIGNATURE),
+                                           ("expand", expand_pt, keys[1], _EXPAND_SIGNATURE)):
+        source = _callback_source(kind, [shared_var_keys[v] for v in function.get_shared()], user_data.dtype,
+                                  shared_data, n_dim=n_dim, n_expanded=n_expanded)
+        callbacks.append(_cached_cfunc(source, kind, function.vm.jit_fn, key, signature))
+    logp_cfunc, expand_cfunc = callbacks
+
+    dims, coords = compile_pymc._prepare_dims_and_coords(model, shape_info, reparameterized)
+    shapes = {name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)}
+    return compile_pymc.CompiledPyMCModel(
+        _n_dim=n_dim, dims=dims, _coords=coords, _shapes=shapes,
+        compiled_logp_func=logp_cfunc, compiled_expand_func=expand_cfunc, initial_point_func=initial_point_fn,
+        shared_data=shared_data, shared_var_keys=shared_var_keys, user_data=user_data, n_expanded=n_expanded,
+        shape_info=shape_info, logp_func=logp_pt, expand_func=expand_pt, reparameterized_names=reparameterized)
+
+
+def loaded_from_disk(compiled) -> bool:
+    """Whether both callbacks of ``compiled`` were loaded from the on-disk cache (nothing compiled by numba)."""
+    return compiled.compiled_logp_func.cache_hits > 0 and compiled.compiled_expand_func.cache_hits > 0
+
+
+def call_logp(compiled, x: np.ndarray) -> tuple[int, float, np.ndarray]:
+    """The log-density callback at the unconstrained point ``x``, called as nutpie calls it.
+
+    Returns
+    -------
+    code : int
+        0, or what the callback reports (3: a gradient not finite, 4: a log density not finite, 1: an error).
+    logp : float
+    grad : numpy.ndarray
+    """
+    call, value, grad = logp_call(compiled, x)
+    code = call()
+    return code, float(value), grad
+
+
+def logp_call(compiled, x: np.ndarray) -> tuple[Callable[[], int], np.ndarray, np.ndarray]:
+    """The log-density callback at ``x`` with its arguments built once: ``(call, logp, grad)``.
+
+    Each ``call()`` evaluates the callback and writes into the 0-d array ``logp`` and the array ``grad``
+    (for timing the callback alone, as ``benchmarks.measure`` does); it returns the callback's code.
+    """
+    x, grad, value = np.ascontiguousarray(x, dtype=float), np.zeros(compiled.n_dim), np.zeros(())
+    call = partial(compiled.compiled_logp_func.ctypes, compiled.n_dim, _pointer(x), _pointer(grad), _pointer(value),
+                   ctypes.c_void_p(compiled.user_data.ctypes.data))
+    return call, value, grad
+
+
+def call_expand(compiled, x: np.ndarray) -> tuple[int, np.ndarray]:
+    """The expand callback at ``x``: its return code (0 when it ran) and the model's variables, flattened."""
+    x, out = np.ascontiguousarray(x, dtype=float), np.zeros(compiled.n_expanded)
+    code = compiled.compiled_expand_func.ctypes(compiled.n_dim, compiled.n_expanded, _pointer(x), _pointer(out),
+                                                ctypes.c_void_p(compiled.user_data.ctypes.data))
+    return code, out
+
+
+def _pointer(array: np.ndarray):
+    return array.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+
+
+def _graph_key(function) -> str | None:
+    """PyTensor's numba cache key of a compiled function's graph, or None when PyTensor does not cache it."""
+    if not pytensor.config.numba__cache:
+        return None
+    return CACHED_SRC_FUNCTIONS.get(function.vm.jit_fn.py_func)
+
+
+def _callback_source(kind: str, shared_keys: list[str], record: np.dtype, shared_data: dict[str, np.ndarray],
+                     **sizes: int) -> str:
+    """Python source of one callback: read the data arrays out of the ``user_data`` record, call ``inner``.
+
+    The record holds, per data array, its address, size and shape as 8-byte words (nutpie's layout, see
+    ``nutpie.compile_pymc.make_user_data``); their word offsets are constants of the source, the values
+    are read at every call.
+    """
+    def offset(part: str, key: str) -> int:
+        shared = record["shared"]
+        return (record.fields["shared"][1] + shared.fields[part][1] + shared[part].fields[key][1]) // 8
+
+    reads, args = [], []
+    for i, key in enumerate(shared_keys):
+        array, data, size, shape = shared_data[key], offset("data", key), offset("size", key), offset("shape", key)
+        dims = "".join(f"np.intp(words[{shape + d}]), " for d in range(array.ndim))
+        reads.append(f"a{i} = carray(as_pointer(words[{data}]), (np.intp(words[{size}]),), "
+                     f"np.{array.dtype.name}).reshape(({dims}))")
+        args.append(f", a{i}")
+    return _TEMPLATES[kind].format(n_words=record.itemsize // 8, reads="\n        ".join(reads), args="".join(args),
+                                   **sizes)
+
+
+def _cached_cfunc(source: str, name: str, inner, graph_key: str, signature):
+    """``numba.cfunc`` of the generated ``source``, stored in and loaded from PyTensor's numba cache."""
+    # the module's name is in the key: a loaded callback looks its environment up in that module
+    key = hashlib.sha256(f"{CALLBACK_VERSION}\n{__name__}\n{graph_key}\n{source}".encode()).hexdigest()
+    # a module name: numba rebuilds a loaded callback's environment from that module's namespace
+    names = {"__name__": __name__, "carray": numba.carray, "np": np, "as_pointer": _address_as_pointer, "inner": inner}
+    function = compile_numba_function_src(source, f"{name}_callback", names, cache_key=f"nexusbayes_{name}_{key}")
+    return numba.cfunc(signature, cache=True)(function)

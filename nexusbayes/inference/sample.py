@@ -1,0 +1,287 @@
+"""The one place that calls a sampler: nutpie, PyMC or numpyro, with its checks before and after.
+
+:func:`sample` turns a :class:`~nexusbayes.model.build.Model` into a DataTree of draws. Every fit
+samples through it (:func:`nexusbayes.fit.fit`, SBC, sweeps and sharing checks through ``fit``, the
+benchmarks), so each run gets the same checks: memory before compiling, signals after compiling and
+after sampling, a complete trace (an interrupted sampler returns a short one), finite draws, the
+orientation of the traits, and the roles registry stored with the draws.
+
+Examples
+--------
+>>> from nexusbayes.model.build import Model
+>>> from nexusbayes.model.simulate import simulate
+>>> from nexusbayes.spec.sections import SamplerSpec
+>>> sim = simulate(n_regions=3, n_periods=3, seed=2)
+>>> tree = sample(Model(sim.spec, sim.panel), SamplerSpec(draws=100, tune=100, chains=2),
+...               progress=False)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from nexusbayes import interrupts
+from nexusbayes.errors import Interrupted, SamplingError, SpecError
+from nexusbayes.inference import compile_cache
+from nexusbayes.inference.progress import ProgressLines, shows_a_bar
+from nexusbayes.model.build import Model
+from nexusbayes.model.roles import TREE_ATTR
+from nexusbayes.spec.sections import SamplerSpec
+
+#: The samplers :func:`sample` runs: nutpie (the default), PyMC's NUTS, and numpyro through PyMC (benchmarks).
+BACKENDS = ("nutpie", "pymc", "numpyro")
+
+
+def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
+           status: Callable[[str], None] | None = None, values: dict[str, np.ndarray] | None = None,
+           predictions: bool = True, backend: str | None = None, sampler_options: dict | None = None) -> xr.DataTree:
+    """Sample ``model`` with ``settings``: the one sampling path of the package.
+
+    Parameters
+    ----------
+    model : Model
+        The model of a spec on a panel.
+    settings : SamplerSpec
+        Backend, draws, tune, chains, seed, target acceptance and nutpie's adaptation.
+    progress : bool
+        Show the sampler's progress bar; where none can be seen (a log, CI), a line every
+        :data:`nexusbayes.inference.progress.PROGRESS_SECONDS` through ``status``.
+    status : callable, optional
+        Called with one-line messages (compiling, sampling, progress lines).
+    values : dict of str to numpy.ndarray, optional
+        Values of data containers to swap in (``with_data``) instead of the panel's: a refit to simulated
+        data of the same structure (SBC). nutpie only.
+    predictions : bool
+        Add log-likelihood, posterior and prior predictive, observed and constant data (a fit's groups);
+        SBC, which reads only the posterior, leaves them out.
+    backend : {"nutpie", "pymc", "numpyro"}, optional
+        Default ``settings.backend``; numpyro (through PyMC and JAX) is for the benchmarks.
+    sampler_options : dict, optional
+        Further keyword arguments of ``nutpie.sample`` or ``pm.sample`` (e.g. ``store_unconstrained=True``,
+        ``save_warmup=True``; benchmarks).
+
+    Returns
+    -------
+    xarray.DataTree
+        Groups ``posterior`` and ``sample_stats`` (and with ``predictions`` those above); attrs with the
+        timings (``seconds_compile``, ``seconds_sampling``, ``seconds_postprocess``), the settings, the
+        library versions and the roles registry.
+
+    Raises
+    ------
+    SpecError
+        When the draws would not fit in memory (:func:`check_memory`), or ``values`` are given to another
+        backend than nutpie.
+    SamplingError
+        When the sampler cannot start or stops with an error, or the posterior holds non-finite draws.
+    Interrupted
+        When a signal arrived, or the sampler returned fewer draws than asked.
+    """
+    backend = backend or settings.backend
+    if backend not in BACKENDS:
+        raise SpecError(f"sampler backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    options = dict(sampler_options or {})
+    if values is not None and backend != "nutpie":
+        raise SpecError("swapping data into a compiled model (values=...) needs the nutpie backend")
+    check_memory(model, settings, predictions)
+    say = status or (lambda message: None)
+    start = time.perf_counter()
+    compile_source = "compiled"
+    try:
+        if backend == "nutpie":
+            compiled, compile_source = _compiled(model, values, say)
+            interrupts.check()   # a signal whose exception a compiler callback swallowed
+            compiled_at = time.perf_counter()
+            tree = _nutpie(compiled, settings, progress, status, say, {"save_warmup": False, **options})
+        else:
+            compiled_at = start
+            say(f"sampling {settings.chains} chain(s) x {settings.tune} tune + {settings.draws} draws ...")
+            with model.pymc:
+                tree = pm.sample(draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                                 random_seed=settings.seed, target_accept=settings.target_accept,
+                                 progressbar=progress, compute_convergence_checks=False,
+                                 nuts_sampler=backend, **options)
+    except Exception as exc:
+        raise SamplingError(start_failure(model, backend, exc)) from exc
+    interrupts.check()
+    check_complete(tree, settings)
+    check_finite(tree)
+    sampled_at = time.perf_counter()
+    tree = model.orient(_tidy(tree, keep_warmup=bool(options.get("save_warmup"))))
+    if predictions:
+        tree = model.add_predictions(tree, settings.seed)
+        tree["prior_predictive"] = xr.DataTree(model.prior_predictive(seed=settings.seed))
+    done = time.perf_counter()
+    tree.attrs.update({
+        "seconds_compile": compiled_at - start, "seconds_sampling": sampled_at - compiled_at,
+        "seconds_postprocess": done - sampled_at, "compile_source": compile_source, "sampler": backend,
+        "draws": settings.draws, "tune": settings.tune, "chains": settings.chains, "seed": settings.seed,
+        "target_accept": settings.target_accept,
+        "adaptation": settings.adaptation if backend == "nutpie" else f"{backend} (jitter+adapt_diag)",
+        **{f"version_{lib}": version(lib) for lib in ("pymc", "arviz", "nutpie", "numpy", "xarray")},
+        TREE_ATTR: model.roles.to_attr(),
+    })
+    return tree
+
+
+def _compiled(model: Model, values: dict[str, np.ndarray] | None, say: Callable[[str], None]):
+    """The nutpie-compiled model with the panel's data or ``values``, and where it came from."""
+    panel, spec = model.panel, model.spec
+    if values is not None:
+        compiled = compile_cache.lookup(panel, spec, values)
+        if compiled is not None:
+            return compiled, "process"
+    if compile_cache.compiled_before(panel, spec):
+        say("loading the compiled model (nutpie) ...")
+    else:
+        say("compiling the model (nutpie; a model not compiled on this machine before takes one to three "
+            "minutes) ...")
+    compiled, source = compile_cache.compile_nutpie(model.pymc, panel, spec)
+    if source != "compiled":
+        say(f"(compiled model {compile_cache.SOURCES[source]})")
+    if values is not None:
+        overflow = compile_cache.misfits(values, compile_cache.data_values(model.pymc))
+        if overflow:   # e.g. a prior draw with counts beyond the container's int32: refused, not wrapped
+            raise ValueError(f"the values do not fit their data containers: {overflow}")
+        compiled = compiled.with_data(**values)
+    return compiled, source
+
+
+def _nutpie(compiled, settings: SamplerSpec, progress: bool, status, say, options: dict) -> xr.DataTree:
+    """Run nutpie without blocking, so that Ctrl-C cancels it instead of truncating the trace silently."""
+    import nutpie
+
+    say(f"sampling {settings.chains} chain(s) x {settings.tune} tune + {settings.draws} draws ...")
+    watch = ProgressLines(status) if progress and not shows_a_bar() else None
+    sampler = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                            seed=settings.seed, progress_bar=progress and watch is None,
+                            progress_callback=watch, target_accept=settings.target_accept,
+                            adaptation=settings.adaptation, blocking=False, **options)
+    try:
+        if watch is not None:
+            watch.follow(sampler)
+        return sampler.wait()
+    except BaseException:
+        # nutpie.sample(blocking=True) would turn Ctrl-C into a silently truncated trace
+        sampler.cancel()
+        raise
+
+
+def _tidy(tree: xr.DataTree, keep_warmup: bool = False) -> xr.DataTree:
+    """Drop warm-up groups (unless asked for) and the sampler statistics that are Python objects.
+
+    netCDF cannot hold Python objects.
+    """
+    for group in [g for g in tree.children if g.startswith("warmup") and not keep_warmup]:
+        del tree[group]
+    stats = tree["sample_stats"].to_dataset()
+    drop = [v for v in stats.data_vars if stats[v].dtype == object]
+    if drop:
+        tree["sample_stats"] = xr.DataTree(stats.drop_vars(drop))
+    return tree
+
+
+def check_memory(model: Model, settings: SamplerSpec, predictions: bool = True) -> None:
+    """Refuse sampler settings whose draws would not fit in the memory available.
+
+    The fit holds, per chain and draw, every posterior value (free variables and deterministics) plus,
+    with ``predictions``, a log-likelihood and a posterior-predictive value per observation, each 8 bytes;
+    asking for more than the memory available ends in an allocation abort after compiling, or a panic in
+    the sampler. The sizes come from the variables' dims, so nothing is compiled.
+    """
+    import psutil  # a dependency of dask's distributed
+
+    per_draw = sum(_size(model.pymc, v) for v in [*model.pymc.free_RVs, *model.pymc.deterministics])
+    per_draw += 2 * model.panel.n_obs if predictions else 0
+    need = settings.chains * settings.draws * per_draw * 8
+    available = psutil.virtual_memory().available
+    if need > available:
+        most = max(available // (settings.chains * per_draw * 8), 0)
+        raise SpecError(f"sampler settings: {settings.chains} chain(s) x {settings.draws:,} draws x {per_draw:,} "
+                        f"values per draw x 8 bytes = {need / 1e9:,.1f} GB, more than the {available / 1e9:.1f} GB "
+                        f"of memory available; lower `draws` (at most {most:,} with {settings.chains} chain(s)) "
+                        "or `chains`")
+
+
+def _size(model: pm.Model, variable) -> int:
+    """Number of values of ``variable``: from its dims' lengths, else its static shape, else evaluated."""
+    dims = model.named_vars_to_dims.get(variable.name)
+    if dims and all(d is not None for d in dims):
+        return int(np.prod([len(model.coords[d]) for d in dims]))
+    if all(s is not None for s in variable.type.shape):
+        return int(np.prod(variable.type.shape))
+    return int(np.prod(variable.shape.eval()))
+
+
+def start_failure(model: Model, backend: str, exc: Exception) -> str:
+    """Explain a sampler failure: which terms are not finite at the initial point, and what to try."""
+    try:
+        from pytensor.compile.mode import Mode
+
+        # pure Python, lightly optimised: compiles in seconds, and speed does not matter for one point
+        with np.errstate(all="ignore"):
+            logps = model.pymc.point_logps(model.pymc.initial_point(random_seed=0), round_vals=6,
+                                           mode=Mode(linker="py", optimizer="fast_compile"))
+        bad = [name for name, value in logps.items() if not np.isfinite(value)]
+        shown = [f"{name} = {logps[name]}" for name in bad]
+        priors = [f"priors.{key} = {getattr(model.spec.priors, key):g}" for key in model.roles.prior_fields(bad)]
+    except Exception:  # the report is a hint; the sampler's own error is kept below
+        shown, priors = [], []
+    where = f" Terms whose log-density is not finite at the initial point: {', '.join(shown)}." if shown else ""
+    if priors:
+        where += f" Their prior scale(s) in the spec: {', '.join(priors)}."
+    first = (str(exc).strip().splitlines() or [""])[0][:300]   # not a Rust backtrace: the full error is chained
+    return (f"sampling failed to start or stopped with an error ({backend}: {type(exc).__name__}: {first})."
+            f"{where} This usually means the log-density is -inf or NaN where the sampler starts "
+            "(initialisation failure). What to try: look for extreme values in the data of the named terms "
+            "(y_<family> are indicators of that family; e.g. counts far larger than the rest, exposures near 0, "
+            "a constant indicator), check the spec's priors are not extreme, run `nexusbayes check SPEC`, "
+            "or try the other backend (--backend pymc / nutpie) for a second opinion.")
+
+
+def check_complete(tree: xr.DataTree, settings: SamplerSpec) -> None:
+    """Refuse a trace with fewer chains or draws than asked: the samplers return those when interrupted."""
+    post = tree["posterior"]
+    got = (int(post.sizes.get("chain", 0)), int(post.sizes.get("draw", 0)))
+    if got != (settings.chains, settings.draws):
+        raise Interrupted(f"sampling was interrupted: got {got[0]} chain(s) x {got[1]} draws of "
+                          f"{settings.chains} x {settings.draws}; partial traces are not returned")
+
+
+def check_finite(tree: xr.DataTree) -> None:
+    """Raise :class:`SamplingError` when a posterior variable holds NaN or infinite draws.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"mu": (("chain", "draw"), [[0.0, np.nan]])})})
+    >>> check_finite(tree)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nexusbayes.errors.SamplingError: the posterior holds non-finite draws (mu: 1 NaN, 0 infinite ...
+    """
+    bad = non_finite(tree)
+    if bad:
+        raise SamplingError(
+            f"the posterior holds non-finite draws ({'; '.join(bad)}); these results are not reported. "
+            "The sampler left the region where the model is defined: look for extreme data values (run "
+            "`nexusbayes check SPEC`), tighten the priors, or raise target_accept; then fit again")
+
+
+def non_finite(tree: xr.DataTree) -> list[str]:
+    """Each posterior variable holding NaN or infinite draws, with their counts (empty when all are finite)."""
+    bad = []
+    for name, da in tree["posterior"].to_dataset().data_vars.items():
+        if da.dtype.kind not in "fc":
+            continue
+        values = np.asarray(da.values)
+        n_nan, n_inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
+        if n_nan or n_inf:
+            bad.append(f"{name}: {n_nan} NaN, {n_inf} infinite of {values.size}")
+    return bad

@@ -1,0 +1,1 @@
+"""The model specification (TOML): its tables, their limits, reading and writing it."""

@@ -1,0 +1,321 @@
+"""The tables of a spec (indicators, periods, dynamics, priors, typology, sampler), each a strict pydantic model."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from nexusbayes.spec.limits import (
+    MAX_CHAINS,
+    MAX_DRAWS,
+    PRIOR_BOUNDS,
+    Dynamics,
+    FamilyName,
+    PriorScale,
+    Sampler,
+    Sign,
+    Year,
+    _tuple,
+)
+
+
+class _Strict(BaseModel):
+    # NaN and infinity (valid TOML floats) are never sensible settings: a prior scale of inf or a
+    # threshold of nan would pass `gt=0`-style checks and poison the model. Strict: a value of the wrong
+    # type is an error, never coerced (`draws = true` is not 1 draw, `comparable = "false"` is not false);
+    # an integer is still accepted where a float is wanted (`scale = 1`), which changes no meaning
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True, allow_inf_nan=False,
+                              strict=True)
+
+
+class Indicator(_Strict):
+    """One observed indicator and how it is generated from the latent traits.
+
+    Parameters
+    ----------
+    family : {"negbin", "normal", "binomial", "ordinal", "bernoulli"}
+        Likelihood. ``negbin`` is a negative-binomial count with a log-exposure offset (needs an
+        ``exposure`` column, or uses 1); ``binomial`` needs a ``trials`` column; ``ordinal`` takes
+        ratings ``1..categories`` with cut-points per rater when a ``rater`` column is present.
+    loads : dict of str to {"positive", "negative", "free"}
+        The traits this indicator loads on, each with a sign constraint.
+    categories : int, optional
+        Number of ordinal categories K (ratings 1..K); required for, and only for, ``ordinal``.
+    label : str, optional
+        Human-readable name for tables and figures.
+    comparable : bool
+        Whether the indicator measures the traits on the same scale in every country (default).
+        Set it to ``false`` when definitions or reporting differ between countries (national staff
+        definitions, quota regimes): the indicator then gets a location per country (a
+        sum-to-zero country offset on its linear predictor, or on its cut-points for ordinal
+        ratings), so it informs differences within countries but not between them. In a fit with
+        several countries every trait needs at least one comparable indicator.
+    """
+
+    family: FamilyName
+    loads: dict[str, Sign]
+    categories: Annotated[int, Field(ge=2, le=20)] | None = None
+    label: str | None = None
+    comparable: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> Indicator:
+        if not self.loads:
+            raise ValueError("`loads` is empty: name at least one trait, e.g. loads = {capability = \"positive\"}")
+        if self.family == "ordinal" and self.categories is None:
+            raise ValueError(
+                "an ordinal indicator needs `categories` (ratings run 1..categories), e.g. categories = 5"
+            )
+        if self.family != "ordinal" and self.categories is not None:
+            raise ValueError(f"`categories` is only for ordinal indicators, not {self.family!r}")
+        return self
+
+
+class ItemBank(_Strict):
+    """Settings shared by every indicator in the data that ``[indicators]`` does not list.
+
+    For item-response data with thousands of items (court cases, roll calls, test questions),
+    which cannot sensibly be listed one by one: ``[item_bank]`` with ``family`` and ``loads``
+    (and ``categories`` for ordinal items) makes each unlisted value of the data's ``indicator``
+    column an indicator of its own, with its own intercept and loadings. Without an item bank an
+    unlisted indicator in the data is an error.
+
+    Examples
+    --------
+    >>> bank = ItemBank(family="bernoulli", loads={"ideology": "free"})
+    >>> bank.indicator()
+    Indicator(family='bernoulli', loads={'ideology': 'free'}, categories=None, label=None, comparable=True)
+    """
+
+    family: FamilyName
+    loads: dict[str, Sign]
+    categories: Annotated[int, Field(ge=2, le=20)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ItemBank:
+        self.indicator()   # the same checks as a listed indicator
+        return self
+
+    def indicator(self) -> Indicator:
+        """The settings as an :class:`Indicator` (what every bank item is)."""
+        return Indicator(family=self.family, loads=self.loads, categories=self.categories)
+
+
+class Orientation(_Strict):
+    """Which way a trait points, given by units (regions) known to lie high or low on it.
+
+    An alternative to a sign-fixed anchor indicator, for a trait whose loadings are all ``free``:
+    the model is then exactly symmetric under reflecting the trait (theta and every loading on it
+    change sign together), so the reflection can be chosen after sampling without changing the
+    posterior. Each draw is reflected, if needed, so that the mean trait of the ``higher`` regions
+    exceeds that of the ``lower`` ones (each averaged over the region-periods with data). This is
+    how Martin and Quinn (2002) orient their justices (e.g. Douglas, Marshall and Brennan low,
+    Rehnquist, Scalia and Thomas high). At least one of the two lists is needed; with one list the
+    comparison is against 0, the average region-period.
+    """
+
+    higher: list[str] = Field(default_factory=list)
+    lower: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Orientation:
+        if not self.higher and not self.lower:
+            raise ValueError("an orientation needs regions in `higher`, `lower` or both")
+        both = sorted(set(self.higher) & set(self.lower))
+        if both:
+            raise ValueError(f"region(s) {both} are listed as both higher and lower")
+        return self
+
+
+DataFormat = Literal["long", "martin_quinn", "tip_tiers"]
+
+
+class DataSource(_Strict):
+    """Where the data are and how to read them: ``[data]`` with ``path`` and ``format``.
+
+    ``format = "long"`` (the default, as when ``data`` is a plain path) is the package's long table
+    (CSV or Parquet). Other formats are public data sets in their published layout, read by a
+    loader in :mod:`nexusbayes.data.datasets`; e.g. ``"martin_quinn"``: a directory holding the U.S.
+    Supreme Court votes in Martin and Quinn's wide layout (see
+    :func:`nexusbayes.data.datasets.load_martin_quinn`); ``"tip_tiers"``: the Trafficking-in-Persons
+    tiers and 3P index CSV (see :func:`nexusbayes.data.datasets.load_tip_tiers`), where ``countries``
+    (names or ISO codes) and ``years`` (first, last) select a part of it.
+    """
+
+    path: str
+    format: DataFormat = "long"
+    countries: list[str] | None = None
+    years: Annotated[tuple[int, int] | None, BeforeValidator(_tuple)] = None
+
+    @model_validator(mode="after")
+    def _selection(self) -> DataSource:
+        if (self.countries is not None or self.years is not None) and self.format != "tip_tiers":
+            raise ValueError(f"`countries` and `years` select parts of format 'tip_tiers', not {self.format!r}")
+        return self
+
+    def options(self) -> dict:
+        """The selection keys given, as keyword arguments for the format's reader."""
+        return {k: v for k, v in (("countries", self.countries), ("years", self.years)) if v is not None}
+
+
+class Era(_Strict):
+    """A named period covering the years ``start <= year < end``."""
+
+    name: str
+    start: Year
+    end: Year
+
+    @model_validator(mode="after")
+    def _order(self) -> Era:
+        if self.end <= self.start:
+            raise ValueError(f"era {self.name!r}: end ({self.end}) must be after start ({self.start})")
+        return self
+
+    @property
+    def midpoint(self) -> float:
+        """Middle of the era in years, used for the spacing of periods."""
+        return (self.start + self.end) / 2
+
+
+class Periods(_Strict):
+    """How the ``period`` column is read.
+
+    With ``eras`` the period values are era names and the spacing between eras is the distance
+    between their midpoints; otherwise periods are integer years, spanning ``first``..``last``
+    when given (years with no data still get traits, from the dynamics).
+    """
+
+    first: Year | None = None
+    last: Year | None = None
+    eras: list[Era] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Periods:
+        if self.eras is not None and (self.first is not None or self.last is not None):
+            raise ValueError("give either `eras` or `first`/`last`, not both")
+        if self.first is not None and self.last is not None and self.last < self.first:
+            raise ValueError(f"`last` ({self.last}) is before `first` ({self.first})")
+        if self.eras is not None:
+            names = [e.name for e in self.eras]
+            if len(set(names)) != len(names):
+                raise ValueError(f"era names repeat: {names}")
+            mids = [e.midpoint for e in self.eras]
+            if mids != sorted(mids) or len(set(mids)) != len(mids):
+                raise ValueError("eras must be listed in time order with distinct midpoints")
+        return self
+
+
+class DynamicsSpec(_Strict):
+    """How traits evolve from one period to the next.
+
+    ``gaussian_rw`` (default): random walk whose innovation variance grows with the period length.
+    ``student_t_rw``: the same with Student-t innovations of ``df`` degrees of freedom, for abrupt
+    shifts (revolutions, purges). ``ar1``: mean-reverting, the autocorrelation over a period of
+    length d years being ``phi ** d``.
+
+    ``centred = true`` (one trait, ``gaussian_rw`` only) gives every region its own random walk in
+    the centred parameterisation, over its *span*: from its first to its last period with data,
+    with the trait held at the span's end values outside it (no drift is extrapolated where the
+    region has no data), and no country/region split (``country_theta`` is the average of the
+    country's regions). Suited to long panels of well-measured units that enter and leave (judges,
+    legislators): there the non-centred cumulative sums have a posterior whose condition number
+    grows with the square of the path length, which makes NUTS take very long trajectories.
+    """
+
+    kind: Dynamics = "gaussian_rw"
+    df: Annotated[float, Field(gt=1, le=PRIOR_BOUNDS[1])] = 4.0
+    centred: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> DynamicsSpec:
+        if self.centred and self.kind != "gaussian_rw":
+            raise ValueError(f"`centred = true` is implemented for kind = \"gaussian_rw\" only, not {self.kind!r}")
+        return self
+
+
+class Priors(_Strict):
+    """Prior scales. Traits are standardised (mean 0, SD 1 over region-periods), so are these.
+
+    The process scales are relative to one reference fixed at 1: the initial SD of region
+    deviations (the initial SD of countries when every country has a single region, which has no
+    region deviations; the step SD when there is a single unit).
+
+    Every value is the scale of a half-normal prior (normal for intercepts, free loadings and the
+    country offsets of indicators not comparable across countries, whose location is 0), except
+    ``lkj_eta`` (LKJ shape on the trait correlation), ``ar_phi`` (Beta(a, b) on the AR(1)
+    coefficient per year) and ``initial_country_sd`` under a random walk with two or three
+    countries (Gamma(2, 1 / scale), mode at the scale; see :data:`nexusbayes.model.latent.FEW_CONTRASTS`).
+    """
+
+    loading: PriorScale = 1.0
+    intercept: PriorScale = 2.0
+    country_offset: PriorScale = 1.0
+    cutpoint: PriorScale = 3.0
+    rater_sd: PriorScale = 0.5
+    noise_sd: PriorScale = 1.0
+    inv_dispersion: PriorScale = 1.0
+    initial_country_sd: PriorScale = 1.0
+    innovation_country_sd: PriorScale = 0.3
+    innovation_region_sd: PriorScale = 0.3
+    lkj_eta: PriorScale = 2.0
+    ar_phi: Annotated[tuple[PriorScale, PriorScale], BeforeValidator(_tuple)] = (4.0, 1.5)
+
+
+class AnchoredThreshold(_Strict):
+    """A threshold fixed on an indicator's scale rather than the latent one.
+
+    The latent threshold is the trait value at which the indicator's expected response equals
+    ``value`` (for an ordinal indicator, default: the middle category (1 + K) / 2; for a count,
+    a rate per unit of exposure; for binomial and bernoulli, a proportion; for normal, a value on
+    the data scale). It is computed draw by draw, so its uncertainty enters the type probabilities.
+    The indicator must load on that trait alone.
+    """
+
+    indicator: str
+    value: float | None = None
+
+
+Threshold = float | AnchoredThreshold
+
+
+class Typology(_Strict):
+    """Thresholds that split each trait into high and low (default 0: the average region-period)."""
+
+    thresholds: dict[str, Threshold] = Field(default_factory=dict)
+
+
+class Summary(_Strict):
+    """Groupings used to summarise type probabilities (e.g. the memo's eras and region groups)."""
+
+    eras: list[Era] = Field(default_factory=list)
+    region_groups: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class SamplerSpec(_Strict):
+    """Sampler settings. ``backend`` is ``nutpie`` (default) or ``pymc`` (PyMC's NUTS).
+
+    ``adaptation`` is nutpie's mass-matrix adaptation: ``draw_diag`` (default; a diagonal mass matrix
+    from the draws' variances, as Stan and PyMC do), ``diag`` (nutpie's gradient-based diagonal) or
+    ``low_rank``. PyMC's backend uses its own diagonal adaptation. ``draw_diag`` mixed best on the
+    benchmark panels: ``diag`` lost a chain with 300 tuning steps and ``low_rank`` gave far less ESS per
+    second (see ``benchmarks/HISTORY.md``).
+
+    ``tune`` defaults to 300 tuning steps per chain, nutpie's own default, not Stan's 1000: nutpie's
+    adaptation settles within them, sampling is about 30% shorter, and adaptation fails no more often
+    (see ``benchmarks/HISTORY.md``). Raise it when a fit's diagnostics call for it.
+    """
+
+    backend: Sampler = "nutpie"
+    draws: Annotated[int, Field(ge=1, le=MAX_DRAWS)] = 1000
+    tune: Annotated[int, Field(ge=0, le=MAX_DRAWS)] = 300
+    chains: Annotated[int, Field(ge=1, le=MAX_CHAINS)] = 4
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 20161
+    target_accept: Annotated[float, Field(gt=0, lt=1)] = 0.8
+    adaptation: Literal["draw_diag", "diag", "low_rank"] = "draw_diag"
