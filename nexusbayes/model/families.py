@@ -266,8 +266,10 @@ class Binomial(Family):
         return rng.binomial(block.trials.astype(int), expit(eta)).astype(float)
 
     def logp(self, eta, scale, block, params):
-        """Binomial log mass."""
-        return stats.binom.logpmf(block.y, block.trials, expit(eta))
+        """Binomial log mass, with log expit(+-eta) as log-sigmoids (stable for large |eta|, as the kernel's)."""
+        n, k = block.trials, block.y
+        log_choose = gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
+        return log_choose - k * np.logaddexp(0.0, -eta) - (n - k) * np.logaddexp(0.0, eta)
 
     def latent_at(self, value, eta_offset, loading, centre, params, j):
         """Solve ``expit(offset + loading * theta) = proportion``."""
@@ -383,8 +385,10 @@ class Ordinal(Family):
         # log(expit(eta - lower) - expit(eta - upper)), computed on the log scale
         log_a = -np.logaddexp(0.0, -(eta - lower))
         log_b = -np.logaddexp(0.0, -(eta - upper))
+        # log(1 - exp(x)) for x = log_b - log_a <= 0: log(-expm1(x)) near 0, where 1 - exp(x) would cancel
+        x = log_b - log_a
         with np.errstate(divide="ignore"):
-            return log_a + np.log1p(-np.exp(log_b - log_a))
+            return log_a + np.where(x > -np.log(2.0), np.log(-np.expm1(np.minimum(x, 0.0))), np.log1p(-np.exp(x)))
 
     def latent_at(self, value, eta_offset, loading, centre, params, j):
         """Trait at which the expected rating ``1 + sum_m expit(loading*theta - c_m)`` equals ``value``.
