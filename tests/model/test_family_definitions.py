@@ -13,7 +13,7 @@ reference for all of them is PyMC's own distribution with the family's link, eva
 For every family and every case of :data:`CASES` (a grid of parameter ranges):
 
 1. ``test_kernel``: the model's log-density (built by ``Family.likelihood`` exactly as
-   :func:`nexusbayes.model.build_model` does) is the reference's up to the data-only terms the kernels
+   :func:`nexusbayes.model.build.build_model` does) is the reference's up to the data-only terms the kernels
    leave out (:func:`dropped`), and its gradient with respect to ``eta`` and every nuisance parameter
    is the reference's (``pytensor.grad`` of both);
 2. ``test_numpy_logp``: ``Family.logp`` is the reference's, with a leading draw dimension;
@@ -47,7 +47,7 @@ import pytest
 from scipy import stats
 from scipy.special import gammaln
 
-from nexusbayes.families import FAMILIES, Block
+from nexusbayes.model.families import FAMILIES, Block
 
 RTOL = 1e-8
 ATOL = 1e-12          # absolute floor, times the largest entry compared (see _close)
