@@ -22,7 +22,7 @@ import xarray as xr
 from nexusbayes.constants import CI_PROB, TYPES
 from nexusbayes.model.design import term_key
 from nexusbayes.model.families import FAMILIES
-from nexusbayes.model.roles import THETA
+from nexusbayes.model.roles import INTERCEPT, LOADING, THETA, cutpoints_name
 from nexusbayes.spec.document import Spec
 from nexusbayes.spec.sections import AnchoredThreshold
 
@@ -81,8 +81,8 @@ def threshold_draws(tree: xr.DataTree, spec: Spec, trait: str) -> xr.DataArray:
         return xr.DataArray(np.full(shape, float(thr)), dims=SAMPLE_DIMS, name=f"threshold_{trait}")
     ind = spec.indicators[thr.indicator]
     family = FAMILIES[ind.family]
-    loading = post["loading"].sel(indicator=thr.indicator, trait=trait).values.ravel()
-    intercept = post["intercept"].sel(indicator=thr.indicator).values.ravel()
+    loading = post[LOADING].sel(indicator=thr.indicator, trait=trait).values.ravel()
+    intercept = post[INTERCEPT].sel(indicator=thr.indicator).values.ravel()
     const = tree["constant_data"].to_dataset()
     loc = float(const["centre_loc"].sel(indicator=thr.indicator))
     scale = float(const["centre_scale"].sel(indicator=thr.indicator))
@@ -90,7 +90,7 @@ def threshold_draws(tree: xr.DataTree, spec: Spec, trait: str) -> xr.DataArray:
     value = thr.value
     if ind.family == "ordinal":
         key = term_key(spec, thr.indicator)
-        cut = post[f"cutpoints_{key}"].sel({f"indicator_{key}": thr.indicator}).values
+        cut = post[cutpoints_name(key)].sel({f"indicator_{key}": thr.indicator}).values
         params["cutpoints"] = cut.reshape(-1, cut.shape[-1])
         value = (1 + ind.categories) / 2 if value is None else value
     offset = intercept + (0.0 if ind.family == "normal" else loc)
