@@ -38,7 +38,7 @@ Identification
   to it, which leaves no scale direction that only the prior pins down.
 * **Sign**: every trait has an anchor indicator (checked by the spec) whose loading has a fixed sign,
   or, when all its loadings are free, an orientation by regions, applied after sampling (the model
-  is then symmetric under reflecting the trait; see :func:`nexusbayes.inference.postprocess.orient`).
+  is then symmetric under reflecting the trait; see :func:`nexusbayes.model.orient.orient`).
 * **Rotation**: anchors load on their trait alone, i.e. have zero loadings on the other traits.
 * **Between countries**: an indicator marked ``comparable = false`` gets a location per country
   (sum-to-zero offsets), so only comparable indicators tell the countries apart; every trait needs one.

@@ -74,7 +74,7 @@ def test_a_new_process_loads_the_callbacks_from_disk(compiled):
     script = textwrap.dedent(f'''
         import json
         import numpy as np
-        from nexusbayes.model import build_model
+        from nexusbayes.model.build import build_model
         from nexusbayes.inference.nutpie_callbacks import call_expand, call_logp, compile_model
         from nexusbayes.model.simulate import simulate
 

@@ -174,7 +174,8 @@ INTERRUPTIBLE = textwrap.dedent("""
     from pathlib import Path
     from nexusbayes.workflows.batch import Task, run_batch
     from nexusbayes.model.simulate import simulate
-    from nexusbayes.spec import Indicator, Spec
+    from nexusbayes.spec.document import Spec
+    from nexusbayes.spec.sections import Indicator
 
     SPEC = Spec(name="tiny", traits=["willingness"],
                 indicators={{"staff": Indicator(family="normal", loads={{"willingness": "positive"}})}})
