@@ -109,6 +109,9 @@ def zero_sum_matrix(groups: np.ndarray) -> np.ndarray:
 
 def _draws(post: xr.Dataset, name: str, dims: tuple[str, ...]) -> np.ndarray:
     """A posterior variable as (draw, *dims), the chains stacked."""
+    if name not in post:
+        raise ForecastError(f"the fit's posterior has no {name!r}, which its spec's dynamics need: was the spec "
+                            "changed after fitting?")
     var = post[name].transpose(*SAMPLE_DIMS, *dims)
     return var.values.reshape(-1, *var.shape[2:])
 
@@ -162,7 +165,7 @@ class Dynamics:
         if self.kind == "ar1":
             self.phi = _draws(post, "ar_phi", ("trait",))
             self.country_scale = scale("country_initial_sd", reference == "country")
-            self.region_scale = scale("region_initial_sd", reference == "region")
+            self.region_scale = ones   # with region deviations they are the scale reference; without, unused
         else:
             self.phi = None
             self.country_scale = scale("country_innovation_sd", reference is None)
