@@ -20,6 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from nexusbayes import fit_file
+from nexusbayes.analysis import forecast as forecasting
 from nexusbayes.analysis import typology
 from nexusbayes.analysis.diagnostics import Diagnostics, diagnose
 from nexusbayes.data.panel import Panel, validate
@@ -118,6 +119,17 @@ class Fit:
         See :func:`nexusbayes.analysis.typology.trait_summary`.
         """
         return typology.trait_summary(self.tree, self.region_country, ci_prob)
+
+    # ---- forecasts ---------------------------------------------------------------------------
+    def forecast(self, periods: int | None = None, *, times=None, labels=None, seed: int = 0) -> xr.DataTree:
+        """The traits' predictive distribution ``periods`` ahead (default 1), per region and country, draw by draw.
+
+        Groups ``forecast`` (``theta``: chain, draw, region, horizon, trait; ``country_theta``) and, with a
+        typology, ``types`` (P(type) and transitions from the last fitted period). Named eras need ``times``.
+        See :func:`nexusbayes.analysis.forecast.forecast`; tables: :func:`~nexusbayes.analysis.forecast.forecast_table`
+        and :func:`~nexusbayes.analysis.forecast.forecast_types_table`.
+        """
+        return forecasting.forecast(self.tree, self.spec, self.panel, periods, times=times, labels=labels, seed=seed)
 
     @property
     def roles(self) -> Roles:
