@@ -197,14 +197,15 @@ def recovery_summary(fit: Fit, truth=None) -> dict:
     true values inside the central ``CI_PROB`` interval) and ``theta_rmse``.
     """
     from nexusbayes.constants import CI_PROB
+    from nexusbayes.typology import eti
 
     out = diagnostics_summary(fit)
     if truth is not None:
         theta = fit.tree["posterior"]["theta"]
         true = truth["theta"].sel(region=theta["region"], period=theta["period"], trait=theta["trait"])
         mean = theta.mean(("chain", "draw"))
-        q = theta.quantile([(1 - CI_PROB) / 2, 1 - (1 - CI_PROB) / 2], dim=("chain", "draw"))
-        inside = (true >= q.isel(quantile=0)) & (true <= q.isel(quantile=1))
+        lower, upper = eti(theta, CI_PROB)
+        inside = (true >= lower) & (true <= upper)
         out.update({"theta_corr": float(np.corrcoef(mean.values.ravel(), true.values.ravel())[0, 1]),
                     "theta_coverage": float(inside.mean()),
                     "theta_rmse": float(np.sqrt(((mean - true) ** 2).mean()))})

@@ -120,15 +120,7 @@ class Fit:
         Columns country, region, period, trait, mean, sd and the interval's quantiles
         (``q05``, ``q95`` for the default 90%: :func:`nexusbayes.typology.interval_names`).
         """
-        prob = CI_PROB if ci_prob is None else ci_prob
-        lo, hi = typology.interval_names(prob)
-        theta = self.tree["posterior"]["theta"]
-        q = theta.quantile([(1 - prob) / 2, 1 - (1 - prob) / 2], dim=("chain", "draw"))
-        out = xr.Dataset({"mean": theta.mean(("chain", "draw")), "sd": theta.std(("chain", "draw")),
-                          lo: q.isel(quantile=0, drop=True),
-                          hi: q.isel(quantile=1, drop=True)}).to_dataframe().reset_index()
-        out.insert(0, "country", out["region"].map(self.region_country))
-        return out[["country", "region", "period", "trait", "mean", "sd", lo, hi]]
+        return typology.trait_summary(self.tree, self.region_country, CI_PROB if ci_prob is None else ci_prob)
 
     # ---- the report ----------------------------------------------------------------------------
     def report(self, path: str | Path, overwrite: bool = False) -> Path:
