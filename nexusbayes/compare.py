@@ -34,7 +34,7 @@ import xarray as xr
 
 from nexusbayes.constants import CI_PROB, TYPES
 from nexusbayes.errors import NexusBayesError
-from nexusbayes.typology import SAMPLE_DIMS, interval_names, type_codes
+from nexusbayes.typology import SAMPLE_DIMS, eti, interval_names, type_codes
 
 
 class CompareError(NexusBayesError):
@@ -55,9 +55,8 @@ def rank_draws(values: xr.DataArray, dim: str) -> xr.DataArray:
 
 
 def interval(draws: xr.DataArray, ci_prob: float) -> tuple[xr.DataArray, xr.DataArray]:
-    """Equal-tailed interval over the sample dims."""
-    q = draws.quantile([(1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2], dim=SAMPLE_DIMS)
-    return q.isel(quantile=0, drop=True), q.isel(quantile=1, drop=True)
+    """Equal-tailed interval over the sample dims (:func:`nexusbayes.typology.eti`, by :func:`arviz_stats.eti`)."""
+    return eti(draws, ci_prob, SAMPLE_DIMS)
 
 
 # ---- public API --------------------------------------------------------------------------------
@@ -241,9 +240,15 @@ def elpd_loo(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
     ArviZ's warning about large Pareto k is not repeated here: the k values are returned (and
     :func:`sharing_check` reports their maximum next to its verdict).
     """
+    result = _loo(tree)
+    return np.asarray(result.elpd_i), np.asarray(result.pareto_k)
+
+
+def _loo(tree: xr.DataTree):
+    """:func:`arviz_stats.loo` (pointwise) over all likelihood terms of the fit, stacked in term order."""
     import warnings
 
-    import arviz as az
+    import arviz_stats as azs
 
     ll = tree["log_likelihood"].to_dataset()
     stacked = xr.concat([ll[v].rename({ll[v].dims[-1]: "obs"}).drop_vars("obs", errors="ignore")
@@ -252,8 +257,19 @@ def elpd_loo(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
                                  "log_likelihood": xr.Dataset({"y": stacked})})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
-        result = az.loo(one, pointwise=True, var_name="y")
-    return np.asarray(result.elpd_i), np.asarray(result.pareto_k)
+        return azs.loo(one, pointwise=True, var_name="y")
+
+
+def _elpd_difference(shared, specific) -> tuple[float, float]:
+    """elpd(country-specific) - elpd(shared) and its standard error, from :func:`arviz_stats.compare`."""
+    import warnings
+
+    import arviz_stats as azs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")    # its notes on small data and on high Pareto k: ours are in the table
+        table = azs.compare({"shared": shared, "country-specific": specific}, reference="shared", round_to="none")
+    return float(table.loc["country-specific", "elpd_diff"]), float(table.loc["country-specific", "dse"])
 
 
 def sharing_check(fit, indicators: Sequence[str] | None = None, *, draws: int | None = None,
@@ -304,23 +320,23 @@ def sharing_check(fit, indicators: Sequence[str] | None = None, *, draws: int | 
     settings = {"draws": draws or int(attrs.get("draws", spec.sampler.draws)),
                 "tune": tune or int(attrs.get("tune", spec.sampler.tune)),
                 "chains": chains or int(attrs.get("chains", spec.sampler.chains))}
-    base_elpd, base_k = elpd_loo(fit.tree)
+    base = _loo(fit.tree)
     rows = []
     for name in candidates:
         flipped = spec.model_copy(deep=True)
         flipped.indicators[name] = flipped.indicators[name].model_copy(
             update={"comparable": not spec.indicators[name].comparable})
         other = run_fit(flipped, fit.panel, progress=progress, check=False, **settings)
-        elpd, k = elpd_loo(other.tree)
+        flipped_loo = _loo(other.tree)
         comparable = spec.indicators[name].comparable
-        shared, specific = (base_elpd, elpd) if comparable else (elpd, base_elpd)
+        shared, specific = (base, flipped_loo) if comparable else (flipped_loo, base)
         specific_tree = other.tree if comparable else fit.tree
-        diff = specific - shared
-        total, se = float(diff.sum()), float(np.sqrt(len(diff) * diff.var()))
+        total, se = _elpd_difference(shared, specific)
         verdict = "country-specific preferred" if total > 2 * se else "sharing supported"
         rows.append({"indicator": name, "comparable": comparable,
-                     "elpd_shared": float(shared.sum()), "elpd_country_specific": float(specific.sum()),
-                     "elpd_diff": total, "se_diff": se, "max_pareto_k": float(max(base_k.max(), k.max())),
+                     "elpd_shared": float(shared.elpd), "elpd_country_specific": float(specific.elpd),
+                     "elpd_diff": total, "se_diff": se,
+                     "max_pareto_k": float(max(np.max(base.pareto_k), np.max(flipped_loo.pareto_k))),
                      "offset_excludes_zero": _offset_excludes_zero(specific_tree, name), "verdict": verdict})
     return pd.DataFrame(rows)
 
