@@ -239,8 +239,8 @@ def trait_summary(tree: xr.DataTree, region_country: dict[str, str], ci_prob: fl
     lo, hi = interval_names(ci_prob)
     stats = azs.summary(tree, var_names=["theta"], kind="stats", fmt="xarray", ci_prob=ci_prob, ci_kind="eti",
                         round_to="none")["theta"]
-    columns = dict(zip(stats["summary"].values, ["mean", "sd", lo, hi], strict=True))
-    out = stats.to_dataset("summary").rename(columns).to_dataframe().reset_index()
+    columns = {name: stats.isel(summary=i, drop=True) for i, name in enumerate(["mean", "sd", lo, hi])}
+    out = xr.Dataset(columns).to_dataframe().reset_index()
     out.insert(0, "country", out["region"].map(region_country))
     return out[["country", "region", "period", "trait", "mean", "sd", lo, hi]]
 
