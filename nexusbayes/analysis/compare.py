@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from nexusbayes.analysis.typology import SAMPLE_DIMS, interval_names, type_codes
+from nexusbayes.analysis.typology import SAMPLE_DIMS, eti, interval_names, type_codes
 from nexusbayes.constants import CI_PROB, TYPES
 from nexusbayes.errors import NexusBayesError
 from nexusbayes.spec.document import Spec
@@ -68,9 +68,8 @@ def rank_draws(values: xr.DataArray, dim: str) -> xr.DataArray:
 
 
 def interval(draws: xr.DataArray, ci_prob: float) -> tuple[xr.DataArray, xr.DataArray]:
-    """Equal-tailed interval over the sample dims."""
-    q = draws.quantile([(1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2], dim=SAMPLE_DIMS)
-    return q.isel(quantile=0, drop=True), q.isel(quantile=1, drop=True)
+    """Equal-tailed interval over the sample dims (:func:`nexusbayes.analysis.typology.eti`)."""
+    return eti(draws, ci_prob, SAMPLE_DIMS)
 
 
 # ---- public API --------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -140,13 +140,12 @@ def _worst(da: xr.DataArray, pick) -> tuple[float, str]:
 def element_diagnostics(posterior: xr.Dataset, var_names: list[str] | None = None) -> dict[str, xr.Dataset]:
     """Rank-normalised split R-hat, bulk ESS and tail ESS of every element of every variable.
 
-    The numbers of ``arviz.rhat(posterior)``, ``arviz.ess(posterior, method="bulk")`` and
-    ``arviz.ess(posterior, method="tail", prob=TAIL_ESS_QUANTILES)`` (Vehtari et al. 2021), computed
-    with arviz-stats' vectorised backend (``arviz_stats.numba``: FFT autocovariances and Geyer's
-    sequences over whole arrays) and ranks from one NumPy argsort per element (:func:`_z_scale`), on
-    blocks of :data:`ELEMENT_BLOCK` elements, in one thread per core, instead of by ArviZ's
-    element-by-element loop (80 s on the large benchmark's 42,000 elements; 15 s this way).
-    Elements that never vary get R-hat NaN and ESS equal to the number of draws, as in ArviZ.
+    The numbers of ``arviz_stats.rhat(posterior)``, ``arviz_stats.ess(posterior, method="bulk")`` and
+    ``arviz_stats.ess(posterior, method="tail", prob=TAIL_ESS_QUANTILES)`` (Vehtari et al. 2021), computed
+    on blocks of :data:`ELEMENT_BLOCK` elements at once, in one thread per core, instead of by the public
+    functions' element-by-element loop: ranks from one NumPy argsort per element (:func:`_z_scale`), then
+    arviz-stats' vectorised FFT autocovariances and Geyer sequences (:func:`_vectorised`, the one use of
+    its private API). Elements that never vary get R-hat NaN and ESS equal to the number of draws, as in ArviZ.
 
     Parameters
     ----------
@@ -169,10 +168,10 @@ def element_diagnostics(posterior: xr.Dataset, var_names: list[str] | None = Non
     >>> stats = element_diagnostics(post)
     >>> stats["rhat"]["x"].dims, bool((stats["rhat"]["x"] < 1.01).all())
     (('k',), True)
-    >>> bool(np.allclose(stats["ess_bulk"]["x"], az.ess(post, method="bulk")["x"]))
+    >>> bool(np.allclose(stats["ess_bulk"]["x"], azs.ess(post, method="bulk")["x"]))
     True
     """
-    import arviz_stats.numba.diagnostics  # noqa: F401  (imported once here, not by each thread below)
+    import arviz_stats.numba.diagnostics  # noqa: F401  (for _vectorised: imported once here, not by each thread)
 
     names = var_names or [v for v in posterior.data_vars if posterior[v].dtype.kind == "f"]
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
@@ -199,8 +198,6 @@ def element_diagnostics(posterior: xr.Dataset, var_names: list[str] | None = Non
 
 def _element_block(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """R-hat, bulk ESS and tail ESS of each column of ``x`` (chain, draw, element), as ArviZ computes them."""
-    from arviz_stats.numba import diagnostics as vectorised
-
     n_chain, n_draw, n = x.shape
     rhat, bulk, tail = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     if n_draw < 4:        # ArviZ's minimum
@@ -221,7 +218,7 @@ def _element_block(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         keep = np.ptp(da.values, axis=(0, 1)) > np.finfo(float).resolution
         values = np.full(da.sizes["element"], float(da.sizes["chain"] * da.sizes["draw"]))
         if keep.any():
-            values[keep] = vectorised._ess(da.isel(element=keep)).values
+            values[keep] = _vectorised("ess", da.isel(element=keep))
         return values
 
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -229,11 +226,24 @@ def _element_block(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         z = _z_scale(s)
         if n_chain > 1:    # ArviZ needs two chains for R-hat
             folded = _z_scale(abs(s - s.median(("chain", "draw"))))
-            rhat[varies] = np.fmax(vectorised._rhat(z).values, vectorised._rhat(folded).values)
+            rhat[varies] = np.fmax(_vectorised("rhat", z), _vectorised("rhat", folded))
         bulk[varies] = ess(z)
         quantiles = np.quantile(x, TAIL_ESS_QUANTILES, axis=(0, 1))
         tail[varies] = np.minimum(*[ess(split((x <= q).astype(float))) for q in quantiles])
     return rhat, bulk, tail
+
+
+def _vectorised(statistic: str, x: xr.DataArray) -> np.ndarray:
+    """ESS or R-hat (``statistic``) of each element of ``x`` (chain, draw, element) at once, by arviz-stats.
+
+    The one use of arviz-stats' private API (``arviz_stats.numba.diagnostics._ess`` and ``_rhat``, FFT
+    autocovariances and Geyer sequences over whole arrays; hence the ``<1.4`` pin): ``x`` is already split
+    and rank-normalised (or an indicator) as :func:`_element_block` prepares it, and every element varies.
+    ``tests/test_diagnostics.py`` checks the result against the public ``arviz_stats.rhat`` and ``ess``.
+    """
+    from arviz_stats.numba import diagnostics as vectorised
+
+    return {"ess": vectorised._ess, "rhat": vectorised._rhat}[statistic](x).values
 
 
 def _z_scale(x: xr.DataArray) -> xr.DataArray:
@@ -317,7 +327,7 @@ def diagnose(tree: xr.DataTree, var_names: list[str] | None = None) -> Diagnosti
     table.index.name = "variable"
     stats = tree["sample_stats"].to_dataset()
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
-    bfmi = np.atleast_1d(np.asarray(az.bfmi(stats["energy"].values), dtype=float))
+    bfmi = np.atleast_1d(np.asarray(azs.bfmi(stats["energy"].values), dtype=float))
     depth_var = next((v for v in ("maxdepth_reached", "reached_max_treedepth") if v in stats), None)
     depth = float(stats[depth_var].mean()) if depth_var else 0.0
     n_draws = int(posterior.sizes["chain"] * posterior.sizes["draw"])

@@ -15,6 +15,7 @@ array([0, 1, 2, 3])
 
 from __future__ import annotations
 
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -65,6 +66,25 @@ def interval_names(ci_prob: float = CI_PROB) -> tuple[str, str]:
     """
     low = 100 * (1 - ci_prob) / 2
     return f"q{low:02g}", f"q{100 - low:02g}"
+
+
+def eti(draws, ci_prob: float = CI_PROB, dim=SAMPLE_DIMS):
+    """Equal-tailed interval ``(lower, upper)`` of posterior draws, by :func:`arviz_stats.eti`.
+
+    The quantiles ``(1 - ci_prob) / 2`` and ``1 - (1 - ci_prob) / 2`` (NumPy's default "linear" method,
+    as :meth:`xarray.DataArray.quantile`), over ``dim`` of a DataArray, or over the last axis of an array.
+
+    Examples
+    --------
+    >>> lower, upper = eti(np.arange(101.0), 0.5)
+    >>> float(lower), float(upper)
+    (25.0, 75.0)
+    """
+    if isinstance(draws, xr.DataArray):
+        bounds = azs.eti(draws, ci_prob, dim=list(dim))
+        return bounds.isel(ci_bound=0, drop=True), bounds.isel(ci_bound=1, drop=True)
+    bounds = azs.eti(np.asarray(draws, dtype=float), ci_prob, axis=-1)
+    return bounds[..., 0], bounds[..., 1]
 
 
 # ---- thresholds ------------------------------------------------------------------------------
@@ -196,7 +216,6 @@ def transition_matrices(tree: xr.DataTree, spec: Spec, region_country: dict[str,
     regions = codes["region"].values
     flat = codes.values.reshape(-1, len(regions), codes.sizes["period"])
     out = []
-    lo_q, hi_q = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
     lo_name, hi_name = interval_names(ci_prob)
     for country in sorted(set(region_country.values())):
         mask = np.array([region_country[r] == country for r in regions])
@@ -208,14 +227,33 @@ def transition_matrices(tree: xr.DataTree, spec: Spec, region_country: dict[str,
             defined = totals[:, a, 0] > 0
             for b, to_type in enumerate(TYPES):
                 vals = share[defined, a, b]
+                lower, upper = eti(vals, ci_prob) if vals.size else (np.nan, np.nan)
                 out.append({"country": country, "from": from_type, "to": to_type,
                             "mean": float(vals.mean()) if vals.size else np.nan,
                             "sd": float(vals.std()) if vals.size else np.nan,
-                            lo_name: float(np.quantile(vals, lo_q)) if vals.size else np.nan,
-                            hi_name: float(np.quantile(vals, hi_q)) if vals.size else np.nan,
+                            lo_name: float(lower), hi_name: float(upper),
                             "p_row_defined": float(defined.mean()),
                             "from_count": float(totals[:, a, 0].mean())})
     return pd.DataFrame(out)
+
+
+def trait_summary(tree: xr.DataTree, region_country: dict[str, str], ci_prob: float | None = None) -> pd.DataFrame:
+    """Posterior mean, SD and equal-tailed interval of every trait per region-period, by :func:`arviz_stats.summary`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns country, region, period, trait, ``mean``, ``sd`` (ArviZ's: ``ddof=1``) and the interval
+        named by its quantiles (``q05``, ``q95`` for 90%: :func:`interval_names`).
+    """
+    ci_prob = CI_PROB if ci_prob is None else ci_prob
+    lo, hi = interval_names(ci_prob)
+    stats = azs.summary(tree, var_names=[THETA], kind="stats", fmt="xarray", ci_prob=ci_prob, ci_kind="eti",
+                        round_to="none")[THETA]
+    columns = {name: stats.isel(summary=i, drop=True) for i, name in enumerate(["mean", "sd", lo, hi])}
+    out = xr.Dataset(columns).to_dataframe().reset_index()
+    out.insert(0, "country", out["region"].map(region_country))
+    return out[["country", "region", "period", "trait", "mean", "sd", lo, hi]]
 
 
 def threshold_sensitivity(tree: xr.DataTree, spec: Spec, shifts=(-0.5, -0.25, 0.0, 0.25, 0.5)) -> pd.DataFrame:
@@ -268,20 +306,3 @@ def _year(period, spec: Spec) -> float | None:
         era = next((e for e in spec.periods.eras if e.name == period), None)
         return era.midpoint if era else None
     return float(period)
-
-
-def trait_summary(tree: xr.DataTree, region_country: dict[str, str], ci_prob: float | None = None) -> pd.DataFrame:
-    """Posterior mean, SD and equal-tailed interval of every trait per region-period.
-
-    Columns country, region, period, trait, mean, sd and the interval's quantiles
-    (``q05``, ``q95`` for the default 90%: :func:`interval_names`).
-    """
-    prob = CI_PROB if ci_prob is None else ci_prob
-    lo, hi = interval_names(prob)
-    theta = tree["posterior"][THETA]
-    q = theta.quantile([(1 - prob) / 2, 1 - (1 - prob) / 2], dim=("chain", "draw"))
-    out = xr.Dataset({"mean": theta.mean(("chain", "draw")), "sd": theta.std(("chain", "draw")),
-                      lo: q.isel(quantile=0, drop=True),
-                      hi: q.isel(quantile=1, drop=True)}).to_dataframe().reset_index()
-    out.insert(0, "country", out["region"].map(region_country))
-    return out[["country", "region", "period", "trait", "mean", "sd", lo, hi]]

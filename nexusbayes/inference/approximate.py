@@ -181,8 +181,8 @@ def distance(approx: Approximation, reference) -> dict:
     dims = ("chain", "draw")
     sd_b = b.std(dims)
     error = np.abs(a.mean(dims) - b.mean(dims)) / sd_b
-    q = a.quantile([(1 - CI_PROB) / 2, 1 - (1 - CI_PROB) / 2], dim=dims)
-    inside = (b.mean(dims) >= q.isel(quantile=0)) & (b.mean(dims) <= q.isel(quantile=1))
+    lower, upper = typology.eti(a, CI_PROB, dims)
+    inside = (b.mean(dims) >= lower) & (b.mean(dims) <= upper)
     out = {"theta_mean_error_sd": float(error.mean()), "theta_mean_error_sd_max": float(error.max()),
            "theta_sd_ratio": float((a.std(dims) / sd_b).median()), "theta_coverage": float(inside.mean())}
     if approx.spec.has_typology:

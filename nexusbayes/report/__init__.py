@@ -222,10 +222,10 @@ def _by_variable(diag: Diagnostics, posterior: xr.Dataset) -> pd.DataFrame:
 
 def _thresholds(fit: Fit) -> dict[str, tuple[float, float, float]]:
     out = {}
-    lo_q, hi_q = (1 - CI_PROB) / 2, 1 - (1 - CI_PROB) / 2
     for trait in ("capability", "willingness"):
         draws = typology.threshold_draws(fit.tree, fit.spec, trait).values.ravel()
-        out[trait] = (float(draws.mean()), float(np.quantile(draws, lo_q)), float(np.quantile(draws, hi_q)))
+        lower, upper = typology.eti(draws, CI_PROB)
+        out[trait] = (float(draws.mean()), float(lower), float(upper))
     return out
 
 

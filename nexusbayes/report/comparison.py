@@ -26,6 +26,7 @@ import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from nexusbayes.analysis.typology import eti  # noqa: E402
 from nexusbayes.constants import CI_PROB  # noqa: E402
 from nexusbayes.report.figures import RC, _grid, _ticks, png  # noqa: E402
 
@@ -45,14 +46,14 @@ def country_trajectories(country_theta: xr.DataArray, ci_prob: float = CI_PROB) 
     periods = list(country_theta["period"].values)
     x = np.arange(len(periods))
     colours = _colours(country_theta["country"].values)
-    q = country_theta.quantile([(1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2], dim=SAMPLE)
+    lower, upper = eti(country_theta, ci_prob, SAMPLE)
     mean = country_theta.mean(SAMPLE)
     with plt.rc_context(RC):
         fig, axes = _grid(len(traits), ncols=2, size=(4.6, 3.0), layout="constrained")
         for ax, trait in zip(axes, traits, strict=False):
             for country, colour in colours.items():
                 sel = {"country": country, "trait": trait}
-                ax.fill_between(x, q.isel(quantile=0).sel(sel), q.isel(quantile=1).sel(sel), color=colour,
+                ax.fill_between(x, lower.sel(sel), upper.sel(sel), color=colour,
                                 alpha=0.2, linewidth=0)
                 ax.plot(x, mean.sel(sel), color=colour, label=str(country))
             ax.axhline(0.0, color="grey", linewidth=0.6, linestyle="--")

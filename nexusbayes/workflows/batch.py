@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nexusbayes.analysis.typology import eti
 from nexusbayes.constants import TYPES
 from nexusbayes.errors import SpecError
 from nexusbayes.files import atomic_write, write_csv
@@ -194,8 +195,8 @@ def recovery_summary(fit: Fit, truth=None) -> dict:
         theta = fit.tree["posterior"]["theta"]
         true = truth["theta"].sel(region=theta["region"], period=theta["period"], trait=theta["trait"])
         mean = theta.mean(("chain", "draw"))
-        q = theta.quantile([(1 - CI_PROB) / 2, 1 - (1 - CI_PROB) / 2], dim=("chain", "draw"))
-        inside = (true >= q.isel(quantile=0)) & (true <= q.isel(quantile=1))
+        lower, upper = eti(theta, CI_PROB)
+        inside = (true >= lower) & (true <= upper)
         out.update({"theta_corr": float(np.corrcoef(mean.values.ravel(), true.values.ravel())[0, 1]),
                     "theta_coverage": float(inside.mean()),
                     "theta_rmse": float(np.sqrt(((mean - true) ** 2).mean()))})

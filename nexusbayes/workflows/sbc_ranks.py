@@ -8,6 +8,7 @@ import xarray as xr
 from scipy import stats
 
 from nexusbayes.analysis.diagnostics import element_diagnostics
+from nexusbayes.analysis.typology import eti
 
 #: Family-wise error rate of the uniformity tests (after Holm's correction across parameters).
 SBC_ALPHA = 0.01
@@ -151,9 +152,9 @@ def recovery(theta_post: np.ndarray, theta_true: np.ndarray) -> dict:
     """Correlation, bias, RMSE and 50%/90% central-interval coverage of all theta elements."""
     flat = theta_post.reshape(-1, theta_post.shape[-1])
     mean = flat.mean(axis=0)
-    q = np.quantile(flat, [0.05, 0.25, 0.75, 0.95], axis=0)
+    (low50, high50), (low90, high90) = eti(flat.T, 0.5), eti(flat.T, 0.9)
     return {"theta_correlation": float(np.corrcoef(mean, theta_true)[0, 1]),
             "theta_bias": float(np.mean(mean - theta_true)),
             "theta_rmse": float(np.sqrt(np.mean((mean - theta_true) ** 2))),
-            "theta_coverage_50": float(np.mean((q[1] <= theta_true) & (theta_true <= q[2]))),
-            "theta_coverage_90": float(np.mean((q[0] <= theta_true) & (theta_true <= q[3])))}
+            "theta_coverage_50": float(np.mean((low50 <= theta_true) & (theta_true <= high50))),
+            "theta_coverage_90": float(np.mean((low90 <= theta_true) & (theta_true <= high90)))}

@@ -21,9 +21,15 @@ def elpd_loo(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
     ArviZ's warning about large Pareto k is not repeated here: the k values are returned (and
     :func:`sharing_check` reports their maximum next to its verdict).
     """
+    result = _loo(tree)
+    return np.asarray(result.elpd_i), np.asarray(result.pareto_k)
+
+
+def _loo(tree: xr.DataTree):
+    """:func:`arviz_stats.loo` (pointwise) over all likelihood terms of the fit, stacked in term order."""
     import warnings
 
-    import arviz as az
+    import arviz_stats as azs
 
     ll = tree["log_likelihood"].to_dataset()
     stacked = xr.concat([ll[v].rename({ll[v].dims[-1]: "obs"}).drop_vars("obs", errors="ignore")
@@ -32,8 +38,19 @@ def elpd_loo(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
                                  "log_likelihood": xr.Dataset({"y": stacked})})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
-        result = az.loo(one, pointwise=True, var_name="y")
-    return np.asarray(result.elpd_i), np.asarray(result.pareto_k)
+        return azs.loo(one, pointwise=True, var_name="y")
+
+
+def _elpd_difference(shared, specific) -> tuple[float, float]:
+    """elpd(country-specific) - elpd(shared) and its standard error, from :func:`arviz_stats.compare`."""
+    import warnings
+
+    import arviz_stats as azs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")    # its notes on small data and on high Pareto k: ours are in the table
+        table = azs.compare({"shared": shared, "country-specific": specific}, reference="shared", round_to="none")
+    return float(table.loc["country-specific", "elpd_diff"]), float(table.loc["country-specific", "dse"])
 
 
 def sharing_check(fit: Fit, indicators: Sequence[str] | None = None, *, draws: int | None = None,
@@ -82,23 +99,23 @@ def sharing_check(fit: Fit, indicators: Sequence[str] | None = None, *, draws: i
     settings = {"draws": draws or int(attrs.get("draws", spec.sampler.draws)),
                 "tune": tune or int(attrs.get("tune", spec.sampler.tune)),
                 "chains": chains or int(attrs.get("chains", spec.sampler.chains))}
-    base_elpd, base_k = elpd_loo(fit.tree)
+    base = _loo(fit.tree)
     rows = []
     for name in candidates:
         flipped = spec.model_copy(deep=True)
         flipped.indicators[name] = flipped.indicators[name].model_copy(
             update={"comparable": not spec.indicators[name].comparable})
         other = run_fit(flipped, fit.panel, progress=progress, check=False, **settings)
-        elpd, k = elpd_loo(other.tree)
+        flipped_loo = _loo(other.tree)
         comparable = spec.indicators[name].comparable
-        shared, specific = (base_elpd, elpd) if comparable else (elpd, base_elpd)
+        shared, specific = (base, flipped_loo) if comparable else (flipped_loo, base)
         specific_tree = other.tree if comparable else fit.tree
-        diff = specific - shared
-        total, se = float(diff.sum()), float(np.sqrt(len(diff) * diff.var()))
+        total, se = _elpd_difference(shared, specific)
         verdict = "country-specific preferred" if total > 2 * se else "sharing supported"
         rows.append({"indicator": name, "comparable": comparable,
-                     "elpd_shared": float(shared.sum()), "elpd_country_specific": float(specific.sum()),
-                     "elpd_diff": total, "se_diff": se, "max_pareto_k": float(max(base_k.max(), k.max())),
+                     "elpd_shared": float(shared.elpd), "elpd_country_specific": float(specific.elpd),
+                     "elpd_diff": total, "se_diff": se,
+                     "max_pareto_k": float(max(np.max(base.pareto_k), np.max(flipped_loo.pareto_k))),
                      "offset_excludes_zero": _offset_excludes_zero(specific_tree, name), "verdict": verdict})
     return pd.DataFrame(rows)
 

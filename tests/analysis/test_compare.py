@@ -25,7 +25,7 @@ from nexusbayes.fit import fit, load
 from nexusbayes.model.simulate import default_spec, simulate, simulate_paths
 from nexusbayes.report.tables import round_significant
 from nexusbayes.spec.document import Spec, load_spec
-from nexusbayes.workflows.sharing import _flip_keeps_identified, elpd_loo, sharing_check
+from nexusbayes.workflows.sharing import _elpd_difference, _flip_keeps_identified, _loo, elpd_loo, sharing_check
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_CANDIDATES = (ROOT.parent / "shared" / "data", Path("/work/shared/data"))
@@ -74,6 +74,48 @@ def test_compare_is_the_posterior_of_the_difference(synthetic):
     # a region against a country, and a chosen period
     mixed = compare(fake, "Osh", "TJ", periods=["2002"])
     assert set(mixed["period"]) == {2002}
+
+
+def test_interval_is_xarray_s_equal_tailed_quantiles(synthetic):
+    # arviz_stats.eti, to the bit: the CSV tables' q05/q95 columns did not move when it replaced xarray
+    from nexusbayes.compare import interval
+
+    theta = synthetic[0].tree["posterior"]["theta"]
+    for prob in (0.9, 0.5, 0.95):
+        q = theta.quantile([(1 - prob) / 2, 1 - (1 - prob) / 2], dim=("chain", "draw"))
+        lower, upper = interval(theta, prob)
+        assert lower.dims == upper.dims == ("region", "period", "trait")
+        np.testing.assert_array_equal(lower.values, q.isel(quantile=0).values)
+        np.testing.assert_array_equal(upper.values, q.isel(quantile=1).values)
+
+
+def loo_tree(loglik: np.ndarray) -> xr.DataTree:
+    """A tree with two likelihood terms splitting ``loglik`` (chain, draw, obs) as a fit stores them."""
+    n = loglik.shape[-1] // 2
+    return xr.DataTree.from_dict({"posterior": xr.Dataset({"mu": (("chain", "draw"), loglik[..., 0])}),
+                                  "log_likelihood": xr.Dataset({"a": (("chain", "draw", "a_obs"), loglik[..., :n]),
+                                                                "b": (("chain", "draw", "b_obs"), loglik[..., n:])})})
+
+
+def test_elpd_difference_is_the_pointwise_difference_and_its_se():
+    # arviz_stats.compare's elpd_diff and dse against the sum and sqrt(n var) of the pointwise differences
+    # sharing_check computed before it used compare
+    rng = np.random.default_rng(4)
+    y = rng.normal(0.3, 1.0, 120)
+    mu = rng.normal(0.3, 0.1, (2, 300, 1))
+    shared = -0.5 * (y - mu) ** 2
+    specific = -0.5 * ((y - mu - 0.2 * (np.arange(120) % 2)) / 1.1) ** 2 - np.log(1.1)
+    loo_shared, loo_specific = _loo(loo_tree(shared)), _loo(loo_tree(specific))
+    a, k = elpd_loo(loo_tree(specific))
+    np.testing.assert_array_equal(a, np.asarray(loo_specific.elpd_i))
+    np.testing.assert_array_equal(k, np.asarray(loo_specific.pareto_k))
+    diff = np.asarray(loo_specific.elpd_i) - np.asarray(loo_shared.elpd_i)
+    total, se = _elpd_difference(loo_shared, loo_specific)
+    assert total == pytest.approx(float(diff.sum()), rel=1e-12, abs=1e-12)
+    assert se == pytest.approx(float(np.sqrt(len(diff) * diff.var())), rel=1e-12)
+    assert loo_specific.elpd == pytest.approx(float(np.asarray(loo_specific.elpd_i).sum()), rel=1e-12)
+    # the other way round: the sign follows which side is the reference
+    assert _elpd_difference(loo_specific, loo_shared)[0] == pytest.approx(-total, rel=1e-12)
 
 
 def test_unknown_units_and_periods_are_named(synthetic):

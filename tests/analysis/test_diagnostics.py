@@ -1,6 +1,7 @@
-"""Element diagnostics: the numbers of ArviZ's R-hat and bulk and tail ESS, computed in vectorised blocks."""
+"""Element diagnostics: the numbers of the public arviz_stats.rhat and ess (bulk, and tail at 5% and 95%),
+computed in vectorised blocks through arviz-stats' private _ess and _rhat (diagnostics._vectorised)."""
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pytest
 import xarray as xr
@@ -39,8 +40,8 @@ def test_element_diagnostics_are_arviz_numbers(monkeypatch, n_chain, n_draw):
     post = autocorrelated_posterior(n_chain, n_draw)
     got = element_diagnostics(post)
     with np.errstate(invalid="ignore", divide="ignore"):
-        want = {"rhat": az.rhat(post), "ess_bulk": az.ess(post, method="bulk"),
-                "ess_tail": az.ess(post, method="tail", prob=TAIL_ESS_QUANTILES)}
+        want = {"rhat": azs.rhat(post), "ess_bulk": azs.ess(post, method="bulk"),
+                "ess_tail": azs.ess(post, method="tail", prob=TAIL_ESS_QUANTILES)}
     for key, expected in want.items():
         for name in post.data_vars:
             assert got[key][name].dims == expected[name].dims
@@ -54,7 +55,7 @@ def test_one_chain_has_ess_but_no_rhat():
     post = autocorrelated_posterior(1, 100)
     got = element_diagnostics(post, ["theta"])
     assert np.isnan(got["rhat"]["theta"]).all()
-    np.testing.assert_allclose(got["ess_bulk"]["theta"], az.ess(post[["theta"]], method="bulk")["theta"], rtol=1e-10)
+    np.testing.assert_allclose(got["ess_bulk"]["theta"], azs.ess(post[["theta"]], method="bulk")["theta"], rtol=1e-10)
 
 
 def test_rounding_noise_is_constant_not_a_convergence_failure():
@@ -64,7 +65,7 @@ def test_rounding_noise_is_constant_not_a_convergence_failure():
     noise = 1.0 + rng.choice([-1, 0, 1], size=(4, 100)) * np.finfo(float).eps
     noise[0] += np.finfo(float).eps
     post = xr.Dataset({"corr_diag": (("chain", "draw"), noise)})
-    assert float(az.rhat(post)["corr_diag"]) > 1.01
+    assert float(azs.rhat(post)["corr_diag"]) > 1.01
     assert np.isnan(element_diagnostics(post)["rhat"]["corr_diag"])
 
 
@@ -74,9 +75,9 @@ def test_diagnose_takes_the_tail_ess_at_the_5_and_95_percent_quantiles():
     stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros(shape, bool)),
                         "energy": (("chain", "draw"), np.random.default_rng(1).standard_normal(shape))})
     diag = diagnose(xr.DataTree.from_dict({"posterior": post, "sample_stats": stats}))
-    tail = az.ess(post[["sd"]], method="tail", prob=(0.05, 0.95))["sd"]
+    tail = azs.ess(post[["sd"]], method="tail", prob=(0.05, 0.95))["sd"]
     assert diag.table.loc["sd", "min_ess_tail"] == pytest.approx(float(tail.min()), rel=1e-10)
-    default = az.ess(post[["sd"]], method="tail")["sd"]      # ArviZ's own default, 11% and 89%
+    default = azs.ess(post[["sd"]], method="tail")["sd"]      # ArviZ's own default, 11% and 89%
     assert float(default.min()) != pytest.approx(float(tail.min()), rel=1e-3)
 
 

@@ -7,9 +7,11 @@ from scipy.special import expit
 
 from nexusbayes.analysis.typology import (
     classify,
+    eti,
     group_era_summary,
     threshold_draws,
     threshold_sensitivity,
+    trait_summary,
     transition_counts,
     transition_matrices,
     transition_probabilities,
@@ -81,6 +83,30 @@ def test_pooled_matrix_is_computed_draw_by_draw_with_intervals():
     assert m.loc[("hegemonic", "failed"), "q25"] == 0.25 and m.loc[("hegemonic", "failed"), "q75"] == 0.75
     assert m.loc[("hegemonic", "failed"), "sd"] == 0.5 and m.loc[("hegemonic", "failed"), "from_count"] == 1
     assert np.isnan(m.loc[("failed", "failed"), "mean"]) and m.loc[("failed", "failed"), "p_row_defined"] == 0
+
+
+def test_eti_is_numpy_s_equal_tailed_quantiles():
+    rng = np.random.default_rng(2)
+    draws = rng.standard_normal((7, 400))
+    for prob in (0.9, 0.5):
+        lower, upper = eti(draws, prob)                       # over the last axis of an array
+        np.testing.assert_array_equal(lower, np.quantile(draws, (1 - prob) / 2, axis=-1))
+        np.testing.assert_array_equal(upper, np.quantile(draws, 1 - (1 - prob) / 2, axis=-1))
+
+
+def test_trait_summary_is_arviz_s_summary_per_region_period():
+    rng = np.random.default_rng(1)
+    theta = rng.normal(size=(2, 200, 2, 3, 2))
+    tree = make_tree(theta)
+    table = trait_summary(tree, {"A": "X", "B": "Y"}, 0.9)
+    assert list(table.columns) == ["country", "region", "period", "trait", "mean", "sd", "q05", "q95"]
+    assert len(table) == 2 * 3 * 2 and list(table["country"].unique()) == ["X", "Y"]
+    row = table.set_index(["region", "period", "trait"]).loc[("B", 2001, "willingness")]
+    draws = theta[:, :, 1, 1, 1].ravel()
+    assert row["mean"] == pytest.approx(draws.mean(), rel=1e-12)
+    assert row["sd"] == pytest.approx(draws.std(ddof=1), rel=1e-12)            # ArviZ's sd: ddof=1
+    assert row["q05"] == np.quantile(draws, (1 - 0.9) / 2) and row["q95"] == np.quantile(draws, 1 - (1 - 0.9) / 2)
+    assert list(trait_summary(tree, {"A": "X", "B": "Y"}, 0.95).columns[-2:]) == ["q2.5", "q97.5"]
 
 
 def test_threshold_sensitivity_moves_types():
