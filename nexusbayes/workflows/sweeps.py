@@ -78,8 +78,8 @@ def sweep_tasks(spec: Spec, data: str | Path | pd.DataFrame, kind: str, *, optio
     >>> sweep = sweep_tasks(spec, simulate(spec, n_regions=3, n_periods=3).frame, "leave_one_indicator_out")
     >>> [t.name for t in sweep.tasks]
     ['baseline', 'drop-seizures']
-    >>> print(sweep.refused["drop-staff"][:86])
-    trait 'capability' is not identified: no indicator loads on it alone with a fixed sign.
+    >>> print(sweep.refused["drop-staff"].split(". ")[0])
+    trait 'capability' is not identified: no indicator loads on it alone with a fixed sign
     """
     if kind not in SWEEP_KINDS:
         raise SpecError(f"unknown sweep kind {kind!r}; choose one of {', '.join(SWEEP_KINDS)}")
