@@ -42,11 +42,16 @@ Identification
 * **Rotation**: anchors load on their trait alone, i.e. have zero loadings on the other traits.
 * **Between countries**: an indicator marked ``comparable = false`` gets a location per country
   (sum-to-zero offsets), so only comparable indicators tell the countries apart; every trait needs one.
+* **Over periods**: an indicator with ``drift`` gets a location per period (a random walk summing to zero over
+  its periods with data), so only indicators without drift tell a trait's trend from changing standards; the
+  spec is refused unless they pin down every trait's trend (:func:`nexusbayes.spec.sections.trend_free_traits`).
 
 The measurement model
 ---------------------
 ``eta_i = centre_j + intercept_j [+ offset_{j, c_i}] + sum_k loading[j, k] theta[r_i, t_i, k]``
-(the country offset only for indicators not comparable across countries) with one vectorised
+(the country offset only for indicators not comparable across countries; ``+ drift[j, t_i]`` for an
+indicator whose intercept drifts, ``- drift[j, t_i]`` for one whose cut-point centre does, see
+:func:`nexusbayes.model.measurement._item_drift`) with one vectorised
 likelihood term per family (per number of categories for ordinal) over all its observations,
 gathered by integer indexing, so a gradient costs time linear in the number of observations.
 """
@@ -64,7 +69,7 @@ from nexusbayes.data.panel import Panel
 from nexusbayes.model.design import Design, block_index, make_design, observed_cells
 from nexusbayes.model.families import FAMILIES
 from nexusbayes.model.latent import _centred_spans, _latent_process
-from nexusbayes.model.measurement import _country_offsets, _linear_predictor, _measurement_parameters
+from nexusbayes.model.measurement import _country_offsets, _item_drift, _linear_predictor, _measurement_parameters
 from nexusbayes.model.orient import orient
 from nexusbayes.model.predict import add_predictions, prior_predictive
 from nexusbayes.model.roles import COUNTRY_THETA, THETA, Roles, declare
@@ -187,10 +192,11 @@ def _graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
         declare(country_theta, "trait", reflect="trait")
         loading, intercept = _measurement_parameters(design, spec)
         offset = _country_offsets(design, spec)
+        drift = _item_drift(design, spec, panel)
         # the centring constants are computed from the data, so they are data containers too
         location = pm.Data("indicator_location", design.centres[:, 0], dims="indicator")
         spread = pm.Data("indicator_scale", design.centres[:, 1], dims="indicator")
-        linear_predictor = _linear_predictor(design, panel.n_obs, theta, loading, intercept, location, offset)
+        linear_predictor = _linear_predictor(design, panel.n_obs, theta, loading, intercept, location, offset, drift)
         for block in design.blocks:
             family = FAMILIES[spec.indicator(block.names[0]).family]
             idx = block_index(design, panel, block)

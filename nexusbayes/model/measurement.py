@@ -6,11 +6,15 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from nexusbayes.data.panel import Panel
 from nexusbayes.model.design import BlockIndex, Design
 from nexusbayes.model.families import FAMILIES
 from nexusbayes.model.latent import ZeroSum
 from nexusbayes.model.roles import INTERCEPT, LOADING, declare
 from nexusbayes.spec.document import Spec
+
+#: The model variable holding the drift paths (drifting indicator, period) of indicators with ``drift``.
+DRIFT = "drift"
 
 #: The linear predictors come from a dense (indicator, region-period) table while it has at most this
 #: many entries per observation. Sparser designs, such as an item bank of thousands of roll calls each
@@ -25,11 +29,12 @@ def uses_dense_table(design: Design, n_obs: int) -> bool:
     return len(design.families) * n_cell <= DENSE_TABLE_MAX_RATIO * n_obs
 
 
-def _linear_predictor(design: Design, n_obs: int, theta, loading, intercept, location, offset):
+def _linear_predictor(design: Design, n_obs: int, theta, loading, intercept, location, offset, drift=None):
     """A function from a block's :class:`BlockIndex` to its observations' linear predictors.
 
     ``intercept + loading . theta``, plus the centre of each non-normal indicator (normal ones are
-    centred on the data scale instead) and the country offset of each non-comparable one.
+    centred on the data scale instead), the country offset of each non-comparable one and the period's
+    drift of each drifting one (``drift``: the pair of :func:`_item_drift`, or None).
 
     Where the grid of (indicator, region, period) is about as large as the data (at most
     :data:`DENSE_TABLE_MAX_RATIO` entries per observation: every panel of indicators observed in most
@@ -48,6 +53,9 @@ def _linear_predictor(design: Design, n_obs: int, theta, loading, intercept, loc
             table = table + centre[:, None]
         if offset is not None:
             table = table + offset[:, np.repeat(design.region_country, n_period)]
+        if drift is not None:
+            shift, position = drift                                  # (drifting + 1, period), (indicator,)
+            table = table + shift[position][:, np.tile(np.arange(n_period), n_region)]
         flat = table.ravel()
         # one flat integer index (a fast gather and scatter-add) rather than several index arrays
         return lambda idx: flat[idx.indicator * n_cell + idx.region * n_period + idx.period]
@@ -59,6 +67,9 @@ def _linear_predictor(design: Design, n_obs: int, theta, loading, intercept, loc
             eta = eta + centre[j]
         if offset is not None:
             eta = eta + offset[j, idx.country]
+        if drift is not None:
+            shift, position = drift
+            eta = eta + shift.ravel()[position[j] * n_period + idx.period]    # the zero row for the steady ones
         return eta
 
     return per_observation
@@ -122,3 +133,64 @@ def _country_offsets(design: Design, spec: Spec):
     offsets = spec.priors.country_offset * ZeroSum.of(np.zeros(len(countries), dtype=int))(z).T
     full = pt.set_subtensor(pt.zeros((len(names), len(countries)))[np.array(local)], offsets)
     return declare(pm.Deterministic("country_offset", full, dims=("indicator", "country")), "offset", ranked=True)
+
+
+def drift_sign(spec: Spec, names) -> np.ndarray:
+    """How each drifting indicator's path enters its linear predictor: +1 (intercept) or -1 (cut-point centre).
+
+    Raising every cut-point by ``d`` changes the ordered-logit probabilities as lowering ``eta`` by ``d`` does.
+    """
+    return np.array([-1.0 if spec.indicator(n).drift == "cutpoints" else 1.0 for n in names])
+
+
+def drift_layout(design: Design, spec: Spec) -> tuple[list[int], np.ndarray]:
+    """The drifting indicators' positions (panel order) and each indicator's row of the shift table.
+
+    The row is the indicator's place among the drifting ones, and ``len(drifting)`` (a row of zeros) for the others.
+    """
+    names = design.coords["indicator"]
+    drifting = [j for j, n in enumerate(names) if spec.indicator(n).drift is not None]
+    position = np.full(len(names), len(drifting))
+    position[drifting] = np.arange(len(drifting))
+    return drifting, position
+
+
+def _item_drift(design: Design, spec: Spec, panel: Panel):
+    """Drift paths of the indicators with ``drift``: (shift table, row of each indicator), or None.
+
+    Per drifting indicator j, a Gaussian random walk over periods, non-centred and vectorised: one
+    (indicator_drifting, step) matrix ``drift_z`` of standard normals, steps
+    ``drift_sd_j * sqrt(gap_t) * z[j, t]`` (gaps in years, as the traits' steps), cumulated from 0 at the
+    first period and centred over the periods in which j has data (one constant matrix per indicator does both),
+    giving ``drift`` (indicator_drifting, period), the path of its intercept (or cut-point centre).
+
+    Centred rather than anchored at 0 in the first period: both leave no direction of the likelihood to the
+    prior (the T - 1 steps make T path values with one linear constraint), but centred, the intercept is the
+    indicator's average over the periods it informs, estimated from all of them and little correlated with the
+    path, and the intercept's prior keeps its meaning (anchored, the intercept would be the first period's value,
+    set by that period's data alone, and every later period's drift would move with it). Periods without data for
+    j are the walk's extrapolation and do not set its average. The shift table holds ``sign * drift``
+    (:func:`drift_sign`) and a last row of zeros, the row of every indicator without drift.
+    """
+    drifting, position = drift_layout(design, spec)
+    n_period = len(design.period_time)
+    if not drifting or n_period < 2:
+        return None
+    names = [design.coords["indicator"][j] for j in drifting]
+    model = pm.Model.get_context()
+    model.add_coord("indicator_drifting", names)
+    frame = panel.frame
+    seen = np.zeros((len(design.coords["indicator"]), n_period))
+    seen[frame["indicator_idx"].to_numpy(), frame["period_idx"].to_numpy()] = 1.0
+    weight = seen[drifting] / seen[drifting].sum(axis=1, keepdims=True)         # (drifting, period)
+    after = (np.arange(n_period)[None, :] >= np.arange(1, n_period)[:, None]).astype(float)   # (step, period)
+    # path[j, t] = sum_s step[j, s] * (after[s, t] - sum_u weight[j, u] after[s, u])
+    walk = after[None, :, :] - (after[None, :, :] * weight[:, None, :]).sum(axis=-1, keepdims=True)
+    sd = declare(pm.HalfNormal("drift_sd", spec.priors.drift_sd, dims="indicator_drifting"), "scale",
+                 prior="drift_sd")
+    z = declare(pm.Normal("drift_z", 0.0, 1.0, dims=("indicator_drifting", "step")), "latent")
+    steps = sd[:, None] * np.sqrt(np.diff(design.period_time))[None, :] * z
+    path = declare(pm.Deterministic(DRIFT, (steps[:, :, None] * walk).sum(axis=1), dims=("indicator_drifting",
+                                                                                          "period")), "intercept")
+    shift = pt.concatenate([drift_sign(spec, names)[:, None] * path, pt.zeros((1, n_period))], axis=0)
+    return shift, position

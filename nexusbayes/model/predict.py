@@ -14,6 +14,7 @@ from nexusbayes.constants import POSTPROCESS_CHUNK_VALUES, PRIOR_PREDICTIVE_DRAW
 from nexusbayes.data.panel import Panel
 from nexusbayes.model.design import Design, block_index, term_key
 from nexusbayes.model.families import FAMILIES, NUISANCE
+from nexusbayes.model.measurement import DRIFT, drift_layout, drift_sign
 from nexusbayes.spec.document import Spec
 
 
@@ -121,6 +122,11 @@ def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec,
 
     theta, loading, intercept = flat("theta"), flat("loading"), flat("intercept")
     offset = flat("country_offset") if "country_offset" in post else None
+    shift, position = None, None
+    if DRIFT in post:    # (sample, drifting + 1, period): sign * path, and a row of zeros for the steady indicators
+        drifting, position = drift_layout(design, spec)
+        path = flat(DRIFT) * drift_sign(spec, [panel.indicators[j] for j in drifting])[:, None]
+        shift = np.concatenate([path, np.zeros_like(path[:, :1])], axis=1)
     rng = np.random.default_rng(seed)
     blocks = []
     # A chunk's log-likelihood is computed in a second thread while this one draws its predictions
@@ -139,6 +145,8 @@ def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec,
                     "snk,snk->sn", loading[rows][:, idx.indicator], theta[rows][:, idx.region, idx.period])
                 if offset is not None:
                     eta += offset[rows][:, idx.indicator, idx.country]
+                if shift is not None:
+                    eta += shift[rows][:, position[idx.indicator], idx.period]
                 chunk_params = {p: value[rows] for p, value in params.items()}
                 _store(pending)
                 pending = (logp, rows, pool.submit(family.logp, eta, idx.scale, block, chunk_params))

@@ -52,7 +52,9 @@ class Simulation:
         ``theta`` (region, period, trait), standardised like the model's; ``country_theta``
         (country, period, trait), the mean of ``theta`` over each country's regions (what the
         model's ``country_theta`` estimates); ``loading`` (indicator, trait), ``intercept``
-        (indicator) and ``country_offset`` (indicator, country; zero for comparable indicators).
+        (indicator) and ``country_offset`` (indicator, country; zero for comparable indicators); with
+        indicators with ``drift``, also ``drift`` (indicator_drifting, period), their paths centred over
+        the periods in which each has data, as the model's, and ``drift_sd`` (indicator_drifting).
     """
 
     frame: pd.DataFrame
@@ -82,7 +84,7 @@ def simulate_paths(rng: np.random.Generator, n_countries: int, regions_per_count
 
 def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int = 9, n_periods: int = 10,
              first_year: int = 2000, missing: float = 0.0, n_raters: int = 0, theta: np.ndarray | None = None,
-             exposure: np.ndarray | None = None, seed: int = 0) -> Simulation:
+             exposure: np.ndarray | None = None, drift_sd: float = 0.3, seed: int = 0) -> Simulation:
     """Simulate a long indicator table from the measurement model.
 
     Parameters
@@ -99,6 +101,10 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         True traits (region, period, trait); default: random-walk paths, standardised.
     exposure : numpy.ndarray, optional
         Exposure per region for count indicators (default log-normal around 1).
+    drift_sd : float
+        Step SD per year of the random walks of the intercepts (cut-point centres for ordinal) of the
+        spec's indicators with ``drift``; drawn from their own stream, so the rest of the data are those
+        of the same spec without drift.
     seed : int
         Random seed; the same seed gives the same data.
 
@@ -122,6 +128,10 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
     loading = np.zeros((len(names), len(traits)))
     intercept = np.zeros(len(names))
     offset = np.zeros((len(names), n_countries))     # country offsets of non-comparable indicators
+    drifting = [n for n in names if spec.indicators[n].drift is not None]
+    walk_rng = np.random.default_rng([seed, 23])
+    drift = np.cumsum(np.concatenate([np.zeros((len(drifting), 1)), drift_sd * walk_rng.standard_normal(
+        (len(drifting), n_periods - 1))], axis=1), axis=1)   # yearly periods: gaps of 1
     rows = []
     for j, name in enumerate(names):
         ind = spec.indicators[name]
@@ -141,6 +151,8 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
             keep = rng.random(len(r_idx)) >= missing
             r, t = r_idx[keep], t_idx[keep]
             eta = intercept[j] + offset[j, r // n_regions] + theta[r, t] @ loading[j]
+            if name in drifting:    # the intercept rises with the path; a cut-point centre raised lowers eta
+                eta = eta + drift[drifting.index(name), t] * (-1.0 if ind.drift == "cutpoints" else 1.0)
             n = len(r)
             block = Block(key=ind.family, names=[name], rows=np.arange(n), labels=np.arange(n),
                           local=np.zeros(n, int), y=np.zeros(n),
@@ -164,11 +176,19 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
     frame = pd.concat(rows, ignore_index=True)
     panel = validate(frame, spec, "<simulated>")
     country_theta = theta.reshape(n_countries, n_regions, n_periods, len(traits)).mean(axis=1)
+    for i, name in enumerate(drifting):     # centred over its periods with data; the intercept takes the mean
+        mean = drift[i, np.isin(years, frame.loc[frame["indicator"] == name, "period"])].mean()
+        drift[i] -= mean
+        if spec.indicators[name].drift == "intercept":
+            intercept[names.index(name)] += mean
+    extra = {"drift": (("indicator_drifting", "period"), drift),
+             "drift_sd": ("indicator_drifting", np.full(len(drifting), drift_sd))} if drifting else {}
     truth = xr.Dataset(
         {"theta": (("region", "period", "trait"), theta), "loading": (("indicator", "trait"), loading),
          "intercept": ("indicator", intercept), "country_theta": (("country", "period", "trait"), country_theta),
-         "country_offset": (("indicator", "country"), offset)},
-        coords={"region": regions, "period": years, "trait": traits, "indicator": names, "country": countries},
+         "country_offset": (("indicator", "country"), offset), **extra},
+        coords={"region": regions, "period": years, "trait": traits, "indicator": names, "country": countries,
+                **({"indicator_drifting": drifting} if drifting else {})},
     )
     return Simulation(frame=frame, panel=panel, spec=spec, truth=truth)
 

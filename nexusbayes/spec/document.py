@@ -57,6 +57,7 @@ from nexusbayes.spec.sections import (
     Threshold,
     Typology,
     _Strict,
+    trend_free_traits,
 )
 
 
@@ -91,7 +92,9 @@ class Spec(_Strict):
     :func:`nexusbayes.model.build.build_model`). Item-bank items count as anchors when the bank loads on
     one trait with a fixed sign. A trait whose loadings are all ``free`` (listed and bank) can take
     its sign from an ``orientation`` instead; it still needs an indicator loading on it alone when
-    there are several traits (rotation).
+    there are several traits (rotation). With indicators whose location drifts over periods (``drift``),
+    the indicators without drift must pin down every trait's trend (see
+    :func:`~nexusbayes.spec.sections.trend_free_traits`).
 
     Examples
     --------
@@ -199,6 +202,7 @@ class Spec(_Strict):
                     f"(When every loading on {trait!r} is free, e.g. items whose direction is unknown, "
                     f"[orientation.{trait}] with regions known to lie `higher` and `lower` fixes the sign instead.)"
                 )
+        self._trends_identified(every)
         if self.dynamics.centred and len(self.traits) > 1:
             raise ValueError("dynamics.centred = true is implemented for one-trait models only; "
                              f"this spec has traits {self.traits}")
@@ -221,6 +225,27 @@ class Spec(_Strict):
                         "(only ordinal indicators default to their middle category)"
                     )
         return self
+
+    def _trends_identified(self, every: dict[str, Indicator]) -> None:
+        """Refuse drift that leaves a trait's trend over periods to the prior (see :func:`trend_free_traits`)."""
+        free = trend_free_traits(self.traits, every)
+        if not free:
+            return
+        steady = sorted({n for n, ind in every.items() if ind.drift is None and set(ind.loads) & set(free)})
+        first = free[0]
+        drifting = [n for n, ind in every.items() if ind.drift is not None and first in ind.loads]
+        if not steady:
+            what = (f"trait {first!r} is not identified over time: every indicator loading on it "
+                    f"({', '.join(drifting)}) has `drift`")
+        else:
+            what = (f"traits {free} are not identified over time: the indicators without `drift` that load on them "
+                    f"({', '.join(steady)}) are fewer than the traits")
+        raise ValueError(
+            f"{what}, so a common trend in the trait over periods could as well be drift in those indicators' "
+            "parameters and would be set by the prior alone. Remove `drift` from one of them (best an anchor, "
+            f"which then fixes the trait's trend as it fixes its sign), or add an indicator without `drift` that "
+            f"loads on {first!r} alone."
+        )
 
     # ---- TOML round trip -------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -57,6 +57,17 @@ class Indicator(_Strict):
         sum-to-zero country offset on its linear predictor, or on its cut-points for ordinal
         ratings), so it informs differences within countries but not between them. In a fit with
         several countries every trait needs at least one comparable indicator.
+    drift : {"intercept", "cutpoints"}, optional
+        Changing standards: the indicator's location drifts over periods (reporting rules, coding
+        practice or raters' standards that change). ``"intercept"`` (every family but ordinal):
+        its intercept follows a Gaussian random walk over periods; ``"cutpoints"`` (ordinal only):
+        the centre of its cut-points does, the gaps between them staying fixed. The walk's step SD
+        per year is the indicator's own (half-normal, scale ``priors.drift_sd``; a step over a gap of
+        d years has SD ``sqrt(d)`` times it), the path sums to zero over the periods in which the
+        indicator has data, so the intercept (or cut-point centre) stays its average over them (see
+        :func:`nexusbayes.model.measurement._item_drift`). A trait's trend over periods is then
+        identified only by the indicators that do not drift: the spec is refused unless the traits'
+        indicators without drift pin every trait's trend down. Drifting loadings are not implemented.
     """
 
     family: FamilyName
@@ -64,6 +75,7 @@ class Indicator(_Strict):
     categories: Annotated[int, Field(ge=2, le=20)] | None = None
     label: str | None = None
     comparable: bool = True
+    drift: Literal["intercept", "cutpoints"] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Indicator:
@@ -75,7 +87,60 @@ class Indicator(_Strict):
             )
         if self.family != "ordinal" and self.categories is not None:
             raise ValueError(f"`categories` is only for ordinal indicators, not {self.family!r}")
+        if self.drift == "intercept" and self.family == "ordinal":
+            raise ValueError("an ordinal indicator has no intercept (its cut-points carry its location); "
+                             "use drift = \"cutpoints\" for cut-points whose centre drifts over periods")
+        if self.drift == "cutpoints" and self.family != "ordinal":
+            raise ValueError(f"drift = \"cutpoints\" is for ordinal indicators; a {self.family} indicator "
+                             "drifts through its intercept: drift = \"intercept\"")
         return self
+
+
+def trend_free_traits(traits: list[str], every: dict[str, Indicator]) -> list[str]:
+    """Traits whose common trend over periods the indicators without ``drift`` do not identify ([] when all are).
+
+    A shift ``delta_k`` of trait k in one period is undone by drifting indicators' intercepts (or cut-point
+    centres), so only the indicators without drift tell it from drift: their loadings ``L`` must satisfy
+    ``L delta = 0`` only for ``delta = 0``, i.e. have full column rank. For loadings in general position that
+    holds exactly when every trait can be matched to its own indicator without drift that loads on it (the
+    structural rank of the loading pattern, by augmenting paths). Every indicator loading on a trait drifting
+    fails it; a trait whose anchor drifts passes when other indicators without drift pin its trend down. When it
+    fails, the traits returned are a set that the indicators without drift cannot separate (Hall's condition):
+    they load on fewer of them than there are traits in it. Item-bank items never drift and count once per trait.
+
+    Examples
+    --------
+    >>> ind = lambda loads, drift=None: Indicator(family="normal", loads=loads, drift=drift)
+    >>> trend_free_traits(["a"], {"x": ind({"a": "positive"}, "intercept"), "y": ind({"a": "free"})})
+    []
+    >>> trend_free_traits(["a", "b"], {"x": ind({"a": "positive"}, "intercept"), "y": ind({"b": "positive"}),
+    ...                                 "z": ind({"a": "free", "b": "free"})})
+    []
+    >>> trend_free_traits(["a", "b"], {"x": ind({"a": "positive"}, "intercept"),
+    ...                                 "y": ind({"b": "positive"}, "intercept"), "z": ind({"a": "free", "b": "free"})})
+    ['a', 'b']
+    """
+    steady = [(n, ind) for n, ind in every.items() if ind.drift is None]
+    slots = [(n, copy) for n, ind in steady for copy in range(len(traits) if n == "(item_bank)" else 1)]
+    reach = {trait: [s for s in slots if trait in dict(steady)[s[0]].loads] for trait in traits}
+    owner: dict = {}
+
+    def augment(trait: str, seen: set) -> bool:
+        for slot in reach[trait]:
+            if slot not in seen:
+                seen.add(slot)
+                if slot not in owner or augment(owner[slot], seen):
+                    owner[slot] = trait
+                    return True
+        return False
+
+    for trait in traits:
+        seen: set = set()
+        if not augment(trait, seen):
+            # the traits reachable from it by alternating paths share too few indicators (Hall's condition)
+            return [t for t in traits if t == trait or t in {owner[s] for s in seen if s in owner}]
+    return []
+
 
 
 class ItemBank(_Strict):
@@ -91,7 +156,7 @@ class ItemBank(_Strict):
     --------
     >>> bank = ItemBank(family="bernoulli", loads={"ideology": "free"})
     >>> bank.indicator()
-    Indicator(family='bernoulli', loads={'ideology': 'free'}, categories=None, label=None, comparable=True)
+    Indicator(family='bernoulli', loads={'ideology': 'free'}, categories=None, label=None, comparable=True, drift=None)
     """
 
     family: FamilyName
@@ -247,6 +312,9 @@ class Priors(_Strict):
     deviations (the initial SD of countries when every country has a single region, which has no
     region deviations; the step SD when there is a single unit).
 
+    ``drift_sd`` is the scale of the step SD per year of the intercepts (or cut-point centres) of
+    indicators with ``drift`` (see :class:`Indicator`), on the scale of their linear predictor.
+
     Every value is the scale of a half-normal prior (normal for intercepts, free loadings and the
     country offsets of indicators not comparable across countries, whose location is 0), except
     ``lkj_eta`` (LKJ shape on the trait correlation), ``ar_phi`` (Beta(a, b) on the AR(1)
@@ -264,6 +332,7 @@ class Priors(_Strict):
     initial_country_sd: PriorScale = 1.0
     innovation_country_sd: PriorScale = 0.3
     innovation_region_sd: PriorScale = 0.3
+    drift_sd: PriorScale = 0.2
     lkj_eta: PriorScale = 2.0
     ar_phi: Annotated[tuple[PriorScale, PriorScale], BeforeValidator(_tuple)] = (4.0, 1.5)
 
@@ -275,7 +344,8 @@ class AnchoredThreshold(_Strict):
     ``value`` (for an ordinal indicator, default: the middle category (1 + K) / 2; for a count,
     a rate per unit of exposure; for binomial and bernoulli, a proportion; for normal, a value on
     the data scale). It is computed draw by draw, so its uncertainty enters the type probabilities.
-    The indicator must load on that trait alone.
+    The indicator must load on that trait alone. For an indicator with ``drift`` it is computed from
+    its intercept or cut-points averaged over its periods with data (where its drift path sums to zero).
     """
 
     indicator: str

@@ -20,6 +20,13 @@ def one_trait(**dynamics) -> Spec:
                             "arrests": Indicator(family="negbin", loads={"willingness": "positive"})})
 
 
+def with_drift(**drift) -> Spec:
+    data = default_spec().to_dict()
+    for name, kind in drift.items():
+        data["indicators"][name]["drift"] = kind
+    return Spec.from_dict(data)
+
+
 VARIANTS = {
     "default, two countries, raters": lambda: simulate(n_countries=2, n_regions=3, n_periods=4, n_raters=2, seed=1),
     "ar1": lambda: simulate(default_spec(dynamics={"kind": "ar1"}), n_regions=3, n_periods=4, seed=1),
@@ -29,6 +36,8 @@ VARIANTS = {
     "offsets": lambda: simulate(default_spec().model_copy(update={"indicators": {
         **default_spec().indicators, "staff": default_spec().indicators["staff"].model_copy(
             update={"comparable": False})}}), n_countries=3, n_regions=6, n_periods=3, seed=2),
+    "drift": lambda: simulate(with_drift(staff="intercept", expert_willingness="cutpoints"), n_regions=3,
+                              n_periods=4, seed=3),
 }
 
 
