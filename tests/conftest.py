@@ -1,14 +1,23 @@
 """Shared fits: each compiled and sampled once per session, then inspected by many tests.
 
+Memory (issue 27): a session fixture is released right after the last test that uses it (see
+``pytest_runtest_teardown``), and after each test module the garbage collector runs, matplotlib's figures
+are closed and glibc returns the freed heap to the system (``_release_memory_after_each_module``).
+
 Also the hypothesis profiles: ``ci`` (default) is derandomized, so every run tries the same examples
 and a failure in CI reproduces locally; ``dev`` (``HYPOTHESIS_PROFILE=dev``) draws new random
 examples each run and tries more of them, for hunting.
 """
 
 import contextlib
+import ctypes
+import ctypes.util
+import gc
 import io
 import os
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -94,3 +103,56 @@ def central_asia_run(tmp_path_factory):
     with contextlib.redirect_stdout(printed):
         status = main(["fit", str(ROOT / "models" / "central_asia.toml"), "--out", str(out), "--no-progress"])
     return status, out, printed.getvalue()
+
+
+# ---- memory (issue 27) -------------------------------------------------------------------------------------------
+# A session-scoped fixture stays alive until the session ends, long after the last test that needs it. These are
+# released (their cached value dropped) as soon as the last test using them, directly or through another fixture,
+# has been torn down; pytest recomputes one if a later test asks for it again (e.g. in another test order).
+RELEASE_AFTER_LAST_USE = ("recovery", "kyrgyzstan_run", "kyrgyzstan", "hostile_run", "hostile", "central_asia_run",
+                          "two_country", "page")
+_last_use: dict[str, str] = {}   # fixture name -> nodeid of the last test that uses it
+
+
+def pytest_collection_finish(session):
+    """Record the last test (in run order, after pytest's own reordering) that uses each released fixture."""
+    _last_use.clear()
+    for item in session.items:
+        for name in RELEASE_AFTER_LAST_USE:
+            if name in getattr(item, "fixturenames", ()):
+                _last_use[name] = item.nodeid
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    result = yield
+    names = [n for n, last in _last_use.items() if last == item.nodeid]
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    for name in names:
+        for fixturedef in defs.get(name, ()):
+            if fixturedef.scope == "session":
+                fixturedef.finish(SimpleNamespace(node=item))   # finish() reads only request.node
+    if names:
+        gc.collect()
+        _malloc_trim()
+    return result
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform.startswith("linux") else None
+
+
+def _malloc_trim() -> None:
+    """Hand the free pages of glibc's heaps back to the system (numba, nutpie and NumPy leave many behind)."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_memory_after_each_module():
+    """After each test module: close its figures, collect reference cycles (PyTensor graphs), trim the heap."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+    gc.collect()
+    _malloc_trim()
