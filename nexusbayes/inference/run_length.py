@@ -13,7 +13,8 @@ Each check reads the whole trace so far, so checking costs about as much as the 
 that length; a check point is therefore skipped when the last check says it cannot plausibly pass
 (:func:`next_check`): ESS grows about in proportion to the draws and R-hat - 1 shrinks about in inverse
 proportion, so the next check is at :data:`MARGIN` of the length projected to pass, and at most twice the
-draws of the last check.
+draws of the last check. And a check first judges the variables that were worst at the last one
+(:meth:`Gates.quick_judge`): while they fail, so does the whole, at the cost of a few variables.
 
 Check points are judged in order, and each on exactly its first ``k`` draws per chain, so which draws are
 kept depends on the seed alone, never on how fast the chains ran or how often the progress was looked
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import xarray as xr
@@ -57,18 +58,27 @@ STOPPED_BY = ("gates", "cap")
 
 @dataclass(frozen=True)
 class Verdict:
-    """The gates judged on the first ``draws`` draws of every chain."""
+    """The gates judged on the first ``draws`` draws of every chain.
+
+    ``worst`` names the variables where R-hat is largest and bulk and tail ESS smallest; ``partial`` marks
+    a verdict on those variables of the previous check alone (a failure there is a failure of the whole,
+    whose worst values can only be worse).
+    """
 
     draws: int
     max_rhat: float
     min_ess_bulk: float
     min_ess_tail: float
     passed: bool
+    worst: tuple[str, ...] = ()
+    partial: bool = False
 
     def text(self) -> str:
         """One line, e.g. ``"300 draws: max R-hat 1.004, min bulk ESS 512, min tail ESS 431 (pass)"``."""
+        verdict = "pass" if self.passed else "not yet" + (", judged on the last check's worst variables"
+                                                           if self.partial else "")
         return (f"{self.draws} draws: max R-hat {self.max_rhat:.4g}, min bulk ESS {self.min_ess_bulk:.0f}, "
-                f"min tail ESS {self.min_ess_tail:.0f} ({'pass' if self.passed else 'not yet'})")
+                f"min tail ESS {self.min_ess_tail:.0f} ({verdict})")
 
 
 @dataclass(frozen=True)
@@ -89,13 +99,29 @@ class Gates:
         R-hat can be computed (one chain) fails.
         """
         stats = element_diagnostics(posterior)
-        rhat, bulk, tail = (np.concatenate([np.ravel(stats[key][v].values) for v in stats[key].data_vars] or
-                                           [np.array([np.nan])]) for key in ("rhat", "ess_bulk", "ess_tail"))
-        worst = [float(np.nanmax(rhat)) if np.isfinite(rhat).any() else float("nan"),
-                 float(np.nanmin(bulk)) if np.isfinite(bulk).any() else float("nan"),
-                 float(np.nanmin(tail)) if np.isfinite(tail).any() else float("nan")]
-        passed = bool(worst[0] <= self.rhat_max and worst[1] >= self.ess_min and worst[2] >= self.ess_min)
-        return Verdict(int(posterior.sizes["draw"]), *worst, passed)
+        found = []
+        for key, pick in (("rhat", np.nanmax), ("ess_bulk", np.nanmin), ("ess_tail", np.nanmin)):
+            per_variable = {v: float(pick(values)) for v in stats[key].data_vars
+                            if np.isfinite(values := stats[key][v].values).any()}
+            name = (max if pick is np.nanmax else min)(per_variable, key=per_variable.get, default=None)
+            found.append((per_variable[name], name) if name else (float("nan"), None))
+        (rhat, r_at), (bulk, b_at), (tail, t_at) = found
+        passed = bool(rhat <= self.rhat_max and bulk >= self.ess_min and tail >= self.ess_min)
+        worst = tuple(dict.fromkeys(n for n in (r_at, b_at, t_at) if n))
+        return Verdict(int(posterior.sizes["draw"]), rhat, bulk, tail, passed, worst)
+
+    def quick_judge(self, posterior: xr.Dataset, suspects: tuple[str, ...]) -> Verdict:
+        """Judge the ``suspects`` (the last check's worst variables) first, and everything only if they pass.
+
+        The gates are a maximum and minima over every element, so a failure among the suspects is a failure
+        of the whole; a check far from passing then costs a few variables' diagnostics, not all of them.
+        """
+        suspects = tuple(v for v in suspects if v in posterior.data_vars)
+        if suspects and len(suspects) < len(posterior.data_vars):
+            verdict = self.judge(posterior[list(suspects)])
+            if not verdict.passed:
+                return replace(verdict, partial=True)
+        return self.judge(posterior)
 
 
 @dataclass
@@ -180,7 +206,8 @@ def until_converged(sampler, cap: int, every: int, tune: int, watch: ProgressLin
         try:
             while pending and pending[0] <= done:
                 part = truncate(trace, pending.pop(0))
-                verdict = gates.judge(prepare(part)["posterior"].to_dataset())
+                verdict = gates.quick_judge(prepare(part)["posterior"].to_dataset(),
+                                            checks[-1].worst if checks else ())
                 checks.append(verdict)
                 say(f"convergence check at {verdict.text()}")
                 if verdict.passed:

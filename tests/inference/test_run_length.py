@@ -250,3 +250,16 @@ def test_check_points_that_cannot_plausibly_pass_are_skipped():
     out = run_length.until_converged(Running(trace([1000, 1000])), 1000, 50, 0, watch, gates=Projected(), poll=0)
     assert seen == [50, 100, 200, 400, 500, 550, 600]
     assert (out.draws, out.stopped_by, len(out.checks)) == (600, "gates", 7)
+
+
+def test_a_check_judges_the_last_worst_variables_first_and_everything_before_passing():
+    rng = np.random.default_rng(2)
+    good, bad = rng.standard_normal((2, 400, 3)), rng.standard_normal((2, 400)) + np.array([[0.0], [3.0]])
+    post = xr.Dataset({"good": (("chain", "draw", "k"), good), "bad": (("chain", "draw"), bad)})
+    full = Gates(ess_min=100).judge(post)
+    assert not full.passed and full.worst[0] == "bad" and not full.partial
+    quick = Gates(ess_min=100).quick_judge(post, full.worst)
+    assert quick.partial and not quick.passed and quick.max_rhat == full.max_rhat
+    assert "judged on the last check's worst variables" in quick.text()
+    fine = Gates(ess_min=100).quick_judge(post[["good"]].assign(other=post["good"] * 2), ("good",))
+    assert fine.passed and not fine.partial            # the suspects passed: every variable was judged
