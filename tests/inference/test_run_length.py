@@ -166,7 +166,6 @@ def stub(monkeypatch, model):
     """nutpie's compile and sample replaced: returns (setter of the sampler, the keyword arguments nutpie got)."""
     holder, calls = {}, []
     monkeypatch.setattr(compile_cache, "compile_nutpie", lambda *args: ("compiled", "compiled"))
-    monkeypatch.setattr(run_length, "POLL_SECONDS", 0.0)
 
     def fake_sample(compiled, **kwargs):
         calls.append(kwargs)
