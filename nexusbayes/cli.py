@@ -118,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tune", type=TUNE, help="tuning (warm-up) steps per chain (default from the spec: 300)")
     p.add_argument("--chains", type=CHAINS, help="number of chains (default from the spec: 4)")
     p.add_argument("--seed", type=SEED, help="random seed (default from the spec's [sampler])")
+    p.add_argument("--until-converged", action="store_true", default=None,
+                   help="sample until R-hat and ESS pass, checked every [sampler] check_every draws; --draws is "
+                        "then the most per chain (default from the spec: off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress lines in logs)")
     p.add_argument("--strict", action="store_true", help="exit with status 3 when a diagnostic fails")
     p = sub.add_parser("check", help="validate a spec and its data without fitting")
@@ -277,7 +280,7 @@ def _fit(args) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SamplingWarning)
             result = fit(args.spec, backend=args.backend, draws=args.draws, tune=args.tune, chains=args.chains,
-                         seed=args.seed, progress=not args.no_progress,
+                         seed=args.seed, until_converged=args.until_converged, progress=not args.no_progress,
                          status=lambda message: print(f"  {message}", flush=True))
         print(summary_text(result))
         print(f"\nBuilding the report; {out}/ is replaced only when everything is written ...", flush=True)

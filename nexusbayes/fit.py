@@ -219,7 +219,7 @@ def load(path: str | Path) -> Fit:
 
 def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None = None, *,
         backend: str | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
-        seed: int | None = None, progress: bool = True, check: bool = True,
+        seed: int | None = None, until_converged: bool | None = None, progress: bool = True, check: bool = True,
         status: Callable[[str], None] | None = None) -> Fit:
     """Fit a spec to data.
 
@@ -233,6 +233,9 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
         Sampler; default from the spec (``nutpie``).
     draws, tune, chains, seed : int, optional
         Override the spec's sampler settings.
+    until_converged : bool, optional
+        Override the spec's: sample until R-hat and ESS pass, ``draws`` being then the most per chain
+        (see :class:`~nexusbayes.spec.sections.SamplerSpec`).
     progress : bool
         Show progress bars; where none can be seen (no terminal, e.g. a log), a line every
         :data:`~nexusbayes.inference.progress.PROGRESS_SECONDS` with the draws done and the time left,
@@ -265,8 +268,8 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
         For each of ``panel.warnings`` (e.g. a trait no indicator measures in a country).
     """
     spec, data_path = resolve_spec(spec)
-    overrides = {k: v for k, v in dict(backend=backend, draws=draws, tune=tune, chains=chains, seed=seed).items()
-                 if v is not None}
+    overrides = {k: v for k, v in dict(backend=backend, draws=draws, tune=tune, chains=chains, seed=seed,
+                                       until_converged=until_converged).items() if v is not None}
     # validated like the spec's own [sampler] table (model_copy would not check e.g. draws = 0)
     settings = Spec.from_dict({**spec.to_dict(), "sampler": {**spec.sampler.model_dump(), **overrides}},
                               source="sampler settings (spec and arguments)").sampler

@@ -296,11 +296,11 @@ def _attr_problem(key: str, value: np.ndarray) -> str:
         return "" if real and value >= 0 else "a number of seconds (finite, not negative)"
     if key == "target_accept":
         return "" if real and 0 < value < 1 else "a number between 0 and 1"
-    if key in ("draws", "tune", "chains", "seed"):
+    if key in ("draws", "tune", "chains", "seed", "draws_cap", "check_every"):
         return "" if value.shape == () and kind in "iu" and value >= 0 else "a whole number (not negative)"
     if key.startswith("orientation_reflected_"):
         fine = kind in "iuf" and value.ndim <= 1 and bool(np.all((value >= 0) & (value <= 1)))
         return "" if fine else "a list of shares between 0 and 1"
-    if key in ("sampler", "adaptation", "compile_source") or key.startswith(("nexusbayes_", "version_")):
+    if key in ("sampler", "adaptation", "compile_source", "stopped_by") or key.startswith(("nexusbayes_", "version_")):
         return "" if value.shape == () and kind in "UO" and isinstance(value.item(), str) else "text"
     return ""

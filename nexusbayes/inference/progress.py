@@ -44,14 +44,14 @@ class ProgressLines:
     def follow(self, sampler) -> None:
         """Print a line every :data:`PROGRESS_SECONDS` until ``sampler`` (nutpie, non-blocking) has finished."""
         start = last = time.monotonic()
-        while not _finished(sampler):
+        while not sampler_finished(sampler):
             time.sleep(0.2)
             if time.monotonic() - last >= PROGRESS_SECONDS:
                 last = time.monotonic()
                 self.status(self.line(last - start))
 
 
-def _finished(sampler) -> bool:
+def sampler_finished(sampler) -> bool:
     """Whether a non-blocking nutpie sampler has finished (nutpie 0.16 raises TimeoutError while it runs)."""
     try:
         return bool(sampler.is_finished)

@@ -28,7 +28,7 @@ import xarray as xr
 
 from nexusbayes import interrupts
 from nexusbayes.errors import Interrupted, SamplingError, SpecError
-from nexusbayes.inference import compile_cache
+from nexusbayes.inference import compile_cache, run_length
 from nexusbayes.inference.progress import ProgressLines, shows_a_bar
 from nexusbayes.model.build import Model
 from nexusbayes.model.roles import TREE_ATTR
@@ -40,7 +40,8 @@ BACKENDS = ("nutpie", "pymc", "numpyro")
 
 def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
            status: Callable[[str], None] | None = None, values: dict[str, np.ndarray] | None = None,
-           predictions: bool = True, backend: str | None = None, sampler_options: dict | None = None) -> xr.DataTree:
+           predictions: bool = True, backend: str | None = None, sampler_options: dict | None = None,
+           gates: run_length.Gates | None = None) -> xr.DataTree:
     """Sample ``model`` with ``settings``: the one sampling path of the package.
 
     Parameters
@@ -65,19 +66,23 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     sampler_options : dict, optional
         Further keyword arguments of ``nutpie.sample`` or ``pm.sample`` (e.g. ``store_unconstrained=True``,
         ``save_warmup=True``; benchmarks).
+    gates : run_length.Gates, optional
+        What ``settings.until_converged`` waits for; default the diagnostics' thresholds (tests lower them).
 
     Returns
     -------
     xarray.DataTree
         Groups ``posterior`` and ``sample_stats`` (and with ``predictions`` those above); attrs with the
         timings (``seconds_compile``, ``seconds_sampling``, ``seconds_postprocess``), the settings, the
-        library versions and the roles registry.
+        library versions and the roles registry. ``draws`` is the draws kept per chain; a run with
+        ``until_converged`` also records ``draws_cap``, ``check_every``, ``stopped_by`` (``"gates"`` or
+        ``"cap"``) and ``seconds_checks`` (of ``seconds_sampling``; see :mod:`nexusbayes.inference.run_length`).
 
     Raises
     ------
     SpecError
-        When the draws would not fit in memory (:func:`check_memory`), or ``values`` are given to another
-        backend than nutpie.
+        When the draws would not fit in memory (:func:`check_memory`), or ``values`` or ``until_converged``
+        are given to another backend than nutpie.
     SamplingError
         When the sampler cannot start or stops with an error, or the posterior holds non-finite draws.
     Interrupted
@@ -89,16 +94,24 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     options = dict(sampler_options or {})
     if values is not None and backend != "nutpie":
         raise SpecError("swapping data into a compiled model (values=...) needs the nutpie backend")
+    if settings.until_converged and backend != "nutpie":
+        raise SpecError(f"sampler settings: until_converged stops nutpie's sampler when the diagnostics pass; the "
+                        f"{backend} backend samples a fixed length: use the nutpie backend or until_converged = false")
     check_memory(model, settings, predictions)
     say = status or (lambda message: None)
     start = time.perf_counter()
-    compile_source = "compiled"
+    compile_source, run = "compiled", None
     try:
         if backend == "nutpie":
             compiled, compile_source = _compiled(model, values, say)
             interrupts.check()   # a signal whose exception a compiler callback swallowed
             compiled_at = time.perf_counter()
-            tree = _nutpie(compiled, settings, progress, status, say, {"save_warmup": False, **options})
+            options = {"save_warmup": False, **options}
+            if settings.until_converged:
+                run = _nutpie_by_need(compiled, settings, progress, status, say, options, model, gates)
+                tree = run.tree
+            else:
+                tree = _nutpie(compiled, settings, progress, status, say, options)
         else:
             compiled_at = start
             say(f"sampling {settings.chains} chain(s) x {settings.tune} tune + {settings.draws} draws ...")
@@ -110,7 +123,7 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     except Exception as exc:
         raise SamplingError(start_failure(model, backend, exc)) from exc
     interrupts.check()
-    check_complete(tree, settings)
+    check_complete(tree, settings, draws=run.draws if run else None)
     check_finite(tree)
     sampled_at = time.perf_counter()
     tree = model.orient(_tidy(tree, keep_warmup=bool(options.get("save_warmup"))))
@@ -121,12 +134,15 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     tree.attrs.update({
         "seconds_compile": compiled_at - start, "seconds_sampling": sampled_at - compiled_at,
         "seconds_postprocess": done - sampled_at, "compile_source": compile_source, "sampler": backend,
-        "draws": settings.draws, "tune": settings.tune, "chains": settings.chains, "seed": settings.seed,
-        "target_accept": settings.target_accept,
+        "draws": run.draws if run else settings.draws, "tune": settings.tune, "chains": settings.chains,
+        "seed": settings.seed, "target_accept": settings.target_accept,
         "adaptation": settings.adaptation if backend == "nutpie" else f"{backend} (jitter+adapt_diag)",
         **{f"version_{lib}": version(lib) for lib in ("pymc", "arviz", "nutpie", "numpy", "xarray")},
         TREE_ATTR: model.roles.to_attr(),
     })
+    if run:
+        tree.attrs.update({"draws_cap": settings.draws, "check_every": settings.check_every,
+                           "stopped_by": run.stopped_by, "seconds_checks": run.seconds_checks})
     return tree
 
 
@@ -171,6 +187,38 @@ def _nutpie(compiled, settings: SamplerSpec, progress: bool, status, say, option
         # nutpie.sample(blocking=True) would turn Ctrl-C into a silently truncated trace
         sampler.cancel()
         raise
+
+
+def _nutpie_by_need(compiled, settings: SamplerSpec, progress: bool, status, say, options: dict, model: Model,
+                    gates: run_length.Gates | None) -> run_length.Outcome:
+    """Run nutpie for at most ``settings.draws`` draws, stopping when the gates pass (:mod:`.run_length`)."""
+    import nutpie
+
+    say(f"sampling {settings.chains} chain(s) x {settings.tune} tune + draws until R-hat and ESS pass (checked "
+        f"every {settings.check_every}, at most {settings.draws}) ...")
+    watch = ProgressLines(status)        # the chains' progress tells when a check point is reached
+    lines = progress and not shows_a_bar()
+    # every chain at once (nutpie's default runs one per core, the rest after them; the draws are the same):
+    # a check needs every chain's draws, and the first chains would otherwise run to the cap alone
+    sampler = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                            seed=settings.seed, progress_bar=progress and not lines, progress_callback=watch,
+                            target_accept=settings.target_accept, adaptation=settings.adaptation, blocking=False,
+                            **{"cores": settings.chains, **options})
+    try:
+        run = run_length.until_converged(sampler, settings.draws, settings.check_every, settings.tune, watch,
+                                         gates=gates, prepare=lambda tree: model.orient(_posterior_only(tree)),
+                                         status=say, show_progress=lines)
+    except BaseException:
+        sampler.cancel()   # as in _nutpie: Ctrl-C must not leave a trace that looks finished
+        raise
+    say(f"stopped after {run.draws} draws per chain: "
+        + ("R-hat and ESS pass" if run.stopped_by == "gates" else f"the cap of {settings.draws} draws was reached"))
+    return run
+
+
+def _posterior_only(tree: xr.DataTree) -> xr.DataTree:
+    """A new tree holding a copy of ``tree``'s posterior (what the orientation reads and may change)."""
+    return xr.DataTree.from_dict({"posterior": tree["posterior"].to_dataset().copy()})
 
 
 def _tidy(tree: xr.DataTree, keep_warmup: bool = False) -> xr.DataTree:
@@ -245,13 +293,21 @@ def start_failure(model: Model, backend: str, exc: Exception) -> str:
             "or try the other backend (--backend pymc / nutpie) for a second opinion.")
 
 
-def check_complete(tree: xr.DataTree, settings: SamplerSpec) -> None:
-    """Refuse a trace with fewer chains or draws than asked: the samplers return those when interrupted."""
+def check_complete(tree: xr.DataTree, settings: SamplerSpec, draws: int | None = None) -> None:
+    """Refuse a trace with fewer chains or draws than asked: the samplers return those when interrupted.
+
+    ``draws`` is what a run by need (``until_converged``) kept, every chain cut to it (default
+    ``settings.draws``); a trace with another length, or with a chain that stops short (nutpie pads it
+    with NaN), is refused.
+    """
     post = tree["posterior"]
+    want = settings.draws if draws is None else draws
     got = (int(post.sizes.get("chain", 0)), int(post.sizes.get("draw", 0)))
-    if got != (settings.chains, settings.draws):
+    short = draws is not None and "sample_stats" in tree.children and "logp" in tree["sample_stats"] and \
+        run_length.common_draws(tree) < got[1]
+    if got != (settings.chains, want) or short:
         raise Interrupted(f"sampling was interrupted: got {got[0]} chain(s) x {got[1]} draws of "
-                          f"{settings.chains} x {settings.draws}; partial traces are not returned")
+                          f"{settings.chains} x {want}; partial traces are not returned")
 
 
 def check_finite(tree: xr.DataTree) -> None:

@@ -44,6 +44,7 @@ from nexusbayes.errors import NexusBayesError
 from nexusbayes.files import content_digest, spreadsheet_safe_table
 from nexusbayes.fit import Fit
 from nexusbayes.inference import compile_cache
+from nexusbayes.inference.run_length import describe
 from nexusbayes.model.build import Model
 from nexusbayes.outputs import REPORT, OutputFolder
 from nexusbayes.report import checks, figures
@@ -137,6 +138,7 @@ def _header(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
         "region-periods without observations": str(len(panel.empty_cells)),
         "sampler": str(attrs.get("sampler", "unknown")),
         "chains x draws (tune)": f"{attrs.get('chains')} x {attrs.get('draws')} ({attrs.get('tune')})",
+        **({"run length": run_length} if (run_length := describe(attrs)) else {}),
         "target_accept": str(attrs.get("target_accept")),
         "mass-matrix adaptation": str(attrs.get("adaptation", "unknown")),
         "seed": str(attrs.get("seed")),

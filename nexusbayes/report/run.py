@@ -11,6 +11,7 @@ from nexusbayes.constants import TYPES
 from nexusbayes.errors import OutputExistsError
 from nexusbayes.files import atomic_write, write_csv
 from nexusbayes.fit import Fit
+from nexusbayes.inference.run_length import describe
 from nexusbayes.outputs import FIT_FILE, REPORT, RUN, OutputFolder, write_manifest
 from nexusbayes.report import REPORT_DIR, build_report
 from nexusbayes.report.tables import result_tables, rounded
@@ -71,6 +72,9 @@ def summary_text(fit: Fit) -> str:
         f"{' (from the on-disk cache)' if fit.tree.attrs.get('compile_source') == 'disk' else ''}, "
         f"sampling {t.get('sampling', 0):.1f} s, post-processing {t.get('postprocess', 0):.1f} s",
     ]
+    run_length = describe(fit.tree.attrs)
+    if run_length:
+        lines.append(f"  run length {run_length}")
     if panel.empty_cells:
         lines.append(f"  {len(panel.empty_cells)} region-period(s) have no observation; their traits come from "
                      "the dynamics alone")

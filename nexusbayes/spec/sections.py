@@ -380,6 +380,30 @@ class SamplerSpec(_Strict):
     ``tune`` defaults to 300 tuning steps per chain, nutpie's own default, not Stan's 1000: nutpie's
     adaptation settles within them, sampling is about 30% shorter, and adaptation fails no more often
     (see ``benchmarks/HISTORY.md``). Raise it when a fit's diagnostics call for it.
+
+    **Run length.** By default every chain takes exactly ``draws`` draws after warm-up. With
+    ``until_converged = true`` (nutpie only, at least 2 chains) ``draws`` is the most each chain takes
+    (the cap): at multiples of ``check_every`` draws per chain the draws so far are checked (skipping the
+    multiples that the last check projects cannot pass yet; see :mod:`nexusbayes.inference.run_length`),
+    and sampling stops at the first check where the convergence gates pass, R-hat at most
+    :data:`~nexusbayes.constants.RHAT_MAX` and bulk and tail ESS at least
+    :data:`~nexusbayes.constants.ESS_MIN` for every posterior element (the thresholds of the fit's
+    diagnostics); the fit keeps the draws of that check, every chain cut to the same number. A run
+    whose gates never pass stops at the cap. The draws kept depend only on the seed, never on timing:
+    the same checks at the same draw counts give the same answer. The fit's attrs say how it ended:
+    ``draws`` (kept per chain), ``draws_cap``, ``check_every`` and ``stopped_by`` (``"gates"`` or
+    ``"cap"``). ``check_every`` (default 100, at least 10) is used only with ``until_converged``; each
+    check reads the whole trace so far, so checking much more often costs sampling time.
+
+    Examples
+    --------
+    >>> SamplerSpec(until_converged=True, draws=4000).check_every
+    100
+    >>> SamplerSpec(until_converged=True, draws=50)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for SamplerSpec
+      Value error, until_converged checks the draws every check_every = 100 draws, but draws = 50 (the cap) ...
     """
 
     backend: Sampler = "nutpie"
@@ -389,3 +413,21 @@ class SamplerSpec(_Strict):
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 20161
     target_accept: Annotated[float, Field(gt=0, lt=1)] = 0.8
     adaptation: Literal["draw_diag", "diag", "low_rank"] = "draw_diag"
+    until_converged: bool = False
+    check_every: Annotated[int, Field(ge=10, le=MAX_DRAWS)] = 100
+
+    @model_validator(mode="after")
+    def _check_run_length(self) -> SamplerSpec:
+        if not self.until_converged:
+            return self
+        if self.backend != "nutpie":
+            raise ValueError(f"until_converged stops nutpie's sampler when the diagnostics pass; the {self.backend} "
+                             "backend samples a fixed length: set backend = \"nutpie\" or until_converged = false")
+        if self.chains < 2:
+            raise ValueError("until_converged needs at least 2 chains: R-hat, one of its gates, compares chains "
+                             f"(got chains = {self.chains})")
+        if self.check_every >= self.draws:
+            raise ValueError(f"until_converged checks the draws every check_every = {self.check_every} draws, but "
+                             f"draws = {self.draws} (the cap) allows no check before it: raise draws (e.g. 4000) "
+                             "or lower check_every")
+        return self

@@ -73,7 +73,7 @@ def sharing_check(fit: Fit, indicators: Sequence[str] | None = None, *, draws: i
     indicators : sequence of str, optional
         Default: every indicator whose flip keeps each trait with a comparable indicator.
     draws, tune, chains : int, optional
-        Sampler settings of the refits (default the fit's own).
+        Sampler settings of the refits (default the fit's own; for a fit run by need, its cap of draws).
     progress : bool
         Show the refits' progress bars.
 
@@ -96,7 +96,8 @@ def sharing_check(fit: Fit, indicators: Sequence[str] | None = None, *, draws: i
         raise CompareError(f"unknown indicator(s) {unknown}; the spec lists {list(spec.indicators)} "
                            "(item-bank items cannot be flipped one by one)")
     attrs = fit.tree.attrs
-    settings = {"draws": draws or int(attrs.get("draws", spec.sampler.draws)),
+    # a fit run by need (until_converged) kept fewer draws than its cap: its refits get the same cap
+    settings = {"draws": draws or int(attrs.get("draws_cap", attrs.get("draws", spec.sampler.draws))),
                 "tune": tune or int(attrs.get("tune", spec.sampler.tune)),
                 "chains": chains or int(attrs.get("chains", spec.sampler.chains))}
     base = _loo(fit.tree)
