@@ -222,6 +222,11 @@ def targets(cases: list[dict]) -> pd.DataFrame:
         row("small: the same command again, compiled model cached on disk (s)", get("small", "command_cached_s"),
             "<= 10", lambda seconds: seconds <= 10),
         large,
+        row("item_panel: sampling (s), with max R-hat <= 1.01, bulk and tail ESS >= 400, 0 divergences",
+            get("item_panel", "sampling_s"), "<= 300",
+            lambda seconds: seconds <= 300 and (get("item_panel", "max_rhat") or np.inf) <= 1.01
+            and min(get("item_panel", "min_ess_bulk") or 0, get("item_panel", "min_ess_tail") or 0) >= 400
+            and get("item_panel", "divergences") == 0),
         row("gradient ns per observation: largest / smallest over the sizes",
             max(per_obs) / min(per_obs) if len(per_obs) > 1 else None, "<= 1.5 (over 2+ sizes)",
             lambda spread: spread <= 1.5),
@@ -294,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=None, help=f"comma-separated, from {', '.join(SIZES)} (default all)")
     parser.add_argument("--samplers", default=None, help=f"comma-separated, from {', '.join(SAMPLERS)} "
                                                          "(default every one installed)")
-    parser.add_argument("--large-samplers", default="nutpie", help="samplers for the large size (default nutpie)")
+    parser.add_argument("--large-samplers", default="nutpie",
+                        help="samplers for the large size and the item panel (default nutpie)")
     parser.add_argument("--draws", type=int, help="draws per chain (default the spec's: 1000)")
     parser.add_argument("--tune", type=int, help="tuning steps per chain (default the spec's: 300)")
     parser.add_argument("--chains", type=int, help="chains (default the spec's: 4)")
@@ -325,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                            "repeats": args.repeats}, "cases": []}
     for size in sizes:
         for sampler in samplers:
-            if size == "large" and sampler not in args.large_samplers.split(","):
+            if size in ("large", "item_panel") and sampler not in args.large_samplers.split(","):
                 continue
             if not available(sampler):
                 record["cases"].append({"size": size, "sampler": sampler, "error": "not installed"})

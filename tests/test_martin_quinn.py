@@ -114,3 +114,22 @@ def test_fit_correlates_with_published_scores():
     worst = max(float(rhat.sel(region=reg, period=per)) for reg, per in cells.itertuples(index=False))
     assert np.isfinite(worst) and worst < 1.1
     assert all(share in (0.0, 1.0) for share in result.tree.attrs["orientation_reflected_ideology"])
+
+
+def test_period_scores_point_every_period_the_same_way_and_skip_periods_with_few_items():
+    from nexusbayes.model.latent import period_scores
+    from nexusbayes.model.simulate import simulate
+    from nexusbayes.spec.sections import Indicator
+
+    def panel(n_items):
+        spec = Spec(name="votes", traits=["ideology"], dynamics={"centred": True},
+                    indicators={f"case{k}": Indicator(family="bernoulli", loads={"ideology": "free"})
+                                for k in range(n_items)},
+                    orientation={"ideology": {"higher": ["C1-R01"]}})
+        return simulate(spec, n_regions=9, n_periods=5, seed=3)
+
+    sim = panel(40)
+    score, truth = period_scores(sim.panel), sim.truth["theta"].values[..., 0]
+    r = [np.corrcoef(score[:, t], truth[:, t])[0, 1] for t in range(5)]
+    assert all(abs(x) > 0.5 for x in r) and len({bool(x > 0) for x in r}) == 1, r   # one global sign
+    assert np.isnan(period_scores(panel(6).panel)).all()

@@ -60,9 +60,15 @@ def _centred_spans(design: Design, spec: Spec, panel: Panel):
     initval = None
     if spec.orientation:
         how = spec.orientation[spec.traits[0]]
+        score = period_scores(panel)                                              # (region, period)
         sign = np.array([(r in how.higher) - (r in how.lower) for r in panel.regions], dtype=float)
+        # the scores' sign is chained over periods, so one global flip orients them all
+        if np.sum(np.nan_to_num(score) * sign[:, None]) < 0:
+            score = -score
+        start = score[span_region, span_period]
+        start = np.where(np.isnan(start), sign[span_region], start)
         # small fixed jitter: exact zeros give zero gradients, which nutpie rejects as a starting point
-        initval = sign[span_region] + 0.1 * np.random.default_rng(0).standard_normal(len(span_region))
+        initval = start + 0.1 * np.random.default_rng(0).standard_normal(len(span_region))
     state = declare(pm.CustomDist("region_state", scale, dist=dist, logp=logp, signature="(n)->(n)",
                                   dims="region_cell", initval=initval), "latent", reflect="whole")
     # each grid cell reads its region's state at the nearest period of the span
@@ -75,6 +81,59 @@ def _centred_spans(design: Design, spec: Spec, panel: Panel):
     average /= average.sum(axis=1, keepdims=True)
     country_raw = pt.tensordot(average, theta_raw, axes=[[1], [0]])
     return theta_raw, country_raw
+
+
+#: Periods with fewer indicators that vary among their regions than this get no score in :func:`period_scores`
+#: (their units start from the orientation's +1 / -1 / 0, as before): with a handful of binary items the first
+#: component's sign is a coin toss, and a wrongly chained period would start the chains in a flipped mode.
+PERIOD_SCORE_MIN_ITEMS = 20
+
+
+def period_scores(panel: Panel) -> np.ndarray:
+    """A rough one-trait score per region-period with data (NaN elsewhere): starting values for centred spans.
+
+    Per period, the first principal component of the (region x indicator) responses, each indicator
+    standardised over the regions it observes (missing responses at 0), scaled to SD 1 over the regions; its
+    sign is chained over periods by the regions two neighbouring periods share (the sign of their scores'
+    inner product), so every period points the same way and one global sign remains. Without it, a dynamic
+    item-response model starts every unit near 0 and a chain can settle in a local mode whose sign is flipped
+    in an era that no orienting region reaches (seen on Martin-Quinn; see ``benchmarks/HISTORY.md``).
+    Periods with fewer than :data:`PERIOD_SCORE_MIN_ITEMS` varying indicators are left out (NaN).
+    """
+    frame = panel.frame
+    n_region, n_period = len(panel.regions), len(panel.periods)
+    period, region = frame["period_idx"].to_numpy(), frame["region_idx"].to_numpy()
+    indicator, value = frame["indicator_idx"].to_numpy(), frame["value"].to_numpy(dtype=float)
+    score = np.full((n_region, n_period), np.nan)
+    previous = None
+    for t in range(n_period):
+        at = np.flatnonzero(period == t)
+        rows, r_pos = np.unique(region[at], return_inverse=True)
+        cols, c_pos = np.unique(indicator[at], return_inverse=True)
+        if len(rows) < 2:
+            continue
+        total, count = np.zeros((len(rows), len(cols))), np.zeros((len(rows), len(cols)))
+        np.add.at(total, (r_pos, c_pos), value[at])
+        np.add.at(count, (r_pos, c_pos), 1.0)
+        with np.errstate(invalid="ignore"):
+            values = total / count                                                  # NaN where not observed
+        spread = np.nanstd(values, axis=0)
+        keep = spread > 0
+        if keep.sum() < PERIOD_SCORE_MIN_ITEMS:   # too few to say which way a period points: start as before
+            continue
+        z = (values[:, keep] - np.nanmean(values[:, keep], axis=0)) / spread[keep]
+        u, d, _ = np.linalg.svd(np.nan_to_num(z), full_matrices=False)
+        first = u[:, 0] * d[0]
+        first = (first - first.mean()) / (first.std() or 1.0)
+        if previous is not None:
+            shared = ~np.isnan(previous[rows])
+            if shared.any() and np.dot(previous[rows][shared], first[shared]) < 0:
+                first = -first
+        score[rows, t] = first
+        current = np.full(n_region, np.nan)
+        current[rows] = first
+        previous = current if previous is None else np.where(np.isnan(current), previous, current)
+    return score
 
 
 #: Under a random walk, with fewer sum-to-zero contrasts than this among the countries' starts (two or three
