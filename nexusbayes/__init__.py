@@ -65,7 +65,7 @@ def __getattr__(name: str):
     if name not in _API:
         raise AttributeError(f"module 'nexusbayes' has no attribute {name!r}")
     module = _importlib.import_module(_API[name])
-    value = module if _API[name].endswith(f".{name}") else getattr(module, name)
+    value = getattr(module, name, module)   # a name the module defines, else the module itself (datasets)
     globals()[name] = value
     return value
 

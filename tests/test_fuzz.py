@@ -445,9 +445,9 @@ def test_wrong_types_are_refused_naming_the_key(case, as_toml):
 
 @pytest.fixture(scope="module")
 def saved_fit(tmp_path_factory):
-    """A small saved fit (see ``test_fit_files.save_synthetic``) and the names of its non-empty datasets."""
+    """A small saved fit (see ``tests.test_fit_file.save_synthetic``) and the names of its non-empty datasets."""
     import h5py
-    from test_fit_files import save_synthetic
+    from tests.test_fit_file import save_synthetic
 
     path = save_synthetic(tmp_path_factory.mktemp("fuzz_fit") / "fit.nc")
     names = []

@@ -81,7 +81,7 @@ def earlier_run(tiny, tmp_path_factory):
     """A run folder as `nexusbayes fit` writes it (fit.nc, tables, summary, report/), to copy into each test."""
     out = tmp_path_factory.mktemp("earlier") / "tiny"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys.modules["nexusbayes.report"], "build_report", lambda fit: tiny[1])
+        patch.setattr(sys.modules["nexusbayes.report.run"], "build_report", lambda fit, **options: tiny[1])
         write_run(tiny[0], out, report=True)
     return out
 
@@ -90,7 +90,8 @@ def earlier_run(tiny, tmp_path_factory):
 def fast(monkeypatch, tiny):
     """`nexusbayes fit` returns the tiny fit without sampling, and its report without rebuilding it."""
     monkeypatch.setattr(sys.modules["nexusbayes.fit"], "fit", lambda *args, **kwargs: tiny[0])
-    monkeypatch.setattr(sys.modules["nexusbayes.report"], "build_report", lambda fit, **options: tiny[1])
+    for where in ("nexusbayes.report.run", "nexusbayes.report"):    # `fit` builds it in run, `report` in report
+        monkeypatch.setattr(sys.modules[where], "build_report", lambda fit, **options: tiny[1])
 
 
 @pytest.fixture
@@ -249,7 +250,7 @@ def test_an_interrupt_while_sampling_leaves_everything(world, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("target", ["nexusbayes.fit.Fit.save", "nexusbayes.report.run.result_tables",
-                                    "nexusbayes.report.build_report"], ids=["fit.nc", "tables", "report"])
+                                    "nexusbayes.report.run.build_report"], ids=["fit.nc", "tables", "report"])
 def test_an_interrupt_while_writing_or_building_the_report_leaves_everything(world, tmp_path, fast, monkeypatch,
                                                                               capsys, target):
     spec, out = world
@@ -262,7 +263,7 @@ def test_an_interrupt_while_writing_or_building_the_report_leaves_everything(wor
 def test_an_interrupt_leaves_no_folder_it_created(world, tmp_path, fast, monkeypatch, capsys):
     spec, _ = world
     before = _snapshot(tmp_path)
-    _sigint_from(monkeypatch, "nexusbayes.report.build_report")
+    _sigint_from(monkeypatch, "nexusbayes.report.run.build_report")
     _interrupted_fit(spec, tmp_path / "new" / "deeper" / "tiny", capsys)
     assert _snapshot(tmp_path) == before                  # no empty new/deeper/ either
 

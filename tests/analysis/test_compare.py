@@ -78,7 +78,7 @@ def test_compare_is_the_posterior_of_the_difference(synthetic):
 
 def test_interval_is_xarray_s_equal_tailed_quantiles(synthetic):
     # arviz_stats.eti, to the bit: the CSV tables' q05/q95 columns did not move when it replaced xarray
-    from nexusbayes.compare import interval
+    from nexusbayes.analysis.compare import interval
 
     theta = synthetic[0].tree["posterior"]["theta"]
     for prob in (0.9, 0.5, 0.95):
