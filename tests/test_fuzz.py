@@ -447,6 +447,7 @@ def test_wrong_types_are_refused_naming_the_key(case, as_toml):
 def saved_fit(tmp_path_factory):
     """A small saved fit (see ``tests.test_fit_file.save_synthetic``) and the names of its non-empty datasets."""
     import h5py
+
     from tests.test_fit_file import save_synthetic
 
     path = save_synthetic(tmp_path_factory.mktemp("fuzz_fit") / "fit.nc")
