@@ -8,7 +8,6 @@ import pytest
 import xarray as xr
 from pymc.model.transform.conditioning import remove_value_transforms
 from scipy import stats
-from scipy.special import gammaln
 
 from nexusbayes.errors import SpecError
 from nexusbayes.model import measurement as model_module
@@ -17,6 +16,7 @@ from nexusbayes.model.design import block_index, make_design
 from nexusbayes.model.families import NUISANCE
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.document import Spec
+from tests.model.test_build import DATA_ONLY_TERMS
 
 
 def drifting(spec: Spec, **drift: str) -> Spec:
@@ -90,15 +90,6 @@ def test_drift_variables_have_roles_and_paths_sum_to_zero_over_observed_periods(
     for i, name in enumerate(["staff", "expert_willingness"]):
         seen = np.unique(frame.loc[frame["indicator"] == name, "period_idx"])
         assert abs(path[i, seen].sum()) < 1e-10 and np.abs(path[i]).max() > 0.01
-
-
-#: What the sampler's kernels leave out (data-only terms): NumPy's full log-likelihood minus PyMC's pointwise one.
-DATA_ONLY_TERMS = {
-    "normal": lambda block, idx: -np.log(idx.scale[1]) - 0.5 * np.log(2 * np.pi),
-    "negbin": lambda block, idx: -gammaln(block.y + 1.0),
-    "binomial": lambda block, idx: (gammaln(block.trials + 1.0) - gammaln(block.y + 1.0)
-                                    - gammaln(block.trials - block.y + 1.0)),
-}
 
 
 @pytest.mark.parametrize("table", ["dense", "per observation"])
