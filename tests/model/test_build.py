@@ -70,16 +70,12 @@ DATA_ONLY_TERMS = {
 }
 
 
-@pytest.mark.parametrize("table", ["dense", "per observation"])
-def test_numpy_log_likelihood_matches_pymc(small, table, monkeypatch):
-    """The fit's log_likelihood group is computed in NumPy; it must equal PyMC's pointwise logp.
+def pointwise_logp_at_a_prior_draw(sim, model, table: str, monkeypatch):
+    """PyMC's pointwise log-likelihood at a prior draw: ``(model without transforms, the point, logp by term)``.
 
-    Up to the terms that depend on the data alone, which the sampler's kernels leave out (normal: the log of the
-    indicator's SD and log(2 pi) / 2; negbin: log y!; binomial: log n-choose-k); the ordinal kernel is its full
-    log-density. Both ways of computing the linear predictors: the dense (indicator, cell) table, and the
-    per-observation gather that sparse designs (item banks) take.
+    ``table`` picks the linear predictors' path: ``"dense"`` (the fixture's model takes it) or
+    ``"per observation"`` (the model rebuilt with the dense table switched off).
     """
-    sim, model = small
     design = make_design(sim.panel, sim.spec)
     assert model_module.uses_dense_table(design, sim.panel.n_obs)     # the fixture's model takes the table
     if table == "per observation":
@@ -90,7 +86,21 @@ def test_numpy_log_likelihood_matches_pymc(small, table, monkeypatch):
     point = {umodel.rvs_to_values[rv].name: val for rv, val in zip(umodel.free_RVs, draw, strict=True)}
     fn = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.logp(vars=list(umodel.observed_RVs), sum=False),
                            on_unused_input="ignore")
-    expected = dict(zip([rv.name for rv in umodel.observed_RVs], fn(point), strict=True))
+    return umodel, point, dict(zip([rv.name for rv in umodel.observed_RVs], fn(point), strict=True))
+
+
+@pytest.mark.parametrize("table", ["dense", "per observation"])
+def test_numpy_log_likelihood_matches_pymc(small, table, monkeypatch):
+    """The fit's log_likelihood group is computed in NumPy; it must equal PyMC's pointwise logp.
+
+    Up to the terms that depend on the data alone, which the sampler's kernels leave out (normal: the log of the
+    indicator's SD and log(2 pi) / 2; negbin: log y!; binomial: log n-choose-k); the ordinal kernel is its full
+    log-density. Both ways of computing the linear predictors: the dense (indicator, cell) table, and the
+    per-observation gather that sparse designs (item banks) take.
+    """
+    sim, model = small
+    umodel, point, expected = pointwise_logp_at_a_prior_draw(sim, model, table, monkeypatch)
+    design = make_design(sim.panel, sim.spec)
     names = ("theta", "loading", "intercept", "country_offset", "cutpoints_ordinal", "rater_shift_ordinal")
     det = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.replace_rvs_by_values([umodel[n] for n in names]),
                             on_unused_input="ignore")(point)

@@ -3,20 +3,17 @@
 import time
 
 import numpy as np
-import pymc as pm
 import pytest
 import xarray as xr
-from pymc.model.transform.conditioning import remove_value_transforms
 from scipy import stats
 
 from nexusbayes.errors import SpecError
-from nexusbayes.model import measurement as model_module
 from nexusbayes.model.build import Model, build_model
 from nexusbayes.model.design import block_index, make_design
 from nexusbayes.model.families import NUISANCE
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.document import Spec
-from tests.model.test_build import DATA_ONLY_TERMS
+from tests.model.test_build import DATA_ONLY_TERMS, pointwise_logp_at_a_prior_draw
 
 
 def drifting(spec: Spec, **drift: str) -> Spec:
@@ -99,17 +96,8 @@ def test_numpy_log_likelihood_with_drift_matches_pymc(small, table, monkeypatch)
     With an intercept and a cut-point centre drifting, for both ways of computing the linear predictors.
     """
     sim, model = small
+    umodel, point, expected = pointwise_logp_at_a_prior_draw(sim, model, table, monkeypatch)
     design = make_design(sim.panel, sim.spec)
-    assert model_module.uses_dense_table(design, sim.panel.n_obs)
-    if table == "per observation":
-        monkeypatch.setattr(model_module, "DENSE_TABLE_MAX_RATIO", 0)
-        model = build_model(sim.panel, sim.spec)
-    umodel = remove_value_transforms(model)
-    draw = pm.draw([umodel[v.name] for v in umodel.free_RVs], random_seed=3)
-    point = {umodel.rvs_to_values[rv].name: val for rv, val in zip(umodel.free_RVs, draw, strict=True)}
-    expected = dict(zip([rv.name for rv in umodel.observed_RVs], umodel.compile_fn(
-        inputs=umodel.value_vars, outs=umodel.logp(vars=list(umodel.observed_RVs), sum=False),
-        on_unused_input="ignore")(point), strict=True))
     names = ["theta", "loading", "intercept", "country_offset", "drift",
              *[f"{p}_{b.key}" for b in design.blocks for p in NUISANCE if f"{p}_{b.key}" in umodel.named_vars]]
     values = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.replace_rvs_by_values([umodel[n] for n in names]),
