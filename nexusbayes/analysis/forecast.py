@@ -90,23 +90,6 @@ def future_times(period_time: np.ndarray, periods: int | None = None, times: Seq
     return times, labels
 
 
-def zero_sum_matrix(groups: np.ndarray) -> np.ndarray:
-    """The (unit, contrast) matrix of :class:`~nexusbayes.model.latent.ZeroSum` in NumPy (no compiling).
-
-    Examples
-    --------
-    >>> q = zero_sum_matrix(np.array([0, 0, 1, 1, 1]))
-    >>> q.shape, bool(np.allclose(q.T @ q, np.eye(3))), bool(np.allclose([q[:2].sum(0), q[2:].sum(0)], 0))
-    ((5, 3), True, True)
-    """
-    zs = ZeroSum.of(groups)
-    q = np.zeros((len(zs.unit_group), zs.n_contrast))
-    mine = zs.source < zs.n_contrast
-    q[np.flatnonzero(mine), zs.source[mine]] = 1.0
-    q -= zs.weight[:, None] * (zs.unit_group[:, None] == zs.group[None, :])
-    return q
-
-
 def _draws(post: xr.Dataset, name: str, dims: tuple[str, ...]) -> np.ndarray:
     """A posterior variable as (draw, *dims), the chains stacked."""
     if name not in post:
@@ -149,7 +132,7 @@ class Dynamics:
         self.df = spec.dynamics.df
         self.region_country = np.asarray(panel.region_country)
         n_trait = len(spec.traits)
-        self.q = zero_sum_matrix(self.region_country)
+        self.q = ZeroSum.of(self.region_country).matrix()
         n_draw = post.sizes["chain"] * post.sizes["draw"]
         if n_trait > 1:
             self.chol = np.linalg.cholesky(_draws(post, TRAIT_CORR, ("trait", "trait_")))
@@ -338,9 +321,8 @@ def forecast_table(forecast: xr.DataTree, ci_prob: float | None = None) -> pd.Da
     prob = CI_PROB if ci_prob is None else ci_prob
     lo, hi = typology.interval_names(prob)
     theta = forecast["forecast"][THETA]
-    q = theta.quantile([(1 - prob) / 2, 1 - (1 - prob) / 2], dim=SAMPLE_DIMS)
-    out = xr.Dataset({"mean": theta.mean(SAMPLE_DIMS), "sd": theta.std(SAMPLE_DIMS),
-                      lo: q.isel(quantile=0, drop=True), hi: q.isel(quantile=1, drop=True)})
+    lower, upper = typology.eti(theta, prob)
+    out = xr.Dataset({"mean": theta.mean(SAMPLE_DIMS), "sd": theta.std(SAMPLE_DIMS), lo: lower, hi: upper})
     table = out.to_dataframe().reset_index().rename(columns={"region_country": "country"})
     return table[["country", "region", "horizon", "period", "trait", "mean", "sd", lo, hi]]
 

@@ -314,8 +314,11 @@ class ZeroSum:
         return padded[self.source] - weight * total[self.unit_group]
 
     def matrix(self) -> np.ndarray:
-        """The map as a dense (unit, contrast) matrix (for checks)."""
-        return self(pt.as_tensor(np.eye(self.n_contrast))).eval()
+        """The map as a dense (unit, contrast) NumPy matrix (no compiling; forecasts and checks use it)."""
+        q = np.zeros((len(self.unit_group), self.n_contrast))
+        own = self.source < self.n_contrast
+        q[np.flatnonzero(own), self.source[own]] = 1.0
+        return q - self.weight[:, None] * (self.unit_group[:, None] == self.group[None, :])
 
 
 def _ar1_accumulate(start, steps, phi, times):

@@ -3,6 +3,7 @@
 import time
 
 import numpy as np
+import pytensor.tensor as pt
 import pytest
 import xarray as xr
 
@@ -13,7 +14,6 @@ from nexusbayes.analysis.forecast import (
     forecast_table,
     forecast_types_table,
     future_times,
-    zero_sum_matrix,
 )
 from nexusbayes.cli import main
 from nexusbayes.constants import TYPES
@@ -37,7 +37,7 @@ def hand_made(kind: str = "gaussian_rw", n_draw: int = 4000, identical: bool = T
     if kind != "gaussian_rw":
         spec = spec.model_copy(update={"dynamics": spec.dynamics.model_copy(update={"kind": kind})})
     rc = np.asarray(panel.region_country)
-    q = zero_sum_matrix(rc)
+    q = ZeroSum.of(rc).matrix()
     n_c, n_r, n_t, n_k = len(panel.countries), len(rc), len(panel.periods), 2
     n = 1 if identical else n_draw
     corr = rng.uniform(-0.6, 0.6, n) if not identical else np.full(n, CORR)
@@ -87,7 +87,8 @@ def hand_made(kind: str = "gaussian_rw", n_draw: int = 4000, identical: bool = T
 
 def test_zero_sum_matrix_is_the_models_map():
     groups = np.array([0, 0, 0, 1, 1, 2, 3, 3])
-    np.testing.assert_allclose(zero_sum_matrix(groups), ZeroSum.of(groups).matrix(), atol=1e-12)
+    zs = ZeroSum.of(groups)
+    np.testing.assert_allclose(zs.matrix(), zs(pt.as_tensor(np.eye(zs.n_contrast))).eval(), atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["gaussian_rw", "student_t_rw", "ar1"])
