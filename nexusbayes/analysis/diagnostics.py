@@ -297,6 +297,7 @@ def _run_averages(ordered: np.ndarray) -> np.ndarray:
     end = np.minimum.accumulate(np.where(last, position, n - 1)[:, ::-1], axis=-1)[:, ::-1]
     return (start + end) / 2 + 1
 
+
 def diagnose(tree: xr.DataTree, var_names: list[str] | None = None) -> Diagnostics:
     """Compute the convergence diagnostics of a fit.
 

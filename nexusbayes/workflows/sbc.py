@@ -430,6 +430,20 @@ class _Setup:
     thin_to: int
 
 
+#: The model of the run this worker process refits, by structure key: built once per process, not per simulation
+#: (sampling reads its graph for the memory check and its roles for the orientation).
+_MODELS: dict[str, Model] = {}
+
+
+def _model(setup: _Setup) -> Model:
+    """The run's :class:`Model`, built at most once per worker process (the last run's only)."""
+    key = compile_cache.structure_key(setup.panel, setup.spec)
+    if key not in _MODELS:
+        _MODELS.clear()
+        _MODELS[key] = Model(setup.spec, setup.panel)
+    return _MODELS[key]
+
+
 def fit_simulation(setup: _Setup, sim: int, values: dict[str, np.ndarray], truth: dict, seed: int) -> JobResult:
     """Refit the model to one simulation on a worker and rank the true values among the posterior draws.
 
@@ -463,7 +477,7 @@ def fit_simulation(setup: _Setup, sim: int, values: dict[str, np.ndarray], truth
     settings = SamplerSpec(backend="nutpie", draws=setup.draws, tune=setup.tune, chains=setup.chains, seed=seed,
                            target_accept=setup.target_accept, adaptation=setup.spec.sampler.adaptation)
     start = time.perf_counter()
-    tree = sample(Model(setup.spec, setup.panel), settings, progress=False, values=values, predictions=False)
+    tree = sample(_model(setup), settings, progress=False, values=values, predictions=False)
     # compiled here (this worker's first simulation), or reused from this process's cache
     seconds_compile = None if tree.attrs["compile_source"] == "process" else float(tree.attrs["seconds_compile"])
     start += tree.attrs["seconds_compile"]
