@@ -39,6 +39,7 @@ _API = {
     "load_panel": "nexusbayes.data.read",
     "load_spec": "nexusbayes.spec.document",
     "rank_probabilities": "nexusbayes.analysis.compare",
+    "regress": "nexusbayes.analysis.second_stage",
     "sharing_check": "nexusbayes.workflows.sharing",
     "simulate": "nexusbayes.model.simulate",
     "type_distribution": "nexusbayes.analysis.compare",
@@ -56,7 +57,7 @@ __all__ = [
     "TYPES", "AnchoredThreshold", "DataError", "Diagnostics", "Fit", "FitFileError", "Indicator",
     "NexusBayesError", "OutputExistsError", "Panel", "SamplingWarning", "Spec", "SpecError", "build_model",
     "compare", "datasets", "diagnose", "fit", "load", "load_panel", "load_spec", "rank_probabilities",
-    "sharing_check", "simulate", "type_distribution", "write_report", "Model", "sample",
+    "regress", "sharing_check", "simulate", "type_distribution", "write_report", "Model", "sample",
 ]
 
 

@@ -11,6 +11,7 @@ Commands
 ``nexusbayes sbc SPEC``      simulation-based calibration on the shape of the spec's data, on a Dask cluster; resumable
 ``nexusbayes quick SPEC``    an approximate first look (ADVI): types by group and era, labelled APPROXIMATE
 ``nexusbayes forecast FIT``  the traits and types of the next periods under the fitted dynamics
+``nexusbayes export FIT --draws N --out FILE``  plausible values (draws of the traits and types) as CSV or Parquet
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from nexusbayes import interrupts
+from nexusbayes import cli_draws, interrupts
 from nexusbayes.constants import SWEEP_KINDS
 from nexusbayes.errors import Interrupted, NexusBayesError, count_range
 from nexusbayes.spec.limits import MAX_CHAINS, MAX_DRAWS
@@ -136,18 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all-periods", action="store_true", help="report every period")
     p.add_argument("--out", type=Path, help="also write the tables as CSV into this folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing CSV files in --out")
-    p = sub.add_parser("forecast", help="forecast the traits and types of the next periods from a saved fit (.nc)")
-    p.add_argument("fit", type=Path, help="saved fit, e.g. reports/kyrgyzstan/fit.nc")
-    p.add_argument("--periods", type=positive_int, metavar="K",
-                   help="how many periods ahead (default 1, or one per --times; years continue with the panel's "
-                        "typical gap)")
-    p.add_argument("--times", type=float, nargs="+", metavar="YEAR",
-                   help="the future periods' times in years, one per period (needed for named eras)")
-    p.add_argument("--labels", nargs="+", metavar="LABEL",
-                   help="the future periods' labels, one per period (default: their years)")
-    p.add_argument("--seed", type=SEED, default=0, help="seed of the simulated innovations (default 0)")
-    p.add_argument("--out", type=Path, help="also write forecast_traits.csv and forecast_types.csv into this folder")
-    p.add_argument("--overwrite", action="store_true", help="replace existing CSV files in --out")
+    cli_draws.add_parsers(sub, positive_int, SEED)
     p = sub.add_parser("sweep", help="fit variants of a spec (prior scales, indicators left out, countries) on a "
                                      "Dask cluster and print them side by side; rerun to resume")
     p.add_argument("spec", type=Path, help="model specification, e.g. models/kyrgyzstan.toml")
@@ -203,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         with _signals_interrupt():
             status = {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare,
                       "sweep": _sweep, "report": _report, "sbc": _sbc, "quick": _quick,
-                      "forecast": _forecast}[args.command](args)
+                      "forecast": cli_draws.forecast, "export": cli_draws.export}[args.command](args)
         if interrupts.received():    # a signal held back (during a folder's swap) or swallowed: honoured now
             return _interrupted(args.command, None)
         return status
@@ -374,36 +364,6 @@ def _compare(args) -> int:
     if args.out:
         write_tables(tables, args.out, overwrite=args.overwrite)
         print(f"\nWrote {len(tables)} CSV tables to {args.out}/")
-    return 0
-
-
-def _forecast(args) -> int:
-    import pandas as pd
-
-    from nexusbayes.analysis.forecast import forecast_table, forecast_types_table
-    from nexusbayes.errors import OutputExistsError
-    from nexusbayes.fit import load
-    from nexusbayes.report.run import write_tables
-
-    names = ("forecast_traits.csv", "forecast_types.csv")
-    existing = [str(args.out / n) for n in names if args.out is not None and (args.out / n).exists()]
-    if existing and not args.overwrite:   # refused before loading
-        raise OutputExistsError(f"{', '.join(existing)} exist(s); pass --overwrite to replace, or --out DIR")
-    result = load(args.fit)
-    periods = args.periods if args.periods is not None else (None if args.times else 1)
-    forecast = result.forecast(periods, times=args.times, labels=args.labels, seed=args.seed)
-    tables = {"forecast_traits": forecast_table(forecast)}
-    if "types" in forecast.children:
-        tables["forecast_types"] = forecast_types_table(forecast)
-    shown = tables.get("forecast_types", tables["forecast_traits"])
-    draws = forecast["forecast"]
-    print(f"Forecast of {result.spec.name!r} from {forecast.attrs['last_period']}, {draws.sizes['horizon']} period(s) "
-          f"ahead, {draws.sizes['chain'] * draws.sizes['draw']} draws:")
-    with pd.option_context("display.width", 200, "display.max_columns", None, "display.max_rows", None):
-        print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    if args.out is not None:
-        write_tables(tables, args.out, overwrite=args.overwrite)
-        print(f"Wrote {', '.join(f'{name}.csv' for name in tables)} to {args.out}/")
     return 0
 
 

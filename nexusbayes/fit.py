@@ -21,7 +21,7 @@ import xarray as xr
 
 from nexusbayes import fit_file
 from nexusbayes.analysis import forecast as forecasting
-from nexusbayes.analysis import typology
+from nexusbayes.analysis import plausible, typology
 from nexusbayes.analysis.diagnostics import Diagnostics, diagnose
 from nexusbayes.data.panel import Panel, validate
 from nexusbayes.data.resolve import resolve_panel, resolve_spec
@@ -130,6 +130,17 @@ class Fit:
         and :func:`~nexusbayes.analysis.forecast.forecast_types_table`.
         """
         return forecasting.forecast(self.tree, self.spec, self.panel, periods, times=times, labels=labels, seed=seed)
+
+    # ---- draws for second-stage analyses -----------------------------------------------------------
+    def plausible_values(self, n: int, seed: int = 0) -> plausible.PlausibleValues:
+        """``n`` whole posterior draws of the traits (and types) per region-period, spread over the chains.
+
+        ``.dataset`` is the xarray form (pv, region, period, trait), ``.table()`` the tidy one and
+        ``.write(path)`` writes it as CSV or Parquet. Analyse each and combine by Rubin's rules
+        (:func:`nexusbayes.analysis.second_stage.rubin`, or :func:`nexusbayes.regress` for regressions).
+        See :mod:`nexusbayes.analysis.plausible`.
+        """
+        return plausible.plausible_values(self.tree, self.spec, self.panel, n, seed=seed)
 
     @property
     def roles(self) -> Roles:

@@ -1,0 +1,95 @@
+"""The commands that read a saved fit's draws forward: ``nexusbayes forecast`` and ``nexusbayes export``.
+
+Parsers are added by :func:`add_parsers` (from :mod:`nexusbayes.cli`); the commands import the package's
+heavy parts (PyMC, ArviZ) only when run, so ``nexusbayes --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+#: What ``nexusbayes export --help`` says below its options.
+EXPORT_EPILOG = """\
+Each plausible value is one whole posterior draw of every region-period's traits (and type). Run your
+analysis once per value of `pv` and combine the results by Rubin's rules: the estimate is the mean of the
+estimates; its variance is the mean squared standard error plus (1 + 1/N) times the variance between the
+estimates (nexusbayes.regress does this for regressions; see its documentation for when the plausible
+values, rather than the posterior means, estimate a slope without bias).
+
+example:
+  nexusbayes export reports/kyrgyzstan/fit.nc --draws 20 --out kyrgyzstan_pv.parquet"""
+
+
+def add_parsers(sub, positive_int, seed) -> None:
+    """Add the ``forecast`` and ``export`` subcommands (``positive_int`` and ``seed``: argparse types)."""
+    p = sub.add_parser("forecast", help="forecast the traits and types of the next periods from a saved fit (.nc)")
+    p.add_argument("fit", type=Path, help="saved fit, e.g. reports/kyrgyzstan/fit.nc")
+    p.add_argument("--periods", type=positive_int, metavar="K",
+                   help="how many periods ahead (default 1, or one per --times; years continue with the panel's "
+                        "typical gap)")
+    p.add_argument("--times", type=float, nargs="+", metavar="YEAR",
+                   help="the future periods' times in years, one per period (needed for named eras)")
+    p.add_argument("--labels", nargs="+", metavar="LABEL",
+                   help="the future periods' labels, one per period (default: their years)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the simulated innovations (default 0)")
+    p.add_argument("--out", type=Path, help="also write forecast_traits.csv and forecast_types.csv into this folder")
+    p.add_argument("--overwrite", action="store_true", help="replace existing CSV files in --out")
+    p = sub.add_parser("export", help="write plausible values (posterior draws of the traits and types per "
+                                      "region-period) of a saved fit as CSV or Parquet, for second-stage analyses",
+                       epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("fit", type=Path, help="saved fit, e.g. reports/kyrgyzstan/fit.nc")
+    p.add_argument("--draws", type=positive_int, required=True, metavar="N",
+                   help="how many plausible values (posterior draws, spread evenly over the chains; 5 to 20 is "
+                        "usual)")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE",
+                   help="the table to write: FILE.csv or FILE.parquet (columns pv, country, region, period, one "
+                        "per trait and type)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the choice of draws (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+
+
+def forecast(args) -> int:
+    """``nexusbayes forecast FIT``: print the forecast types (or traits), optionally write the CSV tables."""
+    import pandas as pd
+
+    from nexusbayes.analysis.forecast import forecast_table, forecast_types_table
+    from nexusbayes.errors import OutputExistsError
+    from nexusbayes.fit import load
+    from nexusbayes.report.run import write_tables
+
+    names = ("forecast_traits.csv", "forecast_types.csv")
+    existing = [str(args.out / n) for n in names if args.out is not None and (args.out / n).exists()]
+    if existing and not args.overwrite:   # refused before loading
+        raise OutputExistsError(f"{', '.join(existing)} exist(s); pass --overwrite to replace, or --out DIR")
+    result = load(args.fit)
+    periods = args.periods if args.periods is not None else (None if args.times else 1)
+    fc = result.forecast(periods, times=args.times, labels=args.labels, seed=args.seed)
+    tables = {"forecast_traits": forecast_table(fc)}
+    if "types" in fc.children:
+        tables["forecast_types"] = forecast_types_table(fc)
+    shown = tables.get("forecast_types", tables["forecast_traits"])
+    draws = fc["forecast"]
+    print(f"Forecast of {result.spec.name!r} from {fc.attrs['last_period']}, {draws.sizes['horizon']} period(s) "
+          f"ahead, {draws.sizes['chain'] * draws.sizes['draw']} draws:")
+    with pd.option_context("display.width", 200, "display.max_columns", None, "display.max_rows", None):
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.out is not None:
+        write_tables(tables, args.out, overwrite=args.overwrite)
+        print(f"Wrote {', '.join(f'{name}.csv' for name in tables)} to {args.out}/")
+    return 0
+
+
+def export(args) -> int:
+    """``nexusbayes export FIT --draws N --out FILE``: write plausible values, atomically."""
+    from nexusbayes.analysis.plausible import check_target
+    from nexusbayes.fit import load
+
+    check_target(args.out, args.overwrite)      # refused before loading
+    result = load(args.fit)
+    values = result.plausible_values(args.draws, seed=args.seed)
+    path = values.write(args.out, overwrite=args.overwrite)
+    table_rows = values.dataset.sizes["region"] * values.dataset.sizes["period"] * values.n
+    print(f"Wrote {values.n} plausible values of {result.spec.name!r} ({table_rows} rows: pv x region x period) "
+          f"to {path}; combine analyses over `pv` by Rubin's rules (see `nexusbayes export --help`)")
+    return 0
