@@ -72,12 +72,12 @@ class Formula:
         terms: list[tuple[str, ...]] = []
         tokens = re.split(r"\s*([+-])\s*", rhs.strip())
         sign = "+"
-        for token in tokens:
+        for position, token in enumerate(tokens):
             if token in ("+", "-"):
                 sign = token
                 continue
             if token == "":
-                if sign == "-" and not terms:   # a leading minus, as in '~ -1 + x'
+                if position == 0:       # a leading sign, as in '~ -1 + x'
                     continue
                 raise FormulaError(f"formula {formula!r}: an empty term (two operators in a row?)")
             if token in ("0", "1"):

@@ -139,18 +139,20 @@ class Regression:
                 f"rules; naive: OLS on posterior means. Reliability of the traits: {rel}\n{shown}")
 
 
-def _joined(data: pd.DataFrame, traits: pd.DataFrame, label: str) -> pd.DataFrame:
-    """``data`` with each row's traits (``traits`` indexed by region and period as text)."""
-    keys = pd.MultiIndex.from_arrays([data["region"].astype(str), data["period"].astype(str)])
-    missing = ~keys.isin(traits.index)
+def _cells(data: pd.DataFrame, theta, label: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's (region, period) positions in ``theta``, matched by their text."""
+    regions = {str(r): i for i, r in enumerate(theta["region"].values)}
+    periods = {str(p): i for i, p in enumerate(theta["period"].values)}
+    r = data["region"].astype(str).map(regions)
+    t = data["period"].astype(str).map(periods)
+    missing = (r.isna() | t.isna()).to_numpy()
     if missing.any():
         rows = np.flatnonzero(missing)[:5]
         shown = "; ".join(f"row {data.index[i]!r}: ({data['region'].iloc[i]!r}, {data['period'].iloc[i]!r})"
                           for i in rows)
         raise FormulaError(f"{label}: {missing.sum()} row(s) name a region-period the fit does not have ({shown}): "
                            "use the fit's region names and period labels, or drop those rows")
-    values = traits.loc[keys].to_numpy()
-    return data.assign(**{name: values[:, j] for j, name in enumerate(traits.columns)})
+    return r.to_numpy(dtype=int), t.to_numpy(dtype=int)
 
 
 def regress(fit, formula: str, data: pd.DataFrame, n: int = 20, seed: int = 0,
@@ -205,32 +207,28 @@ def regress(fit, formula: str, data: pd.DataFrame, n: int = 20, seed: int = 0,
                            f"{col!r}: drop or fill those rows first (nothing is dropped silently)")
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 2:
         raise FormulaError(f"n = {n!r}: Rubin's rules need at least 2 plausible values (5 to 20 is usual)")
-    theta = fit.tree["posterior"][THETA]
-    mean = theta.mean(SAMPLE_DIMS)
-    post_var = theta.var(SAMPLE_DIMS)
+    theta = fit.tree["posterior"][THETA].transpose(*SAMPLE_DIMS, "region", "period", "trait")
+    region, period = _cells(data, theta, label)
+    columns = data.drop(columns=[c for c in data.columns if c not in need])
 
-    def by_cell(values) -> pd.DataFrame:
-        frame = values.transpose("region", "period", "trait").to_dataframe(name="v")["v"].unstack("trait")
-        frame.index = frame.index.set_levels([frame.index.levels[0].astype(str), frame.index.levels[1].astype(str)])
-        return frame[traits]
+    def analysis(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """OLS with the traits ``values`` (region, period, trait) put in each row."""
+        rows = columns.assign(**{name: values[region, period, j] for j, name in enumerate(traits)})
+        return ols(parsed.design(rows), rows[parsed.outcome].to_numpy(dtype=float))
 
-    naive_rows = _joined(data, by_cell(mean), label)
-    design = parsed.design(naive_rows)
-    y = naive_rows[parsed.outcome].to_numpy(dtype=float)
-    naive, naive_var, df_com = ols(design, y)
+    draws = theta.values.reshape(-1, *theta.shape[2:])
+    mean = draws.mean(axis=0)
+    naive, naive_var, df_com = analysis(mean)
     pvs = plausible_values(fit.tree, fit.spec, fit.panel, n, seed=seed).dataset[THETA]
-    estimates, variances = [], []
-    for i in range(n):
-        rows = _joined(data, by_cell(pvs.isel({PV: i})), label)
-        coef, var, _ = ols(parsed.design(rows), rows[parsed.outcome].to_numpy(dtype=float))
-        estimates.append(coef)
-        variances.append(var)
-    table = rubin(np.array(estimates), np.array(variances), df_com, ci_prob, terms=list(design.columns))
+    results = [analysis(pvs.isel({PV: i}).transpose("region", "period", "trait").values) for i in range(n)]
+    terms = list(parsed.design(columns.assign(**{name: 0.0 for name in traits})).columns)
+    table = rubin(np.array([r[0] for r in results]), np.array([r[1] for r in results]), df_com, ci_prob,
+                  terms=terms)
     lo, hi = interval_names(ci_prob)
     half = stats.t.ppf(0.5 + ci_prob / 2, df_com) * np.sqrt(naive_var)
     table = table.assign(naive_estimate=naive, naive_se=np.sqrt(naive_var), **{f"naive_{lo}": naive - half,
                                                                                f"naive_{hi}": naive + half})
-    cells = _joined(data, by_cell(post_var), label)[traits]
-    means = naive_rows[traits]
-    reliability = means.var() / (means.var() + cells.mean())
-    return Regression(formula, table, reliability.rename("reliability"), len(data), n)
+    means = mean[region, period]                                  # (row, trait)
+    within = draws.var(axis=0)[region, period].mean(axis=0)
+    reliability = pd.Series(means.var(axis=0) / (means.var(axis=0) + within), index=traits, name="reliability")
+    return Regression(formula, table, reliability, len(data), n)
