@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 
 from nexusbayes import cli_draws, interrupts
-from nexusbayes.constants import SWEEP_KINDS
+from nexusbayes.constants import FORECAST_PERIODS, SWEEP_KINDS
 from nexusbayes.errors import Interrupted, NexusBayesError, count_range
 from nexusbayes.spec.limits import MAX_CHAINS, MAX_DRAWS
 
@@ -87,6 +87,11 @@ SIGNAL_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 DRAWS, TUNE, CHAINS, SEED = (bounded_int(1, MAX_DRAWS), bounded_int(0, MAX_DRAWS), bounded_int(1, MAX_CHAINS),
                              bounded_int(0, 2**63 - 1))
 
+#: ``--forecast K`` of ``fit`` and ``report``: the periods ahead in the tables and the report's fan chart.
+FORECAST = bounded_int(0, 100)
+FORECAST_HELP = (f"forecast K periods ahead in the CSV tables and the report (default {FORECAST_PERIODS}; 0 for none; "
+                 "named eras and centred dynamics get none, with a note)")
+
 #: What ``nexusbayes --help`` says about the program, above the list of commands.
 DESCRIPTION = """\
 Bayesian measurement of state capability and willingness: fit a model specification (TOML) to a panel of
@@ -124,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
                         "then the most per chain (default from the spec: off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress lines in logs)")
     p.add_argument("--strict", action="store_true", help="exit with status 3 when a diagnostic fails")
+    p.add_argument("--forecast", type=FORECAST, default=FORECAST_PERIODS, metavar="K", help=FORECAST_HELP)
     p = sub.add_parser("check", help="validate a spec and its data without fitting")
     p.add_argument("spec", type=Path, help="model specification, e.g. models/kyrgyzstan.toml")
     p = sub.add_parser("summary", help="print the summary of a saved fit (.nc)")
@@ -159,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dpi", type=bounded_int(50, 1200), default=120,
                    help="resolution of the PNG figures (default 120; 300 for print)")
     p.add_argument("--svg", action="store_true", help="also write every figure as SVG (for papers)")
+    p.add_argument("--forecast", type=FORECAST, default=FORECAST_PERIODS, metavar="K", help=FORECAST_HELP)
     p = sub.add_parser("quick", help="approximate first look (variational inference, no diagnostics): types by "
                                      "group and era, labelled APPROXIMATE")
     p.add_argument("spec", type=Path, help="model specification, e.g. models/kyrgyzstan.toml")
@@ -274,7 +281,7 @@ def _fit(args) -> int:
                          status=lambda message: print(f"  {message}", flush=True))
         print(summary_text(result))
         print(f"\nBuilding the report; {out}/ is replaced only when everything is written ...", flush=True)
-        write_run(result, folder, report=True)
+        write_run(result, folder, report=True, forecast=args.forecast)
     print(f"Wrote {out}/ (fit.nc, CSV tables, summary.txt) and {out / REPORT_DIR / REPORT_FILE} (open it in a "
           "browser: the verdict, sampling checks, fit to data and results)")
     if any(issubclass(w.category, SamplingWarning) for w in caught):
@@ -327,7 +334,8 @@ def _report(args) -> int:
 
     result = load(args.fit)
     out = args.out or args.fit.parent / REPORT_DIR
-    page = write_report(result, out, overwrite=args.overwrite, inputs=[args.fit], dpi=args.dpi, svg=args.svg)
+    page = write_report(result, out, overwrite=args.overwrite, inputs=[args.fit], dpi=args.dpi, svg=args.svg,
+                        forecast=args.forecast)
     print(result.diagnostics.text())
     print(f"Wrote {page}")
     if not result.diagnostics.passed:

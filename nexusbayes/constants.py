@@ -25,5 +25,8 @@ PRIOR_PREDICTIVE_DRAWS = 200
 #: Draws × observations computed at once for the log-likelihood and posterior predictive after a fit
 #: (bounds the temporaries at about 64 MB per array, whatever the panel's size).
 POSTPROCESS_CHUNK_VALUES = 2**22
+#: Periods ahead that a run (``nexusbayes fit``) and a report forecast by default (see
+#: :mod:`nexusbayes.report.forecasts` for why one).
+FORECAST_PERIODS = 1
 #: The kinds of sensitivity sweep (:func:`nexusbayes.workflows.sweeps.sweep_tasks`).
 SWEEP_KINDS = ("prior_scale", "leave_one_indicator_out", "per_country")

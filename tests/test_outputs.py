@@ -156,9 +156,9 @@ def test_a_run_without_a_manifest_is_refused_with_a_hint(world, tmp_path, capsys
     (out / MANIFEST).unlink()                # as an older nexusbayes left it: nothing says what it wrote
     before = _snapshot(tmp_path)
     assert main(["fit", str(spec), "--out", str(out), "--overwrite", "--no-progress"]) == 2
-    assert ("holds files nexusbayes did not write (diagnostics.csv, diagnostics_by_variable.csv, fit.nc, report, "
-            "summary.txt and 1 more); nothing in it is replaced (even with --overwrite): pass --out a new or empty "
-            "folder (a run of an older nexusbayes") in capsys.readouterr().err
+    assert ("holds files nexusbayes did not write (diagnostics.csv, diagnostics_by_variable.csv, fit.nc, "
+            "forecast_traits.csv, report and 2 more); nothing in it is replaced (even with --overwrite): pass --out a "
+            "new or empty folder (a run of an older nexusbayes") in capsys.readouterr().err
     assert _snapshot(tmp_path) == before
 
 

@@ -51,7 +51,7 @@ KEYS = ("region", "period")
 
 def rubin(estimates: np.ndarray, variances: np.ndarray, df_complete: float, ci_prob: float = CI_PROB,
           terms=None) -> pd.DataFrame:
-    """Combine ``m`` analyses by Rubin's rules (see the module docstring).
+    r"""Combine ``m`` analyses by Rubin's rules (see the module docstring).
 
     Parameters
     ----------
@@ -67,7 +67,7 @@ def rubin(estimates: np.ndarray, variances: np.ndarray, df_complete: float, ci_p
     Returns
     -------
     pandas.DataFrame
-        One row per term: ``estimate``, ``se``, the interval, ``df``, ``within`` (:math:`\\bar U`),
+        One row per term: ``estimate``, ``se``, the interval, ``df``, ``within`` (:math:`\bar U`),
         ``between`` (:math:`B`) and ``fmi`` (:math:`\\lambda`).
     """
     q = np.asarray(estimates, dtype=float)

@@ -8,7 +8,7 @@ it, all or nothing. Sections, in order: header (spec, data and its SHA-256, vers
 timings), verdict (each convergence check against its threshold, and the rank plots' own tests as
 warnings), sampling, fit to data (prior and
 posterior predictive checks, PSIS-LOO), results (typology map, type probabilities, transitions,
-threshold sensitivity, trait trajectories).
+threshold sensitivity, trait trajectories, the forecast: its types table and a fan chart per region).
 
 Every string from the data or the spec reaches the HTML through jinja2 with autoescaping on.
 
@@ -39,7 +39,7 @@ from matplotlib.figure import Figure
 
 from nexusbayes.analysis import typology
 from nexusbayes.analysis.diagnostics import ADVICE, Diagnostics
-from nexusbayes.constants import CI_PROB, ESS_MIN, PARETO_K_MAX, RHAT_MAX, TYPES
+from nexusbayes.constants import CI_PROB, ESS_MIN, FORECAST_PERIODS, PARETO_K_MAX, RHAT_MAX, TYPES
 from nexusbayes.errors import NexusBayesError
 from nexusbayes.files import content_digest, spreadsheet_safe_table
 from nexusbayes.fit import Fit
@@ -47,7 +47,8 @@ from nexusbayes.inference import compile_cache
 from nexusbayes.inference.run_length import describe
 from nexusbayes.model.build import Model
 from nexusbayes.outputs import REPORT, OutputFolder
-from nexusbayes.report import checks, figures
+from nexusbayes.report import checks, comparison, figures
+from nexusbayes.report.forecasts import forecast_section
 from nexusbayes.report.tables import column_formatter, result_tables, rounded
 
 REPORT_FILE = "report.html"
@@ -243,7 +244,7 @@ def _with_prior_predictive(fit: Fit) -> xr.DataTree:
 
 
 def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
-                 results: dict[str, pd.DataFrame] | None = None) -> Report:
+                 results: dict[str, pd.DataFrame] | None = None, forecast: int = FORECAST_PERIODS) -> Report:
     """Compute the report of a fit in memory (nothing is written).
 
     Parameters
@@ -256,6 +257,8 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
         Also render every figure as SVG (:attr:`Report.svgs`), for papers.
     results : dict of str to DataFrame, optional
         The fit's result tables when already computed (:func:`nexusbayes.report.tables.result_tables`).
+    forecast : int
+        Periods ahead of the forecast's fan chart and tables (0: none; :mod:`nexusbayes.report.forecasts`).
 
     Returns
     -------
@@ -305,7 +308,7 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     tables.update({"loo_by_term": loo.terms, "loo_by_indicator": loo.by_indicator,
                    "pareto_k": loo.pointwise, "pareto_k_flagged": loo.flagged})
     notes = list(loo.warnings)
-    results = result_tables(fit) if results is None else results
+    results = result_tables(fit, forecast) if results is None else results
     tables["traits"] = results["traits"]
     figs["results"] = {}     # figures first, rendered below
     if fit.spec.has_typology:
@@ -341,41 +344,17 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     figs["results"]["trait_trajectories"] = (
         f"Traits over periods by region: posterior mean and {CI_PROB:.0%} band.",
         figures.trait_trajectories(tables["traits"], thresholds))
-    figs["results"] = rendered(figs["results"])
+    fc_tables, fc_figures, fc_notes = forecast_section(fit, forecast)
+    tables.update(fc_tables)
+    notes.extend(fc_notes)
+    figs["results"] = rendered({**figs["results"], **fc_figures})
     if len(fit.panel.countries) > 1:
-        figs["results"].update(rendered(_comparison(fit, tables, thresholds)))
+        figs["results"].update(rendered(comparison.section(fit, tables, thresholds)))
     seconds = time.perf_counter() - start
     html = render_html(fit, facts, tables, figs, diag, notes, seconds)
     flat = {stem: fig for group in figs.values() for stem, fig in group.items()}
     csv = {stem: rounded(table) for stem, table in tables.items()}
     return Report(html=html, figures=flat, tables=csv, diagnostics=diag, seconds=seconds, notes=notes, svgs=svgs)
-
-
-def _comparison(fit: Fit, tables: dict, thresholds: dict) -> dict[str, tuple[str, Figure]]:
-    """Country comparisons (fits with several countries): tables (added to ``tables``) and figures for section 5."""
-    from nexusbayes.analysis.compare import comparison_tables, rank_probabilities
-    from nexusbayes.report import comparison
-
-    tables.update({f"compare_{k}": v for k, v in comparison_tables(fit, periods=None).items()})
-    post = fit.tree["posterior"]
-    periods = list(post["period"].values)
-    shown = periods[:: max(1, len(periods) // 5)][:6]
-    results = {}
-    results["country_trajectories"] = (
-        f"Country traits over periods (the average of each country's regions): posterior mean and {CI_PROB:.0%} "
-        "band, on the fit's common latent scale.",
-        (comparison.country_trajectories(post["country_theta"])))
-    results["country_forest"] = (
-        f"Country traits at selected periods (forest plot: 50% and {CI_PROB:.0%} intervals).",
-        comparison.forest_periods(fit.tree, shown))
-    if thresholds:
-        results["typology_by_country"] = (
-            "Typology map by country: each region-period's posterior mean, coloured by country.",
-            (comparison.typology_by_country(tables["traits"], fit.region_country, thresholds)))
-    results["rank_probabilities"] = (
-        f"Rank probabilities of the countries in {periods[-1]} (rank 1 = highest).",
-        (comparison.rank_bars(rank_probabilities(fit), periods[-1])))
-    return results
 
 
 # ---- rendering ------------------------------------------------------------------------------------
@@ -427,10 +406,10 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
     rank_row = {"n": len(rank), "flagged": len(failed), "alpha": f"{rank['alpha'].iloc[0]:g}" if len(rank) else "",
                 "worst": ", ".join(f"{r.variable}[{r.element}] (p = {r.p_value:.3f})" if r.element else
                                    f"{r.variable} (p = {r.p_value:.3f})" for r in failed.head(3).itertuples())}
-    comparison = None
+    differences = None
     if "compare_differences" in tables:
         diff = tables["compare_differences"]
-        comparison = _table(diff[diff["period"] == diff["period"].iloc[-1]])
+        differences = _table(diff[diff["period"] == diff["period"].iloc[-1]])
     context = {
         "title": f"nexusbayes report: {fit.spec.name}", "spec_toml": fit.tree.attrs.get("nexusbayes_spec")
         or fit.spec.to_toml(), "facts": facts, "versions": _table(tables["versions"]),
@@ -443,7 +422,8 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
         "results": images("results"), "has_typology": fit.spec.has_typology,
         "group_era": _table(tables["types_by_group_era"]) if "types_by_group_era" in tables else None,
         "thresholds": _table(tables["typology_thresholds"]) if "typology_thresholds" in tables else None,
-        "comparison": comparison, "notes": notes, "data_warnings": fit.panel.warnings,
+        "comparison": differences, "notes": notes, "forecast_types": _table(tables["forecast_types"])
+        if "forecast_types" in tables else None, "data_warnings": fit.panel.warnings,
         "seconds": f"{seconds:.1f}", "types": TYPES,
         "csv": sorted(f"{name}.csv" for name in tables),
     }
@@ -452,7 +432,7 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
 
 # ---- writing --------------------------------------------------------------------------------------
 def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False, inputs: Iterable = (), *,
-                 dpi: int = figures.DPI, svg: bool = False) -> Path:
+                 dpi: int = figures.DPI, svg: bool = False, forecast: int = FORECAST_PERIODS) -> Path:
     """Build the report of ``fit`` and write it into ``out_dir``, all or nothing.
 
     ``out_dir`` receives ``report.html``, one PNG per figure and one CSV per table. The folder is
@@ -473,6 +453,8 @@ def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False, inputs:
         Resolution of the PNG figures (50 to 1200).
     svg : bool
         Also write every figure as SVG.
+    forecast : int
+        Periods ahead of the forecast (0: none).
 
     Returns
     -------
@@ -489,7 +471,7 @@ def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False, inputs:
         is writing it.
     """
     with OutputFolder(out_dir, REPORT, overwrite, inputs=inputs) as folder:
-        report = build_report(fit, dpi=dpi, svg=svg)
+        report = build_report(fit, dpi=dpi, svg=svg, forecast=forecast)
         folder.replace_with(report.write)
     return Path(out_dir) / REPORT_FILE
 

@@ -28,9 +28,10 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from nexusbayes.analysis.typology import eti  # noqa: E402
 from nexusbayes.constants import CI_PROB  # noqa: E402
+from nexusbayes.fit import Fit  # noqa: E402
 from nexusbayes.report.figures import RC, _grid, _ticks, png  # noqa: E402
 
-__all__ = ["country_trajectories", "forest_periods", "rank_bars", "typology_by_country", "png"]
+__all__ = ["country_trajectories", "forest_periods", "rank_bars", "section", "typology_by_country", "png"]
 
 SAMPLE = ("chain", "draw")
 
@@ -119,3 +120,29 @@ def rank_bars(ranks: xr.DataArray, period) -> Figure:
         fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, frameon=False, loc="outside lower center",
                    ncol=min(6, sub.sizes["rank"]))
     return fig
+
+
+def section(fit: Fit, tables: dict, thresholds: dict) -> dict[str, tuple[str, Figure]]:
+    """Country comparisons (fits with several countries): tables (added to ``tables``) and figures for section 5."""
+    from nexusbayes.analysis.compare import comparison_tables, rank_probabilities
+
+    tables.update({f"compare_{k}": v for k, v in comparison_tables(fit, periods=None).items()})
+    post = fit.tree["posterior"]
+    periods = list(post["period"].values)
+    shown = periods[:: max(1, len(periods) // 5)][:6]
+    results = {}
+    results["country_trajectories"] = (
+        f"Country traits over periods (the average of each country's regions): posterior mean and {CI_PROB:.0%} "
+        "band, on the fit's common latent scale.",
+        (country_trajectories(post["country_theta"])))
+    results["country_forest"] = (
+        f"Country traits at selected periods (forest plot: 50% and {CI_PROB:.0%} intervals).",
+        forest_periods(fit.tree, shown))
+    if thresholds:
+        results["typology_by_country"] = (
+            "Typology map by country: each region-period's posterior mean, coloured by country.",
+            (typology_by_country(tables["traits"], fit.region_country, thresholds)))
+    results["rank_probabilities"] = (
+        f"Rank probabilities of the countries in {periods[-1]} (rank 1 = highest).",
+        (rank_bars(rank_probabilities(fit), periods[-1])))
+    return results

@@ -21,7 +21,9 @@ import pandas as pd
 
 from nexusbayes.analysis.compare import comparison_tables
 from nexusbayes.analysis.typology import transitions_table
+from nexusbayes.constants import FORECAST_PERIODS
 from nexusbayes.fit import Fit
+from nexusbayes.report.forecasts import forecast_of, forecast_tables
 
 #: Significant digits kept by the CSV tables.
 CSV_DIGITS = 4
@@ -80,11 +82,12 @@ def column_formatter(column: pd.Series):
     return fmt
 
 
-def result_tables(fit: Fit) -> dict[str, pd.DataFrame]:
+def result_tables(fit: Fit, forecast: int = FORECAST_PERIODS) -> dict[str, pd.DataFrame]:
     """The result tables of a fit, by file stem: the one registry.
 
     ``nexusbayes fit`` writes each as ``<stem>.csv`` (rounded, :func:`rounded`) and the report shows the same
-    tables, so each is computed once.
+    tables, so each is computed once. With ``forecast`` >= 1 (and dynamics that can be continued), also
+    ``forecast_traits`` and ``forecast_types`` that many periods ahead (:mod:`nexusbayes.report.forecasts`).
     """
     out = {"traits": fit.trait_summary(), "diagnostics": fit.diagnostics.checks.reset_index(),
            "diagnostics_by_variable": fit.diagnostics.table.reset_index()}
@@ -98,4 +101,5 @@ def result_tables(fit: Fit) -> dict[str, pd.DataFrame]:
             out["types_by_group_era"] = groups
     if len(fit.panel.countries) > 1:
         out.update({f"compare_{k}": v for k, v in comparison_tables(fit, periods=None).items()})
+    out.update(forecast_tables(forecast_of(fit, forecast)[0]))
     return out

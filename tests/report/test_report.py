@@ -19,7 +19,9 @@ import pytest
 
 from nexusbayes.analysis import typology
 from nexusbayes.analysis.diagnostics import diagnose
+from nexusbayes.analysis.forecast import forecast_table, forecast_types_table
 from nexusbayes.cli import main
+from nexusbayes.constants import TYPES
 from nexusbayes.errors import OutputExistsError
 from nexusbayes.model.design import term_key
 from nexusbayes.report import REPORT_FILE, SECTIONS, write_report
@@ -152,6 +154,9 @@ def test_every_csv_table_equals_the_quantity_it_came_from(hostile):
     versions = csv["versions"].set_index("library")
     assert versions.loc["pymc", "at fit"] == tree.attrs["version_pymc"]
     checked.update({"run_info", "versions"})
+    forecast = fit.forecast(1, seed=spec.sampler.seed)    # the report's default: one period ahead
+    same("forecast_traits", forecast_table(forecast), ["mean", "sd", "q05", "q95"])
+    same("forecast_types", forecast_types_table(forecast), [*TYPES, "modal_probability", "p_change"])
     assert checked == set(csv), f"tables without a test: {set(csv) - checked}"
 
 

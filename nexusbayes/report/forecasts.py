@@ -1,0 +1,114 @@
+"""Forecasts in the report and the run folder: the tables and a fan chart per region.
+
+By default a run forecasts :data:`~nexusbayes.constants.FORECAST_PERIODS` (1) period ahead: it costs well
+under a second of NumPy on the draws, and one period ahead is the horizon whose calibration the held-out
+check measures; further horizons under a random walk widen fast and are asked for explicitly
+(``nexusbayes fit --forecast K``, ``nexusbayes report --forecast K``; 0 for none). A fit whose dynamics cannot
+be continued (``centred = true``) or whose periods are named eras (no next time known; use
+``nexusbayes forecast --times``) gets a note instead. The innovations are drawn with the spec's sampler seed,
+so the report and the CSV tables show the same forecast.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import xarray as xr  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from nexusbayes.analysis.forecast import ForecastError, forecast_table, forecast_types_table  # noqa: E402
+from nexusbayes.analysis.typology import SAMPLE_DIMS  # noqa: E402
+from nexusbayes.constants import CI_PROB  # noqa: E402
+from nexusbayes.fit import Fit  # noqa: E402
+from nexusbayes.report.figures import RC, _grid  # noqa: E402
+
+#: The observed periods shown before the forecast in the fan chart (the last ones).
+HISTORY = 6
+#: The fan's bands, widest first.
+BANDS = (CI_PROB, 0.5)
+
+
+def forecast_of(fit: Fit, periods: int) -> tuple[xr.DataTree | None, str | None]:
+    """The fit's forecast ``periods`` ahead with the spec's seed, or None and the reason it cannot be made."""
+    if periods < 1:
+        return None, None
+    try:
+        return fit.forecast(periods, seed=fit.spec.sampler.seed), None
+    except ForecastError as exc:
+        return None, f"No forecast in this run: {exc}"
+
+
+def forecast_tables(forecast: xr.DataTree | None) -> dict[str, pd.DataFrame]:
+    """``forecast_traits`` and, with a typology, ``forecast_types`` (none without a forecast)."""
+    if forecast is None:
+        return {}
+    tables = {"forecast_traits": forecast_table(forecast)}
+    if "types" in forecast.children:
+        tables["forecast_types"] = forecast_types_table(forecast)
+    return tables
+
+
+def fan_chart(theta: xr.DataArray, forecast: xr.DataTree, period_time, history: int = HISTORY) -> Figure:
+    """One panel per region: each trait's last ``history`` fitted periods and the forecast, as a fan.
+
+    The fitted periods show the posterior median with its :data:`CI_PROB` band; the forecast continues it
+    with the predictive median and its 50% and :data:`CI_PROB` bands, from the last fitted period on.
+    """
+    future = forecast["forecast"]["theta"]
+    keep = slice(max(0, theta.sizes["period"] - history), None)
+    past = theta.isel(period=keep)
+    x_past = np.asarray(period_time, dtype=float)[keep]
+    x_future = np.concatenate([x_past[-1:], np.asarray(future["time"].values, dtype=float)])
+    # the fan starts at the last fitted period's draws, so it widens from there
+    joined = xr.concat([theta.isel(period=-1, drop=True).expand_dims(horizon=[0]),
+                        future.drop_vars([c for c in future.coords if c not in future.dims])], dim="horizon")
+    regions = list(theta["region"].values)
+    traits = list(theta["trait"].values)
+    colours = plt.get_cmap("tab10")
+
+    def quantiles(draws: xr.DataArray, probs) -> np.ndarray:
+        return draws.quantile(probs, dim=SAMPLE_DIMS).transpose("quantile", "region", ..., "trait").values
+
+    wide = [(1 - BANDS[0]) / 2, 0.5, (1 + BANDS[0]) / 2]
+    q_past = quantiles(past, wide)
+    q_future = quantiles(joined, [(1 - BANDS[0]) / 2, (1 - BANDS[1]) / 2, 0.5, (1 + BANDS[1]) / 2,
+                                  (1 + BANDS[0]) / 2])
+    with plt.rc_context(RC):
+        fig, axes = _grid(len(regions), size=(3.4, 2.5), sharey=True, layout="constrained")
+        for i, (ax, region) in enumerate(zip(axes, regions, strict=True)):
+            for k, trait in enumerate(traits):
+                c = colours(k)
+                ax.fill_between(x_past, q_past[0, i, :, k], q_past[2, i, :, k], color=c, alpha=0.15, lw=0)
+                ax.plot(x_past, q_past[1, i, :, k], color=c, lw=1.2, label=trait)
+                ax.fill_between(x_future, q_future[0, i, :, k], q_future[4, i, :, k], color=c, alpha=0.15, lw=0)
+                ax.fill_between(x_future, q_future[1, i, :, k], q_future[3, i, :, k], color=c, alpha=0.3, lw=0)
+                ax.plot(x_future, q_future[2, i, :, k], color=c, lw=1.2, ls="--")
+            ax.axvline(x_past[-1], color="grey", lw=0.6, ls=":")
+            ax.set_title(str(region))
+            labels = [*past["period"].values, *future["period"].values]
+            ticks = [*x_past, *x_future[1:]]
+            step = max(1, int(np.ceil(len(ticks) / 8)))
+            ax.set_xticks(ticks[::step], [str(p) for p in labels][::step], rotation=90)
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(traits),
+                   fontsize=7, frameon=False)
+        fig.suptitle(f"Forecast from {forecast.attrs['last_period']}: fitted median and {BANDS[0]:.0%} band, then "
+                     f"the predictive median (dashed) with {BANDS[1]:.0%} and {BANDS[0]:.0%} bands")
+    return fig
+
+
+def forecast_section(fit: Fit, periods: int) -> tuple[dict[str, pd.DataFrame], dict[str, tuple[str, Figure]],
+                                                      list[str]]:
+    """The report's forecast: its tables, the fan chart (with caption) and a note when none can be made."""
+    forecast, reason = forecast_of(fit, periods)
+    if forecast is None:
+        return {}, {}, [reason] if reason else []
+    caption = (f"Forecast fan chart per region, {periods} period(s) ahead of {forecast.attrs['last_period']} under "
+               f"the fitted {forecast.attrs['dynamics']} dynamics (seed {forecast.attrs['seed']}); the forecast "
+               "types are in forecast_types.csv and the table above.")
+    figure = fan_chart(fit.tree["posterior"]["theta"], forecast, fit.panel.period_time)
+    return forecast_tables(forecast), {"forecast_fan": (caption, figure)}, []
