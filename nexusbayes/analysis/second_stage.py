@@ -20,8 +20,9 @@ the trait's reliability (the share of its variance the posterior mean holds), wh
 posterior means (regression calibration) is not shrunk, because a trait given the data scatters around its
 posterior mean independently of it. Used as the *outcome* (``capability ~ aid``), both are shrunk unless the
 covariate is in the measurement model. This is the large-scale assessments' rule that plausible values serve
-the analyses whose variables were in their conditioning model; :func:`regress` reports both, the reliability
-of each trait, and the slope the plausible values imply once divided by it.
+the analyses whose variables were in their conditioning model; :func:`regress` reports both and the reliability
+of each trait. (The regression on posterior means is unbiased across fits, but its interval leaves out the fit's
+own measurement error, so one fit's interval can miss; the plausible values' interval carries that error.)
 
 Examples
 --------
