@@ -46,14 +46,19 @@ def _centred_spans(design: Design, spec: Spec, panel: Panel):
     scale = pt.where(is_start, 1.0, innov_sd[0] * np.sqrt(gap))                # (region_cell,)
     previous = np.where(is_start, 0, np.arange(len(span_region)) - 1)
 
-    def dist(scale, size):
-        increments = pm.Normal.dist(0.0, scale)   # no batch dimensions: size is unused
+    def walk_draw(scale):
+        increments = pm.Normal.dist(0.0, scale)
         total = pt.cumsum(increments)
         return total - total[start_of] + increments[start_of]                  # cumulative sums restarting per span
 
-    def logp(value, scale):
-        steps = value - pt.where(is_start, 0.0, value[previous])
+    def walk_logp(states, scale):
+        steps = states - pt.where(is_start, 0.0, states[previous])
         return pm.logp(pm.Normal.dist(0.0, scale), steps).sum()
+
+    # The span cells with data: theta is standardised over them (``_graph``), so the states' common location
+    # and scale over these cells never reach the likelihood (see ``_split_states``).
+    seen = np.isin(span_region * n_period + span_period, cells)
+    split = _SplitStates(seen)
 
     # With an orientation the walk starts from it (higher regions at +1, lower at -1, others at 0) rather than
     # a prior draw: dynamic item-response models have local modes in which the sign flips between eras.
@@ -68,9 +73,17 @@ def _centred_spans(design: Design, spec: Spec, panel: Panel):
         start = score[span_region, span_period]
         start = np.where(np.isnan(start), sign[span_region], start)
         # small fixed jitter: exact zeros give zero gradients, which nutpie rejects as a starting point
-        initval = start + 0.1 * np.random.default_rng(0).standard_normal(len(span_region))
-    state = declare(pm.CustomDist("region_state", scale, dist=dist, logp=logp, signature="(n)->(n)",
-                                  dims="region_cell", initval=initval), "latent", reflect="whole")
+        initval = split.initial(start + 0.1 * np.random.default_rng(0).standard_normal(len(span_region)))
+    trait = spec.traits[0]
+    pm.Model.get_context().add_coord(
+        "region_free_label", [f"{label}:{trait}" for label in labels] + [f"location:{trait}", "log_scale"])
+    free = declare(pm.CustomDist("region_state_free", scale, dist=lambda scale, size: split.draw(walk_draw(scale)),
+                                 logp=lambda value, scale: split.logp(value, walk_logp, scale),
+                                 support_point=lambda rv, size, scale: split.support_point(),
+                                 signature="(n)->(m)", dims="region_free_label", initval=initval),
+                   "latent", reflect="labels")
+    state = declare(pm.Deterministic("region_state", split.states(free), dims="region_cell"), "latent",
+                    reflect="whole")
     # each grid cell reads its region's state at the nearest period of the span
     grid_period = np.clip(np.arange(n_period)[None, :], first[:, None], last[:, None])      # (region, period)
     position = starts[:, None] + grid_period - first[:, None]
@@ -81,6 +94,80 @@ def _centred_spans(design: Design, spec: Spec, panel: Panel):
     average /= average.sum(axis=1, keepdims=True)
     country_raw = pt.tensordot(average, theta_raw, axes=[[1], [0]])
     return theta_raw, country_raw
+
+
+@dataclass(frozen=True)
+class _SplitStates:
+    """The centred walk's states ``x`` sampled as a shape ``u``, a location ``m`` and a log scale ``log_s``.
+
+    theta is ``x`` standardised over the cells with data, so the likelihood sees ``u`` alone, and with ``x``
+    sampled directly its common location and scale over those cells (one direction moving every state at once,
+    set by the walk's prior alone) mixed very slowly (Martin-Quinn, ``benchmarks/HISTORY.md``). Here the free
+    vector is ``[z, m, log_s]``: ``u`` is ``z`` standardised over ``seen`` and ``x = m + exp(log_s) * u``. The
+    density is the walk's density of ``x`` with the Jacobians of both maps (``x`` -> ``(m, s, u)`` and ``z`` ->
+    ``(a, b, u)`` scale the ``n - 2`` directions of ``u`` by ``s`` and ``b``), and ``z``'s own location ``a``
+    and scale ``b``, which nothing else reads, get N(0, aux_sd) and LogNormal(0, aux_sd):
+
+        log p = walk(x) + (n - 1) log s - (n - 1) log b + log N(a; 0, aux_sd) + log N(log b; 0, aux_sd),
+
+    so the posterior of ``x`` (and of theta) is the centred walk's, unchanged, and the two slow directions are
+    two scalars (``m``, ``log_s``) and two auxiliaries with a fixed distribution.
+    """
+
+    seen: np.ndarray   # (n,) bool: the states at region-periods with data
+
+    #: How far ``z`` moves along each of its two redundant directions (shift, and scaling about its mean), in
+    #: SDs: the auxiliaries get SD ``AUX_SPREAD / sqrt(n_seen)``, since each moves all ``n_seen`` elements of
+    #: ``z`` together. A wider spread makes that direction a long diagonal ridge across ``z`` (a diagonal mass
+    #: matrix then needs many steps along it: R-hat 1.2 on Martin-Quinn with a spread of ``0.1 * sqrt(n_seen)``);
+    #: at 0.1 it is no longer than a well-measured state's posterior SD.
+    AUX_SPREAD = 0.1
+
+    @property
+    def aux_sd(self) -> float:
+        """The SD of ``a`` and ``log b``."""
+        return self.AUX_SPREAD / np.sqrt(self.seen.sum())
+
+    def _standardise(self, values):
+        """(mean, sd, standardised values) over the seen states, a PyTensor tensor."""
+        sub = values[np.flatnonzero(self.seen)]
+        mean = sub.mean()
+        sd = pt.sqrt(pt.sqr(sub - mean).mean())
+        return mean, sd, (values - mean) / sd
+
+    def _parts(self, free):
+        n = len(self.seen)
+        return free[:n], free[n], free[n + 1]
+
+    def states(self, free):
+        """The walk's states ``x = m + exp(log_s) * u`` from the free vector."""
+        z, m, log_s = self._parts(free)
+        return m + pt.exp(log_s) * self._standardise(z)[2]
+
+    def logp(self, free, walk_logp, scale):
+        """The free vector's log density (see the class docstring)."""
+        n = len(self.seen)
+        z, m, log_s = self._parts(free)
+        a, b, u = self._standardise(z)
+        log_b = pt.log(b)
+        aux = pm.Normal.dist(0.0, self.aux_sd)
+        return (walk_logp(m + pt.exp(log_s) * u, scale) + (n - 1) * (log_s - log_b)
+                + pm.logp(aux, a) + pm.logp(aux, log_b))
+
+    def draw(self, states):
+        """A forward draw of the free vector from a forward draw of the walk's states (PyTensor)."""
+        m, s, u = self._standardise(states)
+        z = pm.Normal.dist(0.0, self.aux_sd) + pt.exp(pm.Normal.dist(0.0, self.aux_sd)) * u
+        return pt.concatenate([z, pt.stack([m, pt.log(s)])])
+
+    def support_point(self):
+        """A finite point of the free vector (``z`` a standardised ramp, ``m = 0``, ``s = 1``) for PyMC."""
+        return pt.as_tensor(self.initial(np.linspace(-1.0, 1.0, len(self.seen))))
+
+    def initial(self, states: np.ndarray) -> np.ndarray:
+        """The free vector (with ``a = 0``, ``b = 1``) of given states, NumPy: a starting point."""
+        m, s = states[self.seen].mean(), states[self.seen].std()
+        return np.concatenate([(states - m) / s, [m, np.log(s)]])
 
 
 #: Periods with fewer indicators that vary among their regions than this get no score in :func:`period_scores`
