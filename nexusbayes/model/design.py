@@ -156,7 +156,7 @@ def kernel_containers(design: Design, spec: Spec, key: str, y: np.ndarray) -> di
 
 
 def observed_cells(panel: Panel) -> np.ndarray:
-    """Flat positions ``region * n_period + period`` of the region-periods with data, sorted.
+    """Flat positions ``region * n_period + period`` of the region-periods with data (or a non-report), sorted.
 
     Examples
     --------
@@ -164,6 +164,6 @@ def observed_cells(panel: Panel) -> np.ndarray:
     >>> observed_cells(simulate(n_regions=2, n_periods=3, seed=1).panel).tolist()
     [0, 1, 2, 3, 4, 5]
     """
-    frame = panel.frame
-    flat = frame["region_idx"].to_numpy() * len(panel.periods) + frame["period_idx"].to_numpy()
-    return np.unique(flat)
+    frames = (panel.frame, panel.not_reported)    # a non-report of an informative indicator is data too
+    return np.unique(np.concatenate([f["region_idx"].to_numpy(int) * len(panel.periods) + f["period_idx"].to_numpy(int)
+                                     for f in frames]))
