@@ -1,0 +1,159 @@
+"""Reporting gaps that depend on the traits: non-reports in the data and the reporting model (issue 23, part 2)."""
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from scipy import stats
+
+from nexusbayes.data.read import load_panel
+from nexusbayes.errors import DataError, SpecError
+from nexusbayes.model.build import Model
+from nexusbayes.model.reporting import reporting_cells
+from nexusbayes.model.simulate import default_spec, simulate
+from nexusbayes.spec.document import Spec
+from tests.model.test_build import pointwise_logp_at_a_prior_draw
+
+
+def informative(spec: Spec, *names: str, local: tuple[str, ...] = ()) -> Spec:
+    """``spec`` with ``names`` reporting informatively (and ``local`` not comparable across countries)."""
+    data = spec.to_dict()
+    for name in names:
+        data["indicators"][name]["missing"] = "informative"
+    for name in local:
+        data["indicators"][name]["comparable"] = False
+    return Spec.from_dict(data)
+
+
+# ---- the spec and the data contract -------------------------------------------------------------
+def test_missing_is_a_spec_option_that_round_trips_and_is_checked():
+    spec = informative(default_spec(), "seizures")
+    assert spec.indicators["seizures"].missing == "informative"
+    assert spec.indicators["staff"].missing == "ignorable"
+    assert Spec.from_toml(spec.to_toml()) == spec
+    data = default_spec().to_dict()
+    data["indicators"]["staff"]["missing"] = "mnar"
+    with pytest.raises(SpecError, match="ignorable.*informative"):
+        Spec.from_dict(data)
+
+
+def one_trait(missing: str = "informative") -> Spec:
+    return Spec.from_dict({"name": "demo", "traits": ["capability"], "indicators": {
+        "staff": {"family": "normal", "loads": {"capability": "positive"}, "missing": missing},
+        "expert": {"family": "ordinal", "categories": 3, "loads": {"capability": "positive"}}}})
+
+
+def table(**changes) -> pd.DataFrame:
+    """Two regions x two years of staff and expert ratings; Naryn 2001 did not report staff."""
+    frame = pd.DataFrame({
+        "country": "KG", "region": ["Osh", "Osh", "Naryn", "Naryn", "Osh", "Osh", "Naryn", "Naryn"],
+        "period": [2000, 2001, 2000, 2001] * 2, "indicator": ["staff"] * 4 + ["expert"] * 4,
+        "value": [1.5, 2.0, 0.5, None, 2, 3, 1, 1], "status": ["", "reported", "", "not_reported", *[""] * 4]})
+    for column, (row, value) in changes.items():
+        frame.loc[row, column] = value
+    return frame
+
+
+def test_non_reports_are_kept_apart_from_observations_and_round_trip(tmp_path):
+    panel = load_panel(table(), one_trait())
+    assert panel.n_obs == 7 and "status" not in panel.frame
+    assert panel.not_reported[["region", "period", "indicator", "row"]].values.tolist() == [["Naryn", 2001, "staff",
+                                                                                              3]]
+    cells = reporting_cells(panel.spec_indicators and one_trait(), panel)
+    assert cells.names == ["staff"] and cells.reported.tolist() == [1, 0, 1, 1]     # Naryn 2000, 2001; Osh
+    path = tmp_path / "data.csv"
+    table().to_csv(path, index=False)
+    from_file = load_panel(path, one_trait())
+    assert from_file.not_reported["row"].tolist() == [5]         # line 5 of the file
+    again = load_panel(from_file.data_table().set_axis(from_file.row_labels()), one_trait())
+    pd.testing.assert_frame_equal(again.not_reported, panel.not_reported.assign(row=[5]))
+
+
+def test_non_reports_of_an_ignorable_indicator_are_dropped():
+    panel = load_panel(table(), one_trait("ignorable"))
+    assert panel.n_obs == 7 and len(panel.not_reported) == 0
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"status": (1, "Reported ")}, r"row 1: `status` 'Reported' is not a status \(did you mean 'reported'\?\)"),
+    ({"status": (1, "missing")}, r"`status` 'missing' is not a status; use 'reported'.*'not_reported'"),
+    ({"value": (3, 1.0)}, r"row 3: `value` is given on a row with status 'not_reported'; leave `value` empty"),
+    ({"value": (0, None)}, r"row 0: `value` is empty or NaN; .* a row with `status` 'not_reported'"),
+    ({"status": (0, "not_reported"), "value": (0, None), "region": (3, "Osh"), "period": (3, 2000)},
+     r"rows 0, 3: duplicated \(region, period, indicator, rater\)"),
+])
+def test_bad_statuses_are_refused_naming_the_row_and_the_fix(changes, message):
+    with pytest.raises(DataError, match=message):
+        load_panel(table(**changes), one_trait())
+
+
+def test_a_non_report_of_a_rated_region_period_is_refused():
+    """Ratings by raters and a non-report (no rater) of the same region-period contradict each other."""
+    frame = table().assign(rater=[None] * 4 + ["a"] * 4)
+    frame.loc[8] = ["KG", "Osh", 2000, "expert", None, "not_reported", None]
+    with pytest.raises(DataError, match=r"row 8: status 'not_reported' for a \(region, period, indicator\) that "
+                                        "also has a row with a value; .* delete one of the rows"):
+        load_panel(frame, one_trait())
+
+
+def test_an_informative_indicator_without_non_reports_is_refused():
+    with pytest.raises(DataError, match=r"\['staff'\] have missing = \"informative\" but no row with status "
+                                        r"'not_reported'.*or set missing = \"ignorable\""):
+        load_panel(table().drop(index=3), one_trait())
+
+
+def test_a_rater_on_a_non_report_is_refused():
+    data = one_trait().to_dict()
+    data["indicators"]["expert"]["missing"] = "informative"
+    frame = table(status=(7, "not_reported"), value=(7, None)).assign(rater=[None] * 4 + ["a"] * 4)
+    with pytest.raises(DataError, match=r"row 7: `rater` is set on a row with status 'not_reported'"):
+        load_panel(frame, Spec.from_dict(data))
+
+
+# ---- the model ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small():
+    """Two countries, raters; seizures and abuse report informatively, abuse's reporting differs by country."""
+    spec = informative(default_spec(), "seizures", "abuse", "expert_capability", local=("abuse",))
+    sim = simulate(spec, n_countries=2, n_regions=3, n_periods=4, missing=0.1, n_raters=2, seed=5)
+    return sim, Model(sim.spec, sim.panel).pymc
+
+
+def test_reporting_variables_have_roles_and_one_likelihood_over_the_cells(small):
+    sim, model = small
+    roles = Model(sim.spec, sim.panel).roles
+    assert (roles["reporting_intercept"].role, roles["reporting_loading"].role, roles["reporting_offset"].role,
+            roles["reporting_offset_z"].role) == ("intercept", "loading", "offset", "latent")
+    assert roles["reporting_loading"].reflect == "trait" and roles["reporting_loading"].prior == "loading"
+    assert roles["reporting_offset"].ranked and roles["reporting_intercept"].ranked
+    assert model.named_vars_to_dims["reporting_loading"] == ("indicator_informative", "trait")
+    cells = reporting_cells(sim.spec, sim.panel)
+    # every region-period at which a series existed is one cell (ratings by several raters: one cell)
+    frame = sim.panel.frame
+    for i, name in enumerate(cells.names):
+        j = sim.panel.indicators.index(name)
+        existed = {*zip(frame.loc[frame["indicator_idx"] == j, "region_idx"],
+                        frame.loc[frame["indicator_idx"] == j, "period_idx"], strict=True),
+                   *zip(*sim.panel.not_reported.query("indicator_idx == @j")[["region_idx", "period_idx"]].values.T,
+                        strict=True)}
+        assert (cells.item == i).sum() == len(existed) and 0 < cells.reported[cells.item == i].mean() < 1
+    assert model.named_vars_to_dims["reported"] == ("obs_reported",) and len(model.coords["obs_reported"]) == len(
+        cells.item)
+
+
+def test_numpy_reporting_log_likelihood_matches_pymc(small, monkeypatch):
+    """The fit's ``reported`` log-likelihood (NumPy) equals PyMC's pointwise logp at a prior draw."""
+    sim, model = small
+    umodel, point, expected = pointwise_logp_at_a_prior_draw(sim, model, "dense", monkeypatch)
+    names = [v.name for v in [*umodel.free_RVs, *umodel.deterministics]]
+    values = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.replace_rvs_by_values([umodel[n] for n in names]),
+                               on_unused_input="ignore")(point)
+    assert np.abs(values[names.index("reporting_offset")]).max() > 0.01
+    post = xr.Dataset({n: xr.DataArray(v[None, None], dims=("chain", "draw", *model.named_vars_to_dims.get(n, ())))
+                       for n, v in zip(names, values, strict=True)},
+                      coords={k: np.asarray(v) for k, v in model.coords.items()})
+    tree = Model(sim.spec, sim.panel).add_predictions(xr.DataTree.from_dict({"posterior": post}), seed=1)
+    np.testing.assert_allclose(tree["log_likelihood"]["reported"].values[0, 0], expected["reported"], rtol=1e-8)
+    assert set(np.unique(tree["posterior_predictive"]["reported"].values)) <= {0, 1}
