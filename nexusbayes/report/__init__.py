@@ -47,7 +47,7 @@ from nexusbayes.inference import compile_cache
 from nexusbayes.inference.run_length import describe
 from nexusbayes.model.build import Model
 from nexusbayes.outputs import REPORT, OutputFolder
-from nexusbayes.report import checks, figures
+from nexusbayes.report import checks, figures, reporting
 from nexusbayes.report.tables import column_formatter, result_tables, rounded
 
 REPORT_FILE = "report.html"
@@ -342,6 +342,8 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
         f"Traits over periods by region: posterior mean and {CI_PROB:.0%} band.",
         figures.trait_trajectories(tables["traits"], thresholds))
     figs["results"] = rendered(figs["results"])
+    figs["results"].update(rendered(reporting.reporting_figures(fit)))
+    tables.update({stem: results[stem] for stem in ("reporting_model",) if stem in results})
     if len(fit.panel.countries) > 1:
         figs["results"].update(rendered(_comparison(fit, tables, thresholds)))
     seconds = time.perf_counter() - start
@@ -444,6 +446,7 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
         "group_era": _table(tables["types_by_group_era"]) if "types_by_group_era" in tables else None,
         "thresholds": _table(tables["typology_thresholds"]) if "typology_thresholds" in tables else None,
         "comparison": comparison, "notes": notes, "data_warnings": fit.panel.warnings,
+        "reporting": _table(tables["reporting_model"]) if "reporting_model" in tables else None,
         "seconds": f"{seconds:.1f}", "types": TYPES,
         "csv": sorted(f"{name}.csv" for name in tables),
     }
