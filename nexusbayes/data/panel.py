@@ -263,9 +263,8 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
                      if (given & num.isna()).any() else "")
         if col == "value":
             given_value = given.to_numpy()
-            problems.add(~given & ~silent, "`value` is empty or NaN; a series that did not exist there is an absent "
-                         f"row (delete the row), a series that existed but was not reported a row with `status` "
-                         f"{NOT_REPORTED!r}")
+            problems.add(~given & ~silent, "`value` is empty or NaN; a missing observation is an absent row: delete "
+                         f"the row (or set `status` to {NOT_REPORTED!r} if the series existed and was not reported)")
         problems.add(np.isinf(num), f"`{col}` is infinite; only finite numbers are allowed")
         huge = np.isfinite(num) & (num.abs() > MAX_ABS)
         problems.add(huge, f"`{col}` is too large in magnitude (at most {MAX_ABS:g}); rescale the indicator, "

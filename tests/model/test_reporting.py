@@ -81,7 +81,7 @@ def test_non_reports_of_an_ignorable_indicator_are_dropped():
     ({"status": (1, "Reported ")}, r"row 1: `status` 'Reported' is not a status \(did you mean 'reported'\?\)"),
     ({"status": (1, "missing")}, r"`status` 'missing' is not a status; use 'reported'.*'not_reported'"),
     ({"value": (3, 1.0)}, r"row 3: `value` is given on a row with status 'not_reported'; leave `value` empty"),
-    ({"value": (0, None)}, r"row 0: `value` is empty or NaN; .* a row with `status` 'not_reported'"),
+    ({"value": (0, None)}, r"row 0: `value` is empty or NaN; .* \(or set `status` to 'not_reported' if the series existed"),
     ({"status": (0, "not_reported"), "value": (0, None), "region": (3, "Osh"), "period": (3, 2000)},
      r"rows 0, 3: duplicated \(region, period, indicator, rater\)"),
 ])
