@@ -264,3 +264,21 @@ def test_without_the_pathology_the_reporting_model_gives_the_same_theta(fits):
     print(report)
     assert gap.mean() <= 0.15 and gap.max() <= 0.5, report
     assert ((loadings["q05"] <= 0) & (0 <= loadings["q95"])).sum() >= 2, report
+
+
+def test_a_saved_fit_keeps_its_non_reports(tmp_path):
+    """Fit.save stores the non-reports with the data (status column), and load rebuilds the same panel."""
+    from nexusbayes.fit import Fit, load
+
+    sim = simulate(informative(default_spec(), "seizures"), n_regions=3, n_periods=4, seed=1)
+    assert len(sim.panel.not_reported)
+    post = xr.Dataset({"theta": (("chain", "draw", "region", "period", "trait"),
+                                 np.random.default_rng(1).normal(size=(1, 2, 3, 4, 2)))},
+                      coords={"chain": [0], "draw": [0, 1], "region": sim.panel.regions, "period": sim.panel.periods,
+                              "trait": sim.spec.traits})
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((1, 2), bool))}, coords={"chain": [0], "draw": [0, 1]})
+    tree = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+    path = Fit(tree=tree, spec=sim.spec, panel=sim.panel).save(tmp_path / "f.nc")
+    again = load(path).panel
+    pd.testing.assert_frame_equal(again.not_reported, sim.panel.not_reported)
+    assert again.n_obs == sim.panel.n_obs
