@@ -81,7 +81,7 @@ def test_non_reports_of_an_ignorable_indicator_are_dropped():
     ({"status": (1, "Reported ")}, r"row 1: `status` 'Reported' is not a status \(did you mean 'reported'\?\)"),
     ({"status": (1, "missing")}, r"`status` 'missing' is not a status; use 'reported'.*'not_reported'"),
     ({"value": (3, 1.0)}, r"row 3: `value` is given on a row with status 'not_reported'; leave `value` empty"),
-    ({"value": (0, None)}, r"row 0: `value` is empty or NaN; .* \(or set `status` to 'not_reported' if the series existed"),
+    ({"value": (0, None)}, r"row 0: `value` is empty or NaN; .* \(or set `status` to 'not_reported' if the series"),
     ({"status": (0, "not_reported"), "value": (0, None), "region": (3, "Osh"), "period": (3, 2000)},
      r"rows 0, 3: duplicated \(region, period, indicator, rater\)"),
 ])
@@ -276,7 +276,8 @@ def test_a_saved_fit_keeps_its_non_reports(tmp_path):
                                  np.random.default_rng(1).normal(size=(1, 2, 3, 4, 2)))},
                       coords={"chain": [0], "draw": [0, 1], "region": sim.panel.regions, "period": sim.panel.periods,
                               "trait": sim.spec.traits})
-    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((1, 2), bool))}, coords={"chain": [0], "draw": [0, 1]})
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((1, 2), bool))},
+                       coords={"chain": [0], "draw": [0, 1]})
     tree = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
     path = Fit(tree=tree, spec=sim.spec, panel=sim.panel).save(tmp_path / "f.nc")
     again = load(path).panel
