@@ -232,8 +232,10 @@ def test_ignored_gaps_bias_theta_where_capability_is_low_and_the_reporting_model
 def test_reporting_parameters_are_recovered_and_reported(fits):
     """The planted intercepts and loadings in their 90% intervals (as a Binomial(6, 0.9) count would be, at 99%),
     every loading's interval above 0; the report's table and figure and PSIS-LOO cover the reporting term."""
+    from nexusbayes.report import build_report
     from nexusbayes.report.checks import loo
     from nexusbayes.report.reporting import reporting_figure
+    from nexusbayes.report.tables import rounded
 
     sim, result = fits["pathology", "informative"]
     table = reporting_table(result)
@@ -248,6 +250,9 @@ def test_reporting_parameters_are_recovered_and_reported(fits):
     assert reporting_figure(result).axes
     terms = loo(result.tree, result.spec, result.panel).terms.set_index("term")
     assert terms.loc["reported", "n_obs"] == len(cells.item)
+    page = build_report(result, dpi=50)
+    assert "reporting" in page.figures and "Reporting model: who reports" in page.html
+    pd.testing.assert_frame_equal(page.tables["reporting_model"], rounded(table.drop(columns=["truth", "inside"])))
 
 
 @pytest.mark.slow
