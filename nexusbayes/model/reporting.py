@@ -9,7 +9,7 @@ cells. Over all cells of all informative indicators, one vectorised Bernoulli li
     logit P(reported) = reporting_intercept_j [+ reporting_offset_{j, c}]
                         + sum_k reporting_loading_{j, k} theta_{r, t, k}
 
-Loadings are **free** (normal, scale ``priors.loading``) on every trait, as the inflation ("absence")
+Loadings are **free** (normal, scale ``priors.reporting_loading``) on every trait, as the inflation ("absence")
 discriminations of idealstan (Kubinec 2019) are: the direction of the dependence is what the model is asked to
 learn (monitoring may raise reports where capability is low as well as lower them), a sign constraint would
 pile posterior mass at zero where the dependence is weak and so undercover, and the traits' signs are already
@@ -115,8 +115,8 @@ def reporting_likelihood(spec: Spec, panel: Panel, theta) -> None:
     n_period, n_trait = len(panel.periods), len(spec.traits)
     intercept = declare(pm.Normal(INTERCEPT, 0.0, spec.priors.intercept, dims="indicator_informative"),
                         "intercept", prior="intercept")
-    loading = declare(pm.Normal(LOADING, 0.0, spec.priors.loading, dims=("indicator_informative", "trait")),
-                      "loading", prior="loading", reflect="trait")
+    loading = declare(pm.Normal(LOADING, 0.0, spec.priors.reporting_loading, dims=("indicator_informative", "trait")),
+                      "loading", prior="reporting_loading", reflect="trait")
     logit = intercept[cells.item] + (loading[cells.item] * theta.reshape((-1, n_trait))[
         cells.region * n_period + cells.period]).sum(axis=-1)
     local = [i for i, n in enumerate(cells.names) if not spec.indicator(n).comparable]

@@ -74,7 +74,7 @@ class Indicator(_Strict):
         indicator is reported is itself an outcome, Bernoulli over every region-period at which the series
         existed (a row with a value or a non-report), with logit ``reporting intercept (+ a sum-to-zero
         country offset when comparable = false) + reporting loadings . traits``, the loadings free on every
-        trait (normal, scale ``priors.loading``), so non-reports inform the traits (low capability, fewer
+        trait (normal, scale ``priors.reporting_loading``), so non-reports inform the traits (low capability, fewer
         reports). See :func:`nexusbayes.model.reporting.reporting_likelihood`. The data must hold at least
         one non-report of the indicator.
     """
@@ -326,6 +326,10 @@ class Priors(_Strict):
     ``drift_sd`` is the scale of the step SD per year of the intercepts (or cut-point centres) of
     indicators with ``drift`` (see :class:`Indicator`), on the scale of their linear predictor.
 
+    ``reporting_loading`` is the scale of the (normal) reporting loadings of indicators with ``missing =
+    "informative"``, on the logit of P(reported): at 2, a probability of reporting that rises from 12% to 88%
+    over two SDs of a trait is well inside the prior, as gaps that track state weakness can be.
+
     Every value is the scale of a half-normal prior (normal for intercepts, free loadings and the
     country offsets of indicators not comparable across countries, whose location is 0), except
     ``lkj_eta`` (LKJ shape on the trait correlation), ``ar_phi`` (Beta(a, b) on the AR(1)
@@ -344,6 +348,7 @@ class Priors(_Strict):
     innovation_country_sd: PriorScale = 0.3
     innovation_region_sd: PriorScale = 0.3
     drift_sd: PriorScale = 0.2
+    reporting_loading: PriorScale = 2.0
     lkj_eta: PriorScale = 2.0
     ar_phi: Annotated[tuple[PriorScale, PriorScale], BeforeValidator(_tuple)] = (4.0, 1.5)
 

@@ -127,7 +127,7 @@ def test_reporting_variables_have_roles_and_one_likelihood_over_the_cells(small)
     roles = Model(sim.spec, sim.panel).roles
     assert (roles["reporting_intercept"].role, roles["reporting_loading"].role, roles["reporting_offset"].role,
             roles["reporting_offset_z"].role) == ("intercept", "loading", "offset", "latent")
-    assert roles["reporting_loading"].reflect == "trait" and roles["reporting_loading"].prior == "loading"
+    assert roles["reporting_loading"].reflect == "trait" and roles["reporting_loading"].prior == "reporting_loading"
     assert roles["reporting_offset"].ranked and roles["reporting_intercept"].ranked
     assert model.named_vars_to_dims["reporting_loading"] == ("indicator_informative", "trait")
     cells = reporting_cells(sim.spec, sim.panel)
