@@ -148,9 +148,12 @@ def kernel_containers(design: Design, spec: Spec, key: str, y: np.ndarray) -> di
     """Values of the data containers that likelihood term ``key`` derives from observations ``y``, by name.
 
     Swap them in with ``data_<key>`` (nutpie's ``with_data``) when refitting a compiled model to new
-    observations of the same structure (see :meth:`nexusbayes.model.families.Family.kernel_tables`).
+    observations of the same structure (see :meth:`nexusbayes.model.families.Family.kernel_tables`). Empty for a
+    term that is not a family's (the reporting model's ``reported``, whose container ``data_reported`` is all).
     """
-    block = next(b for b in design.blocks if b.key == key)
+    block = next((b for b in design.blocks if b.key == key), None)
+    if block is None:
+        return {}
     family = FAMILIES[spec.indicator(block.names[0]).family]
     return {f"{name}_{key}": values for name, values in family.kernel_tables(block.local, np.asarray(y)).items()}
 
