@@ -297,3 +297,14 @@ def test_a_saved_fit_keeps_its_non_reports(tmp_path):
     again = load(path).panel
     pd.testing.assert_frame_equal(again.not_reported, sim.panel.not_reported)
     assert again.n_obs == sim.panel.n_obs
+
+
+def test_the_compiled_structure_depends_on_the_non_reports():
+    """The same observations with other non-reports make other reporting cells: not one compiled model."""
+    from nexusbayes.inference.compile_cache import structure_key
+
+    sim = simulate(informative(default_spec(), "seizures"), n_regions=3, n_periods=4, seed=1)
+    fewer = sim.frame.drop(index=sim.frame.index[sim.frame["status"] == "not_reported"][0])
+    other = load_panel(fewer, sim.spec)
+    assert other.n_obs == sim.panel.n_obs and len(other.not_reported) == len(sim.panel.not_reported) - 1
+    assert structure_key(other, sim.spec) != structure_key(sim.panel, sim.spec)
