@@ -323,6 +323,9 @@ def _check(args) -> int:
     if panel.empty_cells:
         print(f"{len(panel.empty_cells)} region-period(s) have no observation (allowed: traits from the dynamics): "
               + ", ".join(f"{r} {p}" for r, p in panel.empty_cells[:10]))
+    if len(panel.not_reported):
+        print(f"{len(panel.not_reported)} non-report(s) of indicators with missing = \"informative\": "
+              + ", ".join(f"{n} {c}" for n, c in panel.not_reported["indicator"].value_counts(sort=False).items()))
     for message in panel.warnings:
         print(f"WARNING: {message}")
     return 0

@@ -167,7 +167,7 @@ class Fit:
             raise OutputExistsError(f"{path} exists; pass overwrite=True (or --overwrite) to replace it")
         tree = self.tree.copy()
         data = self.panel.data_table()
-        stored = data.assign(**{ROW_LABEL: self.panel.frame["row"].to_numpy()})
+        stored = data.assign(**{ROW_LABEL: self.panel.row_labels()})
         tree["fit_data"] = xr.DataTree(xr.Dataset.from_dataframe(stored.rename_axis("row")))
         spec_text = self.spec.to_toml()
         tree.attrs.update({"nexusbayes_format": FORMAT, "nexusbayes_version": version("nexusbayes"),
@@ -214,7 +214,7 @@ def load(path: str | Path) -> Fit:
         raise FitFileError(str(exc)) from None
     data = tree["fit_data"].to_dataset().to_dataframe().reset_index(drop=True)
     labels = data.pop(ROW_LABEL).to_numpy()
-    for col in ("country", "region", "indicator", "rater"):
+    for col in ("country", "region", "indicator", "rater", "status"):
         if col in data:
             data[col] = data[col].astype(object).where(data[col].notna(), None)
     if content_digest(attrs["nexusbayes_spec"], data) != attrs.get("nexusbayes_sha256"):

@@ -2,7 +2,8 @@
 
 One row per observation with columns ``country, region, period, indicator, value`` and, where an
 indicator needs them, ``exposure`` (count offset), ``trials`` (binomial) and ``rater`` (ordinal
-expert ratings). A missing observation is an absent row. Every problem is reported with the file
+expert ratings), and ``status`` (``not_reported`` marks a non-report, see :mod:`nexusbayes.data.reporting`).
+A region-period without a row is structurally absent. Every problem is reported with the file
 and the offending rows (line numbers for files, index labels for DataFrames) and what is allowed.
 
 Examples
@@ -29,31 +30,27 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from nexusbayes.data.reporting import (
+    NOT_REPORTED,
+    STATUS,
+    check_non_reports,
+    index_non_reports,
+    no_non_reports,
+    non_report_mask,
+    require_non_reports,
+    split_non_reports,
+)
 from nexusbayes.errors import DataError
 from nexusbayes.spec.document import Spec
 from nexusbayes.spec.limits import name_advice, name_problem
 
 REQUIRED = ("country", "region", "period", "indicator", "value")
-
-
-OPTIONAL = ("exposure", "trials", "rater")
-
-
+OPTIONAL = ("exposure", "trials", "rater", STATUS)
 NA_TEXT = ("nan", "na", "n/a", "null", "none", "<na>")  # read as missing in numeric columns
-
-
 MAX_SHOWN = 8
-
-
 MAX_ABS = 1e100       # largest magnitude of any number in the table (beyond it sums and squares overflow)
-
-
 MAX_COUNT = 2.0**53   # counts and trials: whole numbers that floats store exactly (and int64 holds)
-
-
 MIN_EXPOSURE = 1e-100  # exposure enters as log exposure
-
-
 MAX_YEAR = 9999       # periods are years -9999..9999
 
 
@@ -83,6 +80,9 @@ class Panel:
         The indicators listed in the spec (the rest are item-bank items).
     trait_loads : dict of str to set of str
         Per trait, the indicators that load on it.
+    not_reported : pandas.DataFrame
+        The non-reports of indicators with ``missing = "informative"`` (rows with ``status = "not_reported"``):
+        ``country, region, period, indicator, row`` and their integer codes (see :mod:`nexusbayes.data.reporting`).
     warnings : list of str
         Coverage problems the fit allows but the reader must know (see the property).
     """
@@ -101,6 +101,7 @@ class Panel:
     #: it: what :attr:`warnings` checks coverage against.
     spec_indicators: list[str] = field(default_factory=list)
     trait_loads: dict[str, set[str]] = field(default_factory=dict)
+    not_reported: pd.DataFrame = field(default_factory=no_non_reports)
 
     @property
     def n_obs(self) -> int:
@@ -139,9 +140,21 @@ class Panel:
         return out
 
     def data_table(self) -> pd.DataFrame:
-        """The observations as a plain long table (data columns only), e.g. for saving."""
+        """The observations as a plain long table (data columns only), e.g. for saving.
+
+        Non-reports follow the observations, with ``status = "not_reported"`` (the column only when there are any).
+        """
         cols = [c for c in (*REQUIRED, *OPTIONAL) if c in self.frame.columns]
-        return self.frame[cols].reset_index(drop=True)
+        table = self.frame[cols].reset_index(drop=True)
+        if len(self.not_reported) == 0:
+            return table
+        silent = self.not_reported[["country", "region", "period", "indicator"]].assign(value=np.nan)
+        return pd.concat([table.assign(**{STATUS: None}), silent.assign(**{STATUS: NOT_REPORTED})],
+                         ignore_index=True)[[*cols, STATUS]]
+
+    def row_labels(self) -> np.ndarray:
+        """The row labels of :meth:`data_table`'s rows (the file's lines, or the DataFrame's index labels)."""
+        return np.concatenate([self.frame["row"].to_numpy(), self.not_reported["row"].to_numpy()])
 
 
 class _Problems:
@@ -226,11 +239,13 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
         problems.add(frame["indicator"] == name,
                      f"indicator {name!r} is not in the spec" + (f" (did you mean {guess[0]!r}?)" if guess else "")
                      + f"; the spec has: {', '.join(spec.indicators)}")
+    silent = non_report_mask(frame, problems)
     problems.raise_if_any()
     if spec.item_bank is not None and listed.all():
         raise DataError(f"{label}: the spec has an [item_bank] but every indicator in the data is listed under "
                         "[indicators]; remove [item_bank]")
 
+    given_value = np.zeros(len(frame), dtype=bool)
     for col in ("value", "exposure", "trials"):
         if col not in frame:
             continue
@@ -247,7 +262,9 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
         problems.add(given & num.isna(), f"`{col}` is not a number (got e.g. {raw[given & num.isna()].iloc[0]!r})"
                      if (given & num.isna()).any() else "")
         if col == "value":
-            problems.add(~given, "`value` is empty or NaN; a missing observation is an absent row: delete the row")
+            given_value = given.to_numpy()
+            problems.add(~given & ~silent, "`value` is empty or NaN; a missing observation is an absent row: delete "
+                         f"the row (or set `status` to {NOT_REPORTED!r} if the series existed and was not reported)")
         problems.add(np.isinf(num), f"`{col}` is infinite; only finite numbers are allowed")
         huge = np.isfinite(num) & (num.abs() > MAX_ABS)
         problems.add(huge, f"`{col}` is too large in magnitude (at most {MAX_ABS:g}); rescale the indicator, "
@@ -257,6 +274,8 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
 
     # periods
     periods, period_time, frame["period_idx"] = _index_periods(frame, spec, problems)
+    problems.raise_if_any()
+    check_non_reports(frame, silent, given_value, problems)
     problems.raise_if_any()
 
     # support of each family
@@ -271,9 +290,10 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     whole_trials = np.isfinite(trials) & (np.floor(trials) == trials) & (trials >= 1)
     ok_trials = whole_trials & (trials <= MAX_COUNT)
     small = is_int & (np.abs(value) <= MAX_COUNT)  # a whole number stored exactly
-    checks = [(f"{name!r}", (frame["indicator"] == name).to_numpy(), ind) for name, ind in spec.indicators.items()]
+    checks = [(f"{name!r}", (frame["indicator"] == name).to_numpy() & ~silent, ind)
+              for name, ind in spec.indicators.items()]
     if spec.item_bank is not None:   # all bank items at once (there may be thousands)
-        checks.append(("item-bank indicators", ~listed, spec.item_bank.indicator()))
+        checks.append(("item-bank indicators", ~listed & ~silent, spec.item_bank.indicator()))
     for name, m, ind in checks:
         if ind.family == "negbin":
             problems.add(m & ~(is_int & (value >= 0)),
@@ -325,6 +345,11 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
                      f"region {region!r} appears under {len(names)} countries {names}; a region belongs to one "
                      "country (rename one, e.g. 'Osh (KG)')")
     problems.raise_if_any()
+    frame, rows, non_reports = split_non_reports(frame, rows, silent, spec)
+    listed, fam = frame["indicator"].isin(known).to_numpy(), fam[~silent].reset_index(drop=True)
+    lacking = require_non_reports(spec, non_reports, label)
+    if lacking:
+        raise DataError(lacking)
 
     observed = _distinct(frame["indicator"])
     absent = [n for n in spec.indicators if n not in observed]
@@ -343,8 +368,9 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
                         "traits are standardised over region-periods, so at least two are needed: add regions "
                         "or periods")
 
-    countries = sorted(_distinct(frame["country"]))
-    country_of = frame.groupby("region", sort=False)["country"].first()   # one country per region (checked)
+    countries = sorted(_distinct(frame["country"]) | _distinct(non_reports["country"]))
+    # one country per region (checked); a region with non-reports only is a region too
+    country_of = pd.concat([frame, non_reports]).groupby("region", sort=False)["country"].first()
     country_code = {c: i for i, c in enumerate(countries)}
     regions = sorted(country_of.index, key=lambda r: (country_code[country_of[r]], r))
     # listed indicators in spec order, then item-bank items in order of first appearance
@@ -360,9 +386,12 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     seen = set(zip(frame["region_idx"], frame["period_idx"], strict=True))
     empty = [(regions[r], periods[t]) for r in range(len(regions)) for t in range(len(periods)) if (r, t) not in seen]
     trait_loads = {t: {n for n in indicators if t in spec.indicator(n).loads} for t in spec.traits}
+    codes = {"country": {c: i for i, c in enumerate(countries)}, "region": {r: i for i, r in enumerate(regions)},
+             "indicator": {n: i for i, n in enumerate(indicators)}}
     return Panel(frame=frame, countries=countries, regions=regions, periods=periods, period_time=period_time,
                  indicators=indicators, raters=raters, region_country=region_country, source=label,
-                 empty_cells=empty, spec_indicators=list(spec.indicators), trait_loads=trait_loads)
+                 empty_cells=empty, spec_indicators=list(spec.indicators), trait_loads=trait_loads,
+                 not_reported=index_non_reports(non_reports, codes))
 
 
 def _show(v) -> str:

@@ -78,7 +78,7 @@ def structure_key(panel: Panel, spec: Spec) -> str:
     """SHA-256 of what the compiled model depends on besides its data containers.
 
     The spec without ``[sampler]`` and ``data``; the panel's countries, regions, periods and their
-    times, indicators, raters and the region-country map; each observation's integer indices.
+    times, indicators, raters and the region-country map; each observation's and non-report's integer indices.
     """
     raw = spec.to_dict()
     raw.pop("sampler", None)
@@ -89,7 +89,9 @@ def structure_key(panel: Panel, spec: Spec) -> str:
                               "periods": list(map(str, panel.periods)), "indicators": list(panel.indicators),
                               "raters": list(map(str, panel.raters))}, sort_keys=True).encode())
     for array in (np.asarray(panel.period_time, dtype=float), np.asarray(panel.region_country, dtype=np.int64),
-                  *(frame[c].to_numpy(np.int64) for c in _STRUCTURE_COLUMNS if c in frame)):
+                  *(frame[c].to_numpy(np.int64) for c in _STRUCTURE_COLUMNS if c in frame),
+                  # the non-reports set the reporting model's cells (none: no bytes, the key of a panel without)
+                  *(panel.not_reported[c].to_numpy(np.int64) for c in _STRUCTURE_COLUMNS if c in panel.not_reported)):
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
 

@@ -54,6 +54,10 @@ indicator whose intercept drifts, ``- drift[j, t_i]`` for one whose cut-point ce
 :func:`nexusbayes.model.measurement._item_drift`) with one vectorised
 likelihood term per family (per number of categories for ordinal) over all its observations,
 gathered by integer indexing, so a gradient costs time linear in the number of observations.
+
+Indicators with ``missing = "informative"`` add one Bernoulli likelihood ``reported`` over the region-periods at
+which their series existed, whose logit loads on the traits (:mod:`nexusbayes.model.reporting`), so
+non-reports inform the traits.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ from nexusbayes.model.latent import _centred_spans, _latent_process
 from nexusbayes.model.measurement import _country_offsets, _item_drift, _linear_predictor, _measurement_parameters
 from nexusbayes.model.orient import orient
 from nexusbayes.model.predict import add_predictions, prior_predictive
+from nexusbayes.model.reporting import reporting_likelihood
 from nexusbayes.model.roles import COUNTRY_THETA, THETA, Roles, declare
 from nexusbayes.spec.document import Spec
 
@@ -206,4 +211,5 @@ def _graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
             inputs = {name: pm.Data(f"{name}_{block.key}", values, dims=block.dim)
                       for name, values in family.inputs(block).items()}
             family.likelihood(block, eta, (location[idx.indicator], spread[idx.indicator]), params, observed, inputs)
+        reporting_likelihood(spec, panel, theta)
     return model

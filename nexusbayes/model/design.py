@@ -148,15 +148,18 @@ def kernel_containers(design: Design, spec: Spec, key: str, y: np.ndarray) -> di
     """Values of the data containers that likelihood term ``key`` derives from observations ``y``, by name.
 
     Swap them in with ``data_<key>`` (nutpie's ``with_data``) when refitting a compiled model to new
-    observations of the same structure (see :meth:`nexusbayes.model.families.Family.kernel_tables`).
+    observations of the same structure (see :meth:`nexusbayes.model.families.Family.kernel_tables`). Empty for a
+    term that is not a family's (the reporting model's ``reported``, whose container ``data_reported`` is all).
     """
-    block = next(b for b in design.blocks if b.key == key)
+    block = next((b for b in design.blocks if b.key == key), None)
+    if block is None:
+        return {}
     family = FAMILIES[spec.indicator(block.names[0]).family]
     return {f"{name}_{key}": values for name, values in family.kernel_tables(block.local, np.asarray(y)).items()}
 
 
 def observed_cells(panel: Panel) -> np.ndarray:
-    """Flat positions ``region * n_period + period`` of the region-periods with data, sorted.
+    """Flat positions ``region * n_period + period`` of the region-periods with data (or a non-report), sorted.
 
     Examples
     --------
@@ -164,6 +167,6 @@ def observed_cells(panel: Panel) -> np.ndarray:
     >>> observed_cells(simulate(n_regions=2, n_periods=3, seed=1).panel).tolist()
     [0, 1, 2, 3, 4, 5]
     """
-    frame = panel.frame
-    flat = frame["region_idx"].to_numpy() * len(panel.periods) + frame["period_idx"].to_numpy()
-    return np.unique(flat)
+    frames = (panel.frame, panel.not_reported)    # a non-report of an informative indicator is data too
+    return np.unique(np.concatenate([f["region_idx"].to_numpy(int) * len(panel.periods) + f["period_idx"].to_numpy(int)
+                                     for f in frames]))

@@ -15,6 +15,7 @@ from nexusbayes.data.panel import Panel
 from nexusbayes.model.design import Design, block_index, term_key
 from nexusbayes.model.families import FAMILIES, NUISANCE
 from nexusbayes.model.measurement import DRIFT, drift_layout, drift_sign
+from nexusbayes.model.reporting import OBS_DIM, REPORTED, bernoulli_logp, reporting_cells, reporting_logit
 from nexusbayes.spec.document import Spec
 
 
@@ -110,7 +111,9 @@ def draw_chunks(n_samples: int, n_obs: int) -> list[slice]:
 def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec, seed: int) -> xr.DataTree:
     """Add log-likelihood, posterior predictive, observed and constant data (NumPy, nothing to compile).
 
-    Ordinal observations and predictions are on their 1..K scale. Computed over chunks of draws
+    Ordinal observations and predictions are on their 1..K scale. With informative indicators, the reporting
+    model's ``reported`` (:mod:`nexusbayes.model.reporting`) is in the log-likelihood and the predictions (1:
+    reported), not in the observed data, whose variables are the indicators' values. Computed over chunks of draws
     (:func:`draw_chunks`), so memory beyond the two results stays bounded on large panels, with each
     chunk's log-likelihood in a second thread beside its predictions.
     """
@@ -163,6 +166,16 @@ def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec,
         loglik[name] = xr.DataArray(logp.reshape(n_chain, n_draw, -1), dims=dims, coords=coords)
         predictive[name] = xr.DataArray(drawn.reshape(n_chain, n_draw, -1), dims=dims, coords=coords)
         observed[name] = xr.DataArray(block.y, dims=block.dim, coords=coords)
+    cells = reporting_cells(spec, panel)
+    if cells is not None:     # the reporting model: its log-likelihood and predictive draws, not an observed y
+        logp, drawn = np.empty((n_chain * n_draw, len(cells.item))), np.empty((n_chain * n_draw, len(cells.item)), int)
+        for rows in draw_chunks(n_chain * n_draw, len(cells.item)):
+            logit = reporting_logit(lambda n: flat(n) if n in post else None, cells, len(panel.periods), rows)
+            logp[rows] = bernoulli_logp(logit, cells.reported)
+            drawn[rows] = rng.random(logit.shape) < 1.0 / (1.0 + np.exp(-logit))
+        dims, coords = ("chain", "draw", OBS_DIM), {OBS_DIM: cells.labels}
+        loglik[REPORTED] = xr.DataArray(logp.reshape(n_chain, n_draw, -1), dims=dims, coords=coords)
+        predictive[REPORTED] = xr.DataArray(drawn.reshape(n_chain, n_draw, -1), dims=dims, coords=coords)
     sample_coords = {"chain": post["chain"].values, "draw": post["draw"].values}
     tree["log_likelihood"] = xr.DataTree(xr.Dataset(loglik).assign_coords(sample_coords))
     tree["posterior_predictive"] = xr.DataTree(xr.Dataset(predictive).assign_coords(sample_coords))

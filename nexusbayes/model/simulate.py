@@ -54,7 +54,10 @@ class Simulation:
         model's ``country_theta`` estimates); ``loading`` (indicator, trait), ``intercept``
         (indicator) and ``country_offset`` (indicator, country; zero for comparable indicators); with
         indicators with ``drift``, also ``drift`` (indicator_drifting, period), their paths centred over
-        the periods in which each has data, as the model's, and ``drift_sd`` (indicator_drifting).
+        the periods in which each has data, as the model's, and ``drift_sd`` (indicator_drifting); with
+        indicators with ``missing = "informative"``, ``reporting_intercept`` (indicator_informative),
+        ``reporting_loading`` (indicator_informative, trait) and ``reporting_offset`` (indicator_informative,
+        country).
     """
 
     frame: pd.DataFrame
@@ -84,7 +87,8 @@ def simulate_paths(rng: np.random.Generator, n_countries: int, regions_per_count
 
 def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int = 9, n_periods: int = 10,
              first_year: int = 2000, missing: float = 0.0, n_raters: int = 0, theta: np.ndarray | None = None,
-             exposure: np.ndarray | None = None, drift_sd: float = 0.3, seed: int = 0) -> Simulation:
+             exposure: np.ndarray | None = None, drift_sd: float = 0.3,
+             reporting: tuple[float, float] = (1.0, 1.5), seed: int = 0) -> Simulation:
     """Simulate a long indicator table from the measurement model.
 
     Parameters
@@ -105,6 +109,12 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         Step SD per year of the random walks of the intercepts (cut-point centres for ordinal) of the
         spec's indicators with ``drift``; drawn from their own stream, so the rest of the data are those
         of the same spec without drift.
+    reporting : (float, float)
+        For indicators with ``missing = "informative"``: the intercept and the loading on the first trait of
+        the logit of P(reported) (zero loadings on the others; per-country offsets drawn from their prior for
+        an indicator with ``comparable = false``). A region-period not reported loses all its rows of the
+        indicator and gets one row with ``status = "not_reported"``. Drawn from their own stream, so with a
+        zero loading the reporting is at random and the values that remain are those of the same seed.
     seed : int
         Random seed; the same seed gives the same data.
 
@@ -133,6 +143,12 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
     drift = np.cumsum(np.concatenate([np.zeros((len(drifting), 1)), drift_sd * walk_rng.standard_normal(
         (len(drifting), n_periods - 1))], axis=1), axis=1)   # yearly periods: gaps of 1
     rows = []
+    silent = [n for n in names if spec.indicators[n].missing == "informative"]
+    report_rng = np.random.default_rng([seed, 29])
+    report = {"reporting_intercept": np.full(len(silent), float(reporting[0])),
+              "reporting_loading": np.zeros((len(silent), len(traits))),
+              "reporting_offset": np.zeros((len(silent), n_countries))}
+    report["reporting_loading"][:, 0] = reporting[1]
     for j, name in enumerate(names):
         ind = spec.indicators[name]
         for trait, sign in ind.loads.items():
@@ -147,8 +163,18 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         r_idx, t_idx = r_idx.ravel(), t_idx.ravel()
         raters = [f"rater{k + 1}" for k in range(n_raters)] if (ind.family == "ordinal" and n_raters) else [None]
         params = _nuisance(ind, rng, n_raters)   # one set per indicator; raters differ by their shift only
+        reported, existed = np.ones((n_units, n_periods), bool), np.zeros((n_units, n_periods), bool)
+        if name in silent:
+            i = silent.index(name)
+            if not ind.comparable and n_countries > 1:
+                draw = report_rng.normal(0.0, spec.priors.country_offset, n_countries)
+                report["reporting_offset"][i] = draw - draw.mean()
+            logit = (report["reporting_intercept"][i] + theta @ report["reporting_loading"][i]
+                     + np.repeat(report["reporting_offset"][i], n_regions)[:, None])
+            reported = report_rng.random((n_units, n_periods)) < 1.0 / (1.0 + np.exp(-logit))
         for rater in raters:
             keep = rng.random(len(r_idx)) >= missing
+            existed[r_idx[keep], t_idx[keep]] = True
             r, t = r_idx[keep], t_idx[keep]
             eta = intercept[j] + offset[j, r // n_regions] + theta[r, t] @ loading[j]
             if name in drifting:    # the intercept rises with the path; a cut-point centre raised lowers eta
@@ -172,7 +198,12 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
                 part["trials"] = 12
             if rater is not None:
                 part["rater"] = rater
-            rows.append(part)
+            rows.append(part[reported[r, t]])     # drawn either way: reporting leaves the other values alone
+        r, t = np.nonzero(existed & ~reported)
+        if len(r):
+            rows.append(pd.DataFrame({"country": [countries[u // n_regions] for u in r],
+                                      "region": [regions[u] for u in r], "period": [years[p] for p in t],
+                                      "indicator": name, "value": np.nan, "status": "not_reported"}))
     frame = pd.concat(rows, ignore_index=True)
     panel = validate(frame, spec, "<simulated>")
     country_theta = theta.reshape(n_countries, n_regions, n_periods, len(traits)).mean(axis=1)
@@ -183,12 +214,17 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
             intercept[names.index(name)] += mean
     extra = {"drift": (("indicator_drifting", "period"), drift),
              "drift_sd": ("indicator_drifting", np.full(len(drifting), drift_sd))} if drifting else {}
+    if silent:
+        extra.update({k: (("indicator_informative", *(("trait",) if v.ndim > 1 and k.endswith("loading") else
+                                                        ("country",) if v.ndim > 1 else ())), v)
+                      for k, v in report.items()})
     truth = xr.Dataset(
         {"theta": (("region", "period", "trait"), theta), "loading": (("indicator", "trait"), loading),
          "intercept": ("indicator", intercept), "country_theta": (("country", "period", "trait"), country_theta),
          "country_offset": (("indicator", "country"), offset), **extra},
         coords={"region": regions, "period": years, "trait": traits, "indicator": names, "country": countries,
-                **({"indicator_drifting": drifting} if drifting else {})},
+                **({"indicator_drifting": drifting} if drifting else {}),
+                **({"indicator_informative": silent} if silent else {})},
     )
     return Simulation(frame=frame, panel=panel, spec=spec, truth=truth)
 

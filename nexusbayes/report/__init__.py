@@ -47,7 +47,7 @@ from nexusbayes.inference import compile_cache
 from nexusbayes.inference.run_length import describe
 from nexusbayes.model.build import Model
 from nexusbayes.outputs import REPORT, OutputFolder
-from nexusbayes.report import checks, comparison, figures
+from nexusbayes.report import checks, comparison, figures, reporting
 from nexusbayes.report.forecasts import forecast_section
 from nexusbayes.report.tables import column_formatter, result_tables, rounded
 
@@ -348,6 +348,8 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     tables.update(fc_tables)
     notes.extend(fc_notes)
     figs["results"] = rendered({**figs["results"], **fc_figures})
+    figs["results"].update(rendered(reporting.reporting_figures(fit)))
+    tables.update({stem: results[stem] for stem in ("reporting_model",) if stem in results})
     if len(fit.panel.countries) > 1:
         figs["results"].update(rendered(comparison.section(fit, tables, thresholds)))
     seconds = time.perf_counter() - start
@@ -424,6 +426,7 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
         "thresholds": _table(tables["typology_thresholds"]) if "typology_thresholds" in tables else None,
         "comparison": differences, "notes": notes, "forecast_types": _table(tables["forecast_types"])
         if "forecast_types" in tables else None, "data_warnings": fit.panel.warnings,
+        "reporting": _table(tables["reporting_model"]) if "reporting_model" in tables else None,
         "seconds": f"{seconds:.1f}", "types": TYPES,
         "csv": sorted(f"{name}.csv" for name in tables),
     }

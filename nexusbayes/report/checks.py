@@ -25,6 +25,7 @@ from nexusbayes.analysis.diagnostics import Diagnostics
 from nexusbayes.constants import BFMI_MIN, PARETO_K_MAX
 from nexusbayes.data.panel import Panel
 from nexusbayes.model.design import term_key
+from nexusbayes.model.reporting import REPORTED, reporting_cells
 from nexusbayes.report.figures import RC
 from nexusbayes.spec.document import Spec
 
@@ -333,7 +334,9 @@ class Loo:
 def loo(tree: xr.DataTree, spec: Spec, panel: Panel) -> Loo:
     """PSIS-LOO for each ``y_<term>`` of the log-likelihood, with Pareto k per observation.
 
-    Observations are named by region, period and indicator (and rater) through their row label.
+    Observations are named by region, period and indicator (and rater) through their row label; the reporting
+    model's term ``reported`` (:mod:`nexusbayes.model.reporting`) by its cells, and it is left out of the table
+    by indicator, which sums the values' terms.
     """
     index = observation_index(tree, spec, panel)
     terms, points, messages, results = [], [], [], {}
@@ -346,7 +349,8 @@ def loo(tree: xr.DataTree, spec: Spec, panel: Panel) -> Loo:
         k = result.pareto_k
         (dim,) = k.dims
         rows = k[dim].values
-        part = index[index["term"] == var].reset_index(drop=True)
+        part = (reporting_cells(spec, panel).table(panel).assign(term=var) if var == REPORTED     # reporting cells
+                else index[index["term"] == var].reset_index(drop=True))
         if not np.array_equal(part["row"].to_numpy(), rows):
             raise ValueError(f"the log-likelihood of {var} does not line up with its observations")
         part["elpd_loo"] = result.elpd_i.values
@@ -357,7 +361,7 @@ def loo(tree: xr.DataTree, spec: Spec, panel: Panel) -> Loo:
                       "n_k_above": int((k.values > PARETO_K_MAX).sum()), "k_threshold": PARETO_K_MAX,
                       "sample_size_k_threshold": float(result.good_k)})
     pointwise = pd.concat(points, ignore_index=True)
-    grouped = pointwise.groupby("indicator", sort=False)
+    grouped = pointwise[pointwise["term"] != REPORTED].groupby("indicator", sort=False)    # the values' terms
     by_ind = pd.DataFrame({"n_obs": grouped.size(), "elpd_loo": grouped["elpd_loo"].sum(),
                            "max_pareto_k": grouped["pareto_k"].max(),
                            "n_k_above": grouped["pareto_k"].apply(lambda k: int((k > PARETO_K_MAX).sum()))})

@@ -68,6 +68,15 @@ class Indicator(_Strict):
         :func:`nexusbayes.model.measurement._item_drift`). A trait's trend over periods is then
         identified only by the indicators that do not drift: the spec is refused unless the traits'
         indicators without drift pin every trait's trend down. Drifting loadings are not implemented.
+    missing : {"ignorable", "informative"}
+        What a non-report says (rows with ``status = "not_reported"`` in the data; see ``data/README.md``).
+        ``"ignorable"`` (default): nothing, and such rows are dropped. ``"informative"``: whether the
+        indicator is reported is itself an outcome, Bernoulli over every region-period at which the series
+        existed (a row with a value or a non-report), with logit ``reporting intercept (+ a sum-to-zero
+        country offset when comparable = false) + reporting loadings . traits``, the loadings free on every
+        trait (normal, scale ``priors.reporting_loading``), so non-reports inform the traits (low capability, fewer
+        reports). See :func:`nexusbayes.model.reporting.reporting_likelihood`. The data must hold at least
+        one non-report of the indicator.
     """
 
     family: FamilyName
@@ -76,6 +85,7 @@ class Indicator(_Strict):
     label: str | None = None
     comparable: bool = True
     drift: Literal["intercept", "cutpoints"] | None = None
+    missing: Literal["ignorable", "informative"] = "ignorable"
 
     @model_validator(mode="after")
     def _check(self) -> Indicator:
@@ -155,8 +165,9 @@ class ItemBank(_Strict):
     Examples
     --------
     >>> bank = ItemBank(family="bernoulli", loads={"ideology": "free"})
-    >>> bank.indicator()
-    Indicator(family='bernoulli', loads={'ideology': 'free'}, categories=None, label=None, comparable=True, drift=None)
+    >>> bank.indicator()   # doctest: +NORMALIZE_WHITESPACE
+    Indicator(family='bernoulli', loads={'ideology': 'free'}, categories=None, label=None, comparable=True,
+              drift=None, missing='ignorable')
     """
 
     family: FamilyName
@@ -315,6 +326,10 @@ class Priors(_Strict):
     ``drift_sd`` is the scale of the step SD per year of the intercepts (or cut-point centres) of
     indicators with ``drift`` (see :class:`Indicator`), on the scale of their linear predictor.
 
+    ``reporting_loading`` is the scale of the (normal) reporting loadings of indicators with ``missing =
+    "informative"``, on the logit of P(reported): at 2, a probability of reporting that rises from 12% to 88%
+    over two SDs of a trait is well inside the prior, as gaps that track state weakness can be.
+
     Every value is the scale of a half-normal prior (normal for intercepts, free loadings and the
     country offsets of indicators not comparable across countries, whose location is 0), except
     ``lkj_eta`` (LKJ shape on the trait correlation), ``ar_phi`` (Beta(a, b) on the AR(1)
@@ -333,6 +348,7 @@ class Priors(_Strict):
     innovation_country_sd: PriorScale = 0.3
     innovation_region_sd: PriorScale = 0.3
     drift_sd: PriorScale = 0.2
+    reporting_loading: PriorScale = 2.0
     lkj_eta: PriorScale = 2.0
     ar_phi: Annotated[tuple[PriorScale, PriorScale], BeforeValidator(_tuple)] = (4.0, 1.5)
 

@@ -342,7 +342,7 @@ def _simulation_jobs(spec: Spec, panel: Panel, settings: dict) -> list[Job]:
                    target_accept=settings["target_accept"], thin_to=settings["thin_to"])
     jobs = []
     for s in range(n_sims):
-        values = {f"data_{k}": sim_data[f"y_{k}"].isel(draw=s).values for k in keys}
+        values = {f"data_{k}": sim_data[f"y_{k}" if f"y_{k}" in sim_data else k].isel(draw=s).values for k in keys}
         data_sha256 = _arrays_sha(values)
         for k in keys:      # and the tables the kernels derive from the observations
             values.update(kernel_containers(model.design, spec, k, values[f"data_{k}"]))

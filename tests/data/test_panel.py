@@ -231,11 +231,13 @@ def test_value_outside_support(tmp_path, case):
     assert problems(msg) == [f"  - row {BAD}: {expected}"]
 
 
+EMPTY_VALUE = ("`value` is empty or NaN; a missing observation is an absent row: delete the row (or set `status` "
+               "to 'not_reported' if the series existed and was not reported)")
 NUMBER_CASES = {
     "non-numeric": ("abc", "`value` is not a number (got e.g. 'abc')"),
-    "empty": ("", "`value` is empty or NaN; a missing observation is an absent row: delete the row"),
-    "NaN": ("NaN", "`value` is empty or NaN; a missing observation is an absent row: delete the row"),
-    "NA": ("NA", "`value` is empty or NaN; a missing observation is an absent row: delete the row"),
+    "empty": ("", EMPTY_VALUE),
+    "NaN": ("NaN", EMPTY_VALUE),
+    "NA": ("NA", EMPTY_VALUE),
     "inf": ("inf", "`value` is infinite; only finite numbers are allowed"),
     "-inf": ("-inf", "`value` is infinite; only finite numbers are allowed"),
 }
@@ -260,8 +262,8 @@ def test_country_codes_like_NA_are_text_not_missing(tmp_path):
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    (np.nan, "`value` is empty or NaN; a missing observation is an absent row: delete the row"),
-    (None, "`value` is empty or NaN; a missing observation is an absent row: delete the row"),
+    (np.nan, EMPTY_VALUE),
+    (None, EMPTY_VALUE),
     (math.inf, "`value` is infinite; only finite numbers are allowed"),
     (-3.0, "`value` of 'seizures' (negbin) must be a count: a whole number >= 0 (got -3)"),
     (1.25, "`value` of 'seizures' (negbin) must be a count: a whole number >= 0 (got 1.25)"),
@@ -329,13 +331,13 @@ def test_missing_required_column(tmp_path):
     msg, path = csv_error(tmp_path, lines, header="country,region,period,value,exposure,trials,rater")
     assert msg == (f"{path}: missing column(s) ['indicator']; found ['country', 'region', 'period', 'value', "
                    "'exposure', 'trials', 'rater']. Required: country, region, period, indicator, value; "
-                   "optional: exposure, trials, rater")
+                   "optional: exposure, trials, rater, status")
 
 
 def test_unknown_column_with_suggestion(tmp_path):
     msg, path = csv_error(tmp_path, GOOD, header=HEADER.replace("exposure", "exposur"))
     assert msg == (f"{path}: unknown column(s) 'exposur' (did you mean 'exposure'?); allowed: country, "
-                   "region, period, indicator, value, exposure, trials, rater. Drop or rename them.")
+                   "region, period, indicator, value, exposure, trials, rater, status. Drop or rename them.")
 
 
 def test_unknown_column_without_suggestion():

@@ -27,6 +27,15 @@ def with_drift(**drift) -> Spec:
     return Spec.from_dict(data)
 
 
+def informative_gaps() -> Spec:
+    """Seizures and abuse report informatively; abuse's reporting differs by country."""
+    data = default_spec().to_dict()
+    for name in ("seizures", "abuse"):
+        data["indicators"][name]["missing"] = "informative"
+    data["indicators"]["abuse"]["comparable"] = False
+    return Spec.from_dict(data)
+
+
 VARIANTS = {
     "default, two countries, raters": lambda: simulate(n_countries=2, n_regions=3, n_periods=4, n_raters=2, seed=1),
     "ar1": lambda: simulate(default_spec(dynamics={"kind": "ar1"}), n_regions=3, n_periods=4, seed=1),
@@ -38,6 +47,7 @@ VARIANTS = {
             update={"comparable": False})}}), n_countries=3, n_regions=6, n_periods=3, seed=2),
     "drift": lambda: simulate(with_drift(staff="intercept", expert_willingness="cutpoints"), n_regions=3,
                               n_periods=4, seed=3),
+    "informative gaps": lambda: simulate(informative_gaps(), n_countries=2, n_regions=3, n_periods=4, seed=1),
 }
 
 
