@@ -24,7 +24,7 @@ from nexusbayes.analysis import forecast as forecasting
 from nexusbayes.analysis import typology
 from nexusbayes.analysis.diagnostics import Diagnostics, diagnose
 from nexusbayes.data.panel import Panel, validate
-from nexusbayes.data.resolve import resolve_panel, resolve_spec
+from nexusbayes.data.resolve import resolve_covariates, resolve_panel, resolve_spec
 from nexusbayes.errors import DataWarning, FitFileError, OutputExistsError, SpecError
 from nexusbayes.files import atomic_write, content_digest
 from nexusbayes.inference.sample import non_finite, sample
@@ -220,7 +220,7 @@ def load(path: str | Path) -> Fit:
 def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None = None, *,
         backend: str | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
         seed: int | None = None, until_converged: bool | None = None, progress: bool = True, check: bool = True,
-        status: Callable[[str], None] | None = None) -> Fit:
+        status: Callable[[str], None] | None = None, covariates: str | Path | pd.DataFrame | None = None) -> Fit:
     """Fit a spec to data.
 
     Parameters
@@ -245,6 +245,9 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     status : callable, optional
         Called with a one-line message when compiling and when sampling start, and with the progress lines
         (the CLI prints them).
+    covariates : path or DataFrame, optional
+        The covariate table of the spec's ``[covariates]``; default its ``covariates.path`` (relative to
+        the spec file; see :mod:`nexusbayes.data.covariates`).
 
     Returns
     -------
@@ -267,13 +270,14 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     DataWarning
         For each of ``panel.warnings`` (e.g. a trait no indicator measures in a country).
     """
+    given = spec
     spec, data_path = resolve_spec(spec)
     overrides = {k: v for k, v in dict(backend=backend, draws=draws, tune=tune, chains=chains, seed=seed,
                                        until_converged=until_converged).items() if v is not None}
     # validated like the spec's own [sampler] table (model_copy would not check e.g. draws = 0)
     settings = Spec.from_dict({**spec.to_dict(), "sampler": {**spec.sampler.model_dump(), **overrides}},
                               source="sampler settings (spec and arguments)").sampler
-    panel = resolve_panel(spec, data, data_path)
+    panel = resolve_panel(spec, data, data_path, covariates=resolve_covariates(given, spec, covariates))
     for message in panel.warnings:
         warnings.warn(message, DataWarning, stacklevel=2)
     tree = sample(Model(spec, panel), settings, progress=progress, status=status)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from nexusbayes.data.covariate_table import CovariateTable
 from nexusbayes.errors import DataError
 from nexusbayes.spec.document import Spec
 from nexusbayes.spec.limits import name_advice, name_problem
@@ -85,6 +86,8 @@ class Panel:
         Per trait, the indicators that load on it.
     warnings : list of str
         Coverage problems the fit allows but the reader must know (see the property).
+    covariates : CovariateTable, optional
+        The spec's ``[covariates]`` on the grid (:func:`nexusbayes.data.covariates.attach_covariates`).
     """
 
     frame: pd.DataFrame
@@ -101,6 +104,7 @@ class Panel:
     #: it: what :attr:`warnings` checks coverage against.
     spec_indicators: list[str] = field(default_factory=list)
     trait_loads: dict[str, set[str]] = field(default_factory=dict)
+    covariates: CovariateTable | None = None
 
     @property
     def n_obs(self) -> int:
