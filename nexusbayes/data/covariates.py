@@ -83,6 +83,7 @@ def validate_covariates(frame: pd.DataFrame, spec: Spec, panel: Panel, label: st
     frame = frame.reset_index(drop=True)
     problems = _Problems(label, rows)
     problems.kind = "line numbers in the file" if file_lines else "DataFrame index labels"
+    problems.what = "covariate table"
 
     region = frame["region"].astype("string").str.strip().fillna("")
     region_idx = region.map({r: i for i, r in enumerate(panel.regions)})

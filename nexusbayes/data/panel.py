@@ -167,10 +167,11 @@ class _Problems:
 
     def raise_if_any(self) -> None:
         if self.items:
-            head = f"{self.label}: invalid indicator data (rows are {self.kind})"
+            head = f"{self.label}: invalid {self.what} (rows are {self.kind})"
             raise DataError("\n".join([head, *self.items]))
 
     kind = "line numbers in the file"
+    what = "indicator data"
 
 
 def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_lines: bool = False,

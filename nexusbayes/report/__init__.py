@@ -48,6 +48,7 @@ from nexusbayes.inference.run_length import describe
 from nexusbayes.model.build import Model
 from nexusbayes.outputs import REPORT, OutputFolder
 from nexusbayes.report import checks, figures
+from nexusbayes.report.covariates import covariate_section
 from nexusbayes.report.tables import column_formatter, result_tables, rounded
 
 REPORT_FILE = "report.html"
@@ -341,6 +342,7 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     figs["results"]["trait_trajectories"] = (
         f"Traits over periods by region: posterior mean and {CI_PROB:.0%} band.",
         figures.trait_trajectories(tables["traits"], thresholds))
+    figs["results"].update(covariate_section(fit, results, tables))
     figs["results"] = rendered(figs["results"])
     if len(fit.panel.countries) > 1:
         figs["results"].update(rendered(_comparison(fit, tables, thresholds)))
@@ -443,7 +445,8 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
         "results": images("results"), "has_typology": fit.spec.has_typology,
         "group_era": _table(tables["types_by_group_era"]) if "types_by_group_era" in tables else None,
         "thresholds": _table(tables["typology_thresholds"]) if "typology_thresholds" in tables else None,
-        "comparison": comparison, "notes": notes, "data_warnings": fit.panel.warnings,
+        "comparison": comparison, "covariates": {k: _table(v) for k, v in tables.items() if k.startswith("covar")},
+        "notes": notes, "data_warnings": fit.panel.warnings,
         "seconds": f"{seconds:.1f}", "types": TYPES,
         "csv": sorted(f"{name}.csv" for name in tables),
     }

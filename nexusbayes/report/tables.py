@@ -22,6 +22,7 @@ import pandas as pd
 from nexusbayes.analysis.compare import comparison_tables
 from nexusbayes.analysis.typology import transitions_table
 from nexusbayes.fit import Fit
+from nexusbayes.report.covariates import covariate_tables
 
 #: Significant digits kept by the CSV tables.
 CSV_DIGITS = 4
@@ -96,6 +97,7 @@ def result_tables(fit: Fit) -> dict[str, pd.DataFrame]:
         groups = fit.group_era_summary()
         if len(groups):
             out["types_by_group_era"] = groups
+    out.update(covariate_tables(fit))
     if len(fit.panel.countries) > 1:
         out.update({f"compare_{k}": v for k, v in comparison_tables(fit, periods=None).items()})
     return out
