@@ -39,9 +39,9 @@ Role = Literal["latent", "trait", "scale", "dynamics", "correlation", "loading",
                "nuisance", "offset", "effect"]
 
 #: How a variable changes when a trait is reflected (theta_k -> -theta_k): ``trait`` (its ``trait`` and
-#: ``trait_`` dims change sign), ``labels`` (its elements labelled ``indicator:trait`` or ``covariate:trait`` on
-#: the reflected trait change sign), ``whole`` (all of it changes sign: the states of a one-trait model) or ``none`` (invariant:
-#: scales, persistence, cut-points, ...).
+#: ``trait_`` dims change sign), ``labels`` (its elements labelled ``indicator:trait`` or
+#: ``covariate:trait`` on the reflected trait change sign), ``whole`` (all of it changes sign: the states of
+#: a one-trait model) or ``none`` (invariant: scales, persistence, cut-points, ...).
 Reflection = Literal["trait", "labels", "whole", "none"]
 
 #: The roles whose variables are ranked by SBC and summarised as hyperparameters.

@@ -20,8 +20,11 @@ EFFECTS_NOTE = (f"Effects of the covariates on the traits: posterior mean, {CI_P
 
 
 def covariate_tables(fit: Fit) -> dict[str, pd.DataFrame]:
-    """The covariate tables by file stem: ``covariate_effects`` and, with a typology and step covariates,
-    ``covariate_transitions`` (P(change of type) per country at the covariate's 10th and 90th percentiles)."""
+    """The covariate tables by file stem.
+
+    ``covariate_effects`` and, with a typology and step covariates, ``covariate_transitions`` (P(change of
+    type) per country at the covariate's 10th and 90th percentiles).
+    """
     if fit.spec.covariates is None:
         return {}
     out = {"covariate_effects": fit.covariate_effects()}

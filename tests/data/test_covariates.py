@@ -60,7 +60,8 @@ def test_table_is_standardised_over_the_cells_used(spec, panel):
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (lambda t: t.assign(aid=t["aid"].where(t.index != 4)), r"covariate table.*\n  - row 6: `aid` is missing, but the model needs it"),
+    (lambda t: t.assign(aid=t["aid"].where(t.index != 4)),
+     r"covariate table.*\n  - row 6: `aid` is missing, but the model needs it"),
     (lambda t: t.assign(conflict=t["conflict"].where(t.index != 2)), r"row 4: `conflict` is missing.*steps"),
     (lambda t: t.assign(aid=t["aid"].astype(object).where(t.index != 1, "many")), r"row 3: `aid` is not a number"),
     (lambda t: t.replace({"region": {"C1-R02": "C1-R2"}}), r"rows 5, 6, 7: `region` 'C1-R2' is not a region.*"
