@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nexusbayes.cli import main
 from nexusbayes.data.covariates import attach_covariates
 from nexusbayes.data.resolve import resolve_covariates, resolve_panel
 from nexusbayes.errors import DataError, SpecError
@@ -94,3 +95,17 @@ def test_covariates_resolve_relative_to_the_spec_file(spec, tmp_path):
     assert panel.covariates.source == str(tmp_path / "models" / "cov.csv")
     with pytest.raises(DataError, match=r"has \[covariates\] but no covariate table was given"):
         attach_covariates(sim.panel, spec.model_copy(update={"covariates": CovariatesSpec(columns=COLUMNS)}), None)
+
+
+def test_check_command_validates_the_covariate_table(spec, tmp_path, capsys):
+    sim = simulate(n_regions=2, n_periods=3, seed=4)
+    sim.frame.to_csv(tmp_path / "data.csv", index=False)
+    table().to_csv(tmp_path / "cov.csv", index=False)
+    path = tmp_path / "spec.toml"
+    path.write_text(spec.model_copy(update={"data": "data.csv"}).to_toml())
+    assert main(["check", str(path)]) == 0
+    table().assign(aid=["1", "2", "x", "4", "5", "6"]).to_csv(tmp_path / "cov.csv", index=False)
+    capsys.readouterr()
+    assert main(["check", str(path)]) != 0
+    err = capsys.readouterr().err
+    assert "cov.csv: invalid covariate table" in err and "row 4: `aid` is not a number" in err
