@@ -1,5 +1,7 @@
 """Covariates in the model: roles and reflection, identification, and recovery of planted effects."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -118,3 +120,21 @@ def test_an_effect_flips_with_its_trait():
     out = model.orient(xr.DataTree.from_dict({"posterior": post}))["posterior"]
     assert out[BETA].values.ravel().tolist() == [0.5, -0.5]
     assert out[EFFECT].values.ravel().tolist() == [0.3, -0.3]
+
+
+def test_step_effects_accumulate_as_the_dynamics_do():
+    """AR(1): with every innovation at 0, a step effect's path is sum_s phi^(t - s) beta x_s (here phi = 1/2)."""
+    spec = default_spec(dynamics={"kind": "ar1"}, covariates=CovariatesSpec(columns={
+        "shock": CovariateEffect(on="step", traits=["willingness"])}))
+    sim = simulate(spec, n_regions=3, n_periods=4, seed=3)
+    model = Model(sim.spec, sim.panel)
+    point = {name: np.zeros_like(value) for name, value in model.pymc.initial_point().items()}   # logit phi = 0
+    point[BETA] = np.array([0.8])
+    (theta,) = evaluate(model, ["theta"], point)
+    x = sim.panel.covariates.standardised()[..., 0]
+    path = np.zeros_like(x)
+    for t in range(1, x.shape[1]):
+        path[:, t] = 0.5 * path[:, t - 1] + 0.8 * x[:, t]
+    assert np.allclose(theta[..., 1], (path - path.mean()) / path.std())
+    with pytest.raises(ValueError, match="carries no covariate table"):
+        Model(sim.spec, dataclasses.replace(sim.panel, covariates=None)).pymc
