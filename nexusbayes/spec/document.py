@@ -438,7 +438,8 @@ def _explain(exc: ValidationError, raw: dict, source: str) -> str:
             hint = f"; did you mean {guess[0]!r}?" if guess else f"; valid keys here: {', '.join(valid)}"
             lines.append(f"  - unknown key `{key}`{hint}")
         elif err["type"] == "missing":
-            lines.append(f"  - missing required key `{key}`")
+            if not _misspelt(loc, exc):   # a typo of the key is reported once, as an unknown key
+                lines.append(f"  - missing required key `{key}`")
         elif err["type"] in _WANTED:
             got = err.get("input")
             unquote = isinstance(got, str) and _parses_as(got, err["type"])
@@ -450,6 +451,12 @@ def _explain(exc: ValidationError, raw: dict, source: str) -> str:
             lines.append(f"  - `{key}`: {msg} (got {err.get('input')!r})" if err["type"] != "value_error"
                          else f"  - {('`' + key + '`: ') if loc else ''}{msg}")
     return "\n".join(lines)
+
+
+def _misspelt(loc: tuple, exc: ValidationError) -> bool:
+    """Whether a missing key at ``loc`` is present under a near spelling (an unknown key beside it)."""
+    return any(e["type"] == "extra_forbidden" and tuple(e["loc"][:-1]) == loc[:-1]
+               and difflib.get_close_matches(str(e["loc"][-1]), [str(loc[-1])], n=1) for e in exc.errors())
 
 
 #: What a field of each pydantic type error wants, in words (strict mode: no coercion between types).
