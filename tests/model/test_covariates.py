@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from nexusbayes.fit import fit
-from nexusbayes.model.build import Model
+from nexusbayes.model.build import Model, build_model
 from nexusbayes.model.covariates import BETA, EFFECT, EFFECT_DIM
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.document import Spec
@@ -137,4 +137,4 @@ def test_step_effects_accumulate_as_the_dynamics_do():
         path[:, t] = 0.5 * path[:, t - 1] + 0.8 * x[:, t]
     assert np.allclose(theta[..., 1], (path - path.mean()) / path.std())
     with pytest.raises(ValueError, match="carries no covariate table"):
-        Model(sim.spec, dataclasses.replace(sim.panel, covariates=None)).pymc
+        build_model(dataclasses.replace(sim.panel, covariates=None), sim.spec)
