@@ -10,7 +10,7 @@ before the traits are standardised::
 that is, a step effect gives the random-walk increment into period s (gap ``d_s`` years) the mean
 ``beta x d_s`` (per year), accumulated as the walk accumulates its increments (``a = 1``) or, under AR(1),
 decaying with the persistence (``a = phi^(tau_t - tau_s)``). ``country_theta`` gains the average of its
-regions' terms, so it stays the average of its regions' traits. The coefficients are non-centred-free
+regions' terms, so it stays the average of its regions' traits. The coefficients are independent
 normals, ``beta ~ Normal(0, prior_scale)``, with role ``effect``, each labelled ``covariate:trait`` so a
 trait's reflection (:func:`nexusbayes.model.orient.orient`) flips the coefficients on it.
 
