@@ -263,6 +263,7 @@ def _signals_interrupt():
 
 def _fit(args) -> int:
     from nexusbayes.analysis.diagnostics import SamplingWarning
+    from nexusbayes.data.resolve import resolve_covariates
     from nexusbayes.fit import fit
     from nexusbayes.outputs import RUN, OutputFolder, default_out_dir
     from nexusbayes.report import REPORT_DIR, REPORT_FILE
@@ -271,7 +272,9 @@ def _fit(args) -> int:
 
     spec, data_path = load_spec(args.spec)
     out = args.out or default_out_dir(spec.name)
-    inputs = [args.spec, *(data_path if isinstance(data_path, list) else [data_path])]
+    covariates = resolve_covariates(args.spec, spec)
+    inputs = [args.spec, *(data_path if isinstance(data_path, list) else [data_path]),
+              *([covariates] if covariates is not None else [])]
     with OutputFolder(out, RUN, overwrite=args.overwrite, inputs=inputs) as folder:   # checked before compiling
         print(f"Fitting {args.spec} ...", flush=True)
         with warnings.catch_warnings(record=True) as caught:
@@ -310,14 +313,16 @@ def verdict_line(diagnostics) -> str:
 
 
 def _check(args) -> int:
+    from nexusbayes.data.covariates import attach_covariates
     from nexusbayes.data.read import load_panel
+    from nexusbayes.data.resolve import resolve_covariates
     from nexusbayes.errors import SpecError
     from nexusbayes.spec.document import load_spec
 
     spec, data_path = load_spec(args.spec)
     if data_path is None:
         raise SpecError(f"{args.spec}: names no data file (`data = ...`)")
-    panel = load_panel(data_path, spec)
+    panel = attach_covariates(load_panel(data_path, spec), spec, resolve_covariates(args.spec, spec))
     print(f"{args.spec}: valid. {panel.n_obs} observations of {len(panel.indicators)} indicators, "
           f"{len(panel.regions)} regions in {len(panel.countries)} country(ies), {len(panel.periods)} periods.")
     if panel.empty_cells:

@@ -10,6 +10,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,11 +21,13 @@ import pandas as pd
 import xarray as xr
 
 from nexusbayes import fit_file
+from nexusbayes.analysis import covariates as covariate_analysis
 from nexusbayes.analysis import forecast as forecasting
 from nexusbayes.analysis import plausible, typology
 from nexusbayes.analysis.diagnostics import Diagnostics, diagnose
+from nexusbayes.data.covariates import attach_covariates
 from nexusbayes.data.panel import Panel, validate
-from nexusbayes.data.resolve import resolve_panel, resolve_spec
+from nexusbayes.data.resolve import resolve_covariates, resolve_panel, resolve_spec
 from nexusbayes.errors import DataWarning, FitFileError, OutputExistsError, SpecError
 from nexusbayes.files import atomic_write, content_digest
 from nexusbayes.inference.sample import non_finite, sample
@@ -120,6 +123,22 @@ class Fit:
         """
         return typology.trait_summary(self.tree, self.region_country, ci_prob)
 
+    # ---- covariates --------------------------------------------------------------------------
+    def covariate_effects(self, ci_prob: float | None = None) -> pd.DataFrame:
+        """The covariates' effects with intervals and P(effect > 0), per SD and per raw unit.
+
+        See :func:`nexusbayes.analysis.covariates.covariate_effects`.
+        """
+        return covariate_analysis.covariate_effects(self.tree, self.spec, self.panel, ci_prob)
+
+    def covariate_transitions(self, covariate: str, values: tuple[float, float] | None = None,
+                              ci_prob: float | None = None) -> pd.DataFrame:
+        """P(change of type | a step covariate at two values) per country.
+
+        See :func:`nexusbayes.analysis.covariates.transition_contrast`.
+        """
+        return covariate_analysis.transition_contrast(self.tree, self.spec, self.panel, covariate, values, ci_prob)
+
     # ---- forecasts ---------------------------------------------------------------------------
     def forecast(self, periods: int | None = None, *, times=None, labels=None, seed: int = 0) -> xr.DataTree:
         """The traits' predictive distribution ``periods`` ahead (default 1), per region and country, draw by draw.
@@ -169,6 +188,11 @@ class Fit:
         data = self.panel.data_table()
         stored = data.assign(**{ROW_LABEL: self.panel.row_labels()})
         tree["fit_data"] = xr.DataTree(xr.Dataset.from_dataframe(stored.rename_axis("row")))
+        table = self.panel.covariates
+        if table is not None:   # covered by the file's per-variable digests, like every group
+            frame = table.frame.assign(period=table.frame["period"].astype(str))
+            tree["fit_covariates"] = xr.DataTree(xr.Dataset.from_dataframe(frame.rename_axis("row")))
+            tree.attrs["nexusbayes_covariates_source"] = table.source
         spec_text = self.spec.to_toml()
         tree.attrs.update({"nexusbayes_format": FORMAT, "nexusbayes_version": version("nexusbayes"),
                            "nexusbayes_spec": spec_text, "nexusbayes_sha256": content_digest(spec_text, data),
@@ -223,6 +247,13 @@ def load(path: str | Path) -> Fit:
     panel = validate(data.set_axis(labels), spec, label=str(attrs.get("nexusbayes_data_source", path)),
                      row_kind="the row labels of the data as fitted")
     del tree["fit_data"]
+    if "fit_covariates" in tree.children:
+        table = tree["fit_covariates"].to_dataset().to_dataframe().reset_index(drop=True)
+        panel = attach_covariates(panel, spec, table.astype({"region": object}))
+        panel = dataclasses.replace(panel, covariates=dataclasses.replace(
+            panel.covariates, source=str(attrs.get("nexusbayes_covariates_source", path))))
+        del tree["fit_covariates"]
+        del tree.attrs["nexusbayes_covariates_source"]
     for key in (fit_file.DIGESTS_ATTR, fit_file.DIGEST_ATTR):    # they describe the file, not the fit
         del tree.attrs[key]
     return Fit(tree=tree, spec=spec, panel=panel)
@@ -231,7 +262,7 @@ def load(path: str | Path) -> Fit:
 def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None = None, *,
         backend: str | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
         seed: int | None = None, until_converged: bool | None = None, progress: bool = True, check: bool = True,
-        status: Callable[[str], None] | None = None) -> Fit:
+        status: Callable[[str], None] | None = None, covariates: str | Path | pd.DataFrame | None = None) -> Fit:
     """Fit a spec to data.
 
     Parameters
@@ -256,6 +287,9 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     status : callable, optional
         Called with a one-line message when compiling and when sampling start, and with the progress lines
         (the CLI prints them).
+    covariates : path or DataFrame, optional
+        The covariate table of the spec's ``[covariates]``; default its ``covariates.path`` (relative to
+        the spec file; see :mod:`nexusbayes.data.covariates`).
 
     Returns
     -------
@@ -278,13 +312,14 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     DataWarning
         For each of ``panel.warnings`` (e.g. a trait no indicator measures in a country).
     """
+    given = spec
     spec, data_path = resolve_spec(spec)
     overrides = {k: v for k, v in dict(backend=backend, draws=draws, tune=tune, chains=chains, seed=seed,
                                        until_converged=until_converged).items() if v is not None}
     # validated like the spec's own [sampler] table (model_copy would not check e.g. draws = 0)
     settings = Spec.from_dict({**spec.to_dict(), "sampler": {**spec.sampler.model_dump(), **overrides}},
                               source="sampler settings (spec and arguments)").sampler
-    panel = resolve_panel(spec, data, data_path)
+    panel = resolve_panel(spec, data, data_path, covariates=resolve_covariates(given, spec, covariates))
     for message in panel.warnings:
         warnings.warn(message, DataWarning, stacklevel=2)
     tree = sample(Model(spec, panel), settings, progress=progress, status=status)

@@ -16,6 +16,7 @@ import gc
 import io
 import os
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -50,6 +51,29 @@ def recovery(request):
     # adapted (528, 1.0111): a longer warm-up is not always a better one
     result = fit(sim.spec, sim.panel, chains=4, seed=request.param, progress=False, check=False)
     return sim, result
+
+
+#: Seeds of the covariate recovery replicates (tests/model/test_covariates.py), one structure, compiled once.
+COVARIATE_SEEDS = (101, 102, 103, 104)
+
+
+@pytest.fixture(scope="session")
+def covariate_fits():
+    """Fits of simulated 8-region x 8-period panels with six covariates (12 planted effects): [(sim, fit, s)]."""
+    from nexusbayes.model.simulate import default_spec
+    from nexusbayes.spec.sections import CovariateEffect, CovariatesSpec
+
+    both = ["capability", "willingness"]
+    spec = default_spec(covariates=CovariatesSpec(columns={
+        **{f"level{i}": CovariateEffect(on="level", traits=both) for i in range(3)},
+        **{f"step{i}": CovariateEffect(on="step", traits=both) for i in range(3)}}))
+    out = []
+    for seed in COVARIATE_SEEDS:
+        start = time.perf_counter()
+        sim = simulate(spec, n_regions=8, n_periods=8, seed=seed)
+        result = fit(sim.spec, sim.panel, chains=2, draws=500, seed=seed, progress=False, check=False)
+        out.append((sim, result, time.perf_counter() - start))
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -127,6 +127,9 @@ class Dynamics:
     def __init__(self, tree: xr.DataTree, spec: Spec, panel: Panel):
         if spec.dynamics.centred:
             raise ForecastError("forecasts are not implemented for `centred = true` dynamics (per-region spans) yet")
+        if spec.covariates is not None:
+            raise ForecastError("forecasts are not implemented for fits with [covariates] yet (their future values "
+                                "would be needed); refit without [covariates] to forecast")
         post = tree["posterior"].to_dataset()
         self.kind = spec.dynamics.kind
         self.df = spec.dynamics.df

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from nexusbayes.data.covariate_table import CovariateTable
 from nexusbayes.data.reporting import (
     NOT_REPORTED,
     STATUS,
@@ -85,6 +86,8 @@ class Panel:
         ``country, region, period, indicator, row`` and their integer codes (see :mod:`nexusbayes.data.reporting`).
     warnings : list of str
         Coverage problems the fit allows but the reader must know (see the property).
+    covariates : CovariateTable, optional
+        The spec's ``[covariates]`` on the grid (:func:`nexusbayes.data.covariates.attach_covariates`).
     """
 
     frame: pd.DataFrame
@@ -102,6 +105,7 @@ class Panel:
     spec_indicators: list[str] = field(default_factory=list)
     trait_loads: dict[str, set[str]] = field(default_factory=dict)
     not_reported: pd.DataFrame = field(default_factory=no_non_reports)
+    covariates: CovariateTable | None = None
 
     @property
     def n_obs(self) -> int:
@@ -176,10 +180,11 @@ class _Problems:
 
     def raise_if_any(self) -> None:
         if self.items:
-            head = f"{self.label}: invalid indicator data (rows are {self.kind})"
+            head = f"{self.label}: invalid {self.what} (rows are {self.kind})"
             raise DataError("\n".join([head, *self.items]))
 
     kind = "line numbers in the file"
+    what = "indicator data"
 
 
 def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_lines: bool = False,

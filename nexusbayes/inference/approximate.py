@@ -37,7 +37,7 @@ import xarray as xr
 from nexusbayes.analysis import typology
 from nexusbayes.constants import CI_PROB
 from nexusbayes.data.panel import Panel
-from nexusbayes.data.resolve import resolve_panel, resolve_spec
+from nexusbayes.data.resolve import resolve_covariates, resolve_panel, resolve_spec
 from nexusbayes.errors import SpecError
 from nexusbayes.model.build import Model
 from nexusbayes.spec.document import Spec
@@ -143,8 +143,9 @@ def approximate(spec: Spec | str, data=None, *, method: str = "advi", n: int = 2
         raise SpecError(f"unknown approximation {method!r}; choose one of {', '.join(METHODS)}")
     if n < 100 or draws < 10:
         raise SpecError(f"n = {n} iterations and draws = {draws}: use at least 100 iterations and 10 draws")
+    given = spec
     spec, data_path = resolve_spec(spec)
-    panel = resolve_panel(spec, data, data_path)
+    panel = resolve_panel(spec, data, data_path, covariates=resolve_covariates(given, spec))
     seed = spec.sampler.seed if seed is None else seed
     model = Model(spec, panel)
     start = time.perf_counter()

@@ -42,6 +42,9 @@ Identification
 * **Rotation**: anchors load on their trait alone, i.e. have zero loadings on the other traits.
 * **Between countries**: an indicator marked ``comparable = false`` gets a location per country
   (sum-to-zero offsets), so only comparable indicators tell the countries apart; every trait needs one.
+* **Covariates**: their terms are added to ``theta_raw`` before it is standardised, so the standardisation
+  cannot absorb them; the identified effect is the coefficient over the trait's SD (see
+  :mod:`nexusbayes.model.covariates`).
 * **Over periods**: an indicator with ``drift`` gets a location per period (a random walk summing to zero over
   its periods with data), so only indicators without drift tell a trait's trend from changing standards; the
   spec is refused unless they pin down every trait's trend (:func:`nexusbayes.spec.sections.trend_free_traits`).
@@ -70,6 +73,7 @@ import xarray as xr
 
 from nexusbayes.constants import PRIOR_PREDICTIVE_DRAWS
 from nexusbayes.data.panel import Panel
+from nexusbayes.model.covariates import add_covariates, standardised_effects
 from nexusbayes.model.design import Design, block_index, make_design, observed_cells
 from nexusbayes.model.families import FAMILIES
 from nexusbayes.model.latent import _centred_spans, _latent_process
@@ -187,10 +191,13 @@ def _graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
             theta_raw, country_raw = _centred_spans(design, spec, panel)
         else:
             theta_raw, country_raw = _latent_process(design, spec)
+        theta_raw, country_raw, beta = add_covariates(theta_raw, country_raw, spec, panel, design.period_time)
         # standardised over the region-periods with data (all of them when none is empty)
         seen = theta_raw.reshape((-1, len(spec.traits)))[observed_cells(panel)]
         mean = seen.mean(axis=0)
         sd = pt.sqrt(seen.var(axis=0) + 1e-12)  # the epsilon only matters at an all-zero start
+        if beta is not None:
+            standardised_effects(beta, sd, spec)
         theta = pm.Deterministic(THETA, (theta_raw - mean) / sd, dims=("region", "period", "trait"))
         declare(theta, "trait", reflect="trait")
         country_theta = pm.Deterministic(COUNTRY_THETA, (country_raw - mean) / sd, dims=("country", "period", "trait"))

@@ -32,19 +32,21 @@ import pymc as pm
 #: ``trait``: the standardised traits (``theta``, ``country_theta``); ``scale``: SDs of the latent process
 #: and of rater shifts; ``dynamics``: persistence (``ar_phi``); ``correlation``: trait correlation and its
 #: Cholesky factor; ``loading``, ``intercept``, ``cutpoint``: item parameters; ``nuisance``: a family's
-#: noise or dispersion; ``offset``: country offsets of indicators not comparable across countries.
+#: noise or dispersion; ``offset``: country offsets of indicators not comparable across countries; ``effect``:
+#: coefficients of covariates on the traits (a latent regression, :mod:`nexusbayes.model.covariates`), which
+#: change sign with the trait they act on.
 Role = Literal["latent", "trait", "scale", "dynamics", "correlation", "loading", "intercept", "cutpoint",
-               "nuisance", "offset"]
+               "nuisance", "offset", "effect"]
 
 #: How a variable changes when a trait is reflected (theta_k -> -theta_k): ``trait`` (its ``trait`` and
-#: ``trait_`` dims change sign), ``labels`` (its elements labelled ``indicator:trait`` on the reflected trait
-#: change sign), ``whole`` (all of it changes sign: the states of a one-trait model) or ``none`` (invariant:
-#: scales, persistence, cut-points, ...).
+#: ``trait_`` dims change sign), ``labels`` (its elements labelled ``indicator:trait`` or
+#: ``covariate:trait`` on the reflected trait change sign), ``whole`` (all of it changes sign: the states of
+#: a one-trait model) or ``none`` (invariant: scales, persistence, cut-points, ...).
 Reflection = Literal["trait", "labels", "whole", "none"]
 
 #: The roles whose variables are ranked by SBC and summarised as hyperparameters.
 HYPER_ROLES = frozenset({"scale", "dynamics", "correlation", "loading", "intercept", "cutpoint", "nuisance",
-                         "offset"})
+                         "offset", "effect"})
 #: The roles the report's sampling checks (rank plots, traces) show: the scales of the model.
 SCALE_ROLES = frozenset({"scale", "dynamics", "correlation", "nuisance"})
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from nexusbayes.data.covariates import attach_covariates
 from nexusbayes.data.panel import Panel, validate
 from nexusbayes.model.families import FAMILIES, Block
 from nexusbayes.spec.document import Spec
@@ -58,18 +59,23 @@ class Simulation:
         indicators with ``missing = "informative"``, ``reporting_intercept`` (indicator_informative),
         ``reporting_loading`` (indicator_informative, trait) and ``reporting_offset`` (indicator_informative,
         country).
+        ``[covariates]``, ``covariate_beta`` (covariate_label; raw scale) and ``covariate_effect`` (the same
+        over the trait's SD: what the model's ``covariate_effect`` estimates).
+    covariates : pandas.DataFrame or None
+        The covariate table (region, period and one column per covariate), with ``[covariates]``.
     """
 
     frame: pd.DataFrame
     panel: Panel
     spec: Spec
     truth: xr.Dataset
+    covariates: pd.DataFrame | None = None
 
 
 def simulate_paths(rng: np.random.Generator, n_countries: int, regions_per_country: int, n_periods: int,
                    n_traits: int, correlation: float = 0.3, innovation_sd: float = 0.35,
-                   country_sd: float = 0.7) -> np.ndarray:
-    """Random-walk trait paths: country path plus centred region paths, standardised per trait."""
+                   country_sd: float = 0.7, standardise: bool = True) -> np.ndarray:
+    """Random-walk trait paths: country path plus centred region paths, standardised per trait (if asked)."""
     cov = np.full((n_traits, n_traits), correlation) + (1 - correlation) * np.eye(n_traits)
     chol = np.linalg.cholesky(cov)
     n_regions = n_countries * regions_per_country
@@ -82,13 +88,14 @@ def simulate_paths(rng: np.random.Generator, n_countries: int, regions_per_count
     region = region.reshape(n_countries, regions_per_country, n_periods, n_traits)
     region = region - region.mean(axis=1, keepdims=True)
     theta = (country[:, None] + region).reshape(n_regions, n_periods, n_traits)
-    return (theta - theta.mean(axis=(0, 1))) / theta.std(axis=(0, 1))
+    return (theta - theta.mean(axis=(0, 1))) / theta.std(axis=(0, 1)) if standardise else theta
 
 
 def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int = 9, n_periods: int = 10,
              first_year: int = 2000, missing: float = 0.0, n_raters: int = 0, theta: np.ndarray | None = None,
              exposure: np.ndarray | None = None, drift_sd: float = 0.3,
-             reporting: tuple[float, float] = (1.0, 1.5), seed: int = 0) -> Simulation:
+             reporting: tuple[float, float] = (1.0, 1.5), effects: dict[str, float] | None = None,
+             seed: int = 0) -> Simulation:
     """Simulate a long indicator table from the measurement model.
 
     Parameters
@@ -102,7 +109,8 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
     n_raters : int
         Ordinal indicators get this many raters each (0: no ``rater`` column).
     theta : numpy.ndarray, optional
-        True traits (region, period, trait); default: random-walk paths, standardised.
+        True traits (region, period, trait); default: random-walk paths, standardised. With
+        ``[covariates]`` the paths before the covariates' terms (standardised after they are added).
     exposure : numpy.ndarray, optional
         Exposure per region for count indicators (default log-normal around 1).
     drift_sd : float
@@ -115,6 +123,11 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         an indicator with ``comparable = false``). A region-period not reported loses all its rows of the
         indicator and gets one row with ``status = "not_reported"``. Drawn from their own stream, so with a
         zero loading the reporting is at random and the values that remain are those of the same seed.
+    effects : dict of str to float, optional
+        With ``[covariates]`` in the spec: the planted coefficients by ``covariate:trait``, on the raw scale
+        (per SD of the covariate; see :mod:`nexusbayes.model.covariates`); default drawn Normal(0, 0.5).
+        The covariates are drawn from their own stream (a region part and a period-to-period part), so the
+        rest of the data are those of the same spec without them.
     seed : int
         Random seed; the same seed gives the same data.
 
@@ -126,11 +139,15 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
     spec = spec or default_spec()
     traits = spec.traits
     n_units = n_countries * n_regions
-    if theta is None:
-        theta = simulate_paths(rng, n_countries, n_regions, n_periods, len(traits))
     countries = [f"C{c + 1}" for c in range(n_countries)]
     regions = [f"C{c + 1}-R{r + 1:02d}" for c in range(n_countries) for r in range(n_regions)]
     years = list(range(first_year, first_year + n_periods))
+    planted = None
+    if theta is None:
+        theta = simulate_paths(rng, n_countries, n_regions, n_periods, len(traits),
+                               standardise=spec.covariates is None)
+    if spec.covariates is not None:
+        theta, planted = _plant_effects(spec, theta, regions, years, effects, seed)
     if exposure is None:
         exposure = np.exp(rng.normal(0.0, 0.5, n_units))
 
@@ -218,15 +235,62 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         extra.update({k: (("indicator_informative", *(("trait",) if v.ndim > 1 and k.endswith("loading") else
                                                         ("country",) if v.ndim > 1 else ())), v)
                       for k, v in report.items()})
+    table = None
+    if planted is not None:
+        table, beta, effect = planted
+        panel = attach_covariates(panel, spec, table)
+        extra.update(covariate_beta=("covariate_label", beta), covariate_effect=("covariate_label", effect))
     truth = xr.Dataset(
         {"theta": (("region", "period", "trait"), theta), "loading": (("indicator", "trait"), loading),
          "intercept": ("indicator", intercept), "country_theta": (("country", "period", "trait"), country_theta),
          "country_offset": (("indicator", "country"), offset), **extra},
         coords={"region": regions, "period": years, "trait": traits, "indicator": names, "country": countries,
                 **({"indicator_drifting": drifting} if drifting else {}),
-                **({"indicator_informative": silent} if silent else {})},
+                **({"indicator_informative": silent} if silent else {}),
+                **({"covariate_label": list(effects_index(spec))} if planted is not None else {})},
     )
-    return Simulation(frame=frame, panel=panel, spec=spec, truth=truth)
+    return Simulation(frame=frame, panel=panel, spec=spec, truth=truth, covariates=table)
+
+
+def effects_index(spec: Spec) -> list[str]:
+    """The ``covariate:trait`` labels of the spec's coefficients, in the model's order."""
+    return [f"{name}:{t}" for name, e in spec.covariates.columns.items() for t in e.traits]
+
+
+def _plant_effects(spec: Spec, raw: np.ndarray, regions: list[str], years: list[int],
+                   effects: dict[str, float] | None, seed: int):
+    """Covariates and the traits with their planted terms: (theta, (table, beta, effect)).
+
+    Each covariate is ``2 + 3 * (u_r + e_rt)`` (a region part and independent period parts), so its raw unit
+    is a third of an SD; the terms are those of :mod:`nexusbayes.model.covariates` with the covariates
+    standardised over the grid cells the model uses, and theta is standardised after they are added (all
+    cells; the model uses the cells with data, so simulate without ``missing`` for an exact truth).
+    """
+    rng = np.random.default_rng([seed, 29])
+    n_region, n_period, n_trait = raw.shape
+    labels = effects_index(spec)
+    beta = np.array([(effects or {}).get(lab, np.nan) for lab in labels])
+    beta = np.where(np.isnan(beta), rng.normal(0.0, 0.5, len(labels)), beta)
+    unknown = sorted(set(effects or {}) - set(labels))
+    if unknown:
+        raise ValueError(f"effects {unknown} are not coefficients of the spec's [covariates] ({labels})")
+    table = pd.DataFrame({"region": np.repeat(regions, n_period), "period": np.tile(years, n_region)})
+    terms = np.zeros_like(raw)
+    i = 0
+    for name, e in spec.covariates.columns.items():
+        x = 2.0 + 3.0 * (rng.standard_normal((n_region, 1)) + rng.standard_normal((n_region, n_period)))
+        table[name] = x.ravel()
+        first = 1 if e.on == "step" else 0
+        z = (x - x[:, first:].mean()) / x[:, first:].std()
+        z[:, :first] = 0.0
+        for t in e.traits:
+            k = spec.traits.index(t)
+            terms[:, :, k] += beta[i] * (np.cumsum(z, axis=1) if e.on == "step" else z)
+            i += 1
+    theta = raw + terms
+    mean, sd = theta.mean(axis=(0, 1)), theta.std(axis=(0, 1))
+    trait_of = np.array([spec.traits.index(lab.rsplit(":", 1)[1]) for lab in labels])
+    return (theta - mean) / sd, (table, beta, beta / sd[trait_of])
 
 
 def _nuisance(ind: Indicator, rng: np.random.Generator, n_raters: int) -> dict:

@@ -48,6 +48,7 @@ from nexusbayes.inference.run_length import describe
 from nexusbayes.model.build import Model
 from nexusbayes.outputs import REPORT, OutputFolder
 from nexusbayes.report import checks, comparison, figures, reporting
+from nexusbayes.report.covariates import covariate_section
 from nexusbayes.report.forecasts import forecast_section
 from nexusbayes.report.tables import column_formatter, result_tables, rounded
 
@@ -344,6 +345,7 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     figs["results"]["trait_trajectories"] = (
         f"Traits over periods by region: posterior mean and {CI_PROB:.0%} band.",
         figures.trait_trajectories(tables["traits"], thresholds))
+    figs["results"].update(covariate_section(fit, results, tables))
     fc_tables, fc_figures, fc_notes = forecast_section(fit, forecast)
     tables.update(fc_tables)
     notes.extend(fc_notes)
@@ -427,6 +429,7 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
         "comparison": differences, "notes": notes, "forecast_types": _table(tables["forecast_types"])
         if "forecast_types" in tables else None, "data_warnings": fit.panel.warnings,
         "reporting": _table(tables["reporting_model"]) if "reporting_model" in tables else None,
+        "covariates": {k: _table(v) for k, v in tables.items() if k.startswith("covar")},
         "seconds": f"{seconds:.1f}", "types": TYPES,
         "csv": sorted(f"{name}.csv" for name in tables),
     }

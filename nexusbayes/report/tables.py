@@ -23,6 +23,7 @@ from nexusbayes.analysis.compare import comparison_tables
 from nexusbayes.analysis.typology import transitions_table
 from nexusbayes.constants import FORECAST_PERIODS
 from nexusbayes.fit import Fit
+from nexusbayes.report.covariates import covariate_tables
 from nexusbayes.report.forecasts import forecast_of, forecast_tables
 from nexusbayes.report.reporting import reporting_table
 
@@ -102,6 +103,7 @@ def result_tables(fit: Fit, forecast: int = FORECAST_PERIODS) -> dict[str, pd.Da
             out["types_by_group_era"] = groups
     if "reporting_loading" in fit.tree["posterior"]:
         out["reporting_model"] = reporting_table(fit)
+    out.update(covariate_tables(fit))
     if len(fit.panel.countries) > 1:
         out.update({f"compare_{k}": v for k, v in comparison_tables(fit, periods=None).items()})
     out.update(forecast_tables(forecast_of(fit, forecast)[0]))

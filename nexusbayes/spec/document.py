@@ -45,6 +45,7 @@ from nexusbayes.errors import SpecError
 from nexusbayes.spec.limits import MAX_SPEC_BYTES, NAME_PATTERN, _short, name_advice, name_problem
 from nexusbayes.spec.sections import (
     AnchoredThreshold,
+    CovariatesSpec,
     DataSource,
     DynamicsSpec,
     Indicator,
@@ -83,6 +84,9 @@ class Spec(_Strict):
     orientation : dict of str to Orientation
         For traits whose loadings are all ``free``: regions known to lie high or low on the trait,
         which fix its sign after sampling (see :class:`Orientation`).
+    covariates : CovariatesSpec, optional
+        Covariates from a region-period table with effects on the traits' level or steps (a latent
+        regression; see :class:`~nexusbayes.spec.sections.CovariatesSpec`).
 
     Notes
     -----
@@ -121,6 +125,7 @@ class Spec(_Strict):
     typology: Typology = Field(default_factory=Typology)
     summary: Summary = Field(default_factory=Summary)
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    covariates: CovariatesSpec | None = None
 
     @field_validator("traits")
     @classmethod
@@ -157,6 +162,10 @@ class Spec(_Strict):
         for trait, o in self.orientation.items():
             yield from ((f"orientation.{trait}.{side}", r, False) for side in ("higher", "lower")
                         for r in getattr(o, side))
+        for column, effect in (self.covariates.columns.items() if self.covariates else ()):
+            yield f"covariates.columns.{_short(column)}", column, True
+            if effect.label is not None:
+                yield f"covariates.columns.{column}.label", effect.label, False
 
     @model_validator(mode="after")
     def _identified(self) -> Spec:
@@ -203,6 +212,7 @@ class Spec(_Strict):
                     f"[orientation.{trait}] with regions known to lie `higher` and `lower` fixes the sign instead.)"
                 )
         self._trends_identified(every)
+        self._covariates_valid()
         if self.dynamics.centred and len(self.traits) > 1:
             raise ValueError("dynamics.centred = true is implemented for one-trait models only; "
                              f"this spec has traits {self.traits}")
@@ -225,6 +235,19 @@ class Spec(_Strict):
                         "(only ordinal indicators default to their middle category)"
                     )
         return self
+
+    def _covariates_valid(self) -> None:
+        """Refuse covariate effects on unknown traits, reserved column names, or with centred spans."""
+        for column, effect in (self.covariates.columns.items() if self.covariates else ()):
+            if column in ("region", "period", "country"):
+                raise ValueError(f"covariates.columns.{column}: {column!r} is the table's key column, not a "
+                                 "covariate; name a column of covariate values")
+            unknown = [t for t in effect.traits if t not in self.traits]
+            if unknown or len(set(effect.traits)) != len(effect.traits):
+                raise ValueError(f"covariates.columns.{column}.traits = {effect.traits}: list each trait once, "
+                                 f"from traits = {self.traits}")
+        if self.covariates and self.dynamics.centred:
+            raise ValueError("[covariates] are not implemented with dynamics.centred = true; drop one of them")
 
     def _trends_identified(self, every: dict[str, Indicator]) -> None:
         """Refuse drift that leaves a trait's trend over periods to the prior (see :func:`trend_free_traits`)."""
@@ -415,7 +438,8 @@ def _explain(exc: ValidationError, raw: dict, source: str) -> str:
             hint = f"; did you mean {guess[0]!r}?" if guess else f"; valid keys here: {', '.join(valid)}"
             lines.append(f"  - unknown key `{key}`{hint}")
         elif err["type"] == "missing":
-            lines.append(f"  - missing required key `{key}`")
+            if not _misspelt(loc, exc):   # a typo of the key is reported once, as an unknown key
+                lines.append(f"  - missing required key `{key}`")
         elif err["type"] in _WANTED:
             got = err.get("input")
             unquote = isinstance(got, str) and _parses_as(got, err["type"])
@@ -427,6 +451,12 @@ def _explain(exc: ValidationError, raw: dict, source: str) -> str:
             lines.append(f"  - `{key}`: {msg} (got {err.get('input')!r})" if err["type"] != "value_error"
                          else f"  - {('`' + key + '`: ') if loc else ''}{msg}")
     return "\n".join(lines)
+
+
+def _misspelt(loc: tuple, exc: ValidationError) -> bool:
+    """Whether a missing key at ``loc`` is present under a near spelling (an unknown key beside it)."""
+    return any(e["type"] == "extra_forbidden" and tuple(e["loc"][:-1]) == loc[:-1]
+               and difflib.get_close_matches(str(e["loc"][-1]), [str(loc[-1])], n=1) for e in exc.errors())
 
 
 #: What a field of each pydantic type error wants, in words (strict mode: no coercion between types).

@@ -241,6 +241,34 @@ class DataSource(_Strict):
         return {k: v for k, v in (("countries", self.countries), ("years", self.years)) if v is not None}
 
 
+class CovariateEffect(_Strict):
+    """One covariate column of the covariate table and what it acts on.
+
+    ``on = "level"``: the traits' level, ``theta[r, t] + beta * x[r, t]``; ``on = "step"``: the traits' steps,
+    the random-walk (or AR(1)) increment into period t getting the mean ``beta * x[r, t] * gap`` (per year).
+    ``traits`` lists the traits it acts on, each with its own coefficient; ``prior_scale`` is the SD of the
+    coefficients' normal prior, per SD of the covariate on the latent process's raw scale (see
+    :mod:`nexusbayes.model.covariates`).
+    """
+
+    on: Literal["level", "step"]
+    traits: Annotated[list[str], Field(min_length=1)]
+    prior_scale: PriorScale = 1.0
+    label: str | None = None
+
+
+class CovariatesSpec(_Strict):
+    """``[covariates]``: a region-period table of covariates (``path``, relative to the spec, as ``[data]``).
+
+    ``columns`` names the table's columns used, each a :class:`CovariateEffect`; the table's other columns
+    are ignored. The table has columns ``region``, ``period`` (as in the data), optionally ``country``, and
+    the covariates (see ``data/README.md``). Without ``path`` the table is passed to ``fit(covariates=...)``.
+    """
+
+    path: str | None = None
+    columns: Annotated[dict[str, CovariateEffect], Field(min_length=1)]
+
+
 class Era(_Strict):
     """A named period covering the years ``start <= year < end``."""
 

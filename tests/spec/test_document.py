@@ -88,6 +88,14 @@ CASES: dict[str, tuple[list[str], tuple[str, str]]] = {
         [r"`name`: use only letters, digits, '_', '\.' and '-'", r"reports/<name>/", r"got '\.\./\.\./x'"],
         ('"../../x"', '"x"'),
     ),
+    "wrong_covariate_key.toml": (
+        [r"unknown key `covariates\.columns\.conflict\.trait`; did you mean 'traits'\?"],
+        ("trait =", "traits ="),
+    ),
+    "wrong_covariate_target.toml": (
+        [r"`covariates\.columns\.aid\.on`: ", r"'level' or 'step'", r"\(got 'slope'\)"],
+        ('"slope"', '"level"'),
+    ),
     "wrong_syntax.toml": (
         [r"not valid TOML", r"line 10\b"],
         ('"positive}', '"positive"}'),
