@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from nexusbayes.data.quota import check_quota_columns, check_quotas, quota_columns
 from nexusbayes.errors import DataError
 from nexusbayes.spec.document import Spec
 from nexusbayes.spec.limits import name_advice, name_problem
@@ -101,6 +102,8 @@ class Panel:
     #: it: what :attr:`warnings` checks coverage against.
     spec_indicators: list[str] = field(default_factory=list)
     trait_loads: dict[str, set[str]] = field(default_factory=dict)
+    #: The data columns giving indicators' quotas per row (``quota = "<column>"``), kept with the data.
+    quota_columns: list[str] = field(default_factory=list)
 
     @property
     def n_obs(self) -> int:
@@ -140,7 +143,7 @@ class Panel:
 
     def data_table(self) -> pd.DataFrame:
         """The observations as a plain long table (data columns only), e.g. for saving."""
-        cols = [c for c in (*REQUIRED, *OPTIONAL) if c in self.frame.columns]
+        cols = [c for c in (*REQUIRED, *OPTIONAL, *self.quota_columns) if c in self.frame.columns]
         return self.frame[cols].reset_index(drop=True)
 
 
@@ -189,7 +192,9 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     if missing:
         raise DataError(f"{label}: missing column(s) {missing}; found {list(frame.columns)}. "
                         f"Required: {', '.join(REQUIRED)}; optional: {', '.join(OPTIONAL)}")
-    unknown = [c for c in frame.columns if c not in REQUIRED + OPTIONAL]
+    quotas = quota_columns(spec)
+    check_quota_columns(frame, spec, label, REQUIRED + OPTIONAL)
+    unknown = [c for c in frame.columns if c not in REQUIRED + OPTIONAL + tuple(quotas)]
     if unknown:
         hints = []
         for c in unknown:
@@ -231,7 +236,7 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
         raise DataError(f"{label}: the spec has an [item_bank] but every indicator in the data is listed under "
                         "[indicators]; remove [item_bank]")
 
-    for col in ("value", "exposure", "trials"):
+    for col in ("value", "exposure", "trials", *quotas):
         if col not in frame:
             continue
         raw = frame[col]
@@ -307,6 +312,7 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
                  "`exposure` is only for negbin indicators; leave it empty here")
     problems.add((fam != "binomial").to_numpy() & np.isfinite(trials),
                  "`trials` is only for binomial indicators; leave it empty here")
+    check_quotas(frame, spec, problems, trials, MAX_COUNT)
     if has["rater"]:
         problems.add((fam != "ordinal").to_numpy() & frame["rater"].notna().to_numpy(),
                      "`rater` is only for ordinal indicators; leave it empty here")
@@ -362,7 +368,8 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     trait_loads = {t: {n for n in indicators if t in spec.indicator(n).loads} for t in spec.traits}
     return Panel(frame=frame, countries=countries, regions=regions, periods=periods, period_time=period_time,
                  indicators=indicators, raters=raters, region_country=region_country, source=label,
-                 empty_cells=empty, spec_indicators=list(spec.indicators), trait_loads=trait_loads)
+                 empty_cells=empty, spec_indicators=list(spec.indicators), trait_loads=trait_loads,
+                 quota_columns=quotas)
 
 
 def _show(v) -> str:
