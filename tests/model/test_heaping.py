@@ -1,0 +1,159 @@
+"""Quota heaping and structural zeros of count indicators (issue 23, part 3).
+
+The mixture's copies (PyTensor kernel, NumPy log mass and draws) are checked against a direct computation in
+``tests/model/test_family_definitions.py``; here: the spec and data checks, the model's variables and roles, the
+fit's NumPy log-likelihood against PyMC's, and (slow) recovery of the traits and the heap on simulated panels.
+"""
+
+import re
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from nexusbayes.data.panel import validate
+from nexusbayes.errors import DataError, SpecError
+from nexusbayes.model.build import Model, build_model
+from nexusbayes.model.design import block_index, kernel_containers, make_design
+from nexusbayes.model.families import NUISANCE
+from nexusbayes.model.simulate import default_spec, simulate
+from nexusbayes.spec.document import Spec
+from tests.model.test_build import DATA_ONLY_TERMS, pointwise_logp_at_a_prior_draw
+
+
+def inflated(spec: Spec, **settings: dict) -> Spec:
+    """``spec`` with indicators' ``quota``/``zero_inflated`` settings (name: {key: value})."""
+    data = spec.to_dict()
+    for name, keys in settings.items():
+        data["indicators"][name].update(keys)
+    return Spec.from_dict(data)
+
+
+def heaped_spec() -> Spec:
+    """The default spec with seizures heaped at 10, abuse zero-inflated and quota heaped at a column's quota."""
+    return inflated(default_spec(), seizures={"quota": 10}, abuse={"zero_inflated": True},
+                    quota={"quota": "target"})
+
+
+# ---- the spec and the data ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "keys", "wanted"), [
+    ("staff", {"quota": 3}, "`quota` is for count indicators (negbin or binomial), not 'normal'"),
+    ("expert_capability", {"zero_inflated": True}, "`zero_inflated` is for count indicators"),
+    ("seizures", {"quota": -2}, "`quota` must be a whole number >= 0"),
+    ("seizures", {"quota": 2.5}, "`quota` must be a whole number >= 0"),
+    ("seizures", {"quota": 10.0}, "write it as a whole number without a decimal point"),
+    ("seizures", {"quota": 0, "zero_inflated": True}, "cannot tell apart"),
+])
+def test_bad_inflation_settings_are_refused(name, keys, wanted):
+    with pytest.raises(SpecError, match=re.escape(wanted)):
+        inflated(default_spec(), **{name: keys})
+
+
+def test_settings_round_trip_through_toml():
+    spec = heaped_spec()
+    assert Spec.from_toml(spec.to_toml()) == spec
+    assert spec.indicators["quota"].quota == "target" and spec.indicators["abuse"].inflated
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate(heaped_spec(), n_countries=2, n_regions=3, n_periods=4, missing=0.2, seed=11)
+
+
+def test_the_quota_column_is_checked_row_by_row(sim):
+    frame = sim.frame.copy()
+    rows = frame.index[frame["indicator"] == "quota"]
+    frame.loc[rows[0], "target"] = np.nan
+    frame.loc[rows[1], "target"] = 2.5
+    frame.loc[rows[2], "target"] = -1
+    frame.loc[rows[3], "target"] = 13          # more than the 12 trials
+    other = frame.index[frame["indicator"] == "staff"][0]
+    frame.loc[other, "target"] = 4
+    with pytest.raises(DataError) as err:
+        validate(frame, sim.spec, "t.csv")
+    message = str(err.value)
+    assert f"row {rows[0]}: column `target` (the quota of 'quota') is empty" in message
+    assert f"rows {rows[1]}, {rows[2]}: column `target` (the quota of 'quota') must be a whole number >= 0" in message
+    assert f"row {rows[3]}: column `target` (the quota of 'quota') is more than the row's `trials`" in message
+    assert f"row {other}: column `target` holds the quotas of 'quota' only; leave it empty" in message
+    with pytest.raises(DataError, match="takes its quota from column 'target', which the data lack"):
+        validate(frame.drop(columns="target"), sim.spec, "t.csv")
+    with pytest.raises(DataError, match="one of the table's own columns"):
+        validate(sim.frame, inflated(sim.spec, quota={"quota": "trials"}), "t.csv")
+
+
+def test_a_fixed_quota_above_the_trials_is_refused(sim):
+    spec = inflated(sim.spec, quota={"quota": 20})
+    with pytest.raises(DataError, match=r"the quota of 'quota' \(20\) is more than the row's `trials`"):
+        validate(sim.frame.drop(columns="target"), spec, "t.csv")
+
+
+def test_the_quota_column_is_kept_with_the_data(sim):
+    assert sim.panel.quota_columns == ["target"]
+    assert "target" in sim.panel.data_table().columns
+
+
+# ---- the model ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model(sim):
+    return build_model(sim.panel, sim.spec)
+
+
+def test_inflation_variables_have_roles_and_dims(sim, model):
+    roles = Model(sim.spec, sim.panel).roles
+    for comp, dim, members in (("heap", "indicator_heaped", ["seizures", "quota"]),
+                               ("zero", "indicator_zero_inflated", ["abuse"])):
+        assert (roles[f"{comp}_intercept"].role, roles[f"{comp}_loading"].role) == ("intercept", "loading")
+        assert roles[f"{comp}_loading"].reflect == "trait" and roles[f"{comp}_intercept"].ranked
+        assert roles.prior_fields([f"{comp}_intercept", f"{comp}_loading"]) == ["heap_intercept", "heap_loading"]
+        assert model.named_vars_to_dims[f"{comp}_loading"] == (dim, "trait")
+        assert list(model.coords[dim]) == members
+
+
+def test_kernel_containers_of_the_data_are_those_the_model_holds(sim, model):
+    design = make_design(sim.panel, sim.spec)
+    for key in ("negbin", "binomial"):
+        y = model[f"data_{key}"].get_value()
+        for name, value in kernel_containers(design, sim.spec, key, y).items():
+            np.testing.assert_array_equal(model[name].get_value(), value, err_msg=name)
+    assert {"at_heap_negbin", "at_zero_negbin", "data_only_negbin", "at_heap_binomial"} <= set(model.named_vars)
+
+
+def test_numpy_log_likelihood_with_inflation_matches_pymc(sim, model, monkeypatch):
+    """The fit's log_likelihood group (NumPy) equals PyMC's pointwise logp at a prior draw.
+
+    The inflated terms' kernels are their full log mass (the mixture needs it), the others leave out the
+    data-only terms (:data:`DATA_ONLY_TERMS`). The heap's logits take the traits apart from the linear predictors,
+    so one way of computing those (the dense table) is enough here.
+    """
+    umodel, point, expected = pointwise_logp_at_a_prior_draw(sim, model, "dense", monkeypatch)
+    design = make_design(sim.panel, sim.spec)
+    names = ["theta", "loading", "intercept", "heap_intercept", "heap_loading", "zero_intercept",
+             "zero_loading",
+             *[f"{p}_{b.key}" for b in design.blocks for p in NUISANCE if f"{p}_{b.key}" in umodel.named_vars]]
+    values = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.replace_rvs_by_values([umodel[n] for n in names]),
+                               on_unused_input="ignore")(point)
+    post = xr.Dataset({n: xr.DataArray(v[None, None], dims=("chain", "draw", *model.named_vars_to_dims.get(n, ())))
+                       for n, v in zip(names, values, strict=True)},
+                      coords={k: np.asarray(v) for k, v in model.coords.items()})
+    tree = Model(sim.spec, sim.panel).add_predictions(xr.DataTree.from_dict({"posterior": post}), seed=1)
+    for block in design.blocks:
+        idx = block_index(design, sim.panel, block)
+        family = sim.spec.indicators[block.names[0]].family
+        got = tree["log_likelihood"][f"y_{block.key}"].values[0, 0]
+        full = block.key in ("negbin", "binomial")
+        kernel = expected[f"y_{block.key}"] + (0.0 if full else DATA_ONLY_TERMS.get(family, lambda b, i: 0.0)(block,
+                                                                                                              idx))
+        np.testing.assert_allclose(got, kernel, rtol=1e-6, atol=1e-8, err_msg=block.key)
+    predicted = tree["posterior_predictive"]["y_negbin"].values[0, 0]
+    assert np.isfinite(predicted).all()
+
+
+def test_prior_predictive_draws_pile_up_at_the_quota(sim):
+    """The model's own draws (the CustomDist's) put the heap's share at the quota: more 10s than the honest count."""
+    draws = Model(sim.spec, sim.panel).prior_predictive(draws=200, seed=4)["y_negbin"].values.reshape(200, -1)
+    block = next(b for b in make_design(sim.panel, sim.spec).blocks if b.key == "negbin")
+    seizures = block.local == block.names.index("seizures")
+    at_quota = (draws[:, seizures] == 10).mean()
+    near = ((draws[:, seizures] == 9) | (draws[:, seizures] == 11)).mean() / 2
+    assert at_quota > near + 0.05, (at_quota, near)
