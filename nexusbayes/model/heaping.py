@@ -12,13 +12,15 @@ Each probability has its own intercept and loadings on every trait, as an indica
     logit(pi_i)  = heap_intercept_j + sum_k heap_loading[j, k] theta[r_i, t_i, k]
     logit(pi0_i) = zero_intercept_j + sum_k zero_loading[j, k] theta[r_i, t_i, k]
 
-**Sign convention.** The loadings are free (normal priors centred on 0) and enter with a plus sign, so a
-*negative* heap loading means that reports pile up at the quota where the trait is low: the memo's reading
-("barely meet quota") that gaming is a sign of low capability or willingness is ``heap_loading < 0``, and the
-report gives the posterior probability of that sign. They are not constrained to it: the hypothesis is then
-something the data can contradict, and a sign constraint would pile the prior's mass on 0, where a heap that does
-not depend on the traits sits. The traits' signs are fixed by the indicators' anchors (or orientation, under which
-these loadings reflect with their trait), never by the heap, so a free sign adds no reflection mode.
+**Sign convention.** The loadings enter with a plus sign and are constrained to be at most 0
+(``heap_loading = -heap_loading_size``, half-normal sizes): reports pile up at the quota (or at 0) more where the
+traits are low, the memo's reading that gaming ("barely meet quota") and unrecorded series are signs of low
+capability or willingness. The constraint is for identification, not taste: with free loadings the heap alone can
+order the traits, and a reflected mode appears in which the indicators' own loadings collapse to 0 and the heap,
+with its loadings' signs flipped, sets the traits upside down (on the simulated panel of
+``tests/model/test_heaping.py``, seed 5, one chain of four sat there, its traits correlating -0.90 with the truth).
+With the sign fixed, the heap points the same way as the anchors and that mode is gone. A heap that does not
+depend on the traits is a size of 0, inside the prior's support. The report gives each loading's interval.
 
 In log space, with ``l = log f(y)`` and ``u = logit(pi)``, the heap's mixture is
 ``l - softplus(u) + 1[y = quota] softplus(u - l)`` (``log((1 - pi) f + pi) = log(1 - pi) + l + log(1 + e^(u - l))``):
@@ -108,7 +110,8 @@ def inflation_parameters(spec: Spec, indicators: list[str]) -> dict[str, tuple]:
     """Intercepts and loadings of each inflation component present: ``{component: (intercept, loading)}``.
 
     ``<c>_intercept`` (indicator_<c>) normal around :data:`HEAP_PRIOR_LOGIT` with scale ``priors.heap_intercept``;
-    ``<c>_loading`` (indicator_<c>, trait), normal around 0 with scale ``priors.heap_loading``.
+    ``<c>_loading`` (indicator_<c>, trait) = ``-<c>_loading_size``, half-normal with scale ``priors.heap_loading``
+    (at most 0: see the sign convention in the module's notes).
     """
     model = pm.Model.get_context()
     out = {}
@@ -119,8 +122,10 @@ def inflation_parameters(spec: Spec, indicators: list[str]) -> dict[str, tuple]:
         model.add_coord(dim, names)
         intercept = declare(pm.Normal(f"{comp}_intercept", HEAP_PRIOR_LOGIT, spec.priors.heap_intercept, dims=dim),
                             "intercept", prior="heap_intercept")
-        loading = declare(pm.Normal(f"{comp}_loading", 0.0, spec.priors.heap_loading, dims=(dim, "trait")),
-                          "loading", prior="heap_loading", reflect="trait")
+        size = declare(pm.HalfNormal(f"{comp}_loading_size", spec.priors.heap_loading, dims=(dim, "trait")),
+                       "loading", prior="heap_loading")
+        loading = declare(pm.Deterministic(f"{comp}_loading", -size, dims=(dim, "trait")), "loading",
+                          reflect="trait")
         out[comp] = (intercept, loading)
     return out
 

@@ -47,7 +47,7 @@ from nexusbayes.inference import compile_cache
 from nexusbayes.inference.run_length import describe
 from nexusbayes.model.build import Model
 from nexusbayes.outputs import REPORT, OutputFolder
-from nexusbayes.report import checks, figures
+from nexusbayes.report import checks, figures, heaping
 from nexusbayes.report.tables import column_formatter, result_tables, rounded
 
 REPORT_FILE = "report.html"
@@ -341,6 +341,8 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     figs["results"]["trait_trajectories"] = (
         f"Traits over periods by region: posterior mean and {CI_PROB:.0%} band.",
         figures.trait_trajectories(tables["traits"], thresholds))
+    if any(fit.spec.indicator(n).inflated for n in fit.panel.indicators):    # quota heaping, structural zeros
+        figs["results"].update(heaping.section(fit, tables))
     figs["results"] = rendered(figs["results"])
     if len(fit.panel.countries) > 1:
         figs["results"].update(rendered(_comparison(fit, tables, thresholds)))

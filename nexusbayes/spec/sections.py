@@ -85,7 +85,8 @@ class Indicator(_Strict):
         Quota heaping (counts: ``negbin`` and ``binomial`` only): a whole number >= 0 at which reports pile
         up, or the name of a data column giving it per row (e.g. a quota set per region and year). The
         observed count is then the honest count with probability ``1 - pi`` and the quota with probability
-        ``pi``, ``logit(pi) = heap_intercept + heap_loading . theta`` (see :mod:`nexusbayes.model.heaping`).
+        ``pi``, ``logit(pi) = heap_intercept + heap_loading . theta`` with loadings at most 0 on every trait (gaming
+        as a sign of low capability or willingness; the sign also identifies, see :mod:`nexusbayes.model.heaping`).
     zero_inflated : bool
         Structural zeros (counts only): with probability ``pi0``, ``logit(pi0) = zero_intercept +
         zero_loading . theta``, the report is 0 whatever the honest count (a series not collected but
@@ -358,7 +359,7 @@ class Priors(_Strict):
 
     ``heap_intercept`` and ``heap_loading`` are the scales of the normal priors of the logits of quota heaping
     and of structural zeros (indicators with ``quota`` or ``zero_inflated``): the intercept's is centred on
-    logit 0.1 (:data:`nexusbayes.model.heaping.HEAP_PRIOR_LOGIT`), the loadings' on 0.
+    logit 0.1 (:data:`nexusbayes.model.heaping.HEAP_PRIOR_LOGIT`); the loadings are at most 0, half-normal in size.
 
     ``drift_sd`` is the scale of the step SD per year of the intercepts (or cut-point centres) of
     indicators with ``drift`` (see :class:`Indicator`), on the scale of their linear predictor.
