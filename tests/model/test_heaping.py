@@ -9,17 +9,20 @@ import re
 import time
 
 import numpy as np
+import pymc as pm
 import pytest
 import xarray as xr
+from pymc.model.transform.conditioning import remove_value_transforms
 
 from nexusbayes.data.panel import validate
 from nexusbayes.errors import DataError, SpecError
 from nexusbayes.model.build import Model, build_model
 from nexusbayes.model.design import block_index, kernel_containers, make_design
 from nexusbayes.model.families import NUISANCE
+from nexusbayes.model.predict import forward_mode
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.document import Spec
-from tests.model.test_build import DATA_ONLY_TERMS, pointwise_logp_at_a_prior_draw
+from tests.model.test_build import DATA_ONLY_TERMS
 
 
 def inflated(spec: Spec, **settings: dict) -> Spec:
@@ -121,20 +124,26 @@ def test_kernel_containers_of_the_data_are_those_the_model_holds(sim, model):
     assert {"at_heap_negbin", "at_zero_negbin", "data_only_negbin", "at_heap_binomial"} <= set(model.named_vars)
 
 
-def test_numpy_log_likelihood_with_inflation_matches_pymc(sim, model, monkeypatch):
+def test_numpy_log_likelihood_with_inflation_matches_pymc(sim, model):
     """The fit's log_likelihood group (NumPy) equals PyMC's pointwise logp at a prior draw.
 
     The inflated terms' kernels are their full log mass (the mixture needs it), the others leave out the
     data-only terms (:data:`DATA_ONLY_TERMS`). The heap's logits take the traits apart from the linear predictors,
-    so one way of computing those (the dense table) is enough here.
+    so one way of computing those (the dense table the fixture's model takes) is enough here.
     """
-    umodel, point, expected = pointwise_logp_at_a_prior_draw(sim, model, "dense", monkeypatch)
+    umodel = remove_value_transforms(model)
+    draw = pm.draw([umodel[v.name] for v in umodel.free_RVs], random_seed=3)
+    point = {umodel.rvs_to_values[rv].name: val for rv, val in zip(umodel.free_RVs, draw, strict=True)}
+    # evaluated once: Python thunks (forward_mode) rather than compiling the whole model's pointwise logp to C
+    fn = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.logp(vars=list(umodel.observed_RVs), sum=False),
+                           on_unused_input="ignore", mode=forward_mode())
+    expected = dict(zip([rv.name for rv in umodel.observed_RVs], fn(point), strict=True))
     design = make_design(sim.panel, sim.spec)
     names = ["theta", "loading", "intercept", "heap_intercept", "heap_loading", "zero_intercept",
              "zero_loading",
              *[f"{p}_{b.key}" for b in design.blocks for p in NUISANCE if f"{p}_{b.key}" in umodel.named_vars]]
     values = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.replace_rvs_by_values([umodel[n] for n in names]),
-                               on_unused_input="ignore")(point)
+                               on_unused_input="ignore", mode=forward_mode())(point)
     post = xr.Dataset({n: xr.DataArray(v[None, None], dims=("chain", "draw", *model.named_vars_to_dims.get(n, ())))
                        for n, v in zip(names, values, strict=True)},
                       coords={k: np.asarray(v) for k, v in model.coords.items()})
@@ -271,3 +280,31 @@ def test_without_heaping_quota_changes_nothing(recovery):
               f"{_line('without quota', naive)}; {_line('with quota', full)}")
     print(report)
     assert gap <= 0.5 * float(np.median(naive["sd"])) and r >= 0.99, report
+
+
+# ---- the report --------------------------------------------------------------------------------------------
+def test_report_part_on_prior_draws(sim, model):
+    """The heap's share table, its parameters and the figures, from prior draws treated as a posterior."""
+    from nexusbayes.fit import Fit
+    from nexusbayes.model.predict import prior_draws
+    from nexusbayes.report import heaping
+    from nexusbayes.report.figures import png
+
+    names = [v.name for v in [*model.free_RVs, *model.deterministics]]
+    prior = prior_draws(model, draws=20, seed=2, var_names=names)["prior"].to_dataset()
+    tree = Model(sim.spec, sim.panel).add_predictions(xr.DataTree.from_dict({"posterior": prior}), seed=1)
+    tables = {}
+    figures = heaping.section(Fit(tree, sim.spec, sim.panel), tables)
+    share = tables["heap_share"]
+    assert set(share["indicator"]) == {"seizures", "quota", "abuse"}
+    assert len(share) == 3 * len(sim.panel.regions) * len(sim.panel.periods)
+    assert ((share["mean"] >= 0) & (share["mean"] <= 1)).all()
+    rows = share[(share["indicator"] == "seizures") & share["reported"].notna()]
+    np.testing.assert_array_equal(rows["at_value"].astype(bool), rows["reported"] == 10)
+    quota = share[(share["indicator"] == "quota") & share["reported"].notna()].merge(
+        sim.frame[["region", "period", "indicator", "target"]], on=["region", "period", "indicator"])
+    np.testing.assert_array_equal(quota["at_value"].astype(bool), quota["reported"] == quota["target"])
+    params = tables["heap_parameters"]
+    assert (params.loc[params["parameter"].str.endswith("loading"), "mean"] <= 0).all()
+    assert set(figures) == {"heap_share", "rootogram"}
+    assert all(png(fig)[:4] == b"\x89PNG" for _, fig in figures.values())
