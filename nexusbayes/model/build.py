@@ -212,8 +212,11 @@ def _graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
                       for name, values in family.inputs(block).items()}
             parts = block_inflation(spec, block, design.coords["indicator"])
             if parts:     # quota heaping or structural zeros: a mixture (see nexusbayes.model.heaping)
-                logits = component_logits(parts, inflation, cells, idx.region, idx.period, len(design.period_time))
-                values = {c: pm.Data(f"{c}_value_{block.key}", p.value) for c, p in parts.items()}
+                logits = component_logits(parts, inflation, cells, idx.region, idx.period,
+                                          len(design.coords["region"]) * len(design.period_time),
+                                          len(design.period_time))
+                values = {c: pm.Data(f"{c}_value_{block.key}", p.spread(p.value, len(block.y)).astype("int64"))
+                          for c, p in parts.items()}
                 inflated_likelihood(family, block, eta, params, inputs, observed, parts, logits, values)
                 continue
             family.likelihood(block, eta, (location[idx.indicator], spread[idx.indicator]), params, observed, inputs)

@@ -71,8 +71,14 @@ class Inflation:
     value: np.ndarray
 
     def at(self, y: np.ndarray) -> np.ndarray:
-        """1.0 where the observed count is the inflated value, else 0.0 (a kernel table: it derives from ``y``)."""
+        """1.0 where the observed count is the inflated value, else 0.0 (over the component's observations)."""
         return (np.asarray(y)[self.rows] == self.value).astype("float64")
+
+    def spread(self, values: np.ndarray, n_obs: int) -> np.ndarray:
+        """``values`` of the component's observations placed in a block of ``n_obs``, 0 elsewhere."""
+        out = np.zeros(n_obs)
+        out[self.rows] = values
+        return out
 
 
 def block_inflation(spec: Spec, block: Block, indicators: list[str]) -> dict[str, Inflation]:
@@ -92,7 +98,8 @@ def block_inflation(spec: Spec, block: Block, indicators: list[str]) -> dict[str
 def _tables(parts: dict[str, Inflation], family: Family, block: Block, y: np.ndarray) -> dict[str, np.ndarray]:
     """``data_only`` (the family's terms of the data alone, see :meth:`Family.data_only`) and ``at_<component>``."""
     y = np.asarray(y, dtype=float)
-    return {"data_only": family.data_only(block, y), **{f"at_{comp}": part.at(y) for comp, part in parts.items()}}
+    return {"data_only": family.data_only(block, y),
+            **{f"at_{comp}": part.spread(part.at(y), len(y)) for comp, part in parts.items()}}
 
 
 def inflation_tables(spec: Spec, block: Block, indicators: list[str], family: Family,
@@ -107,7 +114,7 @@ def inflation_tables(spec: Spec, block: Block, indicators: list[str], family: Fa
 
 
 def inflation_parameters(spec: Spec, indicators: list[str]) -> dict[str, tuple]:
-    """Intercepts and loadings of each inflation component present: ``{component: (intercept, loading)}``.
+    """Intercepts and loadings of each component present: ``{component: (intercept, loading, its indicators)}``.
 
     ``<c>_intercept`` (indicator_<c>) normal around :data:`HEAP_PRIOR_LOGIT` with scale ``priors.heap_intercept``;
     ``<c>_loading`` (indicator_<c>, trait) = ``-<c>_loading_size``, half-normal with scale ``priors.heap_loading``
@@ -126,7 +133,7 @@ def inflation_parameters(spec: Spec, indicators: list[str]) -> dict[str, tuple]:
                        "loading", prior="heap_loading")
         loading = declare(pm.Deterministic(f"{comp}_loading", -size, dims=(dim, "trait")), "loading",
                           reflect="trait")
-        out[comp] = (intercept, loading)
+        out[comp] = (intercept, loading, len(names))
     return out
 
 
@@ -134,8 +141,9 @@ def inflated_likelihood(family: Family, block: Block, eta, params: dict, inputs:
                         parts: dict[str, Inflation], logits: dict, values: dict):
     """The observed variable of an inflated block: its family's kernel mixed with each component's point mass.
 
-    ``logits`` and ``values`` hold, per component, the logit of its probability and the value it inflates
-    over its observations (``parts``); the kernel tables (``data_only_<key>``, ``at_<c>_<key>``) are made here.
+    ``logits`` and ``values`` hold, per component, the logit of its probability and the value it inflates over
+    the block's observations (0 at those the component does not cover, ``parts`` saying which it does:
+    :meth:`Inflation.spread`); the kernel tables (``data_only_<key>``, ``at_<c>_<key>``) are made here.
     """
     args, dist, kernel = family.kernel(block, eta, params, inputs)
     comps = list(parts)
@@ -143,15 +151,17 @@ def inflated_likelihood(family: Family, block: Block, eta, params: dict, inputs:
     extra = [tables["data_only"]]
     for comp in comps:
         extra += [logits[comp], tables[f"at_{comp}"], values[comp]]
-    n_args = len(args)
+    n_args, n_obs = len(args), len(block.y)
+    # over the whole block, each component's observations picked by a constant mask (its logit is 0 elsewhere):
+    # a gather and a scatter of them cost the gradient more than the masked terms of the others
+    has = {comp: part.spread(np.ones(len(part.rows)), n_obs) for comp, part in parts.items()}
 
     def logp(value, *rest):
         out = kernel(value, *rest[:n_args]) + rest[n_args]
         for i, comp in enumerate(comps):
             u, at = rest[n_args + 1 + 3 * i], rest[n_args + 2 + 3 * i]
-            rows = parts[comp].rows
-            honest = out[rows]
-            out = pt.set_subtensor(honest, honest - softplus(u) + at * softplus(u - honest))
+            term = at * softplus(u - out) - softplus(u)
+            out = out + (term if len(parts[comp].rows) == n_obs else has[comp] * term)
         return out
 
     def random(*rest):
@@ -159,9 +169,8 @@ def inflated_likelihood(family: Family, block: Block, eta, params: dict, inputs:
         y = dist(*rest[:n_args], size=size)
         for i, comp in enumerate(comps):           # the heap first, then the structural zeros over it
             u, inflated = rest[n_args + 1 + 3 * i], rest[n_args + 3 + 3 * i]
-            rows = parts[comp].rows
-            hit = pm.Bernoulli.dist(logit_p=u)
-            y = pt.set_subtensor(y[..., rows], pt.switch(hit, inflated, y[..., rows]))
+            hit = pt.gt(pm.Bernoulli.dist(logit_p=u) * has[comp], 0.0)
+            y = pt.switch(hit, inflated, y)
         return y
 
     return pm.CustomDist(f"y_{block.key}", *args, *extra, dist=random, logp=logp, observed=observed,
@@ -169,16 +178,22 @@ def inflated_likelihood(family: Family, block: Block, eta, params: dict, inputs:
 
 
 def component_logits(parts: dict[str, Inflation], inflation: dict, cells, region: np.ndarray, period: np.ndarray,
-                     n_period: int) -> dict:
-    """Per component, the logit of its probability over its observations (PyTensor).
+                     n_cell: int, n_period: int) -> dict:
+    """Per component, the logit of its probability over the block's observations, 0 at the others' (PyTensor).
 
-    ``cells`` is theta as (region-period, trait); ``region``/``period`` the block's observations' indices.
+    ``cells`` is theta as (region-period, trait), ``n_cell`` of them; ``region``/``period`` the block's
+    observations' indices. The
+    logits come from a dense (member, cell) table, one flat gather per observation (and one scatter-add in the
+    gradient) rather than a gather of each term: the component's indicators are listed ones, a few.
     """
     out = {}
     for comp, part in parts.items():
-        intercept, loading = inflation[comp]
-        cell = region[part.rows] * n_period + period[part.rows]
-        out[comp] = intercept[part.member] + (loading[part.member] * cells[cell]).sum(axis=-1)
+        intercept, loading, n_member = inflation[comp]
+        table = intercept[:, None] + pt.dot(loading, cells.T)                   # (member, cell)
+        table = pt.concatenate([table, pt.zeros((1, n_cell))], axis=0)          # and a row of 0 for the others
+        member = np.full(len(region), n_member)                                # the row of 0
+        member[part.rows] = part.member
+        out[comp] = table.ravel()[member * n_cell + region * n_period + period]
     return out
 
 
