@@ -24,8 +24,10 @@ depend on the traits is a size of 0, inside the prior's support. The report give
 
 In log space, with ``l = log f(y)`` and ``u = logit(pi)``, the heap's mixture is
 ``l - softplus(u) + 1[y = quota] softplus(u - l)`` (``log((1 - pi) f + pi) = log(1 - pi) + l + log(1 + e^(u - l))``):
-a logsumexp written so that observations away from the quota cost one softplus, and zero inflation applies the
-same to that result. ``f`` must be the full log mass here (the sampler's kernels leave out the terms that depend
+the logsumexp of the two components without a difference of exponentials, and zero inflation applies the same to
+that result. It runs over the whole likelihood block, the component's observations picked by a constant mask, and
+the logits come from a dense (indicator, region-period) table: a gather and scatter of the inflated observations
+alone cost the gradient more. ``f`` must be the full log mass here (the sampler's kernels leave out the terms that depend
 on the data alone, ``log y!`` and ``log n-choose-k``; :meth:`nexusbayes.model.families.Family.data_only` adds
 them back), since the heap's point mass is not scaled by them.
 """
