@@ -27,9 +27,9 @@ In log space, with ``l = log f(y)`` and ``u = logit(pi)``, the heap's mixture is
 the logsumexp of the two components without a difference of exponentials, and zero inflation applies the same to
 that result. It runs over the whole likelihood block, the component's observations picked by a constant mask, and
 the logits come from a dense (indicator, region-period) table: a gather and scatter of the inflated observations
-alone cost the gradient more. ``f`` must be the full log mass here (the sampler's kernels leave out the terms that depend
-on the data alone, ``log y!`` and ``log n-choose-k``; :meth:`nexusbayes.model.families.Family.data_only` adds
-them back), since the heap's point mass is not scaled by them.
+alone cost the gradient more. ``f`` must be the full log mass here (the sampler's kernels leave out the terms
+that depend on the data alone, ``log y!`` and ``log n-choose-k``; :meth:`nexusbayes.model.families.Family.data_only`
+adds them back), since the heap's point mass is not scaled by them.
 """
 
 from __future__ import annotations

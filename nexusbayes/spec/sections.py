@@ -200,8 +200,9 @@ class ItemBank(_Strict):
     Examples
     --------
     >>> bank = ItemBank(family="bernoulli", loads={"ideology": "free"})
-    >>> bank.indicator()
-    Indicator(family='bernoulli', loads={'ideology': 'free'}, categories=None, label=None, comparable=True, drift=None)
+    >>> item = bank.indicator()
+    >>> item.family, item.loads, item.comparable, item.drift, item.quota
+    ('bernoulli', {'ideology': 'free'}, True, None, None)
     """
 
     family: FamilyName

@@ -20,7 +20,7 @@ from nexusbayes.workflows.batch import Task
 #: The ``[priors]`` fields a ``prior_scale`` sweep may vary: the scales of priors (each swept only when the
 #: model's roles registry says a variable uses it).
 PRIOR_FIELDS = ("loading", "intercept", "cutpoint", "rater_sd", "noise_sd", "inv_dispersion", "initial_country_sd",
-                "innovation_country_sd", "innovation_region_sd", "drift_sd")
+                "innovation_country_sd", "innovation_region_sd", "drift_sd", "heap_intercept", "heap_loading")
 
 
 @dataclasses.dataclass(frozen=True)
