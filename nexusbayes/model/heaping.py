@@ -184,9 +184,9 @@ def component_logits(parts: dict[str, Inflation], inflation: dict, cells, region
     """Per component, the logit of its probability over the block's observations, 0 at the others' (PyTensor).
 
     ``cells`` is theta as (region-period, trait), ``n_cell`` of them; ``region``/``period`` the block's
-    observations' indices. The
-    logits come from a dense (member, cell) table, one flat gather per observation (and one scatter-add in the
-    gradient) rather than a gather of each term: the component's indicators are listed ones, a few.
+    observations' indices. The logits come from a dense (member, cell) table, one flat gather per observation (and
+    one scatter-add in the gradient) rather than a gather of each term: the component's indicators are listed
+    ones, a few.
     """
     out = {}
     for comp, part in parts.items():
