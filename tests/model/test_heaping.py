@@ -172,11 +172,15 @@ def test_prior_predictive_draws_pile_up_at_the_quota(sim):
 
 # ---- recovery ----------------------------------------------------------------------------------------------
 HEAP = (-1.0, -1.5)     # the heap's logit: -1 - 1.5 theta, a share of 0.78 at theta = -1.5 and 0.04 at 1.5
+ZERO = (-2.0, -1.0)     # structural zeros of arrests: a share of 0.38 at theta = -1.5 and 0.03 at 1.5
 QUOTAS = {"seizures": 10, "arrests": 8, "audits": 6}
 
 
 def recovery_spec(heaped: bool) -> Spec:
-    """One trait: a normal anchor and three counts (two negbin, a binomial of 12), heaped at quotas or not."""
+    """One trait: a normal anchor and three counts (two negbin, a binomial of 12), heaped at quotas or not.
+
+    Heaped, arrests also has structural zeros.
+    """
     indicators = {"staff": {"family": "normal", "loads": {"capability": "positive"}},
                   "seizures": {"family": "negbin", "loads": {"capability": "positive"}},
                   "arrests": {"family": "negbin", "loads": {"capability": "positive"}},
@@ -184,6 +188,8 @@ def recovery_spec(heaped: bool) -> Spec:
     for name, quota in QUOTAS.items():
         if heaped:
             indicators[name]["quota"] = quota
+    if heaped:
+        indicators["arrests"]["zero_inflated"] = True
     return Spec.from_dict({"name": "heaping", "traits": ["capability"], "indicators": indicators})
 
 
@@ -202,7 +208,8 @@ def summary(result, truth: np.ndarray) -> dict:
 
 @pytest.fixture(scope="module")
 def recovery():
-    """Fits with and without ``quota`` to a panel with planted heaps, and to the same panel's honest counts.
+    """Fits with and without ``quota`` (and zero inflation) to a panel with planted heaps and structural zeros, and
+    to the same panel's honest counts.
 
     10 regions x 8 years (seed 3). The honest counts are those of the heaped panel (the heaps are drawn from their
     own stream), so the two panels differ by the heaps alone. Two chains of 300 draws after 300 tuning steps.
@@ -211,8 +218,9 @@ def recovery():
 
     out, start = {}, time.perf_counter()
     for data in ("heaped", "honest"):
-        sim = simulate(recovery_spec(True), n_regions=10, n_periods=8, heap=HEAP if data == "heaped" else
-                       (-np.inf, 0.0), seed=3)
+        none = (-np.inf, 0.0)
+        sim = simulate(recovery_spec(True), n_regions=10, n_periods=8, heap=HEAP if data == "heaped" else none,
+                       zero=ZERO if data == "heaped" else none, seed=3)
         truth = sim.truth["theta"].values.ravel()
         for heaped in (False, True):
             spec = recovery_spec(heaped)
@@ -240,8 +248,8 @@ def test_without_quota_heaped_low_traits_read_high(recovery):
 
 @pytest.mark.slow
 def test_with_quota_traits_and_heap_are_recovered(recovery):
-    """r >= 0.9 and 90% coverage in [0.80, 0.97] for the traits; the heap's parameters inside their intervals as
-    often as a Binomial(6, 0.9) count reaches with 99% probability; the heap's share per region-period reported."""
+    """r >= 0.9 and 90% coverage in [0.80, 0.97] for the traits; the heap's and the zeros' parameters inside their
+    intervals as often as a Binomial(8, 0.9) count reaches with 99% probability; the heap's share reported."""
     from scipy import stats
 
     from nexusbayes.analysis.heaping import inflation_share
@@ -249,9 +257,10 @@ def test_with_quota_traits_and_heap_are_recovered(recovery):
     result, s, sim = recovery["heaped", True]
     post = result.tree["posterior"]
     inside, total = 0, 0
-    for name in ("heap_intercept", "heap_loading"):
+    for name in ("heap_intercept", "heap_loading", "zero_intercept", "zero_loading"):
         lower, upper = post[name].quantile(0.05, ("chain", "draw")), post[name].quantile(0.95, ("chain", "draw"))
-        truth = sim.truth[name].sel({"indicator_heaped": list(post["indicator_heaped"].values)})
+        dim = "indicator_heaped" if name.startswith("heap") else "indicator_zero_inflated"
+        truth = sim.truth[name].sel({dim: list(post[dim].values)})
         inside += int(((lower <= truth) & (truth <= upper)).sum())
         total += truth.size
     share = inflation_share(post.to_dataset())
@@ -259,7 +268,7 @@ def test_with_quota_traits_and_heap_are_recovered(recovery):
     truth = sim.truth["heap_share"].transpose(*lower.dims).values
     share_coverage = float(((lower.values <= truth) & (truth <= upper.values)).mean())
     needed = int(stats.binom.ppf(0.01, total, 0.9))
-    report = (f"{_line('with quota', s)}; heap parameters {inside}/{total} inside (need {needed}); "
+    report = (f"{_line('with quota', s)}; heap and zero parameters {inside}/{total} inside (need {needed}); "
               f"heap share per region-period {share_coverage:.2f} inside")
     print(report)
     assert s["r"] >= 0.9 and 0.80 <= s["coverage"] <= 0.97, report
