@@ -41,6 +41,7 @@ from nexusbayes.data.reporting import (
     require_non_reports,
     split_non_reports,
 )
+from nexusbayes.data.quota import check_quota_columns, check_quotas, quota_columns
 from nexusbayes.errors import DataError
 from nexusbayes.spec.document import Spec
 from nexusbayes.spec.limits import name_advice, name_problem
@@ -106,6 +107,8 @@ class Panel:
     trait_loads: dict[str, set[str]] = field(default_factory=dict)
     not_reported: pd.DataFrame = field(default_factory=no_non_reports)
     covariates: CovariateTable | None = None
+    #: The data columns giving indicators' quotas per row (``quota = "<column>"``), kept with the data.
+    quota_columns: list[str] = field(default_factory=list)
 
     @property
     def n_obs(self) -> int:
@@ -148,7 +151,7 @@ class Panel:
 
         Non-reports follow the observations, with ``status = "not_reported"`` (the column only when there are any).
         """
-        cols = [c for c in (*REQUIRED, *OPTIONAL) if c in self.frame.columns]
+        cols = [c for c in (*REQUIRED, *OPTIONAL, *self.quota_columns) if c in self.frame.columns]
         table = self.frame[cols].reset_index(drop=True)
         if len(self.not_reported) == 0:
             return table
@@ -207,7 +210,9 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     if missing:
         raise DataError(f"{label}: missing column(s) {missing}; found {list(frame.columns)}. "
                         f"Required: {', '.join(REQUIRED)}; optional: {', '.join(OPTIONAL)}")
-    unknown = [c for c in frame.columns if c not in REQUIRED + OPTIONAL]
+    quotas = quota_columns(spec)
+    check_quota_columns(frame, spec, label, REQUIRED + OPTIONAL)
+    unknown = [c for c in frame.columns if c not in REQUIRED + OPTIONAL + tuple(quotas)]
     if unknown:
         hints = []
         for c in unknown:
@@ -251,7 +256,7 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
                         "[indicators]; remove [item_bank]")
 
     given_value = np.zeros(len(frame), dtype=bool)
-    for col in ("value", "exposure", "trials"):
+    for col in ("value", "exposure", "trials", *quotas):
         if col not in frame:
             continue
         raw = frame[col]
@@ -332,6 +337,7 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
                  "`exposure` is only for negbin indicators; leave it empty here")
     problems.add((fam != "binomial").to_numpy() & np.isfinite(trials),
                  "`trials` is only for binomial indicators; leave it empty here")
+    check_quotas(frame, spec, problems, trials, MAX_COUNT)
     if has["rater"]:
         problems.add((fam != "ordinal").to_numpy() & frame["rater"].notna().to_numpy(),
                      "`rater` is only for ordinal indicators; leave it empty here")
@@ -396,7 +402,8 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     return Panel(frame=frame, countries=countries, regions=regions, periods=periods, period_time=period_time,
                  indicators=indicators, raters=raters, region_country=region_country, source=label,
                  empty_cells=empty, spec_indicators=list(spec.indicators), trait_loads=trait_loads,
-                 not_reported=index_non_reports(non_reports, codes))
+                 not_reported=index_non_reports(non_reports, codes,
+                 quota_columns=quotas)
 
 
 def _show(v) -> str:

@@ -48,6 +48,8 @@ Identification
 * **Over periods**: an indicator with ``drift`` gets a location per period (a random walk summing to zero over
   its periods with data), so only indicators without drift tell a trait's trend from changing standards; the
   spec is refused unless they pin down every trait's trend (:func:`nexusbayes.spec.sections.trend_free_traits`).
+* **Inflated counts**: an indicator with ``quota`` or ``zero_inflated`` is a mixture of its honest count and a
+  point mass whose probability has its own intercept and trait loadings (:mod:`nexusbayes.model.heaping`).
 
 The measurement model
 ---------------------
@@ -76,6 +78,7 @@ from nexusbayes.data.panel import Panel
 from nexusbayes.model.covariates import add_covariates, standardised_effects
 from nexusbayes.model.design import Design, block_index, make_design, observed_cells
 from nexusbayes.model.families import FAMILIES
+from nexusbayes.model.heaping import block_inflation, component_logits, inflated_likelihood, inflation_parameters
 from nexusbayes.model.latent import _centred_spans, _latent_process
 from nexusbayes.model.measurement import _country_offsets, _item_drift, _linear_predictor, _measurement_parameters
 from nexusbayes.model.orient import orient
@@ -209,6 +212,8 @@ def _graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
         location = pm.Data("indicator_location", design.centres[:, 0], dims="indicator")
         spread = pm.Data("indicator_scale", design.centres[:, 1], dims="indicator")
         linear_predictor = _linear_predictor(design, panel.n_obs, theta, loading, intercept, location, offset, drift)
+        inflation = inflation_parameters(spec, design.coords["indicator"])
+        cells = theta.reshape((-1, len(spec.traits)))
         for block in design.blocks:
             family = FAMILIES[spec.indicator(block.names[0]).family]
             idx = block_index(design, panel, block)
@@ -217,6 +222,15 @@ def _graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
             observed = pm.Data(f"data_{block.key}", family.observed_values(block), dims=block.dim)
             inputs = {name: pm.Data(f"{name}_{block.key}", values, dims=block.dim)
                       for name, values in family.inputs(block).items()}
+            parts = block_inflation(spec, block, design.coords["indicator"])
+            if parts:     # quota heaping or structural zeros: a mixture (see nexusbayes.model.heaping)
+                logits = component_logits(parts, inflation, cells, idx.region, idx.period,
+                                          len(design.coords["region"]) * len(design.period_time),
+                                          len(design.period_time))
+                values = {c: pm.Data(f"{c}_value_{block.key}", p.spread(p.value, len(block.y)).astype("int64"))
+                          for c, p in parts.items()}
+                inflated_likelihood(family, block, eta, params, inputs, observed, parts, logits, values)
+                continue
             family.likelihood(block, eta, (location[idx.indicator], spread[idx.indicator]), params, observed, inputs)
         reporting_likelihood(spec, panel, theta)
     return model

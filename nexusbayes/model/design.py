@@ -9,6 +9,7 @@ import numpy as np
 from nexusbayes.data.panel import Panel
 from nexusbayes.errors import SpecError
 from nexusbayes.model.families import FAMILIES, Block
+from nexusbayes.model.heaping import inflation_tables
 from nexusbayes.spec.document import Spec
 
 
@@ -103,7 +104,7 @@ def make_design(panel: Panel, spec: Spec) -> Design:
             local=sub["indicator"].map({n: i for i, n in enumerate(names)}).to_numpy(int),
             y=sub["value"].to_numpy(float), exposure=np.where(np.isfinite(exposure), exposure, 1.0),
             trials=trials, rater=sub["rater_idx"].to_numpy(int),
-            categories=spec.indicator(names[0]).categories,
+            categories=spec.indicator(names[0]).categories, quota=_quotas(spec, sub),
         )
         blocks.append(block)
         coords[block.dim] = block.labels
@@ -118,6 +119,16 @@ def make_design(panel: Panel, spec: Spec) -> Design:
     return Design(blocks=blocks, families=[fam_of[n] for n in panel.indicators], centres=centres,
                   loading_sign=sign, region_country=panel.region_country,
                   period_time=np.asarray(panel.period_time, dtype=float), coords=coords)
+
+
+def _quotas(spec: Spec, rows) -> np.ndarray:
+    """Each row's quota: its indicator's number or its value in the indicator's quota column; -1 without one."""
+    out = np.full(len(rows), -1.0)
+    for name, where in rows.groupby("indicator").indices.items():
+        quota = spec.indicator(name).quota
+        if quota is not None:
+            out[where] = rows[quota].to_numpy(float)[where] if isinstance(quota, str) else float(quota)
+    return out
 
 
 @dataclass(frozen=True)
@@ -155,7 +166,9 @@ def kernel_containers(design: Design, spec: Spec, key: str, y: np.ndarray) -> di
     if block is None:
         return {}
     family = FAMILIES[spec.indicator(block.names[0]).family]
-    return {f"{name}_{key}": values for name, values in family.kernel_tables(block.local, np.asarray(y)).items()}
+    tables = {**family.kernel_tables(block.local, np.asarray(y)),
+              **inflation_tables(spec, block, design.coords["indicator"], family, y)}
+    return {f"{name}_{key}": values for name, values in tables.items()}
 
 
 def observed_cells(panel: Panel) -> np.ndarray:

@@ -56,6 +56,7 @@ class Block:
     trials: np.ndarray
     rater: np.ndarray
     categories: int | None = None
+    quota: np.ndarray | None = None    # each observation's quota (-1 where its indicator has none)
 
     @property
     def dim(self) -> str:
@@ -97,6 +98,14 @@ class Family:
         these too (:func:`nexusbayes.model.design.kernel_containers` makes them).
         """
         return {}
+
+    def kernel(self, block: Block, eta, params: dict, inputs: dict):
+        """``(args, dist, logp)`` of the likelihood's CustomDist (counts; the mixtures of :mod:`~.heaping` wrap it)."""
+        raise NotImplementedError(f"{self.name} observations cannot be inflated")
+
+    def data_only(self, block: Block, y: np.ndarray) -> np.ndarray:
+        """The terms of the full log mass that depend on the data alone, which :meth:`kernel` leaves out."""
+        raise NotImplementedError(f"{self.name} observations cannot be inflated")
 
     def likelihood(self, block: Block, eta, scale, params: dict, observed, inputs: dict):
         """Add the observed variable ``y_<key>`` over all of the block's observations.
@@ -201,14 +210,22 @@ class NegBin(Family):
 
     def likelihood(self, block, eta, scale, params, observed, inputs):
         """Negative-binomial likelihood with mean ``exp(eta) * exposure``."""
+        args, dist, kernel = self.kernel(block, eta, params, inputs)
+        return pm.CustomDist(f"y_{block.key}", *args, dist=dist, logp=kernel, observed=observed, dims=block.dim)
+
+    def data_only(self, block, y):
+        """``-log y!``."""
+        return -gammaln(y + 1.0)
+
+    def kernel(self, block, eta, params, inputs):
+        """The kernel's inputs (:func:`negbin_kernel`), its draws and the kernel."""
         log_mu = eta + inputs["log_exposure"]
         alpha = 1.0 / params["inv_dispersion"]                        # per indicator: the special functions
         terms = (alpha * pt.log(alpha) - pt.gammaln(alpha))[block.local]   # run once per indicator, not per count
         table = {name: pm.Data(f"{name}_{block.key}", values)
                  for name, values in self.kernel_tables(block.local, block.y).items()}
         lgamma_y = pt.gammaln(table["pair_count"] + alpha[table["pair_indicator"]])[table["pair"]]   # once per pair
-        return pm.CustomDist(f"y_{block.key}", log_mu, alpha[block.local], pt.log(alpha)[block.local], terms,
-                             lgamma_y, dist=negbin_dist, logp=negbin_kernel, observed=observed, dims=block.dim)
+        return (log_mu, alpha[block.local], pt.log(alpha)[block.local], terms, lgamma_y), negbin_dist, negbin_kernel
 
     def simulate(self, rng, eta, scale, block, params):
         """Gamma-Poisson draws."""
@@ -258,8 +275,16 @@ class Binomial(Family):
 
     def likelihood(self, block, eta, scale, params, observed, inputs):
         """Binomial likelihood."""
-        return pm.CustomDist(f"y_{block.key}", eta, inputs["trials"], dist=binomial_dist, logp=binomial_kernel,
-                             observed=observed, dims=block.dim)
+        args, dist, kernel = self.kernel(block, eta, params, inputs)
+        return pm.CustomDist(f"y_{block.key}", *args, dist=dist, logp=kernel, observed=observed, dims=block.dim)
+
+    def kernel(self, block, eta, params, inputs):
+        """The kernel's inputs (:func:`binomial_kernel`), its draws and the kernel."""
+        return (eta, inputs["trials"]), binomial_dist, binomial_kernel
+
+    def data_only(self, block, y):
+        """``log C(n, y)``."""
+        return gammaln(block.trials + 1.0) - gammaln(y + 1.0) - gammaln(block.trials - y + 1.0)
 
     def simulate(self, rng, eta, scale, block, params):
         """Binomial draws."""

@@ -14,6 +14,7 @@ from nexusbayes.constants import POSTPROCESS_CHUNK_VALUES, PRIOR_PREDICTIVE_DRAW
 from nexusbayes.data.panel import Panel
 from nexusbayes.model.design import Design, block_index, term_key
 from nexusbayes.model.families import FAMILIES, NUISANCE
+from nexusbayes.model.heaping import block_inflation, logits_numpy, mix_draws, mix_logp
 from nexusbayes.model.measurement import DRIFT, drift_layout, drift_sign
 from nexusbayes.model.reporting import OBS_DIM, REPORTED, bernoulli_logp, reporting_cells, reporting_logit
 from nexusbayes.spec.document import Spec
@@ -141,6 +142,8 @@ def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec,
             family = FAMILIES[spec.indicator(block.names[0]).family]
             idx = block_index(design, panel, block)
             params = {p: flat(f"{p}_{block.key}") for p in NUISANCE if f"{p}_{block.key}" in post}
+            parts = block_inflation(spec, block, panel.indicators)
+            inflation = {c: (flat(f"{c}_intercept"), flat(f"{c}_loading")) for c in parts}
             logp, drawn = np.empty((n_chain * n_draw, len(block.rows))), None
             for rows in draw_chunks(n_chain * n_draw, len(block.rows)):
                 # the draws × observations temporaries of a chunk only (a whole block took several GB on large panels)
@@ -151,9 +154,13 @@ def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec,
                 if shift is not None:
                     eta += shift[rows][:, position[idx.indicator], idx.period]
                 chunk_params = {p: value[rows] for p, value in params.items()}
+                logits = {c: logits_numpy(parts[c], a[rows], b[rows], theta[rows], idx.region, idx.period)
+                          for c, (a, b) in inflation.items()}
                 _store(pending)
-                pending = (logp, rows, pool.submit(family.logp, eta, idx.scale, block, chunk_params))
+                pending = (logp, rows, pool.submit(_logp, family, eta, idx.scale, block, chunk_params, parts, logits))
                 simulated = family.simulate(rng, eta, idx.scale, block, chunk_params)
+                if parts:    # quota heaping, structural zeros (see nexusbayes.model.heaping)
+                    simulated = mix_draws(rng, simulated, parts, logits)
                 if drawn is None:
                     drawn = np.empty(logp.shape, dtype=simulated.dtype)
                 drawn[rows] = simulated
@@ -187,6 +194,12 @@ def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec,
     tree["constant_data"] = xr.DataTree(xr.Dataset(const, coords={"indicator": names, "period": panel.periods,
                                                                   "region": panel.regions}))
     return tree
+
+
+def _logp(family, eta, scale, block, params, parts, logits) -> np.ndarray:
+    """A chunk's pointwise log-likelihood: the family's, mixed with its inflation components when it has any."""
+    honest = family.logp(eta, scale, block, params)
+    return mix_logp(honest, block.y, parts, logits) if parts else honest
 
 
 def _store(pending: tuple[np.ndarray, slice, Future] | None) -> None:

@@ -95,6 +95,7 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
              first_year: int = 2000, missing: float = 0.0, n_raters: int = 0, theta: np.ndarray | None = None,
              exposure: np.ndarray | None = None, drift_sd: float = 0.3,
              reporting: tuple[float, float] = (1.0, 1.5), effects: dict[str, float] | None = None,
+             heap: tuple[float, float] = (-1.0, -1.0), zero: tuple[float, float] = (-2.0, -0.5),
              seed: int = 0) -> Simulation:
     """Simulate a long indicator table from the measurement model.
 
@@ -128,6 +129,11 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         (per SD of the covariate; see :mod:`nexusbayes.model.covariates`); default drawn Normal(0, 0.5).
         The covariates are drawn from their own stream (a region part and a period-to-period part), so the
         rest of the data are those of the same spec without them.
+    heap, zero : tuple of float
+        (intercept, loading) of the logits of quota heaping and of structural zeros of the spec's indicators with
+        ``quota`` or ``zero_inflated``: the loading is on each trait the indicator loads on (0 on the others); an
+        intercept of ``-inf`` gives data without them. Drawn from their own stream, so the honest counts are those
+        of the same spec without them. A quota column gets, per period, the median honest count (at least 1).
     seed : int
         Random seed; the same seed gives the same data.
 
@@ -159,7 +165,7 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
     walk_rng = np.random.default_rng([seed, 23])
     drift = np.cumsum(np.concatenate([np.zeros((len(drifting), 1)), drift_sd * walk_rng.standard_normal(
         (len(drifting), n_periods - 1))], axis=1), axis=1)   # yearly periods: gaps of 1
-    rows = []
+    rows, inflation = [], {}
     silent = [n for n in names if spec.indicators[n].missing == "informative"]
     report_rng = np.random.default_rng([seed, 29])
     report = {"reporting_intercept": np.full(len(silent), float(reporting[0])),
@@ -206,6 +212,11 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
             if ind.family == "negbin":
                 eta = eta + np.log(3.0)  # a few events per unit of exposure
             y = family.simulate(rng, eta, (5.0, 2.0), block, params)
+            quota = None
+            if ind.inflated:
+                y, quota, found = _inflate(ind, y, theta[r, t], [traits.index(k) for k in ind.loads], t, heap, zero,
+                                           np.random.default_rng([seed, 29, j]))
+                inflation.update({(name, c): v for c, v in found.items()})
             part = pd.DataFrame({"country": [countries[u // n_regions] for u in r],
                                  "region": [regions[u] for u in r], "period": [years[p] for p in t],
                                  "indicator": name, "value": y})
@@ -213,6 +224,8 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
                 part["exposure"] = exposure[r]
             if ind.family == "binomial":
                 part["trials"] = 12
+            if isinstance(ind.quota, str):
+                part[ind.quota] = quota
             if rater is not None:
                 part["rater"] = rater
             rows.append(part[reported[r, t]])     # drawn either way: reporting leaves the other values alone
@@ -240,6 +253,16 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         table, beta, effect = planted
         panel = attach_covariates(panel, spec, table)
         extra.update(covariate_beta=("covariate_label", beta), covariate_effect=("covariate_label", effect))
+    extra_coords = {}
+    for comp, dim in (("heap", "indicator_heaped"), ("zero", "indicator_zero_inflated")):
+        members = [n for n in names if (n, comp) in inflation]
+        if members:
+            share = np.stack([1.0 / (1.0 + np.exp(-(inflation[n, comp][0] + theta @ inflation[n, comp][1])))
+                              for n in members])
+            extra |= {f"{comp}_intercept": (dim, np.array([inflation[n, comp][0] for n in members])),
+                      f"{comp}_loading": ((dim, "trait"), np.stack([inflation[n, comp][1] for n in members])),
+                      f"{comp}_share": ((dim, "region", "period"), share)}
+            extra_coords[dim] = members
     truth = xr.Dataset(
         {"theta": (("region", "period", "trait"), theta), "loading": (("indicator", "trait"), loading),
          "intercept": ("indicator", intercept), "country_theta": (("country", "period", "trait"), country_theta),
@@ -247,7 +270,8 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         coords={"region": regions, "period": years, "trait": traits, "indicator": names, "country": countries,
                 **({"indicator_drifting": drifting} if drifting else {}),
                 **({"indicator_informative": silent} if silent else {}),
-                **({"covariate_label": list(effects_index(spec))} if planted is not None else {})},
+                **({"covariate_label": list(effects_index(spec))} if planted is not None else {}),
+                **extra_coords},
     )
     return Simulation(frame=frame, panel=panel, spec=spec, truth=truth, covariates=table)
 
@@ -291,6 +315,32 @@ def _plant_effects(spec: Spec, raw: np.ndarray, regions: list[str], years: list[
     mean, sd = theta.mean(axis=(0, 1)), theta.std(axis=(0, 1))
     trait_of = np.array([spec.traits.index(lab.rsplit(":", 1)[1]) for lab in labels])
     return (theta - mean) / sd, (table, beta, beta / sd[trait_of])
+
+
+def _inflate(ind: Indicator, y: np.ndarray, theta: np.ndarray, loads: list[int], period: np.ndarray,
+            heap: tuple[float, float], zero: tuple[float, float], rng: np.random.Generator):
+    """Reported counts from honest ones ``y``: heaped at the quota, then structural zeros (as the model's mixture).
+
+    Returns the counts, each row's quota (None without one) and, per component, its (intercept, loadings).
+    """
+    found, quota = {}, None
+    for comp, (intercept, size) in (("heap", heap), ("zero", zero)):
+        if (comp == "heap" and ind.quota is None) or (comp == "zero" and not ind.zero_inflated):
+            continue
+        loading = np.zeros(theta.shape[-1])
+        loading[loads] = size
+        found[comp] = (intercept, loading)
+        hit = rng.random(len(y)) < 1.0 / (1.0 + np.exp(-(intercept + theta @ loading)))
+        if comp == "heap":
+            if isinstance(ind.quota, str):
+                median = {p: max(1.0, float(np.round(np.median(y[period == p])))) for p in np.unique(period)}
+                quota = np.array([median[p] for p in period])
+            else:
+                quota = np.full(len(y), float(ind.quota))
+            y = np.where(hit, quota, y)
+        else:
+            y = np.where(hit, 0.0, y)
+    return y, quota, found
 
 
 def _nuisance(ind: Indicator, rng: np.random.Generator, n_raters: int) -> dict:

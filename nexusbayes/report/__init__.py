@@ -47,7 +47,7 @@ from nexusbayes.inference import compile_cache
 from nexusbayes.inference.run_length import describe
 from nexusbayes.model.build import Model
 from nexusbayes.outputs import REPORT, OutputFolder
-from nexusbayes.report import checks, comparison, figures, reporting
+from nexusbayes.report import checks, comparison, figures, heaping, reporting
 from nexusbayes.report.covariates import covariate_section
 from nexusbayes.report.forecasts import forecast_section
 from nexusbayes.report.tables import column_formatter, result_tables, rounded
@@ -345,6 +345,8 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     figs["results"]["trait_trajectories"] = (
         f"Traits over periods by region: posterior mean and {CI_PROB:.0%} band.",
         figures.trait_trajectories(tables["traits"], thresholds))
+    if any(fit.spec.indicator(n).inflated for n in fit.panel.indicators):    # quota heaping, structural zeros
+        figs["results"].update(heaping.section(fit, tables))
     figs["results"].update(covariate_section(fit, results, tables))
     fc_tables, fc_figures, fc_notes = forecast_section(fit, forecast)
     tables.update(fc_tables)

@@ -35,6 +35,19 @@ class _Strict(BaseModel):
                               strict=True)
 
 
+def _quota(value):
+    """One clear message for a quota that is neither a whole number >= 0 nor a column name."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer() or value < 0:
+        raise ValueError(f"`quota` must be a whole number >= 0 (quota = 10) or the name of the data column giving "
+                         f"each row's quota in quotes (quota = \"quota_target\"); got {value!r}")
+    if isinstance(value, float):
+        raise ValueError(f"`quota` is a count: write it as a whole number without a decimal point "
+                         f"(quota = {int(value)}), got {value!r}")
+    return value
+
+
 class Indicator(_Strict):
     """One observed indicator and how it is generated from the latent traits.
 
@@ -77,6 +90,16 @@ class Indicator(_Strict):
         trait (normal, scale ``priors.reporting_loading``), so non-reports inform the traits (low capability, fewer
         reports). See :func:`nexusbayes.model.reporting.reporting_likelihood`. The data must hold at least
         one non-report of the indicator.
+    quota : int or str, optional
+        Quota heaping (counts: ``negbin`` and ``binomial`` only): a whole number >= 0 at which reports pile
+        up, or the name of a data column giving it per row (e.g. a quota set per region and year). The
+        observed count is then the honest count with probability ``1 - pi`` and the quota with probability
+        ``pi``, ``logit(pi) = heap_intercept + heap_loading . theta`` with loadings at most 0 on every trait (gaming
+        as a sign of low capability or willingness; the sign also identifies, see :mod:`nexusbayes.model.heaping`).
+    zero_inflated : bool
+        Structural zeros (counts only): with probability ``pi0``, ``logit(pi0) = zero_intercept +
+        zero_loading . theta``, the report is 0 whatever the honest count (a series not collected but
+        recorded as nothing). With a ``quota`` too, the quota must not be 0.
     """
 
     family: FamilyName
@@ -86,6 +109,8 @@ class Indicator(_Strict):
     comparable: bool = True
     drift: Literal["intercept", "cutpoints"] | None = None
     missing: Literal["ignorable", "informative"] = "ignorable"
+    quota: Annotated[int | str | None, BeforeValidator(_quota)] = None
+    zero_inflated: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> Indicator:
@@ -103,7 +128,27 @@ class Indicator(_Strict):
         if self.drift == "cutpoints" and self.family != "ordinal":
             raise ValueError(f"drift = \"cutpoints\" is for ordinal indicators; a {self.family} indicator "
                              "drifts through its intercept: drift = \"intercept\"")
+        self._check_inflation()
         return self
+
+    def _check_inflation(self) -> None:
+        """Quota heaping and zero inflation only for counts; a quota that is a whole number or a column name."""
+        counts = ("negbin", "binomial")
+        for key, given in (("quota", self.quota is not None), ("zero_inflated", self.zero_inflated)):
+            if given and self.family not in counts:
+                raise ValueError(f"`{key}` is for count indicators ({' or '.join(counts)}), not {self.family!r}: "
+                                 f"remove `{key}` or change the family")
+        if isinstance(self.quota, str) and not self.quota.strip():
+            raise ValueError("`quota` is an empty column name: give a whole number (quota = 10) or the name of the "
+                             "data column holding each row's quota (quota = \"quota_target\")")
+        if self.quota == 0 and not isinstance(self.quota, str) and self.zero_inflated:
+            raise ValueError("`quota = 0` with `zero_inflated = true` puts the heap and the structural zeros on the "
+                             "same value, which the data cannot tell apart: keep one of them")
+
+    @property
+    def inflated(self) -> bool:
+        """Whether the indicator's counts are a mixture (``quota`` or ``zero_inflated``)."""
+        return self.quota is not None or self.zero_inflated
 
 
 def trend_free_traits(traits: list[str], every: dict[str, Indicator]) -> list[str]:
@@ -165,9 +210,9 @@ class ItemBank(_Strict):
     Examples
     --------
     >>> bank = ItemBank(family="bernoulli", loads={"ideology": "free"})
-    >>> bank.indicator()   # doctest: +NORMALIZE_WHITESPACE
-    Indicator(family='bernoulli', loads={'ideology': 'free'}, categories=None, label=None, comparable=True,
-              drift=None, missing='ignorable')
+    >>> item = bank.indicator()
+    >>> item.family, item.loads, item.comparable, item.drift, item.missing, item.quota
+    ('bernoulli', {'ideology': 'free'}, True, None, 'ignorable', None)
     """
 
     family: FamilyName
@@ -351,6 +396,10 @@ class Priors(_Strict):
     deviations (the initial SD of countries when every country has a single region, which has no
     region deviations; the step SD when there is a single unit).
 
+    ``heap_intercept`` and ``heap_loading`` are the scales of the normal priors of the logits of quota heaping
+    and of structural zeros (indicators with ``quota`` or ``zero_inflated``): the intercept's is centred on
+    logit 0.1 (:data:`nexusbayes.model.heaping.HEAP_PRIOR_LOGIT`); the loadings are at most 0, half-normal in size.
+
     ``drift_sd`` is the scale of the step SD per year of the intercepts (or cut-point centres) of
     indicators with ``drift`` (see :class:`Indicator`), on the scale of their linear predictor.
 
@@ -377,6 +426,8 @@ class Priors(_Strict):
     innovation_region_sd: PriorScale = 0.3
     drift_sd: PriorScale = 0.2
     reporting_loading: PriorScale = 2.0
+    heap_intercept: PriorScale = 1.5
+    heap_loading: PriorScale = 1.0
     lkj_eta: PriorScale = 2.0
     ar_phi: Annotated[tuple[PriorScale, PriorScale], BeforeValidator(_tuple)] = (4.0, 1.5)
 

@@ -434,3 +434,118 @@ def test_simulate(case):
     statistic = ((counts - expected) ** 2 / expected).sum()
     p = stats.chi2.sf(statistic, n * (N_BINS - 1))
     assert p > P_MIN, f"chi-square {statistic:.1f} on {n * (N_BINS - 1)} df, p = {p:.2g}"
+
+
+# ---- 4. inflated counts: quota heaping and structural zeros (issue 23, part 3) ------------------------------
+# The mixture P(y) = pi0 1[y = 0] + (1 - pi0) ((1 - pi) f(y) + pi 1[y = quota]) over a count family f, checked
+# against a direct computation: the log of the sum of its three components (logsumexp), f being the reference.
+
+INFLATED = [c for c in CASES if c.id in ("negbin-moderate", "negbin-eta_small", "negbin-exposures",
+                                         "binomial-trials_many", "binomial-trials_mixed", "binomial-eta_extreme")]
+
+
+def _inflation(case):
+    """Heap at a per-observation quota on every observation, structural zeros on every other one, and logits."""
+    from nexusbayes.model.heaping import Inflation
+
+    b, n = case.block, len(case.block.y)
+    rng = np.random.default_rng(IDS.index(case.id))
+    quota = np.where(np.arange(n) % 3 == 0, b.y, np.maximum(b.y - 1, 1))     # a third of the counts at their quota
+    if case.family == "binomial":
+        quota = np.minimum(quota, b.trials)
+    parts = {"heap": Inflation(rows=np.arange(n), member=b.local, value=quota.astype("int64")),
+             "zero": Inflation(rows=np.arange(0, n, 2), member=b.local[::2], value=np.zeros(len(range(0, n, 2)),
+                                                                                             dtype="int64"))}
+    logits = {"heap": rng.normal(-1.0, 2.0, n), "zero": rng.normal(-1.5, 2.0, len(parts["zero"].rows))}
+    return parts, logits
+
+
+def _direct(case, honest, parts, logits):
+    """log[pi0 1[y = 0] + (1 - pi0)((1 - pi) f + pi 1[y = q])], as one logsumexp of the three components."""
+    from scipy.special import expit, logsumexp
+
+    y, n = case.block.y, len(case.block.y)
+    pi, pi0 = np.zeros(n), np.zeros(n)
+    pi[parts["heap"].rows] = expit(logits["heap"])
+    pi0[parts["zero"].rows] = expit(logits["zero"])
+    q = np.full(n, -1.0)
+    q[parts["heap"].rows] = parts["heap"].value
+    with np.errstate(divide="ignore"):
+        terms = np.stack([np.log1p(-pi0) + np.log1p(-pi) + honest,
+                          np.where(y == q, np.log1p(-pi0) + np.log(pi), -np.inf),
+                          np.where(y == 0, np.log(pi0), -np.inf)])
+    return logsumexp(terms, axis=0)
+
+
+@pytest.mark.parametrize("case", INFLATED, ids=[c.id for c in INFLATED])
+def test_inflated_numpy_logp(case):
+    """:func:`nexusbayes.model.heaping.mix_logp` over ``Family.logp`` is the direct mixture."""
+    from nexusbayes.model.heaping import mix_logp
+
+    parts, logits = _inflation(case)
+    honest = FAMILIES[case.family].logp(case.eta, case.scale, case.block, case.params)
+    want = _direct(case, reference(case, case.eta, case.params)[0], parts, logits)
+    assert (case.block.y == parts["heap"].value).sum() >= len(case.block.y) // 3     # heaps, zeros, and the rest
+    _close(mix_logp(honest, case.block.y, parts, logits), want, "mixture log mass")
+
+
+KERNEL_CASES = [c for c in INFLATED if c.id in ("negbin-moderate", "binomial-trials_mixed", "binomial-eta_extreme")]
+
+
+@pytest.mark.parametrize("case", KERNEL_CASES, ids=[c.id for c in KERNEL_CASES])
+def test_inflated_kernel(case):
+    """The mixture the model builds (:func:`nexusbayes.model.heaping.inflated_likelihood`): its full log mass."""
+    from nexusbayes.model.heaping import inflated_likelihood
+
+    family, b = FAMILIES[case.family], case.block
+    parts, logits = _inflation(case)
+    eta = pt.dvector("eta")
+    params = {name: pt.tensor(name, shape=(None,) * np.ndim(v), dtype="float64") for name, v in case.params.items()}
+    u = {c: pt.dvector(f"u_{c}") for c in parts}       # over the whole block (0 where a component is absent)
+    with pm.Model(coords={b.dim: b.labels}) as model:
+        observed = pm.Data(f"data_{b.key}", family.observed_values(b), dims=b.dim)
+        inputs = {name: pm.Data(f"{name}_{b.key}", values, dims=b.dim) for name, values in family.inputs(b).items()}
+        values = {c: pm.Data(f"{c}_value_{b.key}", p.spread(p.value, len(b.y)).astype("int64"))
+                  for c, p in parts.items()}
+        rv = inflated_likelihood(family, b, eta, params, inputs, observed, parts, u, values)
+    kernel = model.logp(vars=[rv], sum=False)[0]
+    wrt = [eta, *u.values()]
+    got = pytensor.function([*wrt, *params.values()], [kernel, *pytensor.grad(kernel.sum(), wrt)])(
+        case.eta, *(parts[c].spread(v, len(b.y)) for c, v in logits.items()), *case.params.values())
+    _close(got[0], _direct(case, reference(case, case.eta, case.params)[0], parts, logits), "mixture log mass")
+    for name, g in zip(["eta", *u], got[1:], strict=True):
+        assert np.isfinite(g).all(), f"gradient in {name} not finite"
+    # the gradient in the heap's logit, d/du log((1 - s(u)) f + s(u) 1[y = q]) at the heaped and other counts
+    step = 1e-6
+    shifted = dict(logits, heap=logits["heap"] + step)
+    numeric = (_direct(case, reference(case, case.eta, case.params)[0], parts, shifted)
+               - _direct(case, reference(case, case.eta, case.params)[0], parts, logits)) / step
+    np.testing.assert_allclose(got[2], numeric, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", KERNEL_CASES[:2], ids=[c.id for c in KERNEL_CASES[:2]])
+def test_inflated_simulate(case):
+    """:func:`nexusbayes.model.heaping.mix_draws` over ``Family.simulate`` follows the mixture (PIT chi-square)."""
+    from scipy.special import expit
+
+    from nexusbayes.model.heaping import mix_draws
+
+    family, b = FAMILIES[case.family], case.block
+    parts, logits = _inflation(case)
+    rng = np.random.default_rng(30260 + IDS.index(case.id))
+    n = len(case.eta)
+    params = {name: np.broadcast_to(v, (N_DRAWS, *np.shape(v))) for name, v in case.params.items()}
+    honest = family.simulate(rng, np.broadcast_to(case.eta, (N_DRAWS, n)), case.scale, b, params)
+    draws = mix_draws(rng, honest, parts, {c: np.broadcast_to(u, (N_DRAWS, len(u))) for c, u in logits.items()})
+    pi, pi0, q = np.zeros(n), np.zeros(n), np.full(n, np.inf)
+    pi[parts["heap"].rows], q[parts["heap"].rows] = expit(logits["heap"]), parts["heap"].value
+    pi0[parts["zero"].rows] = expit(logits["zero"])
+
+    def cdf(y):      # the mixture's CDF from the reference's
+        return (1 - pi0) * ((1 - pi) * _reference_cdf(case, y) + pi * (y >= q)) + pi0 * (y >= 0)
+
+    u = cdf(draws - 1.0) + rng.uniform(size=draws.shape) * (cdf(draws) - cdf(draws - 1.0))
+    counts = np.stack([np.bincount(np.minimum((u[:, i] * N_BINS).astype(int), N_BINS - 1), minlength=N_BINS)
+                       for i in range(n)])
+    statistic = ((counts - N_DRAWS / N_BINS) ** 2 / (N_DRAWS / N_BINS)).sum()
+    assert stats.chi2.sf(statistic, n * (N_BINS - 1)) > P_MIN, f"chi-square {statistic:.1f}"
