@@ -49,6 +49,7 @@ from nexusbayes.spec.sections import (
     DynamicsSpec,
     Indicator,
     ItemBank,
+    ModelSpec,
     Orientation,
     Periods,
     Priors,
@@ -83,6 +84,9 @@ class Spec(_Strict):
     orientation : dict of str to Orientation
         For traits whose loadings are all ``free``: regions known to lie high or low on the trait,
         which fix its sign after sampling (see :class:`Orientation`).
+    model : ModelSpec
+        ``[model] kind``: continuous traits (``"trait"``, the default) or the four types as hidden Markov
+        states (``"regime"``; see :class:`ModelSpec`).
 
     Notes
     -----
@@ -121,6 +125,7 @@ class Spec(_Strict):
     typology: Typology = Field(default_factory=Typology)
     summary: Summary = Field(default_factory=Summary)
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
 
     @field_validator("traits")
     @classmethod
@@ -226,6 +231,33 @@ class Spec(_Strict):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _regime_supported(self) -> Spec:
+        """Refuse the options that ``[model] kind = "regime"`` does not support (yet), saying what to change."""
+        if self.model.kind != "regime":
+            return self
+        fix = "; or set [model] kind = \"trait\""
+        if sorted(self.traits) != ["capability", "willingness"]:
+            raise ValueError(f"model.kind = \"regime\": the regime model's states are the four capacity types, so "
+                             f"traits must be [\"capability\", \"willingness\"] (got {self.traits}){fix}")
+        drifting = [n for n, ind in self.indicators.items() if ind.drift is not None]
+        if drifting:
+            raise ValueError(f"model.kind = \"regime\" does not support `drift` yet: remove it from indicators "
+                             f"{', '.join(f'{n}' for n in drifting)}{fix}")
+        if self.orientation:
+            raise ValueError("model.kind = \"regime\" needs each trait's sign fixed by an anchor (its low and high "
+                             "levels are ordered by construction), not an [orientation]: remove [orientation."
+                             f"{next(iter(self.orientation))}] and give an anchor a fixed sign{fix}")
+        if self.dynamics != DynamicsSpec():
+            raise ValueError("model.kind = \"regime\": the types follow the transition matrices, not [dynamics] "
+                             f"(got kind = {self.dynamics.kind!r}, centred = {str(self.dynamics.centred).lower()}); "
+                             "remove the [dynamics] table (AR, Student-t and centred walks are trait-model "
+                             f"options){fix}")
+        if self.typology.thresholds:
+            raise ValueError("model.kind = \"regime\": the types are the model's states, so [typology] thresholds "
+                             f"do not apply; remove typology.thresholds.{next(iter(self.typology.thresholds))}{fix}")
+        return self
+
     def _trends_identified(self, every: dict[str, Indicator]) -> None:
         """Refuse drift that leaves a trait's trend over periods to the prior (see :func:`trend_free_traits`)."""
         free = trend_free_traits(self.traits, every)
@@ -300,6 +332,11 @@ class Spec(_Strict):
     def has_typology(self) -> bool:
         """True when the traits include ``capability`` and ``willingness`` (the memo's types)."""
         return {"capability", "willingness"} <= set(self.traits)
+
+    @property
+    def is_regime(self) -> bool:
+        """True for ``[model] kind = "regime"``: the types are hidden Markov states (:mod:`nexusbayes.model.regime`)."""
+        return self.model.kind == "regime"
 
     def threshold(self, trait: str) -> Threshold:
         """The typology threshold of ``trait`` (0.0 when the spec gives none)."""

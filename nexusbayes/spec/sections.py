@@ -305,6 +305,32 @@ class DynamicsSpec(_Strict):
         return self
 
 
+class ModelSpec(_Strict):
+    """Which model the traits come from: ``[model]`` with ``kind = "trait"`` (default) or ``"regime"``.
+
+    ``trait``: capability and willingness are continuous traits that follow the ``[dynamics]``, and the capacity
+    types are read off them by the ``[typology]`` thresholds. ``regime``: each region-period is in one of the four
+    types (a hidden Markov state; :mod:`nexusbayes.model.regime`), each type placing capability and willingness at
+    a low or a high level, with a 4 x 4 transition matrix per country. Its rows have Dirichlet priors partially
+    pooled across countries: a country's row is Dirichlet(``pooling_concentration`` x the shared row) in
+    expectation, the concentration having a Gamma(2, 2 / ``pooling``) prior (mean ``pooling``); the shared rows are
+    Dirichlet with concentration ``persistence[0]`` on staying in the type and ``persistence[1]`` on each move.
+
+    The regime kind needs the traits ``capability`` and ``willingness`` (only), and does not yet support indicators
+    with ``drift``, an ``[orientation]``, ``[dynamics]`` other than the default, or ``[typology]`` thresholds
+    (its types are its states).
+
+    Examples
+    --------
+    >>> ModelSpec().kind, ModelSpec(kind="regime").persistence
+    ('trait', (3.0, 1.0))
+    """
+
+    kind: Literal["trait", "regime"] = "trait"
+    persistence: Annotated[tuple[PriorScale, PriorScale], BeforeValidator(_tuple)] = (3.0, 1.0)
+    pooling: PriorScale = 20.0
+
+
 class Priors(_Strict):
     """Prior scales. Traits are standardised (mean 0, SD 1 over region-periods), so are these.
 
