@@ -6,8 +6,13 @@ the terms the sampler's kernels leave out) is summed onto (region, period, state
 states summed out), the smoothed P(type) per region-period, a draw of the state path from p(states | y)
 (forward filtering, backward sampling) and the draw's most probable (Viterbi) path. Added to the tree:
 
-* ``log_likelihood.region_series`` (chain, draw, region): the unit that PSIS-LOO leaves out is a region's
-  whole series (an HMM's observations are dependent within a region through its states);
+* ``log_likelihood.y_<key>`` (chain, draw, obs_<key>): each observation's log-density given the draw's sampled
+  states, as the trait model's is given the draw's theta: both condition on their latent variables drawn from
+  the posterior, so PSIS-LOO leaves out one observation in both on the same footing (the report's LOO and
+  :func:`nexusbayes.analysis.compare_models.compare_models` read it);
+* ``regime.region_loglik`` (chain, draw, region): each region's whole series with the states summed out, the
+  marginal likelihood per region (for leaving a region's series out; the trait model has no counterpart
+  until its theta path is integrated out too);
 * ``posterior.theta`` (chain, draw, region, period, trait): the expected level E[level | y] per draw, and
   ``posterior.country_theta`` its mean over each country's regions, for consumers of the trait model's theta;
 * group ``regime``: ``type_probability`` (chain, draw, region, period, type), ``type_state`` (chain, draw,
@@ -122,23 +127,25 @@ def add_regime_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec
         "type_probability": shaped(smoothed, ("region", "period", "type"), **where, type=list(TYPES)),
         "type_state": shaped(states, ("region", "period"), **where),
         "modal_path": xr.DataArray(hmm.modal_paths(paths), dims=("region", "period"), coords=where),
+        "region_loglik": shaped(loglik, ("region",), region=panel.regions),
     }, attrs={"time_unit_years": step_multiples(design.period_time)[0]}))
-    tree["log_likelihood"] = xr.DataTree(xr.Dataset(
-        {"region_series": shaped(loglik, ("region",), region=panel.regions)}))
-    predictive, observed = {}, {}
+    predictive, observed, pointwise = {}, {}, {}
     for block in design.blocks:
         family = FAMILIES[spec.indicator(block.names[0]).family]
         idx = block_index(design, panel, block)
-        drawn = np.empty((n_sample, len(block.rows)))
+        drawn, logp = np.empty((n_sample, len(block.rows))), np.empty((n_sample, len(block.rows)))
         for begin in range(0, n_sample, step):
             rows = slice(begin, min(begin + step, n_sample))
             params = {p: post[f"{p}_{block.key}"][rows] for p in NUISANCE if f"{p}_{block.key}" in post}
             eta = np.take_along_axis(state_etas(post, design, spec, idx, rows),
                                      states[rows][:, idx.region, idx.period, None].astype(np.intp), -1)[..., 0]
             drawn[rows] = family.simulate(rng, eta, idx.scale, block, params)
+            logp[rows] = family.logp(eta, idx.scale, block, params)
         coords = {block.dim: block.labels}
         predictive[f"y_{block.key}"] = shaped(drawn, (block.dim,), **coords)
+        pointwise[f"y_{block.key}"] = shaped(logp, (block.dim,), **coords)
         observed[f"y_{block.key}"] = xr.DataArray(block.y, dims=block.dim, coords=coords)
+    tree["log_likelihood"] = xr.DataTree(xr.Dataset(pointwise))
     tree["posterior_predictive"] = xr.DataTree(xr.Dataset(predictive))
     tree["observed_data"] = xr.DataTree(xr.Dataset(observed))
     const = {"centre_loc": ("indicator", design.centres[:, 0]), "centre_scale": ("indicator", design.centres[:, 1]),
