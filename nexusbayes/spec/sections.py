@@ -311,10 +311,10 @@ class ModelSpec(_Strict):
     ``trait``: capability and willingness are continuous traits that follow the ``[dynamics]``, and the capacity
     types are read off them by the ``[typology]`` thresholds. ``regime``: each region-period is in one of the four
     types (a hidden Markov state; :mod:`nexusbayes.model.regime`), each type placing capability and willingness at
-    a low or a high level, with a 4 x 4 transition matrix per country. Its rows have Dirichlet priors partially
-    pooled across countries: a country's row is Dirichlet(``pooling_concentration`` x the shared row) in
-    expectation, the concentration having a Gamma(2, 2 / ``pooling``) prior (mean ``pooling``); the shared rows are
-    Dirichlet with concentration ``persistence[0]`` on staying in the type and ``persistence[1]`` on each move.
+    a low or a high level, with a 4 x 4 transition matrix per country. The rows of the matrix shared by the
+    countries are Dirichlet with concentration ``persistence[0]`` on staying in the type and ``persistence[1]`` on
+    each move; with several countries, each country's row is the shared row moved on the log scale by a
+    sum-to-zero deviation whose SD has a half-normal prior of scale ``pooling`` (partial pooling, non-centred).
 
     The regime kind needs the traits ``capability`` and ``willingness`` (only), and does not yet support indicators
     with ``drift``, an ``[orientation]``, ``[dynamics]`` other than the default, or ``[typology]`` thresholds
@@ -328,7 +328,7 @@ class ModelSpec(_Strict):
 
     kind: Literal["trait", "regime"] = "trait"
     persistence: Annotated[tuple[PriorScale, PriorScale], BeforeValidator(_tuple)] = (3.0, 1.0)
-    pooling: PriorScale = 20.0
+    pooling: PriorScale = 0.5
 
 
 class Priors(_Strict):

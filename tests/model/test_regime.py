@@ -79,7 +79,7 @@ def test_roles_declared_and_dims(tiny):
     roles = tiny.roles
     assert roles["transition"].role == "dynamics" and roles["transition"].ranked
     assert roles["transition_shared"].ranked and roles["initial_type"].ranked
-    assert roles["transition_concentration"].role == "scale"
+    assert roles["transition_sd"].role == "scale" and roles["transition_z"].role == "latent"
     assert tiny.pymc.named_vars_to_dims["transition"] == ("country", "type", "type_")
     assert tiny.panel.period_time.tolist() == [2000, 2001, 2003]
 
