@@ -10,6 +10,7 @@ import pytest
 import nexusbayes as nb
 from nexusbayes.fit import fit, load
 from nexusbayes.model.simulate import simulate_regime
+from nexusbayes.report import build_report
 
 pytestmark = pytest.mark.slow
 
@@ -71,3 +72,11 @@ def test_save_and_load_keep_the_states(regime_run, tmp_path):
     assert again.spec.is_regime
     np.testing.assert_allclose(again.type_probabilities(), result.type_probabilities())
     assert again.transition_matrices().equals(result.transition_matrices())
+
+
+def test_report_of_a_regime_fit(regime_run):
+    """The HTML report's tables and figures, without threshold sensitivity (a regime's types have no thresholds)."""
+    _, result = regime_run
+    report = build_report(result, dpi=50)
+    assert "threshold_sensitivity" not in report.tables and "transition_matrices" in report.tables
+    assert {"typology_map", "modal_type", "transition_matrices"} <= set(report.figures)
