@@ -26,7 +26,7 @@ import xarray as xr
 from nexusbayes.data.panel import Panel
 from nexusbayes.model.simulate import simulate
 from nexusbayes.spec.document import Spec, load_spec
-from nexusbayes.spec.sections import Indicator
+from nexusbayes.spec.indicators import Indicator
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = ("small", "medium", "large", "item_panel")

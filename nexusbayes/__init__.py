@@ -32,6 +32,7 @@ _API = {
     "TYPES": "nexusbayes.constants",
     "build_model": "nexusbayes.model.build",
     "compare": "nexusbayes.analysis.compare",
+    "compare_models": "nexusbayes.analysis.model_choice",
     "datasets": "nexusbayes.data.datasets",
     "diagnose": "nexusbayes.analysis.diagnostics",
     "fit": "nexusbayes.fit",
@@ -56,7 +57,7 @@ _warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS in
 __all__ = [
     "TYPES", "AnchoredThreshold", "DataError", "Diagnostics", "Fit", "FitFileError", "Indicator",
     "NexusBayesError", "OutputExistsError", "Panel", "SamplingWarning", "Spec", "SpecError", "build_model",
-    "compare", "datasets", "diagnose", "fit", "load", "load_panel", "load_spec", "rank_probabilities",
+    "compare", "compare_models", "datasets", "diagnose", "fit", "load", "load_panel", "load_spec", "rank_probabilities",
     "regress", "sharing_check", "simulate", "type_distribution", "write_report", "Model", "sample",
 ]
 

@@ -23,7 +23,7 @@ import xarray as xr
 from nexusbayes import fit_file
 from nexusbayes.analysis import covariates as covariate_analysis
 from nexusbayes.analysis import forecast as forecasting
-from nexusbayes.analysis import plausible, typology
+from nexusbayes.analysis import plausible, regime, typology
 from nexusbayes.analysis.diagnostics import Diagnostics, diagnose
 from nexusbayes.data.covariates import attach_covariates
 from nexusbayes.data.panel import Panel, validate
@@ -91,8 +91,13 @@ class Fit:
     def type_probabilities(self, shift: tuple[float, float] = (0.0, 0.0)) -> xr.DataArray:
         """P(type) per region-period, dims (region, period, type).
 
-        See :func:`nexusbayes.analysis.typology.type_probabilities`.
+        See :func:`nexusbayes.analysis.typology.type_probabilities` (a regime fit:
+        :func:`nexusbayes.analysis.regime.type_probabilities`, which has no thresholds to ``shift``).
         """
+        if self.spec.is_regime:
+            if tuple(shift) != (0.0, 0.0):
+                regime.refuse_thresholds(self.spec, "shift")
+            return regime.type_probabilities(self.tree)
         return typology.type_probabilities(self.tree, self.spec, shift)
 
     def types_table(self) -> pd.DataFrame:
@@ -101,20 +106,35 @@ class Fit:
 
     def transitions(self) -> xr.DataArray:
         """P(type at t -> type at t+1) per region and step, dims (region, step, from, to)."""
+        if self.spec.is_regime:
+            return regime.transition_probabilities(self.tree)
         return typology.transition_probabilities(self.tree, self.spec)
 
     def transition_matrices(self, ci_prob: float | None = None) -> pd.DataFrame:
-        """Pooled per-country transition matrices with credible intervals."""
+        """Pooled per-country transition matrices with credible intervals.
+
+        A regime fit's are its transition matrix parameters (:func:`nexusbayes.analysis.regime.transition_matrices`).
+        """
         kwargs = {} if ci_prob is None else {"ci_prob": ci_prob}
+        if self.spec.is_regime:
+            return regime.transition_matrices(self.tree, self.region_country, **kwargs)
         return typology.transition_matrices(self.tree, self.spec, self.region_country, **kwargs)
 
     def threshold_sensitivity(self, shifts=(-0.5, -0.25, 0.0, 0.25, 0.5)) -> pd.DataFrame:
         """Type shares as both thresholds shift (see :func:`nexusbayes.analysis.typology.threshold_sensitivity`)."""
+        regime.refuse_thresholds(self.spec, "threshold_sensitivity")
         return typology.threshold_sensitivity(self.tree, self.spec, shifts)
 
     def group_era_summary(self) -> pd.DataFrame:
         """Type probabilities by the spec's region groups and eras."""
         return typology.group_era_summary(self.type_probabilities(), self.spec)
+
+    def path_table(self) -> pd.DataFrame:
+        """A regime fit's most probable type path per region (see :func:`nexusbayes.analysis.regime.path_table`)."""
+        if not self.spec.is_regime:
+            raise ValueError("path_table is a regime fit's (its most probable state path); for a trait fit use "
+                             "types_table's modal_type")
+        return regime.path_table(self.tree, self.region_country)
 
     def trait_summary(self, ci_prob: float | None = None) -> pd.DataFrame:
         """Posterior mean, SD and equal-tailed interval of every trait per region-period.
@@ -148,6 +168,9 @@ class Fit:
         See :func:`nexusbayes.analysis.forecast.forecast`; tables: :func:`~nexusbayes.analysis.forecast.forecast_table`
         and :func:`~nexusbayes.analysis.forecast.forecast_types_table`.
         """
+        if self.spec.is_regime:
+            raise ValueError("forecasts of a regime fit (the types' chain run forward) are not implemented yet; "
+                             "fit the spec with [model] kind = \"trait\" to forecast")
         return forecasting.forecast(self.tree, self.spec, self.panel, periods, times=times, labels=labels, seed=seed)
 
     # ---- draws for second-stage analyses -----------------------------------------------------------

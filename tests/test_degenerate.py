@@ -15,7 +15,8 @@ from nexusbayes.fit import fit
 from nexusbayes.model.build import build_model
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.document import Spec
-from nexusbayes.spec.sections import Indicator, Periods
+from nexusbayes.spec.indicators import Indicator
+from nexusbayes.spec.sections import Periods
 
 PY_MODE = Mode(linker="py", optimizer="fast_compile")  # compiles in seconds; only finiteness is checked
 

@@ -7,7 +7,7 @@ from nexusbayes.errors import SpecError
 from nexusbayes.fit import fit
 from nexusbayes.model.simulate import simulate
 from nexusbayes.spec.document import Spec
-from nexusbayes.spec.sections import Indicator
+from nexusbayes.spec.indicators import Indicator
 
 SPEC = Spec(name="tiny", traits=["willingness"],
             indicators={"quota": Indicator(family="binomial", loads={"willingness": "positive"}),

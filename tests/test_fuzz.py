@@ -31,8 +31,8 @@ from nexusbayes.model.build import build_model
 from nexusbayes.model.design import make_design
 from nexusbayes.outputs import default_out_dir
 from nexusbayes.spec.document import Spec, load_spec
+from nexusbayes.spec.indicators import Indicator
 from nexusbayes.spec.limits import NAME_PATTERN
-from nexusbayes.spec.sections import Indicator
 
 FAMILIES = ("normal", "negbin", "binomial", "ordinal", "bernoulli")
 SIGNS = ("positive", "negative", "free")

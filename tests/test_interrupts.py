@@ -21,7 +21,7 @@ import pytest
 from nexusbayes.model.simulate import simulate
 from nexusbayes.outputs import MANIFEST, RUN, write_manifest
 from nexusbayes.spec.document import Spec
-from nexusbayes.spec.sections import Indicator
+from nexusbayes.spec.indicators import Indicator
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = Spec(name="tiny", traits=["capability"], data="panel.csv",

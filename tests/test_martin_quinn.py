@@ -119,7 +119,7 @@ def test_fit_correlates_with_published_scores():
 def test_period_scores_point_every_period_the_same_way_and_skip_periods_with_few_items():
     from nexusbayes.model.latent import period_scores
     from nexusbayes.model.simulate import simulate
-    from nexusbayes.spec.sections import Indicator
+    from nexusbayes.spec.indicators import Indicator
 
     def panel(n_items):
         spec = Spec(name="votes", traits=["ideology"], dynamics={"centred": True},

@@ -36,7 +36,7 @@ from nexusbayes.outputs import MANIFEST, REPORT, RUN, OutputFolder, read_manifes
 from nexusbayes.report import REPORT_DIR, REPORT_FILE, build_report, write_report
 from nexusbayes.report.run import write_run
 from nexusbayes.spec.document import Spec
-from nexusbayes.spec.sections import Indicator
+from nexusbayes.spec.indicators import Indicator
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "nexusbayes"

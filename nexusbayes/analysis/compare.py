@@ -5,7 +5,7 @@ P(A > B), ranks and type distributions carry the joint uncertainty of the fit. C
 compared on ``country_theta`` (the country path, which is the average of its regions because
 region deviations sum to zero within a country); regions on ``theta``. Both live on the one
 latent scale of the fit, which is comparable across countries through the indicators marked
-``comparable`` (see :class:`nexusbayes.spec.sections.Indicator`).
+``comparable`` (see :class:`nexusbayes.spec.indicators.Indicator`).
 
 Examples
 --------

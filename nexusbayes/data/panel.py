@@ -10,7 +10,7 @@ Examples
 --------
 >>> import pandas as pd
 >>> from nexusbayes.spec.document import Spec
->>> from nexusbayes.spec.sections import Indicator
+>>> from nexusbayes.spec.indicators import Indicator
 >>> from nexusbayes.data.read import load_panel
 >>> spec = Spec(name="demo", traits=["capability"],
 ...             indicators={"staff": Indicator(family="normal", loads={"capability": "positive"})})
@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from nexusbayes.data.covariate_table import CovariateTable
+from nexusbayes.data.quota import check_quota_columns, check_quotas, quota_columns
 from nexusbayes.data.reporting import (
     NOT_REPORTED,
     STATUS,
@@ -41,7 +42,6 @@ from nexusbayes.data.reporting import (
     require_non_reports,
     split_non_reports,
 )
-from nexusbayes.data.quota import check_quota_columns, check_quotas, quota_columns
 from nexusbayes.errors import DataError
 from nexusbayes.spec.document import Spec
 from nexusbayes.spec.limits import name_advice, name_problem
@@ -402,7 +402,7 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     return Panel(frame=frame, countries=countries, regions=regions, periods=periods, period_time=period_time,
                  indicators=indicators, raters=raters, region_country=region_country, source=label,
                  empty_cells=empty, spec_indicators=list(spec.indicators), trait_loads=trait_loads,
-                 not_reported=index_non_reports(non_reports, codes,
+                 not_reported=index_non_reports(non_reports, codes),
                  quota_columns=quotas)
 
 

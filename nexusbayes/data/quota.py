@@ -1,6 +1,6 @@
 """The quota column(s) of count indicators with quota heaping: which columns the spec names, and their checks.
 
-An indicator with ``quota = "<column>"`` (see :class:`nexusbayes.spec.sections.Indicator`) takes its quota from a
+An indicator with ``quota = "<column>"`` (see :class:`nexusbayes.spec.indicators.Indicator`) takes its quota from a
 column of the data, one value per row; every row of the indicator needs a whole number >= 0 there (at most the
 row's ``trials`` for a binomial), and rows of other indicators leave it empty.
 """
@@ -19,7 +19,7 @@ def quota_columns(spec: Spec) -> list[str]:
 
     Examples
     --------
-    >>> from nexusbayes.spec.sections import Indicator
+    >>> from nexusbayes.spec.indicators import Indicator
     >>> spec = Spec(name="q", traits=["capability"], indicators={
     ...     "a": Indicator(family="negbin", loads={"capability": "positive"}, quota="target"),
     ...     "b": Indicator(family="binomial", loads={"capability": "positive"}, quota=10)})

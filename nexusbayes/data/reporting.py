@@ -12,7 +12,7 @@ Examples
 --------
 >>> import pandas as pd
 >>> from nexusbayes.spec.document import Spec
->>> from nexusbayes.spec.sections import Indicator
+>>> from nexusbayes.spec.indicators import Indicator
 >>> from nexusbayes.data.read import load_panel
 >>> spec = Spec(name="demo", traits=["capability"], indicators={
 ...     "staff": Indicator(family="normal", loads={"capability": "positive"}, missing="informative")})

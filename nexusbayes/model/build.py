@@ -83,6 +83,8 @@ from nexusbayes.model.latent import _centred_spans, _latent_process
 from nexusbayes.model.measurement import _country_offsets, _item_drift, _linear_predictor, _measurement_parameters
 from nexusbayes.model.orient import orient
 from nexusbayes.model.predict import add_predictions, prior_predictive
+from nexusbayes.model.regime import regime_graph
+from nexusbayes.model.regime_predict import add_regime_predictions, regime_prior_predictive
 from nexusbayes.model.reporting import reporting_likelihood
 from nexusbayes.model.roles import COUNTRY_THETA, THETA, Roles, declare
 from nexusbayes.spec.document import Spec
@@ -130,7 +132,9 @@ class Model:
 
     @cached_property
     def pymc(self) -> pm.Model:
-        """The PyMC model (built on first use; see :func:`build_model`)."""
+        """The PyMC model (built on first use; see :func:`build_model`, or :mod:`nexusbayes.model.regime`)."""
+        if self.spec.is_regime:
+            return regime_graph(self.design, self.panel, self.spec)
         return _graph(self.design, self.panel, self.spec)
 
     @cached_property
@@ -144,10 +148,17 @@ class Model:
 
     def prior_predictive(self, draws: int = PRIOR_PREDICTIVE_DRAWS, seed: int | None = None) -> xr.Dataset:
         """Observations drawn from the prior predictive (see :func:`nexusbayes.model.predict.prior_predictive`)."""
+        if self.spec.is_regime:
+            return regime_prior_predictive(self.pymc, self.design, self.panel, self.spec, draws, seed)
         return prior_predictive(self.pymc, self.panel, self.spec, draws=draws, seed=seed)
 
     def add_predictions(self, tree: xr.DataTree, seed: int) -> xr.DataTree:
-        """Add log-likelihood, posterior predictive, observed and constant data to a sampled tree."""
+        """Add log-likelihood, posterior predictive, observed and constant data to a sampled tree.
+
+        For a regime model also the states (:func:`nexusbayes.model.regime_predict.add_regime_predictions`).
+        """
+        if self.spec.is_regime:
+            return add_regime_predictions(tree, self.design, self.panel, self.spec, seed)
         return add_predictions(tree, self.design, self.panel, self.spec, seed)
 
     def orient(self, tree: xr.DataTree) -> xr.DataTree:

@@ -21,7 +21,7 @@ from nexusbayes.data.covariates import attach_covariates
 from nexusbayes.data.panel import Panel, validate
 from nexusbayes.model.families import FAMILIES, Block
 from nexusbayes.spec.document import Spec
-from nexusbayes.spec.sections import Indicator
+from nexusbayes.spec.indicators import Indicator
 
 
 def default_spec(name: str = "simulated", **kwargs) -> Spec:
@@ -356,3 +356,43 @@ def _nuisance(ind: Indicator, rng: np.random.Generator, n_raters: int) -> dict:
             params["rater_shift"] = rng.normal(0, 0.4, (1, n_raters))
         return params
     return {}
+
+
+def simulate_regime(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int = 8, n_periods: int = 12,
+                    stay: float = 0.75, seed: int = 0, **kwargs) -> Simulation:
+    """Simulate from the regime model: type paths from a Markov chain per country, then the indicators.
+
+    Each country's true transition matrix has rows drawn from a Dirichlet whose mean keeps the type with
+    probability ``stay`` (concentration 20), its initial probabilities from Dirichlet(3, 3, 3, 3); the paths
+    start from those and move by the matrix (yearly periods: one step each). The indicators are drawn by
+    :func:`simulate` (``kwargs`` go to it) with theta at each type's levels (:func:`nexusbayes.model.regime.levels`).
+
+    Returns
+    -------
+    Simulation
+        Its ``truth`` adds ``type_state`` (region, period; codes into TYPES), ``transition`` (country, type,
+        type_) and ``initial_type`` (country, type) to :func:`simulate`'s (whose ``theta`` holds the levels).
+    """
+    from nexusbayes.constants import TYPES
+    from nexusbayes.model.regime import levels
+    from nexusbayes.model.regime_predict import markov_paths
+    from nexusbayes.spec.sections import ModelSpec
+
+    spec = spec or default_spec(model=ModelSpec(kind="regime"))
+    rng = np.random.default_rng([seed, 29])
+    n_state = len(TYPES)
+    mean = np.full((n_state, n_state), (1 - stay) / (n_state - 1))
+    np.fill_diagonal(mean, stay)
+    transition = np.stack([[rng.dirichlet(20 * row) for row in mean] for _ in range(n_countries)])
+    initial = rng.dirichlet(np.full(n_state, 3.0), size=n_countries)
+    region_country = np.repeat(np.arange(n_countries), n_regions)
+    log_trans = np.broadcast_to(np.log(transition)[region_country][:, None],
+                                (n_countries * n_regions, n_periods - 1, n_state, n_state))
+    states = markov_paths(rng, np.log(initial)[region_country][None], log_trans[None])[0]
+    sim = simulate(spec, n_countries=n_countries, n_regions=n_regions, n_periods=n_periods,
+                   theta=levels(spec.traits)[states], seed=seed, **kwargs)
+    truth = sim.truth.assign(type_state=(("region", "period"), states.astype(int)),
+                             transition=(("country", "type", "type_"), transition),
+                             initial_type=(("country", "type"), initial)).assign_coords(type=list(TYPES),
+                                                                                         type_=list(TYPES))
+    return Simulation(frame=sim.frame, panel=sim.panel, spec=spec, truth=truth)

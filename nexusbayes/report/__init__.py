@@ -225,6 +225,8 @@ def _by_variable(diag: Diagnostics, posterior: xr.Dataset) -> pd.DataFrame:
 
 
 def _thresholds(fit: Fit) -> dict[str, tuple[float, float, float]]:
+    if fit.spec.is_regime:   # a regime fit's theta is E[level], its levels -1 and +1: P(high) > 1/2 where above 0
+        return {"capability": (0.0, 0.0, 0.0), "willingness": (0.0, 0.0, 0.0)}
     out = {}
     for trait in ("capability", "willingness"):
         draws = typology.threshold_draws(fit.tree, fit.spec, trait).values.ravel()
@@ -336,9 +338,10 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
                                     "it rests on (posterior mean) and the share of draws in which it is defined; "
                                     f"hatched rows rest on fewer than {figures.THIN_ROW_COUNT} and say little.",
                                     figures.transition_heatmaps(tables["transition_matrices"])),
-            "threshold_sensitivity": ("Threshold sensitivity: mean share of region-periods of each type as both "
-                                      "thresholds move (latent SD units).",
-                                      figures.sensitivity_heatmaps(tables["threshold_sensitivity"])),
+            **({"threshold_sensitivity": ("Threshold sensitivity: mean share of region-periods of each type as both "
+                                          "thresholds move (latent SD units).",
+                                          figures.sensitivity_heatmaps(tables["threshold_sensitivity"]))}
+               if "threshold_sensitivity" in tables else {}),   # a regime fit's types have no thresholds
         }
     else:
         thresholds = {}

@@ -97,7 +97,8 @@ def result_tables(fit: Fit, forecast: int = FORECAST_PERIODS) -> dict[str, pd.Da
         out["type_probabilities"] = fit.types_table()
         out["transitions"] = transitions_table(fit.transitions(), fit.region_country)
         out["transition_matrices"] = fit.transition_matrices()
-        out["threshold_sensitivity"] = fit.threshold_sensitivity()
+        if not fit.spec.is_regime:   # a regime fit's types are its states: no thresholds to move
+            out["threshold_sensitivity"] = fit.threshold_sensitivity()
         groups = fit.group_era_summary()
         if len(groups):
             out["types_by_group_era"] = groups

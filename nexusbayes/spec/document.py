@@ -30,11 +30,10 @@ import os
 import stat
 import tomllib
 from pathlib import Path
-from typing import Annotated, get_origin
+from typing import Annotated
 
 import tomli_w
 from pydantic import (
-    BaseModel,
     Field,
     ValidationError,
     field_validator,
@@ -42,14 +41,15 @@ from pydantic import (
 )
 
 from nexusbayes.errors import SpecError
+from nexusbayes.spec.indicators import Indicator, ItemBank, trend_free_traits
 from nexusbayes.spec.limits import MAX_SPEC_BYTES, NAME_PATTERN, _short, name_advice, name_problem
+from nexusbayes.spec.messages import explain_errors
 from nexusbayes.spec.sections import (
     AnchoredThreshold,
     CovariatesSpec,
     DataSource,
     DynamicsSpec,
-    Indicator,
-    ItemBank,
+    ModelSpec,
     Orientation,
     Periods,
     Priors,
@@ -58,7 +58,6 @@ from nexusbayes.spec.sections import (
     Threshold,
     Typology,
     _Strict,
-    trend_free_traits,
 )
 
 
@@ -87,6 +86,9 @@ class Spec(_Strict):
     covariates : CovariatesSpec, optional
         Covariates from a region-period table with effects on the traits' level or steps (a latent
         regression; see :class:`~nexusbayes.spec.sections.CovariatesSpec`).
+    model : ModelSpec
+        ``[model] kind``: continuous traits (``"trait"``, the default) or the four types as hidden Markov
+        states (``"regime"``; see :class:`ModelSpec`).
 
     Notes
     -----
@@ -126,6 +128,7 @@ class Spec(_Strict):
     summary: Summary = Field(default_factory=Summary)
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     covariates: CovariatesSpec | None = None
+    model: ModelSpec = Field(default_factory=ModelSpec)
 
     @field_validator("traits")
     @classmethod
@@ -249,6 +252,40 @@ class Spec(_Strict):
         if self.covariates and self.dynamics.centred:
             raise ValueError("[covariates] are not implemented with dynamics.centred = true; drop one of them")
 
+    @model_validator(mode="after")
+    def _regime_supported(self) -> Spec:
+        """Refuse the options that ``[model] kind = "regime"`` does not support (yet), saying what to change."""
+        if self.model.kind != "regime":
+            return self
+        fix = "; or set [model] kind = \"trait\""
+        if sorted(self.traits) != ["capability", "willingness"]:
+            raise ValueError(f"model.kind = \"regime\": the regime model's states are the four capacity types, so "
+                             f"traits must be [\"capability\", \"willingness\"] (got {self.traits}){fix}")
+        drifting = [n for n, ind in self.indicators.items() if ind.drift is not None]
+        if drifting:
+            raise ValueError(f"model.kind = \"regime\" does not support `drift` yet: remove it from indicators "
+                             f"{', '.join(f'{n}' for n in drifting)}{fix}")
+        if self.orientation:
+            raise ValueError("model.kind = \"regime\" needs each trait's sign fixed by an anchor (its low and high "
+                             "levels are ordered by construction), not an [orientation]: remove [orientation."
+                             f"{next(iter(self.orientation))}] and give an anchor a fixed sign{fix}")
+        if self.dynamics != DynamicsSpec():
+            raise ValueError("model.kind = \"regime\": the types follow the transition matrices, not [dynamics] "
+                             f"(got kind = {self.dynamics.kind!r}, centred = {str(self.dynamics.centred).lower()}); "
+                             "remove the [dynamics] table (AR, Student-t and centred walks are trait-model "
+                             f"options){fix}")
+        inflated = [n for n, ind in self.indicators.items()
+                    if ind.missing != "ignorable" or ind.quota is not None or ind.zero_inflated]
+        if inflated:
+            raise ValueError(f"model.kind = \"regime\" does not support `missing = \"informative\"`, `quota` or "
+                             f"`zero_inflated` yet: remove them from indicators {', '.join(inflated)}{fix}")
+        if self.covariates is not None:
+            raise ValueError(f"model.kind = \"regime\" does not support [covariates] yet: remove the table{fix}")
+        if self.typology.thresholds:
+            raise ValueError("model.kind = \"regime\": the types are the model's states, so [typology] thresholds "
+                             f"do not apply; remove typology.thresholds.{next(iter(self.typology.thresholds))}{fix}")
+        return self
+
     def _trends_identified(self, every: dict[str, Indicator]) -> None:
         """Refuse drift that leaves a trait's trend over periods to the prior (see :func:`trend_free_traits`)."""
         free = trend_free_traits(self.traits, every)
@@ -294,7 +331,7 @@ class Spec(_Strict):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise SpecError(_explain(exc, raw, source)) from None
+            raise SpecError(explain_errors(exc, raw, source, Spec)) from None
 
     # ---- derived facts used downstream -----------------------------------------------------
     def indicator(self, name: str) -> Indicator:
@@ -323,6 +360,11 @@ class Spec(_Strict):
     def has_typology(self) -> bool:
         """True when the traits include ``capability`` and ``willingness`` (the memo's types)."""
         return {"capability", "willingness"} <= set(self.traits)
+
+    @property
+    def is_regime(self) -> bool:
+        """True for ``[model] kind = "regime"``: the types are hidden Markov states (:mod:`nexusbayes.model.regime`)."""
+        return self.model.kind == "regime"
 
     def threshold(self, trait: str) -> Threshold:
         """The typology threshold of ``trait`` (0.0 when the spec gives none)."""
@@ -384,103 +426,3 @@ def _drop_none(obj):
     if isinstance(obj, list):
         return [_drop_none(v) for v in obj]
     return obj
-
-
-def _model_in(annotation) -> type[BaseModel] | None:
-    """The pydantic model class inside an annotation such as ``list[Era] | None``."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _valid_keys(loc: tuple) -> list[str]:
-    """Field names of the table at ``loc`` (for 'did you mean' suggestions)."""
-    current: type[BaseModel] | None = Spec
-    parts = list(loc[:-1])
-    while parts and current is not None:
-        part = parts.pop(0)
-        if isinstance(part, int):
-            continue
-        field = current.model_fields.get(str(part))
-        current = _model_in(field.annotation) if field is not None else None
-        if field is not None and get_origin(field.annotation) is dict and parts:
-            parts.pop(0)  # the user's key, e.g. the indicator's name in indicators.NAME.family
-    return list(current.model_fields) if current is not None else []
-
-
-def _explain(exc: ValidationError, raw: dict, source: str) -> str:
-    lines = [f"{source}: invalid model specification"]
-    thresholds_done = set()
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-after",))))
-        if loc[:2] == ("typology", "thresholds") and len(loc) >= 4:
-            # a threshold is `float | AnchoredThreshold`: pydantic reports each branch, tagged by type name
-            loc = loc[:3] + loc[4:]
-            if len(loc) == 3 or err["type"] == "model_type":
-                if loc in thresholds_done:
-                    continue
-                thresholds_done.add(loc)
-                if not isinstance(err.get("input"), dict):
-                    lines.append(f"  - `{'.'.join(map(str, loc))}`: a threshold is a finite number or a table "
-                                 f"{{indicator = \"NAME\", value = NUMBER}} (got {err.get('input')!r})")
-                continue
-        key = ".".join(str(p) for p in loc) or "(top level)"
-        if err["type"] == "string_pattern_mismatch" and loc == ("name",):
-            lines.append("  - `name`: use only letters, digits, '_', '.' and '-', starting with a letter or "
-                         f"digit (output goes to reports/<name>/; got {err.get('input')!r})")
-        elif err["type"] == "extra_forbidden":
-            valid = _valid_keys(loc)
-            guess = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-            hint = f"; did you mean {guess[0]!r}?" if guess else f"; valid keys here: {', '.join(valid)}"
-            lines.append(f"  - unknown key `{key}`{hint}")
-        elif err["type"] == "missing":
-            if not _misspelt(loc, exc):   # a typo of the key is reported once, as an unknown key
-                lines.append(f"  - missing required key `{key}`")
-        elif err["type"] in _WANTED:
-            got = err.get("input")
-            unquote = isinstance(got, str) and _parses_as(got, err["type"])
-            lines.append(f"  - `{key}`: expected {_WANTED[err['type']]}, got {_toml_value(got)} "
-                         f"({_TOML_TYPES.get(type(got), type(got).__name__)}); values are not converted between "
-                         "types" + ("; remove the quotes" if unquote else ""))
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"  - `{key}`: {msg} (got {err.get('input')!r})" if err["type"] != "value_error"
-                         else f"  - {('`' + key + '`: ') if loc else ''}{msg}")
-    return "\n".join(lines)
-
-
-def _misspelt(loc: tuple, exc: ValidationError) -> bool:
-    """Whether a missing key at ``loc`` is present under a near spelling (an unknown key beside it)."""
-    return any(e["type"] == "extra_forbidden" and tuple(e["loc"][:-1]) == loc[:-1]
-               and difflib.get_close_matches(str(e["loc"][-1]), [str(loc[-1])], n=1) for e in exc.errors())
-
-
-#: What a field of each pydantic type error wants, in words (strict mode: no coercion between types).
-_WANTED = {"int_type": "a whole number (e.g. 1000)", "float_type": "a number (e.g. 1.5)",
-           "bool_type": "true or false", "string_type": "a string in quotes", "list_type": "an array [...]",
-           "tuple_type": "an array of two values [a, b]", "dict_type": "a table", "model_type": "a table",
-           "model_attributes_type": "a table"}
-
-
-_TOML_TYPES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array",
-               tuple: "an array", dict: "a table"}
-
-
-def _parses_as(text: str, error_type: str) -> bool:
-    """Whether the quoted ``text`` would be a valid value without its quotes (then say: remove them)."""
-    try:
-        value = tomllib.loads(f"x = {text.strip()}")["x"]
-    except tomllib.TOMLDecodeError:
-        return False
-    wanted = {"int_type": (int,), "float_type": (int, float), "bool_type": (bool,)}.get(error_type, ())
-    return isinstance(value, wanted) and (error_type == "bool_type" or not isinstance(value, bool))
-
-
-def _toml_value(value) -> str:
-    """A value as TOML writes it (true, not True), cut short."""
-    text = "true" if value is True else "false" if value is False else repr(value)
-    return text if len(text) <= 60 else text[:60] + "..."

@@ -58,7 +58,7 @@ def sharing_check(fit: Fit, indicators: Sequence[str] | None = None, *, draws: i
     """Check by PSIS-LOO whether the data support sharing an indicator's measurement across countries.
 
     For each indicator, the model is refitted with that indicator's comparability flipped (shared
-    <-> country-specific location, see :class:`~nexusbayes.spec.sections.Indicator`) and the two fits are
+    <-> country-specific location, see :class:`~nexusbayes.spec.indicators.Indicator`) and the two fits are
     compared by PSIS-LOO over the same observations. A clearly better elpd for the country-specific
     model (difference above twice its standard error) says the indicator is not comparable as
     specified; otherwise sharing is supported (the simpler, more informative model). LOO judges

@@ -71,7 +71,7 @@ def sweep_tasks(spec: Spec, data: str | Path | pd.DataFrame, kind: str, *, optio
     Examples
     --------
     >>> from nexusbayes.model.simulate import simulate
-    >>> from nexusbayes.spec.sections import Indicator
+    >>> from nexusbayes.spec.indicators import Indicator
     >>> spec = Spec(name="demo", indicators={
     ...     "staff": Indicator(family="normal", loads={"capability": "positive"}),
     ...     "seizures": Indicator(family="negbin", loads={"capability": "positive", "willingness": "positive"}),

@@ -17,7 +17,8 @@ from nexusbayes.data.read import load_panel, read_table
 from nexusbayes.errors import DataError
 from nexusbayes.model.simulate import simulate
 from nexusbayes.spec.document import Spec
-from nexusbayes.spec.sections import Era, Indicator, Periods
+from nexusbayes.spec.indicators import Indicator
+from nexusbayes.spec.sections import Era, Periods
 
 SPEC = Spec(
     name="kg",

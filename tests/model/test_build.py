@@ -18,7 +18,7 @@ from nexusbayes.model.families import FAMILIES, NUISANCE
 from nexusbayes.model.latent import ZeroSum
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.document import Spec
-from nexusbayes.spec.sections import Indicator
+from nexusbayes.spec.indicators import Indicator
 
 
 def with_country_specific(spec: Spec, *names: str) -> Spec:

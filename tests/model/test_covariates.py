@@ -11,7 +11,8 @@ from nexusbayes.model.build import Model, build_model
 from nexusbayes.model.covariates import BETA, EFFECT, EFFECT_DIM
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.document import Spec
-from nexusbayes.spec.sections import CovariateEffect, CovariatesSpec, Indicator
+from nexusbayes.spec.indicators import Indicator
+from nexusbayes.spec.sections import CovariateEffect, CovariatesSpec
 
 BOTH = ["capability", "willingness"]
 

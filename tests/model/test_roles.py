@@ -11,7 +11,7 @@ from nexusbayes.model.build import Model
 from nexusbayes.model.roles import HYPER_ROLES, Roles, declare
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.document import Spec
-from nexusbayes.spec.sections import Indicator
+from nexusbayes.spec.indicators import Indicator
 
 
 def one_trait(**dynamics) -> Spec:

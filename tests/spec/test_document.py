@@ -17,11 +17,11 @@ import tomli_w
 from nexusbayes.errors import SpecError
 from nexusbayes.model.simulate import default_spec
 from nexusbayes.spec.document import Spec, load_spec
+from nexusbayes.spec.indicators import Indicator
 from nexusbayes.spec.sections import (
     AnchoredThreshold,
     DynamicsSpec,
     Era,
-    Indicator,
     Periods,
     Priors,
     SamplerSpec,

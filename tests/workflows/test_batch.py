@@ -25,7 +25,7 @@ from nexusbayes.cli import main
 from nexusbayes.errors import OutputExistsError, SpecError
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.document import Spec
-from nexusbayes.spec.sections import Indicator
+from nexusbayes.spec.indicators import Indicator
 from nexusbayes.workflows import batch, jobs
 from nexusbayes.workflows.batch import Simulate, Task, run_batch, task_seeds
 from nexusbayes.workflows.sweeps import sweep_tasks
@@ -175,7 +175,7 @@ INTERRUPTIBLE = textwrap.dedent("""
     from nexusbayes.workflows.batch import Task, run_batch
     from nexusbayes.model.simulate import simulate
     from nexusbayes.spec.document import Spec
-    from nexusbayes.spec.sections import Indicator
+    from nexusbayes.spec.indicators import Indicator
 
     SPEC = Spec(name="tiny", traits=["willingness"],
                 indicators={{"staff": Indicator(family="normal", loads={{"willingness": "positive"}})}})

@@ -22,7 +22,7 @@ from nexusbayes.inference import compile_cache
 from nexusbayes.model.build import Model, build_model
 from nexusbayes.model.simulate import simulate
 from nexusbayes.spec.document import Spec
-from nexusbayes.spec.sections import Indicator
+from nexusbayes.spec.indicators import Indicator
 from nexusbayes.workflows import jobs, sbc
 from nexusbayes.workflows.sbc import SIMS_DIR, run_sbc
 from nexusbayes.workflows.sbc_ranks import holm, uniformity_tests

@@ -1,0 +1,82 @@
+"""A regime fit of data simulated from the regime model: states and transitions recovered, the result API, LOO.
+
+One country of 8 regions over 12 yearly periods, six indicators of four families (normal, negative binomial,
+binomial, ordinal), 2 chains x 500 draws after 300 tuning steps (seed 1).
+"""
+
+import numpy as np
+import pytest
+
+import nexusbayes as nb
+from nexusbayes.fit import fit, load
+from nexusbayes.model.simulate import simulate_regime
+from nexusbayes.report import build_report
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def regime_run():
+    sim = simulate_regime(n_regions=8, n_periods=12, seed=1)
+    return sim, fit(sim.spec, sim.panel, chains=2, draws=500, tune=300, seed=1, progress=False, check=False)
+
+
+def true_types(sim) -> np.ndarray:
+    return np.asarray(nb.TYPES, dtype=object)[sim.truth["type_state"].values]
+
+
+def test_states_recovered(regime_run):
+    """The modal type is the true one in >= 90% of region-periods (measured: 95 of 96), and the most probable path."""
+    sim, result = regime_run
+    table = result.types_table()
+    modal = table["modal_type"].to_numpy(dtype=object).reshape(true_types(sim).shape)
+    assert (modal == true_types(sim)).mean() >= 0.9
+    path = result.path_table()["path_type"].to_numpy(dtype=object).reshape(true_types(sim).shape)
+    assert (path == true_types(sim)).mean() >= 0.9
+    np.testing.assert_allclose(result.type_probabilities().sum("type"), 1.0, rtol=1e-6)
+
+
+def test_transition_intervals_cover_the_truth(regime_run):
+    """The 90% intervals of the 16 transition probabilities cover the true ones (measured: 14 of 16).
+
+    At least 12 of 16: a calibrated 90% interval misses more than 4 of 16 with probability 1.7%.
+    """
+    sim, result = regime_run
+    table = result.transition_matrices()
+    truth = sim.truth["transition"].sel(country="C1").values.ravel()     # rows from, columns to: the table's order
+    covered = (table["q05"].to_numpy() <= truth) & (truth <= table["q95"].to_numpy())
+    assert covered.sum() >= 12
+    np.testing.assert_allclose(table.groupby("from")["mean"].sum(), 1.0, rtol=1e-6)
+    assert result.tree["sample_stats"]["diverging"].sum() == 0
+
+
+def test_result_api_and_refusals(regime_run):
+    sim, result = regime_run
+    steps = result.transitions()
+    assert steps.dims == ("region", "step", "from", "to")
+    np.testing.assert_allclose(steps.sum(("from", "to")), 1.0, rtol=1e-9)
+    summary = result.trait_summary()
+    # theta is E[level | y]: its sign is the true level's wherever the type is recovered
+    truth = sim.truth["theta"].to_dataframe().reset_index()
+    both = summary.merge(truth, on=["region", "period", "trait"], validate="one_to_one")
+    assert len(both) == 8 * 12 * 2 and (np.sign(both["mean"]) == both["theta"]).mean() >= 0.9
+    with pytest.raises(ValueError, match="no thresholds to move"):
+        result.threshold_sensitivity()
+    with pytest.raises(ValueError, match="not implemented yet"):
+        result.forecast()
+
+
+def test_save_and_load_keep_the_states(regime_run, tmp_path):
+    _, result = regime_run
+    again = load(result.save(tmp_path / "regime.nc"))
+    assert again.spec.is_regime
+    np.testing.assert_allclose(again.type_probabilities(), result.type_probabilities())
+    assert again.transition_matrices().equals(result.transition_matrices())
+
+
+def test_report_of_a_regime_fit(regime_run):
+    """The HTML report's tables and figures, without threshold sensitivity (a regime's types have no thresholds)."""
+    _, result = regime_run
+    report = build_report(result, dpi=50)
+    assert "threshold_sensitivity" not in report.tables and "transition_matrices" in report.tables
+    assert {"typology_map", "modal_type", "transition_matrices"} <= set(report.figures)
