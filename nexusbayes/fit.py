@@ -169,7 +169,7 @@ class Fit:
         and :func:`~nexusbayes.analysis.forecast.forecast_types_table`.
         """
         if self.spec.is_regime:
-            raise ValueError("forecasts of a regime fit (the types' chain run forward) are not implemented yet; "
+            raise forecasting.ForecastError("forecasts of a regime fit (the types' chain run forward) are not implemented yet; "
                              "fit the spec with [model] kind = \"trait\" to forecast")
         return forecasting.forecast(self.tree, self.spec, self.panel, periods, times=times, labels=labels, seed=seed)
 
