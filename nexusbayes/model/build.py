@@ -71,7 +71,7 @@ from nexusbayes.model.families import FAMILIES
 from nexusbayes.model.latent import _centred_spans, _latent_process
 from nexusbayes.model.measurement import _country_offsets, _item_drift, _linear_predictor, _measurement_parameters
 from nexusbayes.model.orient import orient
-from nexusbayes.model.predict import add_predictions, prior_predictive
+from nexusbayes.model.predict import add_predictions, log_likelihood, prior_predictive
 from nexusbayes.model.roles import COUNTRY_THETA, THETA, Roles, declare
 from nexusbayes.spec.document import Spec
 
@@ -137,6 +137,10 @@ class Model:
     def add_predictions(self, tree: xr.DataTree, seed: int) -> xr.DataTree:
         """Add log-likelihood, posterior predictive, observed and constant data to a sampled tree."""
         return add_predictions(tree, self.design, self.panel, self.spec, seed)
+
+    def log_likelihood(self, tree: xr.DataTree) -> xr.Dataset:
+        """The pointwise log-likelihood of ``tree``'s posterior draws (see :func:`~.predict.log_likelihood`)."""
+        return log_likelihood(tree, self.design, self.panel, self.spec)
 
     def orient(self, tree: xr.DataTree) -> xr.DataTree:
         """Reflect draws of traits with an orientation (see :func:`nexusbayes.model.orient.orient`)."""
