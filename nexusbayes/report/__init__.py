@@ -232,10 +232,7 @@ def _thresholds(fit: Fit) -> dict[str, tuple[float, float, float]]:
 
 
 def _with_prior_predictive(fit: Fit) -> xr.DataTree:
-    """The fit's tree with its log-likelihood (recomputed for a loaded fit) and prior predictive draws.
-
-    The prior predictive draws are drawn again when the saved fit predates them.
-    """
+    """The fit's tree with its log-likelihood (recomputed if loaded) and prior predictive draws (drawn if older)."""
     tree = fit.with_log_likelihood()
     if "prior_predictive" in tree.children:
         return tree
