@@ -74,7 +74,9 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     Returns
     -------
     xarray.DataTree
-        Groups ``posterior`` and ``sample_stats`` (and with ``predictions`` those above); attrs with the
+        Groups ``posterior`` (its draws rounded to single precision, see
+        :func:`~nexusbayes.model.predict.single_precision`) and ``sample_stats`` (and with ``predictions``
+        those above); attrs with the
         timings (``seconds_compile``, ``seconds_sampling``, ``seconds_postprocess``), the settings, the
         library versions and the roles registry. ``draws`` is the draws kept per chain; a run with
         ``until_converged`` also records ``draws_cap``, ``check_every``, ``stopped_by`` (``"gates"`` or
