@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -30,7 +31,7 @@ from nexusbayes.data.panel import Panel, validate
 from nexusbayes.data.resolve import resolve_covariates, resolve_panel, resolve_spec
 from nexusbayes.errors import DataWarning, FitFileError, OutputExistsError, SpecError
 from nexusbayes.files import atomic_write, content_digest
-from nexusbayes.inference.sample import non_finite, sample
+from nexusbayes.inference.sample import sample
 from nexusbayes.model.build import Model
 from nexusbayes.model.roles import Roles
 from nexusbayes.spec.document import Spec
@@ -42,12 +43,18 @@ FORMAT = fit_file.FORMAT
 ROW_LABEL = "row_label"
 
 
-#: Groups saved compressed: their draws are whole numbers held as floats (counts, ratings), which zlib
-#: with byte shuffling shrinks to a fraction at a small cost; other draws are random doubles and barely shrink.
-COMPRESSED_GROUPS = ("posterior_predictive", "prior_predictive")
+#: Groups recomputed exactly from the rest on demand, so never saved: the pointwise log-likelihood, from the
+#: posterior and the model's NumPy densities (:meth:`Fit.log_likelihood`; 60% of a file otherwise).
+DERIVED_GROUPS = ("log_likelihood",)
 
 
+#: How every numeric variable is saved: zlib at level 1 with byte shuffling. Single-precision draws shrink
+#: by ~10%, whole numbers held as floats (counts, ratings) to a fraction; higher levels save ~1% for 2x the time.
 COMPRESSED = {"zlib": True, "complevel": 1, "shuffle": True}
+#: Doubles that single precision holds exactly (the draws, rounded after sampling: see
+#: :func:`~nexusbayes.model.predict.single_precision`) are stored as such, with a ``scale_factor`` of 1.0 that
+#: xarray reads back as doubles, lazily and exactly (CF packing; no fill value, which would keep them single).
+PACKED = {"dtype": "float32", "scale_factor": 1.0, "_FillValue": None}
 
 
 @dataclass
@@ -57,9 +64,12 @@ class Fit:
     Attributes
     ----------
     tree : xarray.DataTree
-        Groups ``posterior``, ``posterior_predictive``, ``prior_predictive``, ``log_likelihood``, ``observed_data``,
-        ``constant_data`` and ``sample_stats``; dims ``country``, ``region``, ``period``,
-        ``trait``, ``indicator`` and one ``obs_<family>`` per likelihood term.
+        Groups ``posterior``, ``posterior_predictive``, ``prior_predictive``, ``log_likelihood`` (not in a loaded
+        fit: see :meth:`log_likelihood`), ``observed_data``, ``constant_data`` and ``sample_stats``; dims
+        ``country``, ``region``, ``period``, ``trait``, ``indicator`` and one ``obs_<family>`` per likelihood
+        term. Posterior and predictive draws are rounded to single precision
+        (:func:`~nexusbayes.model.predict.single_precision`). A loaded fit's arrays are read from its file when
+        first used.
     spec : Spec
     panel : Panel
     """
@@ -169,8 +179,8 @@ class Fit:
         and :func:`~nexusbayes.analysis.forecast.forecast_types_table`.
         """
         if self.spec.is_regime:
-            raise forecasting.ForecastError("forecasts of a regime fit (the types' chain run forward) are not implemented yet; "
-                             "fit the spec with [model] kind = \"trait\" to forecast")
+            raise forecasting.ForecastError("forecasts of a regime fit (the types' chain run forward) are not "
+                                            "implemented yet; fit the spec with [model] kind = \"trait\" to forecast")
         return forecasting.forecast(self.tree, self.spec, self.panel, periods, times=times, labels=labels, seed=seed)
 
     # ---- draws for second-stage analyses -----------------------------------------------------------
@@ -190,12 +200,31 @@ class Fit:
         stored = Roles.from_attrs(self.tree.attrs)
         return stored if stored is not None else Model(self.spec, self.panel).roles
 
+    def log_likelihood(self) -> xr.Dataset:
+        """The pointwise log-likelihood of every draw (``y_<term>`` over chain, draw, ``obs_<term>``).
+
+        The tree's ``log_likelihood`` group when it has one (a fresh fit), else recomputed from the posterior
+        (a loaded fit; in NumPy, nothing to compile): the same values either way.
+        """
+        if "log_likelihood" in self.tree.children:
+            return self.tree["log_likelihood"].to_dataset()
+        return Model(self.spec, self.panel).log_likelihood(self.tree)
+
+    def with_log_likelihood(self) -> xr.DataTree:
+        """The tree with its ``log_likelihood`` group (recomputed for a loaded fit; ``self.tree`` is left as is)."""
+        if "log_likelihood" in self.tree.children:
+            return self.tree
+        tree = self.tree.copy()
+        tree["log_likelihood"] = xr.DataTree(self.log_likelihood())
+        return tree
+
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the fit to one netCDF file, with the spec and the data inside (written atomically).
 
         Every variable and attribute is covered by a SHA-256 digest (see :mod:`nexusbayes.fit_file`),
-        which :func:`load` checks.
+        which :func:`load` checks. Numeric variables are compressed (:data:`COMPRESSED`); the
+        log-likelihood is left out (:data:`DERIVED_GROUPS`; :meth:`log_likelihood` recomputes it).
 
         Parameters
         ----------
@@ -208,6 +237,10 @@ class Fit:
         if path.exists() and not overwrite:
             raise OutputExistsError(f"{path} exists; pass overwrite=True (or --overwrite) to replace it")
         tree = self.tree.copy()
+        for group in DERIVED_GROUPS:
+            # a regime fit's log-likelihood is conditional on the state paths sampled after sampling: kept
+            if group in tree.children and not self.spec.is_regime:
+                del tree[group]
         data = self.panel.data_table()
         stored = data.assign(**{ROW_LABEL: self.panel.row_labels()})
         tree["fit_data"] = xr.DataTree(xr.Dataset.from_dataframe(stored.rename_axis("row")))
@@ -220,19 +253,31 @@ class Fit:
         tree.attrs.update({"nexusbayes_format": FORMAT, "nexusbayes_version": version("nexusbayes"),
                            "nexusbayes_spec": spec_text, "nexusbayes_sha256": content_digest(spec_text, data),
                            "nexusbayes_data_source": self.panel.source})
-        encoding = {f"/{group}": {name: dict(COMPRESSED) for name in tree[group].data_vars}
-                    for group in COMPRESSED_GROUPS if group in tree.children}
+        encoding = {f"/{group}": {name: _encoding(var) for name, var in tree[group].data_vars.items()
+                                  if var.dtype.kind in "biuf"} for group in tree.children}
         atomic_write(path, lambda tmp: (tree.to_netcdf(tmp, engine="h5netcdf", encoding=encoding),
                                         fit_file.seal(tmp)))
         return path
 
 
+def _encoding(var: xr.DataArray) -> dict:
+    """How :meth:`Fit.save` stores a numeric variable: compressed, and :data:`PACKED` when that loses nothing."""
+    if var.dtype == np.float64:
+        values = np.asarray(var.values)
+        if np.array_equal(values.astype(np.float32), values, equal_nan=True):
+            return {**COMPRESSED, **PACKED}
+    return dict(COMPRESSED)
+
+
 def load(path: str | Path) -> Fit:
     """Load a fit saved with :meth:`Fit.save`, checking that it is a complete, untampered nexusbayes file.
 
-    The format and the digests of every variable are checked with h5py before xarray reads any
-    array (:func:`nexusbayes.fit_file.verify`); then the run facts' types, the posterior's
-    finiteness (as :func:`fit` checks it) and the stored spec and data.
+    The format, the digests of every variable and the posterior's finiteness (as :func:`fit` checks it)
+    are checked with h5py in one read of the file before xarray opens it
+    (:func:`nexusbayes.fit_file.verify`); then the run facts' types and the stored spec and data.
+    The draws are not held in memory: each variable is read from the file when first used (and then
+    kept), so a loaded fit keeps its file open; the log-likelihood is recomputed on demand
+    (:meth:`Fit.log_likelihood`).
 
     Raises
     ------
@@ -245,16 +290,20 @@ def load(path: str | Path) -> Fit:
         raise FitFileError(f"{path}: no such file")
     fit_file.verify(path)
     try:
-        with xr.open_datatree(path, engine="h5netcdf") as opened:  # read everything, then close the file
-            tree = opened.load()
+        tree = xr.open_datatree(path, engine="h5netcdf")    # lazily: arrays are read when first used
     except Exception as exc:  # h5py/netCDF raise many types for damaged files
         raise FitFileError(f"{path}: not a readable netCDF file (truncated or corrupt?): {exc}") from None
+    try:
+        return _fit_of(tree, path)
+    except BaseException:
+        tree.close()
+        raise
+
+
+def _fit_of(tree: xr.DataTree, path: Path) -> Fit:
+    """The :class:`Fit` of a verified file opened as ``tree``: its stored spec and data checked and read."""
     attrs = tree.attrs
     fit_file.check_contents(tree, path)
-    bad = non_finite(tree)
-    if bad:
-        raise FitFileError(f"{path}: the posterior holds non-finite draws ({'; '.join(bad)}), which Fit.save never "
-                           "writes: the file was modified or damaged; refit from the original spec and data")
     try:
         spec = Spec.from_toml(attrs["nexusbayes_spec"], source=f"{path} (stored spec)")
     except SpecError as exc:

@@ -7,9 +7,9 @@ attributes' SHA-256 and each root attribute's SHA-256, plus the SHA-256 of that 
 
 :func:`verify` runs before xarray reads anything: it opens the file with h5py, checks the format from the
 root attributes alone, then the digest list, the layout (groups, links, shapes: no array is read), the
-declared size against :data:`MAX_FIT_BYTES`, and last the bytes of every dataset, in bounded blocks. Any
-difference is refused with a :class:`~nexusbayes.errors.FitFileError` naming the group and variable or
-attribute that changed.
+declared size against :data:`MAX_FIT_BYTES`, and last the bytes of every dataset, in bounded blocks (counting
+the posterior's non-finite draws on the way, so that a lazy load need not read them again). Any difference is
+refused with a :class:`~nexusbayes.errors.FitFileError` naming the group and variable or attribute that changed.
 
 The digests are not keyed: they detect a changed, damaged or incomplete file, not a forger who edits the
 file and recomputes them; a loaded fit is therefore also checked for what the code downstream relies on
@@ -42,6 +42,8 @@ REFERENCE_ATTRS = frozenset({"DIMENSION_LIST", "REFERENCE_LIST"})
 REQUIRED_GROUPS = ("posterior", "sample_stats", "fit_data")
 #: The most bytes of arrays a load will read (the largest benchmark fits hold a few GB).
 MAX_FIT_BYTES = 16 * 2**30
+#: The group whose draws :func:`verify` checks are finite (as :func:`nexusbayes.fit.fit` does after sampling).
+FINITE_GROUP = "posterior"
 #: Datasets are read and hashed in blocks of about this many bytes.
 READ_BLOCK_BYTES = 64 * 2**20
 
@@ -78,7 +80,8 @@ def verify(path: Path) -> None:
     ------
     FitFileError
         Naming what is wrong: not HDF5/netCDF, not a nexusbayes fit, an older format, a changed
-        attribute, group or variable, a missing group, or arrays larger than :data:`MAX_FIT_BYTES`.
+        attribute, group or variable, a missing group, arrays larger than :data:`MAX_FIT_BYTES`, or
+        NaN or infinite posterior draws.
     """
     try:
         f = h5py.File(path, "r")
@@ -174,12 +177,21 @@ def _check_layout(f: h5py.File, stored: dict, path: Path) -> None:
 
 
 def _check_values(f: h5py.File, stored: dict, path: Path) -> None:
+    """Every digest; then, from the same single read of the bytes, that the posterior's draws are finite."""
     for name, digest in stored["groups"].items():
         if _attrs_digest(f[name].attrs, name) != digest:
             raise _changed(path, f"the attributes of group {name}")
+    bad = []
     for name, entry in stored["variables"].items():
-        if _dataset_digest(f[name], name) != entry["sha256"]:
+        counts = [0, 0] if name.startswith(FINITE_GROUP + "/") and f[name].dtype.kind == "f" else None
+        if _dataset_digest(f[name], name, counts) != entry["sha256"]:
             raise _changed(path, f"the variable {name}")
+        if counts and any(counts):
+            bad.append(f"{name.removeprefix(FINITE_GROUP + '/')}: {counts[0]} NaN, {counts[1]} infinite of "
+                       f"{math.prod(f[name].shape)}")
+    if bad:
+        raise FitFileError(f"{path}: the posterior holds non-finite draws ({'; '.join(bad)}), which Fit.save never "
+                           "writes: the file was modified or damaged; refit from the original spec and data")
 
 
 def _changed(path: Path, what: str) -> FitFileError:
@@ -210,16 +222,24 @@ def _layout(ds: h5py.Dataset, name: str) -> dict:
     return {"shape": list(ds.shape), "dtype": dtype, "dims": dims}
 
 
-def _dataset_digest(ds: h5py.Dataset, name: str) -> str:
-    """SHA-256 of a dataset's attributes and values, read in blocks of about :data:`READ_BLOCK_BYTES`."""
+def _dataset_digest(ds: h5py.Dataset, name: str, non_finite: list[int] | None = None) -> str:
+    """SHA-256 of a dataset's attributes and values, read in blocks of about :data:`READ_BLOCK_BYTES`.
+
+    With ``non_finite`` (``[0, 0]``), its NaN and infinite values are counted into it as they are read.
+    """
     h = hashlib.sha256(_attrs_digest(ds.attrs, name).encode())
+    blocks = []
     if ds.shape == ():
-        _hash_value(h, ds[()])
+        blocks = [ds[()]]
     elif math.prod(ds.shape):
         row = max(1, math.prod(ds.shape[1:]) * ds.dtype.itemsize)
         step = max(1, READ_BLOCK_BYTES // row)
-        for start in range(0, ds.shape[0], step):
-            _hash_value(h, ds[start:start + step])
+        blocks = (ds[start:start + step] for start in range(0, ds.shape[0], step))
+    for block in blocks:
+        _hash_value(h, block)
+        if non_finite is not None:
+            non_finite[0] += int(np.isnan(block).sum())
+            non_finite[1] += int(np.isinf(block).sum())
     return h.hexdigest()
 
 

@@ -161,7 +161,10 @@ def test_a_posterior_draw_maps_to_the_sampler_s_coordinates_and_back(kyrgyzstan)
     names, slices, _ = compiled.shape_info
     checked = [name for name in names if name in post.data_vars]
     assert {"region_innovation_sd", "trait_chol", "theta"} <= set(checked)   # log, Cholesky and no transform
+    # the stored draws are rounded to single precision (at most 6e-8 of a value, each variable on its own), so
+    # the draw mapped back agrees to that precision (theta, computed from them, to 1e-7 absolute near 0); a wrong
+    # mapping would be off by far more
     for name, where in zip(names, slices, strict=True):
         if name in post.data_vars:
             np.testing.assert_allclose(expanded[where], post[name].isel(chain=1, draw=17).values.ravel(),
-                                       rtol=1e-10, atol=1e-12, err_msg=name)
+                                       rtol=1e-6, atol=1e-6, err_msg=name)

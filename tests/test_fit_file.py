@@ -422,3 +422,50 @@ def test_written_files_and_folders_get_the_umask_s_ordinary_mode(tmp_path):
         os.umask(old)
     assert (tmp_path / "table.csv").stat().st_mode & 0o777 == 0o644
     assert folder.stat().st_mode & 0o777 == 0o755
+
+
+# ---- what is stored, and how it is read back -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    """A fit as sampled (not loaded), of the hostile run's structure (its compiled model is shared), and its file."""
+    from nexusbayes.fit import fit
+    from nexusbayes.model.simulate import simulate
+
+    sim = simulate(n_regions=3, n_periods=4, n_raters=2, seed=5)
+    result = fit(sim.spec, sim.panel, draws=60, tune=100, chains=2, seed=3, progress=False, check=False)
+    return result, result.save(tmp_path_factory.mktemp("fresh") / "fit.nc")
+
+
+def test_a_fresh_fit_loads_as_it_was_sampled_with_its_log_likelihood_recomputed(fresh):
+    """Draws rounded to single precision after sampling and stored as such, identical after loading; the
+    log-likelihood, not saved, recomputed from the loaded posterior equals the one computed after sampling."""
+    result, path = fresh
+    for group, name in (("posterior", "theta"), ("posterior_predictive", "y_normal")):
+        values = result.tree[group][name].values
+        assert values.dtype == np.float64 and np.array_equal(values.astype(np.float32), values)
+        assert not np.array_equal(result.tree["sample_stats"]["energy"].values.astype(np.float32),
+                                  result.tree["sample_stats"]["energy"].values)     # the rest is left as it is
+    with h5py.File(path, "r") as f:
+        assert "log_likelihood" not in f
+        for name in ("posterior/theta", "posterior_predictive/y_normal", "posterior_predictive/y_negbin"):
+            assert f[name].compression == "gzip" and f[name].dtype == np.float32, name
+        assert f["sample_stats/energy"].dtype == np.float64      # not exact in single precision: kept double
+    again = load(path)
+    assert set(again.tree.children) == set(result.tree.children) - {"log_likelihood"}
+    for group in again.tree.children:
+        xr.testing.assert_identical(again.tree[group].to_dataset(), result.tree[group].to_dataset())
+        for name, var in result.tree[group].data_vars.items():     # numbers keep their type (text may not)
+            assert var.dtype.kind not in "biuf" or again.tree[group][name].dtype == var.dtype, (group, name)
+    xr.testing.assert_identical(again.log_likelihood(), result.tree["log_likelihood"].to_dataset())
+    assert "log_likelihood" in again.with_log_likelihood().children
+    assert "log_likelihood" not in again.tree.children
+
+
+def test_a_loaded_fit_reads_its_draws_only_when_used(fresh):
+    _, path = fresh
+    again = load(path)
+    theta = again.tree["posterior"]["theta"].variable
+    assert not theta._in_memory and not again.tree["posterior_predictive"]["y_normal"].variable._in_memory
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(theta.values, f["posterior/theta"][...])   # read when used

@@ -9,6 +9,7 @@ orientation of the traits, and the roles registry stored with the draws.
 Examples
 --------
 >>> from nexusbayes.model.build import Model
+from nexusbayes.model.predict import single_precision
 >>> from nexusbayes.model.simulate import simulate
 >>> from nexusbayes.spec.sections import SamplerSpec
 >>> sim = simulate(n_regions=3, n_periods=3, seed=2)
@@ -31,6 +32,7 @@ from nexusbayes.errors import Interrupted, SamplingError, SpecError
 from nexusbayes.inference import compile_cache, run_length
 from nexusbayes.inference.progress import ProgressLines, shows_a_bar
 from nexusbayes.model.build import Model
+from nexusbayes.model.predict import single_precision
 from nexusbayes.model.roles import TREE_ATTR
 from nexusbayes.spec.sections import SamplerSpec
 
@@ -72,7 +74,9 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     Returns
     -------
     xarray.DataTree
-        Groups ``posterior`` and ``sample_stats`` (and with ``predictions`` those above); attrs with the
+        Groups ``posterior`` (its draws rounded to single precision, see
+        :func:`~nexusbayes.model.predict.single_precision`) and ``sample_stats`` (and with ``predictions``
+        those above); attrs with the
         timings (``seconds_compile``, ``seconds_sampling``, ``seconds_postprocess``), the settings, the
         library versions and the roles registry. ``draws`` is the draws kept per chain; a run with
         ``until_converged`` also records ``draws_cap``, ``check_every``, ``stopped_by`` (``"gates"`` or
@@ -127,6 +131,7 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     check_finite(tree)
     sampled_at = time.perf_counter()
     tree = model.orient(_tidy(tree, keep_warmup=bool(options.get("save_warmup"))))
+    tree["posterior"] = xr.DataTree(single_precision(tree["posterior"].to_dataset()))    # before anything reads it
     if predictions:
         tree = model.add_predictions(tree, settings.seed)
         tree["prior_predictive"] = xr.DataTree(model.prior_predictive(seed=settings.seed))

@@ -82,7 +82,7 @@ from nexusbayes.model.heaping import block_inflation, component_logits, inflated
 from nexusbayes.model.latent import _centred_spans, _latent_process
 from nexusbayes.model.measurement import _country_offsets, _item_drift, _linear_predictor, _measurement_parameters
 from nexusbayes.model.orient import orient
-from nexusbayes.model.predict import add_predictions, prior_predictive
+from nexusbayes.model.predict import add_predictions, log_likelihood, prior_predictive
 from nexusbayes.model.regime import regime_graph
 from nexusbayes.model.regime_predict import add_regime_predictions, regime_prior_predictive
 from nexusbayes.model.reporting import reporting_likelihood
@@ -160,6 +160,10 @@ class Model:
         if self.spec.is_regime:
             return add_regime_predictions(tree, self.design, self.panel, self.spec, seed)
         return add_predictions(tree, self.design, self.panel, self.spec, seed)
+
+    def log_likelihood(self, tree: xr.DataTree) -> xr.Dataset:
+        """The pointwise log-likelihood of ``tree``'s posterior draws (see :func:`~.predict.log_likelihood`)."""
+        return log_likelihood(tree, self.design, self.panel, self.spec)
 
     def orient(self, tree: xr.DataTree) -> xr.DataTree:
         """Reflect draws of traits with an orientation (see :func:`nexusbayes.model.orient.orient`)."""

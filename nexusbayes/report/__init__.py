@@ -236,10 +236,11 @@ def _thresholds(fit: Fit) -> dict[str, tuple[float, float, float]]:
 
 
 def _with_prior_predictive(fit: Fit) -> xr.DataTree:
-    """The fit's tree, with prior predictive draws added when the saved fit predates them."""
-    if "prior_predictive" in fit.tree.children:
-        return fit.tree
-    tree = fit.tree.copy()
+    """The fit's tree with its log-likelihood (recomputed if loaded) and prior predictive draws (drawn if older)."""
+    tree = fit.with_log_likelihood()
+    if "prior_predictive" in tree.children:
+        return tree
+    tree = tree.copy()
     seed = fit.tree.attrs.get("seed")
     draws = Model(fit.spec, fit.panel).prior_predictive(seed=None if seed is None else int(seed))
     tree["prior_predictive"] = xr.DataTree(draws)
