@@ -93,7 +93,9 @@ def compare_models(first: Drawn, second: Drawn, names: tuple[str, str] | None = 
             a[v].shape != b[v].shape or not np.array_equal(a[v].values, b[v].values) for v in a.data_vars):
         raise ValueError("compare_models needs two fits of the same observations; these were fitted to different "
                          "data (refit both models to one data set)")
-    trees = {n: pointwise_tree(f.tree) for n, f in zip(names, (first, second), strict=True)}
+    # a loaded trait fit recomputes its log-likelihood (not saved; see nexusbayes.fit.Fit.log_likelihood)
+    trees = {n: pointwise_tree(f.with_log_likelihood() if hasattr(f, "with_log_likelihood") else f.tree)
+             for n, f in zip(names, (first, second), strict=True)}
     extra = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # its notes on high Pareto k: counted in the table instead
