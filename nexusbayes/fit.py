@@ -22,6 +22,7 @@ import xarray as xr
 from nexusbayes import fit_file
 from nexusbayes.analysis import forecast as forecasting
 from nexusbayes.analysis import typology
+from nexusbayes.analysis.comparability import noncomparability_table
 from nexusbayes.analysis.diagnostics import Diagnostics, diagnose
 from nexusbayes.data.panel import Panel, validate
 from nexusbayes.data.resolve import resolve_panel, resolve_spec
@@ -119,6 +120,13 @@ class Fit:
         See :func:`nexusbayes.analysis.typology.trait_summary`.
         """
         return typology.trait_summary(self.tree, self.region_country, ci_prob)
+
+    def noncomparability(self, ci_prob: float | None = None) -> pd.DataFrame:
+        """Per indicator and country: the country offset's mean, interval and P(|offset| > delta).
+
+        See :func:`nexusbayes.analysis.comparability.noncomparability_table` (``[comparability] detect = true``).
+        """
+        return noncomparability_table(self.tree, self.spec, *(() if ci_prob is None else (ci_prob,)))
 
     # ---- forecasts ---------------------------------------------------------------------------
     def forecast(self, periods: int | None = None, *, times=None, labels=None, seed: int = 0) -> xr.DataTree:

@@ -84,7 +84,8 @@ def simulate_paths(rng: np.random.Generator, n_countries: int, regions_per_count
 
 def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int = 9, n_periods: int = 10,
              first_year: int = 2000, missing: float = 0.0, n_raters: int = 0, theta: np.ndarray | None = None,
-             exposure: np.ndarray | None = None, drift_sd: float = 0.3, seed: int = 0) -> Simulation:
+             exposure: np.ndarray | None = None, drift_sd: float = 0.3, offsets: dict | None = None,
+             seed: int = 0) -> Simulation:
     """Simulate a long indicator table from the measurement model.
 
     Parameters
@@ -105,6 +106,11 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         Step SD per year of the random walks of the intercepts (cut-point centres for ordinal) of the
         spec's indicators with ``drift``; drawn from their own stream, so the rest of the data are those
         of the same spec without drift.
+    offsets : dict of str to sequence of float, optional
+        Country offsets to plant on the linear predictor of the named indicators (one value per country,
+        centred over countries here), whatever their ``comparable`` setting: data of indicators not
+        comparable across countries, for a model that has to find them (``[comparability] detect``).
+        Indicators with ``comparable = false`` not named here draw theirs from ``priors.country_offset``.
     seed : int
         Random seed; the same seed gives the same data.
 
@@ -125,6 +131,9 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         exposure = np.exp(rng.normal(0.0, 0.5, n_units))
 
     names = list(spec.indicators)
+    unknown = sorted(set(offsets or {}) - set(names))
+    if unknown:
+        raise ValueError(f"offsets names {unknown}, not indicators of the spec ({names})")
     loading = np.zeros((len(names), len(traits)))
     intercept = np.zeros(len(names))
     offset = np.zeros((len(names), n_countries))     # country offsets of non-comparable indicators
@@ -143,6 +152,11 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         if not ind.comparable and n_countries > 1:
             draw = rng.normal(0.0, spec.priors.country_offset, n_countries)
             offset[j] = draw - draw.mean()
+        if name in (offsets or {}):
+            planted = np.asarray(offsets[name], dtype=float)
+            if planted.shape != (n_countries,):
+                raise ValueError(f"offsets[{name!r}] needs one value per country ({n_countries}), got {planted.shape}")
+            offset[j] = planted - planted.mean()
         r_idx, t_idx = np.meshgrid(np.arange(n_units), np.arange(n_periods), indexing="ij")
         r_idx, t_idx = r_idx.ravel(), t_idx.ravel()
         raters = [f"rater{k + 1}" for k in range(n_raters)] if (ind.family == "ordinal" and n_raters) else [None]

@@ -45,6 +45,7 @@ from nexusbayes.errors import SpecError
 from nexusbayes.spec.limits import MAX_SPEC_BYTES, NAME_PATTERN, _short, name_advice, name_problem
 from nexusbayes.spec.sections import (
     AnchoredThreshold,
+    Comparability,
     DataSource,
     DynamicsSpec,
     Indicator,
@@ -83,6 +84,9 @@ class Spec(_Strict):
     orientation : dict of str to Orientation
         For traits whose loadings are all ``free``: regions known to lie high or low on the trait,
         which fix its sign after sampling (see :class:`Orientation`).
+    comparability : Comparability
+        ``detect = true`` gives every indicator country offsets shrunk by a horseshoe prior, to find the
+        ones not comparable across countries (see :class:`~nexusbayes.spec.sections.Comparability`).
 
     Notes
     -----
@@ -94,7 +98,9 @@ class Spec(_Strict):
     its sign from an ``orientation`` instead; it still needs an indicator loading on it alone when
     there are several traits (rotation). With indicators whose location drifts over periods (``drift``),
     the indicators without drift must pin down every trait's trend (see
-    :func:`~nexusbayes.spec.sections.trend_free_traits`).
+    :func:`~nexusbayes.spec.sections.trend_free_traits`). With ``[comparability] detect = true`` the
+    countries' differences are identified only through the offsets' shrinkage (see
+    :class:`~nexusbayes.spec.sections.Comparability`).
 
     Examples
     --------
@@ -119,6 +125,7 @@ class Spec(_Strict):
     dynamics: DynamicsSpec = Field(default_factory=DynamicsSpec)
     priors: Priors = Field(default_factory=Priors)
     typology: Typology = Field(default_factory=Typology)
+    comparability: Comparability = Field(default_factory=Comparability)
     summary: Summary = Field(default_factory=Summary)
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
 
