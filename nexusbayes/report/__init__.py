@@ -47,7 +47,7 @@ from nexusbayes.inference import compile_cache
 from nexusbayes.inference.run_length import describe
 from nexusbayes.model.build import Model
 from nexusbayes.outputs import REPORT, OutputFolder
-from nexusbayes.report import checks, figures
+from nexusbayes.report import checks, figures, noncomparability
 from nexusbayes.report.tables import column_formatter, result_tables, rounded
 
 REPORT_FILE = "report.html"
@@ -344,6 +344,7 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     figs["results"] = rendered(figs["results"])
     if len(fit.panel.countries) > 1:
         figs["results"].update(rendered(_comparison(fit, tables, thresholds)))
+    figs["results"].update(rendered(noncomparability.section(results, tables, fit.spec.comparability.delta)))
     seconds = time.perf_counter() - start
     html = render_html(fit, facts, tables, figs, diag, notes, seconds)
     flat = {stem: fig for group in figs.values() for stem, fig in group.items()}
@@ -444,6 +445,7 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
         "group_era": _table(tables["types_by_group_era"]) if "types_by_group_era" in tables else None,
         "thresholds": _table(tables["typology_thresholds"]) if "typology_thresholds" in tables else None,
         "comparison": comparison, "notes": notes, "data_warnings": fit.panel.warnings,
+        "noncomparability": _table(tables[noncomparability.STEM]) if noncomparability.STEM in tables else None,
         "seconds": f"{seconds:.1f}", "types": TYPES,
         "csv": sorted(f"{name}.csv" for name in tables),
     }

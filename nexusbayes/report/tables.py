@@ -98,4 +98,6 @@ def result_tables(fit: Fit) -> dict[str, pd.DataFrame]:
             out["types_by_group_era"] = groups
     if len(fit.panel.countries) > 1:
         out.update({f"compare_{k}": v for k, v in comparison_tables(fit, periods=None).items()})
+        if fit.spec.comparability.detect:
+            out["noncomparability"] = fit.noncomparability()
     return out
