@@ -111,16 +111,19 @@ def test_the_report_section_shows_the_table_and_a_figure():
 # ---- recovery ----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_planted_noncomparable_indicators_are_found_and_traits_recovered():
-    """Three countries x 4 regions x 6 years, the default mixed-family spec with detection on.
+    """Three countries x 8 regions x 6 years, the default mixed-family spec with detection on.
 
     Offsets planted on seizures (a count) and expert_willingness (ratings) (:data:`PLANTED`); the other four
     indicators are comparable. Each planted indicator must have P(|offset| > delta) > 0.6 in some country, every
     comparable indicator below 0.25 in every country, and theta must correlate with the truth at 0.9 or more per
-    trait. Nearly all of its time is compiling.
+    trait. Detection rests on the shrinkage alone (see :class:`~nexusbayes.spec.sections.Comparability`) and is not
+    sure on a panel this small: over seeds 11-16 the criteria held at 4 of 6 (seed 14: seizures at 0.12, its
+    offsets taken up by the countries' traits; seed 15: staff at 0.47, a false alarm), and at 2 of 6 with 4 regions
+    per country. About 20 s here once compiled (compiling takes 30 s to several minutes on a busy machine).
     """
     from nexusbayes.fit import fit
 
-    sim = simulate(detecting(), n_countries=3, n_regions=4, n_periods=6, offsets=PLANTED, seed=11)
+    sim = simulate(detecting(), n_countries=3, n_regions=8, n_periods=6, offsets=PLANTED, seed=11)
     start = time.perf_counter()
     result = fit(sim.spec, sim.panel, draws=300, tune=300, chains=2, seed=1, progress=False, check=False)
     table = result.noncomparability()
