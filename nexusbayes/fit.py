@@ -25,6 +25,7 @@ from nexusbayes import fit_file
 from nexusbayes.analysis import covariates as covariate_analysis
 from nexusbayes.analysis import forecast as forecasting
 from nexusbayes.analysis import plausible, regime, typology
+from nexusbayes.analysis.comparability import noncomparability_table
 from nexusbayes.analysis.diagnostics import Diagnostics, diagnose
 from nexusbayes.data.covariates import attach_covariates
 from nexusbayes.data.panel import Panel, validate
@@ -168,6 +169,13 @@ class Fit:
         See :func:`nexusbayes.analysis.covariates.transition_contrast`.
         """
         return covariate_analysis.transition_contrast(self.tree, self.spec, self.panel, covariate, values, ci_prob)
+
+    def noncomparability(self, ci_prob: float | None = None) -> pd.DataFrame:
+        """Per indicator and country: the country offset's mean, interval and P(|offset| > delta).
+
+        See :func:`nexusbayes.analysis.comparability.noncomparability_table` (``[comparability] detect = true``).
+        """
+        return noncomparability_table(self.tree, self.spec, *(() if ci_prob is None else (ci_prob,)))
 
     # ---- forecasts ---------------------------------------------------------------------------
     def forecast(self, periods: int | None = None, *, times=None, labels=None, seed: int = 0) -> xr.DataTree:

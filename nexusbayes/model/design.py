@@ -54,10 +54,15 @@ def make_design(panel: Panel, spec: Spec) -> Design:
     Raises
     ------
     SpecError
-        When the data hold several countries and a trait has no comparable indicator, so that the
+        When ``[comparability] detect = true`` and the data hold one country, or when the data hold several
+        countries and a trait has no comparable indicator, so that the
         differences between countries in that trait would be set by the prior alone.
     """
     frame = panel.frame
+    if spec.comparability.detect and len(panel.countries) < 2:
+        raise SpecError(
+            f"spec {spec.name!r}: [comparability] detect = true compares each indicator across countries, but the "
+            f"data hold one country ({panel.countries[0]!r}); set detect = false, or fit data with several countries")
     if len(panel.countries) > 1:
         for trait in spec.traits:
             if not any(spec.indicator(n).comparable and trait in spec.indicator(n).loads

@@ -115,24 +115,62 @@ def _measurement_parameters(design: Design, spec: Spec):
 
 
 def _country_offsets(design: Design, spec: Spec):
-    """Country offsets (indicator, country) of the indicators not comparable across countries, or None.
+    """Country offsets (indicator, country): of the indicators not comparable across countries, or None.
 
     Sum-to-zero over countries (orthonormal contrasts, :class:`ZeroSum`, non-centred), so the indicator's own
     intercept (or cut-point centre) stays its average over countries and nothing is left for the prior
-    alone to pin down.
+    alone to pin down. An indicator marked ``comparable = false`` gets normal offsets (scale
+    ``priors.country_offset``); with ``[comparability] detect = true`` every other indicator gets offsets
+    shrunk towards zero by a regularised horseshoe (:func:`_horseshoe_offsets`).
     """
     names = design.coords["indicator"]
     countries = design.coords["country"]
     local = [j for j, n in enumerate(names) if not spec.indicator(n).comparable]
-    if len(countries) < 2 or not local:
+    shrunk = [j for j in range(len(names)) if j not in local] if spec.comparability.detect else []
+    if len(countries) < 2 or not (local or shrunk):
         return None
+    zero_sum = ZeroSum.of(np.zeros(len(countries), dtype=int))
     model = pm.Model.get_context()
-    model.add_coord("indicator_country_specific", [names[j] for j in local])
-    z = declare(pm.Normal("country_offset_z", 0.0, 1.0, dims=("country_contrast", "indicator_country_specific")),
-                "latent")
-    offsets = spec.priors.country_offset * ZeroSum.of(np.zeros(len(countries), dtype=int))(z).T
-    full = pt.set_subtensor(pt.zeros((len(names), len(countries)))[np.array(local)], offsets)
+    full = pt.zeros((len(names), len(countries)))
+    if local:
+        model.add_coord("indicator_country_specific", [names[j] for j in local])
+        z = declare(pm.Normal("country_offset_z", 0.0, 1.0,
+                              dims=("country_contrast", "indicator_country_specific")), "latent")
+        full = pt.set_subtensor(full[np.array(local)], spec.priors.country_offset * zero_sum(z).T)
+    if shrunk:
+        model.add_coord("indicator_shrunk", [names[j] for j in shrunk])
+        full = pt.set_subtensor(full[np.array(shrunk)], _horseshoe_offsets(spec, zero_sum))
     return declare(pm.Deterministic("country_offset", full, dims=("indicator", "country")), "offset", ranked=True)
+
+
+#: Degrees of freedom of the horseshoe's slab (``c^2 ~ InverseGamma(df / 2, df * s^2 / 2)``), as Piironen and
+#: Vehtari (2017) use: a Student-t slab whose tails let a clearly non-comparable indicator keep a large offset.
+SLAB_DF = 4.0
+
+
+def _horseshoe_offsets(spec: Spec, zero_sum: ZeroSum):
+    """Sum-to-zero country offsets (indicator_shrunk, country) under a regularised horseshoe, non-centred.
+
+    Piironen and Vehtari (2017): global scale ``tau ~ half-Cauchy(priors.offset_global_scale)``, a local
+    scale per indicator ``lambda_j ~ half-Cauchy(1)`` (an indicator's offsets shrink together: the
+    question is whether the indicator means the same thing across countries), a slab ``c^2 ~
+    InverseGamma(SLAB_DF / 2, SLAB_DF * s^2 / 2)`` with ``s = priors.offset_slab_scale``, and
+    ``lambda~_j = c lambda_j / sqrt(c^2 + tau^2 lambda_j^2)``; offsets ``tau lambda~_j Q z_j`` with ``z``
+    standard normal over the country contrasts and ``Q`` the orthonormal sum-to-zero map.
+
+    The countries' trait levels are identified only through this shrinkage: moving a country's traits by
+    ``d`` and every indicator's offset in it by ``-loading . d`` leaves the likelihood unchanged, and only
+    the prior's preference for most offsets near zero says which it is. The design refuses it with a single
+    country (:func:`nexusbayes.model.design.make_design`).
+    """
+    slab = spec.priors.offset_slab_scale
+    tau = declare(pm.HalfCauchy("offset_tau", spec.priors.offset_global_scale), "scale", prior="offset_global_scale")
+    lam = declare(pm.HalfCauchy("offset_lambda", 1.0, dims="indicator_shrunk"), "scale")
+    slab_sq = declare(pm.InverseGamma("offset_slab_sq", alpha=SLAB_DF / 2, beta=SLAB_DF * slab**2 / 2), "scale",
+                      prior="offset_slab_scale")
+    lam_tilde = pt.sqrt(slab_sq * lam**2 / (slab_sq + tau**2 * lam**2))
+    z = declare(pm.Normal("offset_z", 0.0, 1.0, dims=("country_contrast", "indicator_shrunk")), "latent")
+    return (tau * lam_tilde)[:, None] * zero_sum(z).T
 
 
 def drift_sign(spec: Spec, names) -> np.ndarray:

@@ -93,7 +93,7 @@ def simulate_paths(rng: np.random.Generator, n_countries: int, regions_per_count
 
 def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int = 9, n_periods: int = 10,
              first_year: int = 2000, missing: float = 0.0, n_raters: int = 0, theta: np.ndarray | None = None,
-             exposure: np.ndarray | None = None, drift_sd: float = 0.3,
+             exposure: np.ndarray | None = None, drift_sd: float = 0.3, offsets: dict | None = None,
              reporting: tuple[float, float] = (1.0, 1.5), effects: dict[str, float] | None = None,
              heap: tuple[float, float] = (-1.0, -1.0), zero: tuple[float, float] = (-2.0, -0.5),
              seed: int = 0) -> Simulation:
@@ -134,6 +134,11 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         ``quota`` or ``zero_inflated``: the loading is on each trait the indicator loads on (0 on the others); an
         intercept of ``-inf`` gives data without them. Drawn from their own stream, so the honest counts are those
         of the same spec without them. A quota column gets, per period, the median honest count (at least 1).
+    offsets : dict of str to sequence of float, optional
+        Country offsets to plant on the linear predictor of the named indicators (one value per country,
+        centred over countries here), whatever their ``comparable`` setting: data of indicators not
+        comparable across countries, for a model that has to find them (``[comparability] detect``).
+        Indicators with ``comparable = false`` not named here draw theirs from ``priors.country_offset``.
     seed : int
         Random seed; the same seed gives the same data.
 
@@ -158,6 +163,9 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         exposure = np.exp(rng.normal(0.0, 0.5, n_units))
 
     names = list(spec.indicators)
+    unknown = sorted(set(offsets or {}) - set(names))
+    if unknown:
+        raise ValueError(f"offsets names {unknown}, not indicators of the spec ({names})")
     loading = np.zeros((len(names), len(traits)))
     intercept = np.zeros(len(names))
     offset = np.zeros((len(names), n_countries))     # country offsets of non-comparable indicators
@@ -182,6 +190,11 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         if not ind.comparable and n_countries > 1:
             draw = rng.normal(0.0, spec.priors.country_offset, n_countries)
             offset[j] = draw - draw.mean()
+        if name in (offsets or {}):
+            planted = np.asarray(offsets[name], dtype=float)
+            if planted.shape != (n_countries,):
+                raise ValueError(f"offsets[{name!r}] needs one value per country ({n_countries}), got {planted.shape}")
+            offset[j] = planted - planted.mean()
         r_idx, t_idx = np.meshgrid(np.arange(n_units), np.arange(n_periods), indexing="ij")
         r_idx, t_idx = r_idx.ravel(), t_idx.ravel()
         raters = [f"rater{k + 1}" for k in range(n_raters)] if (ind.family == "ordinal" and n_raters) else [None]

@@ -47,7 +47,7 @@ from nexusbayes.inference import compile_cache
 from nexusbayes.inference.run_length import describe
 from nexusbayes.model.build import Model
 from nexusbayes.outputs import REPORT, OutputFolder
-from nexusbayes.report import checks, comparison, figures, heaping, reporting
+from nexusbayes.report import checks, comparison, figures, heaping, noncomparability, reporting
 from nexusbayes.report.covariates import covariate_section
 from nexusbayes.report.forecasts import forecast_section
 from nexusbayes.report.tables import column_formatter, result_tables, rounded
@@ -360,6 +360,7 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     tables.update({stem: results[stem] for stem in ("reporting_model",) if stem in results})
     if len(fit.panel.countries) > 1:
         figs["results"].update(rendered(comparison.section(fit, tables, thresholds)))
+    figs["results"].update(rendered(noncomparability.section(results, tables, fit.spec.comparability.delta)))
     seconds = time.perf_counter() - start
     html = render_html(fit, facts, tables, figs, diag, notes, seconds)
     flat = {stem: fig for group in figs.values() for stem, fig in group.items()}
@@ -436,6 +437,7 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
         if "forecast_types" in tables else None, "data_warnings": fit.panel.warnings,
         "reporting": _table(tables["reporting_model"]) if "reporting_model" in tables else None,
         "covariates": {k: _table(v) for k, v in tables.items() if k.startswith("covar")},
+        "noncomparability": _table(tables[noncomparability.STEM]) if noncomparability.STEM in tables else None,
         "seconds": f"{seconds:.1f}", "types": TYPES,
         "csv": sorted(f"{name}.csv" for name in tables),
     }

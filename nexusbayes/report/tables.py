@@ -107,5 +107,7 @@ def result_tables(fit: Fit, forecast: int = FORECAST_PERIODS) -> dict[str, pd.Da
     out.update(covariate_tables(fit))
     if len(fit.panel.countries) > 1:
         out.update({f"compare_{k}": v for k, v in comparison_tables(fit, periods=None).items()})
+        if fit.spec.comparability.detect:
+            out["noncomparability"] = fit.noncomparability()
     out.update(forecast_tables(forecast_of(fit, forecast)[0]))
     return out

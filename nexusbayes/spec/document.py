@@ -46,6 +46,7 @@ from nexusbayes.spec.limits import MAX_SPEC_BYTES, NAME_PATTERN, _short, name_ad
 from nexusbayes.spec.messages import explain_errors
 from nexusbayes.spec.sections import (
     AnchoredThreshold,
+    Comparability,
     CovariatesSpec,
     DataSource,
     DynamicsSpec,
@@ -89,6 +90,9 @@ class Spec(_Strict):
     model : ModelSpec
         ``[model] kind``: continuous traits (``"trait"``, the default) or the four types as hidden Markov
         states (``"regime"``; see :class:`ModelSpec`).
+    comparability : Comparability
+        ``detect = true`` gives every indicator country offsets shrunk by a horseshoe prior, to find the
+        ones not comparable across countries (see :class:`~nexusbayes.spec.sections.Comparability`).
 
     Notes
     -----
@@ -100,7 +104,9 @@ class Spec(_Strict):
     its sign from an ``orientation`` instead; it still needs an indicator loading on it alone when
     there are several traits (rotation). With indicators whose location drifts over periods (``drift``),
     the indicators without drift must pin down every trait's trend (see
-    :func:`~nexusbayes.spec.sections.trend_free_traits`).
+    :func:`~nexusbayes.spec.sections.trend_free_traits`). With ``[comparability] detect = true`` the
+    countries' differences are identified only through the offsets' shrinkage (see
+    :class:`~nexusbayes.spec.sections.Comparability`).
 
     Examples
     --------
@@ -125,6 +131,7 @@ class Spec(_Strict):
     dynamics: DynamicsSpec = Field(default_factory=DynamicsSpec)
     priors: Priors = Field(default_factory=Priors)
     typology: Typology = Field(default_factory=Typology)
+    comparability: Comparability = Field(default_factory=Comparability)
     summary: Summary = Field(default_factory=Summary)
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     covariates: CovariatesSpec | None = None
@@ -281,6 +288,9 @@ class Spec(_Strict):
                              f"`zero_inflated` yet: remove them from indicators {', '.join(inflated)}{fix}")
         if self.covariates is not None:
             raise ValueError(f"model.kind = \"regime\" does not support [covariates] yet: remove the table{fix}")
+        if self.comparability.detect:
+            raise ValueError("model.kind = \"regime\" does not support [comparability] detect = true yet: set it "
+                             f"to false{fix}")
         if self.typology.thresholds:
             raise ValueError("model.kind = \"regime\": the types are the model's states, so [typology] thresholds "
                              f"do not apply; remove typology.thresholds.{next(iter(self.typology.thresholds))}{fix}")

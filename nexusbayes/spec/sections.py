@@ -229,6 +229,9 @@ class Priors(_Strict):
     ``heap_intercept`` and ``heap_loading`` are the scales of the normal priors of the logits of quota heaping
     and of structural zeros (indicators with ``quota`` or ``zero_inflated``): the intercept's is centred on
     logit 0.1 (:data:`nexusbayes.model.heaping.HEAP_PRIOR_LOGIT`); the loadings are at most 0, half-normal in size.
+    ``offset_global_scale`` and ``offset_slab_scale`` are the regularised horseshoe's global scale (half-Cauchy
+    scale of ``tau``) and slab scale (``c``) of the country offsets that ``[comparability] detect = true`` gives
+    every indicator (see :class:`Comparability`).
 
     ``drift_sd`` is the scale of the step SD per year of the intercepts (or cut-point centres) of
     indicators with ``drift`` (see :class:`Indicator`), on the scale of their linear predictor.
@@ -258,8 +261,39 @@ class Priors(_Strict):
     reporting_loading: PriorScale = 2.0
     heap_intercept: PriorScale = 1.5
     heap_loading: PriorScale = 1.0
+    offset_global_scale: PriorScale = 0.1
+    offset_slab_scale: PriorScale = 1.0
     lkj_eta: PriorScale = 2.0
     ar_phi: Annotated[tuple[PriorScale, PriorScale], BeforeValidator(_tuple)] = (4.0, 1.5)
+
+
+class Comparability(_Strict):
+    """Detecting indicators that are not comparable across countries: ``[comparability]``.
+
+    With ``detect = true`` every indicator gets country offsets on its linear predictor (on its cut-point
+    centre for ordinal ratings), summing to zero over countries and shrunk towards zero by a regularised
+    horseshoe prior (Piironen and Vehtari 2017): a global scale ``tau`` (half-Cauchy, scale
+    ``priors.offset_global_scale``), a local scale ``lambda`` per indicator (half-Cauchy(1)) and a slab
+    ``c`` (``c^2`` inverse-gamma with 4 degrees of freedom and scale ``priors.offset_slab_scale``), so an
+    indicator's offsets have SD ``tau * lambda_j * c / sqrt(c^2 + tau^2 lambda_j^2)``: near zero for the
+    comparable ones, up to about ``c`` for those that are not. Indicators marked ``comparable = false`` keep
+    their plain offsets (normal, scale ``priors.country_offset``), unshrunk. The fit's non-comparability
+    table (:func:`nexusbayes.analysis.comparability.noncomparability_table`) gives, per indicator and
+    country, the offset's interval and P(|offset| > ``delta``), on the linear predictor's scale.
+
+    Identification: with every indicator's offsets free, a shift of a country's traits could as well be
+    offsets of all its indicators, so how the countries differ is identified only through the shrinkage
+    (the prior's belief that most indicators are comparable), not by construction. It needs at least two
+    countries (refused otherwise) and is best read with a few indicators per trait.
+
+    Examples
+    --------
+    >>> Comparability(detect=True, delta=0.4).delta
+    0.4
+    """
+
+    detect: bool = False
+    delta: Annotated[float, Field(gt=0, le=PRIOR_BOUNDS[1])] = 0.5
 
 
 class AnchoredThreshold(_Strict):

@@ -1,0 +1,142 @@
+"""Detecting indicators that are not comparable across countries (issue 23, part 4)."""
+
+import time
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+import xarray as xr
+
+from nexusbayes.analysis.comparability import flagged, noncomparability_table, offset_table
+from nexusbayes.errors import SpecError
+from nexusbayes.model.build import Model
+from nexusbayes.model.simulate import default_spec, simulate
+from nexusbayes.report import noncomparability as report_section
+from nexusbayes.spec.document import Spec
+from nexusbayes.spec.sections import Comparability
+
+#: Planted offsets (one per country, centred by the simulation) of the two indicators that are not comparable.
+PLANTED = {"seizures": [1.2, -1.0, -0.2], "expert_willingness": [-1.2, 0.2, 1.0]}
+
+
+def detecting(delta: float = 0.5) -> Spec:
+    return default_spec(comparability=Comparability(detect=True, delta=delta))
+
+
+# ---- the spec ----------------------------------------------------------------------------------
+def test_detect_round_trips_through_toml():
+    spec = detecting(0.4)
+    back = Spec.from_toml(spec.to_toml())
+    assert back == spec and back.comparability.detect and back.comparability.delta == 0.4
+
+
+@pytest.mark.parametrize(("table", "wanted"), [
+    ({"detect": True, "delta": 0}, "delta"),
+    ({"detect": "yes"}, "detect"),
+    ({"detct": True}, "detect"),          # a mistyped key names the nearest valid one
+])
+def test_bad_comparability_settings_are_refused(table, wanted):
+    raw = {**default_spec().to_dict(), "comparability": table}
+    with pytest.raises(SpecError, match=wanted):
+        Spec.from_dict(raw)
+
+
+def test_detection_with_one_country_is_refused():
+    sim = simulate(detecting(), n_countries=1, n_regions=3, n_periods=3, seed=1)
+    with pytest.raises(SpecError, match=r"detect = true .* one country"):
+        Model(sim.spec, sim.panel)
+
+
+# ---- the model ---------------------------------------------------------------------------------
+def test_horseshoe_offsets_have_roles_and_sum_to_zero_over_countries():
+    """Every indicator gets offsets; one marked ``comparable = false`` keeps its plain normal ones."""
+    data = detecting().to_dict()
+    data["indicators"]["staff"]["comparable"] = False
+    sim = simulate(Spec.from_dict(data), n_countries=3, n_regions=2, n_periods=3, seed=2)
+    model = Model(sim.spec, sim.panel)
+    roles = model.roles
+    assert {n: roles[n].role for n in ("offset_tau", "offset_lambda", "offset_slab_sq")} == dict.fromkeys(
+        ("offset_tau", "offset_lambda", "offset_slab_sq"), "scale")
+    assert roles["offset_z"].role == "latent" and roles["country_offset"].role == "offset"
+    assert roles.prior_fields(["offset_tau", "offset_slab_sq"]) == ["offset_global_scale", "offset_slab_scale"]
+    assert list(model.pymc.coords["indicator_shrunk"]) == [n for n in sim.spec.indicators if n != "staff"]
+    assert list(model.pymc.coords["indicator_country_specific"]) == ["staff"]
+    draws = pm.draw(model.pymc["country_offset"], draws=200, random_seed=3)     # (draw, indicator, country)
+    np.testing.assert_allclose(draws.sum(axis=-1), 0.0, atol=1e-9)
+    assert (np.abs(draws).max(axis=(0, 2)) > 1e-3).all()       # no indicator's offsets are fixed at zero
+    point = model.pymc.initial_point()
+    assert np.isfinite(model.pymc.compile_logp()(point))
+    assert all(np.isfinite(g).all() for g in model.pymc.compile_dlogp()(point))
+
+
+# ---- the table ---------------------------------------------------------------------------------
+def synthetic_offsets(seed: int = 0) -> xr.DataArray:
+    """Draws (chain, draw, indicator, country): ``x`` offset by +-1 between two countries, ``y`` near zero."""
+    rng = np.random.default_rng(seed)
+    centre = np.array([[1.0, -1.0], [0.0, 0.0]])
+    return xr.DataArray(centre + rng.normal(0.0, 0.3, (2, 500, 2, 2)), dims=("chain", "draw", "indicator", "country"),
+                        coords={"indicator": ["x", "y"], "country": ["A", "B"]})
+
+
+def test_offset_table_matches_the_draws():
+    offset = synthetic_offsets()
+    table = offset_table(offset, delta=0.5, ci_prob=0.8)
+    assert list(table.columns) == ["indicator", "country", "mean", "q10", "q90", "p_exceeds"]
+    assert list(zip(table["indicator"], table["country"], strict=True)) == [("x", "A"), ("x", "B"), ("y", "A"),
+                                                                            ("y", "B")]
+    flat = offset.stack(sample=("chain", "draw")).transpose("indicator", "country", "sample").values.reshape(4, -1)
+    np.testing.assert_allclose(table["mean"], flat.mean(axis=1))
+    np.testing.assert_allclose(table["q10"], np.quantile(flat, 0.1, axis=1))
+    np.testing.assert_allclose(table["p_exceeds"], (np.abs(flat) > 0.5).mean(axis=1))
+    assert flagged(table) == ["x"]
+
+
+def test_a_fit_without_offsets_has_no_table():
+    tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"theta": ("draw", np.zeros(3))})})
+    with pytest.raises(SpecError, match="detect = true"):
+        noncomparability_table(tree, default_spec())
+
+
+def test_the_report_section_shows_the_table_and_a_figure():
+    table = offset_table(synthetic_offsets(), delta=0.5).assign(shrunk=True)
+    tables: dict[str, pd.DataFrame] = {}
+    figures = report_section.section({report_section.STEM: table}, tables, 0.5)
+    assert tables[report_section.STEM] is table
+    caption, fig = figures[report_section.STEM]
+    assert "delta = 0.5" in caption and report_section.png(fig)[:4] == b"\x89PNG"
+    assert report_section.section({}, {}, 0.5) == {}
+
+
+# ---- recovery ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_planted_noncomparable_indicators_are_found_and_traits_recovered():
+    """Three countries x 8 regions x 6 years, the default mixed-family spec with detection on.
+
+    Offsets planted on seizures (a count) and expert_willingness (ratings) (:data:`PLANTED`); the other four
+    indicators are comparable. Each planted indicator must have P(|offset| > delta) > 0.6 in some country, every
+    comparable indicator below 0.25 in every country, and theta must correlate with the truth at 0.9 or more per
+    trait. Detection rests on the shrinkage alone (see :class:`~nexusbayes.spec.sections.Comparability`) and is not
+    sure on a panel this small: over seeds 11-16 the criteria held at 4 of 6 (seed 14: seizures at 0.12, its
+    offsets taken up by the countries' traits; seed 15: staff at 0.47, a false alarm), and at 2 of 6 with 4 regions
+    per country. About 20 s here once compiled (compiling takes 30 s to several minutes on a busy machine).
+    """
+    from nexusbayes.fit import fit
+
+    sim = simulate(detecting(), n_countries=3, n_regions=8, n_periods=6, offsets=PLANTED, seed=11)
+    start = time.perf_counter()
+    result = fit(sim.spec, sim.panel, draws=300, tune=300, chains=2, seed=1, progress=False, check=False)
+    table = result.noncomparability()
+    worst = table.groupby("indicator", sort=False)["p_exceeds"].max()
+    theta = result.tree["posterior"]["theta"].mean(("chain", "draw"))
+    r = {k: float(np.corrcoef(theta.sel(trait=k).values.ravel(),
+                              sim.truth["theta"].sel(trait=k).values.ravel())[0, 1]) for k in sim.spec.traits}
+    report = (f"max P(|offset| > 0.5) by indicator: {worst.round(2).to_dict()}; r(theta) "
+              f"{ {k: round(v, 3) for k, v in r.items()} }; {time.perf_counter() - start:.0f} s")
+    print(report)
+    for name in sim.spec.indicators:
+        if name in PLANTED:
+            assert worst[name] > 0.6, report
+        else:
+            assert worst[name] < 0.25, report
+    assert min(r.values()) >= 0.9, report
