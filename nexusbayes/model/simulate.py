@@ -191,10 +191,10 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
             draw = rng.normal(0.0, spec.priors.country_offset, n_countries)
             offset[j] = draw - draw.mean()
         if name in (offsets or {}):
-            planted = np.asarray(offsets[name], dtype=float)
-            if planted.shape != (n_countries,):
-                raise ValueError(f"offsets[{name!r}] needs one value per country ({n_countries}), got {planted.shape}")
-            offset[j] = planted - planted.mean()
+            given = np.asarray(offsets[name], dtype=float)
+            if given.shape != (n_countries,):
+                raise ValueError(f"offsets[{name!r}] needs one value per country ({n_countries}), got {given.shape}")
+            offset[j] = given - given.mean()
         r_idx, t_idx = np.meshgrid(np.arange(n_units), np.arange(n_periods), indexing="ij")
         r_idx, t_idx = r_idx.ravel(), t_idx.ravel()
         raters = [f"rater{k + 1}" for k in range(n_raters)] if (ind.family == "ordinal" and n_raters) else [None]
