@@ -89,6 +89,16 @@ def pointwise_logp_at_a_prior_draw(sim, model, table: str, monkeypatch):
     return umodel, point, dict(zip([rv.name for rv in umodel.observed_RVs], fn(point), strict=True))
 
 
+def numpy_predictions_at(sim, model, umodel, point, names: list[str], **compile_kwargs):
+    """``add_predictions`` (NumPy) on a one-draw posterior holding the variables ``names`` at PyMC's ``point``."""
+    values = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.replace_rvs_by_values([umodel[n] for n in names]),
+                               on_unused_input="ignore", **compile_kwargs)(point)
+    post = xr.Dataset({n: xr.DataArray(v[None, None], dims=("chain", "draw", *model.named_vars_to_dims.get(n, ())))
+                       for n, v in zip(names, values, strict=True)},
+                      coords={k: np.asarray(v) for k, v in model.coords.items()})
+    return Model(sim.spec, sim.panel).add_predictions(xr.DataTree.from_dict({"posterior": post}), seed=1)
+
+
 @pytest.mark.parametrize("table", ["dense", "per observation"])
 def test_numpy_log_likelihood_matches_pymc(small, table, monkeypatch):
     """The fit's log_likelihood group is computed in NumPy; it must equal PyMC's pointwise logp.

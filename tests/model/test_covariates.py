@@ -10,9 +10,8 @@ from nexusbayes.fit import fit
 from nexusbayes.model.build import Model, build_model
 from nexusbayes.model.covariates import BETA, EFFECT, EFFECT_DIM
 from nexusbayes.model.simulate import default_spec, simulate
-from nexusbayes.spec.document import Spec
-from nexusbayes.spec.indicators import Indicator
 from nexusbayes.spec.sections import CovariateEffect, CovariatesSpec
+from tests.model.test_roles import free_one_trait, mirrored_draws
 
 BOTH = ["capability", "willingness"]
 
@@ -103,16 +102,8 @@ def test_planted_effects_are_recovered_over_more_replicates():
 
 def test_an_effect_flips_with_its_trait():
     """Orientation reflects a draw's trait: the effects on it change sign with it, as the registry says."""
-    spec = Spec(name="free", traits=["ideology"], indicators={
-        f"item{i}": Indicator(family="bernoulli", loads={"ideology": "free"}) for i in range(3)},
-        orientation={"ideology": {"higher": ["C1-R01"], "lower": ["C1-R02"]}},
-        covariates=CovariatesSpec(columns={"x": CovariateEffect(on="level", traits=["ideology"])}))
-    sim = simulate(spec, n_regions=3, n_periods=3, seed=4)
-    model = Model(spec, sim.panel)
-    regions, periods = sim.panel.regions, sim.panel.periods
-    theta = np.zeros((1, 2, len(regions), len(periods), 1))
-    theta[0, 0, regions.index("C1-R01")], theta[0, 0, regions.index("C1-R02")] = 1.0, -1.0    # draw 0: as stated
-    theta[0, 1, regions.index("C1-R01")], theta[0, 1, regions.index("C1-R02")] = -1.0, 1.0    # draw 1: mirrored
+    model, regions, periods, theta = mirrored_draws(free_one_trait(
+        covariates=CovariatesSpec(columns={"x": CovariateEffect(on="level", traits=["ideology"])})))
     post = xr.Dataset({
         "theta": (("chain", "draw", "region", "period", "trait"), theta),
         BETA: (("chain", "draw", EFFECT_DIM), np.full((1, 2, 1), 0.5)),

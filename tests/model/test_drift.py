@@ -13,7 +13,7 @@ from nexusbayes.model.design import block_index, make_design
 from nexusbayes.model.families import NUISANCE
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.document import Spec
-from tests.model.test_build import DATA_ONLY_TERMS, pointwise_logp_at_a_prior_draw
+from tests.model.test_build import DATA_ONLY_TERMS, numpy_predictions_at, pointwise_logp_at_a_prior_draw
 
 
 def drifting(spec: Spec, **drift: str) -> Spec:
@@ -100,13 +100,8 @@ def test_numpy_log_likelihood_with_drift_matches_pymc(small, table, monkeypatch)
     design = make_design(sim.panel, sim.spec)
     names = ["theta", "loading", "intercept", "country_offset", "drift",
              *[f"{p}_{b.key}" for b in design.blocks for p in NUISANCE if f"{p}_{b.key}" in umodel.named_vars]]
-    values = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.replace_rvs_by_values([umodel[n] for n in names]),
-                               on_unused_input="ignore")(point)
-    assert np.abs(values[names.index("drift")]).max() > 0.01
-    post = xr.Dataset({n: xr.DataArray(v[None, None], dims=("chain", "draw", *model.named_vars_to_dims.get(n, ())))
-                       for n, v in zip(names, values, strict=True)},
-                      coords={k: np.asarray(v) for k, v in model.coords.items()})
-    tree = Model(sim.spec, sim.panel).add_predictions(xr.DataTree.from_dict({"posterior": post}), seed=1)
+    tree = numpy_predictions_at(sim, model, umodel, point, names)
+    assert np.abs(tree["posterior"]["drift"].values).max() > 0.01
     for block in design.blocks:
         idx = block_index(design, sim.panel, block)
         family = sim.spec.indicators[block.names[0]].family

@@ -22,7 +22,7 @@ from nexusbayes.model.families import NUISANCE
 from nexusbayes.model.predict import forward_mode
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.document import Spec
-from tests.model.test_build import DATA_ONLY_TERMS
+from tests.model.test_build import DATA_ONLY_TERMS, numpy_predictions_at
 
 
 def inflated(spec: Spec, **settings: dict) -> Spec:
@@ -142,12 +142,7 @@ def test_numpy_log_likelihood_with_inflation_matches_pymc(sim, model):
     names = ["theta", "loading", "intercept", "heap_intercept", "heap_loading", "zero_intercept",
              "zero_loading",
              *[f"{p}_{b.key}" for b in design.blocks for p in NUISANCE if f"{p}_{b.key}" in umodel.named_vars]]
-    values = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.replace_rvs_by_values([umodel[n] for n in names]),
-                               on_unused_input="ignore", mode=forward_mode())(point)
-    post = xr.Dataset({n: xr.DataArray(v[None, None], dims=("chain", "draw", *model.named_vars_to_dims.get(n, ())))
-                       for n, v in zip(names, values, strict=True)},
-                      coords={k: np.asarray(v) for k, v in model.coords.items()})
-    tree = Model(sim.spec, sim.panel).add_predictions(xr.DataTree.from_dict({"posterior": post}), seed=1)
+    tree = numpy_predictions_at(sim, model, umodel, point, names, mode=forward_mode())
     for block in design.blocks:
         idx = block_index(design, sim.panel, block)
         family = sim.spec.indicators[block.names[0]].family

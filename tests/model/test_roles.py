@@ -98,17 +98,26 @@ def test_an_undeclared_variable_is_refused():
         Roles.of(undeclared)
 
 
-def test_orientation_reflects_what_the_registry_says():
-    """A one-trait model with free loadings and an orientation: draws whose orienting score is negative flip."""
-    spec = Spec(name="free", traits=["ideology"], indicators={
+def free_one_trait(**extra) -> Spec:
+    """One trait, three free bernoulli items, oriented by C1-R01 (higher) and C1-R02 (lower)."""
+    return Spec(name="free", traits=["ideology"], indicators={
         f"item{i}": Indicator(family="bernoulli", loads={"ideology": "free"}) for i in range(3)},
-        orientation={"ideology": {"higher": ["C1-R01"], "lower": ["C1-R02"]}})
+        orientation={"ideology": {"higher": ["C1-R01"], "lower": ["C1-R02"]}}, **extra)
+
+
+def mirrored_draws(spec: Spec) -> tuple[Model, list, list, np.ndarray]:
+    """``(model, regions, periods, theta)``: theta (chain 1, draw 2) as the orientation states, then mirrored."""
     sim = simulate(spec, n_regions=3, n_periods=3, seed=4)
-    model = Model(spec, sim.panel)
     regions, periods = sim.panel.regions, sim.panel.periods
     theta = np.zeros((1, 2, len(regions), len(periods), 1))
     theta[0, 0, regions.index("C1-R01")], theta[0, 0, regions.index("C1-R02")] = 1.0, -1.0    # draw 0: as stated
     theta[0, 1, regions.index("C1-R01")], theta[0, 1, regions.index("C1-R02")] = -1.0, 1.0    # draw 1: mirrored
+    return Model(spec, sim.panel), regions, periods, theta
+
+
+def test_orientation_reflects_what_the_registry_says():
+    """A one-trait model with free loadings and an orientation: draws whose orienting score is negative flip."""
+    model, regions, periods, theta = mirrored_draws(free_one_trait())
     labels = [f"item{i}:ideology" for i in range(3)]
     post = xr.Dataset({
         "theta": (("chain", "draw", "region", "period", "trait"), theta),
