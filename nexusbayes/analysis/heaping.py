@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from nexusbayes.analysis.typology import eti
+from nexusbayes.analysis.typology import eti, interval_names
 from nexusbayes.constants import CI_PROB
 
 SAMPLE = ("chain", "draw")
@@ -70,7 +70,7 @@ def share_table(tree: xr.DataTree, spec, panel, ci_prob: float = CI_PROB) -> pd.
             table["at_value"] = (table["reported"] == 0).where(table["reported"].notna())
         table.insert(0, "component", comp)
         rows.append(table)
-    low, high = (f"lower_{ci_prob:.0%}", f"upper_{ci_prob:.0%}")
+    low, high = interval_names(ci_prob)     # q05, q95: as every other table's interval
     out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     return out.rename(columns={"lower": low, "upper": high})
 
@@ -103,7 +103,8 @@ def loading_table(tree: xr.DataTree, ci_prob: float = CI_PROB) -> pd.DataFrame:
             table.insert(0, "parameter", name)
             rows.append(table[["parameter", "indicator", "trait", "mean", "lower", "upper"]])
     out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-    return out.rename(columns={"lower": f"lower_{ci_prob:.0%}", "upper": f"upper_{ci_prob:.0%}"})
+    low, high = interval_names(ci_prob)
+    return out.rename(columns={"lower": low, "upper": high})
 
 
 def count_frequencies(tree: xr.DataTree, panel, indicator: str, key: str, max_count: int) -> pd.DataFrame:
