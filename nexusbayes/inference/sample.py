@@ -9,7 +9,6 @@ orientation of the traits, and the roles registry stored with the draws.
 Examples
 --------
 >>> from nexusbayes.model.build import Model
-from nexusbayes.model.predict import single_precision
 >>> from nexusbayes.model.simulate import simulate
 >>> from nexusbayes.spec.sections import SamplerSpec
 >>> sim = simulate(n_regions=3, n_periods=3, seed=2)
