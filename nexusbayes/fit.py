@@ -27,6 +27,7 @@ from nexusbayes.analysis import forecast as forecasting
 from nexusbayes.analysis import plausible, regime, typology
 from nexusbayes.analysis.comparability import noncomparability_table
 from nexusbayes.analysis.diagnostics import Diagnostics, diagnose
+from nexusbayes.analysis.regime_forecast import regime_forecast
 from nexusbayes.data.covariates import attach_covariates
 from nexusbayes.data.panel import Panel, validate
 from nexusbayes.data.resolve import resolve_covariates, resolve_panel, resolve_spec
@@ -184,11 +185,11 @@ class Fit:
         Groups ``forecast`` (``theta``: chain, draw, region, horizon, trait; ``country_theta``) and, with a
         typology, ``types`` (P(type) and transitions from the last fitted period). Named eras need ``times``.
         See :func:`nexusbayes.analysis.forecast.forecast`; tables: :func:`~nexusbayes.analysis.forecast.forecast_table`
-        and :func:`~nexusbayes.analysis.forecast.forecast_types_table`.
+        and :func:`~nexusbayes.analysis.forecast.forecast_types_table`. A regime fit's forecast is its types'
+        Markov chain run forward, exact per draw (:func:`nexusbayes.analysis.regime_forecast.regime_forecast`).
         """
-        if self.spec.is_regime:
-            raise forecasting.ForecastError("forecasts of a regime fit (the types' chain run forward) are not "
-                                            "implemented yet; fit the spec with [model] kind = \"trait\" to forecast")
+        if self.spec.is_regime:   # the types' Markov chain run forward from the last filtered P(type)
+            return regime_forecast(self.tree, self.spec, self.panel, periods, times=times, labels=labels, seed=seed)
         return forecasting.forecast(self.tree, self.spec, self.panel, periods, times=times, labels=labels, seed=seed)
 
     # ---- draws for second-stage analyses -----------------------------------------------------------

@@ -22,6 +22,7 @@ import xarray as xr  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from nexusbayes.analysis.forecast import ForecastError, forecast_table, forecast_types_table  # noqa: E402
+from nexusbayes.analysis.regime_forecast import forecast_type_intervals  # noqa: E402
 from nexusbayes.analysis.typology import SAMPLE_DIMS  # noqa: E402
 from nexusbayes.constants import CI_PROB  # noqa: E402
 from nexusbayes.fit import Fit  # noqa: E402
@@ -44,12 +45,17 @@ def forecast_of(fit: Fit, periods: int) -> tuple[xr.DataTree | None, str | None]
 
 
 def forecast_tables(forecast: xr.DataTree | None) -> dict[str, pd.DataFrame]:
-    """``forecast_traits`` and, with a typology, ``forecast_types`` (none without a forecast)."""
+    """``forecast_traits`` and, with a typology, ``forecast_types`` (none without a forecast).
+
+    A regime fit's forecast also gives ``forecast_type_intervals`` (the interval of each P(type) over the draws).
+    """
     if forecast is None:
         return {}
     tables = {"forecast_traits": forecast_table(forecast)}
     if "types" in forecast.children:
         tables["forecast_types"] = forecast_types_table(forecast)
+    if "type_probability" in forecast["forecast"]:
+        tables["forecast_type_intervals"] = forecast_type_intervals(forecast)
     return tables
 
 
