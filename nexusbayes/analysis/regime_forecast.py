@@ -39,6 +39,7 @@ from nexusbayes.analysis.forecast import ForecastError, future_times
 from nexusbayes.constants import CI_PROB, TYPES
 from nexusbayes.data.panel import Panel
 from nexusbayes.model.regime import DEVIATION, TRANSITION, levels
+from nexusbayes.model.regime_covariates import transition_columns
 from nexusbayes.model.roles import COUNTRY_THETA, THETA
 from nexusbayes.spec.document import Spec
 
@@ -104,9 +105,9 @@ def regime_forecast(tree: xr.DataTree, spec: Spec, panel: Panel, periods: int | 
     """
     if "regime" not in tree.children:
         raise ForecastError("the fit has no `regime` group (its states): was it fitted with [model] kind = \"regime\"?")
-    if TRANSITION not in tree["posterior"]:
-        raise ForecastError("this regime fit's transition probabilities vary by region-period (covariates on the "
-                            "transitions): their future values would be needed; refit without them to forecast")
+    if transition_columns(spec):
+        raise ForecastError("this regime fit's transitions depend on covariates (on = \"transition\"), whose future "
+                            "values a forecast would need; refit without them to forecast")
     period_time = np.asarray(panel.period_time, dtype=float)
     times, labels = future_times(period_time, periods, times, labels, eras=spec.periods.eras is not None)
     unit = float(tree["regime"].attrs.get("time_unit_years", 1.0))

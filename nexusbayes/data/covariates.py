@@ -109,7 +109,7 @@ def validate_covariates(frame: pd.DataFrame, spec: Spec, panel: Panel, label: st
     values = np.full((n_region, n_period, len(names)), np.nan)
     needed = np.zeros_like(values, dtype=bool)
     for k, name in enumerate(names):
-        first = 1 if spec.covariates.columns[name].on == "step" else 0
+        first = 1 if spec.covariates.columns[name].on in ("step", "transition") else 0
         if first == 1 and n_period < 2:
             raise DataError(f"{label}: covariate {name!r} acts on steps, but the data have a single period")
         needed[:, first:, k] = True

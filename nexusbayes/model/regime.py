@@ -29,7 +29,17 @@ map to sum-to-zero vectors, so no direction of ``z`` is left to the prior alone;
 with scale ``pooling``): partial pooling, non-centred (the centred form, country rows
 Dirichlet(concentration x shared row), mixed poorly: R-hat 1.17 on two countries). One country's matrix is the
 shared one.
-``initial_type`` (country, type) are the first period's type probabilities, Dirichlet(1, 1, 1, 1).
+```initial_type`` (country, type) are the first period's type probabilities, Dirichlet(1, 1, 1, 1).
+Covariates with ``on = "transition"`` shift the log-odds of leaving the current type per region and step
+(:mod:`nexusbayes.model.regime_covariates`).
+
+Within-state deviations
+-----------------------
+With ``[model] region_deviation = true`` a region in state s sits at ``level[s] + region_deviation[r]``
+(:func:`region_deviations`): a per-region, per-trait deviation summing to zero over the regions (a common
+shift is the intercepts'), partially pooled with SD ``region_deviation_sd`` (half-normal), non-centred. It
+moves a region's indicators alike in every state, so the states keep their meaning while a persistently
+stronger region is not pushed into a higher type.
 
 The likelihood
 --------------
@@ -55,6 +65,7 @@ from nexusbayes.model.design import Design, block_index
 from nexusbayes.model.families import FAMILIES
 from nexusbayes.model.latent import ZeroSum
 from nexusbayes.model.measurement import _country_offsets, _measurement_parameters
+from nexusbayes.model.regime_covariates import log_transitions_pt, transition_effects
 from nexusbayes.model.regime_emission import state_logp
 from nexusbayes.model.roles import declare
 from nexusbayes.spec.document import Spec
@@ -65,6 +76,7 @@ HIGH = np.array([[1, 1], [1, 0], [0, 1], [0, 0]])
 #: Names of the regime model's variables that analyses read.
 TRANSITION, INITIAL = "transition", "initial_type"
 SHARED, POOLING_SD = "transition_shared", "transition_sd"
+DEVIATION, DEVIATION_SD = "region_deviation", "region_deviation_sd"
 
 
 def levels(traits: list[str]) -> np.ndarray:
@@ -151,6 +163,25 @@ def transition_variables(design: Design, spec: Spec):
     return transition, initial
 
 
+def region_deviations(design: Design, spec: Spec):
+    """The within-state deviation of each region, (region, trait), declared; None without ``region_deviation``.
+
+    ``region_deviation_sd * Q z`` with ``z`` standard normal per contrast and trait and ``Q`` the orthonormal map
+    to vectors summing to zero over the regions: a shift of every region alike is the intercepts', so none is left
+    to the prior (non-centred partial pooling; ``region_deviation_sd`` half-normal, scale ``[model]``'s).
+    """
+    n_region = len(design.coords["region"])
+    if not spec.model.region_deviation or n_region < 2:
+        return None
+    pm.Model.get_context().add_coord("deviation_contrast", np.arange(n_region - 1))
+    sd = declare(pm.HalfNormal(DEVIATION_SD, spec.model.region_deviation_sd, dims="trait"), "scale")
+    z = declare(pm.Normal("region_deviation_z", 0.0, 1.0, dims=("deviation_contrast", "trait")), "latent",
+                reflect="trait")
+    contrasts = ZeroSum.of(np.zeros(n_region, dtype=int)).matrix()                   # (region, contrast)
+    return declare(pm.Deterministic(DEVIATION, sd * pt.dot(contrasts, z), dims=("region", "trait")), "latent",
+                   reflect="trait", ranked=False)
+
+
 def regime_graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
     """The PyMC graph of the regime model, every variable declared with its role (see the module docstring)."""
     n_region, n_period, n_state = len(panel.regions), len(panel.periods), len(TYPES)
@@ -161,6 +192,7 @@ def regime_graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
         location = pm.Data("indicator_location", design.centres[:, 0], dims="indicator")
         spread = pm.Data("indicator_scale", design.centres[:, 1], dims="indicator")
         centre = pt.where(design.normal, 0.0, location)
+        deviation = region_deviations(design, spec)
         # (indicator, state): every indicator's linear predictor in every state, before country offsets
         by_state = (centre + intercept)[:, None] + pt.dot(loading, levels(spec.traits).T)
         logps, cells = [], []
@@ -170,6 +202,8 @@ def regime_graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
             eta = by_state[idx.indicator]
             if offset is not None:
                 eta = eta + offset[idx.indicator, idx.country][:, None]
+            if deviation is not None:   # the same in every state: level[s] + deviation[region]
+                eta = eta + (loading[idx.indicator] * deviation[idx.region]).sum(axis=-1)[:, None]
             params = family.nuisance(block, spec.priors)
             observed = pm.Data(f"data_{block.key}", family.observed_values(block), dims=block.dim)
             inputs = {name: pm.Data(f"{name}_{block.key}", values, dims=block.dim)
@@ -180,8 +214,11 @@ def regime_graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
         emission = pt.inc_subtensor(pt.zeros((n_region * n_period, n_state))[np.concatenate(cells)],
                                     pt.concatenate(logps, axis=0))
         transition, initial = transition_variables(design, spec)
+        effects = transition_effects(spec, panel)
         rc = design.region_country
-        if n_period > 1:
+        if n_period > 1 and effects is not None:     # covariates on the transitions: a matrix per region-step
+            log_trans = log_transitions_pt(transition, rc, multiples, *effects)
+        elif n_period > 1:
             log_trans = pt.log(matrix_powers(transition, multiples))[rc]          # (region, step, S, S)
         else:
             log_trans = pt.zeros((n_region, 0, n_state, n_state))

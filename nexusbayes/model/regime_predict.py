@@ -13,7 +13,8 @@ states summed out), the smoothed P(type) per region-period, a draw of the state 
 * ``regime.region_loglik`` (chain, draw, region): each region's whole series with the states summed out, the
   marginal likelihood per region (for leaving a region's series out; the trait model has no counterpart
   until its theta path is integrated out too);
-* ``posterior.theta`` (chain, draw, region, period, trait): the expected level E[level | y] per draw, and
+* ``posterior.theta`` (chain, draw, region, period, trait): the expected level E[level | y] per draw (plus the
+  region's ``region_deviation`` with ``[model] region_deviation = true``), and
   ``posterior.country_theta`` its mean over each country's regions, for consumers of the trait model's theta;
 * group ``regime``: ``type_probability`` (chain, draw, region, period, type), ``type_state`` (chain, draw,
   region, period; codes into TYPES) and ``modal_path`` (region, period): per region the Viterbi path most
@@ -32,9 +33,11 @@ from scipy import sparse
 from nexusbayes.constants import POSTPROCESS_CHUNK_VALUES, TYPES
 from nexusbayes.data.panel import Panel
 from nexusbayes.model import hmm
+from nexusbayes.model.covariates import EFFECT
 from nexusbayes.model.design import Design, block_index
 from nexusbayes.model.families import FAMILIES, NUISANCE
-from nexusbayes.model.regime import INITIAL, TRANSITION, levels, step_multiples
+from nexusbayes.model.regime import DEVIATION, INITIAL, TRANSITION, levels, step_multiples
+from nexusbayes.model.regime_covariates import log_transitions, transition_values
 from nexusbayes.spec.document import Spec
 
 
@@ -45,14 +48,22 @@ def state_etas(post: dict, design: Design, spec: Spec, idx, rows) -> np.ndarray:
     eta = idx.centre[None, :, None] + by_state[:, idx.indicator]
     if "country_offset" in post:
         eta = eta + post["country_offset"][rows][:, idx.indicator, idx.country][..., None]
+    if DEVIATION in post:       # within-state region deviations: the same shift in every state
+        eta = eta + (loading[:, idx.indicator] * post[DEVIATION][rows][:, idx.region]).sum(-1)[..., None]
     return eta
 
 
-def log_probabilities(post: dict, design: Design, rows) -> tuple[np.ndarray, np.ndarray]:
-    """Log initial (draw, region, state) and log transition (draw, region, step, state, state) probabilities."""
+def log_probabilities(post: dict, design: Design, rows, x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Log initial (draw, region, state) and log transition (draw, region, step, state, state) probabilities.
+
+    ``x``: the transition covariates' standardised values (:func:`~nexusbayes.model.regime_covariates.
+    transition_values`), with ``covariate_effect`` in ``post``.
+    """
     rc = design.region_country
     _, multiples = step_multiples(design.period_time)
     trans = post[TRANSITION][rows]                                               # (draw, country, S, S)
+    if x is not None and len(multiples):
+        return np.log(post[INITIAL][rows])[:, rc], log_transitions(trans, rc, multiples, x, post[EFFECT][rows])
     steps = np.stack([np.linalg.matrix_power(trans, int(m)) for m in multiples], axis=2) if len(multiples) else \
         np.zeros((*trans.shape[:2], 0, *trans.shape[2:]))
     with np.errstate(divide="ignore"):
@@ -98,7 +109,7 @@ def add_regime_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec
     step = max(1, POSTPROCESS_CHUNK_VALUES // max(panel.n_obs * n_state + n_region * n_period * n_state**2, 1))
     for start in range(0, n_sample, step):
         rows = slice(start, min(start + step, n_sample))
-        log_init, log_trans = log_probabilities(post, design, rows)
+        log_init, log_trans = log_probabilities(post, design, rows, transition_values(spec, panel))
         emission = emissions(post, design, panel, spec, rows)
         alpha = hmm.forward(log_init, log_trans, emission)
         beta = hmm.backward(log_trans, emission)
@@ -107,6 +118,8 @@ def add_regime_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec
         states[rows] = hmm.sample_states(rng, log_trans, alpha)
         paths[rows] = hmm.viterbi(log_init, log_trans, emission)
     theta = smoothed.astype(float) @ levels(spec.traits)                       # (sample, region, period, trait)
+    if DEVIATION in post:
+        theta = theta + post[DEVIATION][:, :, None, :]
     average = np.zeros((len(panel.countries), n_region))
     average[design.region_country, np.arange(n_region)] = 1.0
     average /= average.sum(axis=1, keepdims=True)
@@ -187,7 +200,7 @@ def regime_prior_predictive(model, design: Design, panel: Panel, spec: Spec, dra
     post = {name: da.values.reshape(draws, *da.shape[2:]) for name, da in prior.data_vars.items()}
     rng = np.random.default_rng(seed)
     rows = slice(0, draws)
-    states = markov_paths(rng, *log_probabilities(post, design, rows))
+    states = markov_paths(rng, *log_probabilities(post, design, rows, transition_values(spec, panel)))
     out = {}
     for block in design.blocks:
         family = FAMILIES[spec.indicator(block.names[0]).family]

@@ -372,22 +372,29 @@ def _nuisance(ind: Indicator, rng: np.random.Generator, n_raters: int) -> dict:
 
 
 def simulate_regime(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int = 8, n_periods: int = 12,
-                    stay: float = 0.75, seed: int = 0, **kwargs) -> Simulation:
+                    stay: float = 0.75, deviation_sd: float = 0.0, transition_effects: dict[str, float] | None = None,
+                    seed: int = 0, **kwargs) -> Simulation:
     """Simulate from the regime model: type paths from a Markov chain per country, then the indicators.
 
     Each country's true transition matrix has rows drawn from a Dirichlet whose mean keeps the type with
     probability ``stay`` (concentration 20), its initial probabilities from Dirichlet(3, 3, 3, 3); the paths
     start from those and move by the matrix (yearly periods: one step each). The indicators are drawn by
-    :func:`simulate` (``kwargs`` go to it) with theta at each type's levels (:func:`nexusbayes.model.regime.levels`).
+    :func:`simulate` (``kwargs`` go to it) with theta at each type's levels (:func:`nexusbayes.model.regime.levels`),
+    plus with ``deviation_sd`` > 0 a within-state deviation per region and trait (normal with that SD, centred
+    over the regions: ``[model] region_deviation = true``). Covariates with ``on = "transition"`` in the spec are
+    drawn as the trait model's (their own stream) and shift the log-odds of leaving the type on each step by
+    ``transition_effects[name]`` per SD (default 0.5; :mod:`nexusbayes.model.regime_covariates`).
 
     Returns
     -------
     Simulation
-        Its ``truth`` adds ``type_state`` (region, period; codes into TYPES), ``transition`` (country, type,
-        type_) and ``initial_type`` (country, type) to :func:`simulate`'s (whose ``theta`` holds the levels).
+        Its ``truth`` adds ``type_state`` (region, period; codes into TYPES), ``region_deviation`` (region, trait;
+        zeros when ``deviation_sd`` is 0), ``transition`` (country, type, type_) and ``initial_type`` (country,
+        type) to :func:`simulate`'s (whose ``theta`` holds the levels plus the deviations).
     """
     from nexusbayes.constants import TYPES
     from nexusbayes.model.regime import levels
+    from nexusbayes.model.regime_covariates import log_transitions, transition_columns
     from nexusbayes.model.regime_predict import markov_paths
     from nexusbayes.spec.sections import ModelSpec
 
@@ -399,13 +406,35 @@ def simulate_regime(spec: Spec | None = None, *, n_countries: int = 1, n_regions
     transition = np.stack([[rng.dirichlet(20 * row) for row in mean] for _ in range(n_countries)])
     initial = rng.dirichlet(np.full(n_state, 3.0), size=n_countries)
     region_country = np.repeat(np.arange(n_countries), n_regions)
-    log_trans = np.broadcast_to(np.log(transition)[region_country][:, None],
-                                (n_countries * n_regions, n_periods - 1, n_state, n_state))
-    states = markov_paths(rng, np.log(initial)[region_country][None], log_trans[None])[0]
-    sim = simulate(spec, n_countries=n_countries, n_regions=n_regions, n_periods=n_periods,
-                   theta=levels(spec.traits)[states], seed=seed, **kwargs)
+    names = transition_columns(spec)
+    if names:
+        x_rng = np.random.default_rng([seed, 31])
+        x = 2.0 + 3.0 * (x_rng.standard_normal((n_countries * n_regions, 1, len(names)))
+                         + x_rng.standard_normal((n_countries * n_regions, n_periods, len(names))))
+        z = (x - x[:, 1:].mean(axis=(0, 1))) / x[:, 1:].std(axis=(0, 1))
+        effect = np.array([(transition_effects or {}).get(n, 0.5) for n in names])
+        log_trans = log_transitions(transition[None], region_country, np.ones(n_periods - 1, dtype=int), z,
+                                    effect[None])
+    else:
+        log_trans = np.broadcast_to(np.log(transition)[region_country][None, :, None],
+                                    (1, n_countries * n_regions, n_periods - 1, n_state, n_state))
+    states = markov_paths(rng, np.log(initial)[region_country][None], log_trans)[0]
+    deviation = deviation_sd * rng.standard_normal((n_countries * n_regions, len(spec.traits)))
+    deviation -= deviation.mean(axis=0)
+    sim = simulate(spec.model_copy(update={"covariates": None}), n_countries=n_countries, n_regions=n_regions,
+                   n_periods=n_periods, theta=levels(spec.traits)[states] + deviation[:, None], seed=seed, **kwargs)
+    panel, table = sim.panel, None
+    if names:
+        table = pd.DataFrame({"region": np.repeat(sim.panel.regions, n_periods),
+                              "period": np.tile(sim.panel.periods, n_countries * n_regions),
+                              **{n: x[:, :, k].ravel() for k, n in enumerate(names)}})
+        panel = attach_covariates(sim.panel, spec, table)
     truth = sim.truth.assign(type_state=(("region", "period"), states.astype(int)),
+                             region_deviation=(("region", "trait"), deviation),
                              transition=(("country", "type", "type_"), transition),
                              initial_type=(("country", "type"), initial)).assign_coords(type=list(TYPES),
                                                                                          type_=list(TYPES))
-    return Simulation(frame=sim.frame, panel=sim.panel, spec=spec, truth=truth)
+    if names:
+        truth = truth.assign(covariate_effect=("covariate_label", effect)).assign_coords(
+            covariate_label=[f"{n}:leave" for n in names])
+    return Simulation(frame=sim.frame, panel=panel, spec=spec, truth=truth, covariates=table)

@@ -256,6 +256,13 @@ class Spec(_Strict):
             if unknown or len(set(effect.traits)) != len(effect.traits):
                 raise ValueError(f"covariates.columns.{column}.traits = {effect.traits}: list each trait once, "
                                  f"from traits = {self.traits}")
+        if self.model.kind != "regime":
+            on_steps = [n for n, e in (self.covariates.columns.items() if self.covariates else ())
+                        if e.on == "transition"]
+            if on_steps:
+                raise ValueError(f"covariates.columns.{on_steps[0]}: on = \"transition\" is for [model] kind = "
+                                 "\"regime\" (a trait model's types have no transition matrix to shift); use "
+                                 "on = \"step\" for the traits' steps")
         if self.covariates and self.dynamics.centred:
             raise ValueError("[covariates] are not implemented with dynamics.centred = true; drop one of them")
 
@@ -286,8 +293,11 @@ class Spec(_Strict):
         if inflated:
             raise ValueError(f"model.kind = \"regime\" does not support `missing = \"informative\"`, `quota` or "
                              f"`zero_inflated` yet: remove them from indicators {', '.join(inflated)}{fix}")
-        if self.covariates is not None:
-            raise ValueError(f"model.kind = \"regime\" does not support [covariates] yet: remove the table{fix}")
+        on_traits = [n for n, e in (self.covariates.columns.items() if self.covariates else ()) if e.on != "transition"]
+        if on_traits:
+            raise ValueError(f"model.kind = \"regime\": covariates act on its transitions only (its traits are the "
+                             f"types' levels): set on = \"transition\" (and no traits) for covariates.columns."
+                             f"{on_traits[0]}{fix}")
         if self.comparability.detect:
             raise ValueError("model.kind = \"regime\" does not support [comparability] detect = true yet: set it "
                              f"to false{fix}")

@@ -94,16 +94,28 @@ class CovariateEffect(_Strict):
     """One covariate column of the covariate table and what it acts on.
 
     ``on = "level"``: the traits' level, ``theta[r, t] + beta * x[r, t]``; ``on = "step"``: the traits' steps,
-    the random-walk (or AR(1)) increment into period t getting the mean ``beta * x[r, t] * gap`` (per year).
+    the random-walk (or AR(1)) increment into period t getting the mean ``beta * x[r, t] * gap`` (per year);
+    ``on = "transition"`` (a regime model's, without ``traits``): the log-odds of leaving the current type on the
+    step into period t, ``+ beta * x[r, t]`` (:mod:`nexusbayes.model.regime_covariates`).
     ``traits`` lists the traits it acts on, each with its own coefficient; ``prior_scale`` is the SD of the
     coefficients' normal prior, per SD of the covariate on the latent process's raw scale (see
     :mod:`nexusbayes.model.covariates`).
     """
 
-    on: Literal["level", "step"]
-    traits: Annotated[list[str], Field(min_length=1)]
+    on: Literal["level", "step", "transition"]
+    traits: list[str] = Field(default_factory=list)
     prior_scale: PriorScale = 1.0
     label: str | None = None
+
+    @model_validator(mode="after")
+    def _targets(self) -> CovariateEffect:
+        if self.on == "transition" and self.traits:
+            raise ValueError(f"on = \"transition\" acts on the log-odds of leaving the current type, not on traits: "
+                             f"remove traits = {self.traits}")
+        if self.on != "transition" and not self.traits:
+            raise ValueError(f"on = {self.on!r} needs `traits`, the traits it acts on (e.g. traits = "
+                             "[\"capability\"])")
+        return self
 
 
 class CovariatesSpec(_Strict):
@@ -204,6 +216,10 @@ class ModelSpec(_Strict):
     each move; with several countries, each country's row is the shared row moved on the log scale by a
     sum-to-zero deviation whose SD has a half-normal prior of scale ``pooling`` (partial pooling, non-centred).
 
+    ``region_deviation = true`` (regime only) adds a within-state deviation per region and trait: a region in a
+    type sits at the type's level plus its own deviation, partially pooled (non-centred, summing to zero over the
+    regions so the intercepts keep the location; its SD half-normal with scale ``region_deviation_sd``).
+
     The regime kind needs the traits ``capability`` and ``willingness`` (only), and does not yet support indicators
     with ``drift``, an ``[orientation]``, ``[dynamics]`` other than the default, or ``[typology]`` thresholds
     (its types are its states).
@@ -217,6 +233,15 @@ class ModelSpec(_Strict):
     kind: Literal["trait", "regime"] = "trait"
     persistence: Annotated[tuple[PriorScale, PriorScale], BeforeValidator(_tuple)] = (3.0, 1.0)
     pooling: PriorScale = 0.5
+    region_deviation: bool = False
+    region_deviation_sd: PriorScale = 0.5
+
+    @model_validator(mode="after")
+    def _deviation_is_regime(self) -> ModelSpec:
+        if self.region_deviation and self.kind != "regime":
+            raise ValueError("model.region_deviation = true is an option of kind = \"regime\" (a trait model's "
+                             "regions already deviate continuously): remove it or set model.kind = \"regime\"")
+        return self
 
 
 class Priors(_Strict):
