@@ -93,7 +93,7 @@ CASES: dict[str, tuple[list[str], tuple[str, str]]] = {
         ("trait =", "traits ="),
     ),
     "wrong_covariate_target.toml": (
-        [r"`covariates\.columns\.aid\.on`: ", r"'level' or 'step'", r"\(got 'slope'\)"],
+        [r"`covariates\.columns\.aid\.on`: ", r"'level', 'step' or 'transition'", r"\(got 'slope'\)"],
         ('"slope"', '"level"'),
     ),
     "wrong_syntax.toml": (
