@@ -30,17 +30,31 @@ def options_run():
 
 
 def test_states_and_deviations_recovered(options_run):
+    """Modal type right in >= 90% of region-periods (measured 60 of 64); deviations covered (measured 25 of 32).
+
+    The 90% intervals of the 32 deviations (16 regions x 2 traits) cover the planted ones at least 24 times, the
+    posterior means follow them (correlation measured 0.78), and each trait's deviation SD interval covers 0.5.
+    """
     sim, result = options_run
     truth = np.asarray(nb.TYPES, dtype=object)[sim.truth["type_state"].values]
     modal = result.types_table()["modal_type"].to_numpy(dtype=object).reshape(truth.shape)
-    print("modal right", (modal == truth).mean())
+    assert (modal == truth).mean() >= 0.9
     dev = result.tree["posterior"]["region_deviation"].transpose("chain", "draw", "region", "trait")
     lo, hi = dev.quantile([0.05, 0.95], dim=("chain", "draw")).values
     true_dev = sim.truth["region_deviation"].transpose("region", "trait").values
-    covered = (lo <= true_dev) & (true_dev <= hi)
-    print("covered", covered.sum(), covered.size, np.corrcoef(dev.mean(("chain", "draw")).values.ravel(),
-                                                                true_dev.ravel())[0, 1])
-    sd = result.tree["posterior"]["region_deviation_sd"].quantile([0.05, 0.95], dim=("chain", "draw")).values
-    print("sd", sd, result.timings, int(result.tree["sample_stats"]["diverging"].sum()))
-    print(result.covariate_effects())
-    print(result.diagnostics.checks)
+    assert ((lo <= true_dev) & (true_dev <= hi)).sum() >= 24
+    assert np.corrcoef(dev.mean(("chain", "draw")).values.ravel(), true_dev.ravel())[0, 1] >= 0.6
+    sd_lo, sd_hi = result.tree["posterior"]["region_deviation_sd"].quantile([0.05, 0.95], dim=("chain", "draw")).values
+    assert np.all((sd_lo <= 0.5) & (0.5 <= sd_hi))
+    assert int(result.tree["sample_stats"]["diverging"].sum()) == 0
+
+
+def test_transition_effect_recovered(options_run):
+    """The planted effect (1 per SD on the log-odds of leaving) inside the 90% interval, and above 0."""
+    sim, result = options_run
+    effects = result.covariate_effects()
+    print(effects.T)
+    row = effects.iloc[0]
+    assert row["covariate"] == "aid" and row["on"] == "transition" and row["trait"] == "leave"
+    assert row["q05"] <= 1.0 <= row["q95"]
+    assert row["p_positive"] >= 0.9
