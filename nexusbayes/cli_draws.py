@@ -54,11 +54,12 @@ def forecast(args) -> int:
     import pandas as pd
 
     from nexusbayes.analysis.forecast import forecast_table, forecast_types_table
+    from nexusbayes.analysis.regime_forecast import forecast_type_intervals
     from nexusbayes.errors import OutputExistsError
     from nexusbayes.fit import load
     from nexusbayes.report.run import write_tables
 
-    names = ("forecast_traits.csv", "forecast_types.csv")
+    names = ("forecast_traits.csv", "forecast_types.csv", "forecast_type_intervals.csv")
     existing = [str(args.out / n) for n in names if args.out is not None and (args.out / n).exists()]
     if existing and not args.overwrite:   # refused before loading
         raise OutputExistsError(f"{', '.join(existing)} exist(s); pass --overwrite to replace, or --out DIR")
@@ -68,6 +69,8 @@ def forecast(args) -> int:
     tables = {"forecast_traits": forecast_table(fc)}
     if "types" in fc.children:
         tables["forecast_types"] = forecast_types_table(fc)
+    if "type_probability" in fc["forecast"]:      # a regime fit's: each P(type)'s interval over the draws
+        tables["forecast_type_intervals"] = forecast_type_intervals(fc)
     shown = tables.get("forecast_types", tables["forecast_traits"])
     draws = fc["forecast"]
     print(f"Forecast of {result.spec.name!r} from {fc.attrs['last_period']}, {draws.sizes['horizon']} period(s) "

@@ -9,6 +9,7 @@ import pytest
 
 import nexusbayes as nb
 from nexusbayes.analysis.forecast import forecast_table, forecast_types_table
+from nexusbayes.cli import main
 from nexusbayes.fit import fit, load
 from nexusbayes.model.simulate import simulate_regime
 from nexusbayes.report import build_report
@@ -71,6 +72,10 @@ def test_save_and_load_keep_the_states(regime_run, tmp_path):
     assert again.spec.is_regime
     np.testing.assert_allclose(again.type_probabilities(), result.type_probabilities())
     assert again.transition_matrices().equals(result.transition_matrices())
+    out = tmp_path / "forecast"        # the forecast command on a saved regime fit writes its three tables
+    assert main(["forecast", str(tmp_path / "regime.nc"), "--periods", "2", "--out", str(out)]) == 0
+    assert {p.name for p in out.glob("*.csv")} == {"forecast_traits.csv", "forecast_types.csv",
+                                                    "forecast_type_intervals.csv"}
 
 
 def test_report_of_a_regime_fit(regime_run):

@@ -50,10 +50,13 @@ def test_states_and_deviations_recovered(options_run):
 
 
 def test_transition_effect_recovered(options_run):
-    """The planted effect (1 per SD on the log-odds of leaving) inside the 90% interval, and above 0."""
-    sim, result = options_run
+    """The planted effect (1 per SD on the log-odds of leaving) inside the 90% interval, and above 0.
+
+    Measured: mean 0.59, 90% interval (-0.01, 1.21), P(> 0) 0.94: 48 region-steps carry little information
+    on a transition effect (on 32 regions: 0.64, (0.23, 1.06), P(> 0) 0.995).
+    """
+    _, result = options_run
     effects = result.covariate_effects()
-    print(effects.T)
     row = effects.iloc[0]
     assert row["covariate"] == "aid" and row["on"] == "transition" and row["trait"] == "leave"
     assert row["q05"] <= 1.0 <= row["q95"]
