@@ -6,7 +6,6 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from nexusbayes.data.panel import Panel
 from nexusbayes.model.design import BlockIndex, Design
 from nexusbayes.model.families import FAMILIES
 from nexusbayes.model.latent import ZeroSum

@@ -13,9 +13,9 @@ from pytensor.compile.mode import Mode
 from nexusbayes.constants import POSTPROCESS_CHUNK_VALUES, PRIOR_PREDICTIVE_DRAWS
 from nexusbayes.data.panel import Panel
 from nexusbayes.model.design import Design, block_index, term_key
+from nexusbayes.model.drift import posterior_tables
 from nexusbayes.model.families import FAMILIES, NUISANCE
 from nexusbayes.model.heaping import block_inflation, logits_numpy, mix_draws, mix_logp
-from nexusbayes.model.drift import posterior_tables
 from nexusbayes.model.reporting import OBS_DIM, REPORTED, bernoulli_logp, reporting_cells, reporting_logit
 from nexusbayes.spec.document import Spec
 

@@ -105,8 +105,9 @@ class Spec(_Strict):
     there are several traits (rotation). With indicators whose location drifts over periods (``drift``),
     the indicators without location drift must pin down every trait's trend (see
     :func:`~nexusbayes.spec.indicators.trend_free_traits`), and with drifting loadings every trait needs an
-    indicator whose loading does not drift (its spread per period; :func:`~nexusbayes.spec.indicators.scale_free_traits`). With ``[comparability] detect = true`` the
-    countries' differences are identified only through the offsets' shrinkage (see
+    indicator whose loading does not drift (its spread per period;
+    :func:`~nexusbayes.spec.indicators.scale_free_traits`). With ``[comparability] detect = true`` the countries'
+    differences are identified only through the offsets' shrinkage (see
     :class:`~nexusbayes.spec.sections.Comparability`).
 
     Examples
@@ -304,10 +305,10 @@ class Spec(_Strict):
             drifting = [n for n, ind in every.items() if loose[0] in ind.loads]
             raise ValueError(
                 f"trait {loose[0]!r} is not identified over time: every indicator loading on it "
-                f"({', '.join(drifting)}) has drift = \"loading\", so the trait's spread over regions in a period could as well be those "
-                "loadings growing or shrinking and would be set by the prior alone. Remove \"loading\" from the "
-                f"`drift` of one of them (best the anchor), or add an indicator without a drifting loading that loads "
-                f"on {loose[0]!r}.")
+                f"({', '.join(drifting)}) has drift = \"loading\", so the trait's spread over regions in a period "
+                "could as well be those loadings growing or shrinking and would be set by the prior alone. Remove "
+                f"\"loading\" from the `drift` of one of them (best the anchor), or add an indicator without a "
+                f"drifting loading that loads on {loose[0]!r}.")
         free = trend_free_traits(self.traits, every)
         if not free:
             return

@@ -176,15 +176,16 @@ class Indicator(_Strict):
 def trend_free_traits(traits: list[str], every: dict[str, Indicator]) -> list[str]:
     """Traits whose common trend over periods the indicators without location drift do not identify ([] if all are).
 
-    Location drift is ``drift`` of an intercept or cut-points (a drifting loading leaves the trend identified:
-    it scales the trait's spread in a period, not its level). A shift ``delta_k`` of trait k in one period is undone by drifting indicators' intercepts (or cut-point
-    centres), so only the indicators without drift tell it from drift: their loadings ``L`` must satisfy
-    ``L delta = 0`` only for ``delta = 0``, i.e. have full column rank. For loadings in general position that
-    holds exactly when every trait can be matched to its own indicator without drift that loads on it (the
-    structural rank of the loading pattern, by augmenting paths). Every indicator loading on a trait drifting
-    fails it; a trait whose anchor drifts passes when other indicators without drift pin its trend down. When it
-    fails, the traits returned are a set that the indicators without drift cannot separate (Hall's condition):
-    they load on fewer of them than there are traits in it. Item-bank items never drift and count once per trait.
+    Location drift is ``drift`` of an intercept or cut-points (a drifting loading leaves the trend identified: it
+    scales the trait's spread in a period, not its level). A shift ``delta_k`` of trait k in one period is undone by
+    drifting indicators' intercepts (or cut-point centres), so only the indicators without drift tell it from drift:
+    their loadings ``L`` must satisfy ``L delta = 0`` only for ``delta = 0``, i.e. have full column rank. For
+    loadings in general position that holds exactly when every trait can be matched to its own indicator without
+    drift that loads on it (the structural rank of the loading pattern, by augmenting paths). Every indicator
+    loading on a trait drifting fails it; a trait whose anchor drifts passes when other indicators without drift pin
+    its trend down. When it fails, the traits returned are a set that the indicators without drift cannot separate
+    (Hall's condition): they load on fewer of them than there are traits in it. Item-bank items never drift and
+    count once per trait.
 
     Examples
     --------
