@@ -252,7 +252,9 @@ class ItemBank(_Strict):
     which cannot sensibly be listed one by one: ``[item_bank]`` with ``family`` and ``loads``
     (and ``categories`` for ordinal items) makes each unlisted value of the data's ``indicator``
     column an indicator of its own, with its own intercept and loadings. Without an item bank an
-    unlisted indicator in the data is an error.
+    unlisted indicator in the data is an error. ``missing = "informative"`` gives every item its own
+    reporting model (see :class:`Indicator`; abstentions that depend on the traits): the data must hold
+    at least one non-report of a bank item, not one of each.
 
     Examples
     --------
@@ -265,6 +267,7 @@ class ItemBank(_Strict):
     family: FamilyName
     loads: dict[str, Sign]
     categories: Annotated[int, Field(ge=2, le=20)] | None = None
+    missing: Literal["ignorable", "informative"] = "ignorable"
 
     @model_validator(mode="after")
     def _check(self) -> ItemBank:
@@ -273,4 +276,4 @@ class ItemBank(_Strict):
 
     def indicator(self) -> Indicator:
         """The settings as an :class:`Indicator` (what every bank item is)."""
-        return Indicator(family=self.family, loads=self.loads, categories=self.categories)
+        return Indicator(family=self.family, loads=self.loads, categories=self.categories, missing=self.missing)
