@@ -26,8 +26,8 @@ from nexusbayes.analysis import covariates as covariate_analysis
 from nexusbayes.analysis import forecast as forecasting
 from nexusbayes.analysis import plausible, regime, typology
 from nexusbayes.analysis.comparability import noncomparability_table
-from nexusbayes.analysis.drift import drift_paths, drift_size
 from nexusbayes.analysis.diagnostics import Diagnostics, diagnose
+from nexusbayes.analysis.drift import drift_paths, drift_size
 from nexusbayes.data.covariates import attach_covariates
 from nexusbayes.data.panel import Panel, validate
 from nexusbayes.data.resolve import resolve_covariates, resolve_panel, resolve_spec
