@@ -307,7 +307,8 @@ class AnchoredThreshold(_Strict):
     a rate per unit of exposure; for binomial and bernoulli, a proportion; for normal, a value on
     the data scale). It is computed draw by draw, so its uncertainty enters the type probabilities.
     The indicator must load on that trait alone. For an indicator with ``drift`` it is computed from
-    its intercept or cut-points averaged over its periods with data (where its drift path sums to zero).
+    its intercept or cut-points averaged over its periods with data (where its drift path sums to zero), and
+    its loading's geometric mean over them (with ``drift = "loading"``).
     """
 
     indicator: str
