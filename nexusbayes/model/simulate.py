@@ -23,6 +23,11 @@ from nexusbayes.model.families import FAMILIES, Block
 from nexusbayes.spec.document import Spec
 from nexusbayes.spec.indicators import Indicator
 
+#: The location and scale of normal indicators' values (``value = 5 + 2 * (eta + noise)``): the model centres them
+#: on their data's own mean and SD, so its intercepts, loadings and drift of a normal indicator are the truth's
+#: times ``2 / SD(value)``.
+NORMAL_SCALE = (5.0, 2.0)
+
 
 def default_spec(name: str = "simulated", **kwargs) -> Spec:
     """A two-trait spec with mixed families like the Kyrgyzstan example (normal, negbin, binomial, ordinal)."""
@@ -236,7 +241,7 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
             family = FAMILIES[ind.family]
             if ind.family == "negbin":
                 eta = eta + np.log(3.0)  # a few events per unit of exposure
-            y = family.simulate(rng, eta, (5.0, 2.0), block, params)
+            y = family.simulate(rng, eta, NORMAL_SCALE, block, params)
             quota = None
             if ind.inflated:
                 y, quota, found = _inflate(ind, y, theta[r, t], [traits.index(k) for k in ind.loads], t, heap, zero,

@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from nexusbayes.model.simulate import simulate
+from nexusbayes.model.simulate import NORMAL_SCALE, simulate
 from nexusbayes.report import drift as drift_report
 from nexusbayes.spec.document import Spec
 
@@ -53,10 +53,21 @@ def fits():
                               n_raters=3, seed=SEED),
             "flat": simulate(with_drift, n_regions=8, n_periods=10, drift_sd=0.0, loading_drift_sd=0.0,
                              n_raters=3, seed=SEED)}
-    kw = {"chains": 2, "draws": 400, "tune": 300, "seed": SEED, "progress": False, "check": False}
+    kw = {"chains": 2, "draws": 1000, "tune": 500, "seed": SEED, "progress": False, "check": False}
     out = {(model, data): fit(spec_of(model == "drift"), sims[data].panel, **kw)
            for model in ("drift", "plain") for data in ("drift", "flat")}
     return sims, out
+
+
+def model_scale(sim, name: str = "drift") -> xr.DataArray:
+    """The planted paths on the model's scale: a normal indicator's location path over its values' SD / 2."""
+    truth = sim.truth[name]
+    if name != "drift":
+        return truth                # log loadings: a ratio, the same on every scale
+    frame = sim.panel.frame
+    scale = [NORMAL_SCALE[1] / np.std(frame.loc[frame["indicator"] == n, "value"])
+             if sim.spec.indicator(n).family == "normal" else 1.0 for n in truth["indicator_drifting"].values]
+    return truth * xr.DataArray(scale, dims="indicator_drifting")
 
 
 def inside(draws: xr.DataArray, truth: xr.DataArray) -> xr.DataArray:
@@ -79,10 +90,14 @@ def test_the_drift_model_recovers_traits_and_drift_paths(fits):
     theta, truth = post["theta"], sim.truth["theta"]
     r = float(np.corrcoef(theta.mean(SAMPLE).values.ravel(), truth.values.ravel())[0, 1])
     covered = float(inside(theta, truth).mean())
-    cells = [inside(post[v], sim.truth[v]).values.ravel() for v in ("drift", "loading_drift")]
+    hits = [inside(post[v], model_scale(sim, v)) for v in ("drift", "loading_drift")]
+    cells = [h.values.ravel() for h in hits]
     paths = float(np.concatenate(cells).mean())
+    each = ", ".join(f"{v}[{n}] {int(h.sel({dim: n}).sum())}/10" for v, h, dim in zip(
+        ("drift", "loading_drift"), hits, ("indicator_drifting", "indicator_loading_drifting"), strict=True)
+        for n in h[dim].values)
     report = (f"r {r:.3f}, theta coverage {covered:.3f}, drift-path coverage {paths:.3f} over "
-              f"{sum(map(len, cells))} cells")
+              f"{sum(map(len, cells))} cells ({each})")
     print(report)
     assert r >= 0.9 and COVERAGE[0] <= covered <= COVERAGE[1], report
     assert COVERAGE[0] <= paths <= COVERAGE[1], report
