@@ -161,3 +161,17 @@ def test_the_report_section_and_tables(fits):
     assert set(tables) == {"drift_paths", "drift_size"} and list(figures) == ["drift_paths"]
     assert len([ax for ax in figures["drift_paths"][1].axes if ax.get_visible()]) == 5
     assert drift_report.section(results["plain", "drift"], {}) == {}
+
+
+def test_the_html_report_shows_the_drift_section(fits, tmp_path):
+    """The report wires the section in: the table on the page, the figure and both CSVs beside it."""
+    from nexusbayes.report import build_report
+
+    _, results = fits
+    report = build_report(results["drift", "drift"], forecast=0)
+    assert {"drift_paths", "drift_size"} <= set(report.tables) and "drift_paths" in report.figures
+    (tmp_path / "drift_paths.png").write_bytes(report.figures["drift_paths"][1])
+    print(f"figure: {tmp_path / 'drift_paths.png'}")
+    print(report.tables["drift_size"].to_string())
+    assert 'id="drift"' in report.html and "Changing standards" in report.html
+    assert not drift_report.has_drift(results["plain", "drift"])
