@@ -116,8 +116,9 @@ def test_drift_variables_have_roles_and_paths_sum_to_zero_over_observed_periods(
     assert roles["loading_drift"].reflect == "none" and roles["loading_drift_z"].role == "latent"
     assert list(model.coords["indicator_loading_drifting"]) == ["seizures", "expert_willingness"]
     point = model.initial_point(random_seed=2)
-    for z in ("drift_z", "loading_drift_z"):
-        point[z] = np.random.default_rng(2).standard_normal(point[z].shape)
+    for z in ("drift", "loading_drift"):
+        point[f"{z}_z"] = np.random.default_rng(2).standard_normal(point[f"{z}_z"].shape)
+        point[f"{z}_sd_log__"] = np.full_like(point[f"{z}_sd_log__"], np.log(0.3))   # steps that show
     frame = sim.panel.frame
     for var, names in (("drift", ["staff", "expert_willingness"]), ("loading_drift", ["seizures",
                                                                                        "expert_willingness"])):
