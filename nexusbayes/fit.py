@@ -27,6 +27,7 @@ from nexusbayes.analysis import forecast as forecasting
 from nexusbayes.analysis import plausible, regime, typology
 from nexusbayes.analysis.comparability import noncomparability_table
 from nexusbayes.analysis.diagnostics import Diagnostics, diagnose
+from nexusbayes.analysis.drift import drift_paths, drift_size
 from nexusbayes.analysis.regime_forecast import regime_forecast
 from nexusbayes.data.covariates import attach_covariates
 from nexusbayes.data.panel import Panel, validate
@@ -177,6 +178,21 @@ class Fit:
         See :func:`nexusbayes.analysis.comparability.noncomparability_table` (``[comparability] detect = true``).
         """
         return noncomparability_table(self.tree, self.spec, *(() if ci_prob is None else (ci_prob,)))
+
+    # ---- changing standards ----------------------------------------------------------------
+    def drift_paths(self, ci_prob: float | None = None) -> pd.DataFrame:
+        """Every drifting parameter's path over periods with 50% and ``ci_prob`` intervals (tidy; empty without).
+
+        See :func:`nexusbayes.analysis.drift.drift_paths`.
+        """
+        return drift_paths(self.tree, self.spec, *(() if ci_prob is None else (ci_prob,)))
+
+    def drift_size(self, ci_prob: float | None = None) -> pd.DataFrame:
+        """Each drift's total change and step SD against the traits' movement, in trait SD units.
+
+        See :func:`nexusbayes.analysis.drift.drift_size`.
+        """
+        return drift_size(self.tree, self.spec, *(() if ci_prob is None else (ci_prob,)))
 
     # ---- forecasts ---------------------------------------------------------------------------
     def forecast(self, periods: int | None = None, *, times=None, labels=None, seed: int = 0) -> xr.DataTree:

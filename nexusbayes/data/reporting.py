@@ -84,8 +84,9 @@ def split_non_reports(frame: pd.DataFrame, rows: pd.Series, silent: np.ndarray,
     Non-reports of the other indicators are dropped (ignorable by the spec's choice). The ``status`` column
     is removed from the observations.
     """
-    informative = frame["indicator"].map(lambda n: n in spec.indicators and
-                                         spec.indicators[n].missing == "informative").to_numpy(dtype=bool)
+    bank = spec.item_bank is not None and spec.item_bank.missing == "informative"
+    informative = frame["indicator"].map(lambda n: spec.indicators[n].missing == "informative"
+                                         if n in spec.indicators else bank).to_numpy(dtype=bool)
     keep = silent & informative
     out = frame.loc[keep].assign(row=rows[keep].to_numpy())
     observed = frame.loc[~silent].drop(columns=[STATUS], errors="ignore").reset_index(drop=True)
@@ -96,6 +97,9 @@ def require_non_reports(spec: Spec, non_reports: pd.DataFrame, label: str) -> st
     """The message refusing indicators with ``missing = "informative"`` but no non-report, or None."""
     lacking = [n for n, ind in spec.indicators.items()
                if ind.missing == "informative" and not (non_reports["indicator"] == n).any()]
+    if (spec.item_bank is not None and spec.item_bank.missing == "informative"
+            and non_reports["indicator"].isin(spec.indicators).all()):
+        lacking.append("(every item of the [item_bank])")
     if not lacking:
         return None
     return (f"{label}: indicator(s) {lacking} have missing = \"informative\" but no row with status "

@@ -45,9 +45,10 @@ Identification
 * **Covariates**: their terms are added to ``theta_raw`` before it is standardised, so the standardisation
   cannot absorb them; the identified effect is the coefficient over the trait's SD (see
   :mod:`nexusbayes.model.covariates`).
-* **Over periods**: an indicator with ``drift`` gets a location per period (a random walk summing to zero over
-  its periods with data), so only indicators without drift tell a trait's trend from changing standards; the
-  spec is refused unless they pin down every trait's trend (:func:`nexusbayes.spec.sections.trend_free_traits`).
+* **Over periods**: an indicator with ``drift`` gets a location (or a log-loading) per period (a random walk summing
+  to zero over its periods with data), so only indicators whose location does not drift tell a trait's trend from
+  changing standards, and only those whose loading does not drift its spread in a period; the spec is refused
+  unless they pin both down (:mod:`nexusbayes.model.drift`, :func:`nexusbayes.spec.indicators.trend_free_traits`).
 * **Inflated counts**: an indicator with ``quota`` or ``zero_inflated`` is a mixture of its honest count and a
   point mass whose probability has its own intercept and trait loadings (:mod:`nexusbayes.model.heaping`).
 
@@ -55,8 +56,8 @@ The measurement model
 ---------------------
 ``eta_i = centre_j + intercept_j [+ offset_{j, c_i}] + sum_k loading[j, k] theta[r_i, t_i, k]``
 (the country offset only for indicators not comparable across countries; ``+ drift[j, t_i]`` for an
-indicator whose intercept drifts, ``- drift[j, t_i]`` for one whose cut-point centre does, see
-:func:`nexusbayes.model.measurement._item_drift`) with one vectorised
+indicator whose intercept drifts, ``- drift[j, t_i]`` for one whose cut-point centre does; the loadings times
+``exp(loading_drift[j, t_i])`` for one whose loading drifts, see :mod:`nexusbayes.model.drift`) with one vectorised
 likelihood term per family (per number of categories for ordinal) over all its observations,
 gathered by integer indexing, so a gradient costs time linear in the number of observations.
 
@@ -77,10 +78,11 @@ from nexusbayes.constants import PRIOR_PREDICTIVE_DRAWS
 from nexusbayes.data.panel import Panel
 from nexusbayes.model.covariates import add_covariates, standardised_effects
 from nexusbayes.model.design import Design, block_index, make_design, observed_cells
+from nexusbayes.model.drift import item_drift, loading_drift
 from nexusbayes.model.families import FAMILIES
 from nexusbayes.model.heaping import block_inflation, component_logits, inflated_likelihood, inflation_parameters
 from nexusbayes.model.latent import _centred_spans, _latent_process
-from nexusbayes.model.measurement import _country_offsets, _item_drift, _linear_predictor, _measurement_parameters
+from nexusbayes.model.measurement import _country_offsets, _linear_predictor, _measurement_parameters
 from nexusbayes.model.orient import orient
 from nexusbayes.model.predict import add_predictions, log_likelihood, prior_predictive
 from nexusbayes.model.regime import regime_graph
@@ -222,11 +224,12 @@ def _graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
         declare(country_theta, "trait", reflect="trait")
         loading, intercept = _measurement_parameters(design, spec)
         offset = _country_offsets(design, spec)
-        drift = _item_drift(design, spec, panel)
+        drift, scaling = item_drift(design, spec, panel), loading_drift(design, spec, panel)
         # the centring constants are computed from the data, so they are data containers too
         location = pm.Data("indicator_location", design.centres[:, 0], dims="indicator")
         spread = pm.Data("indicator_scale", design.centres[:, 1], dims="indicator")
-        linear_predictor = _linear_predictor(design, panel.n_obs, theta, loading, intercept, location, offset, drift)
+        linear_predictor = _linear_predictor(design, panel.n_obs, theta, loading, intercept, location, offset, drift,
+                                             scaling)
         inflation = inflation_parameters(spec, design.coords["indicator"])
         cells = theta.reshape((-1, len(spec.traits)))
         for block in design.blocks:

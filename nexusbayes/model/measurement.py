@@ -6,15 +6,11 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from nexusbayes.data.panel import Panel
 from nexusbayes.model.design import BlockIndex, Design
 from nexusbayes.model.families import FAMILIES
 from nexusbayes.model.latent import ZeroSum
 from nexusbayes.model.roles import INTERCEPT, LOADING, declare
 from nexusbayes.spec.document import Spec
-
-#: The model variable holding the drift paths (drifting indicator, period) of indicators with ``drift``.
-DRIFT = "drift"
 
 #: The linear predictors come from a dense (indicator, region-period) table while it has at most this
 #: many entries per observation. Sparser designs, such as an item bank of thousands of roll calls each
@@ -29,12 +25,15 @@ def uses_dense_table(design: Design, n_obs: int) -> bool:
     return len(design.families) * n_cell <= DENSE_TABLE_MAX_RATIO * n_obs
 
 
-def _linear_predictor(design: Design, n_obs: int, theta, loading, intercept, location, offset, drift=None):
+def _linear_predictor(design: Design, n_obs: int, theta, loading, intercept, location, offset, drift=None,
+                      scaling=None):
     """A function from a block's :class:`BlockIndex` to its observations' linear predictors.
 
     ``intercept + loading . theta``, plus the centre of each non-normal indicator (normal ones are
     centred on the data scale instead), the country offset of each non-comparable one and the period's
-    drift of each drifting one (``drift``: the pair of :func:`_item_drift`, or None).
+    drift of each drifting one (``drift``: the pair of :func:`nexusbayes.model.drift.item_drift`, or None); with
+    ``scaling`` (the pair of :func:`nexusbayes.model.drift.loading_drift`), ``loading . theta`` is multiplied by
+    ``exp`` of the indicator's log-loading path in the period.
 
     Where the grid of (indicator, region, period) is about as large as the data (at most
     :data:`DENSE_TABLE_MAX_RATIO` entries per observation: every panel of indicators observed in most
@@ -48,21 +47,30 @@ def _linear_predictor(design: Design, n_obs: int, theta, loading, intercept, loc
     normal = design.normal
     centre = pt.where(normal, 0.0, location)
     if uses_dense_table(design, n_obs):
-        table = intercept[:, None] + (loading[:, None, :] * cells[None, :, :]).sum(axis=-1)     # (indicator, cell)
+        table = (loading[:, None, :] * cells[None, :, :]).sum(axis=-1)     # (indicator, cell)
+        cell_period = np.tile(np.arange(n_period), n_region)
+        if scaling is not None:
+            logs, row = scaling                                      # (drifting + 1, period), (indicator,)
+            table = table * pt.exp(logs)[row][:, cell_period]
+        table = intercept[:, None] + table
         if not normal.all():
             table = table + centre[:, None]
         if offset is not None:
             table = table + offset[:, np.repeat(design.region_country, n_period)]
         if drift is not None:
             shift, position = drift                                  # (drifting + 1, period), (indicator,)
-            table = table + shift[position][:, np.tile(np.arange(n_period), n_region)]
+            table = table + shift[position][:, cell_period]
         flat = table.ravel()
         # one flat integer index (a fast gather and scatter-add) rather than several index arrays
         return lambda idx: flat[idx.indicator * n_cell + idx.region * n_period + idx.period]
 
     def per_observation(idx: BlockIndex):
         j = idx.indicator
-        eta = intercept[j] + (loading[j] * cells[idx.region * n_period + idx.period]).sum(axis=-1)
+        eta = (loading[j] * cells[idx.region * n_period + idx.period]).sum(axis=-1)
+        if scaling is not None:
+            logs, row = scaling
+            eta = eta * pt.exp(logs.ravel()[row[j] * n_period + idx.period])    # the zero row for the steady ones
+        eta = intercept[j] + eta
         if not normal[j].all():
             eta = eta + centre[j]
         if offset is not None:
@@ -171,64 +179,3 @@ def _horseshoe_offsets(spec: Spec, zero_sum: ZeroSum):
     lam_tilde = pt.sqrt(slab_sq * lam**2 / (slab_sq + tau**2 * lam**2))
     z = declare(pm.Normal("offset_z", 0.0, 1.0, dims=("country_contrast", "indicator_shrunk")), "latent")
     return (tau * lam_tilde)[:, None] * zero_sum(z).T
-
-
-def drift_sign(spec: Spec, names) -> np.ndarray:
-    """How each drifting indicator's path enters its linear predictor: +1 (intercept) or -1 (cut-point centre).
-
-    Raising every cut-point by ``d`` changes the ordered-logit probabilities as lowering ``eta`` by ``d`` does.
-    """
-    return np.array([-1.0 if spec.indicator(n).drift == "cutpoints" else 1.0 for n in names])
-
-
-def drift_layout(design: Design, spec: Spec) -> tuple[list[int], np.ndarray]:
-    """The drifting indicators' positions (panel order) and each indicator's row of the shift table.
-
-    The row is the indicator's place among the drifting ones, and ``len(drifting)`` (a row of zeros) for the others.
-    """
-    names = design.coords["indicator"]
-    drifting = [j for j, n in enumerate(names) if spec.indicator(n).drift is not None]
-    position = np.full(len(names), len(drifting))
-    position[drifting] = np.arange(len(drifting))
-    return drifting, position
-
-
-def _item_drift(design: Design, spec: Spec, panel: Panel):
-    """Drift paths of the indicators with ``drift``: (shift table, row of each indicator), or None.
-
-    Per drifting indicator j, a Gaussian random walk over periods, non-centred and vectorised: one
-    (indicator_drifting, step) matrix ``drift_z`` of standard normals, steps
-    ``drift_sd_j * sqrt(gap_t) * z[j, t]`` (gaps in years, as the traits' steps), cumulated from 0 at the
-    first period and centred over the periods in which j has data (one constant matrix per indicator does both),
-    giving ``drift`` (indicator_drifting, period), the path of its intercept (or cut-point centre).
-
-    Centred rather than anchored at 0 in the first period: both leave no direction of the likelihood to the
-    prior (the T - 1 steps make T path values with one linear constraint), but centred, the intercept is the
-    indicator's average over the periods it informs, estimated from all of them and little correlated with the
-    path, and the intercept's prior keeps its meaning (anchored, the intercept would be the first period's value,
-    set by that period's data alone, and every later period's drift would move with it). Periods without data for
-    j are the walk's extrapolation and do not set its average. The shift table holds ``sign * drift``
-    (:func:`drift_sign`) and a last row of zeros, the row of every indicator without drift.
-    """
-    drifting, position = drift_layout(design, spec)
-    n_period = len(design.period_time)
-    if not drifting or n_period < 2:
-        return None
-    names = [design.coords["indicator"][j] for j in drifting]
-    model = pm.Model.get_context()
-    model.add_coord("indicator_drifting", names)
-    frame = panel.frame
-    seen = np.zeros((len(design.coords["indicator"]), n_period))
-    seen[frame["indicator_idx"].to_numpy(), frame["period_idx"].to_numpy()] = 1.0
-    weight = seen[drifting] / seen[drifting].sum(axis=1, keepdims=True)         # (drifting, period)
-    after = (np.arange(n_period)[None, :] >= np.arange(1, n_period)[:, None]).astype(float)   # (step, period)
-    # path[j, t] = sum_s step[j, s] * (after[s, t] - sum_u weight[j, u] after[s, u])
-    walk = after[None, :, :] - (after[None, :, :] * weight[:, None, :]).sum(axis=-1, keepdims=True)
-    sd = declare(pm.HalfNormal("drift_sd", spec.priors.drift_sd, dims="indicator_drifting"), "scale",
-                 prior="drift_sd")
-    z = declare(pm.Normal("drift_z", 0.0, 1.0, dims=("indicator_drifting", "step")), "latent")
-    steps = sd[:, None] * np.sqrt(np.diff(design.period_time))[None, :] * z
-    path = declare(pm.Deterministic(DRIFT, (steps[:, :, None] * walk).sum(axis=1), dims=("indicator_drifting",
-                                                                                          "period")), "intercept")
-    shift = pt.concatenate([drift_sign(spec, names)[:, None] * path, pt.zeros((1, n_period))], axis=0)
-    return shift, position

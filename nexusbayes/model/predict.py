@@ -13,9 +13,9 @@ from pytensor.compile.mode import Mode
 from nexusbayes.constants import POSTPROCESS_CHUNK_VALUES, PRIOR_PREDICTIVE_DRAWS
 from nexusbayes.data.panel import Panel
 from nexusbayes.model.design import Design, block_index, term_key
+from nexusbayes.model.drift import posterior_tables
 from nexusbayes.model.families import FAMILIES, NUISANCE
 from nexusbayes.model.heaping import block_inflation, logits_numpy, mix_draws, mix_logp
-from nexusbayes.model.measurement import DRIFT, drift_layout, drift_sign
 from nexusbayes.model.reporting import OBS_DIM, REPORTED, bernoulli_logp, reporting_cells, reporting_logit
 from nexusbayes.spec.document import Spec
 
@@ -137,11 +137,8 @@ def _predictors(post: xr.Dataset, design: Design, panel: Panel, spec: Spec):
     flat = _flat(post)
     theta, loading, intercept = flat("theta"), flat("loading"), flat("intercept")
     offset = flat("country_offset") if "country_offset" in post else None
-    shift, position = None, None
-    if DRIFT in post:    # (sample, drifting + 1, period): sign * path, and a row of zeros for the steady indicators
-        drifting, position = drift_layout(design, spec)
-        path = flat(DRIFT) * drift_sign(spec, [panel.indicators[j] for j in drifting])[:, None]
-        shift = np.concatenate([path, np.zeros_like(path[:, :1])], axis=1)
+    # (sample, drifting + 1, period): sign * path (log loading), and a row of zeros for the steady indicators
+    drift, scaling = posterior_tables(flat, post, design, spec, panel)
     for block in design.blocks:
         family = FAMILIES[spec.indicator(block.names[0]).family]
         idx = block_index(design, panel, block)
@@ -151,12 +148,14 @@ def _predictors(post: xr.Dataset, design: Design, panel: Panel, spec: Spec):
 
         def eta(rows, idx=idx):
             # the draws × observations temporaries of a chunk only (a whole block took several GB on large panels)
-            out = idx.centre + intercept[rows][:, idx.indicator] + np.einsum(
-                "snk,snk->sn", loading[rows][:, idx.indicator], theta[rows][:, idx.region, idx.period])
+            out = np.einsum("snk,snk->sn", loading[rows][:, idx.indicator], theta[rows][:, idx.region, idx.period])
+            if scaling is not None:
+                out *= np.exp(scaling[0][rows][:, scaling[1][idx.indicator], idx.period])
+            out += idx.centre + intercept[rows][:, idx.indicator]
             if offset is not None:
                 out += offset[rows][:, idx.indicator, idx.country]
-            if shift is not None:
-                out += shift[rows][:, position[idx.indicator], idx.period]
+            if drift is not None:
+                out += drift[0][rows][:, drift[1][idx.indicator], idx.period]
             return out, idx.scale
 
         def mixture(rows, idx=idx, parts=parts, inflation=inflation):

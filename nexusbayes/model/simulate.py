@@ -23,6 +23,11 @@ from nexusbayes.model.families import FAMILIES, Block
 from nexusbayes.spec.document import Spec
 from nexusbayes.spec.indicators import Indicator
 
+#: The location and scale of normal indicators' values (``value = 5 + 2 * (eta + noise)``): the model centres them
+#: on their data's own mean and SD, so its intercepts, loadings and drift of a normal indicator are the truth's
+#: times ``2 / SD(value)``.
+NORMAL_SCALE = (5.0, 2.0)
+
 
 def default_spec(name: str = "simulated", **kwargs) -> Spec:
     """A two-trait spec with mixed families like the Kyrgyzstan example (normal, negbin, binomial, ordinal)."""
@@ -54,8 +59,10 @@ class Simulation:
         (country, period, trait), the mean of ``theta`` over each country's regions (what the
         model's ``country_theta`` estimates); ``loading`` (indicator, trait), ``intercept``
         (indicator) and ``country_offset`` (indicator, country; zero for comparable indicators); with
-        indicators with ``drift``, also ``drift`` (indicator_drifting, period), their paths centred over
-        the periods in which each has data, as the model's, and ``drift_sd`` (indicator_drifting); with
+        indicators with ``drift`` of their location, also ``drift`` (indicator_drifting, period), their paths
+        centred over the periods in which each has data, as the model's, and ``drift_sd`` (indicator_drifting);
+        with ``drift = "loading"``, ``loading_drift`` (indicator_loading_drifting, period), the log-loading paths
+        centred so, and ``loading_drift_sd``; with
         indicators with ``missing = "informative"``, ``reporting_intercept`` (indicator_informative),
         ``reporting_loading`` (indicator_informative, trait) and ``reporting_offset`` (indicator_informative,
         country).
@@ -94,6 +101,7 @@ def simulate_paths(rng: np.random.Generator, n_countries: int, regions_per_count
 def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int = 9, n_periods: int = 10,
              first_year: int = 2000, missing: float = 0.0, n_raters: int = 0, theta: np.ndarray | None = None,
              exposure: np.ndarray | None = None, drift_sd: float = 0.3, offsets: dict | None = None,
+             loading_drift_sd: float = 0.15,
              reporting: tuple[float, float] = (1.0, 1.5), effects: dict[str, float] | None = None,
              heap: tuple[float, float] = (-1.0, -1.0), zero: tuple[float, float] = (-2.0, -0.5),
              seed: int = 0) -> Simulation:
@@ -118,6 +126,9 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
         Step SD per year of the random walks of the intercepts (cut-point centres for ordinal) of the
         spec's indicators with ``drift``; drawn from their own stream, so the rest of the data are those
         of the same spec without drift.
+    loading_drift_sd : float
+        Step SD per year of the random walks of the log loadings of the spec's indicators with ``drift =
+        "loading"`` (each loading of the indicator multiplied by ``exp`` of its path); their own stream too.
     reporting : (float, float)
         For indicators with ``missing = "informative"``: the intercept and the loading on the first trait of
         the logit of P(reported) (zero loadings on the others; per-country offsets drawn from their prior for
@@ -169,10 +180,13 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
     loading = np.zeros((len(names), len(traits)))
     intercept = np.zeros(len(names))
     offset = np.zeros((len(names), n_countries))     # country offsets of non-comparable indicators
-    drifting = [n for n in names if spec.indicators[n].drift is not None]
+    drifting = [n for n in names if spec.indicators[n].location_drift is not None]
     walk_rng = np.random.default_rng([seed, 23])
     drift = np.cumsum(np.concatenate([np.zeros((len(drifting), 1)), drift_sd * walk_rng.standard_normal(
         (len(drifting), n_periods - 1))], axis=1), axis=1)   # yearly periods: gaps of 1
+    scaled = [n for n in names if spec.indicators[n].loading_drift]
+    log_scale = np.cumsum(np.concatenate([np.zeros((len(scaled), 1)), loading_drift_sd * np.random.default_rng(
+        [seed, 31]).standard_normal((len(scaled), n_periods - 1))], axis=1), axis=1)
     rows, inflation = [], {}
     silent = [n for n in names if spec.indicators[n].missing == "informative"]
     report_rng = np.random.default_rng([seed, 29])
@@ -212,9 +226,12 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
             keep = rng.random(len(r_idx)) >= missing
             existed[r_idx[keep], t_idx[keep]] = True
             r, t = r_idx[keep], t_idx[keep]
-            eta = intercept[j] + offset[j, r // n_regions] + theta[r, t] @ loading[j]
+            eta = theta[r, t] @ loading[j]
+            if name in scaled:      # every loading times exp(path): signs and zeros kept in every period
+                eta = eta * np.exp(log_scale[scaled.index(name), t])
+            eta = eta + intercept[j] + offset[j, r // n_regions]
             if name in drifting:    # the intercept rises with the path; a cut-point centre raised lowers eta
-                eta = eta + drift[drifting.index(name), t] * (-1.0 if ind.drift == "cutpoints" else 1.0)
+                eta = eta + drift[drifting.index(name), t] * (-1.0 if ind.location_drift == "cutpoints" else 1.0)
             n = len(r)
             block = Block(key=ind.family, names=[name], rows=np.arange(n), labels=np.arange(n),
                           local=np.zeros(n, int), y=np.zeros(n),
@@ -224,7 +241,7 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
             family = FAMILIES[ind.family]
             if ind.family == "negbin":
                 eta = eta + np.log(3.0)  # a few events per unit of exposure
-            y = family.simulate(rng, eta, (5.0, 2.0), block, params)
+            y = family.simulate(rng, eta, NORMAL_SCALE, block, params)
             quota = None
             if ind.inflated:
                 y, quota, found = _inflate(ind, y, theta[r, t], [traits.index(k) for k in ind.loads], t, heap, zero,
@@ -253,10 +270,17 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
     for i, name in enumerate(drifting):     # centred over its periods with data; the intercept takes the mean
         mean = drift[i, np.isin(years, frame.loc[frame["indicator"] == name, "period"])].mean()
         drift[i] -= mean
-        if spec.indicators[name].drift == "intercept":
+        if spec.indicators[name].location_drift == "intercept":
             intercept[names.index(name)] += mean
+    for i, name in enumerate(scaled):       # the loading takes the geometric mean over the periods with data
+        mean = log_scale[i, np.isin(years, frame.loc[frame["indicator"] == name, "period"])].mean()
+        log_scale[i] -= mean
+        loading[names.index(name)] *= np.exp(mean)
     extra = {"drift": (("indicator_drifting", "period"), drift),
              "drift_sd": ("indicator_drifting", np.full(len(drifting), drift_sd))} if drifting else {}
+    if scaled:
+        extra.update(loading_drift=(("indicator_loading_drifting", "period"), log_scale),
+                     loading_drift_sd=("indicator_loading_drifting", np.full(len(scaled), loading_drift_sd)))
     if silent:
         extra.update({k: (("indicator_informative", *(("trait",) if v.ndim > 1 and k.endswith("loading") else
                                                         ("country",) if v.ndim > 1 else ())), v)
@@ -282,6 +306,7 @@ def simulate(spec: Spec | None = None, *, n_countries: int = 1, n_regions: int =
          "country_offset": (("indicator", "country"), offset), **extra},
         coords={"region": regions, "period": years, "trait": traits, "indicator": names, "country": countries,
                 **({"indicator_drifting": drifting} if drifting else {}),
+                **({"indicator_loading_drifting": scaled} if scaled else {}),
                 **({"indicator_informative": silent} if silent else {}),
                 **({"covariate_label": list(effects_index(spec))} if planted is not None else {}),
                 **extra_coords},

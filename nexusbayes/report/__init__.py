@@ -47,7 +47,7 @@ from nexusbayes.inference import compile_cache
 from nexusbayes.inference.run_length import describe
 from nexusbayes.model.build import Model
 from nexusbayes.outputs import REPORT, OutputFolder
-from nexusbayes.report import checks, comparison, figures, heaping, noncomparability, reporting
+from nexusbayes.report import checks, comparison, drift, figures, heaping, noncomparability, reporting
 from nexusbayes.report.covariates import covariate_section
 from nexusbayes.report.forecasts import forecast_section
 from nexusbayes.report.tables import column_formatter, result_tables, rounded
@@ -351,6 +351,8 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
         figures.trait_trajectories(tables["traits"], thresholds))
     if any(fit.spec.indicator(n).inflated for n in fit.panel.indicators):    # quota heaping, structural zeros
         figs["results"].update(heaping.section(fit, tables))
+    if drift.has_drift(fit):    # changing standards
+        figs["results"].update(drift.section(fit, tables))
     figs["results"].update(covariate_section(fit, results, tables))
     fc_tables, fc_figures, fc_notes = forecast_section(fit, forecast)
     tables.update(fc_tables)
@@ -436,6 +438,7 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
         "comparison": differences, "notes": notes, "forecast_types": _table(tables["forecast_types"])
         if "forecast_types" in tables else None, "data_warnings": fit.panel.warnings,
         "reporting": _table(tables["reporting_model"]) if "reporting_model" in tables else None,
+        "drift": _table(tables[drift.SIZE]) if drift.SIZE in tables else None,
         "covariates": {k: _table(v) for k, v in tables.items() if k.startswith("covar")},
         "noncomparability": _table(tables[noncomparability.STEM]) if noncomparability.STEM in tables else None,
         "seconds": f"{seconds:.1f}", "types": TYPES,

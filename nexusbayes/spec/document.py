@@ -41,7 +41,7 @@ from pydantic import (
 )
 
 from nexusbayes.errors import SpecError
-from nexusbayes.spec.indicators import Indicator, ItemBank, trend_free_traits
+from nexusbayes.spec.indicators import Indicator, ItemBank, scale_free_traits, trend_free_traits
 from nexusbayes.spec.limits import MAX_SPEC_BYTES, NAME_PATTERN, _short, name_advice, name_problem
 from nexusbayes.spec.messages import explain_errors
 from nexusbayes.spec.sections import (
@@ -103,9 +103,11 @@ class Spec(_Strict):
     one trait with a fixed sign. A trait whose loadings are all ``free`` (listed and bank) can take
     its sign from an ``orientation`` instead; it still needs an indicator loading on it alone when
     there are several traits (rotation). With indicators whose location drifts over periods (``drift``),
-    the indicators without drift must pin down every trait's trend (see
-    :func:`~nexusbayes.spec.sections.trend_free_traits`). With ``[comparability] detect = true`` the
-    countries' differences are identified only through the offsets' shrinkage (see
+    the indicators without location drift must pin down every trait's trend (see
+    :func:`~nexusbayes.spec.indicators.trend_free_traits`), and with drifting loadings every trait needs an
+    indicator whose loading does not drift (its spread per period;
+    :func:`~nexusbayes.spec.indicators.scale_free_traits`). With ``[comparability] detect = true`` the countries'
+    differences are identified only through the offsets' shrinkage (see
     :class:`~nexusbayes.spec.sections.Comparability`).
 
     Examples
@@ -307,19 +309,28 @@ class Spec(_Strict):
         return self
 
     def _trends_identified(self, every: dict[str, Indicator]) -> None:
-        """Refuse drift that leaves a trait's trend over periods to the prior (see :func:`trend_free_traits`)."""
+        """Refuse drift that leaves a trait's trend or spread over periods to the prior (:func:`trend_free_traits`)."""
+        loose = scale_free_traits(self.traits, every)
+        if loose:
+            drifting = [n for n, ind in every.items() if loose[0] in ind.loads]
+            raise ValueError(
+                f"trait {loose[0]!r} is not identified over time: every indicator loading on it "
+                f"({', '.join(drifting)}) has drift = \"loading\", so the trait's spread over regions in a period "
+                "could as well be those loadings growing or shrinking and would be set by the prior alone. Remove "
+                f"\"loading\" from the `drift` of one of them (best the anchor), or add an indicator without a "
+                f"drifting loading that loads on {loose[0]!r}.")
         free = trend_free_traits(self.traits, every)
         if not free:
             return
-        steady = sorted({n for n, ind in every.items() if ind.drift is None and set(ind.loads) & set(free)})
+        steady = sorted({n for n, ind in every.items() if ind.location_drift is None and set(ind.loads) & set(free)})
         first = free[0]
-        drifting = [n for n, ind in every.items() if ind.drift is not None and first in ind.loads]
+        drifting = [n for n, ind in every.items() if ind.location_drift is not None and first in ind.loads]
         if not steady:
             what = (f"trait {first!r} is not identified over time: every indicator loading on it "
-                    f"({', '.join(drifting)}) has `drift`")
+                    f"({', '.join(drifting)}) has `drift` of its intercept or cut-points")
         else:
-            what = (f"traits {free} are not identified over time: the indicators without `drift` that load on them "
-                    f"({', '.join(steady)}) are fewer than the traits")
+            what = (f"traits {free} are not identified over time: the indicators without `drift` of their location "
+                    f"that load on them ({', '.join(steady)}) are fewer than the traits")
         raise ValueError(
             f"{what}, so a common trend in the trait over periods could as well be drift in those indicators' "
             "parameters and would be set by the prior alone. Remove `drift` from one of them (best an anchor, "

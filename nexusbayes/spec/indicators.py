@@ -33,6 +33,10 @@ def _quota(value):
     return value
 
 
+#: What may drift over periods: an intercept, an ordinal indicator's cut-point centre, the loadings.
+DriftKind = Literal["intercept", "cutpoints", "loading"]
+
+
 class Indicator(_Strict):
     """One observed indicator and how it is generated from the latent traits.
 
@@ -55,17 +59,22 @@ class Indicator(_Strict):
         sum-to-zero country offset on its linear predictor, or on its cut-points for ordinal
         ratings), so it informs differences within countries but not between them. In a fit with
         several countries every trait needs at least one comparable indicator.
-    drift : {"intercept", "cutpoints"}, optional
-        Changing standards: the indicator's location drifts over periods (reporting rules, coding
+    drift : {"intercept", "cutpoints", "loading"} or list of them, optional
+        Changing standards: the indicator's parameters drift over periods (reporting rules, coding
         practice or raters' standards that change). ``"intercept"`` (every family but ordinal):
         its intercept follows a Gaussian random walk over periods; ``"cutpoints"`` (ordinal only):
-        the centre of its cut-points does, the gaps between them staying fixed. The walk's step SD
-        per year is the indicator's own (half-normal, scale ``priors.drift_sd``; a step over a gap of
-        d years has SD ``sqrt(d)`` times it), the path sums to zero over the periods in which the
-        indicator has data, so the intercept (or cut-point centre) stays its average over them (see
-        :func:`nexusbayes.model.measurement._item_drift`). A trait's trend over periods is then
-        identified only by the indicators that do not drift: the spec is refused unless the traits'
-        indicators without drift pin every trait's trend down. Drifting loadings are not implemented.
+        the centre of its cut-points does, the gaps between them staying fixed; ``"loading"``: its
+        loadings are multiplied by ``exp(path)``, a random walk of the log loading shared by the traits it
+        loads on, so every loading keeps its sign (and an anchor its zeros) in every period. A list
+        combines them (``["intercept", "loading"]``). Each walk's step SD per year is the indicator's own
+        (half-normal, scale ``priors.drift_sd`` for the location, ``priors.loading_drift_sd`` for the log
+        loading; a step over a gap of d years has SD ``sqrt(d)`` times it), the path sums to zero over the
+        periods in which the indicator has data, so the intercept (or cut-point centre) stays its average
+        over them and the loading its geometric mean (see :mod:`nexusbayes.model.drift`). A trait's trend
+        over periods is then identified only by the indicators whose location does not drift, and its spread
+        in each period only by those whose loading does not: the spec is refused unless the first pin down
+        every trait's trend (:func:`trend_free_traits`) and every trait has one of the second
+        (:func:`scale_free_traits`).
     missing : {"ignorable", "informative"}
         What a non-report says (rows with ``status = "not_reported"`` in the data; see ``data/README.md``).
         ``"ignorable"`` (default): nothing, and such rows are dropped. ``"informative"``: whether the
@@ -92,7 +101,7 @@ class Indicator(_Strict):
     categories: Annotated[int, Field(ge=2, le=20)] | None = None
     label: str | None = None
     comparable: bool = True
-    drift: Literal["intercept", "cutpoints"] | None = None
+    drift: DriftKind | list[DriftKind] | None = None
     missing: Literal["ignorable", "informative"] = "ignorable"
     quota: Annotated[int | str | None, BeforeValidator(_quota)] = None
     zero_inflated: bool = False
@@ -107,14 +116,42 @@ class Indicator(_Strict):
             )
         if self.family != "ordinal" and self.categories is not None:
             raise ValueError(f"`categories` is only for ordinal indicators, not {self.family!r}")
-        if self.drift == "intercept" and self.family == "ordinal":
-            raise ValueError("an ordinal indicator has no intercept (its cut-points carry its location); "
-                             "use drift = \"cutpoints\" for cut-points whose centre drifts over periods")
-        if self.drift == "cutpoints" and self.family != "ordinal":
-            raise ValueError(f"drift = \"cutpoints\" is for ordinal indicators; a {self.family} indicator "
-                             "drifts through its intercept: drift = \"intercept\"")
+        self._check_drift()
         self._check_inflation()
         return self
+
+    def _check_drift(self) -> None:
+        """A drift the family has, each kind once, a list that is not empty."""
+        if isinstance(self.drift, list):
+            if not self.drift:
+                raise ValueError("`drift = []` is empty: leave `drift` out, or list what drifts, e.g. "
+                                 "drift = [\"intercept\", \"loading\"]")
+            if len(set(self.drift)) != len(self.drift):
+                raise ValueError(f"`drift = {self.drift}` names a kind twice: list each of \"intercept\", "
+                                 "\"cutpoints\", \"loading\" once")
+        if "intercept" in self.drifts and self.family == "ordinal":
+            raise ValueError("an ordinal indicator has no intercept (its cut-points carry its location); "
+                             "use drift = \"cutpoints\" for cut-points whose centre drifts over periods")
+        if "cutpoints" in self.drifts and self.family != "ordinal":
+            raise ValueError(f"drift = \"cutpoints\" is for ordinal indicators; a {self.family} indicator "
+                             "drifts through its intercept: drift = \"intercept\"")
+
+    @property
+    def drifts(self) -> tuple[str, ...]:
+        """What drifts over periods (``()`` without ``drift``), in the order given."""
+        if self.drift is None:
+            return ()
+        return (self.drift,) if isinstance(self.drift, str) else tuple(self.drift)
+
+    @property
+    def location_drift(self) -> str | None:
+        """``"intercept"`` or ``"cutpoints"`` when the indicator's location drifts, else None."""
+        return next((k for k in self.drifts if k != "loading"), None)
+
+    @property
+    def loading_drift(self) -> bool:
+        """Whether the indicator's loadings drift (a random walk of their log)."""
+        return "loading" in self.drifts
 
     def _check_inflation(self) -> None:
         """Quota heaping and zero inflation only for counts; a quota that is a whole number or a column name."""
@@ -137,16 +174,18 @@ class Indicator(_Strict):
 
 
 def trend_free_traits(traits: list[str], every: dict[str, Indicator]) -> list[str]:
-    """Traits whose common trend over periods the indicators without ``drift`` do not identify ([] when all are).
+    """Traits whose common trend over periods the indicators without location drift do not identify ([] if all are).
 
-    A shift ``delta_k`` of trait k in one period is undone by drifting indicators' intercepts (or cut-point
-    centres), so only the indicators without drift tell it from drift: their loadings ``L`` must satisfy
-    ``L delta = 0`` only for ``delta = 0``, i.e. have full column rank. For loadings in general position that
-    holds exactly when every trait can be matched to its own indicator without drift that loads on it (the
-    structural rank of the loading pattern, by augmenting paths). Every indicator loading on a trait drifting
-    fails it; a trait whose anchor drifts passes when other indicators without drift pin its trend down. When it
-    fails, the traits returned are a set that the indicators without drift cannot separate (Hall's condition):
-    they load on fewer of them than there are traits in it. Item-bank items never drift and count once per trait.
+    Location drift is ``drift`` of an intercept or cut-points (a drifting loading leaves the trend identified: it
+    scales the trait's spread in a period, not its level). A shift ``delta_k`` of trait k in one period is undone by
+    drifting indicators' intercepts (or cut-point centres), so only the indicators without drift tell it from drift:
+    their loadings ``L`` must satisfy ``L delta = 0`` only for ``delta = 0``, i.e. have full column rank. For
+    loadings in general position that holds exactly when every trait can be matched to its own indicator without
+    drift that loads on it (the structural rank of the loading pattern, by augmenting paths). Every indicator
+    loading on a trait drifting fails it; a trait whose anchor drifts passes when other indicators without drift pin
+    its trend down. When it fails, the traits returned are a set that the indicators without drift cannot separate
+    (Hall's condition): they load on fewer of them than there are traits in it. Item-bank items never drift and
+    count once per trait.
 
     Examples
     --------
@@ -160,7 +199,7 @@ def trend_free_traits(traits: list[str], every: dict[str, Indicator]) -> list[st
     ...                                 "y": ind({"b": "positive"}, "intercept"), "z": ind({"a": "free", "b": "free"})})
     ['a', 'b']
     """
-    steady = [(n, ind) for n, ind in every.items() if ind.drift is None]
+    steady = [(n, ind) for n, ind in every.items() if ind.location_drift is None]
     slots = [(n, copy) for n, ind in steady for copy in range(len(traits) if n == "(item_bank)" else 1)]
     reach = {trait: [s for s in slots if trait in dict(steady)[s[0]].loads] for trait in traits}
     owner: dict = {}
@@ -182,6 +221,30 @@ def trend_free_traits(traits: list[str], every: dict[str, Indicator]) -> list[st
     return []
 
 
+def scale_free_traits(traits: list[str], every: dict[str, Indicator]) -> list[str]:
+    """Traits whose spread over regions in each period no indicator without a drifting loading fixes.
+
+    A drifting loading multiplies the indicator's loadings in period t by ``exp(path_t)``; scaling trait k in
+    period t by ``c`` (``theta[:, t, k] -> c theta[:, t, k]``) is undone by lowering that path by ``log c`` when
+    every indicator loading on k drifts so, and the traits' standardisation over all region-periods fixes
+    only their overall spread, so the trait's spread per period (hence how far regions move apart or together)
+    would be set by the prior alone. An indicator whose loading does not drift fixes ``c = 1`` for every trait
+    it loads on, whatever its other loadings (the regions' traits vary independently), and anchors (zero
+    loadings elsewhere) rule out a rotation per period, so a trait needs one such indicator. Item-bank items
+    never drift.
+
+    Examples
+    --------
+    >>> ind = lambda loads, drift=None: Indicator(family="normal", loads=loads, drift=drift)
+    >>> scale_free_traits(["a"], {"x": ind({"a": "positive"}, "loading"), "y": ind({"a": "free"}, "intercept")})
+    []
+    >>> scale_free_traits(["a", "b"], {"x": ind({"a": "positive"}, "loading"), "y": ind({"b": "positive"}),
+    ...                                 "z": ind({"a": "free", "b": "free"}, ["intercept", "loading"])})
+    ['a']
+    """
+    return [t for t in traits if not any(t in ind.loads and not ind.loading_drift for ind in every.values())]
+
+
 class ItemBank(_Strict):
     """Settings shared by every indicator in the data that ``[indicators]`` does not list.
 
@@ -189,7 +252,9 @@ class ItemBank(_Strict):
     which cannot sensibly be listed one by one: ``[item_bank]`` with ``family`` and ``loads``
     (and ``categories`` for ordinal items) makes each unlisted value of the data's ``indicator``
     column an indicator of its own, with its own intercept and loadings. Without an item bank an
-    unlisted indicator in the data is an error.
+    unlisted indicator in the data is an error. ``missing = "informative"`` gives every item its own
+    reporting model (see :class:`Indicator`; abstentions that depend on the traits): the data must hold
+    at least one non-report of a bank item, not one of each.
 
     Examples
     --------
@@ -202,6 +267,7 @@ class ItemBank(_Strict):
     family: FamilyName
     loads: dict[str, Sign]
     categories: Annotated[int, Field(ge=2, le=20)] | None = None
+    missing: Literal["ignorable", "informative"] = "ignorable"
 
     @model_validator(mode="after")
     def _check(self) -> ItemBank:
@@ -210,4 +276,4 @@ class ItemBank(_Strict):
 
     def indicator(self) -> Indicator:
         """The settings as an :class:`Indicator` (what every bank item is)."""
-        return Indicator(family=self.family, loads=self.loads, categories=self.categories)
+        return Indicator(family=self.family, loads=self.loads, categories=self.categories, missing=self.missing)

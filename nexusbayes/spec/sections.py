@@ -259,7 +259,9 @@ class Priors(_Strict):
     every indicator (see :class:`Comparability`).
 
     ``drift_sd`` is the scale of the step SD per year of the intercepts (or cut-point centres) of
-    indicators with ``drift`` (see :class:`Indicator`), on the scale of their linear predictor.
+    indicators with ``drift`` (see :class:`Indicator`), on the scale of their linear predictor;
+    ``loading_drift_sd`` that of the log loadings of indicators with ``drift = "loading"`` (at 0.1, a
+    loading that changes by some 10% a year is well inside the prior).
 
     ``reporting_loading`` is the scale of the (normal) reporting loadings of indicators with ``missing =
     "informative"``, on the logit of P(reported): at 2, a probability of reporting that rises from 12% to 88%
@@ -283,6 +285,7 @@ class Priors(_Strict):
     innovation_country_sd: PriorScale = 0.3
     innovation_region_sd: PriorScale = 0.3
     drift_sd: PriorScale = 0.2
+    loading_drift_sd: PriorScale = 0.1
     reporting_loading: PriorScale = 2.0
     heap_intercept: PriorScale = 1.5
     heap_loading: PriorScale = 1.0
@@ -329,7 +332,8 @@ class AnchoredThreshold(_Strict):
     a rate per unit of exposure; for binomial and bernoulli, a proportion; for normal, a value on
     the data scale). It is computed draw by draw, so its uncertainty enters the type probabilities.
     The indicator must load on that trait alone. For an indicator with ``drift`` it is computed from
-    its intercept or cut-points averaged over its periods with data (where its drift path sums to zero).
+    its intercept or cut-points averaged over its periods with data (where its drift path sums to zero), and
+    its loading's geometric mean over them (with ``drift = "loading"``).
     """
 
     indicator: str

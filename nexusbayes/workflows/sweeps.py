@@ -21,7 +21,7 @@ from nexusbayes.workflows.batch import Task
 #: model's roles registry says a variable uses it).
 PRIOR_FIELDS = ("loading", "intercept", "cutpoint", "rater_sd", "noise_sd", "inv_dispersion", "initial_country_sd",
                 "innovation_country_sd", "innovation_region_sd", "drift_sd",
-                "reporting_loading", "heap_intercept", "heap_loading")
+                "loading_drift_sd", "reporting_loading", "heap_intercept", "heap_loading")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Changing standards: intercepts and cut-point centres that drift over periods (issue 23, part 1)."""
+"""Changing standards: intercepts, cut-point centres and loadings that drift over periods (issue 23, part 1)."""
 
 import time
 
@@ -16,8 +16,8 @@ from nexusbayes.spec.document import Spec
 from tests.model.test_build import DATA_ONLY_TERMS, numpy_predictions_at, pointwise_logp_at_a_prior_draw
 
 
-def drifting(spec: Spec, **drift: str) -> Spec:
-    """``spec`` with indicators ``drift`` (name: "intercept" or "cutpoints") drifting."""
+def drifting(spec: Spec, **drift: str | list[str]) -> Spec:
+    """``spec`` with indicators ``drift`` (name: "intercept", "cutpoints", "loading" or a list) drifting."""
     data = spec.to_dict()
     for name, kind in drift.items():
         data["indicators"][name]["drift"] = kind
@@ -48,24 +48,56 @@ def test_a_trait_whose_indicators_all_drift_is_refused_with_what_to_add():
 def test_traits_that_share_too_few_indicators_without_drift_are_refused():
     """Every trait has an indicator without drift, but only one for two traits: their trends are not separable."""
     with pytest.raises(SpecError, match=r"traits \['capability', 'willingness'\] are not identified over time: "
-                                        r"the indicators without `drift` that load on them \(seizures\) are fewer"):
+                                        r"the indicators without `drift` of their location that load on them "
+                                        r"\(seizures\) are fewer"):
         drifting(default_spec(), staff="intercept", quota="intercept", abuse="intercept",
                  expert_capability="cutpoints", expert_willingness="cutpoints")
 
 
 @pytest.mark.parametrize(("name", "kind", "wanted"), [("expert_capability", "intercept", "use drift = \"cutpoints\""),
                                                       ("staff", "cutpoints", "drift = \"intercept\""),
-                                                      ("staff", "loading", "'intercept' or 'cutpoints'")])
+                                                      ("staff", "slope", "'intercept', 'cutpoints' or 'loading'"),
+                                                      ("staff", [], "is empty"),
+                                                      ("staff", ["loading", "loading"], "names a kind twice"),
+                                                      ("expert_capability", ["cutpoints", "intercept"],
+                                                       "has no intercept")])
 def test_a_drift_the_family_does_not_have_is_refused(name, kind, wanted):
     with pytest.raises(SpecError, match=wanted):
         drifting(default_spec(), **{name: kind})
 
 
+def test_loading_drift_and_lists_are_accepted_while_a_loading_without_drift_fixes_each_spread():
+    spec = drifting(default_spec(), staff=["intercept", "loading"], seizures="loading",
+                    expert_willingness=["loading", "cutpoints"])
+    staff, ratings = spec.indicators["staff"], spec.indicators["expert_willingness"]
+    assert (staff.drifts, staff.location_drift, staff.loading_drift) == (("intercept", "loading"), "intercept", True)
+    assert (ratings.location_drift, spec.indicators["seizures"].location_drift) == ("cutpoints", None)
+    assert Spec.from_toml(spec.to_toml()) == spec
+    # the staff anchor's loading drifts but its location still pins capability's trend (with seizures
+    # willingness's), and seizures, whose loading does not drift, fixes both traits' spread in every period
+    drifting(default_spec(), staff="loading", quota=["intercept", "loading"], abuse="intercept",
+             expert_capability=["cutpoints", "loading"], expert_willingness="cutpoints")
+
+
+def test_a_trait_whose_loadings_all_drift_is_refused_with_what_to_add():
+    with pytest.raises(SpecError) as err:
+        drifting(default_spec(), staff="loading", seizures=["intercept", "loading"], expert_capability="loading")
+    message = str(err.value)
+    assert "trait 'capability' is not identified over time" in message
+    assert "(staff, seizures, expert_capability) has drift = \"loading\"" in message
+    assert "spread over regions in a period" in message
+    assert "add an indicator without a drifting loading that loads on 'capability'" in message
+
+
 # ---- the model ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def small():
-    """Two countries, missing cells, raters; staff's intercept and expert_willingness's cut-points drift."""
-    spec = drifting(default_spec(), staff="intercept", expert_willingness="cutpoints")
+    """Two countries, missing cells, raters; staff's intercept, expert_willingness's cut-points and loading drift.
+
+    So do the loadings of seizures (on both traits).
+    """
+    spec = drifting(default_spec(), staff="intercept", expert_willingness=["cutpoints", "loading"],
+                    seizures="loading")
     data = spec.to_dict()
     data["indicators"]["quota"]["comparable"] = False
     spec = Spec.from_dict(data)
@@ -80,28 +112,37 @@ def test_drift_variables_have_roles_and_paths_sum_to_zero_over_observed_periods(
     assert roles["drift_sd"].prior == "drift_sd" and roles["drift_sd"].ranked and not roles["drift"].ranked
     assert model.named_vars_to_dims["drift"] == ("indicator_drifting", "period")
     assert list(model.coords["indicator_drifting"]) == ["staff", "expert_willingness"]
+    assert (roles["loading_drift"].role, roles["loading_drift_sd"].prior) == ("loading", "loading_drift_sd")
+    assert roles["loading_drift"].reflect == "none" and roles["loading_drift_z"].role == "latent"
+    assert list(model.coords["indicator_loading_drifting"]) == ["seizures", "expert_willingness"]
     point = model.initial_point(random_seed=2)
-    point["drift_z"] = np.random.default_rng(2).standard_normal(point["drift_z"].shape)
-    path = model.compile_fn(model["drift"], inputs=model.value_vars, on_unused_input="ignore")(point)
+    for z in ("drift", "loading_drift"):
+        point[f"{z}_z"] = np.random.default_rng(2).standard_normal(point[f"{z}_z"].shape)
+        point[f"{z}_sd_log__"] = np.full_like(point[f"{z}_sd_log__"], np.log(0.3))   # steps that show
     frame = sim.panel.frame
-    for i, name in enumerate(["staff", "expert_willingness"]):
-        seen = np.unique(frame.loc[frame["indicator"] == name, "period_idx"])
-        assert abs(path[i, seen].sum()) < 1e-10 and np.abs(path[i]).max() > 0.01
+    for var, names in (("drift", ["staff", "expert_willingness"]), ("loading_drift", ["seizures",
+                                                                                       "expert_willingness"])):
+        path = model.compile_fn(model[var], inputs=model.value_vars, on_unused_input="ignore")(point)
+        for i, name in enumerate(names):
+            seen = np.unique(frame.loc[frame["indicator"] == name, "period_idx"])
+            assert abs(path[i, seen].sum()) < 1e-10 and np.abs(path[i]).max() > 0.01
 
 
 @pytest.mark.parametrize("table", ["dense", "per observation"])
 def test_numpy_log_likelihood_with_drift_matches_pymc(small, table, monkeypatch):
     """The fit's log_likelihood group (``add_predictions``, NumPy) equals PyMC's pointwise logp at a prior draw.
 
-    With an intercept and a cut-point centre drifting, for both ways of computing the linear predictors.
+    With an intercept, a cut-point centre and two loadings drifting, for both ways of computing the linear
+    predictors.
     """
     sim, model = small
     umodel, point, expected = pointwise_logp_at_a_prior_draw(sim, model, table, monkeypatch)
     design = make_design(sim.panel, sim.spec)
-    names = ["theta", "loading", "intercept", "country_offset", "drift",
+    names = ["theta", "loading", "intercept", "country_offset", "drift", "loading_drift",
              *[f"{p}_{b.key}" for b in design.blocks for p in NUISANCE if f"{p}_{b.key}" in umodel.named_vars]]
     tree = numpy_predictions_at(sim, model, umodel, point, names)
     assert np.abs(tree["posterior"]["drift"].values).max() > 0.01
+    assert np.abs(tree["posterior"]["loading_drift"].values).max() > 0.01
     for block in design.blocks:
         idx = block_index(design, sim.panel, block)
         family = sim.spec.indicators[block.names[0]].family
