@@ -194,13 +194,14 @@ class Fit:
     # ---- a new period -----------------------------------------------------------------------------
     def update(self, new_data, *, hold: str = "draws", n_held: int | None = None, draws: int | None = None,
                tune: int | None = None,
-               chains: int | None = None, seed: int | None = None, progress: bool = False, status=None) -> Fit:
+               chains: int | None = None, seed: int | None = None, progress: bool = False, status=None,
+               predictions: bool = True) -> Fit:
         """The fit with new periods added, sampling only their traits: everything else is held (no full refit).
 
         The measurement parameters, process scales and last fitted period's traits are held at ``n_held``
         posterior draws (``hold="draws"``, default 100) or at their means (``hold="means"``); the fitted periods
         keep their posterior. ``draws`` and ``tune`` are the filter's per chain (each draw gives one per held
-        copy). ``attrs["update_held"]`` says what was held. See :mod:`nexusbayes.inference.update`.
+        copy); ``predictions`` adds the groups the report reads. ``attrs["update_held"]`` says what was held. See :mod:`nexusbayes.inference.update`.
         """
         from nexusbayes.inference import update as updating
 
@@ -209,7 +210,7 @@ class Fit:
             {"chains": chains} if chains else {}), **({"seed": seed} if seed is not None else {})})
         tree, panel = updating.update(self.tree, self.spec, self.panel, new_data, hold=hold,
                                       n_held=updating.N_HELD if n_held is None else n_held, settings=settings,
-                                      progress=progress, status=status)
+                                      progress=progress, status=status, predictions=predictions)
         return Fit(tree=tree, spec=self.spec, panel=panel)
 
     # ---- draws for second-stage analyses -----------------------------------------------------------

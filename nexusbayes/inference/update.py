@@ -17,6 +17,7 @@ inflated counts, new countries, regions, indicators or raters.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from nexusbayes.data.panel import Panel, validate
 from nexusbayes.data.read import load_panel
 from nexusbayes.errors import DataError, SpecError
 from nexusbayes.inference.sample import sample
+from nexusbayes.model.build import Model
 from nexusbayes.model.design import make_design
 from nexusbayes.model.families import NUISANCE
 from nexusbayes.model.latent import ZeroSum
@@ -189,7 +191,8 @@ def held_values(tree: xr.DataTree, spec, panel: Panel, hold: str, n_held: int) -
 
 
 def update(tree: xr.DataTree, spec, panel: Panel, new, *, hold: str = "draws", n_held: int = N_HELD,
-           settings: SamplerSpec | None = None, progress: bool = False, status=None) -> tuple[xr.DataTree, Panel]:
+           settings: SamplerSpec | None = None, progress: bool = False, status=None,
+           predictions: bool = True) -> tuple[xr.DataTree, Panel]:
     """Add new periods to a fit: the new traits sampled with the fit's parameters held (see the module docstring).
 
     Parameters
@@ -206,12 +209,15 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, hold: str = "draws", n
     settings : SamplerSpec, optional
         The filter's sampler settings (default: the spec's, with :data:`FILTER_DRAWS` draws and
         :data:`FILTER_TUNE` tuning steps per chain).
+    predictions : bool
+        Add the log-likelihood, predictive draws and observed data of all the data, as a fit has (the report
+        reads them), computed with the fit's centring constants.
 
     Returns
     -------
     (xarray.DataTree, Panel)
         The posterior with the new periods appended, ``draws * n_held`` draws per chain (and ``sample_stats`` of
-        the filter's run, each repeated for its copies), its attrs
+        the filter's run, ``draws`` per chain), its attrs
         the fit's plus :data:`HELD_ATTR` and the filter's timings; and the data with the new rows.
     """
     if hold not in HOLD:
@@ -250,11 +256,19 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, hold: str = "draws", n
     run = sample(model, settings, progress=progress, status=status, predictions=False)
     prepared = time.perf_counter()
     out = _appended(tree, run, held, hold, combined, n_old)
+    if predictions:   # the fit's groups for the combined data, with the fit's centring constants
+        full = Model(spec, combined)
+        full.design = dataclasses.replace(full.design, centres=design.centres)
+        out = full.add_predictions(out, settings.seed)
+        out["prior_predictive"] = xr.DataTree(full.prior_predictive(seed=settings.seed))
     out.attrs.update({
         HELD_ATTR: held_description(hold, held, spec),
         "update_added_periods": ", ".join(map(str, combined.periods[n_old:])),
         "update_added_rows": int(len(added)), "update_base_chains": int(tree["posterior"].sizes["chain"]),
-        "seconds_update_prepare": prepared - start - run.attrs["seconds_compile"] - run.attrs["seconds_sampling"],
+        # the run facts a fit shows are the update's: its filter's compile and sampling, the rest as post-processing
+        "seconds_compile": run.attrs["seconds_compile"], "seconds_sampling": run.attrs["seconds_sampling"],
+        "seconds_postprocess": time.perf_counter() - prepared + (prepared - start - run.attrs["seconds_compile"]
+                                                                 - run.attrs["seconds_sampling"]),
         **{f"update_{k}": run.attrs[k] for k in ("seconds_compile", "seconds_sampling", "draws", "tune", "chains",
                                                  "seed", "compile_source")}})
     return out, combined
@@ -306,10 +320,8 @@ def _appended(tree: xr.DataTree, run: xr.DataTree, held: Held, hold: str, panel:
     posterior = xr.Dataset(out).assign_coords(chain=np.arange(n_chain), draw=np.arange(n_pair),
                                               period=periods, step=periods[1:])
     _restep(posterior, held, copy, hold, np.asarray(panel.period_time, float), n_old)
-    stats = run["sample_stats"].to_dataset()
-    stats = stats.isel(draw=xr.DataArray(np.repeat(np.arange(stats.sizes["draw"]), held.size), dims="pair"))
-    stats = stats.drop_vars("draw").rename(pair="draw").assign_coords(draw=np.arange(n_pair))
-    result = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
+    # the filter's own statistics (its draws, not repeated per copy: E-BFMI and divergences are the filter's)
+    result = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": run["sample_stats"].to_dataset()})
     result.attrs.update({k: v for k, v in tree.attrs.items() if not k.startswith("seconds_")})
     result.attrs.update({f"base_{k}": v for k, v in tree.attrs.items() if k.startswith("seconds_")})
     return result
