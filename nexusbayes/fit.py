@@ -201,7 +201,8 @@ class Fit:
         The measurement parameters, process scales and last fitted period's traits are held at ``n_held``
         posterior draws (``hold="draws"``, default 100) or at their means (``hold="means"``); the fitted periods
         keep their posterior. ``draws`` and ``tune`` are the filter's per chain (each draw gives one per held
-        copy); ``predictions`` adds the groups the report reads. ``attrs["update_held"]`` says what was held. See :mod:`nexusbayes.inference.update`.
+        copy); ``predictions`` adds the groups the report reads. ``attrs["update_held"]`` says what was held.
+        See :mod:`nexusbayes.inference.update`.
         """
         from nexusbayes.inference import update as updating
 
