@@ -38,8 +38,8 @@ def test_update_appends_the_new_period_and_keeps_the_past(base, updated):
     assert list(post["period"].values) == [*old["period"].values, 2004]
     assert post.sizes["draw"] == 10 * 40                     # the filter's draws x held copies, per chain
     # the periods before the last fitted one are the fit's draws (the held ones), unchanged
-    held = np.unique(old["theta"].isel(period=0).values.reshape(-1, *old["theta"].shape[3:]), axis=0)
-    kept = np.unique(post["theta"].isel(period=0).values.reshape(-1, *post["theta"].shape[3:]), axis=0)
+    first = [tree["theta"].isel(period=0).values for tree in (old, post)]
+    held, kept = (np.unique(v.reshape(-1, *v.shape[2:]), axis=0) for v in first)
     # (at most 40 distinct: a NUTS chain can repeat a draw)
     assert 20 < len(kept) <= 40 and all((held == k).all(axis=(1, 2)).any() for k in kept)
     assert "held fixed" in updated.tree.attrs[HELD_ATTR] and "loadings" in updated.tree.attrs[HELD_ATTR]
@@ -86,18 +86,15 @@ def test_new_rows_accepts_the_fitted_rows_unchanged(base, panel_split):
     assert len(added) == len(panel_split[2]) and combined.n_obs == len(sim.frame)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda f: f.assign(value=np.where(np.arange(len(f)) == 0, f["value"] + 1, f["value"])), "differ from the fitted"),
-    (lambda f: f.assign(country="C9"), "not among the fit's countries"),
-    (lambda f: f.assign(region=f["region"].str.replace("R01", "R07")), "not among the fit's regions"),
-    (lambda f: f.assign(period=2001), "differ from the fitted"),
+@pytest.mark.parametrize("rows, change, message", [
+    (1, lambda f: f.assign(value=np.where(np.arange(len(f)) == 0, f["value"] + 1, f["value"])),
+     "differ from the fitted"),
+    (2, lambda f: f.assign(country="C9"), "not among the fit's countries"),
+    (2, lambda f: f.assign(region=f["region"].str.replace("R01", "R07")), "not among the fit's regions"),
+    (2, lambda f: f.assign(period=2001), "differ from the fitted"),
 ])
-def test_new_rows_refuses_what_an_update_cannot_place(base, panel_split, change, message):
-    new = panel_split[2]
-    if message == "differ from the fitted":
-        new = change(panel_split[1])
-    else:
-        new = change(new)
+def test_new_rows_refuses_what_an_update_cannot_place(base, panel_split, rows, change, message):
+    new = change(panel_split[rows])   # the fitted rows (1) or the new ones (2), changed
     with pytest.raises(DataError, match=message):
         new_rows(base.panel, base.spec, new)
 
@@ -123,10 +120,11 @@ def test_cli_update_writes_and_refuses_to_overwrite(base, panel_split, tmp_path,
     panel_split[2].to_csv(new, index=False)
     out = tmp_path / "out"
     args = ["update", str(base_path), str(new), "--out", str(out), "--held", "40", "--chains", "2", "--seed", "4",
+            "--draws", "2", "--tune", "50",
             "--no-report"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "What was held: held fixed at 40 posterior draws" in printed and "UPDATE (no full refit)" in printed
     assert load(out / "fit.nc").tree.attrs["update_added_periods"] == "2004"
     assert (out / "type_probabilities.csv").exists()
-    assert main(args) == 2 and "exist" in capsys.readouterr().err
+    assert main(args) == 2 and "already holds an earlier run" in capsys.readouterr().err
