@@ -189,6 +189,10 @@ class Fit:
         if self.spec.is_regime:
             raise forecasting.ForecastError("forecasts of a regime fit (the types' chain run forward) are not "
                                             "implemented yet; fit the spec with [model] kind = \"trait\" to forecast")
+        if self.tree.attrs.get("update_hold") == "means":
+            raise forecasting.ForecastError("this fit was updated with its parameters held at their means, so its "
+                                            "draws do not each follow one draw's dynamics; update it with "
+                                            "hold=\"draws\" (the default) to forecast from it")
         return forecasting.forecast(self.tree, self.spec, self.panel, periods, times=times, labels=labels, seed=seed)
 
     # ---- a new period -----------------------------------------------------------------------------

@@ -262,7 +262,7 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, hold: str = "draws", n
         out = full.add_predictions(out, settings.seed)
         out["prior_predictive"] = xr.DataTree(full.prior_predictive(seed=settings.seed))
     out.attrs.update({
-        HELD_ATTR: held_description(hold, held, spec),
+        HELD_ATTR: held_description(hold, held, spec), "update_hold": hold,
         "update_added_periods": ", ".join(map(str, combined.periods[n_old:])),
         "update_added_rows": int(len(added)), "update_base_chains": int(tree["posterior"].sizes["chain"]),
         # the run facts a fit shows are the update's: its filter's compile and sampling, the rest as post-processing
