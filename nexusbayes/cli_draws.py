@@ -61,8 +61,8 @@ def add_parsers(sub, positive_int, seed) -> None:
                         "or at their posterior means (faster, narrower)")
     p.add_argument("--held", type=positive_int, default=100, metavar="K",
                    help="how many posterior draws to hold with --hold draws (default 100)")
-    p.add_argument("--draws", type=positive_int, help="the filter's draws per chain (default 10; each gives one "
-                                                      "draw per held copy)")
+    p.add_argument("--draws", type=positive_int, help="the filter's draws per chain (default 10, each giving one "
+                                                      "draw per held copy; 1000 with --hold means)")
     p.add_argument("--tune", type=positive_int, help="the filter's tuning steps per chain (default 200)")
     p.add_argument("--chains", type=positive_int, help="chains (default from the fit's spec)")
     p.add_argument("--seed", type=seed, help="random seed (default from the fit's spec)")

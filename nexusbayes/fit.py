@@ -210,7 +210,7 @@ class Fit:
         """
         from nexusbayes.inference import update as updating
 
-        settings = self.spec.sampler.model_copy(update={"draws": draws or updating.FILTER_DRAWS,
+        settings = self.spec.sampler.model_copy(update={"draws": draws or updating.filter_draws(hold),
                                                         "tune": tune or updating.FILTER_TUNE, **(
             {"chains": chains} if chains else {}), **({"seed": seed} if seed is not None else {})})
         tree, panel = updating.update(self.tree, self.spec, self.panel, new_data, hold=hold,

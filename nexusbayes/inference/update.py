@@ -47,6 +47,11 @@ N_HELD = 100
 #: parameters, no hierarchy left to learn) needs little tuning.
 FILTER_DRAWS, FILTER_TUNE = 10, 200
 
+def filter_draws(hold: str) -> int:
+    """The filter's draws per chain by default: :data:`FILTER_DRAWS` per held copy, as many in all held at the means."""
+    return FILTER_DRAWS * (N_HELD if hold == "means" else 1)
+
+
 #: The ways of holding: draw by draw, or at the posterior means.
 HOLD = ("draws", "means")
 
@@ -207,7 +212,7 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, hold: str = "draws", n
     n_held : int
         Number of held draws (``hold="draws"``).
     settings : SamplerSpec, optional
-        The filter's sampler settings (default: the spec's, with :data:`FILTER_DRAWS` draws and
+        The filter's sampler settings (default: the spec's, with :func:`filter_draws` draws and
         :data:`FILTER_TUNE` tuning steps per chain).
     predictions : bool
         Add the log-likelihood, predictive draws and observed data of all the data, as a fit has (the report
@@ -252,7 +257,7 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, hold: str = "draws", n
     model = UpdateModel(held, rows, design.centres, design.normal, gaps, panel.region_country,
                         ZeroSum.of(panel.region_country).matrix(), spec.dynamics.kind, spec.dynamics.df, coords,
                         spec, combined)
-    settings = settings or spec.sampler.model_copy(update={"draws": FILTER_DRAWS, "tune": FILTER_TUNE})
+    settings = settings or spec.sampler.model_copy(update={"draws": filter_draws(hold), "tune": FILTER_TUNE})
     run = sample(model, settings, progress=progress, status=status, predictions=False)
     prepared = time.perf_counter()
     out = _appended(tree, run, held, hold, combined, n_old)
