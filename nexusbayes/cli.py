@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         with _signals_interrupt():
             status = {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare,
                       "sweep": _sweep, "report": _report, "sbc": _sbc, "quick": _quick,
-                      "forecast": cli_draws.forecast, "export": cli_draws.export}[args.command](args)
+                      "forecast": cli_draws.forecast, "export": cli_draws.export,
+                      "update": cli_draws.update}[args.command](args)
         if interrupts.received():    # a signal held back (during a folder's swap) or swallowed: honoured now
             return _interrupted(args.command, None)
         return status

@@ -1,4 +1,4 @@
-"""The commands that read a saved fit's draws forward: ``nexusbayes forecast`` and ``nexusbayes export``.
+"""The commands that carry a saved fit's draws forward: ``nexusbayes forecast``, ``export`` and ``update``.
 
 Parsers are added by :func:`add_parsers` (from :mod:`nexusbayes.cli`); the commands import the package's
 heavy parts (PyMC, ArviZ) only when run, so ``nexusbayes --help`` stays light.
@@ -47,6 +47,61 @@ def add_parsers(sub, positive_int, seed) -> None:
                         "per trait and type)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the choice of draws (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    p = sub.add_parser("update", help="add new periods to a saved fit without a full refit: their traits sampled "
+                                      "with the fit's measurement parameters and process scales held",
+                       epilog=UPDATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("fit", type=Path, help="saved fit, e.g. reports/kyrgyzstan/fit.nc")
+    p.add_argument("data", type=Path, help="the new rows (CSV or Parquet, the main data's columns): periods after "
+                                           "the last fitted one; rows at fitted periods must repeat the fitted rows")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="output folder (fit.nc, CSV tables, summary.txt, report/), replaced only when all is written")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in DIR")
+    p.add_argument("--hold", choices=["draws", "means"], default="draws",
+                   help="hold the parameters at posterior draws, draw by draw (default; carries their uncertainty), "
+                        "or at their posterior means (faster, narrower)")
+    p.add_argument("--held", type=positive_int, default=100, metavar="K",
+                   help="how many posterior draws to hold with --hold draws (default 100)")
+    p.add_argument("--draws", type=positive_int, help="the filter's draws per chain (default 10, each giving one "
+                                                      "draw per held copy; 1000 with --hold means)")
+    p.add_argument("--tune", type=positive_int, help="the filter's tuning steps per chain (default 200)")
+    p.add_argument("--chains", type=positive_int, help="chains (default from the fit's spec)")
+    p.add_argument("--seed", type=seed, help="random seed (default from the fit's spec)")
+    p.add_argument("--no-report", action="store_true", help="write fit.nc and the tables only")
+
+
+#: What ``nexusbayes update --help`` says below its options.
+UPDATE_EPILOG = """\
+The update filters: the new periods' traits are sampled given the fit's loadings, intercepts, cut-points,
+rater shifts, noise, country offsets, process scales and trait correlation, held fixed (and the last fitted
+period's traits, from a normal approximation of their posterior); earlier periods keep the fit's posterior.
+It covers new periods for the fit's countries, regions, indicators and raters; anything else needs a full
+refit (nexusbayes fit), as do fits with covariates, drift, informative missingness, inflated counts,
+centred dynamics or the regime model.
+
+example:
+  nexusbayes update reports/kyrgyzstan/fit.nc data/kyrgyzstan_2024.csv --out reports/kyrgyzstan_2024"""
+
+
+def update(args) -> int:
+    """``nexusbayes update FIT NEW --out DIR``: the fit with the new periods, written as ``nexusbayes fit`` writes."""
+    from nexusbayes.fit import load
+    from nexusbayes.outputs import RUN, OutputFolder
+    from nexusbayes.report.run import summary_text, write_run
+
+    with OutputFolder(args.out, RUN, overwrite=args.overwrite, inputs=[args.fit, args.data]) as folder:
+        base = load(args.fit)
+        print(f"Updating {args.fit} with {args.data} ...", flush=True)
+        result = base.update(args.data, hold=args.hold, n_held=args.held, draws=args.draws, tune=args.tune,
+                             chains=args.chains, seed=args.seed, progress=False,
+                             status=lambda message: print(f"  {message}", flush=True))
+        attrs = result.tree.attrs
+        print(f"Added period(s) {attrs['update_added_periods']} ({attrs['update_added_rows']} rows): filter compile "
+              f"{attrs['update_seconds_compile']:.1f} s, sampling {attrs['update_seconds_sampling']:.1f} s")
+        print(f"What was held: {attrs['update_held']}.")
+        print(summary_text(result))
+        write_run(result, folder, report=not args.no_report)
+    print(f"Wrote {args.out}/ (fit.nc, CSV tables, summary.txt{'' if args.no_report else ', report/'})")
+    return 0
 
 
 def forecast(args) -> int:

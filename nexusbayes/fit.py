@@ -206,7 +206,34 @@ class Fit:
         """
         if self.spec.is_regime:   # the types' Markov chain run forward from the last filtered P(type)
             return regime_forecast(self.tree, self.spec, self.panel, periods, times=times, labels=labels, seed=seed)
+        if self.tree.attrs.get("update_hold") == "means":
+            raise forecasting.ForecastError("this fit was updated with its parameters held at their means, so its "
+                                            "draws do not each follow one draw's dynamics; update it with "
+                                            "hold=\"draws\" (the default) to forecast from it")
         return forecasting.forecast(self.tree, self.spec, self.panel, periods, times=times, labels=labels, seed=seed)
+
+    # ---- a new period -----------------------------------------------------------------------------
+    def update(self, new_data, *, hold: str = "draws", n_held: int | None = None, draws: int | None = None,
+               tune: int | None = None,
+               chains: int | None = None, seed: int | None = None, progress: bool = False, status=None,
+               predictions: bool = True) -> Fit:
+        """The fit with new periods added, sampling only their traits: everything else is held (no full refit).
+
+        The measurement parameters, process scales and last fitted period's traits are held at ``n_held``
+        posterior draws (``hold="draws"``, default 100) or at their means (``hold="means"``); the fitted periods
+        keep their posterior. ``draws`` and ``tune`` are the filter's per chain (each draw gives one per held
+        copy); ``predictions`` adds the groups the report reads. ``attrs["update_held"]`` says what was held.
+        See :mod:`nexusbayes.inference.update`.
+        """
+        from nexusbayes.inference import update as updating
+
+        settings = self.spec.sampler.model_copy(update={"draws": draws or updating.filter_draws(hold),
+                                                        "tune": tune or updating.FILTER_TUNE, **(
+            {"chains": chains} if chains else {}), **({"seed": seed} if seed is not None else {})})
+        tree, panel = updating.update(self.tree, self.spec, self.panel, new_data, hold=hold,
+                                      n_held=updating.N_HELD if n_held is None else n_held, settings=settings,
+                                      progress=progress, status=status, predictions=predictions)
+        return Fit(tree=tree, spec=self.spec, panel=panel)
 
     # ---- draws for second-stage analyses -----------------------------------------------------------
     def plausible_values(self, n: int, seed: int = 0) -> plausible.PlausibleValues:

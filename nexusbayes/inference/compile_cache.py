@@ -74,17 +74,18 @@ def own_generated_src() -> None:
 own_generated_src()
 
 
-def structure_key(panel: Panel, spec: Spec) -> str:
+def structure_key(panel: Panel, spec: Spec, salt: str = "") -> str:
     """SHA-256 of what the compiled model depends on besides its data containers.
 
     The spec without ``[sampler]`` and ``data``; the panel's countries, regions, periods and their
-    times, indicators, raters and the region-country map; each observation's and non-report's integer indices.
+    times, indicators, raters and the region-country map; each observation's and non-report's integer indices;
+    and ``salt``, what else a model that is not the spec's own graph depends on (an update's held values).
     """
     raw = spec.to_dict()
     raw.pop("sampler", None)
     raw.pop("data", None)
     frame = panel.frame
-    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode())
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode() + salt.encode())
     digest.update(json.dumps({"countries": list(map(str, panel.countries)), "regions": list(map(str, panel.regions)),
                               "periods": list(map(str, panel.periods)), "indicators": list(panel.indicators),
                               "raters": list(map(str, panel.raters))}, sort_keys=True).encode())
@@ -126,7 +127,7 @@ def _lookup(key: str, values: dict[str, np.ndarray]):
     return compiled.with_data(**values)
 
 
-def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec):
+def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec, salt: str = ""):
     """The nutpie-compiled ``model``: from the cache when its structure was compiled before in this process.
 
     Otherwise :func:`nexusbayes.inference.nutpie_callbacks.compile_model` compiles it (loading its callbacks from disk
@@ -146,7 +147,7 @@ def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec):
     source : {"process", "disk", "compiled"}
         Where it came from: this process's cache, the callbacks loaded from disk, or a compile.
     """
-    key = structure_key(panel, spec)   # hashes every observation's indices: computed once per call
+    key = structure_key(panel, spec, salt)   # hashes every observation's indices: computed once per call
     compiled = _lookup(key, data_values(model))
     if compiled is not None:
         return compiled, "process"
@@ -159,14 +160,14 @@ def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec):
     return compiled, "disk" if nutpie_callbacks.loaded_from_disk(compiled) else "compiled"
 
 
-def compiled_before(panel: Panel, spec: Spec) -> bool:
+def compiled_before(panel: Panel, spec: Spec, salt: str = "") -> bool:
     """Whether a model of this structure was compiled before, in this process or on this machine.
 
     A hint for telling the user whether a fit will spend minutes compiling (nothing is loaded): a new
     process finds a marker that :func:`compile_nutpie` leaves in PyTensor's numba cache (``MARKER_DIR``)
     for each structure it compiled, under the versions of nexusbayes and of the libraries that compile.
     """
-    key = structure_key(panel, spec)
+    key = structure_key(panel, spec, salt)
     with _LOCK:
         if key in _CACHE:
             return True

@@ -153,16 +153,17 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
 def _compiled(model: Model, values: dict[str, np.ndarray] | None, say: Callable[[str], None]):
     """The nutpie-compiled model with the panel's data or ``values``, and where it came from."""
     panel, spec = model.panel, model.spec
+    salt = getattr(model, "cache_salt", "")     # a model that is not the spec's own graph (an update's filter)
     if values is not None:
         compiled = compile_cache.lookup(panel, spec, values)
         if compiled is not None:
             return compiled, "process"
-    if compile_cache.compiled_before(panel, spec):
+    if compile_cache.compiled_before(panel, spec, salt):
         say("loading the compiled model (nutpie) ...")
     else:
         say("compiling the model (nutpie; a model not compiled on this machine before takes one to three "
             "minutes) ...")
-    compiled, source = compile_cache.compile_nutpie(model.pymc, panel, spec)
+    compiled, source = compile_cache.compile_nutpie(model.pymc, panel, spec, salt)
     if source != "compiled":
         say(f"(compiled model {compile_cache.SOURCES[source]})")
     if values is not None:

@@ -149,6 +149,8 @@ def _header(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
         "sampling time (s)": f"{float(attrs.get('seconds_sampling', np.nan)):.1f}",
         "post-processing time (s)": f"{float(attrs.get('seconds_postprocess', np.nan)):.1f}",
         "credible intervals": f"{CI_PROB:.0%} equal-tailed",
+        **({"update (no full refit)": f"added {attrs.get('update_added_periods')}; {attrs['update_held']}"}
+           if "update_held" in attrs else {}),
     }
     fitted = {lib.removeprefix("version_"): str(v) for lib, v in attrs.items() if lib.startswith("version_")}
     fitted["nexusbayes"] = str(attrs.get("nexusbayes_version", _version("nexusbayes")))   # unsaved: this one

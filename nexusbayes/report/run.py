@@ -75,6 +75,9 @@ def summary_text(fit: Fit) -> str:
         f"{' (from the on-disk cache)' if fit.tree.attrs.get('compile_source') == 'disk' else ''}, "
         f"sampling {t.get('sampling', 0):.1f} s, post-processing {t.get('postprocess', 0):.1f} s",
     ]
+    if "update_held" in fit.tree.attrs:
+        lines.append(f"  UPDATE (no full refit): added {fit.tree.attrs.get('update_added_periods')}; "
+                     f"{fit.tree.attrs['update_held']}")
     run_length = describe(fit.tree.attrs)
     if run_length:
         lines.append(f"  run length {run_length}")

@@ -1,0 +1,368 @@
+"""A fit updated with new periods, without a full refit: the new traits sampled, everything else held.
+
+:func:`update` checks the new data against the fit (only new periods after the last fitted one, for the
+fit's countries, regions, indicators and raters; rows at fitted periods must repeat the fitted data
+exactly and are then dropped), holds the fit's measurement parameters, process scales and last-period
+traits at ``n_held`` posterior draws (``held="draws"``) or at their posterior means (``held="means"``),
+and samples the filtering model of :mod:`nexusbayes.model.update` through the one sampling path
+(:func:`nexusbayes.inference.sample.sample`). The result is the fit's posterior with the new periods
+appended: each draw of it pairs one held draw (the held draws taken in turn) with one draw of the new
+traits given it, so every analysis of a fit reads it as it reads a fitted posterior.
+
+It filters, it does not smooth: the fitted periods keep their posterior (a full refit would also move them
+a little with the new data), and the held parameters do not learn from the new data. Refused, each with
+what to do instead: regime fits, centred spans, covariates, drifting indicators, informative missingness,
+inflated counts, new countries, regions, indicators or raters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from nexusbayes.analysis.forecast import Dynamics, _draws
+from nexusbayes.data.panel import Panel, validate
+from nexusbayes.data.read import load_panel
+from nexusbayes.errors import DataError, SpecError
+from nexusbayes.inference.sample import sample
+from nexusbayes.model.build import Model
+from nexusbayes.model.design import make_design
+from nexusbayes.model.families import NUISANCE
+from nexusbayes.model.latent import ZeroSum
+from nexusbayes.model.roles import COUNTRY_THETA, INTERCEPT, LOADING, THETA, TRAIT_CORR
+from nexusbayes.model.update import HELD_DIM, Held, NewRows, UpdateModel
+from nexusbayes.spec.sections import SamplerSpec
+
+#: Held draws by default: enough that their mixture carries the fit's uncertainty (the Monte Carlo error of a
+#: probability from 100 held draws is below 0.05), few enough that the filter stays cheap.
+N_HELD = 100
+
+#: The filter's draws and tuning steps per chain by default: each draw holds one draw of every held copy, so a
+#: chain gives ``FILTER_DRAWS * n_held`` draws of the updated fit; the filter's posterior (new traits given held
+#: parameters, no hierarchy left to learn) needs little tuning.
+FILTER_DRAWS, FILTER_TUNE = 10, 200
+
+def filter_draws(hold: str) -> int:
+    """The filter's draws per chain by default: :data:`FILTER_DRAWS` per held copy, as many in all held at the means."""
+    return FILTER_DRAWS * (N_HELD if hold == "means" else 1)
+
+
+#: The ways of holding: draw by draw, or at the posterior means.
+HOLD = ("draws", "means")
+
+#: The attribute of an updated fit that says what was held and how.
+HELD_ATTR = "update_held"
+
+#: The posterior variables an update extends over the new periods (the rest are held: selected per draw).
+EXTENDED = (THETA, COUNTRY_THETA, "country_z", "region_z")
+
+
+class UpdateError(SpecError):
+    """An update the fit or the data do not allow (the message says what to do instead: usually a full refit)."""
+
+
+def refuse(spec, tree: xr.DataTree, panel: Panel) -> None:
+    """Raise :class:`UpdateError` for what an update does not cover."""
+    refit = "; refit on all the data instead (nexusbayes fit)"
+    if spec.is_regime:
+        raise UpdateError("updating a regime fit (its hidden chain) is not implemented" + refit)
+    if spec.dynamics.centred:
+        raise UpdateError("updating a fit with `centred = true` dynamics (per-region spans) is not implemented" + refit)
+    if spec.covariates is not None:
+        raise UpdateError("updating a fit with [covariates] is not implemented (the new periods' covariates would "
+                          "enter the traits)" + refit)
+    for name in panel.indicators:
+        ind = spec.indicator(name)
+        for what, bad in (("drift", ind.drift is not None), ("missing = \"informative\"", ind.missing != "ignorable"),
+                          ("quota", ind.quota is not None), ("zero_inflated", ind.zero_inflated)):
+            if bad:
+                raise UpdateError(f"indicator {name!r} has {what}, whose parameters would change with a new "
+                                  "period; updating such a fit is not implemented" + refit)
+    if len(panel.periods) < 2:
+        raise UpdateError("the fit has one period: its dynamics, which carry the traits to a new period, were not "
+                          "learnt" + refit)
+
+
+def new_rows(panel: Panel, spec, source) -> tuple[Panel, pd.DataFrame]:
+    """The fit's data with the new rows added (one panel), and the new rows at periods after the fitted ones.
+
+    ``source`` is a path or DataFrame read as the main data are (file, row and column errors). Rows at
+    fitted periods must repeat the fitted rows of those periods exactly (then they are dropped: a file with
+    the old data and a new year can be given whole); countries, regions, indicators and raters must be
+    the fit's.
+    """
+    new = load_panel(source, spec)
+    label = new.source
+    table = new.data_table().assign(_row=new.row_labels())
+    old_times = dict(zip(panel.periods, np.asarray(panel.period_time, float), strict=True))
+    new_times = dict(zip(new.periods, np.asarray(new.period_time, float), strict=True))
+    fitted = table["period"].isin(panel.periods).to_numpy()
+    if fitted.any():
+        cols = [c for c in panel.data_table().columns]
+        old = panel.data_table()
+        old = old[old["period"].isin(set(table["period"][fitted]))]
+        given = table[fitted]
+        same = (set(given.columns) - {"_row"} == set(cols) and len(given) == len(old) and
+                _sorted(given[cols]).equals(_sorted(old[cols])))
+        if not same:
+            periods = sorted(set(given["period"]), key=str)
+            raise DataError(f"{label}: rows {_rows(given['_row'])} are at period(s) {periods} that the fit already "
+                            "holds, and they differ from the fitted rows of those periods. An update adds periods "
+                            f"after the last fitted one ({panel.periods[-1]!r}): give only the new periods' rows, or "
+                            "the fitted rows unchanged; to change past data, refit (nexusbayes fit)")
+    added = table[~fitted]
+    if added.empty:
+        raise DataError(f"{label}: no rows at a new period (after {panel.periods[-1]!r}): nothing to update")
+    early = [p for p in added["period"].unique() if new_times[p] <= max(old_times.values())]
+    if early:
+        rows = added[added["period"].isin(early)]["_row"]
+        raise DataError(f"{label}: rows {_rows(rows)} are at period(s) {early}, not after the last fitted period "
+                        f"({panel.periods[-1]!r}); an update adds later periods only: refit to fill earlier ones")
+    for col, known, what in (("country", panel.countries, "countries"), ("region", panel.regions, "regions"),
+                             ("indicator", panel.indicators, "indicators")):
+        unknown = ~added[col].isin(known)
+        if unknown.any():
+            names = sorted(map(str, added[col][unknown].unique()))
+            raise DataError(f"{label}: column {col!r}, rows {_rows(added['_row'][unknown])}: {names} not among the "
+                            f"fit's {what}; an update adds periods for the fitted {what} only: refit with the new "
+                            f"{what} (nexusbayes fit)")
+    moved = added["country"].to_numpy() != added["region"].map(panel.country_of).to_numpy()
+    if moved.any():
+        raise DataError(f"{label}: column 'country', rows {_rows(added['_row'][moved])}: the region belongs to "
+                        "another country in the fit; give each region its fitted country")
+    if "rater" in added:
+        raters = added["rater"].dropna()
+        unknown = ~raters.isin(panel.raters)
+        if unknown.any():
+            raise DataError(f"{label}: column 'rater', rows {_rows(added['_row'][raters.index[unknown]])}: "
+                            f"{sorted(map(str, raters[unknown].unique()))} not among the fit's raters; an update "
+                            "holds each rater's shift, so it cannot place a new rater: refit (nexusbayes fit)")
+    old = panel.data_table()
+    both = pd.concat([old, added.drop(columns="_row")], ignore_index=True)
+    labels = np.concatenate([panel.row_labels().astype(str), [f"{Path(str(label)).name}:{r}" for r in added["_row"]]])
+    combined = validate(both.set_axis(labels), spec, label=f"{panel.source} + {label}", row_kind="file:line")
+    return combined, added
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.astype(str)
+    return frame.sort_values(list(frame.columns)).reset_index(drop=True)
+
+
+def _rows(rows, most: int = 5) -> str:
+    rows = list(rows)
+    return ", ".join(map(str, rows[:most])) + (f" (and {len(rows) - most} more)" if len(rows) > most else "")
+
+
+def held_values(tree: xr.DataTree, spec, panel: Panel, hold: str, n_held: int) -> Held:
+    """The fit's held parameters and last-period traits at ``n_held`` evenly spaced draws, or at their means."""
+    post = tree["posterior"].to_dataset()
+    dyn = Dynamics(tree, spec, panel)
+    n_total = post.sizes["chain"] * post.sizes["draw"]
+    design = make_design(panel, spec)
+    nuisance = {}
+    for block in design.blocks:
+        names = {p: f"{p}_{block.key}" for p in NUISANCE if f"{p}_{block.key}" in post}
+        nuisance[block.key] = {p: _draws(post, name, post[name].dims[2:]) for p, name in names.items()}
+    last = _draws(post, THETA, ("region", "period", "trait"))[:, :, -1]
+    flat = last.reshape(n_total, -1)
+    cov = np.cov(flat, rowvar=False).reshape(flat.shape[1], flat.shape[1]) + 1e-8 * np.eye(flat.shape[1])
+    average = ZeroSum.of(panel.region_country).unit_group == np.arange(len(panel.countries))[:, None]
+    arrays = dict(chol=dyn.chol, country_scale=dyn.country_scale, region_scale=dyn.region_scale,
+                  inv_sd=dyn.inv_sd, mean_over_sd=dyn.mean_over_sd, phi=dyn.phi,
+                  loading=_draws(post, LOADING, ("indicator", "trait")),
+                  intercept=_draws(post, INTERCEPT, ("indicator",)),
+                  offset=(_draws(post, "country_offset", ("indicator", "country")) if "country_offset" in post
+                          else None))
+    if hold == "means":
+        pick = lambda a: None if a is None else a.mean(axis=0, keepdims=True)   # noqa: E731
+        source = np.array([-1])
+        if TRAIT_CORR in post:   # the mean correlation's factor, not the mean of the factors
+            corr = _draws(post, TRAIT_CORR, ("trait", "trait_")).mean(0)
+            arrays["chol"] = np.broadcast_to(np.linalg.cholesky(corr), arrays["chol"].shape)
+    else:
+        source = np.unique(np.linspace(0, n_total - 1, min(n_held, n_total)).round().astype(int))
+        pick = lambda a: None if a is None else a[source]                        # noqa: E731
+    out = {name: pick(value) for name, value in arrays.items()}
+    return Held(**out, last_mean=flat.mean(0), last_chol=np.linalg.cholesky(cov),
+                country_average=average / average.sum(1, keepdims=True),
+                nuisance={k: {p: pick(v) for p, v in d.items()} for k, d in nuisance.items()},
+                source_draws=source)
+
+
+def update(tree: xr.DataTree, spec, panel: Panel, new, *, hold: str = "draws", n_held: int = N_HELD,
+           settings: SamplerSpec | None = None, progress: bool = False, status=None,
+           predictions: bool = True) -> tuple[xr.DataTree, Panel]:
+    """Add new periods to a fit: the new traits sampled with the fit's parameters held (see the module docstring).
+
+    Parameters
+    ----------
+    tree, spec, panel
+        The fit's DataTree, spec and data.
+    new : path or DataFrame
+        The new rows (the main data's columns).
+    hold : {"draws", "means"}
+        Hold the parameters draw by draw (``n_held`` posterior draws, their mixture carrying the fit's
+        uncertainty) or at their posterior means (one copy: faster, narrower).
+    n_held : int
+        Number of held draws (``hold="draws"``).
+    settings : SamplerSpec, optional
+        The filter's sampler settings (default: the spec's, with :func:`filter_draws` draws and
+        :data:`FILTER_TUNE` tuning steps per chain).
+    predictions : bool
+        Add the log-likelihood, predictive draws and observed data of all the data, as a fit has (the report
+        reads them), computed with the fit's centring constants.
+
+    Returns
+    -------
+    (xarray.DataTree, Panel)
+        The posterior with the new periods appended, ``draws * n_held`` draws per chain (and ``sample_stats`` of
+        the filter's run, ``draws`` per chain), its attrs
+        the fit's plus :data:`HELD_ATTR` and the filter's timings; and the data with the new rows.
+    """
+    if hold not in HOLD:
+        raise UpdateError(f"hold = {hold!r}: use one of {', '.join(map(repr, HOLD))}")
+    if n_held < 1:
+        raise UpdateError(f"n_held = {n_held}: hold at least one draw")
+    refuse(spec, tree, panel)
+    start = time.perf_counter()
+    combined, added = new_rows(panel, spec, new)
+    held = held_values(tree, spec, panel, hold, n_held)
+    n_old = len(panel.periods)
+    frame = combined.frame[combined.frame["period_idx"].to_numpy() >= n_old]
+    design = make_design(panel, spec)
+    key_of = {name: (b.key, i) for b in design.blocks for i, name in enumerate(b.names)}
+    family_of = {b.key: spec.indicator(b.names[0]).family for b in design.blocks}
+    blocks = {}
+    names = frame["indicator"].to_numpy()
+    for key in dict.fromkeys(key_of[n][0] for n in names):
+        where = np.flatnonzero([key_of[n][0] == key for n in names])
+        sub = frame.iloc[where]
+        exposure = sub["exposure"].to_numpy(float) if "exposure" in sub else np.ones(len(sub))
+        trials = sub["trials"].to_numpy(float) if "trials" in sub else np.ones(len(sub))
+        blocks[key] = (where, np.array([key_of[n][1] for n in sub["indicator"]]), sub["value"].to_numpy(float),
+                       np.where(np.isfinite(exposure), exposure, 1.0), trials, sub["rater_idx"].to_numpy(int),
+                       family_of[key])
+    rows = NewRows(region=frame["region_idx"].to_numpy(), period=frame["period_idx"].to_numpy() - n_old,
+                   country=frame["country_idx"].to_numpy(), indicator=frame["indicator_idx"].to_numpy(), blocks=blocks)
+    times = np.asarray(combined.period_time, float)
+    gaps = np.diff(times[n_old - 1:])
+    coords = {"country": panel.countries, "region": panel.regions, "trait": spec.traits,
+              "period": combined.periods[n_old:]}
+    model = UpdateModel(held, rows, design.centres, design.normal, gaps, panel.region_country,
+                        ZeroSum.of(panel.region_country).matrix(), spec.dynamics.kind, spec.dynamics.df, coords,
+                        spec, combined)
+    settings = settings or spec.sampler.model_copy(update={"draws": filter_draws(hold), "tune": FILTER_TUNE})
+    run = sample(model, settings, progress=progress, status=status, predictions=False)
+    prepared = time.perf_counter()
+    out = _appended(tree, run, held, hold, combined, n_old)
+    if predictions:   # the fit's groups for the combined data, with the fit's centring constants
+        full = Model(spec, combined)
+        full.design = dataclasses.replace(full.design, centres=design.centres)
+        out = full.add_predictions(out, settings.seed)
+        out["prior_predictive"] = xr.DataTree(full.prior_predictive(seed=settings.seed))
+    out.attrs.update({
+        HELD_ATTR: held_description(hold, held, spec), "update_hold": hold,
+        "update_added_periods": ", ".join(map(str, combined.periods[n_old:])),
+        "update_added_rows": int(len(added)), "update_base_chains": int(tree["posterior"].sizes["chain"]),
+        # the run facts a fit shows are the update's: its filter's compile and sampling, the rest as post-processing
+        "seconds_compile": run.attrs["seconds_compile"], "seconds_sampling": run.attrs["seconds_sampling"],
+        "seconds_postprocess": time.perf_counter() - prepared + (prepared - start - run.attrs["seconds_compile"]
+                                                                 - run.attrs["seconds_sampling"]),
+        **{f"update_{k}": run.attrs[k] for k in ("seconds_compile", "seconds_sampling", "draws", "tune", "chains",
+                                                 "seed", "compile_source")}})
+    return out, combined
+
+
+def held_description(hold: str, held: Held, spec) -> str:
+    """What an update held fixed and how, in one sentence (for the output and the report)."""
+    how = (f"at {held.size} posterior draws of the fit, draw by draw" if hold == "draws"
+           else "at their posterior means (one copy: the held uncertainty is not carried)")
+    return ("held fixed " + how + ": loadings, intercepts, cut-points, rater shifts, noise and dispersion, country "
+            f"offsets, the {spec.dynamics.kind} process scales, persistence and trait correlation, the traits' "
+            "standardisation (the new periods are on the fit's scale); sampled: the new periods' traits, and the last "
+            "fitted period's from a normal approximation of their posterior (so the new data move them). The "
+            "earlier periods keep the fit's posterior (the update filters; it does not smooth the past)")
+
+
+def _appended(tree: xr.DataTree, run: xr.DataTree, held: Held, hold: str, panel: Panel, n_old: int) -> xr.DataTree:
+    """The fit's posterior with the new periods appended: per chain, one draw per (filter draw, held copy).
+
+    Each copy's draws are paired with its held draw of the fit (``hold="draws"``; held at the means, with the
+    fit's draws in turn), whose variables they take; the last fitted period's traits are the filter's (the new
+    data move them), and that period's innovations are recomputed from them, so every draw still follows the
+    fitted dynamics exactly (what :mod:`nexusbayes.analysis.forecast` reads).
+    """
+    post = tree["posterior"].to_dataset()
+    new = run["posterior"].to_dataset().stack(pair=("draw", HELD_DIM))
+    n_chain, n_pair = new.sizes["chain"], new.sizes["pair"]
+    copy = np.broadcast_to(new[HELD_DIM].values, (n_chain, n_pair))
+    new = new.drop_vars(["pair", "draw", HELD_DIM]).rename(pair="draw")
+    n_total = post.sizes["chain"] * post.sizes["draw"]
+    source = (held.source_draws[copy] if hold == "draws" else
+              np.linspace(0, n_total - 1, n_chain * n_pair).round().astype(int).reshape(n_chain, n_pair))
+    stacked = post.stack(sample=("chain", "draw")).drop_vars(["sample", "chain", "draw"])
+    periods = list(panel.periods)
+    out = {}
+    for name, var in stacked.data_vars.items():
+        old = var.isel(sample=xr.DataArray(source, dims=("chain", "draw")))
+        if name in EXTENDED:
+            dim = "period" if "period" in var.dims else "step"
+            if name in (THETA, COUNTRY_THETA):   # the last fitted period, as the filter moved it
+                old = old.copy()
+                old[{dim: n_old - 1}] = new[f"{name}_last"].transpose(*old.isel({dim: 0}).dims).values
+            fresh = new[name].assign_coords(period=periods[n_old:]).rename(period=dim)
+            old = xr.concat([old, fresh.transpose(*old.dims)], dim=dim)
+        elif "period" in var.dims or "step" in var.dims:
+            raise UpdateError(f"the fit's posterior variable {name!r} runs over periods, which an update does not "
+                              "extend; refit on all the data instead (nexusbayes fit)")
+        out[name] = old.transpose("chain", "draw", *(d for d in var.dims if d != "sample"))
+    posterior = xr.Dataset(out).assign_coords(chain=np.arange(n_chain), draw=np.arange(n_pair),
+                                              period=periods, step=periods[1:])
+    _restep(posterior, held, copy, hold, np.asarray(panel.period_time, float), n_old)
+    # the filter's own statistics (its draws, not repeated per copy: E-BFMI and divergences are the filter's)
+    result = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": run["sample_stats"].to_dataset()})
+    result.attrs.update({k: v for k, v in tree.attrs.items() if not k.startswith("seconds_")})
+    result.attrs.update({f"base_{k}": v for k, v in tree.attrs.items() if k.startswith("seconds_")})
+    return result
+
+
+def _restep(posterior: xr.Dataset, held: Held, copy: np.ndarray, hold: str, times: np.ndarray, n_old: int) -> None:
+    """Recompute the innovations of the step into the last fitted period from its moved traits (in place)."""
+    if hold != "draws" or "country_z" not in posterior:
+        return
+    k = copy.ravel()
+    gap = times[n_old - 1] - times[n_old - 2]
+    a = np.ones_like(held.inv_sd[k]) if held.phi is None else held.phi[k] ** gap
+    factor = np.sqrt(gap) * np.ones_like(a) if held.phi is None else np.sqrt(1.0 - a**2)
+    inv_sd, pull, chol = held.inv_sd[k][:, None], held.mean_over_sd[k][:, None], held.chol[k]
+
+    def raw(name):   # the raw step into the last fitted period, (sample, unit, trait)
+        v = posterior[name].transpose("chain", "draw", ...).values
+        v = v.reshape(-1, *v.shape[2:])
+        return (v[:, :, n_old - 1] - a[:, None] * v[:, :, n_old - 2] - (a[:, None] - 1.0) * pull) / inv_sd
+
+    def unit_z(steps, scale):   # L z = steps / (scale * factor): z by a triangular solve per sample
+        return np.linalg.solve(chol, (steps / (scale * factor)[:, None]).transpose(0, 2, 1)).transpose(0, 2, 1)
+
+    country = raw(COUNTRY_THETA)
+    shape = posterior["country_z"].transpose("chain", "draw", ...).shape
+    z = posterior["country_z"].transpose("chain", "draw", ...).values.copy()
+    z[:, :, :, n_old - 2] = unit_z(country, held.country_scale[k]).reshape(*shape[:2], *shape[2:3], shape[-1])
+    posterior["country_z"] = (("chain", "draw", *posterior["country_z"].dims[2:]), z)
+    if "region_z" in posterior:
+        region = raw(THETA) - country[:, _region_country(held)]
+        q = ZeroSum.of(_region_country(held)).matrix()
+        contrast = np.einsum("uc,sut->sct", q, region)
+        zr = posterior["region_z"].transpose("chain", "draw", ...).values.copy()
+        zr[:, :, :, n_old - 2] = unit_z(contrast, held.region_scale[k]).reshape(*zr.shape[:3], zr.shape[-1])
+        posterior["region_z"] = (("chain", "draw", *posterior["region_z"].dims[2:]), zr)
+
+
+def _region_country(held: Held) -> np.ndarray:
+    return np.argmax(held.country_average > 0, axis=0)

@@ -1,0 +1,272 @@
+"""The filtering model of an update: the traits of new periods given a fit's held parameters (no sampling here).
+
+A fit updated with new periods (:func:`nexusbayes.inference.update.update`) keeps its measurement
+parameters (loadings, intercepts, cut-points, rater shifts, noise and dispersion, country offsets), its
+process scales, persistence, trait correlation and standardisation *held* at ``K`` posterior draws (or at
+one summary of them). The traits of the last fitted period get a normal approximation of their posterior
+as prior (mean and covariance over the fit's draws), so the new data can move them, as a refit would:
+without it, each copy would start from one fixed draw of them that the new data could not reweight, and
+the new traits' posterior would come out too wide. Given held draw ``k`` the new traits
+follow the fitted dynamics one step at a time, exactly as :mod:`nexusbayes.analysis.forecast` continues them::
+
+    theta[k, h] = a_h theta[k, h-1] + (a_h - 1) mean_over_sd[k] + inv_sd[k] (country step + region step)
+
+(``a_h = 1`` for a random walk, ``phi ** gap`` for AR(1); the steps non-centred, ``scale * factor * L z`` with
+``z`` standard normal, Student-t for ``student_t_rw``, the region steps summing to zero within each country),
+and only the new observations enter the likelihood, through the held measurement parameters. The ``K``
+copies of the new innovations (dim ``held_draw``) are independent given the held draws, so one NUTS run
+samples all of them: copy ``k`` is a draw of the new traits given held draw ``k``, and over ``k`` the
+draws carry the held parameters' uncertainty (the posterior of the new traits given the old data, under
+the approximation that the new data do not move what is held).
+
+The likelihood is one ``pm.Potential`` per likelihood term (``y_<key>``) over the new observations and the
+held draws, by the kernels of :mod:`nexusbayes.model.kernels` (the terms that depend on the data alone
+are left out, as there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from scipy.special import gammaln
+
+from nexusbayes.model.kernels import binomial_kernel, negbin_kernel, normal_kernel, ordinal_kernel
+from nexusbayes.model.roles import COUNTRY_THETA, THETA, Roles, declare
+
+#: The dim of the held copies.
+HELD_DIM = "held_draw"
+
+
+@dataclass(frozen=True)
+class Held:
+    """What an update holds fixed, each array with a leading held-draw axis ``K``.
+
+    Attributes
+    ----------
+    last_mean : ndarray (region * trait,)
+    last_chol : ndarray (region * trait, region * trait)
+        Mean and Cholesky factor of the covariance of the traits in the last fitted period over the fit's
+        draws: their prior here (a normal approximation of their posterior), so the new data can move them.
+    country_average : ndarray (country, region)
+        Each country's traits as the average of its regions' (the model's country path).
+    chol : ndarray (K, trait, trait)
+        Cholesky factor of the trait correlation.
+    country_scale, region_scale, inv_sd, mean_over_sd : ndarray (K, trait)
+        See :class:`nexusbayes.analysis.forecast.Dynamics`.
+    phi : ndarray (K, trait) or None
+        AR(1) persistence.
+    loading : ndarray (K, indicator, trait)
+    intercept : ndarray (K, indicator)
+    offset : ndarray (K, indicator, country) or None
+        Country offsets.
+    nuisance : dict
+        Per likelihood term key, the family's parameters by name (``sigma``, ``inv_dispersion``,
+        ``cutpoints``, ``rater_shift``), each (K, indicator of the term, ...).
+    source_draws : ndarray (K,)
+        The held draws' positions in the fit's stacked (chain, draw) posterior (-1 for a summary).
+    """
+
+    last_mean: np.ndarray
+    last_chol: np.ndarray
+    country_average: np.ndarray
+    chol: np.ndarray
+    country_scale: np.ndarray
+    region_scale: np.ndarray
+    inv_sd: np.ndarray
+    mean_over_sd: np.ndarray
+    phi: np.ndarray | None
+    loading: np.ndarray
+    intercept: np.ndarray
+    offset: np.ndarray | None
+    nuisance: dict
+    source_draws: np.ndarray
+
+    @property
+    def size(self) -> int:
+        """``K``, the number of held copies."""
+        return self.inv_sd.shape[0]
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """The new observations as arrays: indices into the fit's coordinates and each term's values.
+
+    ``period`` counts the new periods from 0; ``blocks`` maps a term key to (rows, local indicator, y,
+    exposure, trials, rater, family name) of its observations.
+    """
+
+    region: np.ndarray
+    period: np.ndarray
+    country: np.ndarray
+    indicator: np.ndarray
+    blocks: dict
+
+
+class UpdateModel:
+    """The filtering model of new periods given held draws: what :func:`nexusbayes.inference.sample.sample` needs.
+
+    Parameters
+    ----------
+    held : Held
+    rows : NewRows
+    centres : ndarray (indicator, 2)
+        The fit's centring constants (its own data's, not the new data's: the held intercepts are relative to them).
+    normal : ndarray (indicator,) bool
+        Whether each indicator is normal (centred on the data scale).
+    gaps : ndarray (new period,)
+        Years from each period to the next, the first from the last fitted period.
+    region_country : ndarray (region,)
+    zero_sum : ndarray (region, contrast)
+        The fit's orthonormal sum-to-zero map of region deviations (empty with one region per country).
+    kind : str
+        The dynamics' kind; ``df`` its Student-t degrees of freedom.
+    coords : dict
+        ``country``, ``region``, ``trait`` and ``period`` (the new periods' labels).
+    spec, panel
+        The fit's spec and the new rows' panel (for the sampler's checks and messages).
+    """
+
+    def __init__(self, held: Held, rows: NewRows, centres, normal, gaps, region_country, zero_sum, kind: str,
+                 df: float, coords: dict, spec, panel):
+        self.held, self.rows, self.centres, self.normal = held, rows, np.asarray(centres), np.asarray(normal)
+        self.gaps, self.region_country, self.zero_sum = np.asarray(gaps, float), np.asarray(region_country), zero_sum
+        self.kind, self.df, self.coords = kind, df, coords
+        self.spec, self.panel = spec, panel
+        self._pymc = None
+
+    @property
+    def cache_salt(self) -> str:
+        """What besides the new rows' structure the compiled model depends on: the held values' shapes and the gaps.
+
+        The held values are data containers (``held_*``), swapped into a compiled model of the same shapes.
+        """
+        digest = hashlib.sha256(f"nexusbayes update {self.kind} {self.df} {self.held.phi is None}".encode())
+        for value in (self.held.last_chol, self.held.loading, self.held.country_average, self.zero_sum,
+                      self.centres, *(v for term in self.held.nuisance.values() for v in term.values())):
+            digest.update(str(np.shape(value)).encode())
+        digest.update(np.ascontiguousarray(self.gaps).tobytes() + np.ascontiguousarray(self.zero_sum).tobytes()
+                      + np.ascontiguousarray(self.held.country_average).tobytes())
+        return digest.hexdigest()
+
+    @property
+    def pymc(self) -> pm.Model:
+        """The PyMC model (built on first use)."""
+        if self._pymc is None:
+            self._pymc = self._graph()
+        return self._pymc
+
+    @property
+    def roles(self) -> Roles:
+        """The role of every variable."""
+        return Roles.of(self.pymc)
+
+    def orient(self, tree):
+        """Nothing to orient: the held loadings fix the new traits' signs."""
+        return tree
+
+    def _innovations(self, name: str, dims: tuple[str, ...]):
+        if self.kind == "student_t_rw":
+            return declare(pm.StudentT(name, nu=self.df, mu=0.0, sigma=1.0, dims=dims), "latent", reflect="trait")
+        return declare(pm.Normal(name, 0.0, 1.0, dims=dims), "latent", reflect="trait")
+
+    def _graph(self) -> pm.Model:
+        held, n_new = self.held, len(self.gaps)
+        coords = {HELD_DIM: np.arange(held.size), **self.coords}
+        has_regions = self.zero_sum.shape[1] > 0
+        if has_regions:
+            coords["region_contrast"] = np.arange(self.zero_sum.shape[1])
+        with pm.Model(coords=coords) as model:
+            chol = pm.Data("held_chol", held.chol)                                 # (K, trait, trait)
+            z_c = self._innovations("country_z", (HELD_DIM, "country", "period", "trait"))
+            c_steps = (z_c[..., None, :] * chol[:, None, None]).sum(-1)          # L z per copy
+            if has_regions:
+                z_r = self._innovations("region_z", (HELD_DIM, "region_contrast", "period", "trait"))
+                r_steps = (z_r[..., None, :] * chol[:, None, None]).sum(-1)
+                r_steps = pt.tensordot(self.zero_sum, r_steps, axes=[[1], [1]]).dimshuffle(1, 0, 2, 3)
+            n_region, n_trait = len(self.coords["region"]), len(self.coords["trait"])
+            coords_last = [f"{r}:{k}" for r in self.coords["region"] for k in self.coords["trait"]]
+            model.add_coord("last_cell", coords_last)
+            z_last = declare(pm.Normal("last_z", 0.0, 1.0, dims=(HELD_DIM, "last_cell")), "latent", reflect="trait")
+            last_chol = pm.Data("held_last_chol", held.last_chol)
+            theta = pm.Data("held_last_mean", held.last_mean) + pt.dot(z_last, last_chol.T)
+            theta = theta.reshape((held.size, n_region, n_trait))
+            theta = declare(pm.Deterministic("theta_last", theta, dims=(HELD_DIM, "region", "trait")), "trait",
+                            reflect="trait")
+            country = (held.country_average[None, :, :, None] * theta[:, None, :, :]).sum(axis=2)
+            declare(pm.Deterministic("country_theta_last", country, dims=(HELD_DIM, "country", "trait")), "trait",
+                    reflect="trait")
+            inv_sd = pm.Data("held_inv_sd", held.inv_sd)[:, None, :]
+            pull = pm.Data("held_mean_over_sd", held.mean_over_sd)[:, None, :]
+            country_scale = pm.Data("held_country_scale", held.country_scale)
+            region_scale = pm.Data("held_region_scale", held.region_scale)
+            phi = None if held.phi is None else pm.Data("held_phi", held.phi)
+            out_r, out_c = [], []
+            for h, gap in enumerate(self.gaps):
+                if phi is None:
+                    a, factor = 1.0, np.sqrt(gap)
+                else:
+                    a = (phi ** gap)[:, None, :]
+                    factor = pt.sqrt(1.0 - (phi ** gap) ** 2)
+                step_c = (country_scale * factor)[:, None, :] * c_steps[:, :, h]
+                step_r = step_c[:, self.region_country]
+                if has_regions:
+                    step_r = step_r + (region_scale * factor)[:, None, :] * r_steps[:, :, h]
+                country = a * country + (a - 1.0) * pull + inv_sd * step_c
+                theta = a * theta + (a - 1.0) * pull + inv_sd * step_r
+                out_r.append(theta)
+                out_c.append(country)
+            theta = declare(pm.Deterministic(THETA, pt.stack(out_r, axis=2), dims=(HELD_DIM, "region", "period",
+                                                                                 "trait")), "trait", reflect="trait")
+            declare(pm.Deterministic(COUNTRY_THETA, pt.stack(out_c, axis=2),
+                                     dims=(HELD_DIM, "country", "period", "trait")), "trait", reflect="trait")
+            assert n_new == len(out_r)
+            self._likelihood(theta)
+        return model
+
+    def _likelihood(self, theta) -> None:
+        """One potential per likelihood term: the new observations' log-density under every held draw."""
+        held, rows = self.held, self.rows
+        for key, (where, local, y, exposure, trials, rater, family) in rows.blocks.items():
+            j, r, t, c = rows.indicator[where], rows.region[where], rows.period[where], rows.country[where]
+            eta = held.intercept[:, j] + np.where(self.normal[j], 0.0, self.centres[j, 0])
+            if held.offset is not None:
+                eta = eta + held.offset[:, j, c]
+            data = lambda name, value, key=key: pm.Data(f"held_{name}_{key}", value)   # noqa: E731
+            eta = data("eta", eta) + (data("loading", held.loading[:, j]) * theta[:, r, t]).sum(-1)   # (K, obs)
+            params = held.nuisance.get(key, {})
+            if family == "normal":
+                sigma = params["sigma"][:, local]
+                logp = normal_kernel(y, eta, self.centres[j, 0], self.centres[j, 1], data("sigma", sigma),
+                                     data("precision", 1.0 / sigma**2), data("log_sigma", np.log(sigma)))
+            elif family == "negbin":
+                alpha = 1.0 / params["inv_dispersion"][:, local]
+                logp = negbin_kernel(y, eta + np.log(exposure), data("alpha", alpha), data("log_alpha", np.log(alpha)),
+                                     data("terms", alpha * np.log(alpha) - gammaln(alpha)),
+                                     data("lgamma_y", gammaln(y + alpha)))
+            elif family in ("binomial", "bernoulli"):
+                logp = binomial_kernel(y, eta, trials if family == "binomial" else 1.0)
+            else:
+                lower, upper, between, first, last = _ordinal_bounds(params, local, y, rater)
+                logp = ordinal_kernel(eta, data("lower", lower), data("upper", upper), data("between", between),
+                                      first, last)
+            pm.Potential(f"y_{key}", logp.sum())
+
+
+def _ordinal_bounds(params: dict, local: np.ndarray, y: np.ndarray, rater: np.ndarray):
+    """The held cut-points around each rating, (K, obs): lower, upper, their ``between`` term, first, last."""
+    cut = params["cutpoints"][:, local]                                     # (K, obs, K_cat - 1)
+    if "rater_shift" in params:
+        has = rater >= 0
+        cut = cut + (params["rater_shift"][:, local, np.where(has, rater, 0)] * has)[..., None]
+    code = y.astype(int) - 1                                                # 0..K_cat-1
+    n_cut = cut.shape[-1]
+    first, last = code == 0, code == n_cut
+    lower = np.take_along_axis(cut, np.maximum(code - 1, 0)[None, :, None], axis=-1)[..., 0]
+    upper = np.take_along_axis(cut, np.minimum(code, n_cut - 1)[None, :, None], axis=-1)[..., 0]
+    with np.errstate(divide="ignore"):
+        between = np.where(first | last, 0.0, np.log(-np.expm1(np.minimum(lower - upper, -1e-300))))
+    return lower, upper, between, first, last
