@@ -3,6 +3,7 @@
 import time
 
 import numpy as np
+import pandas as pd
 import pytensor.tensor as pt
 import pytest
 import xarray as xr
@@ -15,11 +16,12 @@ from nexusbayes.analysis.forecast import (
     forecast_types_table,
     future_times,
 )
+from nexusbayes.analysis.forecast_check import LEVELS, coverage_tolerance
 from nexusbayes.cli import main
 from nexusbayes.constants import TYPES
-from nexusbayes.fit import fit
 from nexusbayes.model.latent import ZeroSum
 from nexusbayes.model.simulate import simulate
+from nexusbayes.workflows.forecast_check import forecast_check
 
 CORR = 0.4
 
@@ -208,20 +210,24 @@ HELD_OUT_SEEDS = (7, 8, 9, 10)
 
 @pytest.fixture(scope="module")
 def held_out():
-    """Simulated 2-country x 6-region panels fitted without their last (7th) year: [(simulation, fit)], seconds."""
+    """Simulated 2-country x 6-region panels fitted without their last (7th) year, and the forecast check of it.
+
+    [(simulation, fit, check)], seconds.
+    """
     start = time.perf_counter()
     fits = []
     for seed in HELD_OUT_SEEDS:
         sim = simulate(n_countries=2, n_regions=6, n_periods=7, seed=seed)
-        kept = sim.frame[sim.frame["period"] < max(sim.panel.periods)]
-        fits.append((sim, fit(sim.spec, kept, draws=300, tune=300, chains=2, seed=1, progress=False, check=False)))
+        result, check = forecast_check(sim.spec, sim.frame, 1, draws=300, tune=300, chains=2, seed=1)
+        assert result.panel.periods == sim.panel.periods[:-1]
+        fits.append((sim, result, check))
     return fits, time.perf_counter() - start
 
 
 def test_held_out_period_lies_in_the_forecast_interval_at_the_nominal_rate(held_out):
     fits, seconds = held_out
     inside, wider = [], []
-    for sim, result in fits:
+    for sim, result, _ in fits:
         fc = result.forecast(periods=1)
         assert list(fc["forecast"]["period"].values) == [max(sim.panel.periods)]
         # the truth is standardised over all seven years, the fit over the first six: the truth on the fit's scale
@@ -245,7 +251,7 @@ def test_held_out_period_lies_in_the_forecast_interval_at_the_nominal_rate(held_
 
 
 def test_forecast_command_writes_tables_and_refuses_to_overwrite(held_out, tmp_path, capsys):
-    (_, result), *_ = held_out[0]
+    (_, result, _), *_ = held_out[0]
     path = result.save(tmp_path / "fit.nc")
     out = tmp_path / "forecast"
     assert main(["forecast", str(path), "--periods", "2", "--out", str(out)]) == 0
@@ -257,3 +263,23 @@ def test_forecast_command_writes_tables_and_refuses_to_overwrite(held_out, tmp_p
     assert main(["forecast", str(path), "--times", "2007.5", "--labels", "mid", "--out", str(out),
                  "--overwrite"]) == 0
     assert "mid" in (out / "forecast_traits.csv").read_text()
+
+
+def test_forecast_beats_no_change_on_held_out_indicators_with_nominal_coverage(held_out):
+    fits, _ = held_out
+    checks = [check for _, _, check in fits]
+    obs = pd.concat([c.observations for c in checks], ignore_index=True)
+    n = len(obs)
+    assert n == sum(len(sim.frame[sim.frame["period"] == max(sim.panel.periods)]) for sim, _, _ in fits)
+    assert all(c.dropped == {} and c.periods == [2006] for c in checks)
+    assert obs["lpd_forecast"].notna().all() and obs["pit"].between(0, 1).all()
+    gain = obs["lpd_forecast"] - obs["lpd_no_change"]
+    scores = checks[0].scores()
+    assert scores["indicator"].iloc[0] == "all" and scores["n"].iloc[0] == len(checks[0].observations)
+    inside = {level: float((np.abs(obs["pit"] - 0.5) <= level / 2).mean()) for level in LEVELS}
+    print(f"held-out indicators: n = {n}; lpd gain over no change {gain.mean():.3f} "
+          f"(SE {gain.std() / np.sqrt(n):.3f}); coverage " + ", ".join(f"{k:.0%}: {v:.3f}" for k, v in inside.items()))
+    # the dynamics widen the prediction where the traits move: the forecast beats holding them still
+    assert gain.mean() > 2 * gain.std() / np.sqrt(n)
+    for level, rate in inside.items():
+        assert abs(rate - level) <= coverage_tolerance(level, n)
