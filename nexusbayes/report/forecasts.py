@@ -22,11 +22,14 @@ import xarray as xr  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from nexusbayes.analysis.forecast import ForecastError, forecast_table, forecast_types_table  # noqa: E402
+from nexusbayes.analysis.forecast_check import ForecastCheck  # noqa: E402
 from nexusbayes.analysis.typology import SAMPLE_DIMS  # noqa: E402
 from nexusbayes.constants import CI_PROB  # noqa: E402
 from nexusbayes.fit import Fit  # noqa: E402
 from nexusbayes.report.figures import RC, _grid  # noqa: E402
 
+#: The stem of the forecast check's table (``forecast_check.csv``, and its report section).
+CHECK_STEM = "forecast_check"
 #: The observed periods shown before the forecast in the fan chart (the last ones).
 HISTORY = 6
 #: The fan's bands, widest first.
@@ -112,3 +115,17 @@ def forecast_section(fit: Fit, periods: int) -> tuple[dict[str, pd.DataFrame], d
                "types are in forecast_types.csv and the table above.")
     figure = fan_chart(fit.tree["posterior"]["theta"], forecast, fit.panel.period_time)
     return forecast_tables(forecast), {"forecast_fan": (caption, figure)}, []
+
+
+def check_section(check: ForecastCheck | None) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """The forecast check's table and its text (what was held out, what the scores mean), or nothing."""
+    if check is None:
+        return {}, {}
+    text = (f"This run was checked by refitting it without its last {len(check.periods)} period(s) and forecasting "
+            f"them: {check.summary()}. lpd: the mean log predictive density of the held-out indicators (higher is "
+            "better); no change: the traits held at the last fitted period; gain: forecast minus no change (with "
+            "its standard error over observations); coverage: the share of held-out values inside the central 50% "
+            "and 90% predictive intervals (randomised PIT), nominal 0.50 and 0.90.")
+    if check.dropped:
+        text += " Not scored: " + "; ".join(f"{n} row(s) whose {reason}" for reason, n in check.dropped.items()) + "."
+    return {CHECK_STEM: check.scores()}, {"text": text}

@@ -283,3 +283,25 @@ def test_forecast_beats_no_change_on_held_out_indicators_with_nominal_coverage(h
     assert gain.mean() > 2 * gain.std() / np.sqrt(n)
     for level, rate in inside.items():
         assert abs(rate - level) <= coverage_tolerance(level, n)
+
+
+def test_run_folder_and_report_section_show_the_forecast_check(held_out, tmp_path):
+    from nexusbayes.report.forecasts import CHECK_STEM, check_section
+    from nexusbayes.report.run import write_run
+
+    (_, result, check), *_ = held_out[0]
+    out = write_run(result, tmp_path / "run", forecast=1, forecast_check=check)   # the report itself: ~50 s
+    table = pd.read_csv(out / "forecast_check.csv")
+    assert list(table["indicator"]) == ["all", *result.panel.indicators]
+    assert table["n"].iloc[0] == len(check.observations)
+    tables, text = check_section(check)
+    assert list(tables) == [CHECK_STEM] and "last 1 period(s)" in text["text"] and "no change" in text["text"]
+    assert check_section(None) == ({}, {})
+
+
+def test_forecast_check_refuses_too_few_periods():
+    sim = simulate(n_countries=1, n_regions=3, n_periods=3, seed=0)
+    with pytest.raises(ForecastError, match="fewer than the two"):
+        forecast_check(sim.spec, sim.frame, 2)
+    with pytest.raises(ForecastError, match="whole number"):
+        forecast_check(sim.spec, sim.frame, 0)
