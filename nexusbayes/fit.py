@@ -178,18 +178,21 @@ class Fit:
         return noncomparability_table(self.tree, self.spec, *(() if ci_prob is None else (ci_prob,)))
 
     # ---- forecasts ---------------------------------------------------------------------------
-    def forecast(self, periods: int | None = None, *, times=None, labels=None, seed: int = 0) -> xr.DataTree:
+    def forecast(self, periods: int | None = None, *, times=None, labels=None, seed: int = 0, covariates=None,
+                 hold_covariates: bool = False) -> xr.DataTree:
         """The traits' predictive distribution ``periods`` ahead (default 1), per region and country, draw by draw.
 
         Groups ``forecast`` (``theta``: chain, draw, region, horizon, trait; ``country_theta``) and, with a
-        typology, ``types`` (P(type) and transitions from the last fitted period). Named eras need ``times``.
+        typology, ``types`` (P(type) and transitions from the last fitted period). Named eras need ``times``;
+        ``[covariates]`` their future values (``covariates``, a table) or ``hold_covariates=True``.
         See :func:`nexusbayes.analysis.forecast.forecast`; tables: :func:`~nexusbayes.analysis.forecast.forecast_table`
         and :func:`~nexusbayes.analysis.forecast.forecast_types_table`.
         """
         if self.spec.is_regime:
             raise forecasting.ForecastError("forecasts of a regime fit (the types' chain run forward) are not "
                                             "implemented yet; fit the spec with [model] kind = \"trait\" to forecast")
-        return forecasting.forecast(self.tree, self.spec, self.panel, periods, times=times, labels=labels, seed=seed)
+        return forecasting.forecast(self.tree, self.spec, self.panel, periods, times=times, labels=labels, seed=seed,
+                                    covariates=covariates, hold_covariates=hold_covariates)
 
     # ---- draws for second-stage analyses -----------------------------------------------------------
     def plausible_values(self, n: int, seed: int = 0) -> plausible.PlausibleValues:
