@@ -407,6 +407,7 @@ def _compare(args) -> int:
 def _sweep(args) -> int:
     import pandas as pd
 
+    from nexusbayes.data.resolve import resolve_covariates
     from nexusbayes.errors import SpecError
     from nexusbayes.outputs import default_out_dir
     from nexusbayes.spec.document import load_spec
@@ -416,7 +417,8 @@ def _sweep(args) -> int:
     if data_path is None:
         raise SpecError(f"{args.spec}: names no data file (`data = ...`)")
     options = {k: v for k in ("draws", "tune", "chains") if (v := getattr(args, k)) is not None}
-    sweep = sweeps.sweep_tasks(spec, data_path, args.kind, options=options)
+    sweep = sweeps.sweep_tasks(spec, data_path, args.kind, options=options,
+                               covariates=resolve_covariates(args.spec, spec))
     out = args.out or default_out_dir(spec.name) / f"sweep-{args.kind}"
     for name, reason in sweep.refused.items():
         print(f"not fitted: {name}: {reason}")
