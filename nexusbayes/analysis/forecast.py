@@ -32,6 +32,7 @@ import pandas as pd
 import xarray as xr
 
 from nexusbayes.analysis import typology
+from nexusbayes.analysis.forecast_centred import centred_forecast
 from nexusbayes.analysis.forecast_covariates import CovariateTerms, future_values
 from nexusbayes.constants import CI_PROB, TYPES
 from nexusbayes.data.panel import Panel
@@ -128,7 +129,7 @@ class Dynamics:
 
     def __init__(self, tree: xr.DataTree, spec: Spec, panel: Panel):
         if spec.dynamics.centred:
-            raise ForecastError("forecasts are not implemented for `centred = true` dynamics (per-region spans) yet")
+            raise ForecastError("centred dynamics are forecast by nexusbayes.analysis.forecast_centred, not Dynamics")
         post = tree["posterior"].to_dataset()
         self.kind = spec.dynamics.kind
         self.df = spec.dynamics.df
@@ -290,13 +291,20 @@ def forecast(tree: xr.DataTree, spec: Spec, panel: Panel, periods: int | None = 
     period_time = np.asarray(panel.period_time, dtype=float)
     times, labels = future_times(period_time, periods, times, labels, eras=spec.periods.eras is not None)
     z_future, said = _future_covariates(spec, panel, labels, covariates, hold_covariates)
-    dynamics = Dynamics(tree, spec, panel)
     post = tree["posterior"].to_dataset()
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-    theta = _draws(post, THETA, ("region", "period", "trait"))[:, :, -1]
-    country_theta = _draws(post, COUNTRY_THETA, ("country", "period", "trait"))[:, :, -1]
-    gaps = np.diff(np.concatenate([[period_time[-1]], times]))
-    future, country_future = dynamics.simulate(theta, country_theta, gaps, np.random.default_rng(seed), z_future)
+    rng = np.random.default_rng(seed)
+    if spec.dynamics.centred:
+        if spec.covariates is not None:
+            raise ForecastError("forecasts of centred walks with [covariates] are not implemented; refit without "
+                                "`centred = true` to forecast with covariates")
+        future, country_future = centred_forecast(post, panel, times, rng, _draws, ForecastError)
+    else:
+        dynamics = Dynamics(tree, spec, panel)
+        theta = _draws(post, THETA, ("region", "period", "trait"))[:, :, -1]
+        country_theta = _draws(post, COUNTRY_THETA, ("country", "period", "trait"))[:, :, -1]
+        gaps = np.diff(np.concatenate([[period_time[-1]], times]))
+        future, country_future = dynamics.simulate(theta, country_theta, gaps, rng, z_future)
     horizon = np.arange(1, len(times) + 1)
     coords = {"region": post["region"].values, "country": post["country"].values, "trait": post["trait"].values,
               "chain": post["chain"].values, "draw": post["draw"].values, "horizon": horizon,

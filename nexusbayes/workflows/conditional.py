@@ -3,12 +3,15 @@
 Plausible values drawn from the measurement model alone shrink a trait's slope in a second-stage regression
 towards zero by the trait's reliability (:mod:`nexusbayes.analysis.second_stage`). Large-scale assessments
 remove that bias by drawing the plausible values from a model that includes the second stage's variables.
-Here the outcome joins the measurement model as one more normal indicator loading (sign free) on the
-formula's traits, ``y = m + s (a + sum_k b_k theta_k + sigma e)``: the same linear-normal regression as the
-second stage, so the traits' posterior, and the plausible values drawn from it, carry the outcome's
-information. The spec with that indicator is refitted (the one cost: a second fit) and the second stage is
-run over its plausible values and combined by Rubin's rules, next to the unconditional plausible values and the
-regression on posterior means of the original fit.
+Here the outcome joins the measurement model as one more normal indicator loading on the formula's traits,
+``y = m + s (a + sum_k b_k theta_k + sigma e)``: the same linear-normal regression as the second stage, so the
+traits' posterior, and the plausible values drawn from it, carry the outcome's information. Each loading's sign
+is fixed to that of the slope on posterior means: with a free sign, a precise outcome beside weak indicators
+gives the refit a mirror mode (trait = minus the outcome, the indicators' loadings near zero) in which chains
+stay, and the slope comes out reversed (seen: -0.84 for a true 0.8 on two binary items). The spec with that
+indicator is refitted (the one cost: a second fit) and the second stage is run over its plausible values and
+combined by Rubin's rules, next to the unconditional plausible values and the regression on posterior means of
+the original fit.
 
 Only formulas whose terms are traits (``y ~ capability + willingness``) can be conditioned on this way; a
 formula with other columns needs them in the measurement model too (a latent regression), not offered here.
@@ -57,7 +60,8 @@ def regress(fit: Fit, formula: str, data: pd.DataFrame, n: int = 20, seed: int =
     base = second_stage.regress(fit, formula, data, n=n, seed=seed, ci_prob=ci_prob)   # validates the input
     if not conditional:
         return base
-    refit = fit_model(conditioned_spec(fit.spec, formula), conditioned_table(fit, formula, data),
+    signs = {t: float(np.sign(base.table.loc[t, "naive_estimate"])) for t in _traits_of(fit.spec, formula)[1]}
+    refit = fit_model(conditioned_spec(fit.spec, formula, signs), conditioned_table(fit, formula, data),
                 covariates=fit.panel.covariates.frame if fit.panel.covariates is not None else None,
                 **{"progress": False, "check": False, **(fit_options or {})})
     cond = second_stage.regress(refit, formula, data, n=n, seed=seed, ci_prob=ci_prob)
@@ -79,13 +83,18 @@ def _traits_of(spec: Spec, formula: str) -> tuple[str, list[str]]:
     return parsed.outcome, traits
 
 
-def conditioned_spec(spec: Spec, formula: str) -> Spec:
-    """The spec with the outcome as a normal indicator loading, sign free, on the formula's traits."""
+def conditioned_spec(spec: Spec, formula: str, signs: dict[str, float] | None = None) -> Spec:
+    """The spec with the outcome as a normal indicator loading on the formula's traits.
+
+    Each loading's sign is that of ``signs[trait]`` (the slope on posterior means), or free without it.
+    """
     outcome, traits = _traits_of(spec, formula)
+    signs = signs or {}
     name = PREFIX + outcome
     if name in spec.indicators:
         raise FormulaError(f"the spec already has an indicator {name!r}: rename the outcome column")
-    indicator = Indicator(family="normal", loads={t: "free" for t in traits},
+    sign = {1.0: "positive", -1.0: "negative"}
+    indicator = Indicator(family="normal", loads={t: sign.get(signs.get(t), "free") for t in traits},
                           label=f"second-stage outcome {outcome!r}")
     return spec.model_copy(update={"indicators": {**spec.indicators, name: indicator}})
 

@@ -150,11 +150,51 @@ def test_student_t_steps_have_the_t_quantiles():
     np.testing.assert_allclose(quartiles, stats.t(spec.dynamics.df).ppf([0.25, 0.75]), atol=0.06)
 
 
-def test_centred_dynamics_are_refused():
-    tree, spec, panel, _ = hand_made("gaussian_rw", n_draw=10)
-    centred = spec.model_copy(update={"dynamics": spec.dynamics.model_copy(update={"centred": True})})
-    with pytest.raises(ForecastError, match="centred"):
-        forecast(tree, centred, panel)
+def test_centred_walks_continue_from_each_span_end():
+    """Prior draws of a centred one-trait model (a consistent 'posterior' without sampling): the forecast step,
+    divided by its scale innovation_sd * sqrt(years since the span's end) / sd, is standard normal."""
+    from nexusbayes.data.read import load_panel
+    from nexusbayes.model.build import Model
+    from nexusbayes.model.predict import prior_draws
+    from nexusbayes.spec.document import Spec
+
+    spec = Spec.from_dict({"name": "votes", "traits": ["ideology"], "dynamics": {"centred": True}, "indicators": {
+        f"case{k}": {"family": "bernoulli", "loads": {"ideology": "positive"}} for k in range(2)}})
+    sim = simulate(spec, n_regions=4, n_periods=5, seed=3)
+    frame = sim.frame[~((sim.frame["region"] == sim.panel.regions[0]) & (sim.frame["period"] >= 2003))]
+    panel = load_panel(frame.reset_index(drop=True), spec)            # the first region's span ends in 2002
+    tree = prior_draws(Model(spec, panel).pymc, 1000, seed=4,
+                       var_names=["region_state", "region_innovation_sd", "theta", "country_theta"])
+    tree = xr.DataTree.from_dict({"posterior": tree["prior"].to_dataset()})
+    fc = forecast(tree, spec, panel, periods=2)
+    post = tree["posterior"]
+    theta = post["theta"].isel(trait=0)
+    future = fc["forecast"]["theta"].isel(trait=0)
+    last = theta.sel(period=2004).copy()
+    last.loc[{"region": panel.regions[0]}] = theta.sel(period=2002, region=panel.regions[0])
+    since = np.array([2.0 if r == panel.regions[0] else 0.0 for r in panel.regions]) + 1.0
+    state_sd = _state_sd(post, panel)
+    scale = post["region_innovation_sd"].isel(trait=0) / state_sd
+    z1 = (future.sel(horizon=1, drop=True) - last) / (scale * xr.DataArray(np.sqrt(since), dims="region"))
+    z2 = (future.sel(horizon=2, drop=True) - future.sel(horizon=1, drop=True)) / scale
+    for z in (z1, z2):
+        values = z.values.ravel()
+        assert abs(values.mean()) < 4 / np.sqrt(len(values)) and abs(values.std() - 1) < 0.05
+    np.testing.assert_allclose(fc["forecast"]["country_theta"].isel(country=0),
+                               future.mean("region").expand_dims(trait=1, axis=-1), atol=1e-12)
+
+
+def _state_sd(post, panel):
+    """The standardisation's SD per draw: the states' SD over the cells with data."""
+    from nexusbayes.analysis.forecast_centred import _spans
+    from nexusbayes.model.design import observed_cells
+
+    first, last, starts = _spans(panel)
+    grid = np.clip(np.arange(len(panel.periods))[None, :], first[:, None], last[:, None])
+    state = post["region_state"].values
+    grid_state = state[..., starts[:, None] + grid - first[:, None]]
+    flat = grid_state.reshape(*state.shape[:2], -1)[..., observed_cells(panel)]
+    return xr.DataArray(flat.std(axis=-1), dims=("chain", "draw"))
 
 
 def test_ar1_forecast_returns_to_the_stationary_distribution():

@@ -47,4 +47,6 @@ def test_conditioning_needs_a_formula_of_traits():
         regress(fitted, "y ~ capability + aid", data, n=3, conditional=True)
     spec = conditioned_spec(SPEC, "y ~ capability")
     assert spec.indicators["outcome_y"].loads == {"capability": "free"}
+    assert conditioned_spec(SPEC, "y ~ capability", {"capability": -1.0}).indicators["outcome_y"].loads == {
+        "capability": "negative"}
     assert spec.indicators["outcome_y"].family == "normal"
