@@ -127,5 +127,5 @@ def check_section(check: ForecastCheck | None) -> tuple[dict[str, pd.DataFrame],
             "its standard error over observations); coverage: the share of held-out values inside the central 50% "
             "and 90% predictive intervals (randomised PIT), nominal 0.50 and 0.90.")
     if check.dropped:
-        text += " Not scored: " + "; ".join(f"{n} row(s) whose {reason}" for reason, n in check.dropped.items()) + "."
+        text += " Not scored: " + "; ".join(f"{n} row(s), {reason}" for reason, n in check.dropped.items()) + "."
     return {CHECK_STEM: check.scores()}, {"text": text}
