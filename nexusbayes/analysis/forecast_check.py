@@ -142,6 +142,8 @@ def score_forecast(tree: xr.DataTree, spec: Spec, kept: Panel, full: Panel, peri
     seed : int
         Seed of the forecast's innovations, the predictive draws and the PIT's randomisation.
 
+    With ``[covariates]``, the forecast takes the held-out periods' covariate values from ``full``'s table.
+
     Returns
     -------
     ForecastCheck
@@ -160,7 +162,11 @@ def score_forecast(tree: xr.DataTree, spec: Spec, kept: Panel, full: Panel, peri
                             "kept periods)")
     design = dataclasses.replace(make_design(held, spec), centres=make_design(kept, spec).centres)
     labels = list(full.periods[-periods:])
-    fc = forecast(tree, spec, kept, times=full.period_time[-periods:], labels=labels, seed=seed)
+    future = None
+    if spec.covariates is not None:
+        table = full.covariates.frame
+        future = table[table["period"].isin(labels)].reset_index(drop=True)
+    fc = forecast(tree, spec, kept, times=full.period_time[-periods:], labels=labels, seed=seed, covariates=future)
     fitted = post[THETA].transpose(*SAMPLE_DIMS, "region", "period", "trait").values
     future = fc["forecast"][THETA].transpose(*SAMPLE_DIMS, "region", "horizon", "trait").values
     last = np.repeat(fitted[:, :, :, -1:], periods, axis=3)

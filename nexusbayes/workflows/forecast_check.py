@@ -49,6 +49,9 @@ def forecast_check(spec: Spec | str | Path, data=None, periods: int = 1, *, cova
     **fit_options
         Passed to :func:`nexusbayes.fit.fit` (``draws``, ``tune``, ``chains``, ``seed``, ``progress``, ...).
 
+    With ``[covariates]`` the kept fit gets the covariate table's rows of the kept periods, and the forecast the
+    held-out periods' values (known: they are the data's).
+
     Returns
     -------
     (Fit, ForecastCheck)
@@ -62,9 +65,9 @@ def forecast_check(spec: Spec | str | Path, data=None, periods: int = 1, *, cova
     if len(full.periods) - periods < 2:
         raise ForecastError(f"the data hold {len(full.periods)} periods: holding out {periods} leaves fewer than "
                             "the two a forecast needs; hold out fewer")
-    if spec.covariates is not None:
-        raise ForecastError("the forecast check of a fit with [covariates] is not implemented yet; check the "
-                            "spec without [covariates]")
     options = {"progress": False, "check": False, **fit_options}
+    if full.covariates is not None:     # the kept periods' rows; the held-out ones feed the forecast
+        table = full.covariates.frame
+        options["covariates"] = table[table["period"].isin(full.periods[:-periods])].reset_index(drop=True)
     result = fit(spec, kept_table(full, periods), **options)
     return result, score_forecast(result.tree, spec, result.panel, full, periods, seed=spec.sampler.seed)

@@ -1,5 +1,7 @@
 """Forecasts of fits with [covariates]: future values from a table, or held at the last values."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -86,3 +88,30 @@ def test_forecast_command_takes_future_covariates(covariate_fit, tmp_path, capsy
     future_table(covariate_fit).to_csv(future, index=False)
     assert main(["forecast", str(path), "--periods", "2", "--covariates", str(future)]) == 0
     assert f"(future covariate values from {future})" in capsys.readouterr().out
+
+
+def test_forecast_check_scores_a_covariate_fit_with_the_held_out_covariates(covariate_fit):
+    from nexusbayes.analysis.forecast_check import score_forecast
+    from nexusbayes.data.covariates import attach_covariates
+    from nexusbayes.data.read import load_panel
+
+    result = covariate_fit
+    frame = result.panel.frame[["country", "region", "period", "indicator", "value", "exposure", "trials"]]
+    frame = frame.loc[:, [c for c in frame.columns if c in result.panel.frame]]
+    # a held-out year 2008: the data of 2007 again, the covariates of 2007 with one region's level1 1 SD higher
+    full_frame = pd.concat([frame, frame[frame["period"] == 2007].assign(period=2008)], ignore_index=True)
+    table = future_table(result, (2008,))
+    region = result.panel.regions[0]
+    table.loc[table["region"] == region, "level1"] += result.panel.covariates.scale[1]
+    covariates = pd.concat([result.panel.covariates.frame, table], ignore_index=True)
+    full = attach_covariates(load_panel(full_frame, result.spec), result.spec, covariates)
+    check = score_forecast(result.tree, result.spec, result.panel, full, 1)
+    obs = check.observations
+    assert len(obs) == int((full_frame["period"] == 2008).sum()) and check.dropped == {}
+    assert obs[["lpd_forecast", "lpd_no_change", "pit"]].notna().all().all()
+    held = score_forecast(result.tree, result.spec, result.panel, dataclasses.replace(
+        full, covariates=attach_covariates(dataclasses.replace(full, covariates=None), result.spec, pd.concat(
+            [result.panel.covariates.frame, future_table(result, (2008,))], ignore_index=True)).covariates), 1)
+    # only the moved region's forecast, hence its observations' scores, change
+    moved = obs["lpd_forecast"].to_numpy() != held.observations["lpd_forecast"].to_numpy()
+    assert moved.any() and set(obs.loc[moved, "region"]) == {region}
