@@ -90,7 +90,7 @@ DRAWS, TUNE, CHAINS, SEED = (bounded_int(1, MAX_DRAWS), bounded_int(0, MAX_DRAWS
 #: ``--forecast K`` of ``fit`` and ``report``: the periods ahead in the tables and the report's fan chart.
 FORECAST = bounded_int(0, 100)
 FORECAST_HELP = (f"forecast K periods ahead in the CSV tables and the report (default {FORECAST_PERIODS}; 0 for none; "
-                 "named eras and centred dynamics get none, with a note)")
+                 "named eras and [covariates] get none, with a note)")
 
 #: What ``nexusbayes --help`` says about the program, above the list of commands.
 DESCRIPTION = """\

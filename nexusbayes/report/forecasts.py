@@ -3,9 +3,9 @@
 By default a run forecasts :data:`~nexusbayes.constants.FORECAST_PERIODS` (1) period ahead: it costs well
 under a second of NumPy on the draws, and one period ahead is the horizon whose calibration the held-out
 check measures; further horizons under a random walk widen fast and are asked for explicitly
-(``nexusbayes fit --forecast K``, ``nexusbayes report --forecast K``; 0 for none). A fit whose dynamics cannot
-be continued (``centred = true``) or whose periods are named eras (no next time known; use
-``nexusbayes forecast --times``) gets a note instead. The innovations are drawn with the spec's sampler seed,
+(``nexusbayes fit --forecast K``, ``nexusbayes report --forecast K``; 0 for none). A fit whose periods
+are named eras (no next time known; use ``nexusbayes forecast --times``) or that has ``[covariates]`` (their
+future values are needed: ``nexusbayes forecast --covariates`` or ``--hold-covariates``) gets a note instead. The innovations are drawn with the spec's sampler seed,
 so the report and the CSV tables show the same forecast.
 """
 
