@@ -5,8 +5,10 @@ under a second of NumPy on the draws, and one period ahead is the horizon whose 
 check measures; further horizons under a random walk widen fast and are asked for explicitly
 (``nexusbayes fit --forecast K``, ``nexusbayes report --forecast K``; 0 for none). A fit whose periods
 are named eras (no next time known; use ``nexusbayes forecast --times``) or that has ``[covariates]`` (their
-future values are needed: ``nexusbayes forecast --covariates`` or ``--hold-covariates``) gets a note instead. The innovations are drawn with the spec's sampler seed,
-so the report and the CSV tables show the same forecast.
+future values are needed: ``nexusbayes forecast --covariates`` or ``--hold-covariates``) gets a note
+instead. The innovations are drawn with the spec's sampler seed, so the report and the CSV tables show the
+same forecast. With ``--forecast-check K`` the report also shows the scores of a forecast of the last K
+periods by a refit without them (:func:`check_section`).
 """
 
 from __future__ import annotations
