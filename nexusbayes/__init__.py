@@ -40,7 +40,7 @@ _API = {
     "load_panel": "nexusbayes.data.read",
     "load_spec": "nexusbayes.spec.document",
     "rank_probabilities": "nexusbayes.analysis.compare",
-    "regress": "nexusbayes.analysis.second_stage",
+    "regress": "nexusbayes.workflows.conditional",
     "sharing_check": "nexusbayes.workflows.sharing",
     "simulate": "nexusbayes.model.simulate",
     "type_distribution": "nexusbayes.analysis.compare",

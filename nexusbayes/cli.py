@@ -90,7 +90,7 @@ DRAWS, TUNE, CHAINS, SEED = (bounded_int(1, MAX_DRAWS), bounded_int(0, MAX_DRAWS
 #: ``--forecast K`` of ``fit`` and ``report``: the periods ahead in the tables and the report's fan chart.
 FORECAST = bounded_int(0, 100)
 FORECAST_HELP = (f"forecast K periods ahead in the CSV tables and the report (default {FORECAST_PERIODS}; 0 for none; "
-                 "named eras and centred dynamics get none, with a note)")
+                 "named eras and [covariates] get none, with a note)")
 
 #: What ``nexusbayes --help`` says about the program, above the list of commands.
 DESCRIPTION = """\
@@ -130,6 +130,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress lines in logs)")
     p.add_argument("--strict", action="store_true", help="exit with status 3 when a diagnostic fails")
     p.add_argument("--forecast", type=FORECAST, default=FORECAST_PERIODS, metavar="K", help=FORECAST_HELP)
+    p.add_argument("--forecast-check", type=FORECAST, default=0, metavar="K",
+                   help="also refit without the last K periods, forecast them and score the forecast on their "
+                        "indicators against a no-change baseline (forecast_check.csv and the report; costs a second "
+                        "fit; default 0: no check)")
     p = sub.add_parser("check", help="validate a spec and its data without fitting")
     p.add_argument("spec", type=Path, help="model specification, e.g. models/kyrgyzstan.toml")
     p = sub.add_parser("summary", help="print the summary of a saved fit (.nc)")
@@ -284,8 +288,9 @@ def _fit(args) -> int:
                          seed=args.seed, until_converged=args.until_converged, progress=not args.no_progress,
                          status=lambda message: print(f"  {message}", flush=True))
         print(summary_text(result))
+        check = _forecast_check(args) if args.forecast_check else None
         print(f"\nBuilding the report; {out}/ is replaced only when everything is written ...", flush=True)
-        write_run(result, folder, report=True, forecast=args.forecast)
+        write_run(result, folder, report=True, forecast=args.forecast, forecast_check=check)
     print(f"Wrote {out}/ (fit.nc, CSV tables, summary.txt) and {out / REPORT_DIR / REPORT_FILE} (open it in a "
           "browser: the verdict, sampling checks, fit to data and results)")
     if any(issubclass(w.category, SamplingWarning) for w in caught):
@@ -294,6 +299,22 @@ def _fit(args) -> int:
     if args.strict and not result.diagnostics.passed:
         return 3
     return 0
+
+
+def _forecast_check(args):
+    """``fit --forecast-check K``: the refit without the last K periods and its scores (None, said, if refused)."""
+    from nexusbayes.analysis.forecast import ForecastError
+    from nexusbayes.workflows.forecast_check import forecast_check
+
+    print(f"\nChecking the forecast: refitting without the last {args.forecast_check} period(s) ...", flush=True)
+    try:
+        _, check = forecast_check(args.spec, periods=args.forecast_check, backend=args.backend, draws=args.draws,
+                                  tune=args.tune, chains=args.chains, seed=args.seed)
+    except ForecastError as exc:
+        print(f"No forecast check: {exc}", file=sys.stderr, flush=True)
+        return None
+    print(f"Forecast check: {check.summary()}", flush=True)
+    return check
 
 
 def verdict_line(diagnostics) -> str:
@@ -387,6 +408,7 @@ def _compare(args) -> int:
 def _sweep(args) -> int:
     import pandas as pd
 
+    from nexusbayes.data.resolve import resolve_covariates
     from nexusbayes.errors import SpecError
     from nexusbayes.outputs import default_out_dir
     from nexusbayes.spec.document import load_spec
@@ -396,7 +418,8 @@ def _sweep(args) -> int:
     if data_path is None:
         raise SpecError(f"{args.spec}: names no data file (`data = ...`)")
     options = {k: v for k in ("draws", "tune", "chains") if (v := getattr(args, k)) is not None}
-    sweep = sweeps.sweep_tasks(spec, data_path, args.kind, options=options)
+    sweep = sweeps.sweep_tasks(spec, data_path, args.kind, options=options,
+                               covariates=resolve_covariates(args.spec, spec))
     out = args.out or default_out_dir(spec.name) / f"sweep-{args.kind}"
     for name, reason in sweep.refused.items():
         print(f"not fitted: {name}: {reason}")

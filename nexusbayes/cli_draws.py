@@ -33,6 +33,11 @@ def add_parsers(sub, positive_int, seed) -> None:
     p.add_argument("--labels", nargs="+", metavar="LABEL",
                    help="the future periods' labels, one per period (default: their years)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the simulated innovations (default 0)")
+    p.add_argument("--covariates", type=Path, metavar="FILE",
+                   help="a fit with [covariates]: their values in the forecast periods (columns region, period and "
+                        "the covariates; one row per region and forecast period)")
+    p.add_argument("--hold-covariates", action="store_true",
+                   help="a fit with [covariates]: hold each region's at its values in the last fitted period")
     p.add_argument("--out", type=Path, help="also write forecast_traits.csv and forecast_types.csv into this folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing CSV files in --out")
     p = sub.add_parser("export", help="write plausible values (posterior draws of the traits and types per "
@@ -120,7 +125,8 @@ def forecast(args) -> int:
         raise OutputExistsError(f"{', '.join(existing)} exist(s); pass --overwrite to replace, or --out DIR")
     result = load(args.fit)
     periods = args.periods if args.periods is not None else (None if args.times else 1)
-    fc = result.forecast(periods, times=args.times, labels=args.labels, seed=args.seed)
+    fc = result.forecast(periods, times=args.times, labels=args.labels, seed=args.seed, covariates=args.covariates,
+                         hold_covariates=args.hold_covariates)
     tables = {"forecast_traits": forecast_table(fc)}
     if "types" in fc.children:
         tables["forecast_types"] = forecast_types_table(fc)
@@ -129,7 +135,8 @@ def forecast(args) -> int:
     shown = tables.get("forecast_types", tables["forecast_traits"])
     draws = fc["forecast"]
     print(f"Forecast of {result.spec.name!r} from {fc.attrs['last_period']}, {draws.sizes['horizon']} period(s) "
-          f"ahead, {draws.sizes['chain'] * draws.sizes['draw']} draws:")
+          f"ahead, {draws.sizes['chain'] * draws.sizes['draw']} draws"
+          + (f" ({fc.attrs['covariates']})" if "covariates" in fc.attrs else "") + ":")
     with pd.option_context("display.width", 200, "display.max_columns", None, "display.max_rows", None):
         print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.out is not None:

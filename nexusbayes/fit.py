@@ -195,11 +195,13 @@ class Fit:
         return drift_size(self.tree, self.spec, *(() if ci_prob is None else (ci_prob,)))
 
     # ---- forecasts ---------------------------------------------------------------------------
-    def forecast(self, periods: int | None = None, *, times=None, labels=None, seed: int = 0) -> xr.DataTree:
+    def forecast(self, periods: int | None = None, *, times=None, labels=None, seed: int = 0, covariates=None,
+                 hold_covariates: bool = False) -> xr.DataTree:
         """The traits' predictive distribution ``periods`` ahead (default 1), per region and country, draw by draw.
 
         Groups ``forecast`` (``theta``: chain, draw, region, horizon, trait; ``country_theta``) and, with a
-        typology, ``types`` (P(type) and transitions from the last fitted period). Named eras need ``times``.
+        typology, ``types`` (P(type) and transitions from the last fitted period). Named eras need ``times``;
+        ``[covariates]`` their future values (``covariates``, a table) or ``hold_covariates=True``.
         See :func:`nexusbayes.analysis.forecast.forecast`; tables: :func:`~nexusbayes.analysis.forecast.forecast_table`
         and :func:`~nexusbayes.analysis.forecast.forecast_types_table`. A regime fit's forecast is its types'
         Markov chain run forward, exact per draw (:func:`nexusbayes.analysis.regime_forecast.regime_forecast`).
@@ -210,7 +212,8 @@ class Fit:
             raise forecasting.ForecastError("this fit was updated with its parameters held at their means, so its "
                                             "draws do not each follow one draw's dynamics; update it with "
                                             "hold=\"draws\" (the default) to forecast from it")
-        return forecasting.forecast(self.tree, self.spec, self.panel, periods, times=times, labels=labels, seed=seed)
+        return forecasting.forecast(self.tree, self.spec, self.panel, periods, times=times, labels=labels, seed=seed,
+                                    covariates=covariates, hold_covariates=hold_covariates)
 
     # ---- a new period -----------------------------------------------------------------------------
     def update(self, new_data, *, hold: str = "draws", n_held: int | None = None, draws: int | None = None,

@@ -25,12 +25,15 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from nexusbayes.analysis import typology
+from nexusbayes.analysis.forecast_centred import centred_forecast
+from nexusbayes.analysis.forecast_covariates import CovariateTerms, future_values
 from nexusbayes.constants import CI_PROB, TYPES
 from nexusbayes.data.panel import Panel
 from nexusbayes.errors import NexusBayesError
@@ -126,10 +129,7 @@ class Dynamics:
 
     def __init__(self, tree: xr.DataTree, spec: Spec, panel: Panel):
         if spec.dynamics.centred:
-            raise ForecastError("forecasts are not implemented for `centred = true` dynamics (per-region spans) yet")
-        if spec.covariates is not None:
-            raise ForecastError("forecasts are not implemented for fits with [covariates] yet (their future values "
-                                "would be needed); refit without [covariates] to forecast")
+            raise ForecastError("centred dynamics are forecast by nexusbayes.analysis.forecast_centred, not Dynamics")
         post = tree["posterior"].to_dataset()
         self.kind = spec.dynamics.kind
         self.df = spec.dynamics.df
@@ -157,6 +157,7 @@ class Dynamics:
             self.country_scale = scale("country_innovation_sd", reference is None)
             self.region_scale = scale("region_innovation_sd", not has_regions)
         self.has_regions = has_regions
+        self.covariates = CovariateTerms(post, spec, panel, _draws) if spec.covariates is not None else None
         self._recover_standardisation(post, np.asarray(panel.period_time, dtype=float))
 
     def decay(self, gap: np.ndarray) -> np.ndarray:
@@ -190,6 +191,10 @@ class Dynamics:
         country_raw, region_raw = self.raw_steps(z_country, z_region, gap)
         theta = _draws(post, THETA, ("region", "period", "trait"))
         country_theta = _draws(post, COUNTRY_THETA, ("country", "period", "trait"))
+        if self.covariates is not None:     # the traits less their covariate terms follow the dynamics
+            terms, country_terms, self.step_terms = self.covariates.fitted(self.decay(gap), gap)
+            theta, country_theta = theta - terms, country_theta - country_terms
+            self.last_terms = terms[:, :, -1], country_terms[:, :, -1]
         a = self.decay(gap)[:, None]                                          # (draw, 1, step, trait)
         # theta[t] - a theta[t-1] = raw step / sd + (a - 1) mean / sd, for countries and regions alike
         y = np.concatenate([country_theta[:, :, 1:] - a * country_theta[:, :, :-1],
@@ -215,17 +220,21 @@ class Dynamics:
                                 f"(relative residual {residual:.2g}): was the spec changed after fitting?")
 
     def simulate(self, theta: np.ndarray, country_theta: np.ndarray, gaps: np.ndarray,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                 rng: np.random.Generator, z_future: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Continue the last period's traits over steps of ``gaps`` years: (draw, unit, horizon, trait) arrays.
 
-        ``theta`` is (draw, region, trait) and ``country_theta`` (draw, country, trait).
+        ``theta`` is (draw, region, trait) and ``country_theta`` (draw, country, trait); with covariates,
+        ``z_future`` (region, horizon, covariate) are their standardised future values.
         """
+        if self.covariates is not None:
+            theta, country_theta = theta - self.last_terms[0], country_theta - self.last_terms[1]
+            acc = self.step_terms
         n_draw, n_trait = theta.shape[0], theta.shape[-1]
         n_country, n_contrast = country_theta.shape[1], self.q.shape[1]
         draw = ((lambda size: rng.standard_t(self.df, size)) if self.kind == "student_t_rw"
                 else rng.standard_normal)
         out_r, out_c = [], []
-        for gap in gaps:
+        for h, gap in enumerate(gaps):
             g = np.array([gap])
             z_country = draw((n_draw, n_country, 1, n_trait))
             z_region = draw((n_draw, n_contrast, 1, n_trait)) if self.has_regions else None
@@ -235,13 +244,19 @@ class Dynamics:
             inv = self.inv_sd[:, None]
             country_theta = a * country_theta + pull + inv * country_step
             theta = a * theta + pull + inv * (country_step[:, self.region_country] + region_step)
-            out_r.append(theta)
-            out_c.append(country_theta)
+            if self.covariates is None:
+                out_r.append(theta)
+                out_c.append(country_theta)
+            else:
+                terms, acc = self.covariates.future(z_future[:, h], acc, a[:, 0], gap)
+                out_r.append(theta + terms)
+                out_c.append(country_theta + self.covariates.country(terms))
         return np.stack(out_r, axis=2), np.stack(out_c, axis=2)
 
 
 def forecast(tree: xr.DataTree, spec: Spec, panel: Panel, periods: int | None = None, *,
-             times: Sequence[float] | None = None, labels: Sequence | None = None, seed: int = 0) -> xr.DataTree:
+             times: Sequence[float] | None = None, labels: Sequence | None = None, seed: int = 0,
+             covariates=None, hold_covariates: bool = False) -> xr.DataTree:
     """The traits' predictive distribution ``periods`` ahead of the last fitted period, one path per draw.
 
     Parameters
@@ -256,6 +271,12 @@ def forecast(tree: xr.DataTree, spec: Spec, panel: Panel, periods: int | None = 
         Times (years) and labels of the future periods (see :func:`future_times`); needed for named eras.
     seed : int
         Seed of the simulated innovations (the same seed gives the same forecast).
+    covariates : path or DataFrame, optional
+        With ``[covariates]``: their values in the forecast periods, a table like the covariate table
+        (``region``, ``period``, the covariates; one row per region and forecast period;
+        :func:`~nexusbayes.analysis.forecast_covariates.future_values`).
+    hold_covariates : bool
+        With ``[covariates]`` and no ``covariates``: hold each region's covariates at their last fitted values.
 
     Returns
     -------
@@ -265,17 +286,25 @@ def forecast(tree: xr.DataTree, spec: Spec, panel: Panel, periods: int | None = 
         ``horizon`` (1, 2, ...) and ``region_country``; with a typology, also ``types``: ``type_probability``
         (region, horizon, type) and ``transition_probability`` (region, horizon, from, to), the probability of
         each type in the last fitted period (``from``) and at the horizon (``to``). The root's attrs hold the
-        last fitted period and the seed.
+        last fitted period, the seed and (with ``[covariates]``) how their future values were set.
     """
     period_time = np.asarray(panel.period_time, dtype=float)
     times, labels = future_times(period_time, periods, times, labels, eras=spec.periods.eras is not None)
-    dynamics = Dynamics(tree, spec, panel)
+    z_future, said = _future_covariates(spec, panel, labels, covariates, hold_covariates)
     post = tree["posterior"].to_dataset()
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-    theta = _draws(post, THETA, ("region", "period", "trait"))[:, :, -1]
-    country_theta = _draws(post, COUNTRY_THETA, ("country", "period", "trait"))[:, :, -1]
-    gaps = np.diff(np.concatenate([[period_time[-1]], times]))
-    future, country_future = dynamics.simulate(theta, country_theta, gaps, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    if spec.dynamics.centred:
+        if spec.covariates is not None:
+            raise ForecastError("forecasts of centred walks with [covariates] are not implemented; refit without "
+                                "`centred = true` to forecast with covariates")
+        future, country_future = centred_forecast(post, panel, times, rng, _draws, ForecastError)
+    else:
+        dynamics = Dynamics(tree, spec, panel)
+        theta = _draws(post, THETA, ("region", "period", "trait"))[:, :, -1]
+        country_theta = _draws(post, COUNTRY_THETA, ("country", "period", "trait"))[:, :, -1]
+        gaps = np.diff(np.concatenate([[period_time[-1]], times]))
+        future, country_future = dynamics.simulate(theta, country_theta, gaps, rng, z_future)
     horizon = np.arange(1, len(times) + 1)
     coords = {"region": post["region"].values, "country": post["country"].values, "trait": post["trait"].values,
               "chain": post["chain"].values, "draw": post["draw"].values, "horizon": horizon,
@@ -291,8 +320,28 @@ def forecast(tree: xr.DataTree, spec: Spec, panel: Panel, periods: int | None = 
         groups["types"] = _types(tree, spec, draws[THETA])
     out = xr.DataTree.from_dict(groups)
     out.attrs.update({"last_period": str(panel.periods[-1]), "last_time": float(period_time[-1]), "seed": seed,
-                      "dynamics": spec.dynamics.kind})
+                      "dynamics": spec.dynamics.kind, **({"covariates": said} if said else {})})
     return out
+
+
+def _future_covariates(spec: Spec, panel: Panel, labels: list, source, hold: bool):
+    """The standardised future covariates (region, horizon, covariate) and what the output says of them."""
+    if spec.covariates is None:
+        if source is not None or hold:
+            raise ForecastError("the fit has no [covariates]: drop the future covariates (--covariates, "
+                                "--hold-covariates)")
+        return None, None
+    if source is not None and hold:
+        raise ForecastError("give future covariate values or hold them at their last values, not both")
+    if source is not None:
+        label = source if isinstance(source, str | Path) else "<DataFrame>"
+        return future_values(source, spec, panel, labels), f"future covariate values from {label}"
+    if not hold:
+        raise ForecastError("the fit has [covariates]: a forecast needs their future values; pass a table of them "
+                            "for the forecast periods (covariates=..., CLI --covariates FILE) or hold each region's "
+                            "at its last values (hold_covariates=True, CLI --hold-covariates)")
+    z = panel.covariates.standardised()[:, -1:]
+    return np.repeat(z, len(labels), axis=1), f"covariates held at their values in {panel.periods[-1]}"
 
 
 def _types(tree: xr.DataTree, spec: Spec, theta: xr.DataArray) -> xr.Dataset:

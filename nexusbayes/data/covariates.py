@@ -64,8 +64,13 @@ def attach_covariates(panel: Panel, spec: Spec, source: str | Path | pd.DataFram
 
 
 def validate_covariates(frame: pd.DataFrame, spec: Spec, panel: Panel, label: str = "<DataFrame>",
-                        file_lines: bool = False) -> CovariateTable:
-    """Check a covariate table against the spec and the panel and put it on the panel's grid."""
+                        file_lines: bool = False, future: bool = False) -> CovariateTable:
+    """Check a covariate table against the spec and the panel and put it on the panel's grid.
+
+    With ``future``, ``panel``'s periods are those of a forecast: every covariate is needed in every one of
+    them (a step covariate too: each is a step), and a covariate may be constant over them (its centre and
+    scale are then the fit's, not these).
+    """
     names = list(spec.covariates.columns)
     frame = frame.copy()
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -97,8 +102,9 @@ def validate_covariates(frame: pd.DataFrame, spec: Spec, panel: Panel, label: st
         problems.add(own.notna() & (country != own).fillna(True),
                      "`country` is not the region's country in the indicator data", got=country)
     period_idx = _period_index(frame["period"], panel)
-    problems.add(period_idx.isna(), "`period` is not a period of the indicator data (periods: "
-                 f"{_listed(panel.periods)})", got=frame["period"])
+    known = "forecast period" if future else "period of the indicator data"
+    problems.add(period_idx.isna(), f"`period` is not a {known} (periods: {_listed(panel.periods)})",
+                 got=frame["period"])
     problems.raise_if_any()
     r, t = region_idx.astype(int).to_numpy(), period_idx.astype(int).to_numpy()
     problems.add(pd.Series(list(zip(r, t, strict=True))).duplicated(keep=False),
@@ -109,7 +115,7 @@ def validate_covariates(frame: pd.DataFrame, spec: Spec, panel: Panel, label: st
     values = np.full((n_region, n_period, len(names)), np.nan)
     needed = np.zeros_like(values, dtype=bool)
     for k, name in enumerate(names):
-        first = 1 if spec.covariates.columns[name].on in ("step", "transition") else 0
+        first = 1 if spec.covariates.columns[name].on in ("step", "transition") and not future else 0
         if first == 1 and n_period < 2:
             raise DataError(f"{label}: covariate {name!r} acts on steps, but the data have a single period")
         needed[:, first:, k] = True
@@ -138,7 +144,7 @@ def validate_covariates(frame: pd.DataFrame, spec: Spec, panel: Panel, label: st
     centre = np.array([values[..., k][needed[..., k]].mean() for k in range(len(names))])
     scale = np.array([values[..., k][needed[..., k]].std() for k in range(len(names))])
     constant = [n for n, s in zip(names, scale, strict=True) if not s > 0]
-    if constant:
+    if constant and not future:
         raise DataError(f"{label}: covariate(s) {constant} take one value in every region-period the model uses, "
                         "so they cannot have an effect (the traits are centred); drop them from [covariates]")
     kept = frame[[*KEYS, *(["country"] if "country" in frame else []), *names]].copy()

@@ -39,6 +39,7 @@ from matplotlib.figure import Figure
 
 from nexusbayes.analysis import typology
 from nexusbayes.analysis.diagnostics import ADVICE, Diagnostics
+from nexusbayes.analysis.forecast_check import ForecastCheck
 from nexusbayes.constants import CI_PROB, ESS_MIN, FORECAST_PERIODS, PARETO_K_MAX, RHAT_MAX, TYPES
 from nexusbayes.errors import NexusBayesError
 from nexusbayes.files import content_digest, spreadsheet_safe_table
@@ -49,7 +50,7 @@ from nexusbayes.model.build import Model
 from nexusbayes.outputs import REPORT, OutputFolder
 from nexusbayes.report import checks, comparison, drift, figures, heaping, noncomparability, reporting
 from nexusbayes.report.covariates import covariate_section
-from nexusbayes.report.forecasts import forecast_section
+from nexusbayes.report.forecasts import CHECK_STEM, check_section, forecast_section
 from nexusbayes.report.tables import column_formatter, result_tables, rounded
 
 REPORT_FILE = "report.html"
@@ -250,7 +251,8 @@ def _with_prior_predictive(fit: Fit) -> xr.DataTree:
 
 
 def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
-                 results: dict[str, pd.DataFrame] | None = None, forecast: int = FORECAST_PERIODS) -> Report:
+                 results: dict[str, pd.DataFrame] | None = None, forecast: int = FORECAST_PERIODS,
+                 forecast_check: ForecastCheck | None = None) -> Report:
     """Compute the report of a fit in memory (nothing is written).
 
     Parameters
@@ -265,6 +267,8 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
         The fit's result tables when already computed (:func:`nexusbayes.report.tables.result_tables`).
     forecast : int
         Periods ahead of the forecast's fan chart and tables (0: none; :mod:`nexusbayes.report.forecasts`).
+    forecast_check : ForecastCheck, optional
+        Scores of held-out periods' forecast (:func:`nexusbayes.workflows.forecast_check.forecast_check`).
 
     Returns
     -------
@@ -357,7 +361,8 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
         figs["results"].update(drift.section(fit, tables))
     figs["results"].update(covariate_section(fit, results, tables))
     fc_tables, fc_figures, fc_notes = forecast_section(fit, forecast)
-    tables.update(fc_tables)
+    check_tables, check_text = check_section(forecast_check)
+    tables.update({**fc_tables, **check_tables})
     notes.extend(fc_notes)
     figs["results"] = rendered({**figs["results"], **fc_figures})
     figs["results"].update(rendered(reporting.reporting_figures(fit)))
@@ -366,7 +371,7 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
         figs["results"].update(rendered(comparison.section(fit, tables, thresholds)))
     figs["results"].update(rendered(noncomparability.section(results, tables, fit.spec.comparability.delta)))
     seconds = time.perf_counter() - start
-    html = render_html(fit, facts, tables, figs, diag, notes, seconds)
+    html = render_html(fit, facts, tables, figs, diag, notes, seconds, check_text.get("text"))
     flat = {stem: fig for group in figs.values() for stem, fig in group.items()}
     csv = {stem: rounded(table) for stem, table in tables.items()}
     return Report(html=html, figures=flat, tables=csv, diagnostics=diag, seconds=seconds, notes=notes, svgs=svgs)
@@ -407,8 +412,8 @@ def _environment() -> jinja2.Environment:
 
 def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame],
                 figs: dict[str, dict[str, tuple[str, bytes]]], diag: Diagnostics, notes: list[str],
-                seconds: float) -> str:
-    """Fill the jinja2 template (autoescaped) with the report's facts, tables and embedded figures."""
+                seconds: float, check_text: str | None = None) -> str:
+    """Fill the jinja2 template (autoescaped) with the report's facts, tables, figures (and forecast check's text)."""
     def images(group):
         return [{"stem": stem, "caption": caption, "uri": _uri(data)} for stem, (caption, data) in figs[group].items()]
 
@@ -439,6 +444,8 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
         "thresholds": _table(tables["typology_thresholds"]) if "typology_thresholds" in tables else None,
         "comparison": differences, "notes": notes, "forecast_types": _table(tables["forecast_types"])
         if "forecast_types" in tables else None, "data_warnings": fit.panel.warnings,
+        "forecast_check": _table(tables[CHECK_STEM]) if CHECK_STEM in tables else None,
+        "forecast_check_text": check_text,
         "reporting": _table(tables["reporting_model"]) if "reporting_model" in tables else None,
         "drift": _table(tables[drift.SIZE]) if drift.SIZE in tables else None,
         "covariates": {k: _table(v) for k, v in tables.items() if k.startswith("covar")},

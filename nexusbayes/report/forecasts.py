@@ -3,10 +3,12 @@
 By default a run forecasts :data:`~nexusbayes.constants.FORECAST_PERIODS` (1) period ahead: it costs well
 under a second of NumPy on the draws, and one period ahead is the horizon whose calibration the held-out
 check measures; further horizons under a random walk widen fast and are asked for explicitly
-(``nexusbayes fit --forecast K``, ``nexusbayes report --forecast K``; 0 for none). A fit whose dynamics cannot
-be continued (``centred = true``) or whose periods are named eras (no next time known; use
-``nexusbayes forecast --times``) gets a note instead. The innovations are drawn with the spec's sampler seed,
-so the report and the CSV tables show the same forecast.
+(``nexusbayes fit --forecast K``, ``nexusbayes report --forecast K``; 0 for none). A fit whose periods
+are named eras (no next time known; use ``nexusbayes forecast --times``) or that has ``[covariates]`` (their
+future values are needed: ``nexusbayes forecast --covariates`` or ``--hold-covariates``) gets a note
+instead. The innovations are drawn with the spec's sampler seed, so the report and the CSV tables show the
+same forecast. With ``--forecast-check K`` the report also shows the scores of a forecast of the last K
+periods by a refit without them (:func:`check_section`).
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ import xarray as xr  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from nexusbayes.analysis.forecast import ForecastError, forecast_table, forecast_types_table  # noqa: E402
+from nexusbayes.analysis.forecast_check import ForecastCheck  # noqa: E402
 from nexusbayes.analysis.regime_forecast import forecast_type_intervals  # noqa: E402
 from nexusbayes.analysis.typology import SAMPLE_DIMS  # noqa: E402
 from nexusbayes.constants import CI_PROB  # noqa: E402
 from nexusbayes.fit import Fit  # noqa: E402
 from nexusbayes.report.figures import RC, _grid  # noqa: E402
 
+#: The stem of the forecast check's table (``forecast_check.csv``, and its report section).
+CHECK_STEM = "forecast_check"
 #: The observed periods shown before the forecast in the fan chart (the last ones).
 HISTORY = 6
 #: The fan's bands, widest first.
@@ -118,3 +123,17 @@ def forecast_section(fit: Fit, periods: int) -> tuple[dict[str, pd.DataFrame], d
                "types are in forecast_types.csv and the table above.")
     figure = fan_chart(fit.tree["posterior"]["theta"], forecast, fit.panel.period_time)
     return forecast_tables(forecast), {"forecast_fan": (caption, figure)}, []
+
+
+def check_section(check: ForecastCheck | None) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """The forecast check's table and its text (what was held out, what the scores mean), or nothing."""
+    if check is None:
+        return {}, {}
+    text = (f"This run was checked by refitting it without its last {len(check.periods)} period(s) and forecasting "
+            f"them: {check.summary()}. lpd: the mean log predictive density of the held-out indicators (higher is "
+            "better); no change: the traits held at the last fitted period; gain: forecast minus no change (with "
+            "its standard error over observations); coverage: the share of held-out values inside the central 50% "
+            "and 90% predictive intervals (randomised PIT), nominal 0.50 and 0.90.")
+    if check.dropped:
+        text += " Not scored: " + "; ".join(f"{n} row(s), {reason}" for reason, n in check.dropped.items()) + "."
+    return {CHECK_STEM: check.scores()}, {"text": text}

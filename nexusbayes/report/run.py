@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from nexusbayes import interrupts
+from nexusbayes.analysis.forecast_check import ForecastCheck
 from nexusbayes.constants import FORECAST_PERIODS, TYPES
 from nexusbayes.errors import OutputExistsError
 from nexusbayes.files import atomic_write, write_csv
@@ -14,29 +15,33 @@ from nexusbayes.fit import Fit
 from nexusbayes.inference.run_length import describe
 from nexusbayes.outputs import FIT_FILE, REPORT, RUN, OutputFolder, write_manifest
 from nexusbayes.report import REPORT_DIR, build_report
+from nexusbayes.report.forecasts import CHECK_STEM
 from nexusbayes.report.tables import result_tables, rounded
 
 
 # ---- a fit's run folder -----------------------------------------------------------------------------
 def write_run(fit: Fit, out_dir: str | Path | OutputFolder, overwrite: bool = False, report: bool = False,
-              forecast: int = FORECAST_PERIODS) -> Path:
+              forecast: int = FORECAST_PERIODS, forecast_check: ForecastCheck | None = None) -> Path:
     """Write ``fit.nc``, the CSV tables, ``summary.txt`` (and with ``report``, ``report/``) into ``out_dir``.
 
     All or nothing, in one final swap (see :class:`OutputFolder`). ``out_dir`` may be a folder
     already claimed by the caller (the command line claims it before fitting). The tables include the
     forecast ``forecast`` periods ahead (``forecast_traits.csv``, ``forecast_types.csv``; 0 for none; see
-    :mod:`nexusbayes.report.forecasts` for the default of one).
+    :mod:`nexusbayes.report.forecasts` for the default of one), and with ``forecast_check`` (the scores of
+    :func:`nexusbayes.workflows.forecast_check.forecast_check`) ``forecast_check.csv`` and its report section.
     """
     def fill(tmp: Path) -> None:
         fit.save(tmp / FIT_FILE)
         results = result_tables(fit, forecast)        # computed once, for the CSVs and the report
+        if forecast_check is not None:
+            results[CHECK_STEM] = forecast_check.scores()
         for name, table in results.items():
             write_csv(rounded(table), tmp / f"{name}.csv")
         (tmp / "summary.txt").write_text(summary_text(fit) + "\n", encoding="utf-8")
         if report:
             folder = tmp / REPORT_DIR
             folder.mkdir()
-            build_report(fit, results=results, forecast=forecast).write(folder)
+            build_report(fit, results=results, forecast=forecast, forecast_check=forecast_check).write(folder)
             write_manifest(folder, REPORT)
 
     if isinstance(out_dir, OutputFolder):

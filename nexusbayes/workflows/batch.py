@@ -129,6 +129,8 @@ class Task:
     spec: Spec
     data: TaskData
     options: dict = dataclasses.field(default_factory=dict)
+    #: The covariate table of a spec with ``[covariates]`` (a path, visible to the workers, or a DataFrame).
+    covariates: Path | pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.match(NAME_PATTERN, self.name) or len(self.name) > 100:
@@ -144,6 +146,8 @@ class Task:
                             f"{', '.join(FIT_OPTIONS)}")
         if isinstance(self.data, str | Path):
             object.__setattr__(self, "data", Path(self.data).resolve())
+        if isinstance(self.covariates, str | Path):
+            object.__setattr__(self, "covariates", Path(self.covariates).resolve())
 
 
 def task_seeds(batch_seed: int, name: str) -> tuple[int, int]:
@@ -262,7 +266,7 @@ def execute(task: Task, seeds: tuple[int, int], summarise: Summariser = diagnost
     """
     data, truth = _materialise(task.data, task.spec, seeds[0])
     options = {"seed": seeds[1], **task.options}
-    result = fit(task.spec, data, progress=False, check=False, **options)
+    result = fit(task.spec, data, progress=False, check=False, covariates=task.covariates, **options)
     files = {}
     if save_fit:
         with tempfile.TemporaryDirectory(prefix="nexusbayes-batch-") as tmp:
@@ -334,6 +338,8 @@ def _job(task: Task, batch_seed: int, summarise: Summariser, save_fits: bool) ->
     identity = {"name": task.name, "spec": task.spec.to_toml(), "data": _describe(task.data),
                 "options": task.options, "batch_seed": batch_seed, "seeds": list(seeds),
                 "summarise": _callable_name(summarise)}
+    if task.covariates is not None:
+        identity["covariates"] = _describe(task.covariates)
     return Job(task.name, identity, execute, (task, seeds, summarise, save_fits))
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from nexusbayes.constants import SWEEP_KINDS
+from nexusbayes.data.covariates import attach_covariates
 from nexusbayes.data.panel import validate
 from nexusbayes.data.read import read_table
 from nexusbayes.errors import NexusBayesError, SpecError
@@ -43,7 +44,8 @@ class Sweep:
 
 
 def sweep_tasks(spec: Spec, data: str | Path | pd.DataFrame, kind: str, *, options: dict | None = None,
-                factors: tuple[float, ...] = (0.5, 2.0), fields: Iterable[str] | None = None) -> Sweep:
+                factors: tuple[float, ...] = (0.5, 2.0), fields: Iterable[str] | None = None,
+                covariates: str | Path | pd.DataFrame | None = None) -> Sweep:
     """Build the tasks of a sensitivity sweep.
 
     Parameters
@@ -63,6 +65,9 @@ def sweep_tasks(spec: Spec, data: str | Path | pd.DataFrame, kind: str, *, optio
         Multipliers of the prior scales (``prior_scale``).
     fields : iterable of str, optional
         Prior fields to sweep (``prior_scale``); default every scale field the model uses.
+    covariates : path or DataFrame, optional
+        The covariate table of a spec with ``[covariates]``, given to every task (a ``per_country`` task gets
+        the rows of its country's regions).
 
     Returns
     -------
@@ -87,10 +92,13 @@ def sweep_tasks(spec: Spec, data: str | Path | pd.DataFrame, kind: str, *, optio
     options = dict(options or {})
     source = Path(data).resolve() if isinstance(data, str | Path) else data
     frame, label, _ = read_table(source)
-    tasks = [Task("baseline", spec, source, options)]
+    if covariates is not None and spec.covariates is None:
+        raise SpecError("a covariate table was given, but the spec has no [covariates]")
+    covariates = Path(covariates).resolve() if isinstance(covariates, str | Path) else covariates
+    tasks = [Task("baseline", spec, source, options, covariates)]
     refused: dict[str, str] = {}
     if kind == "prior_scale":
-        used = _used_prior_fields(spec, frame, label)
+        used = _used_prior_fields(spec, frame, label, covariates)
         chosen = list(fields) if fields is not None else used
         unknown = [f for f in chosen if f not in PRIOR_FIELDS]
         if unknown:
@@ -102,7 +110,7 @@ def sweep_tasks(spec: Spec, data: str | Path | pd.DataFrame, kind: str, *, optio
                     refused[name] = f"this model does not use priors.{field}"
                     continue
                 priors = spec.priors.model_copy(update={field: getattr(spec.priors, field) * factor})
-                tasks.append(Task(name, spec.model_copy(update={"priors": priors}), source, options))
+                tasks.append(Task(name, spec.model_copy(update={"priors": priors}), source, options, covariates))
     elif kind == "leave_one_indicator_out":
         for indicator in spec.indicators:
             name = _safe_name("drop", indicator)
@@ -116,7 +124,8 @@ def sweep_tasks(spec: Spec, data: str | Path | pd.DataFrame, kind: str, *, optio
             if reason is not None:
                 refused[name] = reason
                 continue
-            tasks.append(Task(name, variant, frame[frame["indicator"] != indicator].reset_index(drop=True), options))
+            tasks.append(Task(name, variant, frame[frame["indicator"] != indicator].reset_index(drop=True), options,
+                              covariates))
     else:
         countries = sorted(frame["country"].dropna().astype(str).unique())
         for country in countries:
@@ -124,8 +133,8 @@ def sweep_tasks(spec: Spec, data: str | Path | pd.DataFrame, kind: str, *, optio
             if len(countries) == 1:
                 refused[name] = "the data hold a single country: its fit is the baseline"
                 continue
-            tasks.append(Task(name, spec, frame[frame["country"].astype(str) == country].reset_index(drop=True),
-                              options))
+            rows = frame[frame["country"].astype(str) == country].reset_index(drop=True)
+            tasks.append(Task(name, spec, rows, options, _own_rows(covariates, rows)))
     return Sweep(kind=kind, tasks=tasks, refused=refused)
 
 
@@ -133,10 +142,19 @@ def _safe_name(prefix: str, label: str) -> str:
     return f"{prefix}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}"[:100]
 
 
-def _used_prior_fields(spec: Spec, frame: pd.DataFrame, label: str) -> list[str]:
+def _own_rows(covariates, rows: pd.DataFrame) -> pd.DataFrame | None:
+    """The covariate table's rows of the regions in ``rows`` (a country's data), or None without a table."""
+    if covariates is None:
+        return None
+    table = read_table(covariates)[0]
+    regions = set(rows["region"].astype(str).str.strip())
+    return table[table["region"].astype(str).str.strip().isin(regions)].reset_index(drop=True)
+
+
+def _used_prior_fields(spec: Spec, frame: pd.DataFrame, label: str, covariates=None) -> list[str]:
     """The ``[priors]`` scale fields the model of ``spec`` on these data uses (its roles registry; samples nothing)."""
     try:
-        panel = validate(frame, spec, label)
+        panel = attach_covariates(validate(frame, spec, label), spec, covariates)
     except NexusBayesError:
         return list(PRIOR_FIELDS)   # the baseline task will report the data problem
     return Model(spec, panel).roles.used_prior_fields()

@@ -3,6 +3,7 @@
 import time
 
 import numpy as np
+import pandas as pd
 import pytensor.tensor as pt
 import pytest
 import xarray as xr
@@ -15,11 +16,12 @@ from nexusbayes.analysis.forecast import (
     forecast_types_table,
     future_times,
 )
+from nexusbayes.analysis.forecast_check import LEVELS, coverage_tolerance
 from nexusbayes.cli import main
 from nexusbayes.constants import TYPES
-from nexusbayes.fit import fit
 from nexusbayes.model.latent import ZeroSum
 from nexusbayes.model.simulate import simulate
+from nexusbayes.workflows.forecast_check import forecast_check
 
 CORR = 0.4
 
@@ -148,11 +150,51 @@ def test_student_t_steps_have_the_t_quantiles():
     np.testing.assert_allclose(quartiles, stats.t(spec.dynamics.df).ppf([0.25, 0.75]), atol=0.06)
 
 
-def test_centred_dynamics_are_refused():
-    tree, spec, panel, _ = hand_made("gaussian_rw", n_draw=10)
-    centred = spec.model_copy(update={"dynamics": spec.dynamics.model_copy(update={"centred": True})})
-    with pytest.raises(ForecastError, match="centred"):
-        forecast(tree, centred, panel)
+def test_centred_walks_continue_from_each_span_end():
+    """Prior draws of a centred one-trait model (a consistent 'posterior' without sampling): the forecast step,
+    divided by its scale innovation_sd * sqrt(years since the span's end) / sd, is standard normal."""
+    from nexusbayes.data.read import load_panel
+    from nexusbayes.model.build import Model
+    from nexusbayes.model.predict import prior_draws
+    from nexusbayes.spec.document import Spec
+
+    spec = Spec.from_dict({"name": "votes", "traits": ["ideology"], "dynamics": {"centred": True}, "indicators": {
+        f"case{k}": {"family": "bernoulli", "loads": {"ideology": "positive"}} for k in range(2)}})
+    sim = simulate(spec, n_regions=4, n_periods=5, seed=3)
+    frame = sim.frame[~((sim.frame["region"] == sim.panel.regions[0]) & (sim.frame["period"] >= 2003))]
+    panel = load_panel(frame.reset_index(drop=True), spec)            # the first region's span ends in 2002
+    tree = prior_draws(Model(spec, panel).pymc, 1000, seed=4,
+                       var_names=["region_state", "region_innovation_sd", "theta", "country_theta"])
+    tree = xr.DataTree.from_dict({"posterior": tree["prior"].to_dataset()})
+    fc = forecast(tree, spec, panel, periods=2)
+    post = tree["posterior"]
+    theta = post["theta"].isel(trait=0)
+    future = fc["forecast"]["theta"].isel(trait=0)
+    last = theta.sel(period=2004).copy()
+    last.loc[{"region": panel.regions[0]}] = theta.sel(period=2002, region=panel.regions[0])
+    since = np.array([2.0 if r == panel.regions[0] else 0.0 for r in panel.regions]) + 1.0
+    state_sd = _state_sd(post, panel)
+    scale = post["region_innovation_sd"].isel(trait=0) / state_sd
+    z1 = (future.sel(horizon=1, drop=True) - last) / (scale * xr.DataArray(np.sqrt(since), dims="region"))
+    z2 = (future.sel(horizon=2, drop=True) - future.sel(horizon=1, drop=True)) / scale
+    for z in (z1, z2):
+        values = z.values.ravel()
+        assert abs(values.mean()) < 4 / np.sqrt(len(values)) and abs(values.std() - 1) < 0.05
+    np.testing.assert_allclose(fc["forecast"]["country_theta"].isel(country=0),
+                               future.mean("region").expand_dims(trait=1, axis=-1), atol=1e-12)
+
+
+def _state_sd(post, panel):
+    """The standardisation's SD per draw: the states' SD over the cells with data."""
+    from nexusbayes.analysis.forecast_centred import _spans
+    from nexusbayes.model.design import observed_cells
+
+    first, last, starts = _spans(panel)
+    grid = np.clip(np.arange(len(panel.periods))[None, :], first[:, None], last[:, None])
+    state = post["region_state"].values
+    grid_state = state[..., starts[:, None] + grid - first[:, None]]
+    flat = grid_state.reshape(*state.shape[:2], -1)[..., observed_cells(panel)]
+    return xr.DataArray(flat.std(axis=-1), dims=("chain", "draw"))
 
 
 def test_ar1_forecast_returns_to_the_stationary_distribution():
@@ -208,20 +250,24 @@ HELD_OUT_SEEDS = (7, 8, 9, 10)
 
 @pytest.fixture(scope="module")
 def held_out():
-    """Simulated 2-country x 6-region panels fitted without their last (7th) year: [(simulation, fit)], seconds."""
+    """Simulated 2-country x 6-region panels fitted without their last (7th) year, and the forecast check of it.
+
+    [(simulation, fit, check)], seconds.
+    """
     start = time.perf_counter()
     fits = []
     for seed in HELD_OUT_SEEDS:
         sim = simulate(n_countries=2, n_regions=6, n_periods=7, seed=seed)
-        kept = sim.frame[sim.frame["period"] < max(sim.panel.periods)]
-        fits.append((sim, fit(sim.spec, kept, draws=300, tune=300, chains=2, seed=1, progress=False, check=False)))
+        result, check = forecast_check(sim.spec, sim.frame, 1, draws=300, tune=300, chains=2, seed=1)
+        assert result.panel.periods == sim.panel.periods[:-1]
+        fits.append((sim, result, check))
     return fits, time.perf_counter() - start
 
 
 def test_held_out_period_lies_in_the_forecast_interval_at_the_nominal_rate(held_out):
     fits, seconds = held_out
     inside, wider = [], []
-    for sim, result in fits:
+    for sim, result, _ in fits:
         fc = result.forecast(periods=1)
         assert list(fc["forecast"]["period"].values) == [max(sim.panel.periods)]
         # the truth is standardised over all seven years, the fit over the first six: the truth on the fit's scale
@@ -245,7 +291,7 @@ def test_held_out_period_lies_in_the_forecast_interval_at_the_nominal_rate(held_
 
 
 def test_forecast_command_writes_tables_and_refuses_to_overwrite(held_out, tmp_path, capsys):
-    (_, result), *_ = held_out[0]
+    (_, result, _), *_ = held_out[0]
     path = result.save(tmp_path / "fit.nc")
     out = tmp_path / "forecast"
     assert main(["forecast", str(path), "--periods", "2", "--out", str(out)]) == 0
@@ -257,3 +303,45 @@ def test_forecast_command_writes_tables_and_refuses_to_overwrite(held_out, tmp_p
     assert main(["forecast", str(path), "--times", "2007.5", "--labels", "mid", "--out", str(out),
                  "--overwrite"]) == 0
     assert "mid" in (out / "forecast_traits.csv").read_text()
+
+
+def test_forecast_beats_no_change_on_held_out_indicators_with_nominal_coverage(held_out):
+    fits, _ = held_out
+    checks = [check for _, _, check in fits]
+    obs = pd.concat([c.observations for c in checks], ignore_index=True)
+    n = len(obs)
+    assert n == sum(len(sim.frame[sim.frame["period"] == max(sim.panel.periods)]) for sim, _, _ in fits)
+    assert all(c.dropped == {} and c.periods == [2006] for c in checks)
+    assert obs["lpd_forecast"].notna().all() and obs["pit"].between(0, 1).all()
+    gain = obs["lpd_forecast"] - obs["lpd_no_change"]
+    scores = checks[0].scores()
+    assert scores["indicator"].iloc[0] == "all" and scores["n"].iloc[0] == len(checks[0].observations)
+    inside = {level: float((np.abs(obs["pit"] - 0.5) <= level / 2).mean()) for level in LEVELS}
+    print(f"held-out indicators: n = {n}; lpd gain over no change {gain.mean():.3f} "
+          f"(SE {gain.std() / np.sqrt(n):.3f}); coverage " + ", ".join(f"{k:.0%}: {v:.3f}" for k, v in inside.items()))
+    # the dynamics widen the prediction where the traits move: the forecast beats holding them still
+    assert gain.mean() > 2 * gain.std() / np.sqrt(n)
+    for level, rate in inside.items():
+        assert abs(rate - level) <= coverage_tolerance(level, n)
+
+
+def test_run_folder_and_report_section_show_the_forecast_check(held_out, tmp_path):
+    from nexusbayes.report.forecasts import CHECK_STEM, check_section
+    from nexusbayes.report.run import write_run
+
+    (_, result, check), *_ = held_out[0]
+    out = write_run(result, tmp_path / "run", forecast=1, forecast_check=check)   # the report itself: ~50 s
+    table = pd.read_csv(out / "forecast_check.csv")
+    assert list(table["indicator"]) == ["all", *result.panel.indicators]
+    assert table["n"].iloc[0] == len(check.observations)
+    tables, text = check_section(check)
+    assert list(tables) == [CHECK_STEM] and "last 1 period(s)" in text["text"] and "no change" in text["text"]
+    assert check_section(None) == ({}, {})
+
+
+def test_forecast_check_refuses_too_few_periods():
+    sim = simulate(n_countries=1, n_regions=3, n_periods=3, seed=0)
+    with pytest.raises(ForecastError, match="fewer than the two"):
+        forecast_check(sim.spec, sim.frame, 2)
+    with pytest.raises(ForecastError, match="whole number"):
+        forecast_check(sim.spec, sim.frame, 0)

@@ -51,8 +51,9 @@ def test_dynamics_that_cannot_be_continued_get_a_note_not_an_error(hostile):
     centred = fit.spec.model_copy(update={"dynamics": fit.spec.dynamics.model_copy(update={"centred": True})})
     tables, figures, notes = forecast_section(Fit(tree=fit.tree, spec=centred, panel=fit.panel), 1)
     assert tables == {} and figures == {}
-    assert notes == ["No forecast in this run: forecasts are not implemented for `centred = true` dynamics "
-                     "(per-region spans) yet"]
+    # a spec that does not match the draws (centred walks store their states)
+    assert notes == ["No forecast in this run: the fit's posterior has no 'region_state', which its spec's dynamics "
+                     "need: was the spec changed after fitting?"]
     assert forecast_section(fit, 0) == ({}, {}, [])
 
 

@@ -352,3 +352,32 @@ def test_sweep_command_prints_one_row_per_task(tmp_path, monkeypatch, capsys):
     assert seen["summarise"] is batch.sweep_summary and seen["out_dir"] == tmp_path / "sweep"
     printed = capsys.readouterr().out
     assert "theta.C1.willingness" in printed and "country-C2" in printed
+
+
+@pytest.mark.parametrize("kind", ["per_country", "prior_scale", "leave_one_indicator_out"])
+def test_swept_fits_keep_the_covariate_table(kind, tmp_path, monkeypatch):
+    from nexusbayes.data.covariates import attach_covariates
+    from nexusbayes.data.read import load_panel
+    from nexusbayes.spec.sections import CovariateEffect, CovariatesSpec
+
+    spec = default_spec(covariates=CovariatesSpec(columns={"aid": CovariateEffect(on="level",
+                                                                                   traits=["capability"])}))
+    sim = simulate(spec, n_countries=2, n_regions=3, n_periods=3, seed=2)
+    path = tmp_path / "cov.csv"
+    sim.panel.covariates.frame.to_csv(path, index=False)
+    sweep = sweep_tasks(spec, sim.frame, kind, covariates=path, fields=["loading"] if kind == "prior_scale" else None)
+    assert len(sweep.tasks) > 1
+    for task in sweep.tasks:
+        # what fit does with the task's data and covariates: every task's panel carries the table
+        panel = attach_covariates(load_panel(task.data, task.spec), task.spec, task.covariates)
+        assert panel.covariates is not None and panel.covariates.names == ["aid"]
+        if task.name.startswith("country-"):
+            assert set(task.covariates["region"]) == set(panel.regions) and len(panel.countries) == 1
+    with pytest.raises(SpecError, match="no \\[covariates\\]"):
+        sweep_tasks(SPEC, sim.frame, kind, covariates=path)
+    # the worker passes the table on to fit
+    seen = {}
+    monkeypatch.setattr(batch, "fit", lambda *a, **k: seen.update(k) or (_ for _ in ()).throw(RuntimeError("stop")))
+    with pytest.raises(RuntimeError, match="stop"):
+        batch.execute(sweep.tasks[-1], (1, 2))
+    assert seen["covariates"] is sweep.tasks[-1].covariates
