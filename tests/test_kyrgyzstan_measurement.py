@@ -89,3 +89,13 @@ def test_the_naive_spec_is_worse_than_the_full_one(kyrgyzstan):
     p_full = kyrgyzstan.group_era_summary().set_index(["group", "era"]).loc[cell, "degraded"]
     print({"degraded, naive": p_naive, "full": p_full})
     assert p_naive < p_full - 0.1, (p_naive, p_full)
+
+
+def test_the_run_folder_holds_the_measurement_tables(kyrgyzstan_run):
+    _, out = kyrgyzstan_run
+    reporting = pd.read_csv(out / "reporting_model.csv")
+    assert set(reporting["indicator"]) == {"staff", "trafficking_officers"}
+    loading = reporting[(reporting["parameter"].str.contains("capability"))].set_index("indicator")
+    assert (loading["q05"] > 0).all(), loading            # fewer reports where capability is low
+    shares = pd.read_csv(out / "report" / "heap_share.csv")
+    assert set(shares["indicator"]) == {"seizures", "quota"} and set(shares["component"]) == {"heap"}
