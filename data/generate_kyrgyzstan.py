@@ -11,8 +11,16 @@ Run from the repository root (or anywhere)::
 
     python data/generate_kyrgyzstan.py
 
-It is deterministic (seed ``SEED``) and overwrites its own outputs, ``data/kyrgyzstan.csv`` and
-``data/kyrgyzstan_truth.csv`` (each written to a temporary file first, then moved into place).
+The memo's measurement problems are then drawn on top of that honest panel, each from its own random stream and
+with the equations of the model's own options (section 4 below): non-reports where capability is low
+(``missing = "informative"``), quota heaping (``quota``) and an unrecorded widening of abuse-report monitoring
+after 2005 (``drift = "intercept"``).
+
+It is deterministic (seed ``SEED``) and overwrites its own outputs (each written to a temporary file first, then
+moved into place): ``data/kyrgyzstan.csv`` (the panel with the problems), ``data/kyrgyzstan_naive.csv`` (the same
+without its quota column, for ``models/kyrgyzstan_naive.toml``), ``data/kyrgyzstan_plain.csv`` (the honest panel,
+without the problems), ``data/kyrgyzstan_truth.csv`` (the traits) and ``data/kyrgyzstan_measurement_truth.csv``
+(the problems' true values).
 See ``data/README.md`` for the assumptions and the data dictionary.
 """
 

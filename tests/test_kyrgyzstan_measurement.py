@@ -99,3 +99,21 @@ def test_the_run_folder_holds_the_measurement_tables(kyrgyzstan_run):
     assert (loading["q05"] > 0).all(), loading            # fewer reports where capability is low
     shares = pd.read_csv(out / "report" / "heap_share.csv")
     assert set(shares["indicator"]) == {"seizures", "quota"} and set(shares["component"]) == {"heap"}
+
+
+def test_the_generator_reproduces_the_bundled_files(tmp_path, monkeypatch, capsys):
+    """The five files are exactly what ``data/generate_kyrgyzstan.py`` writes (it once broke unnoticed)."""
+    import importlib.util
+
+    source = ROOT / "data" / "generate_kyrgyzstan.py"
+    module_spec = importlib.util.spec_from_file_location("generate_kyrgyzstan", source)
+    generator = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(generator)
+    names = ("OUT_DATA", "OUT_TRUTH", "OUT_PLAIN", "OUT_NAIVE", "OUT_MEASUREMENT_TRUTH")
+    for name in names:
+        monkeypatch.setattr(generator, name, tmp_path / getattr(generator, name).name)
+    assert generator.main() == 0
+    for name in names:
+        written = getattr(generator, name)
+        assert written.read_bytes() == (ROOT / "data" / written.name).read_bytes(), written.name
+    assert "not reported" in capsys.readouterr().out
