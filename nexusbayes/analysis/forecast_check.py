@@ -31,7 +31,7 @@ from nexusbayes.data.panel import Panel
 from nexusbayes.data.reporting import no_non_reports
 from nexusbayes.model.design import make_design
 from nexusbayes.model.heaping import mix_draws
-from nexusbayes.model.measurement import DRIFT
+from nexusbayes.model.drift import WALKS
 from nexusbayes.model.predict import _logp, _predictors, draw_chunks
 from nexusbayes.model.roles import THETA
 from nexusbayes.spec.document import Spec
@@ -153,8 +153,8 @@ def score_forecast(tree: xr.DataTree, spec: Spec, kept: Panel, full: Panel, peri
         raise ForecastError(f"the kept panel's periods {kept.periods} are not the full panel's "
                             f"{full.periods} without its last {periods}: refit on the periods before them")
     post = tree["posterior"].to_dataset()
-    if DRIFT in post:
-        raise ForecastError("indicators with `drift` have intercepts that move with the periods, and no forecast "
+    if any(walk.path in post for walk in WALKS):
+        raise ForecastError("indicators with `drift` have intercepts or loadings that move with the periods, and no forecast "
                             "of them: the forecast check needs a spec without drift")
     held, dropped = held_out_panel(full, kept, periods)
     if held.n_obs == 0:
