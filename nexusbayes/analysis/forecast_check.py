@@ -30,8 +30,8 @@ from nexusbayes.analysis.forecast import SAMPLE_DIMS, ForecastError, forecast
 from nexusbayes.data.panel import Panel
 from nexusbayes.data.reporting import no_non_reports
 from nexusbayes.model.design import make_design
-from nexusbayes.model.heaping import mix_draws
 from nexusbayes.model.drift import WALKS
+from nexusbayes.model.heaping import mix_draws
 from nexusbayes.model.predict import _logp, _predictors, draw_chunks
 from nexusbayes.model.roles import THETA
 from nexusbayes.spec.document import Spec
@@ -154,8 +154,8 @@ def score_forecast(tree: xr.DataTree, spec: Spec, kept: Panel, full: Panel, peri
                             f"{full.periods} without its last {periods}: refit on the periods before them")
     post = tree["posterior"].to_dataset()
     if any(walk.path in post for walk in WALKS):
-        raise ForecastError("indicators with `drift` have intercepts or loadings that move with the periods, and no forecast "
-                            "of them: the forecast check needs a spec without drift")
+        raise ForecastError("indicators with `drift` have intercepts or loadings that move with the periods, and "
+                            "no forecast of them: the forecast check needs a spec without drift")
     held, dropped = held_out_panel(full, kept, periods)
     if held.n_obs == 0:
         raise ForecastError("no held-out observation can be scored (their regions or indicators are not in the "

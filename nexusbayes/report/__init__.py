@@ -24,11 +24,9 @@ Examples
 from __future__ import annotations
 
 import base64
-import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import jinja2
@@ -42,23 +40,20 @@ from nexusbayes.analysis.diagnostics import ADVICE, Diagnostics
 from nexusbayes.analysis.forecast_check import ForecastCheck
 from nexusbayes.constants import CI_PROB, ESS_MIN, FORECAST_PERIODS, PARETO_K_MAX, RHAT_MAX, TYPES
 from nexusbayes.errors import NexusBayesError
-from nexusbayes.files import content_digest, spreadsheet_safe_table
+from nexusbayes.files import spreadsheet_safe_table
 from nexusbayes.fit import Fit
-from nexusbayes.inference import compile_cache
-from nexusbayes.inference.run_length import describe
 from nexusbayes.model.build import Model
 from nexusbayes.outputs import REPORT, OutputFolder
 from nexusbayes.report import checks, comparison, drift, figures, heaping, noncomparability, reporting
 from nexusbayes.report.covariates import covariate_section
 from nexusbayes.report.forecasts import CHECK_STEM, check_section, forecast_section
+from nexusbayes.report.header import run_facts
 from nexusbayes.report.tables import column_formatter, result_tables, rounded
 
 REPORT_FILE = "report.html"
 #: Folder of the report inside a run folder (``nexusbayes fit`` writes it there).
 REPORT_DIR = "report"
 SECTIONS = ("header", "verdict", "sampling", "fit-to-data", "results")
-LIBRARIES = ("nexusbayes", "pymc", "pytensor", "nutpie", "arviz", "arviz-base", "arviz-stats", "arviz-plots",
-             "numpy", "xarray", "pandas", "matplotlib", "jinja2")
 
 
 @dataclass
@@ -116,77 +111,6 @@ class Report:
 
 
 # ---- computing -------------------------------------------------------------------------------------
-def _version(lib: str) -> str:
-    try:
-        return version(lib)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def _header(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
-    """Run facts (key -> text), versions, and row counts per indicator."""
-    attrs = fit.tree.attrs
-    panel = fit.panel
-    spec_text = attrs.get("nexusbayes_spec") or fit.spec.to_toml()
-    digest = attrs.get("nexusbayes_sha256") or content_digest(spec_text, panel.data_table())
-    source = str(panel.source)     # a loaded fit's: the data-source attribute, covered by the file's digest
-    facts = {
-        "spec name": fit.spec.name,
-        "data source": source,
-        "SHA-256 of spec and data (as fitted)": digest,
-        **_file_digests(source),
-        "observations": str(panel.n_obs),
-        "countries / regions / periods / indicators": (f"{len(panel.countries)} / {len(panel.regions)} / "
-                                                       f"{len(panel.periods)} / {len(panel.indicators)}"),
-        "region-periods without observations": str(len(panel.empty_cells)),
-        "sampler": str(attrs.get("sampler", "unknown")),
-        "chains x draws (tune)": f"{attrs.get('chains')} x {attrs.get('draws')} ({attrs.get('tune')})",
-        **({"run length": run_length} if (run_length := describe(attrs)) else {}),
-        "target_accept": str(attrs.get("target_accept")),
-        "mass-matrix adaptation": str(attrs.get("adaptation", "unknown")),
-        "seed": str(attrs.get("seed")),
-        "compile time (s)": f"{float(attrs.get('seconds_compile', np.nan)):.1f}",
-        "compiled model": compile_cache.SOURCES.get(str(attrs.get("compile_source")), "not recorded"),
-        "sampling time (s)": f"{float(attrs.get('seconds_sampling', np.nan)):.1f}",
-        "post-processing time (s)": f"{float(attrs.get('seconds_postprocess', np.nan)):.1f}",
-        "credible intervals": f"{CI_PROB:.0%} equal-tailed",
-        **({"update (no full refit)": f"added {attrs.get('update_added_periods')}; {attrs['update_held']}"}
-           if "update_held" in attrs else {}),
-    }
-    fitted = {lib.removeprefix("version_"): str(v) for lib, v in attrs.items() if lib.startswith("version_")}
-    fitted["nexusbayes"] = str(attrs.get("nexusbayes_version", _version("nexusbayes")))   # unsaved: this one
-    rows = [{"library": lib, "at fit": fitted.get(lib, "(not recorded)"), "at report": _version(lib)}
-            for lib in LIBRARIES]
-    versions = pd.DataFrame(rows)
-    frame = panel.frame
-    counts = frame.groupby("indicator", sort=False).agg(observations=("value", "size"),
-                                                          regions=("region", "nunique"),
-                                                          periods=("period", "nunique"))
-    counts = counts.reindex(panel.indicators).reset_index()
-    counts.insert(1, "family", [fit.spec.indicators[n].family for n in counts["indicator"]])
-    counts.insert(2, "label", [fit.spec.indicators[n].label or "" for n in counts["indicator"]])
-    return facts, versions, counts
-
-
-def _file_digests(source: str) -> dict[str, str]:
-    """SHA-256 of each data file as it is now, one fact per file (a fit on several files joins them with " + ").
-
-    A file that cannot be found is named as such; a table given as a DataFrame has no file.
-    """
-    files = [source] if Path(source).is_file() else source.split(" + ")
-    if len(files) == 1:
-        return {"SHA-256 of the data file now": _file_digest(files[0])}
-    return {f"SHA-256 of data file {k} now ({Path(name).name})": _file_digest(name)
-            for k, name in enumerate(files, start=1)}
-
-
-def _file_digest(name: str) -> str:
-    path = Path(name)
-    if name.startswith("<"):
-        return f"(no file: the data were given as {name})"
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else f"(file not found: {name})"
-
-
 def _named(label, posterior: xr.Dataset) -> str:
     """``region_z[3, 2001, willingness]`` as ``region_z[region_contrast=3, step=2001, trait=willingness]``.
 
@@ -289,7 +213,7 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     roles = fit.roles
     deterministics = [entry.name for entry in roles if not entry.free]
     rank = checks.rank_tests(checks.hyperparameters(tree, roles.scales()))
-    facts, versions, counts = _header(fit)
+    facts, versions, counts = run_facts(fit)
     tables: dict[str, pd.DataFrame] = {
         "run_info": pd.DataFrame({"item": list(facts), "value": list(facts.values())}),
         "versions": versions, "rows_per_indicator": counts,

@@ -20,7 +20,7 @@ from nexusbayes.inference.run_length import Gates
 from nexusbayes.inference.sample import check_complete, sample
 from nexusbayes.model.build import Model
 from nexusbayes.model.simulate import simulate
-from nexusbayes.report import _header
+from nexusbayes.report.header import run_facts
 from nexusbayes.report.run import summary_text
 from nexusbayes.spec.document import Spec
 from nexusbayes.spec.sections import SamplerSpec
@@ -72,7 +72,7 @@ def test_summary_and_report_header_say_how_long_it_ran(model, by_need):
     result = Fit(tree=tree, spec=model.spec, panel=model.panel)
     said = "by need: 150 draws per chain kept, where R-hat and ESS first passed (checked every 50, cap 300)"
     assert f"  run length {said}" in summary_text(result).splitlines()
-    facts, _, _ = _header(result)
+    facts, _, _ = run_facts(result)
     assert facts["run length"] == said and facts["chains x draws (tune)"] == "2 x 150 (300)"
 
 

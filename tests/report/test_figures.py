@@ -21,7 +21,7 @@ from matplotlib.text import Text
 from nexusbayes import report as report_module
 from nexusbayes.constants import TYPES
 from nexusbayes.model.build import build_model
-from nexusbayes.report import build_report, checks, comparison, figures
+from nexusbayes.report import build_report, checks, comparison, figures, header
 from nexusbayes.report.run import summary_text
 
 
@@ -215,13 +215,13 @@ def test_every_data_file_of_a_multi_file_fit_is_hashed_and_named(tmp_path):
     one, two = tmp_path / "KG.csv", tmp_path / "TJ.csv"
     one.write_text("a\n1\n")
     two.write_text("a\n2\n")
-    facts = report_module._file_digests(f"{one} + {two}")
+    facts = header.file_digests(f"{one} + {two}")
     assert facts == {"SHA-256 of data file 1 now (KG.csv)": hashlib.sha256(b"a\n1\n").hexdigest(),
                      "SHA-256 of data file 2 now (TJ.csv)": hashlib.sha256(b"a\n2\n").hexdigest()}
     two.unlink()
-    assert report_module._file_digests(f"{one} + {two}")["SHA-256 of data file 2 now (TJ.csv)"] \
+    assert header.file_digests(f"{one} + {two}")["SHA-256 of data file 2 now (TJ.csv)"] \
         == f"(file not found: {two})"
-    assert report_module._file_digests(str(one)) == {"SHA-256 of the data file now":
+    assert header.file_digests(str(one)) == {"SHA-256 of the data file now":
                                                      hashlib.sha256(b"a\n1\n").hexdigest()}
 
 
