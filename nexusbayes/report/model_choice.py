@@ -51,11 +51,14 @@ def distance(first: xr.DataArray, second: xr.DataArray) -> xr.DataArray:
 
 
 def loo_table(comparison: ModelComparison) -> pd.DataFrame:
-    """The LOO table with the fits' names as a column, best first, and whether the difference exceeds 2 SE."""
+    """The LOO table with the fits' names as a column, best first, and whether a fit's shortfall exceeds 2 SE.
+
+    ``elpd_diff`` is each fit's elpd minus the best's (0 or negative), ``dse`` its standard error.
+    """
     table = comparison.loo.rename_axis("model").reset_index()
     table = table[["model", *[c for c in LOO_COLUMNS if c in table.columns]]]
-    diff, dse = table["elpd_diff"].to_numpy(float), table["dse"].to_numpy(float)
-    table["beyond_2se"] = np.where(diff > 0, diff > 2 * dse, False)
+    shortfall, dse = -table["elpd_diff"].to_numpy(float), table["dse"].to_numpy(float)   # elpd_diff <= 0
+    table["beyond_2se"] = (shortfall > 0) & (shortfall > 2 * dse)
     return table
 
 
@@ -70,7 +73,7 @@ def agreement_figure(first: xr.DataArray, second: xr.DataArray, names: tuple[str
         image = ax.imshow(gap.transpose("region", "period").values, vmin=0.0, vmax=1.0, cmap="Reds", aspect="auto")
         for r, t in zip(*np.nonzero(modal[0] != modal[1]), strict=True):
             ax.text(t, r, f"{TYPES[modal[0][r, t]][0]}/{TYPES[modal[1][r, t]][0]}", ha="center", va="center",
-                    fontsize=6)
+                    fontsize=6, color="white" if float(gap.transpose("region", "period")[r, t]) > 0.5 else "black")
         ax.set_xticks(range(len(periods)), periods, rotation=90, fontsize=7)
         ax.set_yticks(range(len(regions)), regions, fontsize=7)
         ax.set_title(f"{names[0]} vs {names[1]}: distance between P(type); letters: modal types where they differ",
@@ -89,7 +92,7 @@ def section(first, second, names: tuple[str, str] | None = None,
     comparison = comparison or compare_models(first, second, names)
     probs = [type_probabilities(f) for f in (first, second)]
     caption = (f"Model choice: PSIS-LOO prefers {comparison.loo.index[0]} "
-               f"(elpd difference {comparison.loo['elpd_diff'].iloc[1]:.1f}, SE {comparison.loo['dse'].iloc[1]:.1f}); "
+               f"by {-comparison.loo['elpd_diff'].iloc[1]:.1f} elpd (SE {comparison.loo['dse'].iloc[1]:.1f}); "
                f"the modal types agree in {comparison.agreement:.0%} of region-periods. Colour: the distance between "
                "the two fits' type probabilities per region-period; letters: the two modal types where they differ "
                f"(Pareto k above {PARETO_K_MAX} is counted in model_comparison.csv).")
