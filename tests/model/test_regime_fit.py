@@ -106,7 +106,10 @@ def preference(comparison, better: str, worse: str) -> tuple[float, float]:
 
 
 def test_loo_prefers_the_regime_model_on_regime_data(regime_run):
-    """Measured: MEASURE."""
+    """Measured: regime ahead by 80.6 elpd (SE 12.3); modal types agree in 94 of 96 region-periods.
+
+    Pareto k above 0.7 for 5 (regime) and 33 (trait) of the 576 observations: the counts are in the table.
+    """
     sim, regime = regime_run
     trait = short_fit(default_spec(), validate(sim.frame, default_spec()), 1)
     result = compare_models(trait, regime)
@@ -116,7 +119,7 @@ def test_loo_prefers_the_regime_model_on_regime_data(regime_run):
 
 
 def test_loo_prefers_the_trait_model_on_trait_data(trait_data_runs):
-    """Measured: MEASURE."""
+    """Measured: trait ahead by 95.9 elpd (SE 14.1); modal types agree in 84 of 96 region-periods."""
     result = compare_models(*trait_data_runs)
     diff, se = preference(result, "trait", "regime")
     assert diff > 2 * se, result.loo
