@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all-periods", action="store_true", help="report every period")
     p.add_argument("--out", type=Path, help="also write the tables as CSV into this folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing CSV files in --out")
-    cli_choice.add_parser(sub)
+    cli_choice.add_parser(sub, bounded_int(50, 1200))
     cli_draws.add_parsers(sub, positive_int, SEED)
     p = sub.add_parser("sweep", help="fit variants of a spec (prior scales, indicators left out, countries) on a "
                                      "Dask cluster and print them side by side; rerun to resume")

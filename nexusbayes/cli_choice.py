@@ -15,8 +15,8 @@ from pathlib import Path
 FIGURE = "model_agreement.png"
 
 
-def add_parser(sub) -> None:
-    """Add the ``compare-models`` subcommand."""
+def add_parser(sub, dpi) -> None:
+    """Add the ``compare-models`` subcommand (``dpi``: the argparse type of the figure's resolution)."""
     p = sub.add_parser("compare-models", help="compare two saved fits of the same data (e.g. trait and regime "
                                               "kinds) by PSIS-LOO and by their modal types")
     p.add_argument("fits", type=Path, nargs=2, metavar="FIT",
@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--names", nargs=2, metavar="NAME", help="the fits' names in the tables (default: their kinds)")
     p.add_argument("--out", type=Path, help="also write the tables (CSV) and the agreement figure (PNG) here")
     p.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
-    p.add_argument("--dpi", type=int, default=120, help="resolution of the figure (default 120)")
+    p.add_argument("--dpi", type=dpi, default=120, help="resolution of the figure (default 120; 300 for print)")
 
 
 def compare_models_command(args) -> int:
