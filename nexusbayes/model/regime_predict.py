@@ -9,7 +9,8 @@ states summed out), the smoothed P(type) per region-period, a draw of the state 
 * ``log_likelihood.y_<key>`` (chain, draw, obs_<key>): each observation's log-density given the draw's sampled
   states, as the trait model's is given the draw's theta: both condition on their latent variables drawn from
   the posterior, so PSIS-LOO leaves out one observation in both on the same footing (the report's LOO and
-  :func:`nexusbayes.analysis.compare_models.compare_models` read it);
+  :func:`nexusbayes.analysis.model_choice.compare_models` read it; a saved fit leaves it out and
+  :func:`log_likelihood` recomputes it from the stored ``regime.type_state``);
 * ``regime.region_loglik`` (chain, draw, region): each region's whole series with the states summed out, the
   marginal likelihood per region (for leaving a region's series out; the trait model has no counterpart
   until its theta path is integrated out too);

@@ -136,7 +136,8 @@ def test_saved_regime_fit_recomputes_its_log_likelihood(trait_data_runs, tmp_pat
 
 
 def test_report_with_the_model_choice(trait_data_runs):
+    """The regime fit's report (no threshold sensitivity to compute: the cheaper one) with the trait fit beside it."""
     trait, regime = trait_data_runs
-    report = build_report(trait, dpi=50, compare_with=regime)
+    report = build_report(regime, dpi=50, compare_with=trait)
     assert report.tables["model_comparison"]["model"].tolist() == ["trait", "regime"]
     assert "model_agreement" in report.figures and 'id="model-choice"' in report.html
