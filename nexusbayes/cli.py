@@ -6,6 +6,7 @@ Commands
 ``nexusbayes check SPEC``    validate the spec and its data without fitting
 ``nexusbayes summary FIT``   print the summary of a saved fit
 ``nexusbayes compare FIT``   compare countries (or regions) of a saved fit
+``nexusbayes compare-models A B``   compare two fits of the same data (trait and regime kinds) by PSIS-LOO
 ``nexusbayes sweep SPEC --kind KIND``   fit variants of a spec on a Dask cluster, print them side by side
 ``nexusbayes report FIT``    write the diagnostics report of a saved fit (``report.html``, PNG figures, CSV tables)
 ``nexusbayes sbc SPEC``      simulation-based calibration on the shape of the spec's data, on a Dask cluster; resumable
@@ -23,7 +24,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from nexusbayes import cli_draws, interrupts
+from nexusbayes import cli_choice, cli_draws, interrupts
 from nexusbayes.constants import FORECAST_PERIODS, SWEEP_KINDS
 from nexusbayes.errors import Interrupted, NexusBayesError, count_range
 from nexusbayes.spec.limits import MAX_CHAINS, MAX_DRAWS
@@ -147,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all-periods", action="store_true", help="report every period")
     p.add_argument("--out", type=Path, help="also write the tables as CSV into this folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing CSV files in --out")
+    cli_choice.add_parser(sub, bounded_int(50, 1200))
     cli_draws.add_parsers(sub, positive_int, SEED)
     p = sub.add_parser("sweep", help="fit variants of a spec (prior scales, indicators left out, countries) on a "
                                      "Dask cluster and print them side by side; rerun to resume")
@@ -170,6 +172,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="resolution of the PNG figures (default 120; 300 for print)")
     p.add_argument("--svg", action="store_true", help="also write every figure as SVG (for papers)")
     p.add_argument("--forecast", type=FORECAST, default=FORECAST_PERIODS, metavar="K", help=FORECAST_HELP)
+    p.add_argument("--compare-with", type=Path, metavar="FIT", help="another saved fit of the same data (e.g. the "
+                   "other model kind): adds the model choice by PSIS-LOO to the report")
     p = sub.add_parser("quick", help="approximate first look (variational inference, no diagnostics): types by "
                                      "group and era, labelled APPROXIMATE")
     p.add_argument("spec", type=Path, help="model specification, e.g. models/kyrgyzstan.toml")
@@ -205,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             status = {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare,
                       "sweep": _sweep, "report": _report, "sbc": _sbc, "quick": _quick,
                       "forecast": cli_draws.forecast, "export": cli_draws.export,
-                      "update": cli_draws.update}[args.command](args)
+                      "update": cli_draws.update,
+                      "compare-models": cli_choice.compare_models_command}[args.command](args)
         if interrupts.received():    # a signal held back (during a folder's swap) or swallowed: honoured now
             return _interrupted(args.command, None)
         return status
@@ -364,8 +369,10 @@ def _report(args) -> int:
 
     result = load(args.fit)
     out = args.out or args.fit.parent / REPORT_DIR
-    page = write_report(result, out, overwrite=args.overwrite, inputs=[args.fit], dpi=args.dpi, svg=args.svg,
-                        forecast=args.forecast)
+    other = load(args.compare_with) if args.compare_with else None
+    inputs = [args.fit] + ([args.compare_with] if other is not None else [])
+    page = write_report(result, out, overwrite=args.overwrite, inputs=inputs, dpi=args.dpi, svg=args.svg,
+                        forecast=args.forecast, compare_with=other)
     print(result.diagnostics.text())
     print(f"Wrote {page}")
     if not result.diagnostics.passed:

@@ -293,8 +293,7 @@ class Fit:
             raise OutputExistsError(f"{path} exists; pass overwrite=True (or --overwrite) to replace it")
         tree = self.tree.copy()
         for group in DERIVED_GROUPS:
-            # a regime fit's log-likelihood is conditional on the state paths sampled after sampling: kept
-            if group in tree.children and not self.spec.is_regime:
+            if group in tree.children:
                 del tree[group]
         data = self.panel.data_table()
         stored = data.assign(**{ROW_LABEL: self.panel.row_labels()})

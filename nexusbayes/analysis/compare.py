@@ -49,6 +49,9 @@ class Drawn(Protocol):
     def region_country(self) -> dict[str, str]:
         """Country of each region."""
 
+    def with_log_likelihood(self) -> xr.DataTree:
+        """The tree with its pointwise ``log_likelihood`` group (recomputed when a loaded fit has none)."""
+
 
 class CompareError(NexusBayesError):
     """A comparison asked for a unit or period the fit does not have."""

@@ -27,6 +27,7 @@ import xarray as xr
 from nexusbayes.analysis import regime, typology
 from nexusbayes.analysis.compare import Drawn
 from nexusbayes.constants import PARETO_K_MAX, TYPES
+from nexusbayes.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,8 @@ def compare_models(first: Drawn, second: Drawn, names: tuple[str, str] | None = 
 
     Raises
     ------
-    ValueError
-        When the two fits were not fitted to the same observations.
+    DataError
+        When the two fits were not fitted to the same observations (a ``ValueError``).
     """
     import arviz_stats as azs
 
@@ -91,10 +92,10 @@ def compare_models(first: Drawn, second: Drawn, names: tuple[str, str] | None = 
     a, b = first.tree["observed_data"].to_dataset(), second.tree["observed_data"].to_dataset()
     if sorted(a.data_vars) != sorted(b.data_vars) or any(
             a[v].shape != b[v].shape or not np.array_equal(a[v].values, b[v].values) for v in a.data_vars):
-        raise ValueError("compare_models needs two fits of the same observations; these were fitted to different "
-                         "data (refit both models to one data set)")
-    # a loaded trait fit recomputes its log-likelihood (not saved; see nexusbayes.fit.Fit.log_likelihood)
-    trees = {n: pointwise_tree(f.with_log_likelihood() if hasattr(f, "with_log_likelihood") else f.tree)
+        raise DataError("compare_models needs two fits of the same observations; these were fitted to different "
+                        "data (refit both models to one data set)")
+    # a loaded fit recomputes its log-likelihood (not saved; see nexusbayes.fit.Fit.log_likelihood)
+    trees = {n: pointwise_tree(f.with_log_likelihood())
              for n, f in zip(names, (first, second), strict=True)}
     extra = {}
     with warnings.catch_warnings():

@@ -87,6 +87,7 @@ from nexusbayes.model.orient import orient
 from nexusbayes.model.predict import add_predictions, log_likelihood, prior_predictive
 from nexusbayes.model.regime import regime_graph
 from nexusbayes.model.regime_predict import add_regime_predictions, regime_prior_predictive
+from nexusbayes.model.regime_predict import log_likelihood as regime_log_likelihood
 from nexusbayes.model.reporting import reporting_likelihood
 from nexusbayes.model.roles import COUNTRY_THETA, THETA, Roles, declare
 from nexusbayes.spec.document import Spec
@@ -164,7 +165,12 @@ class Model:
         return add_predictions(tree, self.design, self.panel, self.spec, seed)
 
     def log_likelihood(self, tree: xr.DataTree) -> xr.Dataset:
-        """The pointwise log-likelihood of ``tree``'s posterior draws (see :func:`~.predict.log_likelihood`)."""
+        """The pointwise log-likelihood of ``tree``'s posterior draws (see :func:`~.predict.log_likelihood`).
+
+        For a regime model, given the draws' sampled states (:func:`~.regime_predict.log_likelihood`).
+        """
+        if self.spec.is_regime:
+            return regime_log_likelihood(tree, self.design, self.panel, self.spec)
         return log_likelihood(tree, self.design, self.panel, self.spec)
 
     def orient(self, tree: xr.DataTree) -> xr.DataTree:

@@ -153,7 +153,7 @@ def loading_drift(design: Design, spec: Spec, panel: Panel):
 def posterior_tables(flat, post, design: Design, spec: Spec, panel: Panel):
     """NumPy copies of the two tables from posterior draws: ``(shift, position)`` and ``(log scale, position)``.
 
-    ``flat(name)`` gives a variable as (sample, ...) doubles; each pair is None when the fit has no such path.
+    ``flat[name]`` gives a variable as (sample, ...) doubles; each pair is None when the fit has no such path.
     """
     out = []
     for walk in WALKS:
@@ -161,7 +161,7 @@ def posterior_tables(flat, post, design: Design, spec: Spec, panel: Panel):
             out.append(None)
             continue
         drifting, position = drift_layout(design, spec, walk)
-        path = flat(walk.path)
+        path = flat[walk.path]
         if walk is LOCATION_WALK:
             path = path * drift_sign(spec, [panel.indicators[j] for j in drifting])[:, None]
         out.append((np.concatenate([path, np.zeros_like(path[:, :1])], axis=1), position))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -134,17 +135,17 @@ def _predictors(post: xr.Dataset, design: Design, panel: Panel, spec: Spec):
     precision (single-precision draws exactly), so the log-likelihood of a saved fit recomputed on load equals
     the one computed after sampling.
     """
-    flat = _flat(post)
-    theta, loading, intercept = flat("theta"), flat("loading"), flat("intercept")
-    offset = flat("country_offset") if "country_offset" in post else None
+    flat = FlatDraws(post)
+    theta, loading, intercept = flat["theta"], flat["loading"], flat["intercept"]
+    offset = flat["country_offset"] if "country_offset" in post else None
     # (sample, drifting + 1, period): sign * path (log loading), and a row of zeros for the steady indicators
     drift, scaling = posterior_tables(flat, post, design, spec, panel)
     for block in design.blocks:
         family = FAMILIES[spec.indicator(block.names[0]).family]
         idx = block_index(design, panel, block)
-        params = {p: flat(f"{p}_{block.key}") for p in NUISANCE if f"{p}_{block.key}" in post}
+        params = {p: flat[f"{p}_{block.key}"] for p in NUISANCE if f"{p}_{block.key}" in post}
         parts = block_inflation(spec, block, panel.indicators)
-        inflation = {c: (flat(f"{c}_intercept"), flat(f"{c}_loading")) for c in parts}
+        inflation = {c: (flat[f"{c}_intercept"], flat[f"{c}_loading"]) for c in parts}
 
         def eta(rows, idx=idx):
             # the draws × observations temporaries of a chunk only (a whole block took several GB on large panels)
@@ -165,14 +166,43 @@ def _predictors(post: xr.Dataset, design: Design, panel: Panel, spec: Spec):
         yield block, family, eta, params, mixture
 
 
-def _flat(post: xr.Dataset):
-    """``flat(name)``: a posterior variable as (sample, ...) doubles, chains after one another."""
-    n_samples = post.sizes["chain"] * post.sizes["draw"]
+class FlatDraws(Mapping):
+    """A posterior's variables as (sample, ...) arrays, chains after one another, by name.
 
-    def flat(name):
-        return np.asarray(post[name].values, dtype=np.float64).reshape(n_samples, *post[name].shape[2:])
+    Floating-point variables are read in double precision (single-precision draws exactly), each on first use
+    and kept; the trait model's predictions and the regime model's (:mod:`nexusbayes.model.regime_predict`)
+    read their draws through it.
 
-    return flat
+    Examples
+    --------
+    >>> post = xr.Dataset({"a": (("chain", "draw", "k"), np.arange(12, dtype=np.float32).reshape(2, 3, 2))})
+    >>> flat = FlatDraws(post)
+    >>> flat["a"].shape, flat["a"].dtype, flat.n_chain, flat.n_draw, "a" in flat
+    ((6, 2), dtype('float64'), 2, 3, True)
+    """
+
+    def __init__(self, post: xr.Dataset):
+        self.post = post
+        self.n_chain, self.n_draw = post.sizes["chain"], post.sizes["draw"]
+        self.n_samples = self.n_chain * self.n_draw
+        self._read: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._read:
+            values = self.post[name].transpose("chain", "draw", ...).values
+            if values.dtype.kind == "f":
+                values = values.astype(np.float64, copy=False)
+            self._read[name] = values.reshape(self.n_samples, *values.shape[2:])
+        return self._read[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.post.data_vars
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.post.data_vars)
+
+    def __len__(self) -> int:
+        return len(self.post.data_vars)
 
 
 def _logp(family, eta, scale, block, params, parts, logits) -> np.ndarray:
@@ -186,11 +216,12 @@ def _reporting(post: xr.Dataset, spec: Spec, panel: Panel, rng: np.random.Genera
     cells = reporting_cells(spec, panel)
     if cells is None:
         return None
-    flat, n_samples = _flat(post), post.sizes["chain"] * post.sizes["draw"]
+    flat = FlatDraws(post)
+    n_samples = flat.n_samples
     logp = np.empty((n_samples, len(cells.item)))
     drawn = np.empty((n_samples, len(cells.item)), int) if rng is not None else None
     for rows in draw_chunks(n_samples, len(cells.item)):
-        logit = reporting_logit(lambda n: flat(n) if n in post else None, cells, len(panel.periods), rows)
+        logit = reporting_logit(lambda n: flat[n] if n in flat else None, cells, len(panel.periods), rows)
         logp[rows] = bernoulli_logp(logit, cells.reported)
         if rng is not None:
             drawn[rows] = rng.random(logit.shape) < 1.0 / (1.0 + np.exp(-logit))

@@ -9,7 +9,8 @@ states summed out), the smoothed P(type) per region-period, a draw of the state 
 * ``log_likelihood.y_<key>`` (chain, draw, obs_<key>): each observation's log-density given the draw's sampled
   states, as the trait model's is given the draw's theta: both condition on their latent variables drawn from
   the posterior, so PSIS-LOO leaves out one observation in both on the same footing (the report's LOO and
-  :func:`nexusbayes.analysis.compare_models.compare_models` read it);
+  :func:`nexusbayes.analysis.model_choice.compare_models` read it; a saved fit leaves it out and
+  :func:`log_likelihood` recomputes it from the stored ``regime.type_state``);
 * ``regime.region_loglik`` (chain, draw, region): each region's whole series with the states summed out, the
   marginal likelihood per region (for leaving a region's series out; the trait model has no counterpart
   until its theta path is integrated out too);
@@ -25,6 +26,7 @@ states summed out), the smoothed P(type) per region-period, a draw of the state 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import xarray as xr
@@ -36,12 +38,13 @@ from nexusbayes.model import hmm
 from nexusbayes.model.covariates import EFFECT
 from nexusbayes.model.design import Design, block_index
 from nexusbayes.model.families import FAMILIES, NUISANCE
+from nexusbayes.model.predict import FlatDraws, prior_draws
 from nexusbayes.model.regime import DEVIATION, INITIAL, TRANSITION, levels, step_multiples
 from nexusbayes.model.regime_covariates import log_transitions, transition_values
 from nexusbayes.spec.document import Spec
 
 
-def state_etas(post: dict, design: Design, spec: Spec, idx, rows) -> np.ndarray:
+def state_etas(post: Mapping[str, np.ndarray], design: Design, spec: Spec, idx, rows) -> np.ndarray:
     """Each observation's linear predictor in each state, (draw, obs, state), for draws ``rows``."""
     loading, intercept = post["loading"][rows], post["intercept"][rows]          # (draw, indicator, trait)
     by_state = intercept[..., None] + loading @ levels(spec.traits).T            # (draw, indicator, state)
@@ -53,7 +56,7 @@ def state_etas(post: dict, design: Design, spec: Spec, idx, rows) -> np.ndarray:
     return eta
 
 
-def log_probabilities(post: dict, design: Design, rows, x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def log_probabilities(post: Mapping[str, np.ndarray], design: Design, rows, x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Log initial (draw, region, state) and log transition (draw, region, step, state, state) probabilities.
 
     ``x``: the transition covariates' standardised values (:func:`~nexusbayes.model.regime_covariates.
@@ -70,7 +73,7 @@ def log_probabilities(post: dict, design: Design, rows, x: np.ndarray | None = N
         return np.log(post[INITIAL][rows])[:, rc], np.log(steps)[:, rc]
 
 
-def emissions(post: dict, design: Design, panel: Panel, spec: Spec, rows) -> np.ndarray:
+def emissions(post: Mapping[str, np.ndarray], design: Design, panel: Panel, spec: Spec, rows) -> np.ndarray:
     """Log-likelihood of each region-period's observations under each state, (draw, region, period, state)."""
     n_region, n_period = len(panel.regions), len(panel.periods)
     n_draw = len(range(*rows.indices(len(post["loading"]))))
@@ -88,18 +91,41 @@ def emissions(post: dict, design: Design, panel: Panel, spec: Spec, rows) -> np.
     return total.reshape(n_draw, n_region, n_period, len(TYPES))
 
 
-def flat_posterior(tree: xr.DataTree) -> tuple[dict, int, int]:
-    """The posterior's variables with chain and draw flattened into one sample axis; (values, chains, draws)."""
-    post = tree["posterior"].to_dataset()
-    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-    return ({name: da.values.reshape(n_chain * n_draw, *da.shape[2:]) for name, da in post.data_vars.items()},
-            n_chain, n_draw)
+def state_log_likelihood(post: FlatDraws, states: np.ndarray, design: Design, panel: Panel,
+                         spec: Spec) -> xr.Dataset:
+    """Each observation's log-density given the draw's state path: ``y_<key>`` over (chain, draw, obs_<key>).
+
+    ``states`` (sample, region, period) are the draws' sampled paths (``regime.type_state``), so a saved fit,
+    which keeps them, recomputes the same values from its posterior (:func:`log_likelihood`).
+    """
+    step = max(1, POSTPROCESS_CHUNK_VALUES // max(panel.n_obs * len(TYPES), 1))
+    out = {}
+    for block in design.blocks:
+        family = FAMILIES[spec.indicator(block.names[0]).family]
+        idx = block_index(design, panel, block)
+        logp = np.empty((post.n_samples, len(block.rows)))
+        for begin in range(0, post.n_samples, step):
+            rows = slice(begin, min(begin + step, post.n_samples))
+            params = {p: post[f"{p}_{block.key}"][rows] for p in NUISANCE if f"{p}_{block.key}" in post}
+            eta = np.take_along_axis(state_etas(post, design, spec, idx, rows),
+                                     states[rows][:, idx.region, idx.period, None].astype(np.intp), -1)[..., 0]
+            logp[rows] = family.logp(eta, idx.scale, block, params)
+        out[f"y_{block.key}"] = xr.DataArray(logp.reshape(post.n_chain, post.n_draw, -1),
+                                             dims=("chain", "draw", block.dim), coords={block.dim: block.labels})
+    return xr.Dataset(out).assign_coords(chain=post.post["chain"].values, draw=post.post["draw"].values)
+
+
+def log_likelihood(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec) -> xr.Dataset:
+    """The pointwise log-likelihood of a regime fit's draws, recomputed from its posterior and sampled states."""
+    post = FlatDraws(tree["posterior"].to_dataset())
+    states = tree["regime"]["type_state"].transpose("chain", "draw", "region", "period").values
+    return state_log_likelihood(post, states.reshape(post.n_samples, *states.shape[2:]), design, panel, spec)
 
 
 def add_regime_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec, seed: int) -> xr.DataTree:
     """Add the states, the per-region log-likelihood and the predictions to a sampled regime tree (module docstring)."""
-    post, n_chain, n_draw = flat_posterior(tree)
-    n_sample = n_chain * n_draw
+    post = FlatDraws(tree["posterior"].to_dataset())
+    n_chain, n_draw, n_sample = post.n_chain, post.n_draw, post.n_samples
     n_region, n_period, n_state = len(panel.regions), len(panel.periods), len(TYPES)
     rng = np.random.default_rng(seed)
     loglik = np.empty((n_sample, n_region))
@@ -142,23 +168,21 @@ def add_regime_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec
         "modal_path": xr.DataArray(hmm.modal_paths(paths), dims=("region", "period"), coords=where),
         "region_loglik": shaped(loglik, ("region",), region=panel.regions),
     }, attrs={"time_unit_years": step_multiples(design.period_time)[0]}))
-    predictive, observed, pointwise = {}, {}, {}
+    predictive, observed = {}, {}
     for block in design.blocks:
         family = FAMILIES[spec.indicator(block.names[0]).family]
         idx = block_index(design, panel, block)
-        drawn, logp = np.empty((n_sample, len(block.rows))), np.empty((n_sample, len(block.rows)))
+        drawn = np.empty((n_sample, len(block.rows)))
         for begin in range(0, n_sample, step):
             rows = slice(begin, min(begin + step, n_sample))
             params = {p: post[f"{p}_{block.key}"][rows] for p in NUISANCE if f"{p}_{block.key}" in post}
             eta = np.take_along_axis(state_etas(post, design, spec, idx, rows),
                                      states[rows][:, idx.region, idx.period, None].astype(np.intp), -1)[..., 0]
             drawn[rows] = family.simulate(rng, eta, idx.scale, block, params)
-            logp[rows] = family.logp(eta, idx.scale, block, params)
         coords = {block.dim: block.labels}
         predictive[f"y_{block.key}"] = shaped(drawn, (block.dim,), **coords)
-        pointwise[f"y_{block.key}"] = shaped(logp, (block.dim,), **coords)
         observed[f"y_{block.key}"] = xr.DataArray(block.y, dims=block.dim, coords=coords)
-    tree["log_likelihood"] = xr.DataTree(xr.Dataset(pointwise))
+    tree["log_likelihood"] = xr.DataTree(state_log_likelihood(post, states, design, panel, spec))
     tree["posterior_predictive"] = xr.DataTree(xr.Dataset(predictive))
     tree["observed_data"] = xr.DataTree(xr.Dataset(observed))
     const = {"centre_loc": ("indicator", design.centres[:, 0]), "centre_scale": ("indicator", design.centres[:, 1]),
@@ -191,13 +215,11 @@ def regime_prior_predictive(model, design: Design, panel: Panel, spec: Spec, dra
     The parameters are PyMC's forward draws from the prior; the states are drawn forward from each draw's chain
     and the observations given them (the model's likelihood is a potential, which PyMC cannot draw from).
     """
-    from nexusbayes.model.predict import prior_draws
-
     names = [v.name for v in [*model.free_RVs, *model.deterministics]]
     with warnings.catch_warnings():   # the potential is the likelihood: the prior draws rightly ignore it
         warnings.filterwarnings("ignore", message="The effect of Potentials", category=UserWarning)
         prior = prior_draws(model, draws, seed, var_names=names)["prior"].to_dataset()
-    post = {name: da.values.reshape(draws, *da.shape[2:]) for name, da in prior.data_vars.items()}
+    post = FlatDraws(prior)
     rng = np.random.default_rng(seed)
     rows = slice(0, draws)
     states = markov_paths(rng, *log_probabilities(post, design, rows, transition_values(spec, panel)))

@@ -1,14 +1,13 @@
 """The diagnostics report: the one page a reviewer opens to decide whether to trust a fit.
 
-:func:`build_report` computes everything in memory (a :class:`Report`: HTML, PNG figures at a
-chosen resolution, SVG figures when asked for, tables rounded for CSV; :meth:`Report.files` lists them);
-:func:`write_report` writes ``report.html`` (self-contained: figures embedded as data URIs, no
-external CSS, scripts, fonts or requests) with every figure as PNG and every table as CSV beside
-it, all or nothing. Sections, in order: header (spec, data and its SHA-256, versions, sampler,
-timings), verdict (each convergence check against its threshold, and the rank plots' own tests as
-warnings), sampling, fit to data (prior and
-posterior predictive checks, PSIS-LOO), results (typology map, type probabilities, transitions,
-threshold sensitivity, trait trajectories, the forecast: its types table and a fan chart per region).
+:func:`build_report` computes everything in memory (a :class:`Report`: HTML, PNG figures at a chosen resolution, SVG
+figures when asked for, tables rounded for CSV; :meth:`Report.files` lists them); :func:`write_report` writes
+``report.html`` (self-contained: figures embedded as data URIs, no external CSS, scripts, fonts or requests) with
+every figure as PNG and every table as CSV beside it, all or nothing. Sections, in order: header (spec, data and its
+SHA-256, versions, sampler, timings), verdict (each convergence check against its threshold, and the rank plots' own
+tests as warnings), sampling, fit to data (prior and posterior predictive checks, PSIS-LOO), results (typology map,
+type probabilities, transitions, threshold sensitivity, trait trajectories, the forecast: its types table and a fan
+chart per region; with ``compare_with``, the model choice against another fit).
 
 Every string from the data or the spec reaches the HTML through jinja2 with autoescaping on.
 
@@ -44,7 +43,7 @@ from nexusbayes.files import spreadsheet_safe_table
 from nexusbayes.fit import Fit
 from nexusbayes.model.build import Model
 from nexusbayes.outputs import REPORT, OutputFolder
-from nexusbayes.report import checks, comparison, drift, figures, heaping, noncomparability, reporting
+from nexusbayes.report import checks, comparison, drift, figures, heaping, model_choice, noncomparability, reporting
 from nexusbayes.report.covariates import covariate_section
 from nexusbayes.report.forecasts import CHECK_STEM, check_section, forecast_section
 from nexusbayes.report.header import run_facts
@@ -89,8 +88,7 @@ class Report:
     def files(self) -> dict[str, bytes]:
         """Every file of the report by name: the page, PNG (and SVG) figures, and CSV tables (UTF-8).
 
-        Text cells of the tables that a spreadsheet would run as formulas are neutralised
-        (:func:`nexusbayes.files.spreadsheet_safe_table`), as in every CSV nexusbayes writes.
+        Text cells a spreadsheet would run as formulas are neutralised (:func:`~.files.spreadsheet_safe_table`).
         """
         out = {REPORT_FILE: self.html.encode("utf-8")}
         out.update({f"{stem}.png": data for stem, (_, data) in self.figures.items()})
@@ -176,7 +174,8 @@ def _with_prior_predictive(fit: Fit) -> xr.DataTree:
 
 def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
                  results: dict[str, pd.DataFrame] | None = None, forecast: int = FORECAST_PERIODS,
-                 forecast_check: ForecastCheck | None = None) -> Report:
+                 forecast_check: ForecastCheck | None = None,
+                 compare_with: Fit | None = None) -> Report:
     """Compute the report of a fit in memory (nothing is written).
 
     Parameters
@@ -193,6 +192,8 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
         Periods ahead of the forecast's fan chart and tables (0: none; :mod:`nexusbayes.report.forecasts`).
     forecast_check : ForecastCheck, optional
         Scores of held-out periods' forecast (:func:`nexusbayes.workflows.forecast_check.forecast_check`).
+    compare_with : Fit, optional
+        Another fit of the same observations: adds the model choice (:mod:`nexusbayes.report.model_choice`).
 
     Returns
     -------
@@ -294,6 +295,9 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     if len(fit.panel.countries) > 1:
         figs["results"].update(rendered(comparison.section(fit, tables, thresholds)))
     figs["results"].update(rendered(noncomparability.section(results, tables, fit.spec.comparability.delta)))
+    choice_tables, choice_figures = model_choice.section(fit, compare_with) if compare_with is not None else ({}, {})
+    tables.update(choice_tables)
+    figs["results"].update(rendered(choice_figures))
     seconds = time.perf_counter() - start
     html = render_html(fit, facts, tables, figs, diag, notes, seconds, check_text.get("text"))
     flat = {stem: fig for group in figs.values() for stem, fig in group.items()}
@@ -374,15 +378,16 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
         "drift": _table(tables[drift.SIZE]) if drift.SIZE in tables else None,
         "covariates": {k: _table(v) for k, v in tables.items() if k.startswith("covar")},
         "noncomparability": _table(tables[noncomparability.STEM]) if noncomparability.STEM in tables else None,
-        "seconds": f"{seconds:.1f}", "types": TYPES,
-        "csv": sorted(f"{name}.csv" for name in tables),
+        "model_choice": {k: _table(v) for k, v in tables.items() if k in model_choice.STEMS}, "types": TYPES,
+        "seconds": f"{seconds:.1f}", "csv": sorted(f"{name}.csv" for name in tables),
     }
     return _environment().get_template("template.html.j2").render(**context)
 
 
 # ---- writing --------------------------------------------------------------------------------------
 def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False, inputs: Iterable = (), *,
-                 dpi: int = figures.DPI, svg: bool = False, forecast: int = FORECAST_PERIODS) -> Path:
+                 dpi: int = figures.DPI, svg: bool = False, forecast: int = FORECAST_PERIODS,
+                 compare_with: Fit | None = None) -> Path:
     """Build the report of ``fit`` and write it into ``out_dir``, all or nothing.
 
     ``out_dir`` receives ``report.html``, one PNG per figure and one CSV per table. The folder is
@@ -405,6 +410,8 @@ def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False, inputs:
         Also write every figure as SVG.
     forecast : int
         Periods ahead of the forecast (0: none).
+    compare_with : Fit, optional
+        Another fit of the same observations: adds the model choice (see :func:`build_report`).
 
     Returns
     -------
@@ -421,7 +428,7 @@ def write_report(fit: Fit, out_dir: str | Path, overwrite: bool = False, inputs:
         is writing it.
     """
     with OutputFolder(out_dir, REPORT, overwrite, inputs=inputs) as folder:
-        report = build_report(fit, dpi=dpi, svg=svg, forecast=forecast)
+        report = build_report(fit, dpi=dpi, svg=svg, forecast=forecast, compare_with=compare_with)
         folder.replace_with(report.write)
     return Path(out_dir) / REPORT_FILE
 

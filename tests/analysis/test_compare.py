@@ -42,8 +42,9 @@ def fake_fit(country_theta: np.ndarray, theta: np.ndarray, regions: dict[str, st
               "trait": ["capability", "willingness"]}
     post = xr.Dataset({"country_theta": (("chain", "draw", "country", "period", "trait"), country_theta),
                        "theta": (("chain", "draw", "region", "period", "trait"), theta)}, coords=coords)
-    return SimpleNamespace(tree=xr.DataTree.from_dict({"posterior": post}), spec=default_spec(),
-                           region_country=regions, panel=SimpleNamespace(countries=countries))
+    tree = xr.DataTree.from_dict({"posterior": post})
+    return SimpleNamespace(tree=tree, spec=default_spec(), region_country=regions,
+                           panel=SimpleNamespace(countries=countries), with_log_likelihood=lambda: tree)
 
 
 @pytest.fixture(scope="module")

@@ -142,3 +142,33 @@ def test_simulate_regime_truth():
     assert states.shape == (3, 5) and set(np.unique(states)) <= set(range(4))
     np.testing.assert_array_equal(sim.truth["theta"].values, levels(sim.spec.traits)[states])
     np.testing.assert_allclose(sim.truth["transition"].sum("type_"), 1.0)
+
+
+def test_log_likelihood_recomputed_from_the_sampled_states(tiny):
+    """A saved regime fit leaves its log-likelihood out; the model recomputes it, exactly, from the stored states.
+
+    The draws are the prior's (2 chains x 5), which is all the post-processing needs.
+    """
+    import warnings
+
+    import xarray as xr
+
+    from nexusbayes.model.predict import prior_draws
+
+    names = [v.name for v in [*tiny.pymc.free_RVs, *tiny.pymc.deterministics]]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The effect of Potentials", category=UserWarning)
+        prior = prior_draws(tiny.pymc, 10, 7, var_names=names)["prior"].to_dataset()
+    post = xr.concat([prior.isel(draw=slice(0, 5)), prior.isel(draw=slice(5, 10)).assign_coords(draw=range(5))],
+                     dim="chain").assign_coords(chain=[0, 1])
+    tree = tiny.add_predictions(xr.DataTree.from_dict({"posterior": post}), seed=3)
+    stored = tree["log_likelihood"].to_dataset()
+    del tree["log_likelihood"]
+    again = tiny.log_likelihood(tree)
+    assert sorted(again.data_vars) == sorted(stored.data_vars)
+    for name in stored.data_vars:
+        np.testing.assert_array_equal(again[name].values, stored[name].values)
+    # conditional on the sampled states: other states give other values
+    tree["regime"]["type_state"] = (tree["regime"]["type_state"] + 1) % 4
+    moved = tiny.log_likelihood(tree)
+    assert not np.allclose(moved["y_normal"].values, stored["y_normal"].values)
