@@ -56,7 +56,8 @@ def state_etas(post: Mapping[str, np.ndarray], design: Design, spec: Spec, idx, 
     return eta
 
 
-def log_probabilities(post: Mapping[str, np.ndarray], design: Design, rows, x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def log_probabilities(post: Mapping[str, np.ndarray], design: Design, rows,
+                      x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Log initial (draw, region, state) and log transition (draw, region, step, state, state) probabilities.
 
     ``x``: the transition covariates' standardised values (:func:`~nexusbayes.model.regime_covariates.

@@ -11,8 +11,8 @@ import pytest
 
 import nexusbayes as nb
 from nexusbayes.analysis.forecast import forecast_table, forecast_types_table
-from nexusbayes.cli import main
 from nexusbayes.analysis.model_choice import compare_models
+from nexusbayes.cli import main
 from nexusbayes.data.panel import validate
 from nexusbayes.fit import fit, load
 from nexusbayes.model.simulate import default_spec, simulate, simulate_regime
