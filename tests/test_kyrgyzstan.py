@@ -96,7 +96,7 @@ def test_summary_and_check_commands(kyrgyzstan_run, capsys):
 
 
 def test_the_regime_reading_of_the_example_checks(capsys):
-    """models/kyrgyzstan_regime.toml fits the bundled data's columns (its fit at the defaults: ~10 minutes on 2
+    """models/kyrgyzstan_regime.toml fits the plain panel's columns (its fit at the defaults: ~10 minutes on 2
     shared cores, compile 246 s and sampling 279 s, so not run here; it passed its verdict, R-hat 1.005, and
     reproduced Table 2's eight modal types)."""
     assert main(["check", str(ROOT / "models" / "kyrgyzstan_regime.toml")]) == 0
