@@ -84,5 +84,3 @@ def test_chains_started_from_advi_sample_the_plain_samplers_posterior(model, sta
     z = _theta_z(plain, warm)
     # 24 region-period-traits: |z| of N(0, 1) draws, mean ~0.8; a shifted posterior gives far larger ones
     assert z.mean() < 1.5 and z.max() < 4.5, (z.mean(), z.max())
-    first = warm["posterior"]["theta"].isel(draw=0)
-    assert not np.allclose(first.isel(chain=0), first.isel(chain=1))   # the chains still start apart
