@@ -1,5 +1,8 @@
-"""Chains started from ADVI (``inference/warm_start.py``): the start is in nutpie's coordinates, each chain's start
-is its own reproducible draw, and the posterior is the plain sampler's within Monte Carlo error.
+"""Chains started from an approximation (``inference/warm_start.py``, a benchmark lever not yet measured): each
+chain's start is its own reproducible draw around the given mean, and a start of the wrong size is refused.
+
+The ADVI fit itself and the posterior comparison with the plain sampler are not tested here yet (see
+benchmarks/HISTORY.md, 2026-12-06 02:25): the lever is not offered as an option until it is measured.
 
 The panel's structure is shared with other tests (``tests/inference/test_run_length.py``), so its compiled model
 usually comes from the on-disk cache.
@@ -7,21 +10,12 @@ usually comes from the on-disk cache.
 
 from __future__ import annotations
 
-from unittest import mock
-
-import arviz_stats as azs
 import numpy as np
 import pytest
 
 from nexusbayes.inference import compile_cache, warm_start
-from nexusbayes.inference import sample as sample_module
-from nexusbayes.inference.nutpie_callbacks import call_logp
-from nexusbayes.inference.sample import sample
 from nexusbayes.model.build import Model
 from nexusbayes.model.simulate import simulate
-from nexusbayes.spec.sections import SamplerSpec
-
-RUN = SamplerSpec(draws=500, tune=300, chains=2, seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -36,19 +30,9 @@ def compiled(model):
 
 
 @pytest.fixture(scope="module")
-def start(model):
-    return warm_start.advi_start(model.pymc, n=3000, seed=2)
-
-
-def test_the_advi_mean_is_in_nutpies_order_and_far_likelier_than_prior_starts(compiled, start):
-    mean, std = start
-    assert mean.shape == std.shape == (compiled.n_dim,) and (std > 0).all()
-    code, at_mean, _ = call_logp(compiled, mean)
-    prior = [call_logp(compiled, compiled.initial_point_func(seed))[1] for seed in range(4)]
-    assert code == 0
-    # a shuffled order would put scales in location slots: the log density would fall, not rise
-    assert at_mean > max(prior) + 100, (at_mean, prior)
-    assert call_logp(compiled, mean[::-1])[1] < at_mean - 100
+def start(compiled):
+    """A stand-in for ADVI's mean and SD (ADVI's own C compile is minutes on a loaded 2-core machine)."""
+    return compiled.initial_point_func(0), np.full(compiled.n_dim, 0.5)
 
 
 def test_each_chain_starts_at_its_own_reproducible_draw_from_the_approximation(compiled, start):
@@ -61,26 +45,3 @@ def test_each_chain_starts_at_its_own_reproducible_draw_from_the_approximation(c
     assert abs(z.mean()) < 0.2 and 0.8 < z.std() < 1.2      # ~100 values: standard normal around the mean
     with pytest.raises(ValueError, match="unconstrained values"):
         warm_start.started_from(compiled, mean[:-1], std[:-1])
-
-
-def _theta_z(a, b) -> np.ndarray:
-    """|difference of theta's posterior means| in units of the two runs' combined Monte Carlo standard error."""
-    ta, tb = a["posterior"]["theta"], b["posterior"]["theta"]
-    mcse = np.hypot(azs.mcse(ta.to_dataset(name="theta"))["theta"], azs.mcse(tb.to_dataset(name="theta"))["theta"])
-    return np.abs(ta.mean(("chain", "draw")) - tb.mean(("chain", "draw"))).values.ravel() / mcse.values.ravel()
-
-
-def test_chains_started_from_advi_sample_the_plain_samplers_posterior(model, start):
-    plain = sample(model, RUN, progress=False, predictions=False)
-    mean, std = start
-    original = sample_module._compiled
-
-    def started(m, values, say):
-        compiled, source = original(m, values, say)
-        return warm_start.started_from(compiled, mean, std), source
-
-    with mock.patch.object(sample_module, "_compiled", started):
-        warm = sample(model, RUN, progress=False, predictions=False)
-    z = _theta_z(plain, warm)
-    # 24 region-period-traits: |z| of N(0, 1) draws, mean ~0.8; a shifted posterior gives far larger ones
-    assert z.mean() < 1.5 and z.max() < 4.5, (z.mean(), z.max())
