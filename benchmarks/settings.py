@@ -9,10 +9,11 @@ SIZE (see :mod:`benchmarks.cases`) is compiled once and sampled once per setting
 so the runs differ only in the setting; one JSON line per setting: sampling seconds, min bulk ESS
 over every posterior element, ESS per second, max R-hat, divergences, leapfrog steps per draw, the
 leapfrog steps of the warm-up and their share of all steps, every gradient evaluation and bulk ESS per
-1,000 of them, the process's CPU seconds (all threads) and the load average before and after (the machine
-may be shared: the step counts and ESS per gradient do not depend on the load), the mean step size and the
-five slowest variables. This is how the defaults (``[sampler]``) were chosen; the model's own changes are compared
-by running it before and after them.
+1,000 of them, the process's CPU seconds (all threads; ADVI, sampling and, in the first setting, the compile
+or load of the model) and the load average before and after (the machine may be shared: the step counts and
+ESS per gradient do not depend on the load), the mean step size and the five slowest variables. This is
+how the defaults (``[sampler]``) were chosen; the model's own changes are compared by running it before and
+after them.
 
 Examples
 --------
