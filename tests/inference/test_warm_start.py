@@ -1,4 +1,4 @@
-"""Chains started from an approximation (``inference/warm_start.py``, a benchmark lever not yet measured): each
+"""Chains started from an approximation (``inference/warm_start.py``, a benchmark lever, not kept yet): each
 chain's start is its own reproducible draw around the given mean, and a start of the wrong size is refused.
 
 The ADVI fit itself and the posterior comparison with the plain sampler are not tested here yet (see
