@@ -59,9 +59,13 @@ def test_settings_are_parsed_and_a_missing_adaptation_is_named():
 
     from benchmarks.settings import parse_setting
 
-    assert parse_setting("0.8:draw_diag") == (0.8, "draw_diag")
+    assert parse_setting("0.8:draw_diag") == (0.8, "draw_diag", {})
+    assert parse_setting("0.9:low_rank:tune=800,mass_matrix_gamma=0.001,init=advi") == \
+        (0.9, "low_rank", {"tune": 800, "mass_matrix_gamma": 0.001, "init": "advi"})
     with pytest.raises(argparse.ArgumentTypeError, match="setting '0.8': expected TARGET_ACCEPT:ADAPTATION"):
         parse_setting("0.8")
+    with pytest.raises(argparse.ArgumentTypeError, match="option 'tune' is not KEY=VALUE"):
+        parse_setting("0.8:diag:tune")
 
 
 def test_geometry_finds_the_narrow_direction_of_correlated_coordinates():
