@@ -152,6 +152,7 @@ class SBCResult:
 
     def plot(self, kind: str = "hyper"):
         """Δ-ECDF of the PIT values per parameter, with the pot_c p-values (``arviz_plots.plot_ecdf_pit``)."""
+        from arviz_base import rc_context
         from arviz_plots import plot_ecdf_pit
 
         pit = pit_values(self.ranks[self.ranks["kind"] == kind], seed=self.summary.get("seed", 0))
@@ -159,8 +160,9 @@ class SBCResult:
         ds = xr.Dataset({"pit": (("sim", "parameter"), wide.to_numpy())},
                         coords={"sim": wide.index.to_numpy(), "parameter": wide.columns.to_numpy()})
         n_rows = -(-wide.shape[1] // 4)
-        return plot_ecdf_pit(xr.DataTree.from_dict({"prior_sbc": ds}), sample_dims=["sim"], col_wrap=4,
-                             backend="matplotlib", figure_kwargs={"figsize": (20, 2.6 * n_rows)})
+        with rc_context(rc={"plot.max_subplots": None}):    # one panel per parameter, however many (default 40)
+            return plot_ecdf_pit(xr.DataTree.from_dict({"prior_sbc": ds}), sample_dims=["sim"], col_wrap=4,
+                                 backend="matplotlib", figure_kwargs={"figsize": (20, 2.6 * n_rows)})
 
     def save(self, out_dir: str | Path, overwrite: bool = False, plots: bool = True) -> Path:
         """Write ``ranks.csv``, ``tests.csv``, ``fits.csv``, ``summary.json`` and the Δ-ECDF plots (PNG).
