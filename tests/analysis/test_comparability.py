@@ -1,6 +1,5 @@
 """Detecting indicators that are not comparable across countries (issue 23, part 4)."""
 
-import time
 
 import numpy as np
 import pandas as pd
@@ -152,8 +151,8 @@ def coverage90(summary: xr.Dataset, truth: xr.DataArray) -> float:
 def test_detection_does_no_harm_where_every_indicator_is_comparable(on_off_fits):
     """On data without offsets, theta with detection on matches theta with it off.
 
-    Measured (seed 11, 2 x 300 draws): see the printed line; the mean |difference| of the posterior means is
-    a small fraction of a posterior SD, and no element differs by more than half a posterior SD.
+    Measured (seed 11, 2 x 300 draws): mean |difference| of the posterior means 0.058 posterior SDs (largest
+    0.255), r(on, off) 0.9998, 90% coverage 0.868 on and 0.854 off.
     """
     on, off = theta_summary(on_off_fits["clean", "on"]), theta_summary(on_off_fits["clean", "off"])
     gap = abs(on["mean"] - off["mean"]) / off["sd"]
@@ -171,7 +170,10 @@ def test_detection_removes_the_bias_of_planted_offsets(on_off_fits):
     """On data with :data:`PLANTED` offsets, detection off puts them into the countries' traits; on, it does not.
 
     Detection on must recover theta with r >= 0.9 per trait and 90% coverage in [0.80, 0.97]; its largest
-    country bias must be below that of detection off (the bias is printed).
+    country bias must be below that of detection off (the bias is printed). Measured (seed 11, 2 x 300 draws):
+    detection off puts the planted offsets into the countries' traits (largest country bias 0.251, C1
+    willingness; -0.203 C2 willingness; 90% coverage 0.774); on: largest country bias 0.208, r 0.962 and 0.963,
+    90% coverage 0.920. The four fits (two compiles) took 33 min on the shared machine at load 25-30.
     """
     truth = on_off_fits["planted", "truth"]
     on, off = theta_summary(on_off_fits["planted", "on"]), theta_summary(on_off_fits["planted", "off"])
@@ -202,7 +204,6 @@ def test_planted_noncomparable_indicators_are_found_and_traits_recovered(on_off_
     per country. The fit is the shared one of :func:`on_off_fits` (detection on, planted offsets).
     """
     sim = simulate(detecting(), offsets=PLANTED, **SHAPE)
-    start = time.perf_counter()
     result = on_off_fits["planted", "on"]
     table = result.noncomparability()
     worst = table.groupby("indicator", sort=False)["p_exceeds"].max()
@@ -210,7 +211,7 @@ def test_planted_noncomparable_indicators_are_found_and_traits_recovered(on_off_
     r = {k: float(np.corrcoef(theta.sel(trait=k).values.ravel(),
                               sim.truth["theta"].sel(trait=k).values.ravel())[0, 1]) for k in sim.spec.traits}
     report = (f"max P(|offset| > 0.5) by indicator: {worst.round(2).to_dict()}; r(theta) "
-              f"{ {k: round(v, 3) for k, v in r.items()} }; {time.perf_counter() - start:.0f} s")
+              f"{ {k: round(v, 3) for k, v in r.items()} }")
     print(report)
     for name in sim.spec.indicators:
         if name in PLANTED:
