@@ -216,6 +216,19 @@ def regime_prior_predictive(model, design: Design, panel: Panel, spec: Spec, dra
     The parameters are PyMC's forward draws from the prior; the states are drawn forward from each draw's chain
     and the observations given them (the model's likelihood is a potential, which PyMC cannot draw from).
     """
+    _, data = regime_prior_draws(model, design, panel, spec, draws, seed)
+    ordinal = {f"y_{b.key}" for b in design.blocks if spec.indicator(b.names[0]).family == "ordinal"}
+    return data.assign({name: data[name] + 1 for name in ordinal & set(data.data_vars)})
+
+
+def regime_prior_draws(model, design: Design, panel: Panel, spec: Spec, draws: int,
+                       seed: int | None) -> tuple[xr.Dataset, xr.Dataset]:
+    """Joint draws from the regime model's prior: (parameters, observations), each one chain of ``draws``.
+
+    The parameters are PyMC's forward draws of every free variable and deterministic (group ``prior``); the
+    observations ``y_<key>`` are drawn given each draw's state paths and are on the model's scale (ordinal
+    codes 0..K-1, as the data containers hold them), so that simulation-based calibration can refit to them.
+    """
     names = [v.name for v in [*model.free_RVs, *model.deterministics]]
     with warnings.catch_warnings():   # the potential is the likelihood: the prior draws rightly ignore it
         warnings.filterwarnings("ignore", message="The effect of Potentials", category=UserWarning)
@@ -231,6 +244,9 @@ def regime_prior_predictive(model, design: Design, panel: Panel, spec: Spec, dra
         params = {p: post[f"{p}_{block.key}"] for p in NUISANCE if f"{p}_{block.key}" in post}
         eta = np.take_along_axis(state_etas(post, design, spec, idx, rows),
                                  states[:, idx.region, idx.period, None].astype(np.intp), -1)[..., 0]
-        out[f"y_{block.key}"] = xr.DataArray(family.simulate(rng, eta, idx.scale, block, params)[None],
-                                             dims=("chain", "draw", block.dim), coords={block.dim: block.labels})
-    return xr.Dataset(out)
+        y = family.simulate(rng, eta, idx.scale, block, params)
+        if family.name == "ordinal":
+            y = y - 1                      # the data's 1..K to the model's codes 0..K-1
+        out[f"y_{block.key}"] = xr.DataArray(y[None], dims=("chain", "draw", block.dim),
+                                             coords={block.dim: block.labels})
+    return prior, xr.Dataset(out)

@@ -42,7 +42,6 @@ Examples
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 import tempfile
@@ -63,11 +62,11 @@ from nexusbayes.inference import compile_cache
 from nexusbayes.inference.sample import sample
 from nexusbayes.model.build import Model
 from nexusbayes.model.design import kernel_containers
-from nexusbayes.model.predict import prior_draws
 from nexusbayes.spec.document import Spec
 from nexusbayes.spec.limits import MAX_DRAWS
 from nexusbayes.spec.sections import SamplerSpec
 from nexusbayes.workflows.jobs import Job, JobResult, check_workers, run_jobs
+from nexusbayes.workflows.sbc_prior import arrays_sha, int_seed, joint_prior
 from nexusbayes.workflows.sbc_ranks import (
     N_THETA,
     SBC_ALPHA,
@@ -153,6 +152,7 @@ class SBCResult:
 
     def plot(self, kind: str = "hyper"):
         """Δ-ECDF of the PIT values per parameter, with the pot_c p-values (``arviz_plots.plot_ecdf_pit``)."""
+        from arviz_base import rc_context
         from arviz_plots import plot_ecdf_pit
 
         pit = pit_values(self.ranks[self.ranks["kind"] == kind], seed=self.summary.get("seed", 0))
@@ -160,8 +160,9 @@ class SBCResult:
         ds = xr.Dataset({"pit": (("sim", "parameter"), wide.to_numpy())},
                         coords={"sim": wide.index.to_numpy(), "parameter": wide.columns.to_numpy()})
         n_rows = -(-wide.shape[1] // 4)
-        return plot_ecdf_pit(xr.DataTree.from_dict({"prior_sbc": ds}), sample_dims=["sim"], col_wrap=4,
-                             backend="matplotlib", figure_kwargs={"figsize": (20, 2.6 * n_rows)})
+        with rc_context(rc={"plot.max_subplots": None}):    # one panel per parameter, however many (default 40)
+            return plot_ecdf_pit(xr.DataTree.from_dict({"prior_sbc": ds}), sample_dims=["sim"], col_wrap=4,
+                                 backend="matplotlib", figure_kwargs={"figsize": (20, 2.6 * n_rows)})
 
     def save(self, out_dir: str | Path, overwrite: bool = False, plots: bool = True) -> Path:
         """Write ``ranks.csv``, ``tests.csv``, ``fits.csv``, ``summary.json`` and the Δ-ECDF plots (PNG).
@@ -321,17 +322,15 @@ def _simulation_jobs(spec: Spec, panel: Panel, settings: dict) -> list[Job]:
     n_sims, seed = settings["n_sims"], settings["seed"]
     children = np.random.SeedSequence(seed).spawn(n_sims + 2)
     model = Model(spec, panel)
-    prior = prior_draws(model.pymc, draws=n_sims, seed=_int_seed(children[0]))
-    # the true values in the mirror image the fits are oriented to (a no-op without an orientation)
-    truths = model.orient(xr.DataTree.from_dict({"posterior": prior["prior"].to_dataset()}))
-    sim_params = truths["posterior"].to_dataset().isel(chain=0)
-    sim_data = prior["prior_predictive"].to_dataset().isel(chain=0)
+    sim_params, sim_data = joint_prior(model, n_sims, int_seed(children[0]))
 
     names = model.roles.ranked()
     keep = {}
     if "country_offset" in names:   # only the indicators that have offsets (the rest are fixed at 0)
         keep["country_offset"] = (sim_params["country_offset"].std("draw") > 0).values.ravel()
-    theta_da = sim_params["theta"]
+    # the regime model has no theta (its states are summed out): its hyperparameters alone are ranked
+    theta_da = sim_params["theta"] if "theta" in sim_params else xr.DataArray(
+        np.zeros((0, 0, 0)), dims=("region", "period", "trait"), name="theta")
     n_elem = int(np.prod([theta_da.sizes[d] for d in ("region", "period", "trait")]))
     pick = np.sort(np.random.default_rng(children[1]).choice(n_elem, size=min(settings["n_theta"], n_elem),
                                                              replace=False))
@@ -343,26 +342,18 @@ def _simulation_jobs(spec: Spec, panel: Panel, settings: dict) -> list[Job]:
     jobs = []
     for s in range(n_sims):
         values = {f"data_{k}": sim_data[f"y_{k}" if f"y_{k}" in sim_data else k].isel(draw=s).values for k in keys}
-        data_sha256 = _arrays_sha(values)
+        data_sha256 = arrays_sha(values)
         for k in keys:      # and the tables the kernels derive from the observations
             values.update(kernel_containers(model.design, spec, k, values[f"data_{k}"]))
         truth = sim_params.isel(draw=s)
         truth = {"hyper": {label: float(v) for label, v in scalar_draws(truth, names, keep).items()},
-                 "theta": truth["theta"].transpose("region", "period", "trait").values.ravel()}
-        fit_seed = _int_seed(children[s + 2])
-        identity = {"sim": s, **settings, "data_sha256": data_sha256, "truth_sha256": _arrays_sha(
+                 "theta": truth["theta"].transpose("region", "period", "trait").values.ravel() if n_elem else
+                 np.zeros(0)}
+        fit_seed = int_seed(children[s + 2])
+        identity = {"sim": s, **settings, "data_sha256": data_sha256, "truth_sha256": arrays_sha(
             {"theta": truth["theta"], **{k: np.float64(v) for k, v in truth["hyper"].items()}}), "fit_seed": fit_seed}
         jobs.append(Job(f"sim-{s:04d}", identity, fit_simulation, (setup, s, values, truth, fit_seed)))
     return jobs
-
-
-def _arrays_sha(arrays: dict[str, np.ndarray]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        value = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}:{value.dtype.str}:{value.shape}".encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()
 
 
 def _assemble(records: dict[str, dict], settings: dict, panel: Panel, timings: dict) -> SBCResult:
@@ -486,15 +477,12 @@ def fit_simulation(setup: _Setup, sim: int, values: dict[str, np.ndarray], truth
     for label, d in scalar_draws(post, setup.names, setup.keep).items():
         kept = thin(d, setup.thin_to)
         ranks.append([label, "hyper", rank_of(truth["hyper"][label], kept), kept.size])
-    theta_post = post["theta"].transpose("chain", "draw", "region", "period", "trait").values
-    theta_post = theta_post.reshape(post.sizes["chain"], post.sizes["draw"], -1)
-    for label, i in zip(setup.theta_labels, setup.theta_pick, strict=True):
-        kept = thin(theta_post[..., i], setup.thin_to)
-        ranks.append([label, "theta", rank_of(float(truth["theta"][i]), kept), kept.size])
-    fit_row = {"seconds": time.perf_counter() - start, **fit_checks(post, tree, setup.names),
-               **recovery(theta_post, truth["theta"])}
+    fit_row = {"seconds": time.perf_counter() - start, **fit_checks(post, tree, setup.names)}
+    if "theta" in post:       # not in a regime model
+        theta_post = post["theta"].transpose("chain", "draw", "region", "period", "trait").values
+        theta_post = theta_post.reshape(post.sizes["chain"], post.sizes["draw"], -1)
+        for label, i in zip(setup.theta_labels, setup.theta_pick, strict=True):
+            kept = thin(theta_post[..., i], setup.thin_to)
+            ranks.append([label, "theta", rank_of(float(truth["theta"][i]), kept), kept.size])
+        fit_row.update(recovery(theta_post, truth["theta"]))
     return JobResult({"sim": sim, "ranks": ranks, "fit": fit_row, "seconds_compile": seconds_compile})
-
-
-def _int_seed(seq: np.random.SeedSequence) -> int:
-    return int(seq.generate_state(1, dtype=np.uint32)[0])

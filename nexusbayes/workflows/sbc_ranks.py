@@ -142,8 +142,9 @@ def uniformity_tests(ranks: pd.DataFrame, alpha: float = SBC_ALPHA, seed: int = 
 
 
 def fit_checks(post: xr.Dataset, tree: xr.DataTree, names: list[str]) -> dict:
-    """Max R-hat over the ranked variables and theta, and the number of divergences."""
-    rhat = element_diagnostics(post, [*names, "theta"])["rhat"]   # constant elements (corr diagonal): NaN
+    """Max R-hat over the ranked variables and theta (when the model has it), and the number of divergences."""
+    checked = [*names, *(["theta"] if "theta" in post else [])]     # a regime model has no theta
+    rhat = element_diagnostics(post, checked)["rhat"]   # constant elements (corr diagonal): NaN
     rhat = max([1.0, *(float(rhat[name].max()) for name in rhat.data_vars if rhat[name].notnull().any())])
     return {"max_rhat": rhat, "divergences": int(tree["sample_stats"]["diverging"].sum())}
 
