@@ -15,9 +15,9 @@ Deterministic (seed ``SEED``); writes only ``data/sbc_small.csv`` (to a temporar
 
 from pathlib import Path
 
-from nexusbayes.fit import atomic_write
-from nexusbayes.simulate import simulate
-from nexusbayes.spec import load_spec
+from nexusbayes.files import atomic_write
+from nexusbayes.model.simulate import simulate
+from nexusbayes.spec.document import load_spec
 
 SEED = 2018   # Talts et al.
 HERE = Path(__file__).resolve().parent
