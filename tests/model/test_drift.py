@@ -122,7 +122,9 @@ def test_drift_variables_have_roles_and_paths_sum_to_zero_over_observed_periods(
     frame = sim.panel.frame
     for var, names in (("drift", ["staff", "expert_willingness"]), ("loading_drift", ["seizures",
                                                                                        "expert_willingness"])):
-        path = model.compile_fn(model[var], inputs=model.value_vars, on_unused_input="ignore")(point)
+        # the deterministic as a function of the value variables (not of fresh draws of the random variables)
+        path = model.compile_fn(model.replace_rvs_by_values([model[var]])[0], inputs=model.value_vars,
+                                on_unused_input="ignore")(point)
         for i, name in enumerate(names):
             seen = np.unique(frame.loc[frame["indicator"] == name, "period_idx"])
             assert abs(path[i, seen].sum()) < 1e-10 and np.abs(path[i]).max() > 0.01
