@@ -18,8 +18,6 @@ from nexusbayes.fit import Fit, fit
 from nexusbayes.inference import compile_cache, run_length
 from nexusbayes.inference.run_length import Gates
 from nexusbayes.inference.sample import check_complete, sample
-from nexusbayes.model.build import Model
-from nexusbayes.model.simulate import simulate
 from nexusbayes.report.header import run_facts
 from nexusbayes.report.run import summary_text
 from nexusbayes.spec.document import Spec
@@ -31,9 +29,8 @@ LOW = Gates(rhat_max=1.1, ess_min=25)
 
 
 @pytest.fixture(scope="module")
-def model():
-    sim = simulate(n_regions=3, n_periods=4, missing=0.1, seed=1)
-    return Model(sim.spec, sim.panel)
+def model(small_model):
+    return small_model
 
 
 @pytest.fixture(scope="module")

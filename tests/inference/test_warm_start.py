@@ -14,14 +14,11 @@ import numpy as np
 import pytest
 
 from nexusbayes.inference import compile_cache, warm_start
-from nexusbayes.model.build import Model
-from nexusbayes.model.simulate import simulate
 
 
 @pytest.fixture(scope="module")
-def model():
-    sim = simulate(n_regions=3, n_periods=4, missing=0.1, seed=1)
-    return Model(sim.spec, sim.panel)
+def model(small_model):
+    return small_model
 
 
 @pytest.fixture(scope="module")
