@@ -131,10 +131,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress lines in logs)")
     p.add_argument("--strict", action="store_true", help="exit with status 3 when a diagnostic fails")
     p.add_argument("--forecast", type=FORECAST, default=FORECAST_PERIODS, metavar="K", help=FORECAST_HELP)
-    p.add_argument("--forecast-check", type=FORECAST, default=0, metavar="K",
-                   help="also refit without the last K periods, forecast them and score the forecast on their "
-                        "indicators against a no-change baseline (forecast_check.csv and the report; costs a second "
-                        "fit; default 0: no check)")
+    p.add_argument("--forecast-check", type=bounded_int(1, 100), metavar="K",
+                   help="also refit without the last K periods (at least two must remain), forecast them and score "
+                        "the forecast on their indicators against a no-change baseline (forecast_check.csv and the "
+                        "report; costs a second fit; default: no check)")
     p = sub.add_parser("check", help="validate a spec and its data without fitting")
     p.add_argument("spec", type=Path, help="model specification, e.g. models/kyrgyzstan.toml")
     p = sub.add_parser("summary", help="print the summary of a saved fit (.nc)")
@@ -283,6 +283,12 @@ def _fit(args) -> int:
     spec, data_path = load_spec(args.spec)
     out = args.out or default_out_dir(spec.name)
     covariates = resolve_covariates(args.spec, spec)
+    if args.forecast_check:     # refused before the fit, not after it
+        from nexusbayes.data.resolve import resolve_panel
+        from nexusbayes.workflows.forecast_check import check_held_out
+
+        panel = resolve_panel(spec, None, data_path, covariates=covariates)
+        check_held_out(len(panel.periods), args.forecast_check, "--forecast-check")
     inputs = [args.spec, *(data_path if isinstance(data_path, list) else [data_path]),
               *([covariates] if covariates is not None else [])]
     with OutputFolder(out, RUN, overwrite=args.overwrite, inputs=inputs) as folder:   # checked before compiling

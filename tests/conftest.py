@@ -98,7 +98,11 @@ HOSTILE_LABEL = "<b>staff</b> & co"
 
 @pytest.fixture(scope="session")
 def hostile_run(tmp_path_factory):
-    """`nexusbayes fit` on a tiny simulated panel with a hostile region name: (exit status, run folder)."""
+    """`nexusbayes fit` on a tiny simulated panel with a hostile region name: (exit status, run folder).
+
+    With ``--forecast-check 1`` (a second tiny fit of the first three periods), so that the command's forecast
+    check is tested on the run the other tests read (tests/report/test_forecasts.py).
+    """
     sim = simulate(n_regions=3, n_periods=4, n_raters=2, seed=5)
     folder = tmp_path_factory.mktemp("hostile")
     sim.frame.replace({"region": {"C1-R02": HOSTILE}}).to_csv(folder / "sim.csv", index=False)
@@ -108,7 +112,7 @@ def hostile_run(tmp_path_factory):
     (folder / "hostile.toml").write_text(spec.to_toml())
     out = folder / "run"
     status = main(["fit", str(folder / "hostile.toml"), "--out", str(out), "--no-progress", "--draws", "60",
-                   "--tune", "100", "--chains", "2", "--seed", "3"])
+                   "--tune", "100", "--chains", "2", "--seed", "3", "--forecast-check", "1"])
     return status, out
 
 

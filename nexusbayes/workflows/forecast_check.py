@@ -33,6 +33,28 @@ def kept_table(panel: Panel, periods: int) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def check_held_out(n_periods: int, periods, name: str = "periods to hold out") -> None:
+    """Refuse ``periods`` to hold out of ``n_periods`` unless a whole number >= 1 leaving at least two periods.
+
+    ``name`` says where the number came from in the message (``--forecast-check`` on the command line).
+
+    Examples
+    --------
+    >>> check_held_out(5, 3)
+    >>> check_held_out(5, 4, "--forecast-check")
+    Traceback (most recent call last):
+    ...
+    nexusbayes.analysis.forecast.ForecastError: --forecast-check 4: the data hold 5 periods, and holding out 4 \
+leaves fewer than the two a forecast needs; hold out at most 3
+    """
+    if isinstance(periods, bool) or not isinstance(periods, int) or periods < 1:
+        raise ForecastError(f"{name} must be a whole number >= 1, got {periods!r}")
+    if n_periods - periods < 2:
+        fix = f"hold out at most {n_periods - 2}" if n_periods > 2 else "there is nothing to hold out"
+        raise ForecastError(f"{name} {periods}: the data hold {n_periods} periods, and holding out {periods} leaves "
+                            f"fewer than the two a forecast needs; {fix}")
+
+
 def forecast_check(spec: Spec | str | Path, data=None, periods: int = 1, *, covariates=None,
                    **fit_options) -> tuple[Fit, ForecastCheck]:
     """Fit ``spec`` to ``data`` without its last ``periods`` periods and score the forecast of them.
@@ -60,11 +82,7 @@ def forecast_check(spec: Spec | str | Path, data=None, periods: int = 1, *, cova
     given = spec
     spec, data_path = resolve_spec(spec)
     full = resolve_panel(spec, data, data_path, covariates=resolve_covariates(given, spec, covariates))
-    if isinstance(periods, bool) or not isinstance(periods, int) or periods < 1:
-        raise ForecastError(f"periods to hold out must be a whole number >= 1, got {periods!r}")
-    if len(full.periods) - periods < 2:
-        raise ForecastError(f"the data hold {len(full.periods)} periods: holding out {periods} leaves fewer than "
-                            "the two a forecast needs; hold out fewer")
+    check_held_out(len(full.periods), periods)
     options = {"progress": False, "check": False, **fit_options}
     if full.covariates is not None:     # the kept periods' rows; the held-out ones feed the forecast
         table = full.covariates.frame

@@ -78,3 +78,54 @@ def test_fit_and_report_commands_take_forecast(capsys):
     with pytest.raises(SystemExit):
         main(["report", "x.nc", "--forecast", "-1"])
     assert "must be a whole number" in capsys.readouterr().err
+
+
+# ---- `nexusbayes fit SPEC --forecast-check K` ---------------------------------------------------------------------
+def test_fit_command_writes_the_forecast_check_table_and_report_section(hostile_run, hostile):
+    """The hostile run was made with ``--forecast-check 1``: its last period (2003) refitted away and scored."""
+    status, run = hostile_run
+    fit, report = hostile
+    assert status == 0
+    data = pd.read_csv(run.parent / "sim.csv")
+    held = data[(data["period"] == data["period"].max()) & data["value"].notna()]
+    for folder in (run, report):
+        table = pd.read_csv(folder / "forecast_check.csv")
+        assert list(table["indicator"]) == ["all", *sorted(set(held["indicator"]), key=fit.panel.indicators.index)]
+        assert table["n"].iloc[0] == len(held) == table["n"].iloc[1:].sum()
+        assert table[["lpd_forecast", "lpd_no_change", "lpd_gain", "gain_se"]].notna().all().all()
+        assert (table[["lpd_forecast", "lpd_no_change"]] < 5).all().all()   # a density, not a probability: loose
+        # each coverage is a share of the indicator's n, and the 90% interval holds at least what the 50% one does
+        for level in ("coverage_50", "coverage_90"):
+            assert table[level].between(0, 1).all()
+            assert np.allclose(table[level] * table["n"], np.round(table[level] * table["n"]), atol=0.01)
+        assert (table["coverage_90"] >= table["coverage_50"]).all()
+        np.testing.assert_allclose(table["lpd_gain"], table["lpd_forecast"] - table["lpd_no_change"], atol=2e-3)
+    page = (report / REPORT_FILE).read_text(encoding="utf-8")
+    assert "Forecast check: held-out periods scored on their indicators" in page
+    assert "refitting it without its last 1 period(s)" in page and "held-out period(s) 2003:" in page
+
+
+@pytest.mark.parametrize("k, message", [("0", "must be a whole number from 1 to 100, got '0'"),
+                                        ("1.5", "must be a whole number from 1 to 100, got '1.5'"),
+                                        ("two", "must be a whole number from 1 to 100, got 'two'")])
+def test_fit_command_refuses_a_forecast_check_that_is_not_a_count(hostile_run, k, message, tmp_path, capsys):
+    _, run = hostile_run
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", str(run.parent / "hostile.toml"), "--out", str(tmp_path / "run"), "--forecast-check", k])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--forecast-check" in err and message in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("k, fix", [("3", "hold out at most 2"), ("4", "hold out at most 2"),
+                                    ("9", "hold out at most 2")])
+def test_fit_command_refuses_to_hold_out_too_many_periods_before_fitting(hostile_run, k, fix, tmp_path, capsys):
+    """Four periods: holding out three or more leaves fewer than two, refused before the (costly) fit."""
+    _, run = hostile_run
+    assert main(["fit", str(run.parent / "hostile.toml"), "--out", str(tmp_path / "run"), "--no-progress",
+                 "--forecast-check", k]) == 2
+    printed = capsys.readouterr()
+    assert printed.err.startswith(f"nexusbayes: error: --forecast-check {k}: the data hold 4 periods")
+    assert fix in printed.err and "fewer than the two a forecast needs" in printed.err
+    assert "Fitting" not in printed.out and not (tmp_path / "run").exists()
