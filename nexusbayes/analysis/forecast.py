@@ -305,22 +305,48 @@ def forecast(tree: xr.DataTree, spec: Spec, panel: Panel, periods: int | None = 
         country_theta = _draws(post, COUNTRY_THETA, ("country", "period", "trait"))[:, :, -1]
         gaps = np.diff(np.concatenate([[period_time[-1]], times]))
         future, country_future = dynamics.simulate(theta, country_theta, gaps, rng, z_future)
-    horizon = np.arange(1, len(times) + 1)
-    coords = {"region": post["region"].values, "country": post["country"].values, "trait": post["trait"].values,
-              "chain": post["chain"].values, "draw": post["draw"].values, "horizon": horizon,
-              "period": ("horizon", labels), "time": ("horizon", times),
-              "region_country": ("region", [panel.countries[c] for c in panel.region_country])}
+    coords = forecast_coords(post, spec, panel, times, labels)
     dims = (*SAMPLE_DIMS, "region", "horizon", "trait")
     draws = xr.Dataset({THETA: (dims, future.reshape(n_chain, n_draw, *future.shape[1:])),
                         COUNTRY_THETA: ((*SAMPLE_DIMS, "country", "horizon", "trait"),
                                         country_future.reshape(n_chain, n_draw, *country_future.shape[1:]))},
                        coords=coords)
-    groups = {"forecast": draws}
-    if spec.has_typology:
-        groups["types"] = _types(tree, spec, draws[THETA])
-    out = xr.DataTree.from_dict(groups)
-    out.attrs.update({"last_period": str(panel.periods[-1]), "last_time": float(period_time[-1]), "seed": seed,
-                      "dynamics": spec.dynamics.kind, **({"covariates": said} if said else {})})
+    types = _types(tree, spec, draws[THETA], coords) if spec.has_typology else None
+    return forecast_tree(draws, types, panel, seed, spec.dynamics.kind, **({"covariates": said} if said else {}))
+
+
+def forecast_coords(post: xr.Dataset, spec: Spec, panel: Panel, times: np.ndarray, labels: list) -> dict:
+    """The coordinates of a forecast's groups: the fit's units and traits, the draws, and the future periods.
+
+    ``horizon`` counts the periods ahead (1, 2, ...) and carries their ``period`` labels and ``time``s;
+    ``region_country`` names each region's country. One place for the trait and the regime forecasts
+    (:mod:`nexusbayes.analysis.regime_forecast`).
+    """
+    return {"region": list(panel.regions), "country": list(panel.countries), "trait": list(spec.traits),
+            "chain": post["chain"].values, "draw": post["draw"].values, "horizon": np.arange(1, len(times) + 1),
+            "period": ("horizon", labels), "time": ("horizon", times),
+            "region_country": ("region", [panel.countries[c] for c in panel.region_country])}
+
+
+def types_group(probability: np.ndarray, moves: np.ndarray, coords: dict) -> xr.Dataset:
+    """A forecast's ``types`` group from P(type) (region, horizon, type) and P(type at T, type at T+h).
+
+    ``moves`` is (region, horizon, from, to); ``p_change`` is the probability of a type other than the last
+    fitted period's. ``coords`` are :func:`forecast_coords`'.
+    """
+    kept = {name: coords[name] for name in ("region", "horizon", "period", "time", "region_country")}
+    return xr.Dataset({"type_probability": (("region", "horizon", "type"), probability),
+                       "transition_probability": (("region", "horizon", "from", "to"), moves),
+                       "p_change": (("region", "horizon"), 1.0 - np.trace(moves, axis1=-2, axis2=-1))},
+                      coords={**kept, "type": list(TYPES), "from": list(TYPES), "to": list(TYPES)})
+
+
+def forecast_tree(draws: xr.Dataset, types: xr.Dataset | None, panel: Panel, seed: int, dynamics: str,
+                  **attrs) -> xr.DataTree:
+    """A forecast's DataTree: ``forecast`` (the draws), ``types`` (if any) and the attrs every forecast has."""
+    out = xr.DataTree.from_dict({"forecast": draws, **({"types": types} if types is not None else {})})
+    out.attrs.update({"last_period": str(panel.periods[-1]), "last_time": float(panel.period_time[-1]),
+                      "seed": seed, "dynamics": dynamics, **attrs})
     return out
 
 
@@ -344,7 +370,7 @@ def _future_covariates(spec: Spec, panel: Panel, labels: list, source, hold: boo
     return np.repeat(z, len(labels), axis=1), f"covariates held at their values in {panel.periods[-1]}"
 
 
-def _types(tree: xr.DataTree, spec: Spec, theta: xr.DataArray) -> xr.Dataset:
+def _types(tree: xr.DataTree, spec: Spec, theta: xr.DataArray, coords: dict) -> xr.Dataset:
     """P(type) per region and horizon, and P(type in the last fitted period, type at the horizon)."""
     thresholds = (typology.threshold_draws(tree, spec, "capability"),
                   typology.threshold_draws(tree, spec, "willingness"))
@@ -352,16 +378,11 @@ def _types(tree: xr.DataTree, spec: Spec, theta: xr.DataArray) -> xr.Dataset:
                            theta.sel(trait="willingness", drop=True), *thresholds)
     last = typology.type_codes(tree, spec, thresholds=thresholds).isel(period=-1, drop=True)
     n = len(TYPES)
-    probs = xr.concat([(codes == k).mean(SAMPLE_DIMS) for k in range(n)], dim="type")
-    pair = (last * n + codes).transpose(*SAMPLE_DIMS, "region", "horizon").values
+    codes = codes.transpose(*SAMPLE_DIMS, "region", "horizon").values
+    probs = np.stack([(codes == k).mean(axis=(0, 1)) for k in range(n)], axis=-1)
+    pair = last.transpose(*SAMPLE_DIMS, "region").values[..., None] * n + codes
     moves = np.stack([(pair == k).mean(axis=(0, 1)) for k in range(n * n)], axis=-1)
-    moves = moves.reshape(*moves.shape[:-1], n, n)
-    probs = probs.assign_coords(type=list(TYPES)).transpose("region", "horizon", "type")
-    coords = {name: theta[name] for name in ("region", "horizon", "period", "time", "region_country")}
-    return xr.Dataset({"type_probability": probs,
-                       "transition_probability": (("region", "horizon", "from", "to"), moves),
-                       "p_change": (("region", "horizon"), 1.0 - np.trace(moves, axis1=-2, axis2=-1))},
-                      coords={**coords, "from": list(TYPES), "to": list(TYPES)})
+    return types_group(probs, moves.reshape(*moves.shape[:-1], n, n), coords)
 
 
 def forecast_table(forecast: xr.DataTree, ci_prob: float | None = None) -> pd.DataFrame:

@@ -35,7 +35,7 @@ import pandas as pd
 import xarray as xr
 
 from nexusbayes.analysis import typology
-from nexusbayes.analysis.forecast import ForecastError, future_times
+from nexusbayes.analysis.forecast import ForecastError, forecast_coords, forecast_tree, future_times, types_group
 from nexusbayes.constants import CI_PROB, TYPES
 from nexusbayes.data.panel import Panel
 from nexusbayes.model.regime import DEVIATION, TRANSITION, levels
@@ -135,26 +135,13 @@ def regime_forecast(tree: xr.DataTree, spec: Spec, panel: Panel, periods: int | 
     def shaped(values):
         return values.reshape(n_chain, n_draw, *values.shape[1:])
 
-    horizon = np.arange(1, len(times) + 1)
-    coords = {"region": list(panel.regions), "country": list(panel.countries), "trait": list(spec.traits),
-              "chain": post["chain"].values, "draw": post["draw"].values, "horizon": horizon, "type": list(TYPES),
-              "period": ("horizon", labels), "time": ("horizon", times),
-              "region_country": ("region", [panel.countries[c] for c in panel.region_country])}
+    coords = forecast_coords(post, spec, panel, times, labels)
     draws = xr.Dataset({THETA: ((*SAMPLE_DIMS, "region", "horizon", "trait"), shaped(theta)),
                         COUNTRY_THETA: ((*SAMPLE_DIMS, "country", "horizon", "trait"), shaped(country_theta)),
                         "type_probability": ((*SAMPLE_DIMS, "region", "horizon", "type"), shaped(probs))},
-                       coords=coords)
-    mean_moves = moves.mean(axis=0)
-    types = xr.Dataset({"type_probability": (("region", "horizon", "type"), probs.mean(axis=0)),
-                        "transition_probability": (("region", "horizon", "from", "to"), mean_moves),
-                        "p_change": (("region", "horizon"), 1.0 - np.trace(mean_moves, axis1=-2, axis2=-1))},
-                       coords={name: coords[name] for name in ("region", "horizon", "type", "period", "time",
-                                                               "region_country")} | {"from": list(TYPES),
-                                                                                     "to": list(TYPES)})
-    out = xr.DataTree.from_dict({"forecast": draws, "types": types})
-    out.attrs.update({"last_period": str(panel.periods[-1]), "last_time": float(period_time[-1]), "seed": seed,
-                      "dynamics": "regime (Markov chain)"})
-    return out
+                       coords={**coords, "type": list(TYPES)})
+    types = types_group(probs.mean(axis=0), moves.mean(axis=0), coords)
+    return forecast_tree(draws, types, panel, seed, "regime (Markov chain)")
 
 
 def forecast_type_intervals(forecast: xr.DataTree, ci_prob: float | None = None) -> pd.DataFrame:
