@@ -13,8 +13,10 @@ indicator is refitted (the one cost: a second fit) and the second stage is run o
 combined by Rubin's rules, next to the unconditional plausible values and the regression on posterior means of
 the original fit.
 
-Only formulas whose terms are traits (``y ~ capability + willingness``) can be conditioned on this way; a
-formula with other columns needs them in the measurement model too (a latent regression), not offered here.
+Only formulas whose terms are traits (``y ~ capability + willingness``) can be conditioned on this way. A
+formula with other columns (``y ~ capability + aid``) is refused, naming them: the outcome indicator would need
+their effects in its own linear predictor (indicator-level covariates, which the measurement model does not
+have), and without them the refit would credit the columns' share of the outcome to the traits.
 """
 
 from __future__ import annotations
@@ -74,12 +76,36 @@ def regress(fit: Fit, formula: str, data: pd.DataFrame, n: int = 20, seed: int =
 
 
 def _traits_of(spec: Spec, formula: str) -> tuple[str, list[str]]:
+    """The formula's outcome and traits; a FormulaError naming any term that is not a trait.
+
+    Examples
+    --------
+    >>> from nexusbayes.model.simulate import default_spec
+    >>> _traits_of(default_spec(), "y ~ willingness + capability")
+    ('y', ['willingness', 'capability'])
+    >>> _traits_of(default_spec(), "y ~ capability + aid + capability:aid")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nexusbayes.analysis.formula.FormulaError: formula 'y ~ capability + aid + capability:aid': ... the terms 'aid', \
+'capability:aid', which are not traits (capability, willingness): ... drop them ('y ~ capability') or run this \
+formula with conditional=False
+    """
     parsed = Formula.parse(formula)
     traits = [t[0] for t in parsed.terms if len(t) == 1 and t[0] in spec.traits]
-    if len(traits) != len(parsed.terms) or not traits or not parsed.intercept:
-        raise FormulaError(f"formula {formula!r}: conditional plausible values condition on the outcome through the "
-                           f"traits alone, so the terms must be traits with an intercept (e.g. "
-                           f"'{parsed.outcome} ~ {' + '.join(spec.traits)}'); run the others with conditional=False")
+    others = [":".join(t) for t in parsed.terms if not (len(t) == 1 and t[0] in spec.traits)]
+    suggestion = f"{parsed.outcome} ~ {' + '.join(traits or spec.traits)}"
+    if others:
+        many = len(others) > 1
+        raise FormulaError(
+            f"formula {formula!r}: conditional plausible values cannot condition on the term{'s' * many} "
+            f"{', '.join(map(repr, others))}, which {'are not traits' if many else 'is not a trait'} "
+            f"({', '.join(spec.traits)}): the outcome joins the measurement model as an indicator of the traits "
+            f"alone, and an effect of another column on it is not modelled (its share of {parsed.outcome!r} would "
+            f"be credited to the traits); drop {'them' if many else 'it'} ({suggestion!r}) or run this formula "
+            "with conditional=False")
+    if not traits or not parsed.intercept:
+        raise FormulaError(f"formula {formula!r}: conditional plausible values need at least one trait and an "
+                           f"intercept (e.g. {suggestion!r}); run the others with conditional=False")
     return parsed.outcome, traits
 
 

@@ -43,8 +43,18 @@ def test_conditional_plausible_values_cover_the_slope_the_unconditional_ones_att
 def test_conditioning_needs_a_formula_of_traits():
     fitted = _fit()
     data = _data(fitted)
-    with pytest.raises(FormulaError, match="terms must be traits with an intercept"):
+    # a covariate term is refused before any refit, named, with the formula that would run
+    with pytest.raises(FormulaError, match=r"cannot condition on the term 'aid', which is not a trait \(capability, "
+                                           r"willingness\).* drop it \('y ~ capability'\) or run this formula with "
+                                           "conditional=False"):
         regress(fitted, "y ~ capability + aid", data, n=3, conditional=True)
+    with pytest.raises(FormulaError, match=r"the terms 'aid', 'capability:aid', which are not traits.*"
+                                           r"'y ~ capability'"):
+        regress(fitted, "y ~ capability * aid", data, n=3, conditional=True)
+    with pytest.raises(FormulaError, match=r"need at least one trait and an intercept \(e.g. 'y ~ capability'\)"):
+        regress(fitted, "y ~ capability - 1", data, n=3, conditional=True)
+    # unconditional, the same formula runs
+    assert "aid" in regress(fitted, "y ~ capability + aid", data, n=3).table.index
     spec = conditioned_spec(SPEC, "y ~ capability")
     assert spec.indicators["outcome_y"].loads == {"capability": "free"}
     assert conditioned_spec(SPEC, "y ~ capability", {"capability": -1.0}).indicators["outcome_y"].loads == {
