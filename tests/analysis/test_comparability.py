@@ -91,6 +91,25 @@ def test_offset_table_matches_the_draws():
     assert flagged(table) == ["x"]
 
 
+@pytest.mark.parametrize(("n_countries", "expected"), [
+    (2, {"staff": True, "seizures": True}),        # one contrast: any offset is a change of any loading
+    (3, {"staff": False, "seizures": True}),       # two contrasts: only the indicator on two traits is aliased
+    (4, {"staff": False, "seizures": False}),
+])
+def test_the_table_says_which_offsets_a_loading_could_absorb(n_countries, expected):
+    """``aliased``: offsets of an indicator with no more country contrasts than loadings (issue 23, part 4)."""
+    spec = detecting()
+    countries = [f"C{c + 1}" for c in range(n_countries)]
+    draws = np.random.default_rng(0).normal(0.0, 0.3, (1, 50, 2, n_countries))
+    offset = xr.DataArray(draws, dims=("chain", "draw", "indicator", "country"),
+                          coords={"indicator": ["staff", "seizures"], "country": countries})
+    tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"country_offset": offset})})
+    table = noncomparability_table(tree, spec)
+    assert table.groupby("indicator")["aliased"].agg(["min", "max"]).eq(
+        pd.Series(expected), axis=0).all().all(), table
+    assert list(table.columns[-2:]) == ["shrunk", "aliased"]
+
+
 def test_a_fit_without_offsets_has_no_table():
     tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"theta": ("draw", np.zeros(3))})})
     with pytest.raises(SpecError, match="detect = true"):
