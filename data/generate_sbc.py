@@ -7,12 +7,14 @@ the values that set the fixed centring constants:
   the (region, period, indicator) cells missing, exposures, trials and two raters;
 * ``sbc_measurement`` (``models/sbc_measurement.toml``, issue 23's options): 2 countries x 3 regions x 5
   periods (2000-2004), seizures' non-reported region-periods, the quota, trials and exposures;
+* ``sbc_loading_drift`` (``models/sbc_loading_drift.toml``, issue 23's drifting loadings): the same 2 x 3 x 5
+  shape (2000-2004), five indicators;
 * ``sbc_regime`` (``models/sbc_regime.toml``, the regime kind): 2 countries x 3 regions x 6 periods
   (2000-2005), drawn from the regime model.
 
 Run from anywhere (needs ``nexusbayes`` importable, e.g. ``.venv/bin/python``)::
 
-    python data/generate_sbc.py                  # all three
+    python data/generate_sbc.py                  # all four
     python data/generate_sbc.py sbc_regime       # one
 
 Deterministic (one seed per file); writes only those files (each to a temporary file, then moved).
@@ -30,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 SHAPES = {
     "sbc_small": (simulate, {"n_regions": 5, "n_periods": 6, "missing": 0.1, "n_raters": 2}, 2018),  # Talts et al.
     "sbc_measurement": (simulate, {"n_countries": 2, "n_regions": 3, "n_periods": 5}, 2023),         # Modrák et al.
+    "sbc_loading_drift": (simulate, {"n_countries": 2, "n_regions": 3, "n_periods": 5}, 231),      # issue 23, part 1
     "sbc_regime": (simulate_regime, {"n_countries": 2, "n_regions": 3, "n_periods": 6}, 26),         # issue 26
 }
 

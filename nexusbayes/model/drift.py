@@ -126,7 +126,8 @@ def _walk(design: Design, spec: Spec, panel: Panel, walk: Walk):
     z = declare(pm.Normal(walk.z, 0.0, 1.0, dims=(walk.dim, "step")), "latent")
     steps = sd[:, None] * np.sqrt(np.diff(design.period_time))[None, :] * z
     path = (steps[:, :, None] * centring_walk(design, panel, drifting)).sum(axis=1)
-    path = declare(pm.Deterministic(walk.path, path, dims=(walk.dim, "period")), walk.role)
+    # ranked by SBC as the hyperparameters are: the paths are what the option estimates
+    path = declare(pm.Deterministic(walk.path, path, dims=(walk.dim, "period")), walk.role, ranked=True)
     if walk is LOCATION_WALK:
         path = drift_sign(spec, names)[:, None] * path
     return pt.concatenate([path, pt.zeros((1, n_period))], axis=0), position

@@ -312,7 +312,13 @@ class Comparability(_Strict):
     Identification: with every indicator's offsets free, a shift of a country's traits could as well be
     offsets of all its indicators, so how the countries differ is identified only through the shrinkage
     (the prior's belief that most indicators are comparable), not by construction. It needs at least two
-    countries (refused otherwise) and is best read with a few indicators per trait.
+    countries (refused otherwise) and is best read with a few indicators per trait. With few countries,
+    offsets that line up with the countries' trait levels are, between countries, a change of the
+    indicator's loadings (with three countries, any pattern of an indicator on two traits is), told apart only
+    by the loading's sign and the variation within countries, so they can go undetected; and a trait level
+    shifted to halve one indicator's offsets can flag another indicator of the same trait. Measured (three
+    countries, six indicators, two with planted offsets, seeds 11-16): 11 of 12 found and no false alarm with 8
+    regions per country, 7 of 12 and 1 of 24 with 4 (``benchmarks/results/comparability_detection.md``).
 
     Examples
     --------

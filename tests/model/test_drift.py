@@ -109,7 +109,9 @@ def test_drift_variables_have_roles_and_paths_sum_to_zero_over_observed_periods(
     sim, model = small
     roles = Model(sim.spec, sim.panel).roles
     assert (roles["drift"].role, roles["drift_sd"].role, roles["drift_z"].role) == ("intercept", "scale", "latent")
-    assert roles["drift_sd"].prior == "drift_sd" and roles["drift_sd"].ranked and not roles["drift"].ranked
+    assert roles["drift_sd"].prior == "drift_sd" and roles["drift_sd"].ranked
+    assert roles["drift"].ranked and roles["loading_drift"].ranked     # SBC ranks the paths, not their innovations
+    assert not roles["drift_z"].ranked and "drift" not in roles.scales()
     assert model.named_vars_to_dims["drift"] == ("indicator_drifting", "period")
     assert list(model.coords["indicator_drifting"]) == ["staff", "expert_willingness"]
     assert (roles["loading_drift"].role, roles["loading_drift_sd"].prior) == ("loading", "loading_drift_sd")
