@@ -299,8 +299,8 @@ def test_rank_tests_flag_chains_that_disagree_and_the_caption_says_so():
 
 def test_the_rank_plot_and_its_table_share_one_uniformity_test(monkeypatch):
     """Inside ``shared_uniformity_tests`` the test runs once for table and figure, and both are unchanged."""
-    from arviz_stats.accessors import AzStatsDsAccessor
     import arviz_plots as azp
+    from arviz_stats.accessors import AzStatsDsAccessor
 
     rng = np.random.default_rng(5)
     post = xr.Dataset({"sigma_normal": (("chain", "draw"), rng.normal(size=(3, 200))),
