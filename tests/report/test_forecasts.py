@@ -78,3 +78,25 @@ def test_fit_and_report_commands_take_forecast(capsys):
     with pytest.raises(SystemExit):
         main(["report", "x.nc", "--forecast", "-1"])
     assert "must be a whole number" in capsys.readouterr().err
+
+
+def test_a_forecast_is_made_once_per_fit_and_anew_for_other_draws():
+    """The run folder's tables and the report's fan chart share one forecast (same seed, same draws)."""
+    from types import SimpleNamespace
+
+    from nexusbayes.report.forecasts import forecast_of
+
+    made = []
+
+    def forecast(periods, seed):
+        made.append((periods, seed))
+        return object()
+
+    fit = SimpleNamespace(tree=object(), spec=SimpleNamespace(sampler=SimpleNamespace(seed=7)), forecast=forecast)
+    first = forecast_of(fit, 1)
+    assert forecast_of(fit, 1) is first and made == [(1, 7)]
+    forecast_of(fit, 2)
+    assert made == [(1, 7), (2, 7)]                           # another horizon: made
+    fit.tree = object()
+    assert forecast_of(fit, 1)[0] is not first[0] and made[-1] == (1, 7) and len(made) == 3   # other draws: anew
+    assert forecast_of(fit, 0) == (None, None)
