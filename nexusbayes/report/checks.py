@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import threading
 import warnings
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -149,6 +150,9 @@ def _content_key(data: xr.Dataset) -> str:
     return digest.hexdigest()
 
 
+_UNIFORMITY_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def shared_uniformity_tests() -> Iterator[None]:
     """Within the block, the multi-chain uniformity test of the same ranks is computed once.
@@ -157,24 +161,26 @@ def shared_uniformity_tests() -> Iterator[None]:
     each call arviz-stats' ``mchain_uniformity_test`` on the same fractional ranks: its hypergeometric
     tails per chain and draw were half the rank plot's cost. The test is deterministic, so the second
     call takes the first's result, keyed by the ranks' content and the call's arguments: the figure and
-    the table are the same as without the block. Not thread-safe (the report is built in one thread).
+    the table are the same as without the block. Blocks in several threads run one at a time (the method is
+    swapped on arviz-stats' accessor class for the block's duration).
     """
     from arviz_stats.accessors import AzStatsDsAccessor
 
-    original = AzStatsDsAccessor.mchain_uniformity_test
-    memo: dict[tuple, object] = {}
+    with _UNIFORMITY_LOCK:
+        original = AzStatsDsAccessor.mchain_uniformity_test
+        memo: dict[tuple, object] = {}
 
-    def memoised(self, dim=None, **kwargs):
-        key = (_content_key(self._obj), repr(dim), repr(sorted(kwargs.items())))
-        if key not in memo:
-            memo[key] = original(self, dim=dim, **kwargs)
-        return memo[key]
+        def memoised(self, dim=None, **kwargs):
+            key = (_content_key(self._obj), repr(dim), repr(sorted(kwargs.items())))
+            if key not in memo:
+                memo[key] = original(self, dim=dim, **kwargs)
+            return memo[key]
 
-    AzStatsDsAccessor.mchain_uniformity_test = memoised
-    try:
-        yield
-    finally:
-        AzStatsDsAccessor.mchain_uniformity_test = original
+        AzStatsDsAccessor.mchain_uniformity_test = memoised
+        try:
+            yield
+        finally:
+            AzStatsDsAccessor.mchain_uniformity_test = original
 
 
 def rank_caption(rank: pd.DataFrame) -> str:
