@@ -213,7 +213,9 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     posterior = fit.tree["posterior"].to_dataset()
     roles = fit.roles
     deterministics = [entry.name for entry in roles if not entry.free]
-    rank = checks.rank_tests(checks.hyperparameters(tree, roles.scales()))
+    with checks.shared_uniformity_tests():   # the rank plot's own test computed once, for its table and figure
+        rank = checks.rank_tests(checks.hyperparameters(tree, roles.scales()))
+        sampling = checks.sampling_figures(tree, diag, roles.scales(), rank, exclude=deterministics)
     facts, versions, counts = run_facts(fit)
     tables: dict[str, pd.DataFrame] = {
         "run_info": pd.DataFrame({"item": list(facts), "value": list(facts.values())}),
@@ -236,7 +238,7 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
         return out
 
     figs: dict[str, dict[str, tuple[str, bytes]]] = {}
-    figs["sampling"] = rendered(checks.sampling_figures(tree, diag, roles.scales(), rank, exclude=deterministics))
+    figs["sampling"] = rendered(sampling)
     figs["predictive"] = rendered(checks.predictive_figures(tree, fit.spec, fit.panel))
     loo = checks.loo(tree, fit.spec, fit.panel)
     figs["loo"] = rendered(loo.figures)

@@ -39,14 +39,26 @@ HISTORY = 6
 BANDS = (CI_PROB, 0.5)
 
 
+#: The attribute of a fit holding the forecasts :func:`forecast_of` made, by (periods, seed), with their tree.
+_MADE = "_report_forecasts"
+
+
 def forecast_of(fit: Fit, periods: int) -> tuple[xr.DataTree | None, str | None]:
-    """The fit's forecast ``periods`` ahead with the spec's seed, or None and the reason it cannot be made."""
+    """The fit's forecast ``periods`` ahead with the spec's seed, or None and the reason it cannot be made.
+
+    Made once per fit and horizon: the run folder's tables and the report's fan chart read the same forecast
+    (the same seed gives the same draws, so this only saves the second computation, about a second of NumPy).
+    """
     if periods < 1:
         return None, None
-    try:
-        return fit.forecast(periods, seed=fit.spec.sampler.seed), None
-    except ForecastError as exc:
-        return None, f"No forecast in this run: {exc}"
+    made = fit.__dict__.setdefault(_MADE, {})
+    key = (periods, fit.spec.sampler.seed)
+    if key not in made or made[key][0] is not fit.tree:     # made from these draws (a tree replaced: made anew)
+        try:
+            made[key] = fit.tree, (fit.forecast(periods, seed=fit.spec.sampler.seed), None)
+        except ForecastError as exc:
+            made[key] = fit.tree, (None, f"No forecast in this run: {exc}")
+    return made[key][1]
 
 
 def forecast_tables(forecast: xr.DataTree | None) -> dict[str, pd.DataFrame]:

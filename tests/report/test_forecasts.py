@@ -129,3 +129,25 @@ def test_fit_command_refuses_to_hold_out_too_many_periods_before_fitting(hostile
     assert printed.err.startswith(f"nexusbayes: error: --forecast-check {k}: the data hold 4 periods")
     assert fix in printed.err and "fewer than the two a forecast needs" in printed.err
     assert "Fitting" not in printed.out and not (tmp_path / "run").exists()
+
+
+def test_a_forecast_is_made_once_per_fit_and_anew_for_other_draws():
+    """The run folder's tables and the report's fan chart share one forecast (same seed, same draws)."""
+    from types import SimpleNamespace
+
+    from nexusbayes.report.forecasts import forecast_of
+
+    made = []
+
+    def forecast(periods, seed):
+        made.append((periods, seed))
+        return object()
+
+    fit = SimpleNamespace(tree=object(), spec=SimpleNamespace(sampler=SimpleNamespace(seed=7)), forecast=forecast)
+    first = forecast_of(fit, 1)
+    assert forecast_of(fit, 1) is first and made == [(1, 7)]
+    forecast_of(fit, 2)
+    assert made == [(1, 7), (2, 7)]                           # another horizon: made
+    fit.tree = object()
+    assert forecast_of(fit, 1)[0] is not first[0] and made[-1] == (1, 7) and len(made) == 3   # other draws: anew
+    assert forecast_of(fit, 0) == (None, None)
