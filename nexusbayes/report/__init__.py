@@ -213,9 +213,8 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     posterior = fit.tree["posterior"].to_dataset()
     roles = fit.roles
     deterministics = [entry.name for entry in roles if not entry.free]
-    with checks.shared_uniformity_tests():   # the rank plot's own test computed once, for its table and figure
-        rank = checks.rank_tests(checks.hyperparameters(tree, roles.scales()))
-        sampling = checks.sampling_figures(tree, diag, roles.scales(), rank, exclude=deterministics)
+    rank = checks.rank_tests(checks.hyperparameters(tree, roles.scales()))
+    sampling = checks.sampling_figures(tree, diag, roles.scales(), rank, exclude=deterministics)
     facts, versions, counts = run_facts(fit)
     tables: dict[str, pd.DataFrame] = {
         "run_info": pd.DataFrame({"item": list(facts), "value": list(facts.values())}),

@@ -6,12 +6,9 @@ and PSIS-LOO with its Pareto-k table. Figures come back as matplotlib figures (r
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import math
-import threading
 import warnings
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import arviz as az
@@ -135,52 +132,6 @@ def rank_tests(hyper: xr.DataTree) -> pd.DataFrame:
             rows.append({"variable": name, "element": ", ".join(coords), "p_value": p, "alpha": alpha,
                          "flagged": bool(p < alpha)})
     return pd.DataFrame(rows, columns=["variable", "element", "p_value", "alpha", "flagged"])
-
-
-def _content_key(data: xr.Dataset) -> str:
-    """SHA-256 of a dataset's variables and coordinates (names, dims, dtypes and values)."""
-    digest = hashlib.sha256()
-    for group in (data.coords, data.data_vars):
-        for name in sorted(group, key=str):
-            var = group[name]
-            digest.update(repr((str(name), var.dims, var.dtype.str, var.shape)).encode())
-            values = var.values
-            digest.update(np.ascontiguousarray(values).tobytes() if values.dtype != object
-                          else repr(values.tolist()).encode())
-    return digest.hexdigest()
-
-
-_UNIFORMITY_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def shared_uniformity_tests() -> Iterator[None]:
-    """Within the block, the multi-chain uniformity test of the same ranks is computed once.
-
-    :func:`rank_tests` and arviz-plots' ``plot_rank`` (which prints the same p-values on its panels)
-    each call arviz-stats' ``mchain_uniformity_test`` on the same fractional ranks: its hypergeometric
-    tails per chain and draw were half the rank plot's cost. The test is deterministic, so the second
-    call takes the first's result, keyed by the ranks' content and the call's arguments: the figure and
-    the table are the same as without the block. Blocks in several threads run one at a time (the method is
-    swapped on arviz-stats' accessor class for the block's duration).
-    """
-    from arviz_stats.accessors import AzStatsDsAccessor
-
-    with _UNIFORMITY_LOCK:
-        original = AzStatsDsAccessor.mchain_uniformity_test
-        memo: dict[tuple, object] = {}
-
-        def memoised(self, dim=None, **kwargs):
-            key = (_content_key(self._obj), repr(dim), repr(sorted(kwargs.items())))
-            if key not in memo:
-                memo[key] = original(self, dim=dim, **kwargs)
-            return memo[key]
-
-        AzStatsDsAccessor.mchain_uniformity_test = memoised
-        try:
-            yield
-        finally:
-            AzStatsDsAccessor.mchain_uniformity_test = original
 
 
 def rank_caption(rank: pd.DataFrame) -> str:

@@ -295,37 +295,6 @@ def test_rank_tests_flag_chains_that_disagree_and_the_caption_says_so():
     assert "every panel passes its test" in checks.rank_caption(rank[~rank["flagged"]])
 
 
-
-
-def test_the_rank_plot_and_its_table_share_one_uniformity_test(monkeypatch):
-    """Inside ``shared_uniformity_tests`` the test runs once for table and figure, and both are unchanged."""
-    import arviz_plots as azp
-    from arviz_stats.accessors import AzStatsDsAccessor
-
-    rng = np.random.default_rng(5)
-    post = xr.Dataset({"sigma_normal": (("chain", "draw"), rng.normal(size=(3, 200))),
-                       "ar_phi": (("chain", "draw", "trait"), rng.normal(size=(3, 200, 2)))},
-                      coords={"trait": ["capability", "willingness"]})
-    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((3, 200), dtype=bool))})
-    hyper = checks.hyperparameters(xr.DataTree.from_dict({"posterior": post, "sample_stats": stats}),
-                                   ["sigma_normal", "ar_phi"])
-
-    def both():
-        return checks.rank_tests(hyper), figures.png(checks.render(azp.plot_rank, hyper))
-
-    plain_table, plain_png = both()
-    original, calls = AzStatsDsAccessor.mchain_uniformity_test, []
-    monkeypatch.setattr(AzStatsDsAccessor, "mchain_uniformity_test",
-                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
-    with checks.shared_uniformity_tests():
-        shared_table, shared_png = both()
-    assert len(calls) == 1                                      # computed for the table, reused by the plot
-    pd.testing.assert_frame_equal(shared_table, plain_table)
-    assert shared_png == plain_png
-    assert AzStatsDsAccessor.mchain_uniformity_test is not original     # the monkeypatched one is back
-    checks.rank_tests(hyper)
-    assert len(calls) == 2                                      # outside the block: computed again
-
 @pytest.mark.parametrize("dpi", [0, 49, 1201, 150.5, "300", True])
 def test_a_bad_dpi_is_refused_before_any_work(dpi):
     from nexusbayes.errors import NexusBayesError
