@@ -97,12 +97,19 @@ HOSTILE_LABEL = "<b>staff</b> & co"
 
 
 @pytest.fixture(scope="session")
-def hostile_run(tmp_path_factory):
-    """`nexusbayes fit` on a tiny simulated panel with a hostile region name: (exit status, run folder).
+def hostile_cli(tmp_path_factory):
+    """`nexusbayes fit` on a tiny simulated panel with a hostile region name: (exit status, run folder, report,
+    {figure index: overlapping text pairs}).
 
-    With ``--forecast-check 1`` (a second tiny fit of the first three periods), so that the command's forecast
-    check is tested on the run the other tests read (tests/report/test_forecasts.py).
+    The report the command writes is kept, with each of its figures' overlapping texts recorded just before the
+    figure is rendered (tests/report/test_figures.py checks them), so that no test renders this fit's report
+    again. Run with ``--forecast-check 1`` (a second tiny fit of the first three periods), so that the command's
+    forecast check is tested on the same run (tests/report/test_forecasts.py).
     """
+    from nexusbayes.report import figures
+    from nexusbayes.report import run as report_run
+    from tests.report.test_figures import overlapping_text
+
     sim = simulate(n_regions=3, n_periods=4, n_raters=2, seed=5)
     folder = tmp_path_factory.mktemp("hostile")
     sim.frame.replace({"region": {"C1-R02": HOSTILE}}).to_csv(folder / "sim.csv", index=False)
@@ -111,9 +118,30 @@ def hostile_run(tmp_path_factory):
     spec = sim.spec.model_copy(update={"name": "hostile", "data": "sim.csv", "indicators": indicators})
     (folder / "hostile.toml").write_text(spec.to_toml())
     out = folder / "run"
-    status = main(["fit", str(folder / "hostile.toml"), "--out", str(out), "--no-progress", "--draws", "60",
-                   "--tune", "100", "--chains", "2", "--seed", "3", "--forecast-check", "1"])
-    return status, out
+    found, built = {}, []
+    render, build = figures.render, report_run.build_report
+
+    def checking(fig, *formats, dpi=figures.DPI):
+        found[len(found)] = overlapping_text(fig)
+        return render(fig, *formats, dpi=dpi)
+
+    def building(*args, **kwargs):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(figures, "render", checking)
+            built.append(build(*args, **kwargs))
+        return built[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report_run, "build_report", building)
+        status = main(["fit", str(folder / "hostile.toml"), "--out", str(out), "--no-progress", "--draws", "60",
+                       "--tune", "100", "--chains", "2", "--seed", "3", "--forecast-check", "1"])
+    return status, out, (built[0] if len(built) == 1 else None), found
+
+
+@pytest.fixture(scope="session")
+def hostile_run(hostile_cli):
+    """`nexusbayes fit` on a tiny simulated panel with a hostile region name: (exit status, run folder)."""
+    return hostile_cli[:2]
 
 
 @pytest.fixture(scope="session")
@@ -121,6 +149,15 @@ def hostile(hostile_run):
     status, out = hostile_run
     assert status == 0
     return load(out / "fit.nc"), out / REPORT_DIR
+
+
+@pytest.fixture(scope="session")
+def hostile_report(hostile_cli):
+    """The report `nexusbayes fit` wrote for the hostile fit, with each figure's overlapping texts recorded before it
+    was rendered: (report, {figure index: overlapping text pairs})."""
+    status, _, report, found = hostile_cli
+    assert status == 0 and report is not None, "the hostile fit's report was not built exactly once"
+    return report, found
 
 
 @pytest.fixture(scope="session")
@@ -137,8 +174,8 @@ def central_asia_run(tmp_path_factory):
 # A session-scoped fixture stays alive until the session ends, long after the last test that needs it. These are
 # released (their cached value dropped) as soon as the last test using them, directly or through another fixture,
 # has been torn down; pytest recomputes one if a later test asks for it again (e.g. in another test order).
-RELEASE_AFTER_LAST_USE = ("recovery", "kyrgyzstan_run", "kyrgyzstan", "hostile_run", "hostile", "central_asia_run",
-                          "two_country", "page")
+RELEASE_AFTER_LAST_USE = ("recovery", "kyrgyzstan_run", "kyrgyzstan", "hostile_cli", "hostile_run", "hostile",
+                          "hostile_report", "central_asia_run", "two_country", "page")
 _last_use: dict[str, str] = {}   # fixture name -> nodeid of the last test that uses it
 
 

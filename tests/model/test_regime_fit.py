@@ -83,10 +83,9 @@ def test_save_and_load_keep_the_states(regime_run, tmp_path):
                                                     "forecast_type_intervals.csv"}
 
 
-def test_report_of_a_regime_fit(regime_run):
+def test_report_of_a_regime_fit(regime_report):
     """The HTML report's tables and figures, without threshold sensitivity (a regime's types have no thresholds)."""
-    _, result = regime_run
-    report = build_report(result, dpi=50)
+    report = regime_report
     assert "threshold_sensitivity" not in report.tables and "transition_matrices" in report.tables
     assert {"typology_map", "modal_type", "transition_matrices"} <= set(report.figures)
     assert {"forecast_types", "forecast_type_intervals"} <= set(report.tables) and "forecast_fan" in report.figures
@@ -171,9 +170,15 @@ def test_saved_regime_fit_recomputes_its_log_likelihood(trait_data_runs, tmp_pat
         np.testing.assert_array_equal(recomputed[name].values, values.values)
 
 
-def test_report_with_the_model_choice(trait_data_runs):
-    """The regime fit's report (no threshold sensitivity to compute: the cheaper one) with the trait fit beside it."""
+@pytest.fixture(scope="module")
+def regime_report(trait_data_runs):
+    """The report of a regime fit with the trait fit beside it: rendered once for the two report tests."""
     trait, regime = trait_data_runs
-    report = build_report(regime, dpi=50, compare_with=trait)
+    return build_report(regime, dpi=50, compare_with=trait)
+
+
+def test_report_with_the_model_choice(regime_report):
+    """The regime fit's report (no threshold sensitivity to compute: the cheaper one) with the trait fit beside it."""
+    report = regime_report
     assert report.tables["model_comparison"]["model"].tolist() == ["trait", "regime"]
     assert "model_agreement" in report.figures and 'id="model-choice"' in report.html

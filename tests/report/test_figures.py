@@ -2,8 +2,8 @@
 transition rows marked, thresholds drawn once, resolution and SVG on request; and the run folder's
 CSV columns (country, sd, the interval named by its quantiles).
 
-The report of the tiny fit of tests/conftest.py (``hostile``) is rebuilt with every figure checked
-before it is rendered; the country-comparison figures, which need several countries, are drawn
+The report that `nexusbayes fit` wrote for the tiny fit of tests/conftest.py (``hostile_report``) had
+every figure checked before it was rendered; the country-comparison figures, which need several countries, are drawn
 from small synthetic inputs.
 """
 
@@ -78,24 +78,9 @@ def test_the_overlap_check_finds_text_drawn_over_text():
 
 # ---- every figure of a report --------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def checked_report(hostile, monkeypatch_module):
-    """The hostile fit's report, rebuilt with each figure's overlapping texts recorded before rendering."""
-    fit, _ = hostile
-    found = {}
-    render = figures.render
-
-    def checking(fig, *formats, dpi=figures.DPI):
-        found[len(found)] = overlapping_text(fig)
-        return render(fig, *formats, dpi=dpi)
-
-    monkeypatch_module.setattr(figures, "render", checking)
-    return build_report(fit), found
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
+def checked_report(hostile_report):
+    """The hostile fit's report as `nexusbayes fit` wrote it, each figure's overlapping texts recorded (conftest)."""
+    return hostile_report
 
 
 def test_no_figure_of_the_report_draws_text_over_text(checked_report):
