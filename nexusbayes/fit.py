@@ -216,19 +216,20 @@ class Fit:
                                     covariates=covariates, hold_covariates=hold_covariates)
 
     # ---- a new period -----------------------------------------------------------------------------
-    def update(self, new_data, *, method: str = "particles", particles: int | None = None, hold: str = "draws",
+    def update(self, new_data, *, method: str = "filter", particles: int | None = None, hold: str = "draws",
                n_held: int | None = None, draws: int | None = None, tune: int | None = None,
                chains: int | None = None, seed: int | None = None, progress: bool = False, status=None,
                predictions: bool = True) -> Fit:
         """The fit with new periods added, without a full refit.
 
-        ``method="particles"`` (default): the fit's draws reweighted by their likelihood of the new rows
-        (importance sampling, PSIS; ``attrs["update_pareto_k"]`` above 0.7 warns that a refit is needed) and the
-        new traits drawn by ``particles`` particles per draw and country (default 256), in NumPy: nothing is
-        compiled, and the fitted periods and parameters move with the new data through the weights.
-        ``method="filter"``: one NUTS run of the new traits with the measurement parameters, process scales and
-        last fitted period's traits held at ``n_held`` posterior draws (``hold="draws"``, default 100) or at
-        their means (``hold="means"``); ``draws`` and ``tune`` are that filter's per chain. ``predictions`` adds
+        ``method="filter"`` (default): one NUTS run of the new traits with the measurement parameters, process
+        scales and last fitted period's traits held at ``n_held`` posterior draws (``hold="draws"``, default 100)
+        or at their means (``hold="means"``); ``draws`` and ``tune`` are that filter's per chain.
+        ``method="particles"``: the fit's draws reweighted by their likelihood of the new rows (importance
+        sampling, PSIS; ``attrs["update_pareto_k"]`` above 0.7 warns that a refit is needed) and the new traits
+        drawn by ``particles`` particles per draw and country (default 256), in NumPy: nothing is compiled, and
+        the fitted periods and parameters move with the new data through the weights (reliable for a few new
+        rows; a whole new period usually gives k > 0.7). ``predictions`` adds
         the groups the report reads. ``attrs["update_held"]`` says what was held and how. See
         :mod:`nexusbayes.inference.update`.
         """

@@ -199,7 +199,7 @@ def held_values(tree: xr.DataTree, spec, panel: Panel, hold: str, n_held: int) -
                 source_draws=source)
 
 
-def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "particles", hold: str = "draws",
+def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter", hold: str = "draws",
            n_held: int = N_HELD, n_particles: int = particles_.N_PARTICLES, settings: SamplerSpec | None = None,
            progress: bool = False, status=None, predictions: bool = True) -> tuple[xr.DataTree, Panel]:
     """Add new periods to a fit without a full refit (see the module docstring).
@@ -211,10 +211,12 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "particl
     new : path or DataFrame
         The new rows (the main data's columns).
     method : {"particles", "filter"}
-        ``"particles"`` (default): the fit's draws reweighted by their likelihood of the new rows and the new
-        traits drawn by particles, in NumPy (:mod:`nexusbayes.inference.update_particles`; nothing compiled,
-        everything a refit moves is moved by the weights). ``"filter"``: one NUTS run of the new traits given
-        held draws (:mod:`nexusbayes.model.update`; the fitted periods and parameters do not move).
+        ``"filter"`` (default): one NUTS run of the new traits given held draws (:mod:`nexusbayes.model.update`;
+        the fitted periods and parameters do not move). ``"particles"``: the fit's draws reweighted by their
+        likelihood of the new rows and the new traits drawn by particles, in NumPy
+        (:mod:`nexusbayes.inference.update_particles`; nothing compiled, everything a refit moves is moved by
+        the weights, but only while the weights are reliable, Pareto k <= 0.7: a few new rows, not usually a
+        whole new period).
     n_particles : int
         Particles per draw and country (``method="particles"``).
     hold : {"draws", "means"}
