@@ -76,10 +76,10 @@ class Particles:
 
 
 def new_blocks(spec, panel: Panel, combined: Panel, lag: int = 0):
-    """Per likelihood term, the rows the particles weigh (the combined data's at the new periods and the last
-    ``lag`` fitted ones) as a block, and its indices.
+    """Per likelihood term, the rows the particles weigh as a block (cut from the combined data's), and its indices.
 
-    The indices carry the fit's centring constants (the held intercepts are relative to them).
+    The rows are those at the new periods and the last ``lag`` fitted ones. The indices carry the fit's
+    centring constants (the held intercepts are relative to them).
     """
     fitted, both = make_design(panel, spec), make_design(combined, spec)
     if list(combined.indicators) != list(panel.indicators):
