@@ -210,7 +210,9 @@ def importance(log_marginal: np.ndarray, r_eff: float = 1.0) -> tuple[np.ndarray
     log_marginal = np.asarray(log_marginal, float)
     if np.ptp(log_marginal) == 0.0:    # no new row weighs on the draws: the fit's draws as they are
         return np.full(len(log_marginal), 1.0 / len(log_marginal)), float("-inf"), float(len(log_marginal))
-    log_w, k = array_stats.psislw(log_marginal, r_eff=r_eff)
+    # psislw smooths the weights of leave-one-out, 1 / likelihood: it takes a log-likelihood and negates it, so the
+    # log-weights given here (likelihood of the new rows) go in negated
+    log_w, k = array_stats.psislw(-log_marginal, r_eff=r_eff)
     w = np.exp(log_w - logsumexp(log_w))
     k = float(k)
     if not np.isfinite(k) or k > K_MAX:

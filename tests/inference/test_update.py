@@ -10,7 +10,7 @@ from nexusbayes.cli import main
 from nexusbayes.errors import DataError
 from nexusbayes.fit import fit, load
 from nexusbayes.inference.update import HELD_ATTR, UpdateError, new_rows, refuse
-from nexusbayes.inference.update_particles import UpdateWarning, resample
+from nexusbayes.inference.update_particles import UpdateWarning, importance, resample
 from nexusbayes.model.simulate import simulate
 
 SAMPLE_DIMS = ("chain", "draw")
@@ -246,3 +246,11 @@ def test_cli_update_by_particles_says_loudly_when_to_refit(base, panel_split, tm
     assert "by particles" in printed and "WARNING: Pareto k > 0.7" in printed and "Refit" in printed
     assert "What was held: nothing re-sampled" in printed
     assert load(tmp_path / "out" / "fit.nc").tree.attrs["update_method"] == "particles"
+
+
+def test_importance_weights_favour_the_draws_that_predict_the_new_rows():
+    """Weights rise with each draw's likelihood of the new rows (arviz-stats' psislw negates its input)."""
+    log_marginal = np.random.default_rng(5).normal(0.0, 0.5, 1000)
+    w, k, n_eff = importance(log_marginal)
+    exact = np.exp(log_marginal - log_marginal.max())
+    assert np.corrcoef(w, exact / exact.sum())[0, 1] > 0.99 and k < 0.7 and 500 < n_eff < 1000
