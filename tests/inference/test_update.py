@@ -202,9 +202,6 @@ def resample_rows(w, rng):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured 0.40 SD off the refit in the added region (tolerance ~0.2) with "
-                   "reliable weights (k 0.51, ESS 546/2000) and an exact per-row likelihood: not yet explained "
-                   "(benchmarks/HISTORY.md, 2026-12-06 05:40)")
 def test_particles_update_is_close_to_a_full_refit(panel_split, few_rows, by_particles):
     """The added rows' region against a refit on the fit's data and those rows (same scale: the refit's theta
     re-standardised per draw to the base's periods' mean and SD, which the update keeps).
