@@ -13,6 +13,10 @@ It filters, it does not smooth: the fitted periods keep their posterior (a full 
 a little with the new data), and the held parameters do not learn from the new data. Refused, each with
 what to do instead: regime fits, centred spans, covariates, drifting indicators, informative missingness,
 inflated counts, new countries, regions, indicators or raters.
+
+``method="particles"`` instead reweights the fit's draws by their likelihood of the new rows and draws the new
+traits by particles, in NumPy (:mod:`nexusbayes.inference.update_particles`): nothing compiled, and the fitted
+periods and parameters move as far as the fit's draws reach (the same refusals apply).
 """
 
 from __future__ import annotations
