@@ -61,6 +61,12 @@ def add_parsers(sub, positive_int, seed) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="output folder (fit.nc, CSV tables, summary.txt, report/), replaced only when all is written")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in DIR")
+    p.add_argument("--method", choices=["filter", "particles"], default="filter",
+                   help="filter (default): a NUTS run of the new traits given held draws; particles: the fit's draws "
+                        "reweighted by the new rows (PSIS) and the new traits drawn by particles, in NumPy, nothing "
+                        "compiled (reliable for a few new rows: it warns when Pareto k > 0.7, refit then)")
+    p.add_argument("--particles", type=positive_int, metavar="M",
+                   help="particles per draw and country with --method particles (default 256)")
     p.add_argument("--hold", choices=["draws", "means"], default="draws",
                    help="hold the parameters at posterior draws, draw by draw (default; carries their uncertainty), "
                         "or at their posterior means (faster, narrower)")
@@ -96,12 +102,20 @@ def update(args) -> int:
     with OutputFolder(args.out, RUN, overwrite=args.overwrite, inputs=[args.fit, args.data]) as folder:
         base = load(args.fit)
         print(f"Updating {args.fit} with {args.data} ...", flush=True)
-        result = base.update(args.data, hold=args.hold, n_held=args.held, draws=args.draws, tune=args.tune,
-                             chains=args.chains, seed=args.seed, progress=False,
-                             status=lambda message: print(f"  {message}", flush=True))
+        result = base.update(args.data, method=args.method, particles=args.particles, hold=args.hold,
+                             n_held=args.held, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
+                             progress=False, status=lambda message: print(f"  {message}", flush=True))
         attrs = result.tree.attrs
-        print(f"Added period(s) {attrs['update_added_periods']} ({attrs['update_added_rows']} rows): filter compile "
-              f"{attrs['update_seconds_compile']:.1f} s, sampling {attrs['update_seconds_sampling']:.1f} s")
+        if args.method == "particles":
+            print(f"Added period(s) {attrs['update_added_periods']} ({attrs['update_added_rows']} rows) by "
+                  f"particles: {attrs['update_seconds']:.1f} s, Pareto k {attrs['update_pareto_k']:.2f}, ESS after "
+                  f"weighting {attrs['update_ess']:.0f} ({attrs['update_particles']} particles per draw and country)")
+            if not attrs["update_pareto_k"] <= 0.7:
+                print("WARNING: Pareto k > 0.7: the fit's draws do not cover the posterior given the new rows; the "
+                      "updated draws are unreliable. Refit on all the data (nexusbayes fit)", flush=True)
+        else:
+            print(f"Added period(s) {attrs['update_added_periods']} ({attrs['update_added_rows']} rows): filter "
+                  f"compile {attrs['update_seconds_compile']:.1f} s, sampling {attrs['update_seconds_sampling']:.1f} s")
         print(f"What was held: {attrs['update_held']}.")
         print(summary_text(result))
         write_run(result, folder, report=not args.no_report)

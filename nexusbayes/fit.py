@@ -216,26 +216,33 @@ class Fit:
                                     covariates=covariates, hold_covariates=hold_covariates)
 
     # ---- a new period -----------------------------------------------------------------------------
-    def update(self, new_data, *, hold: str = "draws", n_held: int | None = None, draws: int | None = None,
-               tune: int | None = None,
+    def update(self, new_data, *, method: str = "filter", particles: int | None = None, hold: str = "draws",
+               n_held: int | None = None, draws: int | None = None, tune: int | None = None,
                chains: int | None = None, seed: int | None = None, progress: bool = False, status=None,
                predictions: bool = True) -> Fit:
-        """The fit with new periods added, sampling only their traits: everything else is held (no full refit).
+        """The fit with new periods added, without a full refit.
 
-        The measurement parameters, process scales and last fitted period's traits are held at ``n_held``
-        posterior draws (``hold="draws"``, default 100) or at their means (``hold="means"``); the fitted periods
-        keep their posterior. ``draws`` and ``tune`` are the filter's per chain (each draw gives one per held
-        copy); ``predictions`` adds the groups the report reads. ``attrs["update_held"]`` says what was held.
-        See :mod:`nexusbayes.inference.update`.
+        ``method="filter"`` (default): one NUTS run of the new traits with the measurement parameters, process
+        scales and last fitted period's traits held at ``n_held`` posterior draws (``hold="draws"``, default 100)
+        or at their means (``hold="means"``); ``draws`` and ``tune`` are that filter's per chain.
+        ``method="particles"``: the fit's draws reweighted by their likelihood of the new rows (importance
+        sampling, PSIS; ``attrs["update_pareto_k"]`` above 0.7 warns that a refit is needed) and the new traits
+        drawn by ``particles`` particles per draw and country (default 256), in NumPy: nothing is compiled, and
+        the fitted periods and parameters move with the new data through the weights (reliable for a few new
+        rows; a whole new period usually gives k > 0.7). ``predictions`` adds
+        the groups the report reads. ``attrs["update_held"]`` says what was held and how. See
+        :mod:`nexusbayes.inference.update`.
         """
         from nexusbayes.inference import update as updating
+        from nexusbayes.inference.update_particles import N_PARTICLES
 
         settings = self.spec.sampler.model_copy(update={"draws": draws or updating.filter_draws(hold),
                                                         "tune": tune or updating.FILTER_TUNE, **(
             {"chains": chains} if chains else {}), **({"seed": seed} if seed is not None else {})})
-        tree, panel = updating.update(self.tree, self.spec, self.panel, new_data, hold=hold,
-                                      n_held=updating.N_HELD if n_held is None else n_held, settings=settings,
-                                      progress=progress, status=status, predictions=predictions)
+        tree, panel = updating.update(self.tree, self.spec, self.panel, new_data, method=method, hold=hold,
+                                      n_held=updating.N_HELD if n_held is None else n_held,
+                                      n_particles=N_PARTICLES if particles is None else particles,
+                                      settings=settings, progress=progress, status=status, predictions=predictions)
         return Fit(tree=tree, spec=self.spec, panel=panel)
 
     # ---- draws for second-stage analyses -----------------------------------------------------------

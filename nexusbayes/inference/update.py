@@ -13,6 +13,10 @@ It filters, it does not smooth: the fitted periods keep their posterior (a full 
 a little with the new data), and the held parameters do not learn from the new data. Refused, each with
 what to do instead: regime fits, centred spans, covariates, drifting indicators, informative missingness,
 inflated counts, new countries, regions, indicators or raters.
+
+``method="particles"`` instead reweights the fit's draws by their likelihood of the new rows and draws the new
+traits by particles, in NumPy (:mod:`nexusbayes.inference.update_particles`): nothing compiled, and the fitted
+periods and parameters move as far as the fit's draws reach (the same refusals apply).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from nexusbayes.analysis.forecast import Dynamics, _draws
 from nexusbayes.data.panel import Panel, validate
 from nexusbayes.data.read import load_panel
 from nexusbayes.errors import DataError, SpecError
+from nexusbayes.inference import update_particles as particles_
 from nexusbayes.inference.sample import sample
 from nexusbayes.model.build import Model
 from nexusbayes.model.design import make_design
@@ -51,6 +56,9 @@ def filter_draws(hold: str) -> int:
     """The filter's draws per chain by default: :data:`FILTER_DRAWS` per held copy, as many in all held at the means."""
     return FILTER_DRAWS * (N_HELD if hold == "means" else 1)
 
+
+#: The ways of updating: particles over the fit's draws (NumPy), or a NUTS filter of the new traits given held draws.
+METHODS = ("particles", "filter")
 
 #: The ways of holding: draw by draw, or at the posterior means.
 HOLD = ("draws", "means")
@@ -195,10 +203,10 @@ def held_values(tree: xr.DataTree, spec, panel: Panel, hold: str, n_held: int) -
                 source_draws=source)
 
 
-def update(tree: xr.DataTree, spec, panel: Panel, new, *, hold: str = "draws", n_held: int = N_HELD,
-           settings: SamplerSpec | None = None, progress: bool = False, status=None,
-           predictions: bool = True) -> tuple[xr.DataTree, Panel]:
-    """Add new periods to a fit: the new traits sampled with the fit's parameters held (see the module docstring).
+def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter", hold: str = "draws",
+           n_held: int = N_HELD, n_particles: int = particles_.N_PARTICLES, settings: SamplerSpec | None = None,
+           progress: bool = False, status=None, predictions: bool = True) -> tuple[xr.DataTree, Panel]:
+    """Add new periods to a fit without a full refit (see the module docstring).
 
     Parameters
     ----------
@@ -206,6 +214,15 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, hold: str = "draws", n
         The fit's DataTree, spec and data.
     new : path or DataFrame
         The new rows (the main data's columns).
+    method : {"particles", "filter"}
+        ``"filter"`` (default): one NUTS run of the new traits given held draws (:mod:`nexusbayes.model.update`;
+        the fitted periods and parameters do not move). ``"particles"``: the fit's draws reweighted by their
+        likelihood of the new rows and the new traits drawn by particles, in NumPy
+        (:mod:`nexusbayes.inference.update_particles`; nothing compiled, everything a refit moves is moved by
+        the weights, but only while the weights are reliable, Pareto k <= 0.7: a few new rows, not usually a
+        whole new period).
+    n_particles : int
+        Particles per draw and country (``method="particles"``).
     hold : {"draws", "means"}
         Hold the parameters draw by draw (``n_held`` posterior draws, their mixture carrying the fit's
         uncertainty) or at their posterior means (one copy: faster, narrower).
@@ -225,6 +242,14 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, hold: str = "draws", n
         the filter's run, ``draws`` per chain), its attrs
         the fit's plus :data:`HELD_ATTR` and the filter's timings; and the data with the new rows.
     """
+    if method not in METHODS:
+        raise UpdateError(f"method = {method!r}: use one of {', '.join(map(repr, METHODS))}")
+    if method == "particles":
+        if n_particles < 1:
+            raise UpdateError(f"n_particles = {n_particles}: use at least one particle per draw and country")
+        refuse(spec, tree, panel)
+        seed = (settings or spec.sampler).seed
+        return _by_particles(tree, spec, panel, new, n_particles, 0 if seed is None else seed, predictions)
     if hold not in HOLD:
         raise UpdateError(f"hold = {hold!r}: use one of {', '.join(map(repr, HOLD))}")
     if n_held < 1:
@@ -277,6 +302,52 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, hold: str = "draws", n
         **{f"update_{k}": run.attrs[k] for k in ("seconds_compile", "seconds_sampling", "draws", "tune", "chains",
                                                  "seed", "compile_source")}})
     return out, combined
+
+
+def _by_particles(tree: xr.DataTree, spec, panel: Panel, new, n_particles: int, seed: int,
+                  predictions: bool) -> tuple[xr.DataTree, Panel]:
+    """The particle update (:mod:`nexusbayes.inference.update_particles`) as a fit's DataTree and data."""
+    start, cpu = time.perf_counter(), time.process_time()
+    combined, added = new_rows(panel, spec, new)
+    n_old = len(panel.periods)
+    found = particles_.particles(tree, spec, panel, combined, n_particles, seed)
+    weights, k, ess = particles_.importance(found.log_marginal)
+    rng = np.random.default_rng([seed, 1])
+    source, copy_no = particles_.resample(weights, len(weights), rng)
+    posterior = particles_.appended(tree, found, source, copy_no, list(combined.periods), n_old)
+    out = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": tree["sample_stats"].to_dataset()})
+    out.attrs.update({k_: v for k_, v in tree.attrs.items() if not k_.startswith("seconds_")})
+    out.attrs.update({f"base_{k_}": v for k_, v in tree.attrs.items() if k_.startswith("seconds_")})
+    seconds = time.perf_counter() - start
+    if predictions:   # the fit's groups for the combined data, with the fit's centring constants
+        full = Model(spec, combined)
+        full.design = dataclasses.replace(full.design, centres=make_design(panel, spec).centres)
+        out = full.add_predictions(out, seed)
+        out["prior_predictive"] = xr.DataTree(full.prior_predictive(seed=seed))
+    ess_particles = found.particle_ess
+    out.attrs.update({
+        HELD_ATTR: particles_description(n_particles, k, ess, len(weights)), "update_method": "particles",
+        "update_hold": "draws", "update_added_periods": ", ".join(map(str, combined.periods[n_old:])),
+        "update_added_rows": int(len(added)), "update_base_chains": int(tree["posterior"].sizes["chain"]),
+        "update_pareto_k": k, "update_ess": ess, "update_particles": int(n_particles),
+        "update_distinct_draws": int(len(np.unique(source))),
+        "update_particle_ess_min": float(ess_particles.min()), "update_particle_ess_median":
+            float(np.median(ess_particles)), "update_seconds": seconds, "update_cpu_seconds": time.process_time() - cpu,
+        "seconds_compile": 0.0, "seconds_sampling": seconds,
+        "seconds_postprocess": time.perf_counter() - start - seconds, "update_seed": int(seed)})
+    return out, combined
+
+
+def particles_description(n_particles: int, k: float, ess: float, n_draws: int) -> str:
+    """What the particle update held and how, in one sentence (for the output and the report)."""
+    verdict = ("reliable" if k <= particles_.K_MAX else
+               "UNRELIABLE: the fit's draws do not cover the new posterior, refit on all the data")
+    return (f"nothing re-sampled by MCMC: the fit's {n_draws} draws (all parameters and the fitted periods' traits) "
+            f"reweighted by their likelihood of the new rows (importance sampling, PSIS: Pareto k = {k:.2f}, "
+            f"{verdict}; ESS after weighting {ess:.0f}) and resampled, the new periods' traits drawn from the fitted "
+            f"dynamics given each draw and weighted by the new rows ({n_particles} particles per draw and country). "
+            "Held as the fit had them: the values of every parameter (only their weights change, no new values "
+            "are explored) and the traits' standardisation (the new periods are on the fit's scale)")
 
 
 def held_description(hold: str, held: Held, spec) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from nexusbayes.cli import main
 from nexusbayes.errors import DataError
 from nexusbayes.fit import fit, load
 from nexusbayes.inference.update import HELD_ATTR, UpdateError, new_rows, refuse
+from nexusbayes.inference.update_particles import UpdateWarning, importance, resample
 from nexusbayes.model.simulate import simulate
 
 SAMPLE_DIMS = ("chain", "draw")
@@ -128,3 +130,124 @@ def test_cli_update_writes_and_refuses_to_overwrite(base, panel_split, tmp_path,
     assert load(out / "fit.nc").tree.attrs["update_added_periods"] == "2004"
     assert (out / "type_probabilities.csv").exists()
     assert main(args) == 2 and "already holds an earlier run" in capsys.readouterr().err
+
+
+# ---- method="particles": the fit's draws reweighted (PSIS), the new traits by particles, nothing compiled ----------
+
+@pytest.fixture(scope="module")
+def few_rows(panel_split):
+    """The new period's rows of one region only: few enough rows that the fit's draws cover the new posterior."""
+    new = panel_split[2]
+    return new[new["region"] == new["region"].iloc[0]]
+
+
+@pytest.fixture(scope="module")
+def by_particles(base, panel_split, few_rows):
+    # with the fitted rows (unchanged): one region-period alone is not a panel the reader accepts
+    return base.update(pd.concat([panel_split[1], few_rows]), method="particles", particles=256, seed=4)
+
+
+def test_particles_update_appends_and_keeps_the_draw_count(base, by_particles):
+    post, old = by_particles.tree["posterior"], base.tree["posterior"]
+    assert list(post["period"].values) == [*old["period"].values, 2004]
+    assert post.sizes["chain"] == old.sizes["chain"] and post.sizes["draw"] == old.sizes["draw"]
+    attrs = by_particles.tree.attrs
+    assert attrs["update_method"] == "particles" and attrs["update_pareto_k"] <= 0.7
+    # six new rows already spread the weights: measured ESS 53 of 600 (benchmarks/HISTORY.md); 5% is the floor here
+    assert attrs["update_ess"] > 0.05 * post.sizes["chain"] * post.sizes["draw"] and "reweighted" in attrs[HELD_ATTR]
+    # every output draw is one of the fit's, whole: its fitted periods and parameters unchanged
+    flat = old["loading"].values.reshape(-1, *old["loading"].shape[2:])
+    new_flat = post["loading"].values.reshape(-1, *post["loading"].shape[2:])
+    source = [int(np.flatnonzero((flat == v).all(axis=(1, 2)))[0]) for v in new_flat]
+    theta_old = old["theta"].values.reshape(-1, *old["theta"].shape[2:])
+    theta_new = post["theta"].values.reshape(-1, *post["theta"].shape[2:])
+    assert np.array_equal(theta_old[source], theta_new[:, :, :-1])
+    # the stored innovations follow the dynamics exactly (a forecast recovers the standardisation from them)
+    assert by_particles.forecast(1)["forecast"]["theta"].sizes["horizon"] == 1
+
+
+def test_particles_warn_when_the_draws_do_not_cover_a_whole_period(base, panel_split):
+    """A whole new period (all regions' rows) moves the parameters too far for the fit's draws: k > 0.7."""
+    with pytest.warns(UpdateWarning, match="refit"):
+        result = base.update(panel_split[2], method="particles", particles=64, seed=4, predictions=False)
+    assert result.tree.attrs["update_pareto_k"] > 0.7
+    assert "UNRELIABLE" in result.tree.attrs[HELD_ATTR]
+
+
+def test_resampling_particles_gives_exact_conditional_draws():
+    """Resampling weighted particles (the update's :func:`resample`) against an exact answer (conjugate normal).
+
+    theta_new ~ N(theta_last, s^2), y_i ~ N(lambda theta_new, sigma^2): the posterior is normal in closed form;
+    the particles' resampled draws must match its mean and SD within their Monte Carlo error.
+    """
+    rng = np.random.default_rng(11)
+    m, n = 512, 2000
+    last, s, lam, sigma = 0.3, 0.5, 1.2, 0.4
+    y = lam * 0.8 + sigma * rng.standard_normal(5)
+    prec = 1 / s**2 + len(y) * lam**2 / sigma**2
+    mean, sd = (last / s**2 + lam * y.sum() / sigma**2) / prec, prec**-0.5
+    draws = last + s * rng.standard_normal((n, m))
+    logw = -0.5 * (((y[None, None] - lam * draws[..., None]) / sigma) ** 2).sum(-1)
+    w = np.exp(logw - logw.max(1, keepdims=True))
+    w /= w.sum(1, keepdims=True)
+    source, _ = resample_rows(w, rng)
+    picked = draws[np.arange(n), source]
+    assert abs(picked.mean() - mean) < 4 * sd / np.sqrt(n) and abs(picked.std() / sd - 1) < 0.05
+
+
+def resample_rows(w, rng):
+    """One particle per row of ``w`` by :func:`update_particles.resample` (systematic, one draw per row)."""
+    picks = [resample(row, 1, rng)[0][0] for row in w]
+    return np.array(picks), None
+
+
+@pytest.mark.slow
+def test_particles_update_is_close_to_a_full_refit(panel_split, few_rows, by_particles):
+    """The added rows' region against a refit on the fit's data and those rows (same scale: the refit's theta
+    re-standardised per draw to the base's periods' mean and SD, which the update keeps).
+
+    Tolerance: 3 Monte Carlo SEs of the difference of two means, from the ESS of the refit (arviz) and of the
+    update (its weights' ESS), in units of the refit's posterior SD.
+    """
+    from arviz_stats import ess
+
+    sim, old, _ = panel_split
+    full = fit(sim.spec, pd.concat([old, few_rows]), draws=500, tune=300, chains=2, seed=3, progress=False,
+               check=False)
+    n_old = len(by_particles.panel.periods) - 1
+
+    def rescaled(result):   # each draw standardised over the fitted periods, as the base fit's theta is
+        theta = result.tree["posterior"]["theta"]
+        ref = theta.isel(period=slice(0, n_old))
+        return (theta - ref.mean(("region", "period"))) / ref.std(("region", "period"))
+
+    region = few_rows["region"].iloc[0]
+    a = rescaled(full).sel(region=region).isel(period=-1)
+    b = rescaled(by_particles).sel(region=region).isel(period=-1)
+    gap = np.abs(a.mean(SAMPLE_DIMS) - b.mean(SAMPLE_DIMS)) / a.std(SAMPLE_DIMS)
+    n_eff = 1 / (1 / float(ess(a).min()) + 1 / by_particles.tree.attrs["update_ess"])
+    assert float(gap.max()) < 3 / np.sqrt(n_eff)
+    assert 0.8 < float((b.std(SAMPLE_DIMS) / a.std(SAMPLE_DIMS)).min())
+    assert float((b.std(SAMPLE_DIMS) / a.std(SAMPLE_DIMS)).max()) < 1.25
+
+
+def test_cli_update_by_particles_says_loudly_when_to_refit(base, panel_split, tmp_path, capsys):
+    base_path = base.save(tmp_path / "base.nc")
+    new = tmp_path / "new.csv"
+    panel_split[2].to_csv(new, index=False)
+    args = ["update", str(base_path), str(new), "--out", str(tmp_path / "out"), "--method", "particles",
+            "--particles", "32", "--seed", "4", "--no-report"]
+    with pytest.warns(UpdateWarning):
+        assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "by particles" in printed and "WARNING: Pareto k > 0.7" in printed and "Refit" in printed
+    assert "What was held: nothing re-sampled" in printed
+    assert load(tmp_path / "out" / "fit.nc").tree.attrs["update_method"] == "particles"
+
+
+def test_importance_weights_favour_the_draws_that_predict_the_new_rows():
+    """Weights rise with each draw's likelihood of the new rows (arviz-stats' psislw negates its input)."""
+    log_marginal = np.random.default_rng(5).normal(0.0, 0.5, 1000)
+    w, k, n_eff = importance(log_marginal)
+    exact = np.exp(log_marginal - log_marginal.max())
+    assert np.corrcoef(w, exact / exact.sum())[0, 1] > 0.99 and k < 0.7 and 500 < n_eff < 1000

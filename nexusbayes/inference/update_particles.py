@@ -1,0 +1,273 @@
+"""A fit updated with new periods by particles over its saved draws: nothing compiled, nothing sampled by MCMC.
+
+For each posterior draw ``s`` of the fit and each country ``c``, ``M`` particles of the country's new traits
+(all its regions, every new period) are drawn from the fitted dynamics given draw ``s``'s last-period traits
+and process parameters (:class:`nexusbayes.analysis.forecast.Dynamics`, as a forecast continues them), and
+each is weighted by the likelihood of the country's new rows under draw ``s``'s measurement parameters (the
+families' own per-observation ``logp``, in chunks of draws). Given ``s`` the countries' new steps are
+independent, so the particles of one country carry its weight alone:
+
+* one particle per (``s``, ``c``) chosen by its weight is a draw of the new traits given ``s`` and the new
+  data (sampling importance resampling, exact as ``M`` grows);
+* ``prod_c mean_m w[s, c, m]`` is an unbiased estimate of draw ``s``'s likelihood of the new rows, so
+  weighting the fit's draws by it is importance sampling of the posterior given the old and the new data,
+  with the fit's posterior as proposal. Unlike a filter, this moves everything a refit moves: the fitted
+  periods, the measurement parameters and the process parameters (by reweighting; no new values of them
+  are created). The weights are Pareto-smoothed (PSIS); their Pareto ``k`` and effective sample size say
+  whether the fit's draws cover the new posterior (``k > 0.7``: they do not, refit).
+
+The output draws are the fit's draws resampled by those weights (as many as the fit had), each with new
+traits chosen among its particles. What stays as the fit had it: the traits' standardisation (the new periods
+are on the fit's scale; a refit re-standardises over all periods) and the values of every parameter (only
+their weights change).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import warnings
+
+import numpy as np
+from scipy.special import logsumexp
+
+from nexusbayes.analysis.forecast import Dynamics, _draws
+from nexusbayes.data.panel import Panel
+from nexusbayes.model.design import block_index, make_design
+from nexusbayes.model.families import FAMILIES, NUISANCE
+from nexusbayes.model.roles import COUNTRY_THETA, INTERCEPT, LOADING, THETA
+
+#: Particles per draw and country by default.
+N_PARTICLES = 256
+#: Candidate particles kept per (draw, country): the copies of a draw resampled more than once take different ones.
+N_KEEP = 8
+#: Above this Pareto k the fit's draws do not cover the posterior given the new data: refit.
+K_MAX = 0.7
+#: Draws x particles x new observations evaluated at once (memory bound of a chunk).
+CHUNK_VALUES = 4_000_000
+
+
+class UpdateWarning(UserWarning):
+    """The update's importance weights are unreliable (Pareto k above :data:`K_MAX`): a full refit is needed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Particles:
+    """What the particle update gives, per draw ``s`` of the fit (S draws, ``N_KEEP`` candidates each).
+
+    Attributes
+    ----------
+    theta, country_theta : ndarray (S, keep, region | country, new period, trait)
+        Candidate new traits, each chosen by its weight among the draw's particles (country by country).
+    z_country, z_region : ndarray (S, keep, country | contrast, new period, trait)
+        Their standard innovations (``z_region`` None without region deviations).
+    log_marginal : ndarray (S,)
+        Log of each draw's estimated likelihood of the new rows.
+    particle_ess : ndarray (S, country)
+        Effective number of particles per draw and country (``M`` for a country without new rows).
+    """
+
+    theta: np.ndarray
+    country_theta: np.ndarray
+    z_country: np.ndarray
+    z_region: np.ndarray | None
+    log_marginal: np.ndarray
+    particle_ess: np.ndarray
+
+
+def new_blocks(spec, panel: Panel, combined: Panel, lag: int = 0):
+    """Per likelihood term, the rows the particles weigh as a block (cut from the combined data's), and its indices.
+
+    The rows are those at the new periods and the last ``lag`` fitted ones. The indices carry the fit's
+    centring constants (the held intercepts are relative to them).
+    """
+    fitted, both = make_design(panel, spec), make_design(combined, spec)
+    if list(combined.indicators) != list(panel.indicators):
+        raise ValueError("the combined data's indicators are not in the fit's order")   # new_rows refuses new ones
+    both = dataclasses.replace(both, centres=fitted.centres)
+    names = {b.key: b.names for b in fitted.blocks}
+    n_old = len(panel.periods)
+    period = combined.frame["period_idx"].to_numpy()
+    out = []
+    for block in both.blocks:
+        keep = period[block.rows] >= n_old - lag
+        if not keep.any():
+            continue
+        if names.get(block.key) != block.names:
+            raise ValueError(f"likelihood term {block.key!r} holds other indicators than the fit's")
+        sub = dataclasses.replace(block, rows=block.rows[keep], labels=block.labels[keep], local=block.local[keep],
+                                  y=block.y[keep], exposure=block.exposure[keep], trials=block.trials[keep],
+                                  rater=block.rater[keep], quota=block.quota[keep])
+        out.append((sub, block_index(both, combined, sub), FAMILIES[spec.indicator(block.names[0]).family]))
+    return out
+
+
+def _view(dyn: Dynamics, idx: np.ndarray) -> Dynamics:
+    """``dyn`` with its per-draw arrays taken at ``idx`` (one row per particle)."""
+    view = copy.copy(dyn)
+    for name in ("chol", "country_scale", "region_scale", "inv_sd", "mean_over_sd", "phi"):
+        value = getattr(dyn, name)
+        setattr(view, name, None if value is None else value[idx])
+    return view
+
+
+def propagate(dyn: Dynamics, theta: np.ndarray, country: np.ndarray, gaps: np.ndarray, rng: np.random.Generator):
+    """The new traits from the last period's over ``gaps``: theta, country theta, z_country, z_region.
+
+    ``dyn`` has one row per particle; ``theta`` (n, region, trait) and ``country`` (n, country, trait). The same
+    arithmetic as :meth:`Dynamics.simulate`, keeping the innovations (the stored posterior needs them).
+    """
+    n, n_trait = theta.shape[0], theta.shape[-1]
+    n_country, n_contrast, n_new = country.shape[1], dyn.q.shape[1], len(gaps)
+    draw = (lambda size: rng.standard_t(dyn.df, size)) if dyn.kind == "student_t_rw" else rng.standard_normal
+    z_c = draw((n, n_country, n_new, n_trait))
+    z_r = draw((n, n_contrast, n_new, n_trait)) if dyn.has_regions else None
+    out_r, out_c = [], []
+    for h, gap in enumerate(gaps):
+        g = np.array([gap])
+        c_step, r_step = (s[:, :, 0] for s in dyn.raw_steps(z_c[:, :, h:h + 1],
+                                                             None if z_r is None else z_r[:, :, h:h + 1], g))
+        a = dyn.decay(g)[:, 0][:, None]
+        pull, inv = (a - 1.0) * dyn.mean_over_sd[:, None], dyn.inv_sd[:, None]
+        country = a * country + pull + inv * c_step
+        theta = a * theta + pull + inv * (c_step[:, dyn.region_country] + r_step)
+        out_r.append(theta)
+        out_c.append(country)
+    return np.stack(out_r, axis=2), np.stack(out_c, axis=2), z_c, z_r
+
+
+def particles(tree, spec, panel: Panel, combined: Panel, n_particles: int = N_PARTICLES, seed: int = 0,
+              n_keep: int = N_KEEP, lag: int = 0) -> Particles:
+    """Propose, weight and choose the new traits for every draw of the fit (see the module docstring).
+
+    With ``lag > 0`` the particles start ``lag`` periods earlier and redraw the last ``lag`` fitted periods'
+    traits too (weighted by their rows as well), each draw then weighted by the ratio of the two estimates
+    (all rows drawn against the fitted ones alone). Measured no better than ``lag = 0`` (the weights' spread
+    comes from the parameters), so :func:`nexusbayes.inference.update.update` uses 0; kept for the benchmark.
+    """
+    post = tree["posterior"].to_dataset()
+    dyn = Dynamics(tree, spec, panel)
+    n_old, m = len(panel.periods), n_particles
+    times = np.asarray(combined.period_time, float)
+    first = n_old - lag                                                        # the first period the particles draw
+    gaps = np.diff(times[first - 1:])
+    last = _draws(post, THETA, ("region", "period", "trait"))[:, :, first - 1]
+    country_last = _draws(post, COUNTRY_THETA, ("country", "period", "trait"))[:, :, first - 1]
+    loading = _draws(post, LOADING, ("indicator", "trait"))
+    intercept = _draws(post, INTERCEPT, ("indicator",))
+    offset = _draws(post, "country_offset", ("indicator", "country")) if "country_offset" in post else None
+    blocks = new_blocks(spec, panel, combined, lag)
+    params = {b.key: {p: _draws(post, f"{p}_{b.key}", post[f"{p}_{b.key}"].dims[2:]) for p in NUISANCE
+                      if f"{p}_{b.key}" in post} for b, _, _ in blocks}
+    n_draw, n_country = last.shape[0], country_last.shape[1]
+    n_obs = sum(len(b.y) for b, _, _ in blocks)
+    contrast_country = (panel.region_country[np.argmax(np.abs(dyn.q), axis=0)] if dyn.has_regions
+                        else np.zeros(0, int))
+    step = max(1, CHUNK_VALUES // (m * max(n_obs, last.shape[1] * len(gaps) * last.shape[2])))
+    rng = np.random.default_rng(seed)
+    one_hot = np.eye(n_country)
+    out = {"theta": [], "country_theta": [], "z_country": [], "z_region": [], "log_marginal": [], "ess": []}
+    for start in range(0, n_draw, step):
+        s = np.arange(start, min(start + step, n_draw))
+        idx = np.repeat(s, m)                                                  # particle row -> draw
+        theta, country, z_c, z_r = propagate(_view(dyn, idx), last[idx], country_last[idx], gaps, rng)
+        logw, logw_old = np.zeros((len(idx), n_country)), np.zeros((len(idx), n_country))
+        for block, bi, family in blocks:
+            h = bi.period - first
+            eta = np.einsum("nok,nok->no", loading[idx][:, bi.indicator], theta[:, bi.region, h])
+            eta += bi.centre + intercept[idx][:, bi.indicator]
+            if offset is not None:
+                eta += offset[idx][:, bi.indicator, bi.country]
+            chunk = {p: v[s][:, None] for p, v in params[block.key].items()}   # (draws, 1, ...): broadcast over m
+            logp = family.logp(eta.reshape(len(s), m, -1), bi.scale, block, chunk).reshape(len(idx), -1)
+            logw += logp @ one_hot[bi.country]
+            logw_old += (logp * (h < lag)) @ one_hot[bi.country]
+        logw = logw.reshape(len(s), m, n_country)
+        norm = logsumexp(logw, axis=1)                                         # (draws, country)
+        # p(new rows | draw's earlier traits and parameters, the last fitted periods' rows): a ratio of estimates
+        out["log_marginal"].append((norm - logsumexp(logw_old.reshape(len(s), m, n_country), axis=1)).sum(-1))
+        w = np.exp(logw - norm[:, None])
+        out["ess"].append(1.0 / (w**2).sum(1))
+        # n_keep candidates per (draw, country), each chosen by its weight
+        u = (rng.random((len(s), n_keep, n_country)) + np.arange(n_keep)[None, :, None]) / n_keep   # stratified
+        pick = np.minimum((np.cumsum(w, 1)[:, None] < u[:, :, None]).sum(2), m - 1)   # (draws, keep, country)
+        row = (np.arange(len(s)) * m)[:, None, None] + pick                           # particle rows
+        region_row = row[:, :, panel.region_country]                                   # (draws, keep, region)
+        out["theta"].append(theta[region_row, np.arange(theta.shape[1])])
+        out["country_theta"].append(country[row, np.arange(n_country)])
+        out["z_country"].append(z_c[row, np.arange(n_country)])
+        if z_r is not None:
+            out["z_region"].append(z_r[row[:, :, contrast_country], np.arange(len(contrast_country))])
+    cat = {k: (np.concatenate(v) if v else None) for k, v in out.items()}
+    return Particles(theta=cat["theta"], country_theta=cat["country_theta"], z_country=cat["z_country"],
+                     z_region=cat["z_region"], log_marginal=cat["log_marginal"], particle_ess=cat["ess"])
+
+
+def importance(log_marginal: np.ndarray, r_eff: float = 1.0) -> tuple[np.ndarray, float, float]:
+    """PSIS-smoothed normalised weights of the fit's draws, their Pareto k, and the ESS after weighting."""
+    from arviz_stats.base import array_stats
+
+    log_marginal = np.asarray(log_marginal, float)
+    if np.ptp(log_marginal) == 0.0:    # no new row weighs on the draws: the fit's draws as they are
+        return np.full(len(log_marginal), 1.0 / len(log_marginal)), float("-inf"), float(len(log_marginal))
+    # psislw smooths the weights of leave-one-out, 1 / likelihood: it takes a log-likelihood and negates it, so the
+    # log-weights given here (likelihood of the new rows) go in negated
+    log_w, k = array_stats.psislw(-log_marginal, r_eff=r_eff)
+    w = np.exp(log_w - logsumexp(log_w))
+    k = float(k)
+    if not np.isfinite(k) or k > K_MAX:
+        warnings.warn(f"the update's importance weights have Pareto k = {k:.2f} > {K_MAX}: the fit's draws do not "
+                      "cover the posterior given the new data, so the updated draws are unreliable; refit on all "
+                      "the data (nexusbayes fit)", UpdateWarning, stacklevel=3)
+    return w, k, float(1.0 / (w**2).sum())
+
+
+def resample(weights: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` draws by systematic resampling: the source draw of each, and which copy of its draw it is."""
+    u = (rng.random() + np.arange(n)) / n
+    source = np.minimum(np.searchsorted(np.cumsum(weights), u), len(weights) - 1)
+    rng.shuffle(source)
+    order = np.argsort(source, kind="stable")
+    copy_no = np.empty(n, int)
+    sorted_source = source[order]
+    first = np.r_[0, np.flatnonzero(np.diff(sorted_source)) + 1]
+    counts = np.diff(np.r_[first, n])
+    copy_no[order] = np.arange(n) - np.repeat(first, counts)
+    return source, copy_no
+
+
+def appended(tree, found: Particles, source: np.ndarray, copy_no: np.ndarray, periods: list, first: int):
+    """The fit's posterior at the resampled draws ``source``, its periods from ``first`` on the particles'.
+
+    ``first`` is the fit's number of periods less the particles' ``lag``; the chains are shaped as the fit's.
+
+    Copy ``j`` of a draw takes its candidate ``j mod keep`` of the new traits and innovations.
+    """
+    import xarray as xr
+
+    post = tree["posterior"].to_dataset()
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    shape = (n_chain, n_draw)
+    keep = copy_no % found.theta.shape[1]
+    stacked = post.stack(sample=("chain", "draw")).drop_vars(["sample", "chain", "draw"])
+    new_labels = periods[first:]
+    fresh = {THETA: (found.theta, ("region", "period", "trait")),
+             COUNTRY_THETA: (found.country_theta, ("country", "period", "trait")),
+             "country_z": (found.z_country, ("country", "step", "trait")),
+             "region_z": (found.z_region, ("region_contrast", "step", "trait"))}
+    out = {}
+    for name, var in stacked.data_vars.items():
+        old = var.isel(sample=xr.DataArray(source.reshape(shape), dims=("chain", "draw")))
+        if name in fresh and fresh[name][0] is not None:
+            values, dims = fresh[name]
+            dim = dims[1]
+            new = xr.DataArray(values[source, keep].reshape(*shape, *values.shape[2:]), dims=("chain", "draw", *dims),
+                               coords={dim: new_labels})
+            old = old.isel({dim: slice(0, first if dim == "period" else first - 1)})
+            old = xr.concat([old, new.transpose(*old.dims)], dim=dim)
+        elif "period" in var.dims or "step" in var.dims:
+            raise ValueError(f"the fit's posterior variable {name!r} runs over periods, which an update does not "
+                             "extend; refit on all the data instead (nexusbayes fit)")
+        out[name] = old.transpose("chain", "draw", *(d for d in var.dims if d != "sample"))
+    return xr.Dataset(out).assign_coords(chain=np.arange(n_chain), draw=np.arange(n_draw), period=periods,
+                                         step=periods[1:])
