@@ -158,6 +158,9 @@ def test_every_csv_table_equals_the_quantity_it_came_from(hostile):
     forecast = fit.forecast(1, seed=spec.sampler.seed)    # the report's default: one period ahead
     same("forecast_traits", forecast_table(forecast), ["mean", "sd", "q05", "q95"])
     same("forecast_types", forecast_types_table(forecast), [*TYPES, "modal_probability", "p_change"])
+    # the run's --forecast-check 1 table (its refit scored in tests/report/test_forecasts.py), copied unchanged
+    pd.testing.assert_frame_equal(csv["forecast_check"], pd.read_csv(folder.parent / "forecast_check.csv"))
+    checked.add("forecast_check")
     assert checked == set(csv), f"tables without a test: {set(csv) - checked}"
 
 
