@@ -132,3 +132,18 @@ def test_log_density_and_gradient_equal_the_reference_formula(models, functions)
         got_grad, want_grad = (np.concatenate([np.ravel(x) for x in out[2:]]) for out in (got, want))
         assert np.abs(want_grad).max() > 1.0      # the inflated terms do depend on the parameters
         np.testing.assert_allclose(got_grad, want_grad, rtol=1e-9, atol=1e-9 * np.abs(want_grad).max())
+
+
+def test_reporting_kernel_and_gradient_equal_pymcs_bernoulli():
+    """The reporting model's Bernoulli kernel (one softplus) against PyMC's Bernoulli, logits up to +-40."""
+    from nexusbayes.model.reporting import bernoulli_kernel
+
+    rng = np.random.default_rng(4)
+    logit, value = pt.dvector("logit"), pt.lvector("value")
+    mine, theirs = bernoulli_kernel(value, logit), pm.logp(pm.Bernoulli.dist(logit_p=logit), value)
+    f = pytensor.function([logit, value], [mine, theirs, pytensor.grad(mine.sum(), logit),
+                                           pytensor.grad(theirs.sum(), logit)])
+    x = np.concatenate([rng.normal(0.0, 3.0, 200), [-40.0, -1e-3, 0.0, 1e-3, 40.0]])
+    got, want, got_grad, want_grad = f(x, rng.integers(0, 2, len(x)))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-12, atol=1e-300)
