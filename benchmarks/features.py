@@ -7,7 +7,8 @@ two specs: ``plain`` (no option) and ``features``: seizures ``missing = "informa
 ``[comparability] detect = true``. The target (issue 23): nutpie's log-density-and-gradient evaluation costs at
 most 1.5 times as much per observation with the options on. Both are timed at the same kind of point (one joint
 prior draw of each model, fixed seed) and per observation of the panel's rows (the reporting model's cells, which
-the options add, count as the options' cost, not as observations).
+the options add, count as the options' cost, not as observations). With ``--each``, also each option alone
+(:data:`OPTIONS`). Times are the calling thread's CPU seconds, which other processes' load does not inflate.
 
 Run (the compiles take minutes on a busy machine; each evaluation is timed ``--evals`` times, median of
 ``--repeats``)::
@@ -24,7 +25,7 @@ import time
 
 import numpy as np
 
-from benchmarks.measure import _seconds_per_call, posterior_point
+from benchmarks.measure import posterior_point
 from nexusbayes.inference import compile_cache
 from nexusbayes.inference.nutpie_callbacks import logp_call
 from nexusbayes.model.build import Model
@@ -54,6 +55,20 @@ def _with(options: list[str]) -> Spec:
             else:
                 raw["indicators"][key].update(change)
     return Spec.from_dict(raw)
+
+
+def _seconds_per_call(call, n_eval: int) -> float:
+    """CPU seconds of this thread per call (after one warm-up call): what other processes' load does not inflate.
+
+    The callback runs on the calling thread, so its thread time is the evaluation's cost; wall time on a shared
+    machine also counts the time the scheduler gave the core to others (at loads of 20-30 on 2 cores, rounds of
+    the same model varied 2x in wall time).
+    """
+    call()
+    start = time.thread_time()
+    for _ in range(n_eval):
+        call()
+    return (time.thread_time() - start) / n_eval
 
 
 def specs(each: bool = False) -> dict[str, Spec]:
