@@ -30,8 +30,8 @@ alone (rows split by indicator once, at build time), and the second softplus at 
 value alone (their positions are a data container, ``at_<c>_<key>``, of whatever length the data give, so a
 refit to new counts swaps it); both are added into the block's log mass by constant-index increments. Against
 the first version, which ran both softplus over the whole block through constant masks, this took the default
-spec's gradient with heaping and zero inflation from 1.6x to about 1.2x the plain model's
-(``benchmarks/HISTORY.md``, 2026-12-06). The logits come from a dense (indicator, region-period) table, one flat
+spec's gradient with heaping and zero inflation from 1.55x to 1.22x the plain model's (CPU time;
+``benchmarks/HISTORY.md``, 2026-12-06 05:40). The logits come from a dense (indicator, region-period) table, one flat
 gather per observation. ``f`` must be the full log mass here (the sampler's kernels leave out the terms
 that depend on the data alone, ``log y!`` and ``log n-choose-k``; :meth:`nexusbayes.model.families.Family.data_only`
 adds them back), since the heap's point mass is not scaled by them.
