@@ -251,9 +251,7 @@ def _graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
                 logits = component_logits(parts, inflation, cells, idx.region, idx.period,
                                           len(design.coords["region"]) * len(design.period_time),
                                           len(design.period_time))
-                values = {c: pm.Data(f"{c}_value_{block.key}", p.spread(p.value, len(block.y)).astype("int64"))
-                          for c, p in parts.items()}
-                inflated_likelihood(family, block, eta, params, inputs, observed, parts, logits, values)
+                inflated_likelihood(family, block, eta, params, inputs, observed, parts, logits)
                 continue
             family.likelihood(block, eta, (location[idx.indicator], spread[idx.indicator]), params, observed, inputs)
         reporting_likelihood(spec, panel, theta)

@@ -25,9 +25,12 @@ depend on the traits is a size of 0, inside the prior's support. The report give
 In log space, with ``l = log f(y)`` and ``u = logit(pi)``, the heap's mixture is
 ``l - softplus(u) + 1[y = quota] softplus(u - l)`` (``log((1 - pi) f + pi) = log(1 - pi) + l + log(1 + e^(u - l))``):
 the logsumexp of the two components without a difference of exponentials, and zero inflation applies the same to
-that result. It runs over the whole likelihood block, the component's observations picked by a constant mask, and
-the logits come from a dense (indicator, region-period) table: a gather and scatter of the inflated observations
-alone cost the gradient more. ``f`` must be the full log mass here (the sampler's kernels leave out the terms
+that result. A component's logits and its ``log(1 - pi) = -softplus(u)`` are computed over its own observations
+alone (rows split by indicator once, at build time), and the second softplus at those whose count is the inflated
+value alone (their positions are a data container, ``at_<c>_<key>``, of whatever length the data give, so a
+refit to new counts swaps it); both are added into the block's log mass by constant-index increments (the cost:
+``benchmarks/features.py``). The logits come from a dense (indicator, region-period) table, one flat
+gather per observation. ``f`` must be the full log mass here (the sampler's kernels leave out the terms
 that depend on the data alone, ``log y!`` and ``log n-choose-k``; :meth:`nexusbayes.model.families.Family.data_only`
 adds them back), since the heap's point mass is not scaled by them.
 """
@@ -76,6 +79,10 @@ class Inflation:
         """1.0 where the observed count is the inflated value, else 0.0 (over the component's observations)."""
         return (np.asarray(y)[self.rows] == self.value).astype("float64")
 
+    def positions(self, y: np.ndarray) -> np.ndarray:
+        """Positions among the component's observations of those whose count is the inflated value (int64)."""
+        return np.flatnonzero(np.asarray(y)[self.rows] == self.value).astype("int64")
+
     def spread(self, values: np.ndarray, n_obs: int) -> np.ndarray:
         """``values`` of the component's observations placed in a block of ``n_obs``, 0 elsewhere."""
         out = np.zeros(n_obs)
@@ -98,10 +105,13 @@ def block_inflation(spec: Spec, block: Block, indicators: list[str]) -> dict[str
 
 
 def _tables(parts: dict[str, Inflation], family: Family, block: Block, y: np.ndarray) -> dict[str, np.ndarray]:
-    """``data_only`` (the family's terms of the data alone, see :meth:`Family.data_only`) and ``at_<component>``."""
+    """``data_only`` (the family's terms of the data alone, see :meth:`Family.data_only`) and ``at_<component>``.
+
+    ``at_<component>``: the positions, among the component's observations, of those at its inflated value.
+    """
     y = np.asarray(y, dtype=float)
     return {"data_only": family.data_only(block, y),
-            **{f"at_{comp}": part.spread(part.at(y), len(y)) for comp, part in parts.items()}}
+            **{f"at_{comp}": part.positions(y) for comp, part in parts.items()}}
 
 
 def inflation_tables(spec: Spec, block: Block, indicators: list[str], family: Family,
@@ -140,30 +150,33 @@ def inflation_parameters(spec: Spec, indicators: list[str]) -> dict[str, tuple]:
 
 
 def inflated_likelihood(family: Family, block: Block, eta, params: dict, inputs: dict, observed,
-                        parts: dict[str, Inflation], logits: dict, values: dict):
+                        parts: dict[str, Inflation], logits: dict):
     """The observed variable of an inflated block: its family's kernel mixed with each component's point mass.
 
-    ``logits`` and ``values`` hold, per component, the logit of its probability and the value it inflates over
-    the block's observations (0 at those the component does not cover, ``parts`` saying which it does:
-    :meth:`Inflation.spread`); the kernel tables (``data_only_<key>``, ``at_<c>_<key>``) are made here.
+    ``logits`` holds, per component, the logit of its probability over the component's observations
+    (``parts[c].rows``, as :func:`component_logits` gives them). The kernel tables (``data_only_<key>``,
+    ``at_<c>_<key>``) and the inflated values (``<c>_value_<key>``, over the component's observations) are data
+    containers made here.
     """
     args, dist, kernel = family.kernel(block, eta, params, inputs)
-    comps = list(parts)
+    comps, n_args, n_obs = list(parts), len(args), len(block.y)
     tables = {name: pm.Data(f"{name}_{block.key}", v) for name, v in _tables(parts, family, block, block.y).items()}
     extra = [tables["data_only"]]
     for comp in comps:
-        extra += [logits[comp], tables[f"at_{comp}"], values[comp]]
-    n_args, n_obs = len(args), len(block.y)
-    # over the whole block, each component's observations picked by a constant mask (its logit is 0 elsewhere):
-    # a gather and a scatter of them cost the gradient more than the masked terms of the others
-    has = {comp: part.spread(np.ones(len(part.rows)), n_obs) for comp, part in parts.items()}
+        extra += [logits[comp], tables[f"at_{comp}"],
+                  pm.Data(f"{comp}_value_{block.key}", parts[comp].value.astype("int64"))]
+    rows = {comp: part.rows for comp, part in parts.items()}
+    whole = {comp: len(part.rows) == n_obs for comp, part in parts.items()}    # then rows is 0..n-1
 
     def logp(value, *rest):
         out = kernel(value, *rest[:n_args]) + rest[n_args]
         for i, comp in enumerate(comps):
             u, at = rest[n_args + 1 + 3 * i], rest[n_args + 2 + 3 * i]
-            term = at * softplus(u - out) - softplus(u)
-            out = out + (term if len(parts[comp].rows) == n_obs else has[comp] * term)
+            # where the count is the inflated value: + log(1 + e^(u - l)), l the log mass before this component
+            where = at if whole[comp] else pt.as_tensor(rows[comp])[at]
+            lift = softplus(u[at] - out[where])
+            out = out - softplus(u) if whole[comp] else pt.inc_subtensor(out[rows[comp]], -softplus(u))
+            out = pt.inc_subtensor(out[where], lift)
         return out
 
     def random(*rest):
@@ -171,17 +184,19 @@ def inflated_likelihood(family: Family, block: Block, eta, params: dict, inputs:
         y = dist(*rest[:n_args], size=size)
         for i, comp in enumerate(comps):           # the heap first, then the structural zeros over it
             u, inflated = rest[n_args + 1 + 3 * i], rest[n_args + 3 + 3 * i]
-            hit = pt.gt(pm.Bernoulli.dist(logit_p=u) * has[comp], 0.0)
-            y = pt.switch(hit, inflated, y)
+            own = y[..., rows[comp]]
+            y = pt.set_subtensor(own, pt.switch(pt.gt(pm.Bernoulli.dist(logit_p=u), 0), inflated, own))
         return y
 
+    # one observation per draw, but the components' inputs are vectors of their own lengths, not broadcast
+    signature = ",".join(["()"] * (n_args + 1) + [f"(c{i}),(a{i}),(c{i})" for i in range(len(comps))]) + "->()"
     return pm.CustomDist(f"y_{block.key}", *args, *extra, dist=random, logp=logp, observed=observed,
-                         dims=block.dim)
+                         dims=block.dim, signature=signature)
 
 
 def component_logits(parts: dict[str, Inflation], inflation: dict, cells, region: np.ndarray, period: np.ndarray,
                      n_cell: int, n_period: int) -> dict:
-    """Per component, the logit of its probability over the block's observations, 0 at the others' (PyTensor).
+    """Per component, the logit of its probability over the component's observations (PyTensor).
 
     ``cells`` is theta as (region-period, trait), ``n_cell`` of them; ``region``/``period`` the block's
     observations' indices. The logits come from a dense (member, cell) table, one flat gather per observation (and
@@ -190,12 +205,9 @@ def component_logits(parts: dict[str, Inflation], inflation: dict, cells, region
     """
     out = {}
     for comp, part in parts.items():
-        intercept, loading, n_member = inflation[comp]
+        intercept, loading, _ = inflation[comp]
         table = intercept[:, None] + pt.dot(loading, cells.T)                   # (member, cell)
-        table = pt.concatenate([table, pt.zeros((1, n_cell))], axis=0)          # and a row of 0 for the others
-        member = np.full(len(region), n_member)                                # the row of 0
-        member[part.rows] = part.member
-        out[comp] = table.ravel()[member * n_cell + region * n_period + period]
+        out[comp] = table.ravel()[part.member * n_cell + region[part.rows] * n_period + period[part.rows]]
     return out
 
 

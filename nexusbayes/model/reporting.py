@@ -28,6 +28,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from nexusbayes.data.panel import Panel
+from nexusbayes.model.kernels import softplus
 from nexusbayes.model.latent import ZeroSum
 from nexusbayes.model.roles import declare
 from nexusbayes.spec.document import Spec
@@ -117,8 +118,10 @@ def reporting_likelihood(spec: Spec, panel: Panel, theta) -> None:
                         "intercept", prior="intercept")
     loading = declare(pm.Normal(LOADING, 0.0, spec.priors.reporting_loading, dims=("indicator_informative", "trait")),
                       "loading", prior="reporting_loading", reflect="trait")
-    logit = intercept[cells.item] + (loading[cells.item] * theta.reshape((-1, n_trait))[
-        cells.region * n_period + cells.period]).sum(axis=-1)
+    # from a dense (indicator, region-period) table, one flat gather per cell (and one scatter-add in the gradient)
+    n_cell = len(panel.regions) * n_period
+    table = intercept[:, None] + pt.dot(loading, theta.reshape((-1, n_trait)).T)
+    logit = table.ravel()[cells.item * n_cell + cells.region * n_period + cells.period]
     local = [i for i, n in enumerate(cells.names) if not spec.indicator(n).comparable]
     if local and len(panel.countries) > 1:
         model.add_coord("indicator_reporting_local", [cells.names[i] for i in local])
@@ -130,7 +133,21 @@ def reporting_likelihood(spec: Spec, panel: Panel, theta) -> None:
                          ranked=True)
         logit = logit + offset[cells.item, cells.country]
     observed = pm.Data(f"data_{REPORTED}", cells.reported, dims=OBS_DIM)
-    pm.Bernoulli(REPORTED, logit_p=logit, observed=observed, dims=OBS_DIM)
+    pm.CustomDist(REPORTED, logit, dist=bernoulli_dist, logp=bernoulli_kernel, observed=observed, dims=OBS_DIM)
+
+
+def bernoulli_dist(logit, size):
+    """Bernoulli draws with logit ``logit`` (prior predictive)."""
+    return pm.Bernoulli.dist(logit_p=logit, size=size)
+
+
+def bernoulli_kernel(value, logit):
+    """Log Bernoulli(y | expit(logit)) as ``-softplus((1 - 2y) logit)``: one exponential for value and gradient.
+
+    PyMC's Bernoulli switches between two of PyTensor's softplus, whose gradient computes the exponential again
+    (see :func:`nexusbayes.model.kernels.softplus`).
+    """
+    return -softplus((1.0 - 2.0 * value) * logit)
 
 
 def reporting_logit(post, cells: ReportingCells, n_period: int, rows: slice) -> np.ndarray:

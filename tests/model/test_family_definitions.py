@@ -501,17 +501,15 @@ def test_inflated_kernel(case):
     parts, logits = _inflation(case)
     eta = pt.dvector("eta")
     params = {name: pt.tensor(name, shape=(None,) * np.ndim(v), dtype="float64") for name, v in case.params.items()}
-    u = {c: pt.dvector(f"u_{c}") for c in parts}       # over the whole block (0 where a component is absent)
+    u = {c: pt.dvector(f"u_{c}") for c in parts}       # over each component's own observations
     with pm.Model(coords={b.dim: b.labels}) as model:
         observed = pm.Data(f"data_{b.key}", family.observed_values(b), dims=b.dim)
         inputs = {name: pm.Data(f"{name}_{b.key}", values, dims=b.dim) for name, values in family.inputs(b).items()}
-        values = {c: pm.Data(f"{c}_value_{b.key}", p.spread(p.value, len(b.y)).astype("int64"))
-                  for c, p in parts.items()}
-        rv = inflated_likelihood(family, b, eta, params, inputs, observed, parts, u, values)
+        rv = inflated_likelihood(family, b, eta, params, inputs, observed, parts, u)
     kernel = model.logp(vars=[rv], sum=False)[0]
     wrt = [eta, *u.values()]
     got = pytensor.function([*wrt, *params.values()], [kernel, *pytensor.grad(kernel.sum(), wrt)])(
-        case.eta, *(parts[c].spread(v, len(b.y)) for c, v in logits.items()), *case.params.values())
+        case.eta, *logits.values(), *case.params.values())
     _close(got[0], _direct(case, reference(case, case.eta, case.params)[0], parts, logits), "mixture log mass")
     for name, g in zip(["eta", *u], got[1:], strict=True):
         assert np.isfinite(g).all(), f"gradient in {name} not finite"
