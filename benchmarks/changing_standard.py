@@ -15,6 +15,7 @@ correlation of the posterior mean of θ with the true θ (and the trend of the e
 the total drift over the span against the truth's). Run::
 
     python -m benchmarks.changing_standard [--units 60] [--years 25] [--draws 500] [--chains 4] [--seed 11]
+        [--only drift|constant]
 
 Figures of a run are in ``benchmarks/HISTORY.md`` (issue 23).
 """
@@ -25,6 +26,7 @@ import argparse
 import json
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -87,23 +89,26 @@ def simulate(units: int, years: int, seed: int) -> tuple[pd.DataFrame, pd.DataFr
     return frame, truth, pd.DataFrame(paths)
 
 
-def run(units: int = 60, years: int = 25, draws: int = 500, tune: int = 300, chains: int = 4, seed: int = 11) -> dict:
-    """Fit both specs to one simulated panel; the figures as a dict (also printed as JSON)."""
+def run(units: int = 60, years: int = 25, draws: int = 500, tune: int = 300, chains: int = 4, seed: int = 11,
+        which: tuple[str, ...] = ("drift", "constant"), save: str | None = None) -> dict:
+    """Fit the specs named in ``which`` to one simulated panel; the figures as a dict, each fit's printed when done."""
     from nexusbayes.fit import fit
 
     frame, truth, paths = simulate(units, years, seed)
     out = {"shape": {"units": units, "years": years, "observations": len(frame), "draws": draws, "tune": tune,
                      "chains": chains, "seed": seed}}
-    for drift in (True, False):
-        label = "drift" if drift else "constant"
+    for label in which:
+        drift = label == "drift"
         wall, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_utime
         result = fit(spec(drift), frame, draws=draws, tune=tune, chains=chains, seed=seed, progress=False,
                      check=False)
         wall, cpu = time.perf_counter() - wall, resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu
+        if save:
+            result.save(Path(save) / f"{label}.nc", overwrite=True)
         est = result.trait_summary()
         est = est[est["trait"] == TRAIT].merge(truth, on=["region", "period"])
         err = est["mean"] - est["theta"]
-        diag = result.diagnose()
+        diag = result.diagnostics
         figures = {"wall_s": round(wall, 1), "cpu_s_main_process": round(cpu, 1),
                    "load_1min": round(float(open("/proc/loadavg").read().split()[0]), 2),
                    "r_theta": round(float(np.corrcoef(est["mean"], est["theta"])[0, 1]), 4),
@@ -114,6 +119,7 @@ def run(units: int = 60, years: int = 25, draws: int = 500, tune: int = 300, cha
         if drift:
             figures.update(_drift_recovery(result, paths))
         out[label] = figures
+        print(json.dumps({label: figures}), flush=True)
     return out
 
 
@@ -146,8 +152,12 @@ def main() -> None:
     parser.add_argument("--tune", type=int, default=300)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--save", help="folder to save each fit in (<label>.nc)")
+    parser.add_argument("--only", choices=["drift", "constant"], help="fit one spec (e.g. the two in parallel)")
     args = parser.parse_args()
-    print(json.dumps(run(args.units, args.years, args.draws, args.tune, args.chains, args.seed), indent=1))
+    which = (args.only,) if args.only else ("drift", "constant")
+    print(json.dumps(run(args.units, args.years, args.draws, args.tune, args.chains, args.seed, which,
+                                args.save), indent=1))
 
 
 if __name__ == "__main__":
