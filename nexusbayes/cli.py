@@ -353,8 +353,9 @@ def _check(args) -> int:
     print(f"{args.spec}: valid. {panel.n_obs} observations of {len(panel.indicators)} indicators, "
           f"{len(panel.regions)} regions in {len(panel.countries)} country(ies), {len(panel.periods)} periods.")
     if panel.empty_cells:
-        silent = set(zip(panel.not_reported["region"], panel.not_reported["period"], strict=True))
-        gaps = sum((r, p) in silent for r, p in panel.empty_cells)
+        from nexusbayes.data.reporting import empty_with_non_reports
+
+        gaps = empty_with_non_reports(panel)
         print(f"{len(panel.empty_cells)} region-period(s) have no observation (allowed: traits from the dynamics"
               + (f"; {gaps} of them have informative non-reports, which inform the traits" if gaps else "") + "): "
               + ", ".join(f"{r} {p}" for r, p in panel.empty_cells[:10])

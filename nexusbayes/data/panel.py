@@ -141,19 +141,13 @@ class Panel:
             if absent:
                 out.append(f"indicator(s) {', '.join(map(repr, absent))} have no observation in country "
                            f"{country!r}: they do not inform its traits")
-            for trait in self.trait_loads:
-                if seen & self.trait_loads[trait]:
-                    continue
-                only = sorted(gaps & self.trait_loads[trait])
-                if only:
-                    out.append(f"no indicator of trait {trait!r} is observed in country {country!r}: only its "
-                               f"non-reports of {', '.join(map(repr, only))} (missing = \"informative\") inform its "
-                               f"{trait}, through the reporting model; the rest comes from the prior and the other "
-                               "countries")
-                else:
-                    out.append(f"no indicator of trait {trait!r} is observed in country {country!r}: its "
-                               f"{trait} comes from the prior and the other countries alone, and its types do not "
-                               "reflect its data; add an indicator of the trait for the country or fit it apart")
+            for trait in (t for t in self.trait_loads if not seen & self.trait_loads[t]):
+                only = ", ".join(map(repr, sorted(gaps & self.trait_loads[trait])))
+                out.append(f"no indicator of trait {trait!r} is observed in country {country!r}: " + (
+                    f"only its non-reports of {only} (missing = \"informative\") inform its {trait}, through the "
+                    "reporting model; the rest comes from the prior and the other countries" if only else
+                    f"its {trait} comes from the prior and the other countries alone, and its types do not reflect "
+                    "its data; add an indicator of the trait for the country or fit it apart"))
         return out
 
     def data_table(self) -> pd.DataFrame:
