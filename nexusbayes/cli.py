@@ -359,8 +359,13 @@ def _check(args) -> int:
     print(f"{args.spec}: valid. {panel.n_obs} observations of {len(panel.indicators)} indicators, "
           f"{len(panel.regions)} regions in {len(panel.countries)} country(ies), {len(panel.periods)} periods.")
     if panel.empty_cells:
-        print(f"{len(panel.empty_cells)} region-period(s) have no observation (allowed: traits from the dynamics): "
-              + ", ".join(f"{r} {p}" for r, p in panel.empty_cells[:10]))
+        from nexusbayes.data.reporting import empty_with_non_reports
+
+        gaps = empty_with_non_reports(panel)
+        print(f"{len(panel.empty_cells)} region-period(s) have no observation (allowed: traits from the dynamics"
+              + (f"; {gaps} of them have informative non-reports, which inform the traits" if gaps else "") + "): "
+              + ", ".join(f"{r} {p}" for r, p in panel.empty_cells[:10])
+              + (f" ... ({len(panel.empty_cells) - 10} more)" if len(panel.empty_cells) > 10 else ""))
     if len(panel.not_reported):
         print(f"{len(panel.not_reported)} non-report(s) of indicators with missing = \"informative\": "
               + ", ".join(f"{n} {c}" for n, c in panel.not_reported["indicator"].value_counts(sort=False).items()))

@@ -301,3 +301,14 @@ def test_the_roles_name_the_prior_of_a_non_finite_term(tmp_path):
     roles = Model(spec, load_panel(data, spec)).roles
     assert roles.prior_fields(["loading_pos", "y_normal"]) == ["loading"]
     assert roles.prior_fields(["y_normal"]) == []
+
+
+def test_panel_warnings_count_informative_non_reports_as_evidence(tmp_path):
+    """A country whose only sign of a trait is non-reports of an informative indicator is told so, not 'prior alone'."""
+    spec = SPEC.replace('categories = 5\n', 'categories = 5\nmissing = "informative"\n')
+    lines = [r + "," for r in rows(rating_regions={"A": "KG", "B": "KG"})]
+    lines += [f"TJ,{region},{period},rating,,not_reported" for region in ("C", "D") for period in (2000, 2001, 2002)]
+    panel = via_load_panel(write(tmp_path, spec, table(lines, HEADER + ",status")))
+    assert [w.split(":")[0] for w in panel.warnings] == [
+        "no indicator of trait 'willingness' is observed in country 'TJ'"]
+    assert "only its non-reports of 'rating' (missing = \"informative\") inform its willingness" in panel.warnings[0]

@@ -19,15 +19,17 @@ Sources
 Examples
 --------
 >>> import pandas as pd, tempfile, os
->>> raw = pd.DataFrame({"countryname": ["KyrgyzRep", "KyrgyzRep"], "iso": ["KGZ", "KGZ"],
-...                     "year": [2003, 2004], "tier": [2.0, 2.5], "prosecution": [4.0, None],
-...                     "protection": [2.0, 2.0], "prevention": [4.0, 3.0]})
+>>> raw = pd.DataFrame({"countryname": ["KyrgyzRep", "KyrgyzRep", "Tajikistan"], "iso": ["KGZ", "KGZ", "TJK"],
+...                     "year": [2003, 2004, 2004], "tier": [2.0, 2.5, 3.0], "prosecution": [4.0, None, 2.0],
+...                     "protection": [2.0, 2.0, 1.0], "prevention": [4.0, 3.0, 2.0]})
 >>> path = os.path.join(tempfile.mkdtemp(), "tip.csv"); raw.to_csv(path, index=False)
 >>> long = load_tip_tiers(path)
->>> print(long[long["indicator"] == "tier"][["region", "period", "value"]].to_string(index=False))
-   region  period  value
-KyrgyzRep    2003      3
-KyrgyzRep    2004      2
+>>> print(long[long["indicator"].isin(["tier", "prosecution"])].head(4).to_string(index=False))
+  country    region  period   indicator  value       status
+KyrgyzRep KyrgyzRep    2003 prosecution    4.0     reported
+KyrgyzRep KyrgyzRep    2003        tier    3.0     reported
+KyrgyzRep KyrgyzRep    2004 prosecution    NaN not_reported
+KyrgyzRep KyrgyzRep    2004        tier    2.0     reported
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nexusbayes.data.reporting import NOT_REPORTED, REPORTED
 from nexusbayes.errors import DataError
 
 MQ_VOTES = "mq_votes_1937_2013_wide.csv"
@@ -165,6 +168,7 @@ def _whole_numbers(frame: pd.DataFrame, path: Path, columns: tuple[str, ...]) ->
 TIP_TIER_CATEGORY = {1.0: 4, 2.0: 3, 2.5: 2, 3.0: 1}
 TIP_POLICY_ITEMS = ("prosecution", "protection", "prevention")   # the 3P index, each 1..5
 TIP_COLUMNS = ("countryname", "iso", "year", "tier", *TIP_POLICY_ITEMS)
+TIP_PUBLISHED_SHARE = 0.1   # an item was published in a year if at least this share of the file's countries has it
 
 
 def load_tip_tiers(path: str | Path, countries: Sequence[str] | None = None,
@@ -189,9 +193,14 @@ def load_tip_tiers(path: str | Path, countries: Sequence[str] | None = None,
     Returns
     -------
     pandas.DataFrame
-        Long table (country, region, period, indicator, value) with indicators ``tier`` (ordinal
-        1..4, **4 = Tier 1**, the best, so that higher means more effort, like the 3P items) and
-        ``prosecution``, ``protection``, ``prevention`` (ordinal 1..5). Missing cells are absent rows.
+        Long table (country, region, period, indicator, value, status) with indicators ``tier``
+        (ordinal 1..4, **4 = Tier 1**, the best, so that higher means more effort, like the 3P items)
+        and ``prosecution``, ``protection``, ``prevention`` (ordinal 1..5). An empty cell in a year in
+        which the item was published (rated for at least 10% of the file's countries, see
+        :func:`tip_published_years`) is a non-report: a row with ``status = "not_reported"`` and an
+        empty ``value`` (e.g. a country not yet in the TIP report), which an indicator with
+        ``missing = "informative"`` models and the others drop. Empty cells in other years (the
+        tiers in 2000, before the first report) are structural absence: no row.
 
     Raises
     ------
@@ -200,7 +209,9 @@ def load_tip_tiers(path: str | Path, countries: Sequence[str] | None = None,
         outside its scale (naming the line), or a requested country is unknown (with the nearest names).
     """
     path = Path(path)
-    raw = _read_csv(path, "TIP tiers", TIP_COLUMNS, hint="point at your copy of tip_tier_cho3p_policy_index.csv",
+    raw = _read_csv(path, "TIP tiers", TIP_COLUMNS,
+                    hint="it is not bundled: point the spec's [data] path (relative to the spec file) or "
+                         "nb.fit's data argument at your copy of tip_tier_cho3p_policy_index.csv",
                     dtype={"countryname": str, "iso": str})
     raw.index = raw.index + 2          # line numbers (the header is line 1)
     for col in ("year", "tier", *TIP_POLICY_ITEMS):
@@ -214,6 +225,7 @@ def load_tip_tiers(path: str | Path, countries: Sequence[str] | None = None,
     for col in TIP_POLICY_ITEMS:
         _refuse(path, raw[col].notna() & ~raw[col].isin([1, 2, 3, 4, 5]), raw, col, "must be 1, 2, 3, 4 or 5")
 
+    published = tip_published_years(raw)       # over the whole file, before any selection
     if countries is not None:
         names, iso = set(raw["countryname"]), {str(c).upper(): n for c, n in zip(raw["iso"], raw["countryname"],
                                                                                  strict=True) if isinstance(c, str)}
@@ -235,13 +247,28 @@ def load_tip_tiers(path: str | Path, countries: Sequence[str] | None = None,
 
     parts = []
     for col in ("tier", *TIP_POLICY_ITEMS):
-        sub = raw[raw[col].notna()]
+        covered = raw["year"].isin(published[col])
+        sub = raw[raw[col].notna() | covered]
         value = sub[col].map(TIP_TIER_CATEGORY) if col == "tier" else sub[col]
         parts.append(pd.DataFrame({"country": sub["countryname"], "region": sub["countryname"],
                                    "period": sub["year"].astype(int), "indicator": col,
-                                   "value": value.astype(int)}))
+                                   "value": value.astype(float),
+                                   "status": np.where(sub[col].notna(), REPORTED, NOT_REPORTED)}))
     long = pd.concat(parts, ignore_index=True)
     return long.sort_values(["country", "period", "indicator"], kind="stable").reset_index(drop=True)
+
+
+def tip_published_years(raw: pd.DataFrame, share: float = TIP_PUBLISHED_SHARE) -> dict[str, set[int]]:
+    """The years in which each TIP item was published: rated for at least ``share`` of that year's countries.
+
+    Below that share (the tiers before the first report of 2001, the 3P index after 2013, where the file holds
+    one stray value) the series did not exist that year, so its empty cells are structural absence, not non-reports.
+    """
+    years = {}
+    for col in ("tier", *TIP_POLICY_ITEMS):
+        rated = raw.groupby("year")[col].apply(lambda v: v.notna().mean())
+        years[col] = {int(y) for y in rated.index[rated >= share]}
+    return years
 
 
 def _refuse(path: Path, bad: pd.Series, raw: pd.DataFrame, column: str, what: str) -> None:

@@ -132,18 +132,22 @@ class Panel:
         if len(self.countries) < 2:
             return []   # an indicator absent from the only country is an error (load_panel)
         present = self.frame.groupby("country_idx")["indicator_idx"].unique()
+        silent = self.not_reported.groupby("country")["indicator"].unique()   # informative non-reports
         out = []
         for c, country in enumerate(self.countries):
             seen = {self.indicators[i] for i in present.get(c, [])}
-            absent = [n for n in self.spec_indicators if n not in seen]
+            gaps = set(silent.get(country, []))
+            absent = [n for n in self.spec_indicators if n not in seen and n not in gaps]
             if absent:
                 out.append(f"indicator(s) {', '.join(map(repr, absent))} have no observation in country "
                            f"{country!r}: they do not inform its traits")
-            for trait in self.trait_loads:
-                if not seen & self.trait_loads[trait]:
-                    out.append(f"no indicator of trait {trait!r} is observed in country {country!r}: its "
-                               f"{trait} comes from the prior and the other countries alone, and its types do not "
-                               "reflect its data; add an indicator of the trait for the country or fit it apart")
+            for trait in (t for t in self.trait_loads if not seen & self.trait_loads[t]):
+                only = ", ".join(map(repr, sorted(gaps & self.trait_loads[trait])))
+                out.append(f"no indicator of trait {trait!r} is observed in country {country!r}: " + (
+                    f"only its non-reports of {only} (missing = \"informative\") inform its {trait}, through the "
+                    "reporting model; the rest comes from the prior and the other countries" if only else
+                    f"its {trait} comes from the prior and the other countries alone, and its types do not reflect "
+                    "its data; add an indicator of the trait for the country or fit it apart"))
         return out
 
     def data_table(self) -> pd.DataFrame:

@@ -114,3 +114,9 @@ def index_non_reports(non_reports: pd.DataFrame, codes: dict[str, dict]) -> pd.D
     for col in ("country", "region", "indicator"):
         out[f"{col}_idx"] = out[col].map(codes[col]).astype(int)
     return out[list(NON_REPORT_COLUMNS)]
+
+
+def empty_with_non_reports(panel) -> int:
+    """How many of a panel's ``empty_cells`` have a non-report of an informative indicator (which informs them)."""
+    silent = set(zip(panel.not_reported["region"], panel.not_reported["period"], strict=True))
+    return sum((r, p) in silent for r, p in panel.empty_cells)

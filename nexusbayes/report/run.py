@@ -9,6 +9,7 @@ import pandas as pd
 from nexusbayes import interrupts
 from nexusbayes.analysis.forecast_check import ForecastCheck
 from nexusbayes.constants import FORECAST_PERIODS, TYPES
+from nexusbayes.data.reporting import empty_with_non_reports
 from nexusbayes.errors import OutputExistsError
 from nexusbayes.files import atomic_write, write_csv
 from nexusbayes.fit import Fit
@@ -87,8 +88,10 @@ def summary_text(fit: Fit) -> str:
     if run_length:
         lines.append(f"  run length {run_length}")
     if panel.empty_cells:
+        gaps = empty_with_non_reports(panel)
         lines.append(f"  {len(panel.empty_cells)} region-period(s) have no observation; their traits come from "
-                     "the dynamics alone")
+                     + (f"the dynamics and, for {gaps} of them, informative non-reports" if gaps else
+                        "the dynamics alone"))
     lines.extend(f"  WARNING (data): {warning}" for warning in panel.warnings)
     if fit.spec.has_typology:
         groups = fit.group_era_summary()

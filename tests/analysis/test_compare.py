@@ -20,6 +20,7 @@ from nexusbayes.analysis.compare import (
 from nexusbayes.cli import main
 from nexusbayes.constants import CI_PROB, TYPES
 from nexusbayes.data.datasets import load_tip_tiers
+from nexusbayes.data.read import load_panel
 from nexusbayes.errors import DataError
 from nexusbayes.fit import fit, load
 from nexusbayes.model.simulate import default_spec, simulate, simulate_paths
@@ -338,6 +339,45 @@ def test_tip_loader_reads_the_published_layout():
         load_tip_tiers(TIP_FILE, countries=["Kyrgyzstan"])
 
 
+@needs_tip
+def test_tip_loader_marks_gaps_of_published_years_as_non_reports():
+    """An empty cell is a non-report in a year the item was published, structural absence otherwise."""
+    raw = pd.read_csv(TIP_FILE)
+    long = load_tip_tiers(TIP_FILE)
+    silent = long[long["status"] == "not_reported"]
+    assert silent["value"].isna().all() and long.loc[long["status"] == "reported", "value"].notna().all()
+    # every empty cell of a published year is one non-report, and no other row is
+    published = {"tier": range(2001, 2015), "prosecution": range(2000, 2014)}
+    for item, years in published.items():
+        in_years = raw[raw["year"].isin(years)]
+        assert (silent["indicator"] == item).sum() == in_years[item].isna().sum()
+        assert set(silent.loc[silent["indicator"] == item, "period"]) <= set(years)
+    # the tiers of 2000 (no report yet) and the 3P index of 2014 (one stray value) are structural absence
+    assert not ((long["indicator"] == "tier") & (long["period"] == 2000)).any()
+    p2014 = long[(long["indicator"] == "prosecution") & (long["period"] == 2014)]
+    assert len(p2014) == raw.loc[raw["year"] == 2014, "prosecution"].notna().sum() == 1
+    # Afghanistan: not yet in the TIP report in 2001, Tier 3 in 2002, in the report but not rated in 2003
+    afg = long[(long["country"] == "Afghanistan") & (long["indicator"] == "tier")].set_index("period")
+    assert afg.loc[[2001, 2002, 2003], "status"].tolist() == ["not_reported", "reported", "not_reported"]
+    assert afg.loc[2002, "value"] == 1
+
+
+@needs_tip
+def test_tip_tiers_spec_validates_with_drift_and_informative_gaps():
+    """models/tip_tiers.toml (the whole panel, tier drifting with informative gaps) reads its data in place."""
+    spec, data = load_spec(ROOT / "models" / "tip_tiers.toml")
+    assert spec.indicators["tier"].drift == "cutpoints" and spec.indicators["tier"].missing == "informative"
+    panel = load_panel(TIP_FILE, spec)
+    assert len(panel.countries) == 189 and panel.periods == list(range(2000, 2014))
+    silent = panel.not_reported
+    assert set(silent["indicator"]) == {"tier"} and len(silent) > 500
+    # a country with only non-reports is said to be informed by them, not "from the prior alone"
+    dominica = [w for w in panel.warnings if "'Dominica'" in w and w.startswith("no indicator of trait")]
+    assert dominica and "only its non-reports of 'tier'" in dominica[0]
+    if Path(data).is_file():    # the spec's own path (relative to the spec file) finds the shared copy
+        assert Path(data).resolve() == TIP_FILE.resolve()
+
+
 def test_tip_loader_names_bad_lines(tmp_path):
     bad = tmp_path / "tip.csv"
     bad.write_text("countryname,iso,year,tier,prosecution,protection,prevention\n"
@@ -358,6 +398,7 @@ def test_tip_central_asia_fit_is_sane():
     # the spec reads the file itself ([data] format = "tip_tiers"), wherever the shared copy is
     result = fit(spec, TIP_FILE, progress=False, check=False)       # the spec's 4 chains x 1000 draws
     long = load_tip_tiers(TIP_FILE, countries=CENTRAL_ASIA, years=(2000, 2013))
+    long = long[long["status"] == "reported"]     # the spec's gaps are ignorable: its non-reports are dropped
     assert result.panel.n_obs == len(long)
     assert result.diagnostics.passed, result.diagnostics.text()
     theta = result.tree["posterior"]["theta"].sel(trait="willingness")
