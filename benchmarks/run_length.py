@@ -92,42 +92,45 @@ def check_cost(model: Model, draws: int, seed: int, repeats: int = 3) -> dict:
 
     The full check is what every check was before 2026-12-06: a copy of the trace (nutpie's ``inspect``),
     cut to ``draws``, oriented, judged over every posterior element. The cheap one reads the free variables
-    from the raw Arrow trace and judges them. Best of ``repeats``; nothing else runs in the process.
+    from the raw Arrow trace and judges them. Best of ``repeats``; nothing else runs in the process. The run
+    goes through :func:`~nexusbayes.inference.sample.sample` by need, its follower replaced by this timing.
     """
-    import nutpie
+    from unittest import mock
 
-    from nexusbayes.inference import compile_cache, run_length
+    from nexusbayes.inference import run_length
+    from nexusbayes.inference import sample as sample_module
     from nexusbayes.inference.progress import sampler_finished
-    from nexusbayes.inference.sample import _cheap_draws, _posterior_only
 
-    compiled, _ = compile_cache.compile_nutpie(model.pymc, model.panel, model.spec)
+    out = {"size": model.spec.name, "draws": draws, "chains": model.spec.sampler.chains, "load": [_load()]}
+
+    def timed(sampler, cap, every, tune, watch, *, gates=None, prepare, quick, **_):
+        while not sampler_finished(sampler):
+            time.sleep(0.5)
+        gates = run_length.Gates()
+
+        def full():
+            return gates.judge(prepare(run_length.truncate(sampler.inspect(), draws))["posterior"].to_dataset())
+
+        def cheap():
+            return gates.judge(quick(draws, None))
+
+        for name, check in (("full", full), ("cheap", cheap)):
+            check()     # first call: numba's compile of the diagnostics, imports
+            best = []
+            for _ in range(repeats):
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                verdict = check()
+                best.append((time.process_time() - cpu0, time.perf_counter() - wall0))
+            out[f"{name}_cpu_s"], out[f"{name}_wall_s"] = (round(min(b[i] for b in best), 3) for i in (0, 1))
+            out[f"{name}_verdict"] = verdict.text()
+        return run_length.Outcome(sampler.wait(), cap, "cap")
+
     base = model.spec.sampler
-    sampler = nutpie.sample(compiled, draws=draws, tune=base.tune, chains=base.chains, seed=base.seed + seed,
-                            progress_bar=False, target_accept=base.target_accept, adaptation=base.adaptation,
-                            blocking=False)
-    while not sampler_finished(sampler):
-        time.sleep(0.5)
-    gates, quick = run_length.Gates(), _cheap_draws(sampler, compiled, model)
-
-    def full():
-        part = run_length.truncate(sampler.inspect(), draws)
-        return gates.judge(model.orient(_posterior_only(part))["posterior"].to_dataset())
-
-    def cheap():
-        return gates.judge(quick(draws, None))
-
-    out = {"size": model.spec.name, "draws": draws, "chains": base.chains, "load": [_load()]}
-    for name, check in (("full", full), ("cheap", cheap)):
-        check()     # first call: numba's compile of the diagnostics, imports
-        best = []
-        for _ in range(repeats):
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            verdict = check()
-            best.append((time.process_time() - cpu0, time.perf_counter() - wall0))
-        out[f"{name}_cpu_s"], out[f"{name}_wall_s"] = (round(min(b[i] for b in best), 3) for i in (0, 1))
-        out[f"{name}_verdict"] = verdict.text()
+    settings = base.model_copy(update={"seed": base.seed + seed, "backend": "nutpie", "draws": draws,
+                                       "until_converged": True, "check_every": 10})
+    with mock.patch.object(sample_module.run_length, "until_converged", timed):
+        sample(model, settings, progress=False, predictions=False)
     out["load"].append(_load())
-    sampler.wait()
     return out
 
 
