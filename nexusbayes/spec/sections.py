@@ -383,8 +383,8 @@ class SamplerSpec(_Strict):
     ``"cap"``). ``check_every`` (default 100, at least 10) is used only with ``until_converged``; a check
     first judges the free variables alone (cheap) and the whole posterior only when they pass, so checking
     more often costs little, but each check still reads the trace so far. Off by default: on the benchmark
-    panels it kept 700-800 of 1,000 draws (13-19% fewer gradient evaluations); on the example it took 31%
-    less wall time and 7% less CPU (one seed), not yet measured over seeds and sizes
+    panels it kept 700-800 of 1,000 draws (13-19% fewer gradient evaluations); the example took 31% less
+    wall time, but medium twice as much (its checks cost ~15 s each; one seed each)
     (``benchmarks/HISTORY.md``, 2026-12-06 05:40).
 
     Examples
