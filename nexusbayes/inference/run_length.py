@@ -15,8 +15,9 @@ building a DataTree or copying the deterministics, and judges their rank-normali
 tail ESS (vectorised, :func:`~nexusbayes.analysis.diagnostics.element_diagnostics`); rank statistics do
 not change under the elementwise monotone transforms between constrained and unconstrained values, so
 these are the unconstrained draws' figures. Only when the cheap check passes is the whole posterior
-(deterministics included, oriented) judged, with the sampler paused (its chains would otherwise draw
-past the check point for nothing); if that fails, sampling resumes. On the Kyrgyzstan example a cheap
+(deterministics included, oriented) judged. The sampler is paused during every check: its chains would
+otherwise take the check's cores (on 2 cores a 1.5 CPU s check took ~15 s) and draw past the check point
+for nothing; it resumes when a check fails. On the Kyrgyzstan example a cheap
 check at 700 draws costs a third of a full one's CPU (0.72 against 2.14 s; ``benchmarks/HISTORY.md``,
 2026-12-06 05:45).
 
@@ -232,12 +233,15 @@ def until_converged(sampler, cap: int, every: int, tune: int, watch: ProgressLin
     def cheap_passes(point: int, finished: xr.DataTree | None) -> bool | None:
         """The cheap check at ``point``: passed, failed, or None when the trace does not hold its draws yet."""
         began = time.perf_counter()
+        paused = finished is None and _pause(sampler)    # else the chains take the check's cores and draw past it
         try:
             draws = quick(point, finished)
             if draws is None:
                 return None
             return judged(replace(gates.quick_judge(draws, suspects[True]), cheap=True))
         finally:
+            if paused:
+                sampler.resume()
             spent[0] += time.perf_counter() - began
 
     def first_passing(get_trace: Callable[[], xr.DataTree], available: int,
