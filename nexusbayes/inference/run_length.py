@@ -9,11 +9,22 @@ and judges them against the :class:`Gates` (R-hat and bulk and tail ESS of every
 :func:`~nexusbayes.analysis.diagnostics.diagnose` computes them). At the first check that passes it
 cancels the sampler and returns that trace; otherwise the sampler runs to the cap.
 
-Each check reads the whole trace so far, so checking costs about as much as the diagnostics of a fit of
-that length; a check point is therefore skipped when the last check says it cannot plausibly pass
-(:func:`next_check`): ESS grows about in proportion to the draws and R-hat - 1 shrinks about in inverse
-proportion, so the next check is at :data:`MARGIN` of the length projected to pass, and at most twice the
-draws of the last check. And a check first judges the variables that were worst at the last one
+A check is cheap, then full. The cheap check (``quick``, given by the sampler's caller: see
+:func:`arrow_posterior`) reads the free variables' draws straight from nutpie's Arrow trace, without
+building a DataTree or copying the deterministics, and judges their rank-normalised R-hat and bulk and
+tail ESS (vectorised, :func:`~nexusbayes.analysis.diagnostics.element_diagnostics`); rank statistics do
+not change under the elementwise monotone transforms between constrained and unconstrained values, so
+these are the unconstrained draws' figures. Only when the cheap check passes is the whole posterior
+(deterministics included, oriented) judged. The sampler is paused during every check: its chains would
+otherwise take the check's cores (on 2 cores a 1.5 CPU s check took ~15 s) and draw past the check point
+for nothing; it resumes when a check fails. On the Kyrgyzstan example a cheap
+check at 700 draws costs a third of a full one's CPU (0.72 against 2.14 s; ``benchmarks/HISTORY.md``,
+2026-12-06 05:45).
+
+A check point is skipped when the last check says it cannot plausibly pass (:func:`next_check`): ESS
+grows about in proportion to the draws and R-hat - 1 shrinks about in inverse proportion, so the next
+check is at :data:`MARGIN` of the length projected to pass, and at most twice the draws of the last
+check. And a check first judges the variables that were worst at the last one
 (:meth:`Gates.quick_judge`): while they fail, so does the whole, at the cost of a few variables.
 
 Check points are judged in order, and each on exactly its first ``k`` draws per chain, so which draws are
@@ -72,12 +83,14 @@ class Verdict:
     passed: bool
     worst: tuple[str, ...] = ()
     partial: bool = False
+    cheap: bool = False
 
     def text(self) -> str:
         """One line, e.g. ``"300 draws: max R-hat 1.004, min bulk ESS 512, min tail ESS 431 (pass)"``."""
         verdict = "pass" if self.passed else "not yet" + (", judged on the last check's worst variables"
                                                            if self.partial else "")
-        return (f"{self.draws} draws: max R-hat {self.max_rhat:.4g}, min bulk ESS {self.min_ess_bulk:.0f}, "
+        what = ", free variables" if self.cheap else ""
+        return (f"{self.draws} draws{what}: max R-hat {self.max_rhat:.4g}, min bulk ESS {self.min_ess_bulk:.0f}, "
                 f"min tail ESS {self.min_ess_tail:.0f} ({verdict})")
 
 
@@ -133,6 +146,7 @@ class Outcome:
     stopped_by: str
     checks: list[Verdict] = field(default_factory=list)
     seconds_checks: float = 0.0
+    seconds_full: float = 0.0
 
 
 def describe(attrs) -> str | None:
@@ -167,6 +181,7 @@ def check_points(cap: int, every: int) -> list[int]:
 
 def until_converged(sampler, cap: int, every: int, tune: int, watch: ProgressLines, *, gates: Gates | None = None,
                     prepare: Callable[[xr.DataTree], xr.DataTree] = lambda tree: tree,
+                    quick: Callable[[int, xr.DataTree | None], xr.Dataset | None] | None = None,
                     status: Callable[[str], None] | None = None, show_progress: bool = False,
                     poll: float = POLL_SECONDS) -> Outcome:
     """Follow a running nutpie sampler (``blocking=False``, ``draws=cap``) until the gates pass or the cap.
@@ -186,6 +201,12 @@ def until_converged(sampler, cap: int, every: int, tune: int, watch: ProgressLin
     prepare : callable
         Applied to each trace before judging it (the model's orientation of the traits, so the gates
         see the draws the fit will hold).
+    quick : callable, optional
+        ``quick(k, trace)``: the cheap check's draws, the first ``k`` draws of every chain (a Dataset with
+        ``chain`` and ``draw`` dims), from the running sampler (``trace`` None; None while it does not hold
+        them yet) or from the finished ``trace``. Without it every check is full. Check points are judged
+        the same way (cheap, then full) whether the polling reached them or the chains finished first, so
+        the draws kept do not depend on timing.
     status : callable, optional
         Called with one line per check.
 
@@ -197,26 +218,59 @@ def until_converged(sampler, cap: int, every: int, tune: int, watch: ProgressLin
     The sampler is cancelled when the gates pass; an exception (Ctrl-C) propagates and the caller cancels.
     """
     gates, say = gates or Gates(), status or (lambda message: None)
-    pending, checks, spent = check_points(cap, every), [], [0.0]
+    pending, checks, spent = check_points(cap, every), [], [0.0, 0.0]
+    suspects: dict[bool, tuple[str, ...]] = {True: (), False: ()}     # the last worst variables, cheap and full
 
-    def first_passing(get_trace: Callable[[], xr.DataTree]) -> xr.DataTree | None:
+    def judged(verdict: Verdict) -> bool:
+        checks.append(verdict)
+        say(f"convergence check at {verdict.text()}")
+        suspects[verdict.cheap] = verdict.worst or suspects[verdict.cheap]
+        if not verdict.passed:
+            target = next_check(verdict, gates)
+            pending[:] = [point for point in pending if point >= target]
+        return verdict.passed
+
+    def cheap_passes(point: int, finished: xr.DataTree | None) -> bool | None:
+        """The cheap check at ``point``: passed, failed, or None when the trace does not hold its draws yet."""
         began = time.perf_counter()
-        trace = get_trace()
-        done = common_draws(trace)
+        paused = finished is None and _pause(sampler)    # else the chains take the check's cores and draw past it
         try:
-            while pending and pending[0] <= done:
-                part = truncate(trace, pending.pop(0))
-                verdict = gates.quick_judge(prepare(part)["posterior"].to_dataset(),
-                                            checks[-1].worst if checks else ())
-                checks.append(verdict)
-                say(f"convergence check at {verdict.text()}")
-                if verdict.passed:
-                    return part
-                target = next_check(verdict, gates)
-                pending[:] = [point for point in pending if point >= target]
-            return None
+            draws = quick(point, finished)
+            if draws is None:
+                return None
+            return judged(replace(gates.quick_judge(draws, suspects[True]), cheap=True))
         finally:
+            if paused:
+                sampler.resume()
             spent[0] += time.perf_counter() - began
+
+    def first_passing(get_trace: Callable[[], xr.DataTree], available: int,
+                      finished: xr.DataTree | None = None) -> xr.DataTree | None:
+        trace = finished
+        while pending and pending[0] <= available:
+            point = pending[0]
+            if quick is not None:
+                verdict = cheap_passes(point, finished)
+                if verdict is None:
+                    return None         # the progress ran ahead of the trace: at the next look
+                if verdict is False:
+                    continue            # judged() moved the pending points on
+            began = time.perf_counter()
+            paused = finished is None and _pause(sampler)   # draws made while the full check runs would be waste
+            try:
+                trace = get_trace() if trace is None else trace
+                if common_draws(trace) < point:
+                    return None
+                pending.pop(0)
+                part = truncate(trace, point)
+                if judged(gates.quick_judge(prepare(part)["posterior"].to_dataset(), suspects[False])):
+                    return part
+            finally:
+                if paused:
+                    sampler.resume()
+                spent[0] += time.perf_counter() - began
+                spent[1] += time.perf_counter() - began
+        return None
 
     start = last_line = time.monotonic()
     while not sampler_finished(sampler):
@@ -224,16 +278,24 @@ def until_converged(sampler, cap: int, every: int, tune: int, watch: ProgressLin
         if show_progress and time.monotonic() - last_line >= PROGRESS_SECONDS:
             last_line = time.monotonic()
             watch.status(watch.line(last_line - start))
-        if pending and _progress_draws(watch.chains, tune) >= pending[0]:
-            found = first_passing(sampler.inspect)
+        if pending and (done := _progress_draws(watch.chains, tune)) >= pending[0]:
+            found = first_passing(sampler.inspect, done)
             if found is not None:
                 sampler.cancel()
-                return Outcome(found, checks[-1].draws, "gates", checks, spent[0])
+                return Outcome(found, checks[-1].draws, "gates", checks, *spent)
     trace = sampler.wait()
-    found = first_passing(lambda: trace)     # check points the polling did not reach before the chains finished
+    found = first_passing(lambda: trace, cap, trace)    # check points the polling missed before the chains finished
     if found is not None:
-        return Outcome(found, checks[-1].draws, "gates", checks, spent[0])
-    return Outcome(trace, cap, "cap", checks, spent[0])
+        return Outcome(found, checks[-1].draws, "gates", checks, *spent)
+    return Outcome(trace, cap, "cap", checks, *spent)
+
+
+def _pause(sampler) -> bool:
+    """Pause a running nutpie sampler (its chains stop where they are); False for one that cannot pause."""
+    if not hasattr(sampler, "pause"):
+        return False
+    sampler.pause()
+    return True
 
 
 def next_check(verdict: Verdict, gates: Gates) -> float:
@@ -286,3 +348,40 @@ def truncate(trace: xr.DataTree, draws: int) -> xr.DataTree:
     out = xr.DataTree.from_dict(groups)
     out.attrs.update(trace.attrs)
     return out
+
+
+def arrow_posterior(sampler, draws: int, names: list[str], coords: dict | None = None) -> xr.Dataset | None:
+    """The first ``draws`` post-warm-up draws of every chain of the variables ``names``, from nutpie's Arrow trace.
+
+    What the cheap check reads: nutpie's raw copy of the trace so far (its background sampler's
+    ``_sampler.inspect()``, the Arrow batches its own ``inspect`` turns into a DataTree), only the columns
+    asked for and only the rows wanted, as a Dataset with nutpie's dims (and ``coords`` for them where
+    given). None when a chain has fewer draws, or the sampler is not nutpie's (no raw trace).
+    """
+    raw = getattr(sampler, "_sampler", None)
+    if raw is None or not hasattr(raw, "inspect"):
+        return None
+    import pyarrow
+
+    draw_batches, stat_batches = raw.inspect().get_arrow_trace()
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    dims: dict[str, list[str]] = {}
+    for batch, stats in zip(draw_batches, stat_batches, strict=True):
+        tuning = int(pyarrow.array(stats.column("tuning")).to_numpy(zero_copy_only=False).sum())
+        if batch.num_rows - tuning < draws:
+            return None
+        for name in names:
+            column = batch.column(name)       # nutpie's own Arrow arrays: through pyarrow, as nutpie reads them
+            meta = column.field.metadata or {}
+            shape = [int(n) for n in meta.get(b"shape", b"").decode().split(",") if n]
+            dims[name] = [d for d in meta.get(b"dims", b"").decode().split(",") if d]
+            part = pyarrow.array(column).slice(tuning, draws)
+            flat = part.flatten() if hasattr(part, "flatten") else part
+            columns[name].append(np.asarray(flat.to_numpy(zero_copy_only=False), dtype=float).reshape(draws, *shape))
+    data = {}
+    for name, chains in columns.items():
+        named = dims[name] if len(dims[name]) == chains[0].ndim - 1 else [f"{name}_dim_{i}"
+                                                                         for i in range(chains[0].ndim - 1)]
+        data[name] = (("chain", "draw", *named), np.stack(chains))
+    used = {d for entry in data.values() for d in entry[0]}
+    return xr.Dataset(data, coords={d: values for d, values in (coords or {}).items() if d in used})

@@ -146,7 +146,9 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     })
     if run:
         tree.attrs.update({"draws_cap": settings.draws, "check_every": settings.check_every,
-                           "stopped_by": run.stopped_by, "seconds_checks": run.seconds_checks})
+                           "stopped_by": run.stopped_by, "seconds_checks": run.seconds_checks,
+                           "seconds_checks_full": run.seconds_full, "checks_cheap": sum(c.cheap for c in run.checks),
+                           "checks_full": sum(not c.cheap for c in run.checks)})
     return tree
 
 
@@ -212,13 +214,39 @@ def _nutpie_by_need(compiled, settings: SamplerSpec, progress: bool, status, say
     try:
         run = run_length.until_converged(sampler, settings.draws, settings.check_every, settings.tune, watch,
                                          gates=gates, prepare=lambda tree: model.orient(_posterior_only(tree)),
-                                         status=say, show_progress=lines)
+                                         quick=_cheap_draws(sampler, compiled, model), status=say,
+                                         show_progress=lines)
     except BaseException:
         sampler.cancel()   # as in _nutpie: Ctrl-C must not leave a trace that looks finished
         raise
     say(f"stopped after {run.draws} draws per chain: "
         + ("R-hat and ESS pass" if run.stopped_by == "gates" else f"the cap of {settings.draws} draws was reached"))
     return run
+
+
+def _cheap_draws(sampler, compiled, model: Model) -> Callable[[int, xr.DataTree | None], xr.Dataset | None] | None:
+    """The cheap check's draws (:func:`.run_length.arrow_posterior`), or None for a sampler not nutpie's.
+
+    The free variables' draws alone, or, when traits are oriented after sampling (the reflection is
+    decided on theta), every variable's, oriented. Without them (tests' stand-ins) every check is full.
+    """
+    if not hasattr(getattr(sampler, "_sampler", None), "inspect"):
+        return None
+    names = [v.name for v in model.pymc.free_RVs]
+    oriented = bool(model.spec.orientation)
+    if oriented:
+        names += [v.name for v in model.pymc.deterministics]
+    coords = {k: np.asarray(v) for k, v in (getattr(compiled, "coords", None) or {}).items()}
+
+    def draws(k: int, finished: xr.DataTree | None = None) -> xr.Dataset | None:
+        if finished is not None:
+            posterior = finished["posterior"].to_dataset()[names].isel(draw=slice(0, k))
+        else:
+            posterior = run_length.arrow_posterior(sampler, k, names, coords)
+        if posterior is None or not oriented:
+            return posterior
+        return model.orient(xr.DataTree.from_dict({"posterior": posterior}))["posterior"].to_dataset()
+    return draws
 
 
 def _posterior_only(tree: xr.DataTree) -> xr.DataTree:

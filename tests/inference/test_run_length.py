@@ -7,15 +7,18 @@ so its compiled model usually comes from the on-disk cache; the gates are lowere
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import nutpie
 import pytest
 import xarray as xr
 
-from nexusbayes.analysis.diagnostics import diagnose
+from nexusbayes.analysis.diagnostics import diagnose, element_diagnostics
 from nexusbayes.errors import Interrupted, SpecError
 from nexusbayes.fit import Fit, fit
 from nexusbayes.inference import compile_cache, run_length
+from nexusbayes.inference.progress import sampler_finished
 from nexusbayes.inference.run_length import Gates
 from nexusbayes.inference.sample import check_complete, sample
 from nexusbayes.report.header import run_facts
@@ -50,8 +53,11 @@ def test_low_gates_stop_the_run_before_the_cap_and_the_kept_draws_pass_them(mode
     table = diagnose(tree).table            # the fit's own diagnostics agree with the gates
     assert table["max_rhat"].max() <= LOW.rhat_max
     assert min(table["min_ess_bulk"].min(), table["min_ess_tail"].min()) >= LOW.ess_min
+    # cheap checks (free variables, from nutpie's Arrow trace) until one passes, then one full check
     assert [line.split(":")[0] for line in lines if line.startswith("convergence check")] == \
-        [f"convergence check at {n} draws" for n in (50, 100, 150)]
+        [f"convergence check at {n} draws, free variables" for n in (50, 100, 150)] + \
+        ["convergence check at 150 draws"]
+    assert (tree.attrs["checks_cheap"], tree.attrs["checks_full"]) == (3, 1)
     assert lines[-1] == "stopped after 150 draws per chain: R-hat and ESS pass"
     assert "log_likelihood" in tree and "posterior_predictive" in tree     # a complete fit
 
@@ -62,6 +68,35 @@ def test_the_kept_draws_are_those_of_a_fixed_run_of_that_length(model, by_need):
     assert "stopped_by" not in fixed.attrs and "draws_cap" not in fixed.attrs
     for name, values in fixed["posterior"].to_dataset().data_vars.items():
         np.testing.assert_array_equal(values.values, tree["posterior"][name].values, err_msg=name)
+
+
+def test_the_cheap_check_gives_the_full_diagnosis_figures_of_the_free_variables(model):
+    """The cheap check reads nutpie's Arrow trace directly; on the same draws its R-hat and bulk and tail ESS
+    are those of the fit's diagnostics, variable by variable, and its verdict is theirs over those variables."""
+    compiled, _ = compile_cache.compile_nutpie(model.pymc, model.panel, model.spec)
+    sampler = nutpie.sample(compiled, draws=120, tune=150, chains=2, seed=5, progress_bar=False, blocking=False)
+    while not sampler_finished(sampler):
+        time.sleep(0.05)
+    names = [v.name for v in model.pymc.free_RVs]
+    cheap = run_length.arrow_posterior(sampler, 120, names, compiled.coords)
+    assert run_length.arrow_posterior(sampler, 121, names, compiled.coords) is None       # not drawn yet
+    tree = sampler.wait()
+    for name in names:
+        np.testing.assert_array_equal(cheap[name].values, tree["posterior"][name].values, err_msg=name)
+    table = diagnose(tree).table
+    stats = element_diagnostics(cheap)
+    for name in names:
+        row = table.loc[name]
+        assert float(stats["rhat"][name].max()) == pytest.approx(row["max_rhat"], rel=1e-9), name
+        assert float(stats["ess_bulk"][name].min()) == pytest.approx(row["min_ess_bulk"], rel=1e-9), name
+        assert float(stats["ess_tail"][name].min()) == pytest.approx(row["min_ess_tail"], rel=1e-9), name
+    gates = Gates(rhat_max=1.05, ess_min=60)
+    verdict = gates.judge(cheap)
+    free = table.loc[names]
+    assert verdict.passed == bool(free["max_rhat"].max() <= 1.05 and free[["min_ess_bulk", "min_ess_tail"]].min().min()
+                                  >= 60)
+    assert (verdict.max_rhat, verdict.min_ess_bulk) == pytest.approx((free["max_rhat"].max(),
+                                                                      free["min_ess_bulk"].min()), rel=1e-9)
 
 
 def test_summary_and_report_header_say_how_long_it_ran(model, by_need):
