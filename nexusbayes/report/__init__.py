@@ -294,7 +294,7 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     figs["results"].update(rendered(reporting.reporting_figures(fit)))
     tables.update({stem: results[stem] for stem in ("reporting_model",) if stem in results})
     if len(fit.panel.countries) > 1:
-        figs["results"].update(rendered(comparison.section(fit, tables, thresholds)))
+        figs["results"].update(rendered(comparison.section(fit, tables, thresholds, results)))
     figs["results"].update(rendered(noncomparability.section(results, tables, fit.spec.comparability.delta)))
     choice_tables, choice_figures = model_choice.section(fit, compare_with) if compare_with is not None else ({}, {})
     tables.update(choice_tables)
@@ -359,6 +359,7 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
     if "compare_differences" in tables:
         diff = tables["compare_differences"]
         differences = _table(diff[diff["period"] == diff["period"].iloc[-1]])
+        differences["note"] = diff.attrs.get("note")
     context = {
         "title": f"nexusbayes report: {fit.spec.name}", "spec_toml": fit.tree.attrs.get("nexusbayes_spec")
         or fit.spec.to_toml(), "facts": facts, "versions": _table(tables["versions"]),
