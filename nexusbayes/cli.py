@@ -24,8 +24,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from nexusbayes import cli_choice, cli_draws, interrupts
-from nexusbayes.constants import FORECAST_PERIODS, SWEEP_KINDS
+from nexusbayes import cli_batch, cli_choice, cli_draws, interrupts
+from nexusbayes.constants import FORECAST_PERIODS
 from nexusbayes.errors import Interrupted, NexusBayesError, count_range
 from nexusbayes.spec.limits import MAX_CHAINS, MAX_DRAWS
 
@@ -57,28 +57,6 @@ def bounded_int(low: int, high: int | None = None):
         return value
     parse.__name__ = "whole number"
     return parse
-
-
-def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--scheduler ADDRESS`` and ``--workers N`` to a subcommand (batch-running commands share them).
-
-    Examples
-    --------
-    >>> parser = argparse.ArgumentParser()
-    >>> add_cluster_arguments(parser)
-    >>> cluster_options(parser.parse_args(["--scheduler", "tcp://10.0.0.5:8786"]))
-    {'scheduler': 'tcp://10.0.0.5:8786', 'n_workers': 2}
-    """
-    parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: start a "
-                             "local cluster)")
-    parser.add_argument("--workers", type=positive_int, default=2, metavar="N",
-                        help="worker processes of the local cluster (default 2; ignored with --scheduler)")
-
-
-def cluster_options(args: argparse.Namespace) -> dict:
-    """The :func:`run_batch` keyword arguments set by :func:`add_cluster_arguments`."""
-    return {"scheduler": args.scheduler, "n_workers": args.workers}
 
 
 #: Exit status for each signal that stops a run: 128 + the signal number, as shells report it.
@@ -150,19 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing CSV files in --out")
     cli_choice.add_parser(sub, bounded_int(50, 1200))
     cli_draws.add_parsers(sub, positive_int, SEED)
-    p = sub.add_parser("sweep", help="fit variants of a spec (prior scales, indicators left out, countries) on a "
-                                     "Dask cluster and print them side by side; rerun to resume")
-    p.add_argument("spec", type=Path, help="model specification, e.g. models/kyrgyzstan.toml")
-    p.add_argument("--kind", required=True, choices=SWEEP_KINDS,
-                   help="which variants: prior scales x1/2 and x2, each indicator left out, or each country alone")
-    p.add_argument("--out", type=Path, help="output folder (default reports/<name>/sweep-<kind>)")
-    add_cluster_arguments(p)
-    p.add_argument("--draws", type=DRAWS, help="draws per chain of each variant (default from the spec)")
-    p.add_argument("--tune", type=TUNE, help="tuning steps per chain of each variant (default from the spec)")
-    p.add_argument("--chains", type=CHAINS, help="chains per variant (default from the spec)")
-    p.add_argument("--seed", type=SEED, help="batch seed (default the spec's sampler seed)")
-    p.add_argument("--save-fits", action="store_true", help="also write each variant's fit.nc")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cli_batch.add_parsers(sub, positive_int, (DRAWS, TUNE, CHAINS, SEED))
     p = sub.add_parser("report", help="write the diagnostics report (report.html) of a saved fit (.nc)")
     p.add_argument("fit", type=Path, help="saved fit, e.g. reports/kyrgyzstan/fit.nc")
     p.add_argument("--out", type=Path, help="report folder (default: report/ beside the fit file)")
@@ -184,20 +150,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="also write quick_types.csv and quick_traits.csv into this folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing CSV files in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p = sub.add_parser("sbc", help="simulation-based calibration: refit prior simulations on a Dask cluster, test "
-                                   "rank uniformity; rerun to resume")
-    p.add_argument("spec", type=Path, help="model specification; its data file gives the shape")
-    p.add_argument("--n-sims", type=positive_int, default=100, help="number of simulations (default 100)")
-    p.add_argument("--draws", type=DRAWS, default=200, help="draws per chain per fit (default 200)")
-    p.add_argument("--tune", type=TUNE, default=200, help="tuning draws per chain per fit (default 200)")
-    p.add_argument("--chains", type=CHAINS, default=2, help="chains per fit (default 2)")
-    p.add_argument("--seed", type=SEED, default=0, help="seed of the simulations and fits (default 0)")
-    p.add_argument("--out", type=Path, help="output folder (default reports/<name>_sbc); rerun to resume")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an earlier run of other settings in the output folder (one of the same settings "
-                        "is resumed)")
-    add_cluster_arguments(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -207,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _signals_interrupt():
             status = {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare,
-                      "sweep": _sweep, "report": _report, "sbc": _sbc, "quick": _quick,
+                      "sweep": cli_batch.sweep, "report": _report, "sbc": cli_batch.sbc, "quick": _quick,
                       "forecast": cli_draws.forecast, "export": cli_draws.export,
                       "update": cli_draws.update,
                       "compare-models": cli_choice.compare_models_command}[args.command](args)
@@ -421,65 +373,6 @@ def _compare(args) -> int:
         write_tables(tables, args.out, overwrite=args.overwrite)
         print(f"\nWrote {len(tables)} CSV tables to {args.out}/")
     return 0
-
-
-def _sweep(args) -> int:
-    import pandas as pd
-
-    from nexusbayes.data.resolve import resolve_covariates
-    from nexusbayes.errors import SpecError
-    from nexusbayes.outputs import default_out_dir
-    from nexusbayes.spec.document import load_spec
-    from nexusbayes.workflows import batch, jobs, sweeps
-
-    spec, data_path = load_spec(args.spec)
-    if data_path is None:
-        raise SpecError(f"{args.spec}: names no data file (`data = ...`)")
-    options = {k: v for k in ("draws", "tune", "chains") if (v := getattr(args, k)) is not None}
-    sweep = sweeps.sweep_tasks(spec, data_path, args.kind, options=options,
-                               covariates=resolve_covariates(args.spec, spec))
-    out = args.out or default_out_dir(spec.name) / f"sweep-{args.kind}"
-    for name, reason in sweep.refused.items():
-        print(f"not fitted: {name}: {reason}")
-    print(f"Fitting {len(sweep.tasks)} variant(s) of {args.spec} into {out}/ ...", flush=True)
-    table = batch.run_batch(sweep.tasks, out, **cluster_options(args),
-                            seed=spec.sampler.seed if args.seed is None else args.seed,
-                            progress=not args.no_progress, summarise=batch.sweep_summary, save_fits=args.save_fits)
-    keys = [c for c in table.columns if c.startswith(("theta.", "share."))]
-    shown = table[["task", "status", *keys, *[c for c in ("max_rhat", "min_ess_bulk", "divergences", "seconds")
-                                               if c in table]]]
-    with pd.option_context("display.width", 200, "display.max_columns", None):
-        print(shown.round(3).to_string(index=False))
-    failed = table[table["status"] == "failed"]
-    for _, row in failed.iterrows():
-        print(f"FAILED {row['task']}: {row['error_type']}: {row['error_message']} "
-              f"(traceback in {out / row['task'] / jobs.ERROR_FILE})", file=sys.stderr)
-    return 1 if len(failed) else 0
-
-
-def _sbc(args) -> int:
-    from nexusbayes.outputs import default_out_dir
-    from nexusbayes.spec.document import load_spec
-    from nexusbayes.workflows.sbc import SIMS_DIR, run_sbc
-
-    spec, _ = load_spec(args.spec)
-    out = args.out or default_out_dir(f"{spec.name}_sbc")
-    print(f"SBC of {args.spec}: {args.n_sims} simulations into {out}/ (each worker compiles the model once) ...",
-          flush=True)
-    result = run_sbc(args.spec, n_sims=args.n_sims, draws=args.draws, tune=args.tune, chains=args.chains,
-                     seed=args.seed, out_dir=out, overwrite=args.overwrite, **cluster_options(args),
-                     progress=not args.no_progress, status=lambda message: print(f"  {message}", flush=True))
-    print(result.text())
-    result.save(out)
-    print(f"\nWrote {out}/ (ranks.csv, tests.csv, fits.csv, summary.json, ecdf_hyper.png, ecdf_theta.png; "
-          f"one record per simulation in {SIMS_DIR}/)")
-    failed = result.fits[~result.fits["ok"]]
-    for _, row in failed.iterrows():
-        print(f"FAILED simulation {row['sim']}: {row['error']}", file=sys.stderr)
-    if len(failed):
-        print(f"(tracebacks in {out / SIMS_DIR}/*/error.json; a rerun tries the failed simulations again)",
-              file=sys.stderr)
-    return 1 if len(failed) else 0   # like sweep: the tables are written, but the run is not complete
 
 
 def _quick(args) -> int:

@@ -29,7 +29,7 @@ LAYERS = [
     ("nexusbayes.fit", "nexusbayes.fit_file"),
     ("nexusbayes.report",),
     ("nexusbayes.workflows",),
-    ("nexusbayes.cli", "nexusbayes.cli_draws", "nexusbayes.cli_choice", "nexusbayes.__main__"),
+    ("nexusbayes.cli", "nexusbayes.cli_draws", "nexusbayes.cli_choice", "nexusbayes.cli_batch", "nexusbayes.__main__"),
 ]
 MAX_LINES = 500
 #: Calls that run a sampler; only :mod:`nexusbayes.inference.sample` makes them.

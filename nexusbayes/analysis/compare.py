@@ -53,6 +53,13 @@ class Drawn(Protocol):
         """The tree with its pointwise ``log_likelihood`` group (recomputed when a loaded fit has none)."""
 
 
+#: Countries up to which the report compares every pair; beyond, each country with its rank neighbours
+#: (:func:`report_pairs`): 189 countries have 17,766 pairs, too many to read or to print.
+REPORT_ALL_PAIRS = 12
+#: Pairs per vectorised batch of :func:`differences`.
+PAIR_BATCH = 64
+
+
 class CompareError(NexusBayesError):
     """A comparison asked for a unit or period the fit does not have."""
 
@@ -136,6 +143,9 @@ def compare(fit: Drawn, a: str, b: str, periods: Sequence | None = None, ci_prob
 def rank_probabilities(fit: Drawn, level: str = "country") -> xr.DataArray:
     """P(rank) of every country (or region) per period and trait; rank 1 is the highest.
 
+    Counted in one pass over the draws (a bincount of every unit's rank), so the cost grows with units x draws,
+    not units squared x draws.
+
     Returns
     -------
     xarray.DataArray
@@ -145,11 +155,15 @@ def rank_probabilities(fit: Drawn, level: str = "country") -> xr.DataArray:
     if var is None:
         raise CompareError(f"level must be 'country' or 'region', not {level!r}")
     values = fit.tree["posterior"][var]
-    ranks = rank_draws(values, level)
+    others = [d for d in values.dims if d not in SAMPLE_DIMS]
+    ranks = rank_draws(values, level).transpose(*SAMPLE_DIMS, *others)
     n = values.sizes[level]
-    probs = xr.concat([(ranks == k).mean(SAMPLE_DIMS) for k in range(1, n + 1)], dim="rank")
-    return probs.assign_coords(rank=np.arange(1, n + 1)).transpose(level, "period", "trait", "rank").rename(
-        "rank_probability")
+    flat = ranks.values.reshape(-1, int(np.prod(ranks.shape[2:]))) - 1        # (draws, cells), ranks from 0
+    cells = flat.shape[1]
+    counts = np.bincount((flat + n * np.arange(cells)).ravel(), minlength=cells * n).reshape(cells, n)
+    probs = xr.DataArray((counts / flat.shape[0]).reshape(*ranks.shape[2:], n), dims=(*others, "rank"),
+                         coords={**{d: values[d].values for d in others}, "rank": np.arange(1, n + 1)})
+    return probs.transpose(level, "period", "trait", "rank").rename("rank_probability")
 
 
 def rank_table(fit: Drawn, level: str = "country", periods: Sequence | None = None) -> pd.DataFrame:
@@ -201,17 +215,55 @@ def type_distribution_table(fit: Drawn, periods: Sequence | None = None) -> pd.D
                                             f"region_share_{low}", f"region_share_{high}"]]
 
 
+def differences(fit: Drawn, pairs: Sequence[tuple[str, str]], periods: Sequence | None = None,
+                ci_prob: float | None = None) -> pd.DataFrame:
+    """:func:`compare` of many pairs of countries at once, vectorised over the pairs (the same columns and values).
+
+    One row per (pair, period, trait). The countries' draws are read once and the pairs' differences computed
+    in batches of :data:`PAIR_BATCH` (memory: batch x draws x periods x traits floats).
+    """
+    prob = CI_PROB if ci_prob is None else ci_prob
+    values = fit.tree["posterior"]["country_theta"]
+    if periods is not None:
+        values = values.sel(period=_periods(values, periods))
+    values = values.transpose("country", "period", "trait", *SAMPLE_DIMS)
+    index = {str(c): i for i, c in enumerate(values["country"].values)}
+    unknown = sorted({u for pair in pairs for u in pair} - set(index))
+    if unknown:
+        raise CompareError(f"{', '.join(map(repr, unknown))}: not countries of this fit ({', '.join(index)})")
+    arr = values.values.reshape(*values.shape[:3], -1)
+    period, trait = values["period"].values, values["trait"].values
+    low, high = interval_names(prob)
+    frames = []
+    for start in range(0, len(pairs), PAIR_BATCH):
+        batch = list(pairs[start:start + PAIR_BATCH])
+        diff = arr[[index[a] for a, _ in batch]] - arr[[index[b] for _, b in batch]]   # (pair, period, trait, draw)
+        lower, upper = interval(diff, prob)
+        cells = len(period) * len(trait)
+        frames.append(pd.DataFrame({
+            "a": np.repeat([a for a, _ in batch], cells), "b": np.repeat([b for _, b in batch], cells),
+            "period": np.tile(np.repeat(period, len(trait)), len(batch)),
+            "trait": np.tile(trait, len(batch) * len(period)),
+            "mean": diff.mean(-1).ravel(), "sd": diff.std(-1).ravel(), low: lower.ravel(), high: upper.ravel(),
+            "p_a_greater": (diff > 0).mean(-1).ravel()}))
+    return pd.concat(frames, ignore_index=True)
+
+
 def comparison_tables(fit: Drawn, pair: tuple[str, str] | None = None,
-                      periods: Sequence | None = ()) -> dict[str, pd.DataFrame]:
+                      periods: Sequence | None = (), pairs: Sequence[tuple[str, str]] | None = None
+                      ) -> dict[str, pd.DataFrame]:
     """The comparison tables printed by ``nexusbayes compare`` and written beside a multi-country fit.
 
     Parameters
     ----------
     fit : Fit
     pair : (str, str), optional
-        Two countries or regions; default every pair of countries.
+        Two countries or regions; default every pair of countries (or ``pairs``).
     periods : sequence, optional
         Periods to report; ``()`` (the default) means the first and the last, ``None`` every period.
+    pairs : sequence of (str, str), optional
+        The pairs of countries in ``differences`` when ``pair`` is not given (default every pair;
+        the report passes :func:`report_pairs`).
 
     Returns
     -------
@@ -222,11 +274,14 @@ def comparison_tables(fit: Drawn, pair: tuple[str, str] | None = None,
     all_periods = list(fit.tree["posterior"]["period"].values)
     if periods is not None and len(periods) == 0:
         periods = list(dict.fromkeys([all_periods[0], all_periods[-1]]))
-    pairs = [pair] if pair else country_pairs(fit)
-    if not pairs:
-        raise CompareError("this fit has a single country: name two regions to compare")
-    out = {"differences": pd.concat([compare(fit, a, b, periods) for a, b in pairs], ignore_index=True),
-           "country_ranks": rank_table(fit, "country", periods)}
+    if pair:
+        diffs = compare(fit, *pair, periods)
+    else:
+        pairs = country_pairs(fit) if pairs is None else list(pairs)
+        if not pairs:
+            raise CompareError("this fit has a single country: name two regions to compare")
+        diffs = differences(fit, pairs, periods)
+    out = {"differences": diffs, "country_ranks": rank_table(fit, "country", periods)}
     if fit.spec.has_typology:
         out["country_types"] = type_distribution_table(fit, periods)
     return out
@@ -235,6 +290,32 @@ def comparison_tables(fit: Drawn, pair: tuple[str, str] | None = None,
 def country_pairs(fit: Drawn) -> list[tuple[str, str]]:
     """Every pair of countries of the fit, in coordinate order."""
     return list(combinations([str(c) for c in fit.tree["posterior"]["country"].values], 2))
+
+
+def report_pairs(fit: Drawn, max_all: int = REPORT_ALL_PAIRS) -> tuple[list[tuple[str, str]], str | None]:
+    """The pairs of countries the report's difference table holds, and a note saying what it leaves out.
+
+    Up to ``max_all`` countries, every pair (and no note). Beyond, each country against its rank neighbour:
+    per trait, the countries ordered by posterior mean in the last period, each paired with the one ranked
+    just below it (``a`` above ``b``), so the table says how sure the ranking's every step is; at most
+    traits x (countries - 1) pairs instead of countries x (countries - 1) / 2.
+    """
+    countries = [str(c) for c in fit.tree["posterior"]["country"].values]
+    if len(countries) <= max_all:
+        return country_pairs(fit), None
+    last = fit.tree["posterior"]["country_theta"].isel(period=-1).mean(SAMPLE_DIMS)
+    pairs = []
+    for trait in last["trait"].values:
+        order = [countries[i] for i in np.argsort(-last.sel(trait=trait).values, kind="stable")]
+        pairs.extend(zip(order[:-1], order[1:], strict=True))
+    pairs = list({frozenset(pair): pair for pair in reversed(pairs)}.values())[::-1]   # each pair once, first kept
+    total = len(countries) * (len(countries) - 1) // 2
+    note = (f"{len(countries)} countries: the differences table holds {len(pairs)} of the {total:,} pairs, each "
+            f"country against its rank neighbour (per trait, by posterior mean in {last['period'].item()}); "
+            f"the other pairs are left out (all pairs are kept up to {max_all} countries). "
+            "Any pair: `nexusbayes compare FIT.nc A B`; "
+            "the country ranks and types tables cover every country.")
+    return pairs, note
 
 
 def _periods(obj, periods: Sequence) -> list:

@@ -247,6 +247,7 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     results = result_tables(fit, forecast) if results is None else results
     tables["traits"] = results["traits"]
     figs["results"] = {}     # figures first, rendered below
+    shown, shown_note = figures.spread_regions(tables["traits"])    # the per-region grids' panels, at most 24
     if fit.spec.has_typology:
         thresholds = _thresholds(fit)
         probs = fit.type_probabilities()
@@ -256,11 +257,16 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
         for stem in ("type_probabilities", "transition_matrices", "threshold_sensitivity", "types_by_group_era"):
             if stem in results:
                 tables[stem] = results[stem]
-        summary = tables["traits"]
+        summary = tables["traits"][tables["traits"]["region"].isin(shown)]
+        matrices = tables["transition_matrices"]
+        shown_countries = list(dict.fromkeys(fit.region_country[r] for r in shown))
+        countries_note = (f" {len(shown_countries)} of {matrices['country'].nunique()} countries shown (those of the "
+                          "regions in the typology map); every country is in transition_matrices.csv."
+                          if len(shown_countries) < matrices["country"].nunique() else "")
         figs["results"] = {
             "typology_map": ("Typology map: each region's path through the capability-willingness plane, "
                              f"posterior means with {CI_PROB:.0%} intervals; dashed lines are the thresholds "
-                             "(grey band: their interval when anchored on an indicator).",
+                             "(grey band: their interval when anchored on an indicator)." + shown_note,
                              figures.typology_map(summary, thresholds)),
             "modal_type": ("Modal type of each region-period and its posterior probability.",
                            figures.modal_type_map(probs)),
@@ -269,8 +275,9 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
             "transition_matrices": (f"Pooled transition matrices per country: P(type next period | type now), "
                                     f"posterior mean and {CI_PROB:.0%} interval. Each row names the region-steps "
                                     "it rests on (posterior mean) and the share of draws in which it is defined; "
-                                    f"hatched rows rest on fewer than {figures.THIN_ROW_COUNT} and say little.",
-                                    figures.transition_heatmaps(tables["transition_matrices"])),
+                                    f"hatched rows rest on fewer than {figures.THIN_ROW_COUNT} and say little."
+                                    + countries_note,
+                                    figures.transition_heatmaps(matrices[matrices["country"].isin(shown_countries)])),
             **({"threshold_sensitivity": ("Threshold sensitivity: mean share of region-periods of each type as both "
                                           "thresholds move (latent SD units).",
                                           figures.sensitivity_heatmaps(tables["threshold_sensitivity"]))}
@@ -279,14 +286,14 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     else:
         thresholds = {}
     figs["results"]["trait_trajectories"] = (
-        f"Traits over periods by region: posterior mean and {CI_PROB:.0%} band.",
-        figures.trait_trajectories(tables["traits"], thresholds))
+        f"Traits over periods by region: posterior mean and {CI_PROB:.0%} band." + shown_note,
+        figures.trait_trajectories(tables["traits"][tables["traits"]["region"].isin(shown)], thresholds))
     if any(fit.spec.indicator(n).inflated for n in fit.panel.indicators):    # quota heaping, structural zeros
         figs["results"].update(heaping.section(fit, tables))
     if drift.has_drift(fit):    # changing standards
         figs["results"].update(drift.section(fit, tables))
     figs["results"].update(covariate_section(fit, results, tables))
-    fc_tables, fc_figures, fc_notes = forecast_section(fit, forecast)
+    fc_tables, fc_figures, fc_notes = forecast_section(fit, forecast, shown, shown_note)
     check_tables, check_text = check_section(forecast_check)
     tables.update({**fc_tables, **check_tables})
     notes.extend(fc_notes)
@@ -294,7 +301,7 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     figs["results"].update(rendered(reporting.reporting_figures(fit)))
     tables.update({stem: results[stem] for stem in ("reporting_model",) if stem in results})
     if len(fit.panel.countries) > 1:
-        figs["results"].update(rendered(comparison.section(fit, tables, thresholds)))
+        figs["results"].update(rendered(comparison.section(fit, tables, thresholds, results)))
     figs["results"].update(rendered(noncomparability.section(results, tables, fit.spec.comparability.delta)))
     choice_tables, choice_figures = model_choice.section(fit, compare_with) if compare_with is not None else ({}, {})
     tables.update(choice_tables)
@@ -359,6 +366,7 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
     if "compare_differences" in tables:
         diff = tables["compare_differences"]
         differences = _table(diff[diff["period"] == diff["period"].iloc[-1]])
+        differences["note"] = diff.attrs.get("note")
     context = {
         "title": f"nexusbayes report: {fit.spec.name}", "spec_toml": fit.tree.attrs.get("nexusbayes_spec")
         or fit.spec.to_toml(), "facts": facts, "versions": _table(tables["versions"]),

@@ -66,6 +66,11 @@ def render(fig: Figure, *formats: str, dpi: int = DPI) -> list[bytes]:
     return out
 
 
+#: Most panels of a per-region grid (trajectories, typology map, fan chart; countries of the transition
+#: matrices): beyond, :func:`spread_regions` picks which, and the caption says so.
+MAX_PANELS = 24
+
+
 def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (3.2, 2.6), **kwargs):
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
@@ -74,6 +79,34 @@ def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (3.2, 2.6), **kwar
     for ax in flat[n:]:
         ax.set_visible(False)
     return fig, flat[:n]
+
+
+def spread_regions(summary: pd.DataFrame, n: int | None = None) -> tuple[list[str], str]:
+    """The regions of the per-region grids: all up to ``n`` (:data:`MAX_PANELS`), else ``n`` spread over a ranking.
+
+    Beyond ``n`` regions the grids would hold one panel per region (190 panels for a country panel of the
+    world); instead they show ``n`` regions evenly spaced over the ranking by the first trait's posterior
+    mean in the last period (the highest, the lowest and the range between). Returns the regions (in the
+    summary's order) and the caption's note saying so ("" when all are shown).
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"region": list("abcde"), "period": 1, "trait": "t", "mean": [5.0, 1, 4, 2, 3]})
+    >>> regions, note = spread_regions(s, 3)
+    >>> regions, note[:22]
+    (['a', 'b', 'e'], ' 3 of 5 regions shown,')
+    """
+    n = MAX_PANELS if n is None else n
+    regions = list(dict.fromkeys(summary["region"]))
+    if len(regions) <= n:
+        return regions, ""
+    trait, period = summary["trait"].iloc[0], summary["period"].iloc[-1]
+    last = summary[(summary["trait"] == trait) & (summary["period"] == period)].set_index("region")["mean"]
+    order = last.reindex(regions).sort_values(ascending=False, kind="stable").index
+    keep = set(order[np.unique(np.round(np.linspace(0, len(order) - 1, n)).astype(int))])
+    return ([r for r in regions if r in keep],
+            f" {len(keep)} of {len(regions)} regions shown, evenly spaced over their ranking by {trait} in {period} "
+            "(highest, lowest and between); every region is in traits.csv.")
 
 
 def _ticks(ax, periods, axis: str = "x", max_ticks: int = 8) -> None:

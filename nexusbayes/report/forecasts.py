@@ -124,16 +124,26 @@ def fan_chart(theta: xr.DataArray, forecast: xr.DataTree, period_time, history: 
     return fig
 
 
-def forecast_section(fit: Fit, periods: int) -> tuple[dict[str, pd.DataFrame], dict[str, tuple[str, Figure]],
-                                                      list[str]]:
-    """The report's forecast: its tables, the fan chart (with caption) and a note when none can be made."""
+def forecast_section(fit: Fit, periods: int, regions: list | None = None, shown_note: str = ""
+                     ) -> tuple[dict[str, pd.DataFrame], dict[str, tuple[str, Figure]], list[str]]:
+    """The report's forecast: its tables, the fan chart (with caption) and a note when none can be made.
+
+    ``regions`` limits the fan chart's panels (every region stays in the tables); ``shown_note`` says so in
+    its caption (:func:`nexusbayes.report.figures.spread_regions`).
+    """
     forecast, reason = forecast_of(fit, periods)
     if forecast is None:
         return {}, {}, [reason] if reason else []
     caption = (f"Forecast fan chart per region, {periods} period(s) ahead of {forecast.attrs['last_period']} under "
                f"the fitted {forecast.attrs['dynamics']} dynamics (seed {forecast.attrs['seed']}); the forecast "
-               "types are in forecast_types.csv and the table above.")
-    figure = fan_chart(fit.tree["posterior"]["theta"], forecast, fit.panel.period_time)
+               "types are in forecast_types.csv and the table above." + shown_note.replace("traits.csv",
+                                                                                          "forecast_traits.csv"))
+    theta = fit.tree["posterior"]["theta"]
+    if regions is not None and len(regions) < theta.sizes["region"]:
+        shown = forecast.copy()
+        shown["forecast"] = shown["forecast"].to_dataset().sel(region=regions)
+        theta, forecast = theta.sel(region=regions), shown
+    figure = fan_chart(theta, forecast, fit.panel.period_time)
     return forecast_tables(forecast), {"forecast_fan": (caption, figure)}, []
 
 

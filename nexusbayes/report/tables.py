@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nexusbayes.analysis.compare import comparison_tables
+from nexusbayes.analysis.compare import comparison_tables, report_pairs
 from nexusbayes.analysis.typology import transitions_table
 from nexusbayes.constants import FORECAST_PERIODS
 from nexusbayes.fit import Fit
@@ -84,6 +84,19 @@ def column_formatter(column: pd.Series):
     return fmt
 
 
+def report_comparison_tables(fit: Fit) -> dict[str, pd.DataFrame]:
+    """The country comparison tables of a multi-country fit, by file stem (``compare_*``), over every period.
+
+    The differences hold the pairs of :func:`~nexusbayes.analysis.compare.report_pairs` (every pair up to
+    :data:`~nexusbayes.analysis.compare.REPORT_ALL_PAIRS` countries, else each country against its rank
+    neighbours); what is left out is said in ``compare_differences.attrs["note"]`` (shown by the report).
+    """
+    pairs, note = report_pairs(fit)
+    out = {f"compare_{k}": v for k, v in comparison_tables(fit, periods=None, pairs=pairs).items()}
+    out["compare_differences"].attrs["note"] = note
+    return out
+
+
 def result_tables(fit: Fit, forecast: int = FORECAST_PERIODS) -> dict[str, pd.DataFrame]:
     """The result tables of a fit, by file stem: the one registry.
 
@@ -106,7 +119,7 @@ def result_tables(fit: Fit, forecast: int = FORECAST_PERIODS) -> dict[str, pd.Da
         out["reporting_model"] = reporting_table(fit)
     out.update(covariate_tables(fit))
     if len(fit.panel.countries) > 1:
-        out.update({f"compare_{k}": v for k, v in comparison_tables(fit, periods=None).items()})
+        out.update(report_comparison_tables(fit))
         if fit.spec.comparability.detect:
             out["noncomparability"] = fit.noncomparability()
     out.update(forecast_tables(forecast_of(fit, forecast)[0]))
