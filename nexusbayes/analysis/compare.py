@@ -134,7 +134,8 @@ def compare(fit: Drawn, a: str, b: str, periods: Sequence | None = None, ci_prob
     lower, upper = interval(diff, prob)
     low, high = interval_names(prob)
     table = xr.Dataset({"mean": diff.mean(SAMPLE_DIMS), "sd": diff.std(SAMPLE_DIMS), low: lower,
-                        high: upper, "p_a_greater": prob_greater(diff)}).to_dataframe().reset_index()
+                        high: upper, "p_a_greater": prob_greater(diff)}).to_dataframe(
+        dim_order=["period", "trait"]).reset_index()     # one order, whatever the stored dims' and coords' order
     table.insert(0, "b", b)
     table.insert(0, "a", a)
     return table[["a", "b", "period", "trait", "mean", "sd", low, high, "p_a_greater"]]
@@ -226,27 +227,28 @@ def differences(fit: Drawn, pairs: Sequence[tuple[str, str]], periods: Sequence 
     values = fit.tree["posterior"]["country_theta"]
     if periods is not None:
         values = values.sel(period=_periods(values, periods))
-    values = values.transpose("country", "period", "trait", *SAMPLE_DIMS)
+    core = ["period", "trait"]                      # compare()'s row order: period by period, traits within
+    values = values.transpose("country", *core, *SAMPLE_DIMS)
     index = {str(c): i for i, c in enumerate(values["country"].values)}
     unknown = sorted({u for pair in pairs for u in pair} - set(index))
     if unknown:
         raise CompareError(f"{', '.join(map(repr, unknown))}: not countries of this fit ({', '.join(index)})")
     arr = values.values.reshape(*values.shape[:3], -1)
-    period, trait = values["period"].values, values["trait"].values
+    grid = np.meshgrid(*(values[d].values for d in core), indexing="ij")   # each core dim's label per cell
     low, high = interval_names(prob)
     frames = []
     for start in range(0, len(pairs), PAIR_BATCH):
         batch = list(pairs[start:start + PAIR_BATCH])
         diff = arr[[index[a] for a, _ in batch]] - arr[[index[b] for _, b in batch]]   # (pair, period, trait, draw)
         lower, upper = interval(diff, prob)
-        cells = len(period) * len(trait)
+        cells = grid[0].size
         frames.append(pd.DataFrame({
             "a": np.repeat([a for a, _ in batch], cells), "b": np.repeat([b for _, b in batch], cells),
-            "period": np.tile(np.repeat(period, len(trait)), len(batch)),
-            "trait": np.tile(trait, len(batch) * len(period)),
+            **{d: np.tile(labels.ravel(), len(batch)) for d, labels in zip(core, grid, strict=True)},
             "mean": diff.mean(-1).ravel(), "sd": diff.std(-1).ravel(), low: lower.ravel(), high: upper.ravel(),
             "p_a_greater": (diff > 0).mean(-1).ravel()}))
-    return pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True)
+    return table[["a", "b", "period", "trait", "mean", "sd", low, high, "p_a_greater"]]
 
 
 def comparison_tables(fit: Drawn, pair: tuple[str, str] | None = None,

@@ -56,6 +56,14 @@ def test_many_countries_compare_rank_neighbours_only_and_say_so(many):
     some = pairs[:3]
     expected = pd.concat([compare(many, a, b, None) for a, b in some], ignore_index=True)
     pd.testing.assert_frame_equal(differences(many, some), expected, check_exact=False, rtol=1e-12, atol=1e-14)
+    # one row order (period by period, traits within) whatever the order of the stored dims and coordinates
+    post = many.tree["posterior"].to_dataset().transpose("chain", "draw", ..., "trait", "period")
+    post = post.assign_coords(trait=post["trait"], period=post["period"])          # trait's coordinate first
+    swapped = SimpleNamespace(**{**vars(many), "tree": xr.DataTree.from_dict({"posterior": post})})
+    expected = pd.concat([compare(swapped, a, b, None) for a, b in some], ignore_index=True)
+    assert list(expected["trait"][:2]) == ["capability", "willingness"]
+    assert expected["period"][:6].is_monotonic_increasing
+    pd.testing.assert_frame_equal(differences(swapped, some), expected, check_exact=False, rtol=1e-12, atol=1e-14)
 
 
 def test_few_countries_keep_every_pair_without_a_note():
