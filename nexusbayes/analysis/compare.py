@@ -127,18 +127,12 @@ def compare(fit: Drawn, a: str, b: str, periods: Sequence | None = None, ci_prob
         ``sd`` of a - b, the equal-tailed interval named by its quantiles (``q05``/``q95`` for 90%:
         :func:`~nexusbayes.analysis.typology.interval_names`), and ``p_a_greater`` = P(a > b).
     """
-    prob = CI_PROB if ci_prob is None else ci_prob
     diff = difference(fit, a, b)
     if periods is not None:
         diff = diff.sel(period=_periods(diff, periods))
-    lower, upper = interval(diff, prob)
-    low, high = interval_names(prob)
-    table = xr.Dataset({"mean": diff.mean(SAMPLE_DIMS), "sd": diff.std(SAMPLE_DIMS), low: lower,
-                        high: upper, "p_a_greater": prob_greater(diff)}).to_dataframe(
-        dim_order=["period", "trait"]).reset_index()     # one order, whatever the stored dims' and coords' order
-    table.insert(0, "b", b)
-    table.insert(0, "a", a)
-    return table[["a", "b", "period", "trait", "mean", "sd", low, high, "p_a_greater"]]
+    diff = diff.transpose("period", "trait", *SAMPLE_DIMS)
+    return _difference_rows([(a, b)], diff.values.reshape(1, *diff.shape[:2], -1), diff,
+                            CI_PROB if ci_prob is None else ci_prob)
 
 
 def rank_probabilities(fit: Drawn, level: str = "country") -> xr.DataArray:
@@ -227,28 +221,35 @@ def differences(fit: Drawn, pairs: Sequence[tuple[str, str]], periods: Sequence 
     values = fit.tree["posterior"]["country_theta"]
     if periods is not None:
         values = values.sel(period=_periods(values, periods))
-    core = ["period", "trait"]                      # compare()'s row order: period by period, traits within
-    values = values.transpose("country", *core, *SAMPLE_DIMS)
+    values = values.transpose("country", "period", "trait", *SAMPLE_DIMS)
     index = {str(c): i for i, c in enumerate(values["country"].values)}
     unknown = sorted({u for pair in pairs for u in pair} - set(index))
     if unknown:
         raise CompareError(f"{', '.join(map(repr, unknown))}: not countries of this fit ({', '.join(index)})")
     arr = values.values.reshape(*values.shape[:3], -1)
-    grid = np.meshgrid(*(values[d].values for d in core), indexing="ij")   # each core dim's label per cell
-    low, high = interval_names(prob)
     frames = []
     for start in range(0, len(pairs), PAIR_BATCH):
         batch = list(pairs[start:start + PAIR_BATCH])
         diff = arr[[index[a] for a, _ in batch]] - arr[[index[b] for _, b in batch]]   # (pair, period, trait, draw)
-        lower, upper = interval(diff, prob)
-        cells = grid[0].size
-        frames.append(pd.DataFrame({
-            "a": np.repeat([a for a, _ in batch], cells), "b": np.repeat([b for _, b in batch], cells),
-            **{d: np.tile(labels.ravel(), len(batch)) for d, labels in zip(core, grid, strict=True)},
-            "mean": diff.mean(-1).ravel(), "sd": diff.std(-1).ravel(), low: lower.ravel(), high: upper.ravel(),
-            "p_a_greater": (diff > 0).mean(-1).ravel()}))
-    table = pd.concat(frames, ignore_index=True)
-    return table[["a", "b", "period", "trait", "mean", "sd", low, high, "p_a_greater"]]
+        frames.append(_difference_rows(batch, diff, values, prob))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _difference_rows(pairs: Sequence[tuple[str, str]], diff: np.ndarray, labels, prob: float) -> pd.DataFrame:
+    """The rows of :func:`compare` and :func:`differences`: one per (pair, period, trait), in that order.
+
+    ``diff`` holds the draws of a - b, shape (pair, period, trait, draw); ``labels`` has the ``period`` and
+    ``trait`` coordinates.
+    """
+    lower, upper = interval(diff, prob)
+    low, high = interval_names(prob)
+    period, trait = np.meshgrid(labels["period"].values, labels["trait"].values, indexing="ij")
+    cells = period.size
+    return pd.DataFrame({
+        "a": np.repeat([a for a, _ in pairs], cells), "b": np.repeat([b for _, b in pairs], cells),
+        "period": np.tile(period.ravel(), len(pairs)), "trait": np.tile(trait.ravel(), len(pairs)),
+        "mean": diff.mean(-1).ravel(), "sd": diff.std(-1).ravel(), low: lower.ravel(), high: upper.ravel(),
+        "p_a_greater": (diff > 0).mean(-1).ravel()})
 
 
 def comparison_tables(fit: Drawn, pair: tuple[str, str] | None = None,
