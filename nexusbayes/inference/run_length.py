@@ -16,10 +16,8 @@ tail ESS (vectorised, :func:`~nexusbayes.analysis.diagnostics.element_diagnostic
 not change under the elementwise monotone transforms between constrained and unconstrained values, so
 these are the unconstrained draws' figures. Only when the cheap check passes is the whole posterior
 (deterministics included, oriented) judged. The sampler is paused during every check: its chains would
-otherwise take the check's cores (on 2 cores a 1.5 CPU s check took ~15 s) and draw past the check point
-for nothing; it resumes when a check fails. On the Kyrgyzstan example a cheap
-check at 700 draws costs a third of a full one's CPU (0.72 against 2.14 s; ``benchmarks/HISTORY.md``,
-2026-12-06 05:45).
+otherwise take the check's cores and draw past the check point for nothing; it resumes when a check
+fails. What a check costs: ``python -m benchmarks.run_length SIZE --check-cost DRAWS``.
 
 A check point is skipped when the last check says it cannot plausibly pass (:func:`next_check`): ESS
 grows about in proportion to the draws and R-hat - 1 shrinks about in inverse proportion, so the next
