@@ -78,6 +78,20 @@ def binomial_kernel(value, eta, trials):
     return value * eta - trials * softplus(eta)
 
 
+def bernoulli_dist(logit, size):
+    """Bernoulli draws with logit ``logit`` (prior predictive)."""
+    return pm.Bernoulli.dist(logit_p=logit, size=size)
+
+
+def bernoulli_kernel(value, logit):
+    """Log Bernoulli(y | expit(logit)) as ``-softplus((1 - 2y) logit)``: one exponential for value and gradient.
+
+    PyMC's Bernoulli switches between two of PyTensor's softplus, whose gradient computes the exponential again
+    (see :func:`softplus`). The reporting model's likelihood (:mod:`nexusbayes.model.reporting`).
+    """
+    return -softplus((1.0 - 2.0 * value) * logit)
+
+
 def ordinal_dist(eta, cut, table, shift, size):
     """Ordered-logit draws as the number of cut-points below ``eta`` plus a standard logistic variable.
 

@@ -28,7 +28,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from nexusbayes.data.panel import Panel
-from nexusbayes.model.kernels import softplus
+from nexusbayes.model.kernels import bernoulli_dist, bernoulli_kernel
 from nexusbayes.model.latent import ZeroSum
 from nexusbayes.model.roles import declare
 from nexusbayes.spec.document import Spec
@@ -134,20 +134,6 @@ def reporting_likelihood(spec: Spec, panel: Panel, theta) -> None:
         logit = logit + offset[cells.item, cells.country]
     observed = pm.Data(f"data_{REPORTED}", cells.reported, dims=OBS_DIM)
     pm.CustomDist(REPORTED, logit, dist=bernoulli_dist, logp=bernoulli_kernel, observed=observed, dims=OBS_DIM)
-
-
-def bernoulli_dist(logit, size):
-    """Bernoulli draws with logit ``logit`` (prior predictive)."""
-    return pm.Bernoulli.dist(logit_p=logit, size=size)
-
-
-def bernoulli_kernel(value, logit):
-    """Log Bernoulli(y | expit(logit)) as ``-softplus((1 - 2y) logit)``: one exponential for value and gradient.
-
-    PyMC's Bernoulli switches between two of PyTensor's softplus, whose gradient computes the exponential again
-    (see :func:`nexusbayes.model.kernels.softplus`).
-    """
-    return -softplus((1.0 - 2.0 * value) * logit)
 
 
 def reporting_logit(post, cells: ReportingCells, n_period: int, rows: slice) -> np.ndarray:

@@ -136,7 +136,7 @@ def test_log_density_and_gradient_equal_the_reference_formula(models, functions)
 
 def test_reporting_kernel_and_gradient_equal_pymcs_bernoulli():
     """The reporting model's Bernoulli kernel (one softplus) against PyMC's Bernoulli, logits up to +-40."""
-    from nexusbayes.model.reporting import bernoulli_kernel
+    from nexusbayes.model.kernels import bernoulli_kernel
 
     rng = np.random.default_rng(4)
     logit, value = pt.dvector("logit"), pt.lvector("value")
