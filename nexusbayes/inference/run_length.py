@@ -46,7 +46,8 @@ False
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -230,17 +231,11 @@ def until_converged(sampler, cap: int, every: int, tune: int, watch: ProgressLin
 
     def cheap_passes(point: int, finished: xr.DataTree | None) -> bool | None:
         """The cheap check at ``point``: passed, failed, or None when the trace does not hold its draws yet."""
-        began = time.perf_counter()
-        paused = finished is None and _pause(sampler)    # else the chains take the check's cores and draw past it
-        try:
+        with _checking(sampler, finished is None, spent, full=False):
             draws = quick(point, finished)
             if draws is None:
                 return None
             return judged(replace(gates.quick_judge(draws, suspects[True]), cheap=True))
-        finally:
-            if paused:
-                sampler.resume()
-            spent[0] += time.perf_counter() - began
 
     def first_passing(get_trace: Callable[[], xr.DataTree], available: int,
                       finished: xr.DataTree | None = None) -> xr.DataTree | None:
@@ -253,9 +248,7 @@ def until_converged(sampler, cap: int, every: int, tune: int, watch: ProgressLin
                     return None         # the progress ran ahead of the trace: at the next look
                 if verdict is False:
                     continue            # judged() moved the pending points on
-            began = time.perf_counter()
-            paused = finished is None and _pause(sampler)   # draws made while the full check runs would be waste
-            try:
+            with _checking(sampler, finished is None, spent, full=True):
                 trace = get_trace() if trace is None else trace
                 if common_draws(trace) < point:
                     return None
@@ -263,11 +256,6 @@ def until_converged(sampler, cap: int, every: int, tune: int, watch: ProgressLin
                 part = truncate(trace, point)
                 if judged(gates.quick_judge(prepare(part)["posterior"].to_dataset(), suspects[False])):
                     return part
-            finally:
-                if paused:
-                    sampler.resume()
-                spent[0] += time.perf_counter() - began
-                spent[1] += time.perf_counter() - began
         return None
 
     start = last_line = time.monotonic()
@@ -288,12 +276,37 @@ def until_converged(sampler, cap: int, every: int, tune: int, watch: ProgressLin
     return Outcome(trace, cap, "cap", checks, *spent)
 
 
-def _pause(sampler) -> bool:
-    """Pause a running nutpie sampler (its chains stop where they are); False for one that cannot pause."""
-    if not hasattr(sampler, "pause"):
-        return False
-    sampler.pause()
-    return True
+@contextmanager
+def _checking(sampler, running: bool, spent: list[float], full: bool) -> Iterator[None]:
+    """A check's block: the chains of a ``running`` sampler paused during it, its seconds added to ``spent``.
+
+    Paused, the chains neither take the check's cores nor draw past its point (draws made while a full check
+    runs would be waste); a sampler without ``pause`` (tests' stand-ins) runs on. ``spent[0]`` counts every
+    check's seconds, ``spent[1]`` the ``full`` checks' only.
+    """
+    began = time.perf_counter()
+    paused = running and hasattr(sampler, "pause")
+    if paused:
+        sampler.pause()
+    try:
+        yield
+    finally:
+        if paused:
+            sampler.resume()
+        seconds = time.perf_counter() - began
+        spent[0] += seconds
+        if full:
+            spent[1] += seconds
+
+
+def raw_sampler(sampler):
+    """The raw sampler behind nutpie's background ``sampler`` (private ``_sampler``), or None when it has none.
+
+    Its ``inspect()`` copies the trace so far as Arrow batches (:func:`arrow_posterior` reads them); samplers
+    that are not nutpie's, and tests' stand-ins, have none.
+    """
+    raw = getattr(sampler, "_sampler", None)
+    return raw if hasattr(raw, "inspect") else None
 
 
 def next_check(verdict: Verdict, gates: Gates) -> float:
@@ -356,8 +369,8 @@ def arrow_posterior(sampler, draws: int, names: list[str], coords: dict | None =
     asked for and only the rows wanted, as a Dataset with nutpie's dims (and ``coords`` for them where
     given). None when a chain has fewer draws, or the sampler is not nutpie's (no raw trace).
     """
-    raw = getattr(sampler, "_sampler", None)
-    if raw is None or not hasattr(raw, "inspect"):
+    raw = raw_sampler(sampler)
+    if raw is None:
         return None
     import pyarrow
 

@@ -230,7 +230,7 @@ def _cheap_draws(sampler, compiled, model: Model) -> Callable[[int, xr.DataTree 
     The free variables' draws alone, or, when traits are oriented after sampling (the reflection is
     decided on theta), every variable's, oriented. Without them (tests' stand-ins) every check is full.
     """
-    if not hasattr(getattr(sampler, "_sampler", None), "inspect"):
+    if run_length.raw_sampler(sampler) is None:
         return None
     names = [v.name for v in model.pymc.free_RVs]
     oriented = bool(model.spec.orientation)
