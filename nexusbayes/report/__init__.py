@@ -45,7 +45,7 @@ from nexusbayes.model.build import Model
 from nexusbayes.outputs import REPORT, OutputFolder
 from nexusbayes.report import checks, comparison, drift, figures, heaping, model_choice, noncomparability, reporting
 from nexusbayes.report.covariates import covariate_section
-from nexusbayes.report.forecasts import CHECK_STEM, check_section, forecast_section
+from nexusbayes.report.forecasts import CHECK_STEM, RunForecast, check_section, forecast_section, make_forecast
 from nexusbayes.report.header import run_facts
 from nexusbayes.report.tables import column_formatter, result_tables, rounded
 
@@ -173,7 +173,7 @@ def _with_prior_predictive(fit: Fit) -> xr.DataTree:
 
 
 def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
-                 results: dict[str, pd.DataFrame] | None = None, forecast: int = FORECAST_PERIODS,
+                 results: dict[str, pd.DataFrame] | None = None, forecast: int | RunForecast = FORECAST_PERIODS,
                  forecast_check: ForecastCheck | None = None,
                  compare_with: Fit | None = None) -> Report:
     """Compute the report of a fit in memory (nothing is written).
@@ -188,8 +188,9 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
         Also render every figure as SVG (:attr:`Report.svgs`), for papers.
     results : dict of str to DataFrame, optional
         The fit's result tables when already computed (:func:`nexusbayes.report.tables.result_tables`).
-    forecast : int
-        Periods ahead of the forecast's fan chart and tables (0: none; :mod:`nexusbayes.report.forecasts`).
+    forecast : int or RunForecast
+        Periods ahead of the forecast's fan chart and tables (0: none; :mod:`nexusbayes.report.forecasts`), or
+        the forecast made already (:func:`~nexusbayes.report.forecasts.make_forecast`), that of ``results``.
     forecast_check : ForecastCheck, optional
         Scores of held-out periods' forecast (:func:`nexusbayes.workflows.forecast_check.forecast_check`).
     compare_with : Fit, optional
@@ -244,7 +245,8 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     tables.update({"loo_by_term": loo.terms, "loo_by_indicator": loo.by_indicator,
                    "pareto_k": loo.pointwise, "pareto_k_flagged": loo.flagged})
     notes = list(loo.warnings)
-    results = result_tables(fit, forecast) if results is None else results
+    made = forecast if isinstance(forecast, RunForecast) else make_forecast(fit, forecast)   # made once
+    results = result_tables(fit, made) if results is None else results
     tables["traits"] = results["traits"]
     figs["results"] = {}     # figures first, rendered below
     shown, shown_note = figures.spread_regions(tables["traits"])    # the per-region grids' panels, at most 24
@@ -293,7 +295,7 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     if drift.has_drift(fit):    # changing standards
         figs["results"].update(drift.section(fit, tables))
     figs["results"].update(covariate_section(fit, results, tables))
-    fc_tables, fc_figures, fc_notes = forecast_section(fit, forecast, shown, shown_note)
+    fc_tables, fc_figures, fc_notes = forecast_section(fit, made, shown, shown_note)
     check_tables, check_text = check_section(forecast_check)
     tables.update({**fc_tables, **check_tables})
     notes.extend(fc_notes)

@@ -13,6 +13,8 @@ periods by a refit without them (:func:`check_section`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -39,26 +41,33 @@ HISTORY = 6
 BANDS = (CI_PROB, 0.5)
 
 
-#: The attribute of a fit holding the forecasts :func:`forecast_of` made, by (periods, seed), with their tree.
-_MADE = "_report_forecasts"
+@dataclass(frozen=True)
+class RunForecast:
+    """The forecast of a run (its tables and fan chart read the same one), or why there is none.
+
+    Made once by whoever builds the run's outputs (:func:`make_forecast`) and passed to the tables
+    (:func:`nexusbayes.report.tables.result_tables`) and the report (:func:`forecast_section`).
+    """
+
+    periods: int
+    tree: xr.DataTree | None
+    reason: str | None = None
 
 
-def forecast_of(fit: Fit, periods: int) -> tuple[xr.DataTree | None, str | None]:
+def make_forecast(fit: Fit, periods: int) -> RunForecast:
     """The fit's forecast ``periods`` ahead with the spec's seed, or None and the reason it cannot be made.
 
-    Made once per fit and horizon: the run folder's tables and the report's fan chart read the same forecast
-    (the same seed gives the same draws, so this only saves the second computation, about a second of NumPy).
+    Examples
+    --------
+    >>> make_forecast(None, 0)
+    RunForecast(periods=0, tree=None, reason=None)
     """
     if periods < 1:
-        return None, None
-    made = fit.__dict__.setdefault(_MADE, {})
-    key = (periods, fit.spec.sampler.seed)
-    if key not in made or made[key][0] is not fit.tree:     # made from these draws (a tree replaced: made anew)
-        try:
-            made[key] = fit.tree, (fit.forecast(periods, seed=fit.spec.sampler.seed), None)
-        except ForecastError as exc:
-            made[key] = fit.tree, (None, f"No forecast in this run: {exc}")
-    return made[key][1]
+        return RunForecast(periods, None)
+    try:
+        return RunForecast(periods, fit.forecast(periods, seed=fit.spec.sampler.seed))
+    except ForecastError as exc:
+        return RunForecast(periods, None, f"No forecast in this run: {exc}")
 
 
 def forecast_tables(forecast: xr.DataTree | None) -> dict[str, pd.DataFrame]:
@@ -124,18 +133,19 @@ def fan_chart(theta: xr.DataArray, forecast: xr.DataTree, period_time, history: 
     return fig
 
 
-def forecast_section(fit: Fit, periods: int, regions: list | None = None, shown_note: str = ""
+def forecast_section(fit: Fit, made: RunForecast, regions: list | None = None, shown_note: str = ""
                      ) -> tuple[dict[str, pd.DataFrame], dict[str, tuple[str, Figure]], list[str]]:
-    """The report's forecast: its tables, the fan chart (with caption) and a note when none can be made.
+    """The report's forecast: its tables, the fan chart (with caption) and a note when none could be made.
 
-    ``regions`` limits the fan chart's panels (every region stays in the tables); ``shown_note`` says so in
-    its caption (:func:`nexusbayes.report.figures.spread_regions`).
+    ``made`` is the run's forecast (:func:`make_forecast`). ``regions`` limits the fan chart's panels (every
+    region stays in the tables); ``shown_note`` says so in its caption
+    (:func:`nexusbayes.report.figures.spread_regions`).
     """
-    forecast, reason = forecast_of(fit, periods)
+    forecast = made.tree
     if forecast is None:
-        return {}, {}, [reason] if reason else []
-    caption = (f"Forecast fan chart per region, {periods} period(s) ahead of {forecast.attrs['last_period']} under "
-               f"the fitted {forecast.attrs['dynamics']} dynamics (seed {forecast.attrs['seed']}); the forecast "
+        return {}, {}, [made.reason] if made.reason else []
+    caption = (f"Forecast fan chart per region, {made.periods} period(s) ahead of {forecast.attrs['last_period']} "
+               f"under the fitted {forecast.attrs['dynamics']} dynamics (seed {forecast.attrs['seed']}); the forecast "
                "types are in forecast_types.csv and the table above." + shown_note.replace("traits.csv",
                                                                                           "forecast_traits.csv"))
     theta = fit.tree["posterior"]["theta"]

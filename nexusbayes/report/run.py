@@ -16,7 +16,7 @@ from nexusbayes.fit import Fit
 from nexusbayes.inference.run_length import describe
 from nexusbayes.outputs import FIT_FILE, REPORT, RUN, OutputFolder, write_manifest
 from nexusbayes.report import REPORT_DIR, build_report
-from nexusbayes.report.forecasts import CHECK_STEM
+from nexusbayes.report.forecasts import CHECK_STEM, make_forecast
 from nexusbayes.report.tables import result_tables, rounded
 
 
@@ -33,7 +33,8 @@ def write_run(fit: Fit, out_dir: str | Path | OutputFolder, overwrite: bool = Fa
     """
     def fill(tmp: Path) -> None:
         fit.save(tmp / FIT_FILE)
-        results = result_tables(fit, forecast)        # computed once, for the CSVs and the report
+        made = make_forecast(fit, forecast)
+        results = result_tables(fit, made)            # computed once, for the CSVs and the report
         if forecast_check is not None:
             results[CHECK_STEM] = forecast_check.scores()
         for name, table in results.items():
@@ -42,7 +43,7 @@ def write_run(fit: Fit, out_dir: str | Path | OutputFolder, overwrite: bool = Fa
         if report:
             folder = tmp / REPORT_DIR
             folder.mkdir()
-            build_report(fit, results=results, forecast=forecast, forecast_check=forecast_check).write(folder)
+            build_report(fit, results=results, forecast=made, forecast_check=forecast_check).write(folder)
             write_manifest(folder, REPORT)
 
     if isinstance(out_dir, OutputFolder):

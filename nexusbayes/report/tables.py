@@ -21,10 +21,9 @@ import pandas as pd
 
 from nexusbayes.analysis.compare import comparison_tables, report_pairs
 from nexusbayes.analysis.typology import transitions_table
-from nexusbayes.constants import FORECAST_PERIODS
 from nexusbayes.fit import Fit
 from nexusbayes.report.covariates import covariate_tables
-from nexusbayes.report.forecasts import forecast_of, forecast_tables
+from nexusbayes.report.forecasts import RunForecast, forecast_tables
 from nexusbayes.report.reporting import reporting_table
 
 #: Significant digits kept by the CSV tables.
@@ -97,12 +96,12 @@ def report_comparison_tables(fit: Fit) -> dict[str, pd.DataFrame]:
     return out
 
 
-def result_tables(fit: Fit, forecast: int = FORECAST_PERIODS) -> dict[str, pd.DataFrame]:
+def result_tables(fit: Fit, forecast: RunForecast) -> dict[str, pd.DataFrame]:
     """The result tables of a fit, by file stem: the one registry.
 
     ``nexusbayes fit`` writes each as ``<stem>.csv`` (rounded, :func:`rounded`) and the report shows the same
-    tables, so each is computed once. With ``forecast`` >= 1 (and dynamics that can be continued), also
-    ``forecast_traits`` and ``forecast_types`` that many periods ahead (:mod:`nexusbayes.report.forecasts`).
+    tables, so each is computed once. With a ``forecast`` made (:func:`nexusbayes.report.forecasts.make_forecast`),
+    also ``forecast_traits`` and ``forecast_types``.
     """
     out = {"traits": fit.trait_summary(), "diagnostics": fit.diagnostics.checks.reset_index(),
            "diagnostics_by_variable": fit.diagnostics.table.reset_index()}
@@ -122,5 +121,5 @@ def result_tables(fit: Fit, forecast: int = FORECAST_PERIODS) -> dict[str, pd.Da
         out.update(report_comparison_tables(fit))
         if fit.spec.comparability.detect:
             out["noncomparability"] = fit.noncomparability()
-    out.update(forecast_tables(forecast_of(fit, forecast)[0]))
+    out.update(forecast_tables(forecast.tree))
     return out

@@ -8,7 +8,7 @@ from nexusbayes.analysis.forecast import forecast_table, forecast_types_table
 from nexusbayes.cli import main
 from nexusbayes.fit import Fit
 from nexusbayes.report import REPORT_FILE
-from nexusbayes.report.forecasts import fan_chart, forecast_section
+from nexusbayes.report.forecasts import fan_chart, forecast_section, make_forecast
 from nexusbayes.report.run import write_run
 from nexusbayes.report.tables import rounded
 
@@ -49,12 +49,13 @@ def test_a_run_forecasts_as_far_as_asked_or_not_at_all(hostile, tmp_path):
 def test_dynamics_that_cannot_be_continued_get_a_note_not_an_error(hostile):
     fit, _ = hostile
     centred = fit.spec.model_copy(update={"dynamics": fit.spec.dynamics.model_copy(update={"centred": True})})
-    tables, figures, notes = forecast_section(Fit(tree=fit.tree, spec=centred, panel=fit.panel), 1)
+    centred_fit = Fit(tree=fit.tree, spec=centred, panel=fit.panel)
+    tables, figures, notes = forecast_section(centred_fit, make_forecast(centred_fit, 1))
     assert tables == {} and figures == {}
     # a spec that does not match the draws (centred walks store their states)
     assert notes == ["No forecast in this run: the fit's posterior has no 'region_state', which its spec's dynamics "
                      "need: was the spec changed after fitting?"]
-    assert forecast_section(fit, 0) == ({}, {}, [])
+    assert forecast_section(fit, make_forecast(fit, 0)) == ({}, {}, [])
 
 
 def test_fan_chart_has_a_panel_per_region_that_ends_at_the_horizon(hostile):
@@ -131,23 +132,18 @@ def test_fit_command_refuses_to_hold_out_too_many_periods_before_fitting(hostile
     assert "Fitting" not in printed.out and not (tmp_path / "run").exists()
 
 
-def test_a_forecast_is_made_once_per_fit_and_anew_for_other_draws():
-    """The run folder's tables and the report's fan chart share one forecast (same seed, same draws)."""
+def test_a_run_makes_its_forecast_once_for_its_tables_and_its_report(monkeypatch, tmp_path):
+    """``write_run`` with its report: one forecast, whose draws the CSV tables and the fan chart both show."""
     from types import SimpleNamespace
 
-    from nexusbayes.report.forecasts import forecast_of
+    from nexusbayes.report import run
 
-    made = []
-
-    def forecast(periods, seed):
-        made.append((periods, seed))
-        return object()
-
-    fit = SimpleNamespace(tree=object(), spec=SimpleNamespace(sampler=SimpleNamespace(seed=7)), forecast=forecast)
-    first = forecast_of(fit, 1)
-    assert forecast_of(fit, 1) is first and made == [(1, 7)]
-    forecast_of(fit, 2)
-    assert made == [(1, 7), (2, 7)]                           # another horizon: made
-    fit.tree = object()
-    assert forecast_of(fit, 1)[0] is not first[0] and made[-1] == (1, 7) and len(made) == 3   # other draws: anew
-    assert forecast_of(fit, 0) == (None, None)
+    made, passed = [], {}
+    monkeypatch.setattr(run, "make_forecast", lambda fit, periods: made.append(periods) or "the forecast")
+    monkeypatch.setattr(run, "result_tables", lambda fit, forecast: passed.setdefault("tables", forecast) and {})
+    monkeypatch.setattr(run, "summary_text", lambda fit: "")
+    monkeypatch.setattr(run, "build_report", lambda fit, **kw: passed.setdefault("report", kw["forecast"])
+                        and SimpleNamespace(write=lambda folder: None))
+    fit = SimpleNamespace(save=lambda path: path.write_text(""))
+    run.write_run(fit, tmp_path / "run", report=True, forecast=3)
+    assert made == [3] and passed == {"tables": "the forecast", "report": "the forecast"}
