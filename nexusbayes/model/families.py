@@ -25,6 +25,8 @@ from scipy import stats
 from scipy.special import expit, gammaln, logit
 
 from nexusbayes.model.kernels import (
+    bernoulli_dist,
+    bernoulli_kernel,
     between_cuts,
     binomial_dist,
     binomial_kernel,
@@ -314,9 +316,9 @@ class Bernoulli(Binomial):
         """None: every observation is one trial."""
         return {}
 
-    def likelihood(self, block, eta, scale, params, observed, inputs):
-        """Bernoulli likelihood."""
-        return pm.Bernoulli(f"y_{block.key}", logit_p=eta, observed=observed, dims=block.dim)
+    def kernel(self, block, eta, params, inputs):
+        """The kernel's input (:func:`bernoulli_kernel`: one softplus per observation), its draws and the kernel."""
+        return (eta,), bernoulli_dist, bernoulli_kernel
 
     def simulate(self, rng, eta, scale, block, params):
         """Bernoulli draws."""

@@ -1,6 +1,6 @@
 """The log-density kernels of the families' likelihoods (PyTensor), and the draws that go with them.
 
-The observed variables are CustomDists (but Bernoulli's): PyMC's own distribution draws them (prior
+The observed variables are CustomDists: PyMC's own distribution draws them (prior
 predictive), but the log-density the sampler differentiates is a kernel without the terms that depend
 on the data alone (log sd, log n-choose-k, log y!), which are data containers here and so would be
 recomputed at every gradient, and with the special functions of per-indicator parameters computed
@@ -87,7 +87,8 @@ def bernoulli_kernel(value, logit):
     """Log Bernoulli(y | expit(logit)) as ``-softplus((1 - 2y) logit)``: one exponential for value and gradient.
 
     PyMC's Bernoulli switches between two of PyTensor's softplus, whose gradient computes the exponential again
-    (see :func:`softplus`). The reporting model's likelihood (:mod:`nexusbayes.model.reporting`).
+    (see :func:`softplus`). The Bernoulli family's likelihood and the reporting model's
+    (:mod:`nexusbayes.model.reporting`).
     """
     return -softplus((1.0 - 2.0 * value) * logit)
 
