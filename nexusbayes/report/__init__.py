@@ -270,10 +270,7 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
                              f"posterior means with {CI_PROB:.0%} intervals; dashed lines are the thresholds "
                              "(grey band: their interval when anchored on an indicator)." + shown_note,
                              figures.typology_map(summary, thresholds)),
-            "modal_type": ("Modal type of each region-period and its posterior probability.",
-                           figures.modal_type_map(probs)),
-            "type_probabilities": ("Posterior probability of each type, region by period.",
-                                   figures.type_heatmaps(probs)),
+            **figures.type_maps(probs, shown, shown_note),     # at most 24 regions' rows, as the grids
             "transition_matrices": (f"Pooled transition matrices per country: P(type next period | type now), "
                                     f"posterior mean and {CI_PROB:.0%} interval. Each row names the region-steps "
                                     "it rests on (posterior mean) and the share of draws in which it is defined; "

@@ -231,6 +231,21 @@ def modal_type_map(probs: xr.DataArray) -> Figure:
     return fig
 
 
+def type_maps(probs: xr.DataArray, shown: list, shown_note: str = "") -> dict[str, tuple[str, Figure]]:
+    """The modal-type map and the type-probability heat maps (caption, figure), one row per region of ``shown``.
+
+    ``shown`` and ``shown_note`` are :func:`spread_regions`'s: beyond :data:`MAX_PANELS` regions the rows are
+    those regions (the per-region grids' own), and the captions say so; every region stays in the table.
+    """
+    note = shown_note.replace("traits.csv", "type_probabilities.csv")
+    if len(shown) < probs.sizes["region"]:
+        probs = probs.sel(region=list(shown))
+    return {"modal_type": ("Modal type of each region-period and its posterior probability." + note,
+                           modal_type_map(probs)),
+            "type_probabilities": ("Posterior probability of each type, region by period." + note,
+                                   type_heatmaps(probs))}
+
+
 def transition_heatmaps(matrices: pd.DataFrame) -> Figure:
     """Pooled transition matrix per country: posterior mean P(to | from) with its interval in each cell.
 

@@ -90,3 +90,35 @@ def test_many_country_figures_are_compact_and_captions_say_so(many):
     assert sum(len(ax.patches) for ax in rank_fig.axes) == 0
     for _, fig in figs.values():
         plt.close(fig)
+
+
+def test_type_maps_beyond_24_regions_draw_24_rows_spread_over_the_ranking_and_say_so():
+    """189 regions: the modal-type map and the P(type) heat maps draw the per-region grids' 24, captions saying so."""
+    from nexusbayes.constants import TYPES
+    from nexusbayes.report import figures
+
+    rng = np.random.default_rng(2)
+    regions, periods = [f"R{i:03d}" for i in range(189)], [2000, 2001, 2002]
+    means = rng.normal(size=len(regions))
+    summary = pd.DataFrame([{"region": r, "period": p, "trait": "capability", "mean": m + 0.1 * k}
+                            for r, m in zip(regions, means, strict=True) for k, p in enumerate(periods)])
+    shown, note = figures.spread_regions(summary)
+    raw = rng.dirichlet(np.ones(len(TYPES)), (len(regions), len(periods)))
+    probs = xr.DataArray(raw, dims=("region", "period", "type"),
+                         coords={"region": regions, "period": periods, "type": list(TYPES)})
+    maps = figures.type_maps(probs, shown, note)
+    assert len(shown) == figures.MAX_PANELS == 24
+    ranked = [regions[i] for i in np.argsort(-(means + 0.2))]
+    assert ranked[0] in shown and ranked[-1] in shown                 # the highest and the lowest among them
+    for stem, (caption, fig) in maps.items():
+        assert "24 of 189 regions shown" in caption and "type_probabilities.csv" in caption, stem
+        for ax in fig.axes:
+            if ax.get_label() != "<colorbar>":
+                assert [t.get_text() for t in ax.get_yticklabels()] == shown, stem
+                assert ax.images[0].get_array().shape[0] == 24, stem
+        plt.close(fig)
+    few = probs.isel(region=slice(0, 5))
+    shown_few, note_few = figures.spread_regions(summary[summary["region"].isin(regions[:5])])
+    for caption, fig in figures.type_maps(few, shown_few, note_few).values():
+        assert "shown" not in caption and len(fig.axes[0].get_yticklabels()) == 5
+        plt.close(fig)
