@@ -110,6 +110,7 @@ def update(args) -> int:
             print(f"Added period(s) {attrs['update_added_periods']} ({attrs['update_added_rows']} rows) by "
                   f"particles: {attrs['update_seconds']:.1f} s, Pareto k {attrs['update_pareto_k']:.2f}, ESS after "
                   f"weighting {attrs['update_ess']:.0f} ({attrs['update_particles']} particles per draw and country)")
+            print(f"Diagnostics that apply: {attrs['update_diagnostics']}.")
             if not attrs["update_pareto_k"] <= 0.7:
                 print("WARNING: Pareto k > 0.7: the fit's draws do not cover the posterior given the new rows; the "
                       "updated draws are unreliable. Refit on all the data (nexusbayes fit)", flush=True)

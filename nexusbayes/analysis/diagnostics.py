@@ -17,7 +17,14 @@ import pandas as pd
 import xarray as xr
 from scipy import special
 
-from nexusbayes.constants import BFMI_MIN, ESS_MIN, RHAT_MAX, TAIL_ESS_QUANTILES, TREEDEPTH_MAX_SHARE
+from nexusbayes.constants import (
+    BFMI_MIN,
+    ESS_MIN,
+    PARETO_K_MAX,
+    RHAT_MAX,
+    TAIL_ESS_QUANTILES,
+    TREEDEPTH_MAX_SHARE,
+)
 
 #: Posterior elements per block of :func:`element_diagnostics` (a block's temporaries: about 10 arrays of
 #: draws x ELEMENT_BLOCK floats, 32 MB each at 4,000 draws).
@@ -38,6 +45,10 @@ ADVICE = {
             "tighten the scale priors",
     "treedepth": "trajectories are cut short at the maximum tree depth: the posterior is badly scaled; "
                  "try dense mass-matrix adaptation or more informative priors",
+    "pareto_k": "the fit's draws do not cover the posterior given the new data: refit on all the data "
+                "(nexusbayes fit)",
+    "weighted_ess": "too few effective draws after the update's importance weighting: refit on all the data, or "
+                    "update a fit with more draws",
 }
 
 
@@ -61,6 +72,10 @@ class Diagnostics:
     elements : dict
         Every element's statistics, as :func:`element_diagnostics` returns them (``"rhat"``,
         ``"ess_bulk"``, ``"ess_tail"``: Datasets over the variables of ``table``).
+    importance : tuple of float, optional
+        For draws resampled by importance weights (a particle update), the weights' Pareto k and ESS after
+        weighting: they are its checks, in place of the sampler's (divergences, E-BFMI and tree depth belong to
+        MCMC transitions, which these draws are not; those fields then hold 0, NaN and NaN).
     """
 
     table: pd.DataFrame
@@ -69,6 +84,7 @@ class Diagnostics:
     treedepth_share: float
     n_draws: int
     elements: dict[str, xr.Dataset] = field(repr=False)
+    importance: tuple[float, float] | None = None
 
     @property
     def checks(self) -> pd.DataFrame:
@@ -81,12 +97,19 @@ class Diagnostics:
             ("rhat", "max R-hat", rhat, f"<= {RHAT_MAX}", rhat <= RHAT_MAX, rhat_at),
             ("ess_bulk", "min bulk ESS", bulk, f">= {ESS_MIN}", bulk >= ESS_MIN, bulk_at),
             ("ess_tail", "min tail ESS", tail, f">= {ESS_MIN}", tail >= ESS_MIN, tail_at),
+        ]
+        if self.importance is not None:
+            k, ess = self.importance
+            rows += [("pareto_k", "update Pareto k", k, f"<= {PARETO_K_MAX}", bool(k <= PARETO_K_MAX), ""),
+                     ("weighted_ess", "ESS after weighting", ess, f">= {ESS_MIN}", bool(ess >= ESS_MIN), "")]
+        else:
+            rows += [
             ("divergences", "divergences", self.divergences, "= 0", self.divergences == 0, ""),
             ("bfmi", "min E-BFMI", float(np.min(self.bfmi)), f">= {BFMI_MIN}", bool(np.min(self.bfmi) >= BFMI_MIN),
              f"chain {int(np.argmin(self.bfmi))}"),
             ("treedepth", "max tree depth hit", self.treedepth_share, f"<= {TREEDEPTH_MAX_SHARE:.0%}",
              self.treedepth_share <= TREEDEPTH_MAX_SHARE, ""),
-        ]
+            ]
         out = pd.DataFrame(rows, columns=["check", "label", "value", "threshold", "passed", "worst"])
         out["passed"] = out["passed"].astype(bool)
         return out.set_index("check")
@@ -304,7 +327,8 @@ def diagnose(tree: xr.DataTree, var_names: list[str] | None = None) -> Diagnosti
     Parameters
     ----------
     tree : xarray.DataTree
-        With ``posterior`` and ``sample_stats`` groups (nutpie or PyMC).
+        With ``posterior`` and ``sample_stats`` groups (nutpie or PyMC; or a particle update's, whose
+        ``importance_weight`` marks draws resampled by importance weights, see :attr:`Diagnostics.importance`).
     var_names : list of str, optional
         Posterior variables to check (default: all).
 
@@ -326,12 +350,16 @@ def diagnose(tree: xr.DataTree, var_names: list[str] | None = None) -> Diagnosti
                       "min_ess_tail": t, "ess_tail_at": t_at}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "variable"
+    n_draws = int(posterior.sizes["chain"] * posterior.sizes["draw"])
     stats = tree["sample_stats"].to_dataset()
+    if "importance_weight" in stats:     # importance-resampled draws (a particle update): no sampler statistics
+        importance = (float(tree.attrs["update_pareto_k"]), float(tree.attrs["update_ess"]))
+        return Diagnostics(table=table, divergences=0, bfmi=np.array([np.nan]), treedepth_share=float("nan"),
+                           n_draws=n_draws, elements=elements, importance=importance)
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     bfmi = np.atleast_1d(np.asarray(azs.bfmi(stats["energy"].values), dtype=float))
     depth_var = next((v for v in ("maxdepth_reached", "reached_max_treedepth") if v in stats), None)
     depth = float(stats[depth_var].mean()) if depth_var else 0.0
-    n_draws = int(posterior.sizes["chain"] * posterior.sizes["draw"])
     return Diagnostics(table=table, divergences=divergences, bfmi=bfmi, treedepth_share=depth, n_draws=n_draws,
                        elements=elements)
 

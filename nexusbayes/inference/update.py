@@ -239,7 +239,9 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
     -------
     (xarray.DataTree, Panel)
         The posterior with the new periods appended, ``draws * n_held`` draws per chain (and ``sample_stats`` of
-        the filter's run, ``draws`` per chain), its attrs
+        the filter's run, ``draws`` per chain; for ``"particles"``, the fit's draws resampled, with
+        ``sample_stats`` holding each one's ``source_draw`` and ``importance_weight`` only, see
+        :data:`PARTICLE_DIAGNOSTICS`), its attrs
         the fit's plus :data:`HELD_ATTR` and the filter's timings; and the data with the new rows.
     """
     if method not in METHODS:
@@ -315,7 +317,13 @@ def _by_particles(tree: xr.DataTree, spec, panel: Panel, new, n_particles: int, 
     rng = np.random.default_rng([seed, 1])
     source, copy_no = particles_.resample(weights, len(weights), rng)
     posterior = particles_.appended(tree, found, source, copy_no, list(combined.periods), n_old)
-    out = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": tree["sample_stats"].to_dataset()})
+    # the fit's sampler statistics (divergences, energy, tree depth) belong to its MCMC transitions, not to these
+    # resampled draws: what the draws carry instead is where each came from and its importance weight
+    per_draw = ("chain", "draw"), posterior.sizes["chain"]
+    stats = xr.Dataset({"source_draw": (per_draw[0], source.reshape(per_draw[1], -1)),
+                        "importance_weight": (per_draw[0], weights[source].reshape(per_draw[1], -1))},
+                       coords={"chain": posterior["chain"].values, "draw": posterior["draw"].values})
+    out = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
     out.attrs.update({k_: v for k_, v in tree.attrs.items() if not k_.startswith("seconds_")})
     out.attrs.update({f"base_{k_}": v for k_, v in tree.attrs.items() if k_.startswith("seconds_")})
     seconds = time.perf_counter() - start
@@ -334,8 +342,17 @@ def _by_particles(tree: xr.DataTree, spec, panel: Panel, new, n_particles: int, 
         "update_particle_ess_min": float(ess_particles.min()), "update_particle_ess_median":
             float(np.median(ess_particles)), "update_seconds": seconds, "update_cpu_seconds": time.process_time() - cpu,
         "seconds_compile": 0.0, "seconds_sampling": seconds,
-        "seconds_postprocess": time.perf_counter() - start - seconds, "update_seed": int(seed)})
+        "seconds_postprocess": time.perf_counter() - start - seconds, "update_seed": int(seed),
+        "update_diagnostics": PARTICLE_DIAGNOSTICS})
     return out, combined
+
+
+#: Which diagnostics apply to a particle update's draws (the output says so; ``analysis.diagnostics`` acts on it).
+PARTICLE_DIAGNOSTICS = (
+    "the draws are the fit's draws resampled by importance weights, not MCMC transitions: their checks are the "
+    f"weights' Pareto k (<= {particles_.K_MAX}) and the ESS after weighting; divergences, E-BFMI and tree depth do "
+    "not apply (the fit's own sampler statistics are not carried over), and R-hat and ESS of the resampled draws "
+    "count repeated draws (the distinct draws are fewer)")
 
 
 def particles_description(n_particles: int, k: float, ess: float, n_draws: int) -> str:
@@ -400,6 +417,7 @@ def _appended(tree: xr.DataTree, run: xr.DataTree, held: Held, hold: str, panel:
     result = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": run["sample_stats"].to_dataset()})
     result.attrs.update({k: v for k, v in tree.attrs.items() if not k.startswith("seconds_")})
     result.attrs.update({f"base_{k}": v for k, v in tree.attrs.items() if k.startswith("seconds_")})
+    result.attrs.pop("update_diagnostics", None)     # a particle update's (of the base): these are MCMC draws
     return result
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from nexusbayes.analysis.forecast import Dynamics, _draws
+from nexusbayes.constants import PARETO_K_MAX
 from nexusbayes.data.panel import Panel
 from nexusbayes.model.design import block_index, make_design
 from nexusbayes.model.families import FAMILIES, NUISANCE
@@ -42,7 +43,7 @@ N_PARTICLES = 256
 #: Candidate particles kept per (draw, country): the copies of a draw resampled more than once take different ones.
 N_KEEP = 8
 #: Above this Pareto k the fit's draws do not cover the posterior given the new data: refit.
-K_MAX = 0.7
+K_MAX = PARETO_K_MAX
 #: Draws x particles x new observations evaluated at once (memory bound of a chunk).
 CHUNK_VALUES = 4_000_000
 

@@ -73,8 +73,7 @@ def hyperparameters(tree: xr.DataTree, names: Collection[str]) -> xr.DataTree:
             out[name] = corr.assign_coords(pair=[f"{a}~{b}" for a, b in pairs])
         else:
             out[name] = post[name]
-    return xr.DataTree.from_dict({"posterior": xr.Dataset(out),
-                                  "sample_stats": tree["sample_stats"].to_dataset()[["diverging"]]})
+    return xr.DataTree.from_dict({"posterior": xr.Dataset(out), **_divergences(tree)})
 
 
 def worst_mixing(tree: xr.DataTree, diagnostics: Diagnostics, n: int = N_WORST,
@@ -103,8 +102,13 @@ def worst_mixing(tree: xr.DataTree, diagnostics: Diagnostics, n: int = N_WORST,
         label = label.replace("/", "\u2215")     # a DataTree variable name cannot hold '/'
         chosen[label] = post[name].isel({d: list(post[name][d].values).index(v) if d in post[name].coords else v
                                          for d, v in sel.items()}, drop=True)
-    return xr.DataTree.from_dict({"posterior": xr.Dataset(chosen),
-                                  "sample_stats": tree["sample_stats"].to_dataset()[["diverging"]]})
+    return xr.DataTree.from_dict({"posterior": xr.Dataset(chosen), **_divergences(tree)})
+
+
+def _divergences(tree: xr.DataTree) -> dict[str, xr.Dataset]:
+    """``{"sample_stats": the divergences}`` for the plots to mark, or nothing for draws that are not MCMC's."""
+    stats = tree["sample_stats"].to_dataset()
+    return {"sample_stats": stats[["diverging"]]} if "diverging" in stats else {}
 
 
 def rank_tests(hyper: xr.DataTree) -> pd.DataFrame:
@@ -183,15 +187,16 @@ def sampling_figures(tree: xr.DataTree, diagnostics: Diagnostics, scales: Collec
             out["rank_hyperparameters"] = (rank_caption(rank), render(azp.plot_rank, hyper, **size))
         out["trace_hyperparameters"] = ("Traces of the scales and correlations, divergences marked below.",
                                         render(azp.plot_trace, hyper, **size))
-    out["energy"] = ("Energy: marginal energy against energy transitions; similar widths (E-BFMI above "
-                     f"{BFMI_MIN}) mean the sampler explores the energy well.",
-                     _tidy_energy(render(azp.plot_energy, tree)))
-    labels = ", ".join(worst["posterior"].data_vars)
+    if "energy" in tree["sample_stats"]:     # not for draws resampled by a particle update
+        out["energy"] = ("Energy: marginal energy against energy transitions; similar widths (E-BFMI above "
+                         f"{BFMI_MIN}) mean the sampler explores the energy well.",
+                         _tidy_energy(render(azp.plot_energy, tree)))
+    labels, marked = ", ".join(worst["posterior"].data_vars), "sample_stats" in worst.children
     size = 2.6 * max(2, len(worst["posterior"].data_vars))
     out["pair_worst_mixing"] = (f"Pair plot of the worst-mixing element of each of the "
                                 f"{len(worst['posterior'].data_vars)} free parameters with the lowest bulk ESS "
                                 f"({labels}); divergent transitions, if any, marked.",
-                                _short_pair_labels(render(azp.plot_pair, worst, visuals={"divergence": True},
+                                _short_pair_labels(render(azp.plot_pair, worst, visuals={"divergence": marked},
                                                           marginal=True, figure_kwargs={"figsize": (size, size)})))
     return out
 

@@ -56,6 +56,7 @@ def run_facts(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
         "credible intervals": f"{CI_PROB:.0%} equal-tailed",
         **({"update (no full refit)": f"added {attrs.get('update_added_periods')}; {attrs['update_held']}"}
            if "update_held" in attrs else {}),
+        **({"diagnostics that apply": attrs["update_diagnostics"]} if "update_diagnostics" in attrs else {}),
     }
     fitted = {lib.removeprefix("version_"): str(v) for lib, v in attrs.items() if lib.startswith("version_")}
     fitted["nexusbayes"] = str(attrs.get("nexusbayes_version", library_version("nexusbayes")))   # unsaved: this one

@@ -85,6 +85,8 @@ def summary_text(fit: Fit) -> str:
     if "update_held" in fit.tree.attrs:
         lines.append(f"  UPDATE (no full refit): added {fit.tree.attrs.get('update_added_periods')}; "
                      f"{fit.tree.attrs['update_held']}")
+    if "update_diagnostics" in fit.tree.attrs:
+        lines.append(f"  diagnostics that apply: {fit.tree.attrs['update_diagnostics']}")
     run_length = describe(fit.tree.attrs)
     if run_length:
         lines.append(f"  run length {run_length}")

@@ -166,6 +166,30 @@ def test_particles_update_appends_and_keeps_the_draw_count(base, by_particles):
     assert by_particles.forecast(1)["forecast"]["theta"].sizes["horizon"] == 1
 
 
+def test_particles_update_drops_the_fits_sampler_statistics_and_checks_its_weights(base, by_particles):
+    """Divergences and energy belong to the fit's MCMC transitions, not to resampled draws: not carried over; the
+    draws' statistics are their source draw and weight, and their checks the weights' Pareto k and ESS."""
+    from nexusbayes.report.run import summary_text
+
+    stats, post = by_particles.tree["sample_stats"].to_dataset(), by_particles.tree["posterior"]
+    assert set(stats.data_vars) == {"source_draw", "importance_weight"}
+    assert stats["source_draw"].shape == (post.sizes["chain"], post.sizes["draw"])
+    old = base.tree["posterior"]["loading"].values.reshape(-1, *post["loading"].shape[2:])
+    np.testing.assert_array_equal(old[stats["source_draw"].values.ravel()],
+                                  post["loading"].values.reshape(-1, *post["loading"].shape[2:]))
+    assert float(stats["importance_weight"].min()) > 0.0
+    checks = by_particles.diagnostics.checks
+    assert list(checks.index) == ["rhat", "ess_bulk", "ess_tail", "pareto_k", "weighted_ess"]
+    attrs = by_particles.tree.attrs
+    assert checks.loc["pareto_k", "value"] == attrs["update_pareto_k"] and checks.loc["pareto_k", "passed"]
+    assert checks.loc["weighted_ess", "value"] == attrs["update_ess"]
+    assert "Pareto k" in attrs["update_diagnostics"] and "do not apply" in attrs["update_diagnostics"]
+    text = summary_text(by_particles)
+    assert "diagnostics that apply: the draws are the fit's draws resampled" in text
+    assert "] update Pareto k" in text and "] ESS after weighting" in text
+    assert "] divergences" not in text and "] min E-BFMI" not in text and "] max tree depth" not in text
+
+
 def test_particles_warn_when_the_draws_do_not_cover_a_whole_period(base, panel_split):
     """A whole new period (all regions' rows) moves the parameters too far for the fit's draws: k > 0.7."""
     with pytest.warns(UpdateWarning, match="refit"):
@@ -241,8 +265,10 @@ def test_cli_update_by_particles_says_loudly_when_to_refit(base, panel_split, tm
         assert main(args) == 0
     printed = capsys.readouterr().out
     assert "by particles" in printed and "WARNING: Pareto k > 0.7" in printed and "Refit" in printed
-    assert "What was held: nothing re-sampled" in printed
-    assert load(tmp_path / "out" / "fit.nc").tree.attrs["update_method"] == "particles"
+    assert "What was held: nothing re-sampled" in printed and "Diagnostics that apply: the draws are" in printed
+    loaded = load(tmp_path / "out" / "fit.nc")
+    assert loaded.tree.attrs["update_method"] == "particles"
+    assert not loaded.diagnostics.checks.loc["pareto_k", "passed"] and "bfmi" not in loaded.diagnostics.checks.index
 
 
 def test_importance_weights_favour_the_draws_that_predict_the_new_rows():
