@@ -66,6 +66,9 @@ SIGNAL_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 DRAWS, TUNE, CHAINS, SEED = (bounded_int(1, MAX_DRAWS), bounded_int(0, MAX_DRAWS), bounded_int(1, MAX_CHAINS),
                              bounded_int(0, 2**63 - 1))
 
+#: ``--data PATH`` of ``fit`` and ``check``.
+DATA_HELP = ("fit (check) this data file instead of the spec's `data`: relative to the spec file's folder, as the "
+             "spec's own `data`; read and validated as that would be, in the spec's data format")
 #: ``--forecast K`` of ``fit`` and ``report``: the periods ahead in the tables and the report's fan chart.
 FORECAST = bounded_int(0, 100)
 FORECAST_HELP = (f"forecast K periods ahead in the CSV tables and the report (default {FORECAST_PERIODS}; 0 for none; "
@@ -109,12 +112,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress lines in logs)")
     p.add_argument("--strict", action="store_true", help="exit with status 3 when a diagnostic fails")
     p.add_argument("--forecast", type=FORECAST, default=FORECAST_PERIODS, metavar="K", help=FORECAST_HELP)
+    p.add_argument("--data", type=Path, metavar="PATH", help=DATA_HELP)
     p.add_argument("--forecast-check", type=bounded_int(1, 100), metavar="K",
                    help="also refit without the last K periods (at least two must remain), forecast them and score "
                         "the forecast on their indicators against a no-change baseline (forecast_check.csv and the "
                         "report; costs a second fit; default: no check)")
     p = sub.add_parser("check", help="validate a spec and its data without fitting")
     p.add_argument("spec", type=Path, help="model specification, e.g. models/kyrgyzstan.toml")
+    p.add_argument("--data", type=Path, metavar="PATH", help=DATA_HELP)
     p = sub.add_parser("summary", help="print the summary of a saved fit (.nc)")
     p.add_argument("fit", type=Path, help="saved fit, e.g. reports/kyrgyzstan/fit.nc")
     p = sub.add_parser("compare", help="compare countries or regions of a saved fit (.nc)")
@@ -230,26 +235,25 @@ def _fit(args) -> int:
     from nexusbayes.outputs import RUN, OutputFolder, default_out_dir
     from nexusbayes.report import REPORT_DIR, REPORT_FILE
     from nexusbayes.report.run import summary_text, write_run
-    from nexusbayes.spec.document import load_spec
 
-    spec, data_path = load_spec(args.spec)
+    spec, data_path = _spec_and_data(args)
     out = args.out or default_out_dir(spec.name)
     covariates = resolve_covariates(args.spec, spec)
     if args.forecast_check:     # refused before the fit, not after it
         from nexusbayes.data.resolve import resolve_panel
         from nexusbayes.workflows.forecast_check import check_held_out
 
-        panel = resolve_panel(spec, None, data_path, covariates=covariates)
+        panel = resolve_panel(spec, None, data_path, covariates=covariates)   # its errors name the file
         check_held_out(len(panel.periods), args.forecast_check, "--forecast-check")
     inputs = [args.spec, *(data_path if isinstance(data_path, list) else [data_path]),
               *([covariates] if covariates is not None else [])]
     with OutputFolder(out, RUN, overwrite=args.overwrite, inputs=inputs) as folder:   # checked before compiling
-        print(f"Fitting {args.spec} ...", flush=True)
+        print(f"Fitting {args.spec}" + (f" to {data_path} (--data)" if args.data else "") + " ...", flush=True)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SamplingWarning)
-            result = fit(args.spec, backend=args.backend, draws=args.draws, tune=args.tune, chains=args.chains,
-                         seed=args.seed, until_converged=args.until_converged, progress=not args.no_progress,
-                         status=lambda message: print(f"  {message}", flush=True))
+            result = fit(args.spec, data_path if args.data else None, backend=args.backend, draws=args.draws,
+                         tune=args.tune, chains=args.chains, seed=args.seed, until_converged=args.until_converged,
+                         progress=not args.no_progress, status=lambda message: print(f"  {message}", flush=True))
         print(summary_text(result))
         check = _forecast_check(args) if args.forecast_check else None
         print(f"\nBuilding the report; {out}/ is replaced only when everything is written ...", flush=True)
@@ -271,13 +275,25 @@ def _forecast_check(args):
 
     print(f"\nChecking the forecast: refitting without the last {args.forecast_check} period(s) ...", flush=True)
     try:
-        _, check = forecast_check(args.spec, periods=args.forecast_check, backend=args.backend, draws=args.draws,
+        _, check = forecast_check(args.spec, _spec_and_data(args)[1] if args.data else None,
+                                  periods=args.forecast_check, backend=args.backend, draws=args.draws,
                                   tune=args.tune, chains=args.chains, seed=args.seed)
     except ForecastError as exc:
         print(f"No forecast check: {exc}", file=sys.stderr, flush=True)
         return None
     print(f"Forecast check: {check.summary()}", flush=True)
     return check
+
+
+def _spec_and_data(args):
+    """The spec of ``args.spec`` and its data path(s): ``--data``'s when given, else the spec's ``data``.
+
+    ``--data`` is relative to the spec file's folder, as the spec's own ``data`` is.
+    """
+    from nexusbayes.spec.document import load_spec
+
+    spec, data_path = load_spec(args.spec)
+    return (spec, (args.spec.parent / args.data).resolve()) if args.data else (spec, data_path)
 
 
 def verdict_line(diagnostics) -> str:
@@ -302,13 +318,13 @@ def _check(args) -> int:
     from nexusbayes.data.read import load_panel
     from nexusbayes.data.resolve import resolve_covariates
     from nexusbayes.errors import SpecError
-    from nexusbayes.spec.document import load_spec
 
-    spec, data_path = load_spec(args.spec)
+    spec, data_path = _spec_and_data(args)
     if data_path is None:
-        raise SpecError(f"{args.spec}: names no data file (`data = ...`)")
+        raise SpecError(f"{args.spec}: names no data file (`data = ...`); or give one with --data PATH")
     panel = attach_covariates(load_panel(data_path, spec), spec, resolve_covariates(args.spec, spec))
-    print(f"{args.spec}: valid. {panel.n_obs} observations of {len(panel.indicators)} indicators, "
+    given = f" with --data {panel.source}" if args.data else ""
+    print(f"{args.spec}{given}: valid. {panel.n_obs} observations of {len(panel.indicators)} indicators, "
           f"{len(panel.regions)} regions in {len(panel.countries)} country(ies), {len(panel.periods)} periods.")
     if panel.empty_cells:
         from nexusbayes.data.reporting import empty_with_non_reports

@@ -42,6 +42,9 @@ from nexusbayes.spec.document import Spec
 FORMAT = fit_file.FORMAT
 
 
+#: The fit's attribute naming the data file(s) given in place of those its spec names (``fit(spec, data)``,
+#: ``nexusbayes fit --data``); the run's summary and report show it.
+DATA_GIVEN_ATTR = "data_given"
 #: The column of a saved fit's data that keeps each observation's label (its file and line).
 ROW_LABEL = "row_label"
 
@@ -456,6 +459,8 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     for message in panel.warnings:
         warnings.warn(message, DataWarning, stacklevel=2)
     tree = sample(Model(spec, panel), settings, progress=progress, status=status)
+    if isinstance(data, str | Path | list) and spec.data_path is not None:    # not the file(s) the spec names
+        tree.attrs[DATA_GIVEN_ATTR] = f"{panel.source}, in place of the spec's data = {spec.data_path!r}"
     result = Fit(tree=tree, spec=spec, panel=panel)
     if check:
         result.diagnostics.warn()

@@ -37,6 +37,7 @@ def run_facts(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
     facts = {
         "spec name": fit.spec.name,
         "data source": source,
+        **({"data given (in place of the spec's)": attrs["data_given"]} if "data_given" in attrs else {}),
         "SHA-256 of spec and data (as fitted)": digest,
         **file_digests(source),
         "observations": str(panel.n_obs),

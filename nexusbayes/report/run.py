@@ -82,6 +82,8 @@ def summary_text(fit: Fit) -> str:
         f"{' (from the on-disk cache)' if fit.tree.attrs.get('compile_source') == 'disk' else ''}, "
         f"sampling {t.get('sampling', 0):.1f} s, post-processing {t.get('postprocess', 0):.1f} s",
     ]
+    if "data_given" in fit.tree.attrs:
+        lines.append(f"  data: {fit.tree.attrs['data_given']}")
     if "update_held" in fit.tree.attrs:
         lines.append(f"  UPDATE (no full refit): added {fit.tree.attrs.get('update_added_periods')}; "
                      f"{fit.tree.attrs['update_held']}")
