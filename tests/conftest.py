@@ -194,12 +194,68 @@ def central_asia_run(tmp_path_factory):
     return status, out, printed.getvalue()
 
 
+#: The small panel the doctests, tests/inference and tests/test_examples compile: one structure for them all.
+SMALL = {"n_regions": 3, "n_periods": 4, "missing": 0.1, "seed": 1}
+
+
+@pytest.fixture(scope="session")
+def small_compiled():
+    """The model of :data:`SMALL`, compiled with nutpie's callbacks cached on disk (for a new process to load)."""
+    from nexusbayes.inference.nutpie_callbacks import compile_model
+    from nexusbayes.model.build import build_model
+
+    sim = simulate(**SMALL)
+    return compile_model(build_model(sim.panel, sim.spec))
+
+
+#: Run by :func:`fresh_process` in a new Python: the compiled model of :data:`SMALL` loaded from disk (its cache hits,
+#: log density and expanded draw at the point ``X``), then a fit of it from Python, then what makes PyTensor warn
+#: that it found no BLAS.
+FRESH_PROCESS = """
+import json
+import numpy as np
+import nexusbayes as nb
+from nexusbayes.inference import compile_cache
+from nexusbayes.inference.nutpie_callbacks import call_expand, call_logp
+from nexusbayes.model.build import build_model
+
+sim = nb.simulate(**{small!r})
+compiled, _ = compile_cache.compile_nutpie(build_model(sim.panel, sim.spec), sim.panel, sim.spec)
+x = np.array({x!r})
+print(json.dumps({{"hits": [compiled.compiled_logp_func.cache_hits, compiled.compiled_expand_func.cache_hits],
+                   "logp": call_logp(compiled, x)[1], "expand": call_expand(compiled, x)[1].tolist()}}), flush=True)
+nb.fit(sim.spec, sim.panel, draws=50, tune=50, chains=1, progress=False, check=False)
+import pytensor
+pytensor.config.blas__ldflags
+"""
+
+
+@pytest.fixture(scope="session")
+def fresh_process(small_compiled):
+    """One new Python process (``-W default``) running :data:`FRESH_PROCESS` at the point ``x`` (the first of
+    tests/inference/test_nutpie_callbacks.py's points), after this one compiled :data:`SMALL`: (x, its run).
+
+    tests/inference/test_nutpie_callbacks.py reads its callbacks' cache hits and values, tests/test_examples.py
+    that its stderr holds no BLAS warning: one start of Python and one compile for both.
+    """
+    import subprocess
+
+    import numpy as np
+
+    x = np.random.default_rng(11).normal(scale=0.5, size=small_compiled.n_dim)
+    script = FRESH_PROCESS.format(small=SMALL, x=x.tolist())
+    done = subprocess.run([sys.executable, "-W", "default", "-c", script], capture_output=True, text=True,
+                          timeout=900, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return x, done
+
+
 # ---- memory (issue 27) -------------------------------------------------------------------------------------------
 # A session-scoped fixture stays alive until the session ends, long after the last test that needs it. These are
 # released (their cached value dropped) as soon as the last test using them, directly or through another fixture,
 # has been torn down; pytest recomputes one if a later test asks for it again (e.g. in another test order).
 RELEASE_AFTER_LAST_USE = ("recovery", "kyrgyzstan_run", "kyrgyzstan", "hostile_cli", "hostile_run", "hostile",
-                          "hostile_report", "central_asia_run", "two_country", "page")
+                          "hostile_report", "central_asia_run", "two_country", "page", "small_compiled",
+                          "fresh_process")
 _last_use: dict[str, str] = {}   # fixture name -> nodeid of the last test that uses it
 
 

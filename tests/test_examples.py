@@ -28,6 +28,7 @@ from nexusbayes.inference import progress as progress_module
 from nexusbayes.model.build import build_model
 from nexusbayes.model.simulate import simulate
 from nexusbayes.spec.document import load_spec
+from tests.conftest import FRESH_PROCESS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -177,17 +178,15 @@ def test_compiled_before_tells_a_new_structure_from_one_compiled(tmp_path, monke
 BLAS = "could not link to a BLAS"
 
 
-def test_fit_from_python_prints_no_blas_warning():
+def test_fit_from_python_prints_no_blas_warning(fresh_process):
+    """A new Python (``-W default``) that imports nexusbayes, fits the small panel and then reads what PyTensor's
+    C backend reads (:data:`tests.conftest.FRESH_PROCESS`, shared with test_nutpie_callbacks.py) hears no BLAS."""
     trigger = "import pytensor; pytensor.config.blas__ldflags"   # what PyTensor's C backend reads, warning once
     control = subprocess.run([sys.executable, "-W", "default", "-c", trigger], capture_output=True, text=True,
                              timeout=120)
     if BLAS not in control.stderr:
         pytest.skip("PyTensor found a BLAS library here: no warning to silence")
-    script = ("import nexusbayes as nb\n"
-              "sim = nb.simulate(n_regions=3, n_periods=4, missing=0.1, seed=1)\n"
-              "nb.fit(sim.spec, sim.panel, draws=50, tune=50, chains=1, progress=False, check=False)\n"
-              + trigger.replace("; ", "\n") + "\n")
-    done = subprocess.run([sys.executable, "-W", "default", "-c", script], capture_output=True, text=True,
-                          timeout=900, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _, done = fresh_process
+    assert "nb.fit(sim.spec, sim.panel" in FRESH_PROCESS and FRESH_PROCESS.rstrip().endswith(trigger.split("; ")[1])
     assert done.returncode == 0, done.stderr[-3000:]
     assert BLAS not in done.stderr
