@@ -123,15 +123,20 @@ HOSTILE_LABEL = "<b>staff</b> & co"
 @pytest.fixture(scope="session")
 def hostile_cli(tmp_path_factory):
     """`nexusbayes fit` on a tiny simulated panel with a hostile region name: (exit status, run folder, report,
-    {figure index: overlapping text pairs}).
+    {figure index: overlapping text pairs}, what it printed, whether its structure was compiled before it ran).
 
     The report the command writes is kept, with each of its figures' overlapping texts recorded just before the
     figure is rendered (tests/report/test_figures.py checks them), so that no test renders this fit's report
     again. Run with ``--forecast-check 1`` (a second tiny fit of the first three periods), so that the command's
-    forecast check is tested on the same run (tests/report/test_forecasts.py).
+    forecast check is tested on the same run (tests/report/test_forecasts.py). Run with progress (a line every
+    0.2 s, where no terminal shows a bar) and its standard output kept, for tests/test_examples.py's progress test.
     """
+    from nexusbayes.data.read import load_panel
+    from nexusbayes.inference import compile_cache
+    from nexusbayes.inference import progress as progress_module
     from nexusbayes.report import figures
     from nexusbayes.report import run as report_run
+    from nexusbayes.spec.document import load_spec
     from tests.report.test_figures import overlapping_text
 
     sim = simulate(n_regions=3, n_periods=4, n_raters=2, seed=5)
@@ -155,11 +160,15 @@ def hostile_cli(tmp_path_factory):
             built.append(build(*args, **kwargs))
         return built[-1]
 
-    with pytest.MonkeyPatch.context() as patch:
+    as_read, data = load_spec(folder / "hostile.toml")     # as the command reads them
+    compiled_before = compile_cache.compiled_before(load_panel(data, as_read), as_read)
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
         patch.setattr(report_run, "build_report", building)
-        status = main(["fit", str(folder / "hostile.toml"), "--out", str(out), "--no-progress", "--draws", "60",
+        patch.setattr(progress_module, "PROGRESS_SECONDS", 0.2)
+        status = main(["fit", str(folder / "hostile.toml"), "--out", str(out), "--draws", "60",
                        "--tune", "100", "--chains", "2", "--seed", "3", "--forecast-check", "1"])
-    return status, out, (built[0] if len(built) == 1 else None), found
+    return status, out, (built[0] if len(built) == 1 else None), found, printed.getvalue(), compiled_before
 
 
 @pytest.fixture(scope="session")
@@ -179,7 +188,7 @@ def hostile(hostile_run):
 def hostile_report(hostile_cli):
     """The report `nexusbayes fit` wrote for the hostile fit, with each figure's overlapping texts recorded before it
     was rendered: (report, {figure index: overlapping text pairs})."""
-    status, _, report, found = hostile_cli
+    status, _, report, found, _, _ = hostile_cli
     assert status == 0 and report is not None, "the hostile fit's report was not built exactly once"
     return report, found
 
