@@ -15,6 +15,7 @@ import ctypes.util
 import gc
 import io
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -76,10 +77,33 @@ def covariate_fits():
     return out
 
 
+#: Set by .ci/run to the folder its README command (``nexusbayes fit models/kyrgyzstan.toml``, the very run
+#: :func:`kyrgyzstan_run` makes, with progress lines) has just written from this checkout: then the session's
+#: Kyrgyzstan run is a copy of it instead of a second identical fit (about 60 s of CI).
+CI_KYRGYZSTAN_RUN = "NEXUSBAYES_CI_KYRGYZSTAN_RUN"
+
+
+def _fresh_ci_run(folder: str | None) -> Path | None:
+    """The folder CI's README command wrote, if it is newer than the package, the spec and the data it fitted."""
+    if not folder or not (Path(folder) / "fit.nc").is_file():
+        return None
+    written = (Path(folder) / "fit.nc").stat().st_mtime
+    sources = [*(ROOT / "nexusbayes").rglob("*.py"), ROOT / "models" / "kyrgyzstan.toml", *(ROOT / "data").glob("*")]
+    return Path(folder) if all(path.stat().st_mtime < written for path in sources) else None
+
+
 @pytest.fixture(scope="session")
 def kyrgyzstan_run(tmp_path_factory):
-    """The main job, run through the command line with default settings: (exit status, output folder)."""
+    """The main job, run through the command line with default settings: (exit status, output folder).
+
+    In CI a copy of the run the README's command made just before the tests (see :data:`CI_KYRGYZSTAN_RUN`);
+    that command's exit status is 0, or CI (``set -e``) stopped before the tests.
+    """
     out = tmp_path_factory.mktemp("runs") / "kyrgyzstan"
+    ci_run = _fresh_ci_run(os.environ.get(CI_KYRGYZSTAN_RUN))
+    if ci_run is not None:
+        shutil.copytree(ci_run, out)
+        return 0, out
     status = main(["fit", str(ROOT / "models" / "kyrgyzstan.toml"), "--out", str(out), "--no-progress"])
     return status, out
 
@@ -99,15 +123,20 @@ HOSTILE_LABEL = "<b>staff</b> & co"
 @pytest.fixture(scope="session")
 def hostile_cli(tmp_path_factory):
     """`nexusbayes fit` on a tiny simulated panel with a hostile region name: (exit status, run folder, report,
-    {figure index: overlapping text pairs}).
+    {figure index: overlapping text pairs}, what it printed, whether its structure was compiled before it ran).
 
     The report the command writes is kept, with each of its figures' overlapping texts recorded just before the
     figure is rendered (tests/report/test_figures.py checks them), so that no test renders this fit's report
     again. Run with ``--forecast-check 1`` (a second tiny fit of the first three periods), so that the command's
-    forecast check is tested on the same run (tests/report/test_forecasts.py).
+    forecast check is tested on the same run (tests/report/test_forecasts.py). Run with progress (a line every
+    0.2 s, where no terminal shows a bar) and its standard output kept, for tests/test_examples.py's progress test.
     """
+    from nexusbayes.data.read import load_panel
+    from nexusbayes.inference import compile_cache
+    from nexusbayes.inference import progress as progress_module
     from nexusbayes.report import figures
     from nexusbayes.report import run as report_run
+    from nexusbayes.spec.document import load_spec
     from tests.report.test_figures import overlapping_text
 
     sim = simulate(n_regions=3, n_periods=4, n_raters=2, seed=5)
@@ -131,11 +160,15 @@ def hostile_cli(tmp_path_factory):
             built.append(build(*args, **kwargs))
         return built[-1]
 
-    with pytest.MonkeyPatch.context() as patch:
+    as_read, data = load_spec(folder / "hostile.toml")     # as the command reads them
+    compiled_before = compile_cache.compiled_before(load_panel(data, as_read), as_read)
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
         patch.setattr(report_run, "build_report", building)
-        status = main(["fit", str(folder / "hostile.toml"), "--out", str(out), "--no-progress", "--draws", "60",
+        patch.setattr(progress_module, "PROGRESS_SECONDS", 0.2)
+        status = main(["fit", str(folder / "hostile.toml"), "--out", str(out), "--draws", "60",
                        "--tune", "100", "--chains", "2", "--seed", "3", "--forecast-check", "1"])
-    return status, out, (built[0] if len(built) == 1 else None), found
+    return status, out, (built[0] if len(built) == 1 else None), found, printed.getvalue(), compiled_before
 
 
 @pytest.fixture(scope="session")
@@ -155,7 +188,7 @@ def hostile(hostile_run):
 def hostile_report(hostile_cli):
     """The report `nexusbayes fit` wrote for the hostile fit, with each figure's overlapping texts recorded before it
     was rendered: (report, {figure index: overlapping text pairs})."""
-    status, _, report, found = hostile_cli
+    status, _, report, found, _, _ = hostile_cli
     assert status == 0 and report is not None, "the hostile fit's report was not built exactly once"
     return report, found
 
@@ -170,12 +203,68 @@ def central_asia_run(tmp_path_factory):
     return status, out, printed.getvalue()
 
 
+#: The small panel the doctests, tests/inference and tests/test_examples compile: one structure for them all.
+SMALL = {"n_regions": 3, "n_periods": 4, "missing": 0.1, "seed": 1}
+
+
+@pytest.fixture(scope="session")
+def small_compiled():
+    """The model of :data:`SMALL`, compiled with nutpie's callbacks cached on disk (for a new process to load)."""
+    from nexusbayes.inference.nutpie_callbacks import compile_model
+    from nexusbayes.model.build import build_model
+
+    sim = simulate(**SMALL)
+    return compile_model(build_model(sim.panel, sim.spec))
+
+
+#: Run by :func:`fresh_process` in a new Python: the compiled model of :data:`SMALL` loaded from disk (its cache hits,
+#: log density and expanded draw at the point ``X``), then a fit of it from Python, then what makes PyTensor warn
+#: that it found no BLAS.
+FRESH_PROCESS = """
+import json
+import numpy as np
+import nexusbayes as nb
+from nexusbayes.inference import compile_cache
+from nexusbayes.inference.nutpie_callbacks import call_expand, call_logp
+from nexusbayes.model.build import build_model
+
+sim = nb.simulate(**{small!r})
+compiled, _ = compile_cache.compile_nutpie(build_model(sim.panel, sim.spec), sim.panel, sim.spec)
+x = np.array({x!r})
+print(json.dumps({{"hits": [compiled.compiled_logp_func.cache_hits, compiled.compiled_expand_func.cache_hits],
+                   "logp": call_logp(compiled, x)[1], "expand": call_expand(compiled, x)[1].tolist()}}), flush=True)
+nb.fit(sim.spec, sim.panel, draws=50, tune=50, chains=1, progress=False, check=False)
+import pytensor
+pytensor.config.blas__ldflags
+"""
+
+
+@pytest.fixture(scope="session")
+def fresh_process(small_compiled):
+    """One new Python process (``-W default``) running :data:`FRESH_PROCESS` at the point ``x`` (the first of
+    tests/inference/test_nutpie_callbacks.py's points), after this one compiled :data:`SMALL`: (x, its run).
+
+    tests/inference/test_nutpie_callbacks.py reads its callbacks' cache hits and values, tests/test_examples.py
+    that its stderr holds no BLAS warning: one start of Python and one compile for both.
+    """
+    import subprocess
+
+    import numpy as np
+
+    x = np.random.default_rng(11).normal(scale=0.5, size=small_compiled.n_dim)
+    script = FRESH_PROCESS.format(small=SMALL, x=x.tolist())
+    done = subprocess.run([sys.executable, "-W", "default", "-c", script], capture_output=True, text=True,
+                          timeout=900, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return x, done
+
+
 # ---- memory (issue 27) -------------------------------------------------------------------------------------------
 # A session-scoped fixture stays alive until the session ends, long after the last test that needs it. These are
 # released (their cached value dropped) as soon as the last test using them, directly or through another fixture,
 # has been torn down; pytest recomputes one if a later test asks for it again (e.g. in another test order).
 RELEASE_AFTER_LAST_USE = ("recovery", "kyrgyzstan_run", "kyrgyzstan", "hostile_cli", "hostile_run", "hostile",
-                          "hostile_report", "central_asia_run", "two_country", "page")
+                          "hostile_report", "central_asia_run", "two_country", "page", "small_compiled",
+                          "fresh_process")
 _last_use: dict[str, str] = {}   # fixture name -> nodeid of the last test that uses it
 
 

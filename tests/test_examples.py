@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from nexusbayes.cli import _parser, main, verdict_line
+from nexusbayes.cli import _parser, verdict_line
 from nexusbayes.fit import fit
 from nexusbayes.inference import compile_cache
-from nexusbayes.inference import progress as progress_module
 from nexusbayes.model.build import build_model
 from nexusbayes.model.simulate import simulate
 from nexusbayes.spec.document import load_spec
+from tests.conftest import FRESH_PROCESS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -135,29 +135,20 @@ def test_every_argument_of_every_command_has_help():
     assert "quick" in README and "nexusbayes quick" in README
 
 
-@pytest.fixture
-def small_spec(tmp_path):
-    """A small simulated panel as a spec file, of a structure the doctests compile too (cached on disk)."""
-    sim = simulate(n_regions=3, n_periods=4, missing=0.1, seed=1)
-    sim.frame.to_csv(tmp_path / "data.csv", index=False)
-    path = tmp_path / "small.toml"
-    path.write_text(sim.spec.model_copy(update={"data": "data.csv"}).to_toml())
-    return path
-
-
-def test_fit_without_a_terminal_prints_progress_lines_and_ends_with_the_verdict(small_spec, tmp_path, monkeypatch,
-                                                                                  capsys):
-    monkeypatch.setattr(progress_module, "PROGRESS_SECONDS", 0.2)
-    assert not sys.stderr.isatty()   # pytest captures it
-    status = main(["fit", str(small_spec), "--out", str(tmp_path / "run"), "--draws", "100", "--tune", "100",
-                   "--chains", "2"])
-    printed = capsys.readouterr().out
-    assert status == 0    # the diagnostics fail (200 draws for ESS >= 400), but only --strict makes that an error
-    progress = re.findall(r"sampling: \d+ of 400 draws \(\d+%.*elapsed, (?:about .* left|time left not known yet)",
+def test_fit_without_a_terminal_prints_progress_lines_and_ends_with_the_verdict(hostile_cli):
+    """The session's `nexusbayes fit` of a tiny panel (tests/conftest.py ``hostile_cli``: 2 chains x 100 tuning
+    steps + 60 draws, progress lines every 0.2 s, its standard output kept) printed progress lines, said whether it
+    compiled or loaded the model as the on-disk cache had it, and ended with the verdict."""
+    status, _, _, _, printed, compiled_before = hostile_cli
+    assert not sys.stderr.isatty()   # pytest captures it: no progress bar, progress lines
+    assert status == 0    # the diagnostics fail (120 draws for ESS >= 400), but only --strict makes that an error
+    progress = re.findall(r"sampling: \d+ of 320 draws \(\d+%.*elapsed, (?:about .* left|time left not known yet)",
                           printed)
     assert progress, printed
     assert printed.rstrip().splitlines()[-1].startswith("VERDICT: FAILED ("), printed[-1500:]
-    assert "loading the compiled model" in printed   # compiled by this process's doctests or an earlier run
+    said = re.search(r"\n  (loading the compiled model|compiling the model) \(nutpie", printed)
+    assert said is not None, printed[:1500]
+    assert said.group(1) == ("loading the compiled model" if compiled_before else "compiling the model"), printed[:1500]
 
 
 def test_compiled_before_tells_a_new_structure_from_one_compiled(tmp_path, monkeypatch):
@@ -177,17 +168,15 @@ def test_compiled_before_tells_a_new_structure_from_one_compiled(tmp_path, monke
 BLAS = "could not link to a BLAS"
 
 
-def test_fit_from_python_prints_no_blas_warning():
+def test_fit_from_python_prints_no_blas_warning(fresh_process):
+    """A new Python (``-W default``) that imports nexusbayes, fits the small panel and then reads what PyTensor's
+    C backend reads (:data:`tests.conftest.FRESH_PROCESS`, shared with test_nutpie_callbacks.py) hears no BLAS."""
     trigger = "import pytensor; pytensor.config.blas__ldflags"   # what PyTensor's C backend reads, warning once
     control = subprocess.run([sys.executable, "-W", "default", "-c", trigger], capture_output=True, text=True,
                              timeout=120)
     if BLAS not in control.stderr:
         pytest.skip("PyTensor found a BLAS library here: no warning to silence")
-    script = ("import nexusbayes as nb\n"
-              "sim = nb.simulate(n_regions=3, n_periods=4, missing=0.1, seed=1)\n"
-              "nb.fit(sim.spec, sim.panel, draws=50, tune=50, chains=1, progress=False, check=False)\n"
-              + trigger.replace("; ", "\n") + "\n")
-    done = subprocess.run([sys.executable, "-W", "default", "-c", script], capture_output=True, text=True,
-                          timeout=900, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _, done = fresh_process
+    assert "nb.fit(sim.spec, sim.panel" in FRESH_PROCESS and FRESH_PROCESS.rstrip().endswith(trigger.split("; ")[1])
     assert done.returncode == 0, done.stderr[-3000:]
     assert BLAS not in done.stderr

@@ -1,10 +1,6 @@
 """nutpie's callbacks cached on disk: the numbers of the PyTensor functions they wrap, loaded by a new process."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytensor
@@ -14,16 +10,16 @@ from nexusbayes.inference import nutpie_callbacks
 from nexusbayes.inference.nutpie_callbacks import call_expand, call_logp
 from nexusbayes.model.build import build_model
 from nexusbayes.model.simulate import simulate
+from tests.conftest import SMALL
 
 # the structure test_compile_cache and the module's doctest compile too: one compile serves all three
-SIMULATION = {"n_regions": 3, "n_periods": 4, "missing": 0.1, "seed": 1}
+SIMULATION = SMALL
 
 
 @pytest.fixture(scope="module")
-def compiled():
-    """The model of one simulated panel, compiled with cached callbacks."""
-    sim = simulate(**SIMULATION)
-    return nutpie_callbacks.compile_model(build_model(sim.panel, sim.spec))
+def compiled(small_compiled):
+    """The model of one simulated panel, compiled with cached callbacks (the session's, tests/conftest.py)."""
+    return small_compiled
 
 
 def points(n_dim: int, n: int = 4) -> list[np.ndarray]:
@@ -67,27 +63,17 @@ def test_new_data_swapped_in_reach_the_callback(compiled):
     assert value == float(their_value) and grad.tobytes() == their_grad.tobytes()
 
 
-def test_a_new_process_loads_the_callbacks_from_disk(compiled):
-    """What makes a second ``nexusbayes fit`` of a structure skip the compile: no numba compile of either."""
-    ours = compiled
-    x = points(ours.n_dim, 1)[0]
-    script = textwrap.dedent(f'''
-        import json
-        import numpy as np
-        from nexusbayes.model.build import build_model
-        from nexusbayes.inference.nutpie_callbacks import call_expand, call_logp, compile_model
-        from nexusbayes.model.simulate import simulate
+def test_a_new_process_loads_the_callbacks_from_disk(compiled, fresh_process):
+    """What makes a second ``nexusbayes fit`` of a structure skip the compile: no numba compile of either.
 
-        sim = simulate(**{SIMULATION!r})
-        compiled = compile_model(build_model(sim.panel, sim.spec))
-        x = np.array({x.tolist()!r})
-        print(json.dumps({{"hits": [compiled.compiled_logp_func.cache_hits, compiled.compiled_expand_func.cache_hits],
-                           "logp": call_logp(compiled, x)[1], "expand": call_expand(compiled, x)[1].tolist()}}))
-    ''')
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    The new process is the session's :func:`tests.conftest.fresh_process`, which builds and compiles the model
+    of the same panel as a fit does and prints its callbacks' cache hits and values at ``x``.
+    """
+    ours = compiled
+    x, done = fresh_process
+    assert np.array_equal(x, points(ours.n_dim, 1)[0])
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[0])
     assert result["hits"] == [1, 1]
     assert result["logp"] == call_logp(ours, x)[1]
     np.testing.assert_array_equal(result["expand"], call_expand(ours, x)[1])
