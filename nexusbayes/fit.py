@@ -395,7 +395,8 @@ def _fit_of(tree: xr.DataTree, path: Path) -> Fit:
 def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None = None, *,
         backend: str | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
         seed: int | None = None, until_converged: bool | None = None, progress: bool = True, check: bool = True,
-        status: Callable[[str], None] | None = None, covariates: str | Path | pd.DataFrame | None = None) -> Fit:
+        status: Callable[[str], None] | None = None, covariates: str | Path | pd.DataFrame | None = None,
+        scheduler: str | None = None) -> Fit:
     """Fit a spec to data.
 
     Parameters
@@ -423,6 +424,10 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     covariates : path or DataFrame, optional
         The covariate table of the spec's ``[covariates]``; default its ``covariates.path`` (relative to
         the spec file; see :mod:`nexusbayes.data.covariates`).
+    scheduler : str, optional
+        Address of a running Dask scheduler (e.g. ``"tcp://10.0.0.5:8786"``): each chain runs as a task there,
+        with a seed of its own derived from ``seed`` (see :mod:`nexusbayes.inference.dask_chains`). nutpie,
+        fixed length.
 
     Returns
     -------
@@ -455,7 +460,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     panel = resolve_panel(spec, data, data_path, covariates=resolve_covariates(given, spec, covariates))
     for message in panel.warnings:
         warnings.warn(message, DataWarning, stacklevel=2)
-    tree = sample(Model(spec, panel), settings, progress=progress, status=status)
+    tree = sample(Model(spec, panel), settings, progress=progress, status=status, scheduler=scheduler)
     result = Fit(tree=tree, spec=spec, panel=panel)
     if check:
         result.diagnostics.warn()
