@@ -8,13 +8,17 @@ serialisation.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import dask
 import numpy as np
 import pytest
 import xarray as xr
 from arviz_stats import mcse
 
-from nexusbayes.errors import SettingsError, SpecError
+from nexusbayes.cli import main
+from nexusbayes.errors import SpecError
 from nexusbayes.fit import fit
 from nexusbayes.inference import compile_cache, dask_chains
 from nexusbayes.inference.sample import sample, sample_chain
@@ -119,7 +123,10 @@ def test_a_scheduler_is_refused_where_chains_cannot_run_as_tasks(small_model, se
         sample(small_model, spec, scheduler="tcp://127.0.0.1:9", progress=False)
 
 
-def test_an_address_where_no_scheduler_answers_is_refused_with_how_to_start_one(small_model):
-    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), \
-            pytest.raises(SettingsError, match=r"no Dask scheduler answered at 'tcp://127.0.0.1:9'.*dask scheduler"):
-        sample(small_model, SamplerSpec(**SETTINGS), scheduler="tcp://127.0.0.1:9", progress=False)
+def test_fit_command_with_an_address_where_no_scheduler_answers_says_how_to_start_one(tmp_path, capsys):
+    spec = Path(__file__).resolve().parents[2] / "models" / "kyrgyzstan.toml"
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        status = main(["fit", str(spec), "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "run")])
+    assert status == 2
+    assert re.search(r"no Dask scheduler answered at 'tcp://127.0.0.1:9'.*dask scheduler", capsys.readouterr().err)
+    assert not (tmp_path / "run").exists()
