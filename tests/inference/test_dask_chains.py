@@ -19,9 +19,10 @@ from arviz_stats import mcse
 
 from nexusbayes.cli import main
 from nexusbayes.errors import SpecError
-from nexusbayes.fit import fit
+from nexusbayes.fit import fit, load
 from nexusbayes.inference import compile_cache, dask_chains
 from nexusbayes.inference.sample import sample, sample_chain
+from nexusbayes.report.header import run_facts
 from nexusbayes.spec.sections import SamplerSpec
 from tests.conftest import RECOVERY_SEEDS
 
@@ -83,6 +84,16 @@ def test_the_joined_tree_is_the_local_runs_shape_with_its_checks_and_groups(twin
     assert attrs["seconds_compile"] >= 0 and attrs["seconds_sampling"] > 0
     assert sum(line.startswith("chain ") for line in lines) == 4     # a line per finished chain
     assert set(there.diagnostics.table.index) == set(here.diagnostics.table.index)
+    assert attrs["scheduler"] in run_facts(there)[0]["chains run"]
+
+
+@ONE_RECOVERY_FIT
+def test_a_fit_whose_chains_ran_on_the_cluster_saves_and_loads_with_their_seeds_and_workers(twin, tmp_path):
+    there = twin[1]
+    there.save(tmp_path / "fit.nc")
+    back = load(tmp_path / "fit.nc")
+    for key in ("chain_seeds", "chain_workers", "chain_seconds_sampling", "scheduler"):
+        assert np.asarray(back.tree.attrs[key]).tolist() == np.asarray(there.tree.attrs[key]).tolist(), key
 
 
 def test_a_chains_draws_depend_only_on_the_seed_and_its_index(small_model, cluster):
