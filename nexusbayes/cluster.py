@@ -49,7 +49,9 @@ def connect(scheduler: str | None = None, n_workers: int = 2, *, worker_deaths: 
             yield client
         return
     with dask.config.set({"distributed.scheduler.allowed-failures": worker_deaths}):   # read when the scheduler starts
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        # no dashboard; the scheduler's HTTP endpoint on a free port (8787 may be another cluster's: a warning)
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               scheduler_kwargs={"dashboard_address": ":0"})
     with cluster, Client(cluster) as client:
         yield client
 

@@ -33,7 +33,9 @@ SETTINGS = {"draws": 100, "tune": 100, "chains": 2, "seed": 11}
 def cluster():
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as local:
+    # no dashboard, and the scheduler's HTTP endpoint on a free port (its default, 8787, may be another cluster's)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
+                      scheduler_kwargs={"dashboard_address": ":0"}) as local:
         yield local
 
 
