@@ -109,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--until-converged", action="store_true", default=None,
                    help="sample until R-hat and ESS pass, checked every [sampler] check_every draws; --draws is "
                         "then the most per chain (default from the spec: off)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run each chain as a task on the Dask scheduler at ADDRESS, e.g. tcp://10.0.0.5:8786 "
+                        "(each chain with a seed of its own; default: every chain on this machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress lines in logs)")
     p.add_argument("--strict", action="store_true", help="exit with status 3 when a diagnostic fails")
     p.add_argument("--forecast", type=FORECAST, default=FORECAST_PERIODS, metavar="K", help=FORECAST_HELP)
@@ -253,7 +256,8 @@ def _fit(args) -> int:
             warnings.simplefilter("always", SamplingWarning)
             result = fit(args.spec, data_path if args.data else None, backend=args.backend, draws=args.draws,
                          tune=args.tune, chains=args.chains, seed=args.seed, until_converged=args.until_converged,
-                         progress=not args.no_progress, status=lambda message: print(f"  {message}", flush=True))
+                         progress=not args.no_progress, scheduler=args.scheduler,
+                         status=lambda message: print(f"  {message}", flush=True))
         print(summary_text(result))
         check = _forecast_check(args) if args.forecast_check else None
         print(f"\nBuilding the report; {out}/ is replaced only when everything is written ...", flush=True)

@@ -398,7 +398,8 @@ def _fit_of(tree: xr.DataTree, path: Path) -> Fit:
 def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None = None, *,
         backend: str | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
         seed: int | None = None, until_converged: bool | None = None, progress: bool = True, check: bool = True,
-        status: Callable[[str], None] | None = None, covariates: str | Path | pd.DataFrame | None = None) -> Fit:
+        status: Callable[[str], None] | None = None, covariates: str | Path | pd.DataFrame | None = None,
+        scheduler: str | None = None) -> Fit:
     """Fit a spec to data.
 
     Parameters
@@ -426,6 +427,10 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     covariates : path or DataFrame, optional
         The covariate table of the spec's ``[covariates]``; default its ``covariates.path`` (relative to
         the spec file; see :mod:`nexusbayes.data.covariates`).
+    scheduler : str, optional
+        Address of a running Dask scheduler (e.g. ``"tcp://10.0.0.5:8786"``): each chain runs as a task there,
+        with a seed of its own derived from ``seed`` (see :mod:`nexusbayes.inference.dask_chains`). nutpie,
+        fixed length.
 
     Returns
     -------
@@ -458,7 +463,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
     panel = resolve_panel(spec, data, data_path, covariates=resolve_covariates(given, spec, covariates))
     for message in panel.warnings:
         warnings.warn(message, DataWarning, stacklevel=2)
-    tree = sample(Model(spec, panel), settings, progress=progress, status=status)
+    tree = sample(Model(spec, panel), settings, progress=progress, status=status, scheduler=scheduler)
     if isinstance(data, str | Path | list) and spec.data_path is not None:    # not the file(s) the spec names
         tree.attrs[DATA_GIVEN_ATTR] = f"{panel.source}, in place of the spec's data = {spec.data_path!r}"
     result = Fit(tree=tree, spec=spec, panel=panel)

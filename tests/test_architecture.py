@@ -20,7 +20,7 @@ PACKAGE = ROOT / "nexusbayes"
 #: The layers, lowest first: a module's layer is that of the longest prefix of its name listed here.
 LAYERS = [
     ("nexusbayes", "nexusbayes.errors", "nexusbayes.constants"),   # the package's names are imported lazily
-    ("nexusbayes.interrupts", "nexusbayes.files", "nexusbayes.outputs"),
+    ("nexusbayes.interrupts", "nexusbayes.files", "nexusbayes.outputs", "nexusbayes.cluster"),
     ("nexusbayes.spec",),
     ("nexusbayes.data",),
     ("nexusbayes.model",),

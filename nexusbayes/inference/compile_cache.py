@@ -122,9 +122,18 @@ def _lookup(key: str, values: dict[str, np.ndarray]):
         compiled = _CACHE.get(key)
         if compiled is not None:
             _CACHE.move_to_end(key)
-    if compiled is None or not _fits(compiled, values):
+    if compiled is None:
+        return None
+    # only what the compiled functions read: a container only forward sampling uses (a heap's inflated values)
+    # is not in them, and its value cannot change the draws
+    values = {name: value for name, value in values.items() if name in _container_names(compiled)}
+    if not _fits(compiled, values):
         return None
     return compiled.with_data(**values)
+
+
+def _container_names(compiled) -> set[str]:
+    return {var.name for var in compiled.shared_var_keys}
 
 
 def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec, salt: str = ""):

@@ -10,7 +10,9 @@ Examples
 --------
 >>> from nexusbayes.model.build import Model
 >>> from nexusbayes.model.simulate import simulate
->>> from nexusbayes.spec.sections import SamplerSpec
+>>> from nexusbayes.spec.document import Spec
+from nexusbayes.spec.document import Spec
+from nexusbayes.spec.sections import SamplerSpec
 >>> sim = simulate(n_regions=3, n_periods=3, seed=2)
 >>> tree = sample(Model(sim.spec, sim.panel), SamplerSpec(draws=100, tune=100, chains=2),
 ...               progress=False)  # doctest: +SKIP
@@ -18,6 +20,7 @@ Examples
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from importlib.metadata import version
@@ -27,12 +30,14 @@ import pymc as pm
 import xarray as xr
 
 from nexusbayes import interrupts
-from nexusbayes.errors import Interrupted, SamplingError, SpecError
-from nexusbayes.inference import compile_cache, run_length
+from nexusbayes.data.panel import Panel
+from nexusbayes.errors import Interrupted, SamplingError, SettingsError, SpecError
+from nexusbayes.inference import compile_cache, dask_chains, run_length
 from nexusbayes.inference.progress import ProgressLines, shows_a_bar
 from nexusbayes.model.build import Model
 from nexusbayes.model.predict import single_precision
 from nexusbayes.model.roles import TREE_ATTR
+from nexusbayes.spec.document import Spec
 from nexusbayes.spec.sections import SamplerSpec
 
 #: The samplers :func:`sample` runs: nutpie (the default), PyMC's NUTS, and numpyro through PyMC (benchmarks).
@@ -42,7 +47,7 @@ BACKENDS = ("nutpie", "pymc", "numpyro")
 def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
            status: Callable[[str], None] | None = None, values: dict[str, np.ndarray] | None = None,
            predictions: bool = True, backend: str | None = None, sampler_options: dict | None = None,
-           gates: run_length.Gates | None = None) -> xr.DataTree:
+           gates: run_length.Gates | None = None, scheduler: str | None = None) -> xr.DataTree:
     """Sample ``model`` with ``settings``: the one sampling path of the package.
 
     Parameters
@@ -69,6 +74,9 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
         ``save_warmup=True``; benchmarks).
     gates : run_length.Gates, optional
         What ``settings.until_converged`` waits for; default the diagnostics' thresholds (tests lower them).
+    scheduler : str, optional
+        Address of a running Dask scheduler: each chain is a task there (:mod:`.dask_chains`), sampled with
+        its own seed (:func:`.dask_chains.chain_seed`). nutpie only, fixed length.
 
     Returns
     -------
@@ -80,12 +88,17 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
         library versions and the roles registry. ``draws`` is the draws kept per chain; a run with
         ``until_converged`` also records ``draws_cap``, ``check_every``, ``stopped_by`` (``"gates"`` or
         ``"cap"``) and ``seconds_checks`` (of ``seconds_sampling``; see :mod:`nexusbayes.inference.run_length`).
+        A run with ``scheduler`` records the chains' seeds and workers (see :func:`.dask_chains.sample_chains`);
+        its ``seconds_compile`` is the longest of the workers' and ``seconds_sampling`` the rest of the run.
 
     Raises
     ------
     SpecError
         When the draws would not fit in memory (:func:`check_memory`), or ``values`` or ``until_converged``
-        are given to another backend than nutpie.
+        are given to another backend than nutpie, or ``scheduler`` with ``values``, ``until_converged`` or
+        another backend.
+    SettingsError
+        When no Dask scheduler answers at ``scheduler``.
     SamplingError
         When the sampler cannot start or stops with an error, or the posterior holds non-finite draws.
     Interrupted
@@ -100,12 +113,19 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     if settings.until_converged and backend != "nutpie":
         raise SpecError(f"sampler settings: until_converged stops nutpie's sampler when the diagnostics pass; the "
                         f"{backend} backend samples a fixed length: use the nutpie backend or until_converged = false")
+    if scheduler is not None and (backend != "nutpie" or values is not None or settings.until_converged):
+        raise SpecError("chains on a Dask cluster (scheduler=...) run nutpie for a fixed number of draws on the "
+                        "spec's data: leave out the scheduler, or use the nutpie backend with until_converged = false")
     check_memory(model, settings, predictions)
     say = status or (lambda message: None)
     start = time.perf_counter()
-    compile_source, run = "compiled", None
+    compile_source, run, cluster = "compiled", None, {}
     try:
-        if backend == "nutpie":
+        if scheduler is not None:
+            tree, cluster = dask_chains.sample_chains(model, settings, scheduler, sample_chain,
+                                                      {"save_warmup": False, **options}, say)
+            compile_source, compiled_at = cluster["compile_source"], start + cluster["seconds_compile"]
+        elif backend == "nutpie":
             compiled, compile_source = _compiled(model, values, say)
             interrupts.check()   # a signal whose exception a compiler callback swallowed
             compiled_at = time.perf_counter()
@@ -123,6 +143,8 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
                                  random_seed=settings.seed, target_accept=settings.target_accept,
                                  progressbar=progress, compute_convergence_checks=False,
                                  nuts_sampler=backend, **options)
+    except (SettingsError, SpecError):
+        raise
     except Exception as exc:
         raise SamplingError(start_failure(model, backend, exc)) from exc
     interrupts.check()
@@ -142,7 +164,7 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
         "seed": settings.seed, "target_accept": settings.target_accept,
         "adaptation": settings.adaptation if backend == "nutpie" else f"{backend} (jitter+adapt_diag)",
         **{f"version_{lib}": version(lib) for lib in ("pymc", "arviz", "nutpie", "numpy", "xarray")},
-        TREE_ATTR: model.roles.to_attr(),
+        TREE_ATTR: model.roles.to_attr(), **{k: v for k, v in cluster.items() if k != "seconds_compile"},
     })
     if run:
         tree.attrs.update({"draws_cap": settings.draws, "check_every": settings.check_every,
@@ -174,6 +196,59 @@ def _compiled(model: Model, values: dict[str, np.ndarray] | None, say: Callable[
             raise ValueError(f"the values do not fit their data containers: {overflow}")
         compiled = compiled.with_data(**values)
     return compiled, source
+
+
+_COMPILING = threading.Lock()
+
+
+def sample_chain(spec: dict, panel: Panel, sampler: dict, seed: int, options: dict) -> dict:
+    """Sample one chain where it is called (a Dask worker): the task of :func:`.dask_chains.sample_chains`.
+
+    Parameters
+    ----------
+    spec : dict
+        The spec (:meth:`~nexusbayes.spec.document.Spec.to_dict`); the model is built from it and ``panel``,
+        then loaded or compiled through :mod:`.compile_cache` (one compile at a time in a process: a second
+        chain on the same worker waits and reuses it).
+    panel : Panel
+    sampler : dict
+        The :class:`~nexusbayes.spec.sections.SamplerSpec` fields: draws, tune, target_accept, adaptation.
+    seed : int
+        This chain's seed.
+    options : dict
+        Further keyword arguments of ``nutpie.sample``.
+
+    Returns
+    -------
+    dict
+        ``groups`` (:func:`.dask_chains.chain_groups` of the chain's tree, tidied as :func:`sample` tidies),
+        ``compile_source``, ``seconds_compile``, ``seconds_sampling``, ``divergences`` and ``worker`` (its
+        address, or ``"local"`` outside a worker).
+    """
+    import nutpie
+
+    start = time.perf_counter()
+    settings = SamplerSpec(**sampler)
+    model = Model(Spec.from_dict(spec, source="the spec sent to a Dask worker"), panel)
+    with _COMPILING:
+        compiled, source = compile_cache.compile_nutpie(model.pymc, panel, model.spec)
+    compiled_at = time.perf_counter()
+    tree = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=1, seed=seed,
+                         progress_bar=False, target_accept=settings.target_accept, adaptation=settings.adaptation,
+                         **options)
+    tree = _tidy(tree, keep_warmup=bool(options.get("save_warmup")))
+    return {"groups": dask_chains.chain_groups(tree), "compile_source": source,
+            "seconds_compile": compiled_at - start, "seconds_sampling": time.perf_counter() - compiled_at,
+            "divergences": int(tree["sample_stats"]["diverging"].sum()), "worker": _worker_address()}
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except ValueError:   # not on a Dask worker
+        return "local"
 
 
 def _nutpie(compiled, settings: SamplerSpec, progress: bool, status, say, options: dict) -> xr.DataTree:

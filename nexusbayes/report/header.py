@@ -51,7 +51,11 @@ def run_facts(fit: Fit) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
         "mass-matrix adaptation": str(attrs.get("adaptation", "unknown")),
         "seed": str(attrs.get("seed")),
         "compile time (s)": f"{float(attrs.get('seconds_compile', np.nan)):.1f}",
-        "compiled model": compile_cache.SOURCES.get(str(attrs.get("compile_source")), "not recorded"),
+        "compiled model": compile_cache.SOURCES.get(str(attrs.get("compile_source")), "not recorded")
+        + (" (the slowest Dask worker's)" if "scheduler" in attrs else ""),
+        **({"chains run": f"as tasks on the Dask cluster at {attrs['scheduler']}, each with its own seed "
+                          f"({', '.join(map(str, np.atleast_1d(attrs.get('chain_seeds', []))))})"}
+           if "scheduler" in attrs else {}),
         "sampling time (s)": f"{float(attrs.get('seconds_sampling', np.nan)):.1f}",
         "post-processing time (s)": f"{float(attrs.get('seconds_postprocess', np.nan)):.1f}",
         "credible intervals": f"{CI_PROB:.0%} equal-tailed",

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nexusbayes.errors import OutputExistsError, SpecError, check_count
+from nexusbayes.cluster import check_workers, connect  # noqa: F401 (check_workers: the workflows' import)
+from nexusbayes.errors import OutputExistsError, SpecError
 from nexusbayes.files import atomic_write
 
 #: The record of a finished job, and of a failed one, in its folder.
@@ -140,41 +141,6 @@ def _jsonable(obj):
 
 
 # ---- client side -----------------------------------------------------------------------------------
-@contextlib.contextmanager
-def connect(scheduler: str | None = None, n_workers: int = 2, *, worker_deaths: int = 2) -> Iterator:
-    """A Dask client: on a new local cluster (``scheduler=None``) or on a running scheduler.
-
-    Parameters
-    ----------
-    scheduler : str, optional
-        Address of a running scheduler, e.g. ``"tcp://10.0.0.5:8786"``. Default: start a
-        :class:`distributed.LocalCluster` of ``n_workers`` processes with one thread each, closed on exit.
-    n_workers : int
-        Worker processes of the local cluster.
-    worker_deaths : int
-        Local cluster only: a task whose worker dies is run again, until it has killed
-        ``worker_deaths + 1`` workers; then it fails with ``KilledWorker`` (distributed's
-        ``scheduler.allowed-failures``). A running scheduler uses its own setting (default 3).
-
-    Examples
-    --------
-    >>> with connect(n_workers=2) as client:  # doctest: +SKIP
-    ...     print(client.run(lambda: __import__("nexusbayes").__file__))
-    """
-    import dask
-    from distributed import Client, LocalCluster
-
-    check_workers(n_workers, worker_deaths)
-    if scheduler is not None:
-        with Client(scheduler) as client:
-            yield client
-        return
-    with dask.config.set({"distributed.scheduler.allowed-failures": worker_deaths}):   # read when the scheduler starts
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
-    with cluster, Client(cluster) as client:
-        yield client
-
-
 def run_jobs(jobs: Iterable[Job], out_dir: str | Path, *, scheduler: str | None = None, n_workers: int = 2,
              progress: bool = True, worker_deaths: int = 2, what: str = "job",
              status: Callable[[str], None] | None = None) -> dict[str, dict]:
@@ -382,19 +348,3 @@ def _write(job_dir: Path, job: Job, record: dict) -> dict:
         atomic_write(job_dir / ERROR_FILE, lambda tmp: Path(tmp).write_text(
             json.dumps(_jsonable(stored), indent=1), encoding="utf-8"))
     return stored
-
-
-# ---- command-line helpers ------------------------------------------------------------------------
-def check_workers(n_workers: int, worker_deaths: int = 0) -> None:
-    """Refuse a local cluster of no workers (it would wait for one forever) or a negative ``worker_deaths``.
-
-    Examples
-    --------
-    >>> check_workers(0)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    nexusbayes.errors.SettingsError: n_workers (--workers) must be a whole number >= 1, got 0: ... waits forever
-    """
-    check_count("n_workers (--workers)", n_workers, 1,
-                why=": a cluster without workers runs nothing and waits forever")
-    check_count("worker_deaths", worker_deaths, 0)

@@ -101,3 +101,22 @@ def test_values_that_do_not_fit_the_compiled_dtype_are_compiled_anew(fits, two_d
     assert compile_cache._fits(compiled, values)
     values["data_negbin"] = values["data_negbin"].astype(np.int64) + 2**40
     assert not compile_cache._fits(compiled, values)
+
+
+def test_a_container_the_compiled_functions_do_not_read_does_not_stop_the_reuse():
+    """A heap's inflated values serve forward sampling only: nutpie's compiled model holds no copy of them."""
+
+    class Compiled:     # a stand-in for nutpie's compiled model: its containers and with_data
+        shared_var_keys = {type("Var", (), {"name": "y"})(): "y"}
+        shared_data = {"y": np.zeros(3)}
+
+        def with_data(self, **values):
+            return sorted(values)
+
+    key = "stand-in"
+    compile_cache._CACHE[key] = Compiled()
+    try:
+        assert compile_cache._lookup(key, {"y": np.ones(3), "heap_value_negbin": np.ones(2, int)}) == ["y"]
+        assert compile_cache._lookup(key, {"y": np.ones((3, 1))}) is None      # another rank: compiled anew
+    finally:
+        compile_cache._CACHE.pop(key)
