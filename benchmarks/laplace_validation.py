@@ -59,7 +59,13 @@ def _agreement(approx: np.ndarray, full: np.ndarray, truth: np.ndarray | None = 
     varies = sd > 0                                 # centred normal items have intercept 0 in every draw
     a, f, sd = a[:, varies], f[:, varies], sd[varies]
     z = np.abs(a.mean(axis=0) - f.mean(axis=0)) / sd
+    # Monte Carlo error alone moves the two means apart by about sqrt(1/ess_a + 1/ess_f) SDs
+    ess = [np.array([float(az.ess(d.reshape(d.shape[0], d.shape[1], -1)[:, :, i])) for i in np.flatnonzero(varies)])
+           for d in (approx, full)]
+    noise = np.sqrt(1 / ess[0] + 1 / ess[1])
     out = {"max_mean_diff_sd": round(float(z.max()), 3), "share_within_0.1": round(float((z <= 0.1).mean()), 3),
+           "mc_noise_sd_median": round(float(np.median(noise)), 3),
+           "share_within_2_noise": round(float((z <= 2 * noise).mean()), 3),
            "sd_ratio_min": round(float((a.std(axis=0) / sd).min()), 3),
            "sd_ratio_max": round(float((a.std(axis=0) / sd).max()), 3)}
     if truth is not None:
