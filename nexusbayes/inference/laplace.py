@@ -59,6 +59,9 @@ class EmbeddedLaplace:
     latent : dict
         Value variable name -> the number of its leading (flattened) entries that are latent (``None``:
         all of them). Every other entry of every value variable is in ``phi``.
+    compile_mode : str, optional
+        PyTensor's compilation mode for the functions (``"FAST_COMPILE"`` skips the C compilation: slower
+        calls, compiled in seconds).
 
     Examples
     --------
@@ -74,6 +77,7 @@ class EmbeddedLaplace:
 
     model: pm.Model
     latent: dict
+    compile_mode: str | None = None
     counts: Counts = field(default_factory=Counts)
 
     def __post_init__(self):
@@ -106,9 +110,10 @@ class EmbeddedLaplace:
         w = pt.vector("w")
         cross = pt.grad((w * gx).sum(), phi)
         self._x, self._phi, self._replace = x, phi, replace
-        self._newton = pytensor.function([x, phi], [f, gx, hess], trust_input=True)
-        self._parts = pytensor.function([x, phi, held], [gphi, dlogdet_x, dlogdet_phi], trust_input=True)
-        self._cross = pytensor.function([x, phi, w], cross, trust_input=True)
+        self._newton = pytensor.function([x, phi], [f, gx, hess], trust_input=True, mode=self.compile_mode)
+        self._parts = pytensor.function([x, phi, held], [gphi, dlogdet_x, dlogdet_phi], trust_input=True,
+                                        mode=self.compile_mode)
+        self._cross = pytensor.function([x, phi, w], cross, trust_input=True, mode=self.compile_mode)
 
     # --- layout ---------------------------------------------------------------------------------------
     def split(self, point: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +143,7 @@ class EmbeddedLaplace:
         return [f"{name}[{i}]" for name, shape, k, _, _ in self._layout for i in range(k, int(np.prod(shape)))]
 
     # --- the approximation ------------------------------------------------------------------------------
-    def mode(self, phi: np.ndarray, x0: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    def conditional_mode(self, phi: np.ndarray, x0: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
         """Conditional mode ``x*`` by damped Newton from ``x0``: (x*, f, H, Cholesky factor of -H)."""
         t0 = time.process_time()
         x = x0.copy()
@@ -176,7 +181,7 @@ class EmbeddedLaplace:
         Returns (value, gradient or None, x*, chol).
         """
         self.counts.marginal += 1
-        x, f, _h, chol = self.mode(phi, x0)
+        x, f, _h, chol = self.conditional_mode(phi, x0)
         logdet = 2.0 * np.log(np.diag(chol)).sum()
         value = f + 0.5 * self.n_latent * np.log(2 * np.pi) - 0.5 * logdet
         if not gradient:
@@ -197,7 +202,7 @@ class EmbeddedLaplace:
         """A function (x, phi) -> the model's variables ``names`` (values on their own scale)."""
         outputs = self.model.replace_rvs_by_values([self.model[n] for n in names])
         outputs = graph_replace(outputs, self._replace)
-        fn = pytensor.function([self._x, self._phi], outputs, on_unused_input="ignore")
+        fn = pytensor.function([self._x, self._phi], outputs, on_unused_input="ignore", mode=self.compile_mode)
         return lambda x, phi: dict(zip(names, fn(x, phi), strict=True))
 
 
@@ -220,7 +225,7 @@ def nutpie_model(laplace: EmbeddedLaplace, names: list[str]):
 
     values = laplace.deterministics(names)
     x_start, phi_start = laplace.start
-    x_start, _, _, _ = laplace.mode(phi_start, x_start)
+    x_start, _, _, _ = laplace.conditional_mode(phi_start, x_start)
     shapes = {n: np.shape(v) for n, v in values(x_start, phi_start).items()}
 
     def make_logp_fn():
