@@ -24,6 +24,7 @@ import arviz as az
 import numpy as np
 
 from nexusbayes.inference.laplace import EmbeddedLaplace, nutpie_model
+from nexusbayes.inference.sample import sample_compiled
 from nexusbayes.model.build import Model
 from nexusbayes.model.simulate import simulate
 from nexusbayes.spec.document import Spec
@@ -96,8 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     compiled = nutpie.compile_pymc_model(model)
     record["nuts_compile_cpu"] = round(_cpu() - cpu, 1)
     cpu, wall = _cpu(), time.time()
-    full = nutpie.sample(compiled, draws=args.draws, tune=args.draws, chains=2, seed=args.seed, cores=1,
-                         progress_bar=False)
+    full = sample_compiled(compiled, draws=args.draws, tune=args.draws, chains=2, seed=args.seed)
     stats = full.sample_stats
     record["nuts"] = {"cpu": round(_cpu() - cpu, 1), "wall": round(time.time() - wall, 1),
                       "grad_evals": int(stats["n_steps"].sum()), "divergences": int(stats["diverging"].sum()),
@@ -110,8 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     approx_model = nutpie_model(laplace, names)
     record["laplace_compile_cpu"] = round(_cpu() - cpu, 1)
     cpu, wall = _cpu(), time.time()
-    approx = nutpie.sample(approx_model, draws=args.draws, tune=args.draws, chains=2, seed=args.seed, cores=1,
-                           progress_bar=False)
+    approx = sample_compiled(approx_model, draws=args.draws, tune=args.draws, chains=2, seed=args.seed)
     stats = approx.sample_stats
     counts = laplace.counts
     record["laplace"] = {"cpu": round(_cpu() - cpu, 1), "wall": round(time.time() - wall, 1),
