@@ -218,8 +218,8 @@ def nutpie_model(laplace: EmbeddedLaplace, names: list[str]):
     """A nutpie model (from Python functions) of ``phi`` under the approximate marginal.
 
     Its draws hold ``phi`` and the model's variables ``names``, these computed from a draw of the latent
-    values from their conditional Gaussian at each draw of ``phi``. Sampling it (``nutpie.sample(...,
-    cores=1)``: the functions hold the last mode per chain) is left to the caller.
+    values from their conditional Gaussian at each draw of ``phi``. Sample it with
+    :func:`nexusbayes.inference.sample.sample_compiled` (one core: the functions hold the last mode per chain).
     """
     from nutpie.compiled_pyfunc import from_pyfunc
 
