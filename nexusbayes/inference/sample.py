@@ -449,3 +449,15 @@ def non_finite(tree: xr.DataTree) -> list[str]:
         if n_nan or n_inf:
             bad.append(f"{name}: {n_nan} NaN, {n_inf} infinite of {values.size}")
     return bad
+
+
+def sample_compiled(compiled, *, draws: int, tune: int, chains: int, seed: int) -> xr.DataTree:
+    """Sample an already compiled nutpie model on one core, without the checks of :func:`sample`: its raw trace.
+
+    For experiments that compare samplers on models built outside :class:`~nexusbayes.model.build.Model`
+    (the embedded Laplace approximation's, :func:`nexusbayes.inference.laplace.nutpie_model`, whose Python
+    functions keep state per chain, hence one core), so that they too sample here.
+    """
+    import nutpie
+
+    return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, cores=1, progress_bar=False)
