@@ -28,7 +28,7 @@ import xarray as xr
 
 from nexusbayes import interrupts
 from nexusbayes.errors import Interrupted, SamplingError, SpecError
-from nexusbayes.inference import compile_cache, run_length
+from nexusbayes.inference import compile_cache, run_length, warm_start
 from nexusbayes.inference.progress import ProgressLines, shows_a_bar
 from nexusbayes.model.build import Model
 from nexusbayes.model.predict import single_precision
@@ -103,12 +103,18 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     check_memory(model, settings, predictions)
     say = status or (lambda message: None)
     start = time.perf_counter()
-    compile_source, run = "compiled", None
+    compile_source, run, init_attrs = "compiled", None, {}
     try:
         if backend == "nutpie":
             compiled, compile_source = _compiled(model, values, say)
             interrupts.check()   # a signal whose exception a compiler callback swallowed
             compiled_at = time.perf_counter()
+            if settings.init == "advi":
+                say(f"fitting ADVI on the compiled model for the chains' starts ({settings.init_iterations} "
+                    "iterations) ...")
+                approx = warm_start.compiled_advi(compiled, n=settings.init_iterations, seed=settings.seed)
+                compiled = warm_start.started_from(compiled, approx.mean, approx.std)
+                init_attrs = {"init_evaluations": approx.evaluations, "seconds_init": time.perf_counter() - compiled_at}
             options = {"save_warmup": False, **options}
             if settings.until_converged:
                 run = _nutpie_by_need(compiled, settings, progress, status, say, options, model, gates)
@@ -139,7 +145,7 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
         "seconds_compile": compiled_at - start, "seconds_sampling": sampled_at - compiled_at,
         "seconds_postprocess": done - sampled_at, "compile_source": compile_source, "sampler": backend,
         "draws": run.draws if run else settings.draws, "tune": settings.tune, "chains": settings.chains,
-        "seed": settings.seed, "target_accept": settings.target_accept,
+        "seed": settings.seed, "target_accept": settings.target_accept, "init": settings.init, **init_attrs,
         "adaptation": settings.adaptation if backend == "nutpie" else f"{backend} (jitter+adapt_diag)",
         **{f"version_{lib}": version(lib) for lib in ("pymc", "arviz", "nutpie", "numpy", "xarray")},
         TREE_ATTR: model.roles.to_attr(),
