@@ -80,6 +80,8 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
         library versions and the roles registry. ``draws`` is the draws kept per chain; a run with
         ``until_converged`` also records ``draws_cap``, ``check_every``, ``stopped_by`` (``"gates"`` or
         ``"cap"``) and ``seconds_checks`` (of ``seconds_sampling``; see :mod:`nexusbayes.inference.run_length`).
+        ``init`` is the chains' starts (``settings.init``); with ``"advi"`` also ``init_evaluations`` and
+        ``seconds_init`` (of ``seconds_sampling``; see :mod:`nexusbayes.inference.warm_start`).
 
     Raises
     ------
