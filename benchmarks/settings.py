@@ -3,8 +3,10 @@
 Each SETTING is ``TARGET_ACCEPT:ADAPTATION[:KEY=VALUE,...]`` (e.g. ``0.8:draw_diag``, ``0.9:diag``,
 ``0.8:low_rank:tune=800,mass_matrix_eigval_cutoff=100``): the options are nutpie's settings
 (``mass_matrix_eigval_cutoff``, ``mass_matrix_gamma``, ``maxdepth``, ...), plus ``tune`` (this setting's
-warm-up) and ``init=advi`` (chains start at draws from mean-field ADVI, ``init_n`` iterations, default
-5000: :mod:`nexusbayes.inference.warm_start`). The model of
+warm-up), ``chains`` and ``draws`` (this setting's), ``init=advi`` (the spec's ``[sampler] init = "advi"``: chains
+start at draws from mean-field ADVI fitted on the compiled model, ``init_n`` iterations, default 2000) and
+``init=pymc_advi`` (PyMC's own ADVI, ``pm.fit``, which compiles a second function; ``init_n`` default 5000:
+:mod:`nexusbayes.inference.warm_start`). The model of
 SIZE (see :mod:`benchmarks.cases`) is compiled once and sampled once per setting with the same seed,
 so the runs differ only in the setting; one JSON line per setting: sampling seconds, min bulk ESS
 over every posterior element, ESS per second, max R-hat, divergences, leapfrog steps per draw, the
@@ -76,13 +78,17 @@ def compare(size: str, settings: list[tuple[float, str, dict]], draws: int = DEF
     compile_s = None
     for target, adaptation, extra in settings:
         extra = dict(extra)
-        run_tune, init, init_n = extra.pop("tune", tune), extra.pop("init", None), extra.pop("init_n", 5000)
+        run_tune, init, init_n = extra.pop("tune", tune), extra.pop("init", None), extra.pop("init_n", None)
+        run_chains, run_draws = extra.pop("chains", chains), extra.pop("draws", draws)
         load_before, cpu0 = _load(), time.process_time()
         start = time.perf_counter()
         init_s = 0.0
         patch = mock.patch.object(sample_module, "_compiled", sample_module._compiled)
-        if init == "advi":   # starts drawn from ADVI: its time counts (compiling PyMC's C function included)
-            mean, std = warm_start.advi_start(model.pymc, n=init_n, seed=seed)
+        spec_init = {}
+        if init == "advi":   # the spec's option: ADVI on the compiled model, inside sample()
+            spec_init = {"init": "advi", "init_iterations": init_n or DEFAULTS.init_iterations}
+        elif init == "pymc_advi":   # starts drawn from PyMC's ADVI: its time counts (its C function's compile too)
+            mean, std = warm_start.advi_start(model.pymc, n=init_n or 5000, seed=seed)
             init_s = time.perf_counter() - start
             plain = sample_module._compiled
 
@@ -91,10 +97,10 @@ def compare(size: str, settings: list[tuple[float, str, dict]], draws: int = DEF
                 return warm_start.started_from(compiled, mean, std), source
             patch = mock.patch.object(sample_module, "_compiled", _compiled)
         elif init is not None:
-            raise ValueError(f"init={init!r}: only init=advi is known")
-        run = case.spec.sampler.model_copy(update={"draws": draws, "tune": run_tune, "chains": chains, "seed": seed,
-                                                    "target_accept": target, "adaptation": adaptation,
-                                                    "backend": "nutpie"})
+            raise ValueError(f"init={init!r}: only init=advi and init=pymc_advi are known")
+        run = case.spec.sampler.model_copy(update={"draws": run_draws, "tune": run_tune, "chains": run_chains,
+                                                    "seed": seed, "target_accept": target, "adaptation": adaptation,
+                                                    "backend": "nutpie", **spec_init})
         with patch:
             tree = sample(model, run, progress=False, predictions=False,
                           sampler_options={"save_warmup": run_tune > 0, **extra})
@@ -107,14 +113,17 @@ def compare(size: str, settings: list[tuple[float, str, dict]], draws: int = DEF
         steps = int(tree["sample_stats"]["n_steps"].sum())
         warmup = int(tree["warmup_sample_stats"]["n_steps"].sum()) if run_tune > 0 else 0
         record = convergence(tree, seconds, seconds, diag)
+        init_evals = int(tree.attrs.get("init_evaluations", 0))
+        init_s = float(tree.attrs.get("seconds_init", init_s))
         yield {"size": size, "target_accept": target, "adaptation": adaptation, "options": extra, "init": init,
-               "seed": seed, "draws": draws, "tune": run_tune, "chains": chains, "compile_s": round(compile_s, 1),
-               "init_s": round(init_s, 1), "sampling_s": round(seconds, 1), "cpu_s": round(cpu, 1),
+               "seed": seed, "draws": run_draws, "tune": run_tune, "chains": run_chains,
+               "compile_s": round(compile_s, 1), "init_s": round(init_s, 1), "init_evals": init_evals,
+               "sampling_s": round(seconds, 1), "cpu_s": round(cpu, 1),
                "load": [load_before, _load()], **record,
                "warmup_steps": warmup, "warmup_share": round(warmup / (warmup + steps), 3),
-               "warmup_steps_per_draw": round(warmup / max(run_tune * chains, 1), 1),
-               "grad_evals": warmup + steps,
-               "ess_per_1000_grad": round(1000 * record["min_ess_bulk"] / (warmup + steps), 3),
+               "warmup_steps_per_draw": round(warmup / max(run_tune * run_chains, 1), 1),
+               "grad_evals": warmup + steps + init_evals,
+               "ess_per_1000_grad": round(1000 * record["min_ess_bulk"] / (warmup + steps + init_evals), 3),
                "step_size": round(float(tree["sample_stats"]["step_size"].mean()), 4),
                "slowest": {name: round(float(v), 1) for name, v in slowest.items()}}
 

@@ -32,7 +32,7 @@ import xarray as xr
 from nexusbayes import interrupts
 from nexusbayes.data.panel import Panel
 from nexusbayes.errors import Interrupted, SamplingError, SettingsError, SpecError
-from nexusbayes.inference import compile_cache, dask_chains, run_length
+from nexusbayes.inference import compile_cache, dask_chains, run_length, warm_start
 from nexusbayes.inference.progress import ProgressLines, shows_a_bar
 from nexusbayes.model.build import Model
 from nexusbayes.model.predict import single_precision
@@ -90,13 +90,15 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
         ``"cap"``) and ``seconds_checks`` (of ``seconds_sampling``; see :mod:`nexusbayes.inference.run_length`).
         A run with ``scheduler`` records the chains' seeds and workers (see :func:`.dask_chains.sample_chains`);
         its ``seconds_compile`` is the longest of the workers' and ``seconds_sampling`` the rest of the run.
+        ``init`` is the chains' starts (``settings.init``); with ``"advi"`` also ``init_evaluations`` and
+        ``seconds_init`` (of ``seconds_sampling``; see :mod:`nexusbayes.inference.warm_start`).
 
     Raises
     ------
     SpecError
         When the draws would not fit in memory (:func:`check_memory`), or ``values`` or ``until_converged``
-        are given to another backend than nutpie, or ``scheduler`` with ``values``, ``until_converged`` or
-        another backend.
+        are given to another backend than nutpie, or ``scheduler`` with ``values``, ``until_converged``,
+        ``init = "advi"`` or another backend.
     SettingsError
         When no Dask scheduler answers at ``scheduler``.
     SamplingError
@@ -113,13 +115,15 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     if settings.until_converged and backend != "nutpie":
         raise SpecError(f"sampler settings: until_converged stops nutpie's sampler when the diagnostics pass; the "
                         f"{backend} backend samples a fixed length: use the nutpie backend or until_converged = false")
-    if scheduler is not None and (backend != "nutpie" or values is not None or settings.until_converged):
-        raise SpecError("chains on a Dask cluster (scheduler=...) run nutpie for a fixed number of draws on the "
-                        "spec's data: leave out the scheduler, or use the nutpie backend with until_converged = false")
+    if scheduler is not None and (backend != "nutpie" or values is not None or settings.until_converged
+                                  or settings.init != "prior"):
+        raise SpecError("chains on a Dask cluster (scheduler=...) run nutpie from prior starts for a fixed number "
+                        "of draws on the spec's data: leave out the scheduler, or use the nutpie backend with "
+                        "until_converged = false and init = \"prior\"")
     check_memory(model, settings, predictions)
     say = status or (lambda message: None)
     start = time.perf_counter()
-    compile_source, run, cluster = "compiled", None, {}
+    compile_source, run, cluster, init_attrs = "compiled", None, {}, {}
     try:
         if scheduler is not None:
             tree, cluster = dask_chains.sample_chains(model, settings, scheduler, sample_chain,
@@ -129,6 +133,12 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
             compiled, compile_source = _compiled(model, values, say)
             interrupts.check()   # a signal whose exception a compiler callback swallowed
             compiled_at = time.perf_counter()
+            if settings.init == "advi":
+                say(f"fitting ADVI on the compiled model for the chains' starts ({settings.init_iterations} "
+                    "iterations) ...")
+                approx = warm_start.compiled_advi(compiled, n=settings.init_iterations, seed=settings.seed)
+                compiled = warm_start.started_from(compiled, approx.mean, approx.std)
+                init_attrs = {"init_evaluations": approx.evaluations, "seconds_init": time.perf_counter() - compiled_at}
             options = {"save_warmup": False, **options}
             if settings.until_converged:
                 run = _nutpie_by_need(compiled, settings, progress, status, say, options, model, gates)
@@ -161,7 +171,7 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
         "seconds_compile": compiled_at - start, "seconds_sampling": sampled_at - compiled_at,
         "seconds_postprocess": done - sampled_at, "compile_source": compile_source, "sampler": backend,
         "draws": run.draws if run else settings.draws, "tune": settings.tune, "chains": settings.chains,
-        "seed": settings.seed, "target_accept": settings.target_accept,
+        "seed": settings.seed, "target_accept": settings.target_accept, "init": settings.init, **init_attrs,
         "adaptation": settings.adaptation if backend == "nutpie" else f"{backend} (jitter+adapt_diag)",
         **{f"version_{lib}": version(lib) for lib in ("pymc", "arviz", "nutpie", "numpy", "xarray")},
         TREE_ATTR: model.roles.to_attr(), **{k: v for k, v in cluster.items() if k != "seconds_compile"},

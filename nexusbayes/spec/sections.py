@@ -393,6 +393,12 @@ class SamplerSpec(_Strict):
     wall time, but medium twice as much (its checks cost ~15 s each; one seed each)
     (``benchmarks/HISTORY.md``, 2026-12-06 05:40).
 
+    **Starts.** ``init = "prior"`` (default) starts each chain at its own prior draw. ``init = "advi"``
+    (nutpie only) first fits mean-field ADVI on nutpie's compiled log density (``init_iterations``
+    gradient evaluations, default 2000; nothing compiled a second time) and starts each chain at its own
+    draw from that approximation (:mod:`nexusbayes.inference.warm_start`); the warm-up then starts near
+    the posterior. Its figures are in ``benchmarks/HISTORY.md`` (2026-12-06 08:37).
+
     Examples
     --------
     >>> SamplerSpec(until_converged=True, draws=4000).check_every
@@ -413,9 +419,15 @@ class SamplerSpec(_Strict):
     adaptation: Literal["draw_diag", "diag", "low_rank"] = "draw_diag"
     until_converged: bool = False
     check_every: Annotated[int, Field(ge=10, le=MAX_DRAWS)] = 100
+    init: Literal["prior", "advi"] = "prior"
+    init_iterations: Annotated[int, Field(ge=100, le=100_000)] = 2000
 
     @model_validator(mode="after")
     def _check_run_length(self) -> SamplerSpec:
+        if self.init != "prior" and self.backend != "nutpie":
+            raise ValueError(f"init = \"{self.init}\" fits the approximation on nutpie's compiled model; the "
+                             f"{self.backend} backend starts from its own initial points: set backend = \"nutpie\" "
+                             "or init = \"prior\"")
         if not self.until_converged:
             return self
         if self.backend != "nutpie":

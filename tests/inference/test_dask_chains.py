@@ -129,6 +129,7 @@ def test_what_a_chain_task_sends_and_returns_survives_dasks_serialisation(small_
 @pytest.mark.parametrize("settings, message", [
     ({"backend": "pymc"}, "nutpie backend"),
     ({"until_converged": True, "draws": 400}, "until_converged = false"),
+    ({"init": "advi"}, 'init = "prior"'),
 ])
 def test_a_scheduler_is_refused_where_chains_cannot_run_as_tasks(small_model, settings, message):
     spec = SamplerSpec(**{**SETTINGS, **settings})
