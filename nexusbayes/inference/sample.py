@@ -158,8 +158,10 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
 
 
 def _compiled(model: Model, values: dict[str, np.ndarray] | None, say: Callable[[str], None], lean: bool = False):
-    """The nutpie-compiled model (``lean``: its trace the unconstrained draws alone) with the panel's data or
-    ``values``, and where it came from."""
+    """The nutpie-compiled model with the panel's data or ``values``, and where it came from.
+
+    ``lean``: its trace holds the unconstrained draws alone (:mod:`.lean_trace`).
+    """
     panel, spec = model.panel, model.spec
     salt = getattr(model, "cache_salt", "")     # a model that is not the spec's own graph (an update's filter)
     if values is not None:
