@@ -109,7 +109,7 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     lean = not settings.until_converged and not options
     try:
         if backend == "nutpie":
-            compiled, compile_source = _compiled(model, values, say, lean)
+            compiled, compile_source = _compiled(model, values, say, lean=lean)
             rounded = lean_trace.is_lean(compiled)
             interrupts.check()   # a signal whose exception a compiler callback swallowed
             compiled_at = time.perf_counter()
@@ -198,7 +198,8 @@ def _nutpie(compiled, settings: SamplerSpec, progress: bool, status, say, option
     sampler = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
                             seed=settings.seed, progress_bar=progress and watch is None,
                             progress_callback=watch, target_accept=settings.target_accept,
-                            adaptation=settings.adaptation, blocking=False, return_raw_trace=lean, **options)
+                            adaptation=settings.adaptation, blocking=False,
+                            **({"return_raw_trace": True} if lean else {}), **options)
     try:
         if watch is not None:
             watch.follow(sampler)
