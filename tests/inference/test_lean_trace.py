@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from nexusbayes.inference import lean_trace
 from nexusbayes.inference.sample import sample
@@ -15,15 +16,16 @@ def trees():
     """One small panel sampled both ways with one seed: lean (the default) and nutpie's full trace."""
     sim = simulate(n_regions=3, n_periods=4, missing=0.1, seed=1)
     settings = SamplerSpec(draws=60, tune=60, chains=2, seed=11)
-    lean = sample(Model(sim.spec, sim.panel), settings, progress=False, predictions=False)
+    model = Model(sim.spec, sim.panel)
+    lean = sample(model, settings, progress=False, predictions=False)
     # any sampler option keeps nutpie's full trace and its own conversion (the path before the lean trace)
     full = sample(Model(sim.spec, sim.panel), settings, progress=False, predictions=False,
                   sampler_options={"save_warmup": False})
-    return lean, full
+    return lean, full, model
 
 
 def test_lean_posterior_equals_the_full_trace(trees):
-    lean, full = trees
+    lean, full, _ = trees
     a, b = lean["posterior"].to_dataset(), full["posterior"].to_dataset()
     assert sorted(a.data_vars) == sorted(b.data_vars)
     assert {"theta", "country_theta", "loading", "trait_corr"} <= set(a.data_vars)   # the deterministics
@@ -37,7 +39,7 @@ def test_lean_posterior_equals_the_full_trace(trees):
 
 
 def test_lean_sample_stats_equal_the_full_trace(trees):
-    lean, full = trees
+    lean, full, _ = trees
     a, b = lean["sample_stats"].to_dataset(), full["sample_stats"].to_dataset()
     assert sorted(a.data_vars) == sorted(b.data_vars)
     for name in b.data_vars:
@@ -54,3 +56,15 @@ def test_only_the_lean_compile_trims_the_trace():
     assert lean_trace.is_lean(lean) and not lean_trace.is_lean(full)
     assert lean.n_expanded == lean.n_dim < full.n_expanded
     assert [name for name, _, _ in lean_trace.layout(lean)] == list(full.shape_info[0])
+
+
+def test_predictive_draws_are_rounded_to_single_precision_as_drawn(trees):
+    """The posterior predictive is rounded chunk by chunk (no rounded copy of it all): doubles that floats hold."""
+    lean, _, model = trees
+    tree = model.add_predictions(xr.DataTree.from_dict({"posterior": lean["posterior"].to_dataset()}), seed=3)
+    predictive = tree["posterior_predictive"].to_dataset()
+    doubles = [name for name, var in predictive.data_vars.items() if var.dtype == np.float64]
+    assert "y_normal" in doubles       # a continuous family: its draws are not whole numbers
+    for name in doubles:
+        values = predictive[name].values
+        np.testing.assert_array_equal(values.astype(np.float32).astype(np.float64), values, err_msg=name)
