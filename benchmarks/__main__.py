@@ -222,6 +222,8 @@ def targets(cases: list[dict]) -> pd.DataFrame:
         row("small: the same command again, compiled model cached on disk (s)", get("small", "command_cached_s"),
             "<= 10", lambda seconds: seconds <= 10),
         large,
+        row("large: peak memory (MB), the case's process", get("large", "peak_memory_mb"), "<= 3000",
+            lambda megabytes: megabytes <= 3000),
         row("item_panel: sampling (s), with max R-hat <= 1.01, bulk and tail ESS >= 400, 0 divergences",
             get("item_panel", "sampling_s"), "<= 300",
             lambda seconds: seconds <= 300 and (get("item_panel", "max_rhat") or np.inf) <= 1.01

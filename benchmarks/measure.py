@@ -197,7 +197,9 @@ def run(size: str, sampler: str, draws: int | None = None, tune: int | None = No
         x = posterior_point(model, tree["posterior"])
         record["parameters"] = int(x.size)
         if sampler == "nutpie":
-            compiled = compile_cache.lookup(case.panel, case.spec, compile_cache.data_values(model))
+            values = compile_cache.data_values(model)   # the fit's model: lean unless it ran by need
+            compiled = (compile_cache.lookup(case.panel, case.spec, values, lean=True)
+                        or compile_cache.lookup(case.panel, case.spec, values))
             grad = gradient_seconds_nutpie(compiled, x)
         else:
             grad = gradient_seconds_pymc(model, x)

@@ -92,8 +92,8 @@ def compare(size: str, settings: list[tuple[float, str, dict]], draws: int = DEF
             init_s = time.perf_counter() - start
             plain = sample_module._compiled
 
-            def _compiled(m, values, say, plain=plain, mean=mean, std=std):
-                compiled, source = plain(m, values, say)
+            def _compiled(m, values, say, lean=False, plain=plain, mean=mean, std=std):
+                compiled, source = plain(m, values, say, lean)
                 return warm_start.started_from(compiled, mean, std), source
             patch = mock.patch.object(sample_module, "_compiled", _compiled)
         elif init is not None:

@@ -102,7 +102,7 @@ def data_values(model: pm.Model) -> dict[str, np.ndarray]:
     return {name: var.get_value() for name, var in model.named_vars.items() if isinstance(var, SharedVariable)}
 
 
-def lookup(panel: Panel, spec: Spec, values: dict[str, np.ndarray]):
+def lookup(panel: Panel, spec: Spec, values: dict[str, np.ndarray], lean: bool = False):
     """The cached compiled model of this structure given ``values`` (``with_data``), or None.
 
     Parameters
@@ -113,8 +113,10 @@ def lookup(panel: Panel, spec: Spec, values: dict[str, np.ndarray]):
         Every data container's value (:func:`data_values` of the model built from ``panel`` and
         ``spec``); a model is returned only if every value survives its container's dtype unchanged
         (e.g. no count beyond int32 on a model compiled with int32 counts).
+    lean : bool
+        The model whose trace holds the unconstrained draws alone (see :func:`compile_nutpie`).
     """
-    return _lookup(structure_key(panel, spec), values)
+    return _lookup(structure_key(panel, spec, _lean_salt(lean)), values)
 
 
 def _lookup(key: str, values: dict[str, np.ndarray]):
@@ -136,7 +138,7 @@ def _container_names(compiled) -> set[str]:
     return {var.name for var in compiled.shared_var_keys}
 
 
-def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec, salt: str = ""):
+def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec, salt: str = "", lean: bool = False):
     """The nutpie-compiled ``model``: from the cache when its structure was compiled before in this process.
 
     Otherwise :func:`nexusbayes.inference.nutpie_callbacks.compile_model` compiles it (loading its callbacks from disk
@@ -148,6 +150,11 @@ def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec, salt: str = ""):
         Built by :func:`nexusbayes.model.build.build_model` from ``panel`` and ``spec``.
     panel : Panel
     spec : Spec
+    salt : str
+        What else the model depends on (see :func:`structure_key`).
+    lean : bool
+        Compile the model whose nutpie trace holds the unconstrained draws alone
+        (:func:`nexusbayes.inference.nutpie_callbacks.compile_model`); cached apart from the other.
 
     Returns
     -------
@@ -156,11 +163,11 @@ def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec, salt: str = ""):
     source : {"process", "disk", "compiled"}
         Where it came from: this process's cache, the callbacks loaded from disk, or a compile.
     """
-    key = structure_key(panel, spec, salt)   # hashes every observation's indices: computed once per call
+    key = structure_key(panel, spec, salt + _lean_salt(lean))   # hashes every observation's indices: once per call
     compiled = _lookup(key, data_values(model))
     if compiled is not None:
         return compiled, "process"
-    compiled = nutpie_callbacks.compile_model(model)
+    compiled = nutpie_callbacks.compile_model(model, lean=lean)
     with _LOCK:
         _CACHE[key] = compiled
         while len(_CACHE) > MAX_MODELS:
@@ -169,18 +176,23 @@ def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec, salt: str = ""):
     return compiled, "disk" if nutpie_callbacks.loaded_from_disk(compiled) else "compiled"
 
 
-def compiled_before(panel: Panel, spec: Spec, salt: str = "") -> bool:
+def compiled_before(panel: Panel, spec: Spec, salt: str = "", lean: bool = False) -> bool:
     """Whether a model of this structure was compiled before, in this process or on this machine.
 
     A hint for telling the user whether a fit will spend minutes compiling (nothing is loaded): a new
     process finds a marker that :func:`compile_nutpie` leaves in PyTensor's numba cache (``MARKER_DIR``)
     for each structure it compiled, under the versions of nexusbayes and of the libraries that compile.
     """
-    key = structure_key(panel, spec, salt)
+    key = structure_key(panel, spec, salt + _lean_salt(lean))
     with _LOCK:
         if key in _CACHE:
             return True
     return _marker(key).exists()
+
+
+def _lean_salt(lean: bool) -> str:
+    """What sets the lean model's key apart (none for the other: the keys of earlier versions)."""
+    return "\nlean trace" if lean else ""
 
 
 def _marker(key: str) -> Path:

@@ -106,12 +106,18 @@ def _address_as_pointer(typingctx, address):
     return types.voidptr(address), codegen
 
 
-def compile_model(model: pm.Model):
+def compile_model(model: pm.Model, lean: bool = False):
     """``nutpie.compile_pymc_model(model, default_initialization_strategy="prior")``, its callbacks cached on disk.
 
     Parameters
     ----------
     model : pymc.Model
+    lean : bool
+        Let nutpie's trace hold the unconstrained draw alone (its expand callback is the identity), not every
+        variable: about half the values per draw on the trait model (its deterministics, theta first). The
+        compiled model's ``expand_func`` is still the PyTensor function of every variable, and its ``shapes``
+        every variable's, for :mod:`nexusbayes.inference.lean_trace` to compute them from the unconstrained
+        draws after sampling (the same function the callback calls otherwise: the same values).
 
     Returns
     -------
@@ -133,12 +139,16 @@ def compile_model(model: pm.Model):
         n_dim, n_expanded, logp_pt, expand_pt, initial_point_fn, shape_info, reparameterized = \
             compile_pymc._make_functions(model, mode="NUMBA", compute_grad=True, join_expanded=True,
                                          pymc_initial_point_fn=initial_point_fn)
-        keys = [_graph_key(logp_pt), _graph_key(expand_pt)]
+        trace_pt = _identity(n_dim) if lean else expand_pt
+        keys = [_graph_key(logp_pt), _graph_key(trace_pt)]
         if None in keys:
             return compile_pymc.compile_pymc_model(model, default_initialization_strategy="prior")
+    n_trace = n_dim if lean else n_expanded
+    # the trace's variables: the free ones' unconstrained values (first in nutpie's layout), or all
+    trace_info = tuple(part[:len(model.free_RVs)] for part in shape_info) if lean else shape_info
 
     shared_data, shared_var_keys = {}, {}
-    for var in [*logp_pt.get_shared(), *expand_pt.get_shared()]:
+    for var in [*logp_pt.get_shared(), *expand_pt.get_shared(), *trace_pt.get_shared()]:
         if var not in shared_var_keys:
             key = f"s{len(shared_var_keys)}"        # the record's field names; nutpie uses random ones
             shared_data[key] = np.array(var.get_value(), order="C", copy=True)
@@ -148,9 +158,9 @@ def compile_model(model: pm.Model):
 
     callbacks = []
     for kind, function, key, signature in (("logp", logp_pt, keys[0], _LOGP_SIGNATURE),
-                                           ("expand", expand_pt, keys[1], _EXPAND_SIGNATURE)):
+                                           ("expand", trace_pt, keys[1], _EXPAND_SIGNATURE)):
         source = _callback_source(kind, [shared_var_keys[v] for v in function.get_shared()], user_data.dtype,
-                                  shared_data, n_dim=n_dim, n_expanded=n_expanded)
+                                  shared_data, n_dim=n_dim, n_expanded=n_trace)
         callbacks.append(_cached_cfunc(source, kind, function.vm.jit_fn, key, signature))
     logp_cfunc, expand_cfunc = callbacks
 
@@ -159,8 +169,17 @@ def compile_model(model: pm.Model):
     return compile_pymc.CompiledPyMCModel(
         _n_dim=n_dim, dims=dims, _coords=coords, _shapes=shapes,
         compiled_logp_func=logp_cfunc, compiled_expand_func=expand_cfunc, initial_point_func=initial_point_fn,
-        shared_data=shared_data, shared_var_keys=shared_var_keys, user_data=user_data, n_expanded=n_expanded,
-        shape_info=shape_info, logp_func=logp_pt, expand_func=expand_pt, reparameterized_names=reparameterized)
+        shared_data=shared_data, shared_var_keys=shared_var_keys, user_data=user_data, n_expanded=n_trace,
+        shape_info=trace_info, logp_func=logp_pt, expand_func=expand_pt, reparameterized_names=reparameterized)
+
+
+def _identity(n_dim: int):
+    """The PyTensor function (numba) returning its unconstrained point: the expand callback of a lean trace."""
+    import pytensor.tensor as pt
+    from pymc.pytensorf import compile as compile_pymc
+
+    point = pt.TensorType("float64", shape=(n_dim,))(name="_unconstrained_point")
+    return compile_pymc((point,), [point.copy()], mode="NUMBA")
 
 
 def loaded_from_disk(compiled) -> bool:

@@ -32,7 +32,7 @@ import xarray as xr
 from nexusbayes import interrupts
 from nexusbayes.data.panel import Panel
 from nexusbayes.errors import Interrupted, SamplingError, SettingsError, SpecError
-from nexusbayes.inference import compile_cache, dask_chains, run_length, warm_start
+from nexusbayes.inference import compile_cache, dask_chains, lean_trace, run_length, warm_start
 from nexusbayes.inference.progress import ProgressLines, shows_a_bar
 from nexusbayes.model.build import Model
 from nexusbayes.model.predict import single_precision
@@ -123,14 +123,18 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     check_memory(model, settings, predictions)
     say = status or (lambda message: None)
     start = time.perf_counter()
-    compile_source, run, cluster, init_attrs = "compiled", None, {}, {}
+    compile_source, run, cluster, init_attrs, rounded = "compiled", None, {}, {}, False
+    # nutpie's trace without the deterministics (recomputed after sampling: lean_trace) where nothing else is asked
+    # of it: a run by need reads the trace as it grows, and options such as save_warmup want nutpie's own groups
+    lean = not settings.until_converged and not options
     try:
         if scheduler is not None:
             tree, cluster = dask_chains.sample_chains(model, settings, scheduler, sample_chain,
                                                       {"save_warmup": False, **options}, say)
             compile_source, compiled_at = cluster["compile_source"], start + cluster["seconds_compile"]
         elif backend == "nutpie":
-            compiled, compile_source = _compiled(model, values, say)
+            compiled, compile_source = _compiled(model, values, say, lean=lean)
+            rounded = lean_trace.is_lean(compiled)
             interrupts.check()   # a signal whose exception a compiler callback swallowed
             compiled_at = time.perf_counter()
             if settings.init == "advi":
@@ -162,7 +166,8 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     check_finite(tree)
     sampled_at = time.perf_counter()
     tree = model.orient(_tidy(tree, keep_warmup=bool(options.get("save_warmup"))))
-    tree["posterior"] = xr.DataTree(single_precision(tree["posterior"].to_dataset()))    # before anything reads it
+    if not rounded:       # a lean trace's posterior is rounded as it is computed
+        tree["posterior"] = xr.DataTree(single_precision(tree["posterior"].to_dataset()))  # before anything reads it
     if predictions:
         tree = model.add_predictions(tree, settings.seed)
         tree["prior_predictive"] = xr.DataTree(model.prior_predictive(seed=settings.seed))
@@ -184,20 +189,23 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     return tree
 
 
-def _compiled(model: Model, values: dict[str, np.ndarray] | None, say: Callable[[str], None]):
-    """The nutpie-compiled model with the panel's data or ``values``, and where it came from."""
+def _compiled(model: Model, values: dict[str, np.ndarray] | None, say: Callable[[str], None], lean: bool = False):
+    """The nutpie-compiled model with the panel's data or ``values``, and where it came from.
+
+    ``lean``: its trace holds the unconstrained draws alone (:mod:`.lean_trace`).
+    """
     panel, spec = model.panel, model.spec
     salt = getattr(model, "cache_salt", "")     # a model that is not the spec's own graph (an update's filter)
     if values is not None:
-        compiled = compile_cache.lookup(panel, spec, values)
+        compiled = compile_cache.lookup(panel, spec, values, lean=lean)
         if compiled is not None:
             return compiled, "process"
-    if compile_cache.compiled_before(panel, spec, salt):
+    if compile_cache.compiled_before(panel, spec, salt, lean=lean):
         say("loading the compiled model (nutpie) ...")
     else:
         say("compiling the model (nutpie; a model not compiled on this machine before takes one to three "
             "minutes) ...")
-    compiled, source = compile_cache.compile_nutpie(model.pymc, panel, spec, salt)
+    compiled, source = compile_cache.compile_nutpie(model.pymc, panel, spec, salt, lean=lean)
     if source != "compiled":
         say(f"(compiled model {compile_cache.SOURCES[source]})")
     if values is not None:
@@ -262,23 +270,34 @@ def _worker_address() -> str:
 
 
 def _nutpie(compiled, settings: SamplerSpec, progress: bool, status, say, options: dict) -> xr.DataTree:
-    """Run nutpie without blocking, so that Ctrl-C cancels it instead of truncating the trace silently."""
+    """Run nutpie without blocking, so that Ctrl-C cancels it instead of truncating the trace silently.
+
+    A lean model's raw trace is turned into the tree here (:func:`.lean_trace.to_tree`), nutpie's own
+    conversion otherwise.
+    """
     import nutpie
 
     say(f"sampling {settings.chains} chain(s) x {settings.tune} tune + {settings.draws} draws ...")
     watch = ProgressLines(status) if progress and not shows_a_bar() else None
+    lean = lean_trace.is_lean(compiled)
     sampler = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
                             seed=settings.seed, progress_bar=progress and watch is None,
                             progress_callback=watch, target_accept=settings.target_accept,
-                            adaptation=settings.adaptation, blocking=False, **options)
+                            adaptation=settings.adaptation, blocking=False,
+                            **({"return_raw_trace": True} if lean else {}), **options)
     try:
         if watch is not None:
             watch.follow(sampler)
-        return sampler.wait()
+        trace = sampler.wait()
     except BaseException:
         # nutpie.sample(blocking=True) would turn Ctrl-C into a silently truncated trace
         sampler.cancel()
         raise
+    if not lean:
+        return trace
+    draw_batches, stat_batches = trace.get_arrow_trace()
+    del trace, sampler
+    return lean_trace.to_tree(draw_batches, stat_batches, compiled)
 
 
 def _nutpie_by_need(compiled, settings: SamplerSpec, progress: bool, status, say, options: dict, model: Model,

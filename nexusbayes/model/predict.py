@@ -294,7 +294,8 @@ def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec,
                     simulated = mix_draws(rng, simulated, parts, logits)
                 if drawn is None:
                     drawn = np.empty(logp.shape, dtype=simulated.dtype)
-                drawn[rows] = simulated
+                # rounded as stored (what single_precision does, without a copy of the whole predictive)
+                drawn[rows] = simulated.astype(np.float32) if simulated.dtype == np.float64 else simulated
             blocks.append((block, logp, drawn))
         _store(pending)
     loglik = _by_term(post, [(block, logp) for block, logp, _ in blocks])
@@ -303,7 +304,7 @@ def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec,
     if reporting is not None:     # the reporting model: its log-likelihood and predictive draws, not an observed y
         loglik, predictive = loglik.assign({REPORTED: reporting[0]}), predictive.assign({REPORTED: reporting[1]})
     tree["log_likelihood"] = xr.DataTree(loglik)
-    tree["posterior_predictive"] = xr.DataTree(single_precision(predictive))
+    tree["posterior_predictive"] = xr.DataTree(predictive)     # its doubles rounded chunk by chunk above
     tree["observed_data"] = xr.DataTree(xr.Dataset(
         {f"y_{block.key}": xr.DataArray(block.y, dims=block.dim, coords={block.dim: block.labels})
          for block, _, _ in blocks}))

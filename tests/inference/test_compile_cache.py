@@ -95,7 +95,7 @@ def test_structure_key_separates_what_the_compiled_code_depends_on():
 def test_values_that_do_not_fit_the_compiled_dtype_are_compiled_anew(fits, two_datasets):
     """A count beyond the compiled int32 container must not wrap round silently."""
     first, _ = two_datasets
-    key = compile_cache.structure_key(first.panel, first.spec)
+    key = compile_cache.structure_key(first.panel, first.spec, compile_cache._lean_salt(True))   # fits compile lean
     compiled = compile_cache._CACHE[key]
     values = compile_cache.data_values(build_model(first.panel, first.spec))
     assert compile_cache._fits(compiled, values)

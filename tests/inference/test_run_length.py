@@ -197,7 +197,7 @@ class Running:
 def stub(monkeypatch, model):
     """nutpie's compile and sample replaced: returns (setter of the sampler, the keyword arguments nutpie got)."""
     holder, calls = {}, []
-    monkeypatch.setattr(compile_cache, "compile_nutpie", lambda *args: ("compiled", "compiled"))
+    monkeypatch.setattr(compile_cache, "compile_nutpie", lambda *args, **kwargs: ("compiled", "compiled"))
 
     def fake_sample(compiled, **kwargs):
         calls.append(kwargs)

@@ -115,7 +115,8 @@ class StubSampler:
 def stub(monkeypatch):
     """Replace nutpie's compile and sample; returns a setter for what sampling yields."""
     holder = {}
-    monkeypatch.setattr(compile_cache, "compile_nutpie", lambda model, panel, spec, salt="": ("compiled", "compiled"))
+    monkeypatch.setattr(compile_cache, "compile_nutpie", lambda model, panel, spec, salt="", lean=False:
+                        ("compiled", "compiled"))
 
     def sample(compiled, **kwargs):
         assert kwargs["blocking"] is False  # blocking=True would swallow Ctrl-C into a truncated trace
