@@ -81,56 +81,53 @@ def main(argv=None) -> int:
     n_old = frame["period"].nunique() - 1
     settings = dict(chains=args.chains, draws=args.draws, tune=args.tune, progress=False, check=False)
     rows, runs = {}, {}
+    keys = ("gap_added_mean", "gap_added_max", "gap_earlier_mean", "sd_ratio_added", "types_mean", "types_max",
+            "mc_floor", "cpu", "wall", "compile", "sampling", "compile_source", "load")
+
+    def record(name, result, cpu, wall, prefix=""):   # compared with refit 1, printed and written at once
+        attrs = result.tree.attrs
+        row = dict(cpu=cpu, wall=wall, load=os.getloadavg()[0],
+                   compile=attrs.get(f"{prefix}seconds_compile"), sampling=attrs.get(f"{prefix}seconds_sampling"),
+                   compile_source=attrs.get(f"{prefix}compile_source"))
+        if "refit 1" in runs and name != "refit 1" and name != "base fit":
+            reference = rescaled(runs["refit 1"], n_old)
+            other = rescaled(result, n_old)
+            row.update(gaps(reference, other, n_old), mc_floor=floor(reference, other, n_old))
+            types = np.abs(runs["refit 1"].type_probabilities().isel(period=-1)
+                           - result.type_probabilities().isel(period=-1))
+            row.update(types_mean=float(types.mean()), types_max=float(types.max()))
+        rows[name] = row
+        print(f"| {name} | " + " | ".join(f"{row[k]:.3f}" if isinstance(row.get(k), float) else str(row.get(k, ""))
+                                          for k in keys) + " |", flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"size": args.size, "chains": args.chains, "draws": args.draws,
+                                        "rows": rows}, indent=1, default=str))
+        if args.keep is not None:   # the runs, to recompute the comparison from
+            args.keep.mkdir(parents=True, exist_ok=True)
+            path = args.keep / (name.replace(" ", "_").replace(",", "").replace("=", "").replace("(", "")
+                                .replace(")", "") + ".nc")
+            result.save(path, overwrite=True)
+
+    print(f"{args.size}: {len(old)} + {len(new)} rows, {args.chains} chains x {args.draws} draws")
+    print("| run | " + " | ".join(keys) + " |", flush=True)
     base, cpu, wall = timed(lambda: fit(case.spec, old, seed=3, **settings))
-    rows["base fit"] = dict(cpu=cpu, wall=wall, compile=base.tree.attrs.get("seconds_compile"),
-                            sampling=base.tree.attrs.get("seconds_sampling"),
-                            compile_source=base.tree.attrs.get("compile_source"))
-    for seed in (1, 2):
-        refit, cpu, wall = timed(lambda seed=seed: fit(case.spec, frame, seed=seed, **settings))
-        runs[f"refit {seed}"] = refit
-        rows[f"refit {seed}"] = dict(cpu=cpu, wall=wall, compile=refit.tree.attrs.get("seconds_compile"),
-                                     sampling=refit.tree.attrs.get("seconds_sampling"),
-                                     compile_source=refit.tree.attrs.get("compile_source"))
-    variants = [("draws", int(k)) for k in args.held.split(",")] + ([("means", 1)] if args.means else [])
+    record("base fit", base, cpu, wall)
+    refit, cpu, wall = timed(lambda: fit(case.spec, frame, seed=1, **settings))
+    runs["refit 1"] = refit
+    record("refit 1", refit, cpu, wall)
+    variants = [("draws", int(k)) for k in args.held.split(",")]
     for i, (hold, k) in enumerate(variants):
         # the first variant twice: the second run of a structure reads the compiled model from disk
         for attempt in ("cold", "cached") if i == 0 else ("cold",):
             result, cpu, wall = timed(lambda hold=hold, k=k: base.update(
                 new, hold=hold, n_held=k, chains=args.chains, seed=4, draws=args.filter_draws, predictions=False))
-            attrs = result.tree.attrs
-            name = f"update K={k}" if hold == "draws" else "update, means"
-            rows[f"{name} ({attempt})"] = dict(cpu=cpu, wall=wall, compile=attrs["update_seconds_compile"],
-                                               sampling=attrs["update_seconds_sampling"],
-                                               compile_source=attrs["update_compile_source"])
-            runs[name] = result
-    if args.keep is not None:   # the runs, to recompute the comparison from
-        args.keep.mkdir(parents=True, exist_ok=True)
-        for name, result in {"base": base, **runs}.items():
-            result.save(args.keep / (name.replace(" ", "_").replace(",", "").replace("=", "") + ".nc"))
-    reference = rescaled(runs["refit 1"], n_old)
-    for name, result in runs.items():
-        if name == "refit 1":
-            continue
-        other = rescaled(result, n_old)
-        found = gaps(reference, other, n_old)
-        types = np.abs(runs["refit 1"].type_probabilities().isel(period=-1)
-                       - result.type_probabilities().isel(period=-1))
-        found.update(types_mean=float(types.mean()), types_max=float(types.max()),
-                     mc_floor=floor(reference, other, n_old))
-        for row in rows:
-            if row.startswith(name):
-                rows[row].update(found)
-    load = os.getloadavg()[0]
-    print(f"{args.size}: {len(old)} + {len(new)} rows, {args.chains} chains x {args.draws} draws; load {load:.1f}")
-    keys = ("gap_added_mean", "gap_added_max", "gap_earlier_mean", "sd_ratio_added", "types_mean", "types_max",
-            "mc_floor", "cpu", "wall", "compile", "sampling", "compile_source")
-    print("| run | " + " | ".join(keys) + " |")
-    for name, row in rows.items():
-        print(f"| {name} | " + " | ".join(f"{row[k]:.3f}" if isinstance(row.get(k), float) else str(row.get(k, ""))
-                                          for k in keys) + " |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"size": args.size, "chains": args.chains, "draws": args.draws, "load": load,
-                                    "rows": rows}, indent=1, default=str))
+            record(f"update K={k} ({attempt})", result, cpu, wall, "update_")
+    refit, cpu, wall = timed(lambda: fit(case.spec, frame, seed=2, **settings))
+    record("refit 2", refit, cpu, wall)
+    if args.means:
+        result, cpu, wall = timed(lambda: base.update(new, hold="means", chains=args.chains, seed=4,
+                                                      predictions=False))
+        record("update, means", result, cpu, wall, "update_")
     return 0
 
 
