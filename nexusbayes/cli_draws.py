@@ -115,8 +115,10 @@ def update(args) -> int:
                 print("WARNING: Pareto k > 0.7: the fit's draws do not cover the posterior given the new rows; the "
                       "updated draws are unreliable. Refit on all the data (nexusbayes fit)", flush=True)
         else:
-            print(f"Added period(s) {attrs['update_added_periods']} ({attrs['update_added_rows']} rows): filter "
-                  f"compile {attrs['update_seconds_compile']:.1f} s, sampling {attrs['update_seconds_sampling']:.1f} s")
+            regions = f" and new region(s) {attrs['update_added_regions']}" if attrs.get("update_added_regions") else ""
+            print(f"Added period(s) {attrs['update_added_periods']}{regions} ({attrs['update_added_rows']} rows): "
+                  f"filter compile {attrs['update_seconds_compile']:.1f} s, sampling "
+                  f"{attrs['update_seconds_sampling']:.1f} s")
         print(f"What was held: {attrs['update_held']}.")
         print(summary_text(result))
         write_run(result, folder, report=not args.no_report)

@@ -233,7 +233,8 @@ class Fit:
         drawn by ``particles`` particles per draw and country (default 256), in NumPy: nothing is compiled, and
         the fitted periods and parameters move with the new data through the weights (reliable for a few new
         rows; a whole new period usually gives k > 0.7). ``predictions`` adds
-        the groups the report reads. ``attrs["update_held"]`` says what was held and how. See
+        the groups the report reads. New regions of the fit's countries are placed by the filter (their
+        country's path plus a region-level deviation). ``attrs["update_held"]`` says what was held and how. See
         :mod:`nexusbayes.inference.update`.
         """
         from nexusbayes.inference import update as updating

@@ -1,10 +1,10 @@
 """A fit updated with new periods, without a full refit: the new traits sampled, everything else held.
 
 :func:`update` checks the new data against the fit (only new periods after the last fitted one, for the
-fit's countries, regions, indicators and raters; rows at fitted periods must repeat the fitted data
-exactly and are then dropped), holds the fit's measurement parameters, process scales and last-period
-traits at ``n_held`` posterior draws (``held="draws"``) or at their posterior means (``held="means"``),
-and samples the filtering model of :mod:`nexusbayes.model.update` through the one sampling path
+fit's countries, regions (or new regions of its countries), indicators and raters; rows at fitted periods
+must repeat the fitted data exactly and are then dropped), holds the fit's measurement parameters, process
+scales and last-period traits at ``n_held`` posterior draws (``held="draws"``) or at their posterior means
+(``held="means"``), and samples the filtering model of :mod:`nexusbayes.model.update` through the one sampling path
 (:func:`nexusbayes.inference.sample.sample`). The result is the fit's posterior with the new periods
 appended: each draw of it pairs one held draw (the held draws taken in turn) with one draw of the new
 traits given it, so every analysis of a fit reads it as it reads a fitted posterior.
@@ -12,11 +12,12 @@ traits given it, so every analysis of a fit reads it as it reads a fitted poster
 It filters, it does not smooth: the fitted periods keep their posterior (a full refit would also move them
 a little with the new data), and the held parameters do not learn from the new data. Refused, each with
 what to do instead: regime fits, centred spans, covariates, drifting indicators, informative missingness,
-inflated counts, new countries, regions, indicators or raters.
+inflated counts, new countries, indicators or raters. New regions of the fit's countries are placed by the
+filter (:mod:`nexusbayes.inference.update_regions`), held draw by draw.
 
 ``method="particles"`` instead reweights the fit's draws by their likelihood of the new rows and draws the new
 traits by particles, in NumPy (:mod:`nexusbayes.inference.update_particles`): nothing compiled, and the fitted
-periods and parameters move as far as the fit's draws reach (the same refusals apply).
+periods and parameters move as far as the fit's draws reach (the same refusals apply, and new regions too).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from nexusbayes.data.panel import Panel, validate
 from nexusbayes.data.read import load_panel
 from nexusbayes.errors import DataError, SpecError
 from nexusbayes.inference import update_particles as particles_
+from nexusbayes.inference import update_regions as regions_
 from nexusbayes.inference.sample import sample
 from nexusbayes.model.build import Model
 from nexusbayes.model.design import make_design
@@ -96,13 +98,13 @@ def refuse(spec, tree: xr.DataTree, panel: Panel) -> None:
                           "learnt" + refit)
 
 
-def new_rows(panel: Panel, spec, source) -> tuple[Panel, pd.DataFrame]:
+def new_rows(panel: Panel, spec, source, regions: bool = True) -> tuple[Panel, pd.DataFrame]:
     """The fit's data with the new rows added (one panel), and the new rows at periods after the fitted ones.
 
     ``source`` is a path or DataFrame read as the main data are (file, row and column errors). Rows at
     fitted periods must repeat the fitted rows of those periods exactly (then they are dropped: a file with
-    the old data and a new year can be given whole); countries, regions, indicators and raters must be
-    the fit's.
+    the old data and a new year can be given whole); countries, indicators and raters must be the fit's,
+    and regions too unless ``regions`` (then a new region of a fitted country is accepted).
     """
     new = load_panel(source, spec)
     label = new.source
@@ -134,12 +136,17 @@ def new_rows(panel: Panel, spec, source) -> tuple[Panel, pd.DataFrame]:
     for col, known, what in (("country", panel.countries, "countries"), ("region", panel.regions, "regions"),
                              ("indicator", panel.indicators, "indicators")):
         unknown = ~added[col].isin(known)
+        if col == "region" and regions:
+            continue   # new regions of fitted countries are placed by the update (the countries are checked above)
         if unknown.any():
             names = sorted(map(str, added[col][unknown].unique()))
+            also = " (new regions of the fit's countries can be added; new countries cannot)" if col == "country" \
+                else (" (new regions are placed by the default method, 'filter')" if col == "region" else "")
             raise DataError(f"{label}: column {col!r}, rows {_rows(added['_row'][unknown])}: {names} not among the "
-                            f"fit's {what}; an update adds periods for the fitted {what} only: refit with the new "
-                            f"{what} (nexusbayes fit)")
-    moved = added["country"].to_numpy() != added["region"].map(panel.country_of).to_numpy()
+                            f"fit's {what}; an update adds periods for the fitted {what} only{also}: refit with "
+                            f"the new {what} (nexusbayes fit)")
+    fitted_region = added["region"].isin(panel.regions).to_numpy()
+    moved = fitted_region & (added["country"].to_numpy() != added["region"].map(panel.country_of).to_numpy())
     if moved.any():
         raise DataError(f"{label}: column 'country', rows {_rows(added['_row'][moved])}: the region belongs to "
                         "another country in the fit; give each region its fitted country")
@@ -259,6 +266,12 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
     refuse(spec, tree, panel)
     start = time.perf_counter()
     combined, added = new_rows(panel, spec, new)
+    place = regions_.Placement.of(panel, combined)
+    if place.any and hold != "draws":
+        raise UpdateError("new regions are placed with the parameters held draw by draw: use hold = \"draws\"")
+    if place.any and ZeroSum.of(panel.region_country).n_contrast == 0:
+        raise UpdateError("the fit has one region per country, so it learnt no region-level process to place the "
+                          "new regions with; refit on all the data instead (nexusbayes fit)")
     held = held_values(tree, spec, panel, hold, n_held)
     n_old = len(panel.periods)
     frame = combined.frame[combined.frame["period_idx"].to_numpy() >= n_old]
@@ -279,24 +292,26 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
                    country=frame["country_idx"].to_numpy(), indicator=frame["indicator_idx"].to_numpy(), blocks=blocks)
     times = np.asarray(combined.period_time, float)
     gaps = np.diff(times[n_old - 1:])
-    coords = {"country": panel.countries, "region": panel.regions, "trait": spec.traits,
+    coords = {"country": panel.countries, "region": combined.regions, "trait": spec.traits,
               "period": combined.periods[n_old:]}
     model = UpdateModel(held, rows, design.centres, design.normal, gaps, panel.region_country,
                         ZeroSum.of(panel.region_country).matrix(), spec.dynamics.kind, spec.dynamics.df, coords,
-                        spec, combined)
+                        spec, combined, regions_.new_regions(place, held, times[:n_old]) if place.any else None)
     settings = settings or spec.sampler.model_copy(update={"draws": filter_draws(hold), "tune": FILTER_TUNE})
     run = sample(model, settings, progress=progress, status=status, predictions=False)
     prepared = time.perf_counter()
-    out = _appended(tree, run, held, hold, combined, n_old)
+    out = _appended(tree, run, held, hold, combined, n_old, place, settings.seed)
     if predictions:   # the fit's groups for the combined data, with the fit's centring constants
         full = Model(spec, combined)
         full.design = dataclasses.replace(full.design, centres=design.centres)
         out = full.add_predictions(out, settings.seed)
         out["prior_predictive"] = xr.DataTree(full.prior_predictive(seed=settings.seed))
     out.attrs.update({
-        HELD_ATTR: held_description(hold, held, spec), "update_hold": hold,
+        HELD_ATTR: held_description(hold, held, spec, [combined.regions[i] for i in place.new_index]),
+        "update_hold": hold,
         "update_added_periods": ", ".join(map(str, combined.periods[n_old:])),
         "update_added_rows": int(len(added)), "update_base_chains": int(tree["posterior"].sizes["chain"]),
+        "update_added_regions": ", ".join(combined.regions[i] for i in place.new_index),
         # the run facts a fit shows are the update's: its filter's compile and sampling, the rest as post-processing
         "seconds_compile": run.attrs["seconds_compile"], "seconds_sampling": run.attrs["seconds_sampling"],
         "seconds_postprocess": time.perf_counter() - prepared + (prepared - start - run.attrs["seconds_compile"]
@@ -310,7 +325,7 @@ def _by_particles(tree: xr.DataTree, spec, panel: Panel, new, n_particles: int, 
                   predictions: bool) -> tuple[xr.DataTree, Panel]:
     """The particle update (:mod:`nexusbayes.inference.update_particles`) as a fit's DataTree and data."""
     start, cpu = time.perf_counter(), time.process_time()
-    combined, added = new_rows(panel, spec, new)
+    combined, added = new_rows(panel, spec, new, regions=False)
     n_old = len(panel.periods)
     found = particles_.particles(tree, spec, panel, combined, n_particles, seed)
     weights, k, ess = particles_.importance(found.log_marginal)
@@ -367,7 +382,7 @@ def particles_description(n_particles: int, k: float, ess: float, n_draws: int) 
             "are explored) and the traits' standardisation (the new periods are on the fit's scale)")
 
 
-def held_description(hold: str, held: Held, spec) -> str:
+def held_description(hold: str, held: Held, spec, new_regions: list | None = None) -> str:
     """What an update held fixed and how, in one sentence (for the output and the report)."""
     how = (f"at {held.size} posterior draws of the fit, draw by draw" if hold == "draws"
            else "at their posterior means (one copy: the held uncertainty is not carried)")
@@ -375,16 +390,23 @@ def held_description(hold: str, held: Held, spec) -> str:
             f"offsets, the {spec.dynamics.kind} process scales, persistence and trait correlation, the traits' "
             "standardisation (the new periods are on the fit's scale); sampled: the new periods' traits, and the last "
             "fitted period's from a normal approximation of their posterior (so the new data move them). The "
-            "earlier periods keep the fit's posterior (the update filters; it does not smooth the past)")
+            "earlier periods keep the fit's posterior (the update filters; it does not smooth the past)"
+            + (f". New regions ({', '.join(map(str, new_regions))}): their traits are their country's path plus a "
+               "deviation from the region-level process with the held parameters, sampled at the last fitted period "
+               "and after it, drawn from that process at the earlier periods (no data there); their countries' "
+               "traits are then the mean of all their regions" if new_regions else ""))
 
 
-def _appended(tree: xr.DataTree, run: xr.DataTree, held: Held, hold: str, panel: Panel, n_old: int) -> xr.DataTree:
+def _appended(tree: xr.DataTree, run: xr.DataTree, held: Held, hold: str, panel: Panel, n_old: int,
+              place: regions_.Placement, seed: int | None) -> xr.DataTree:
     """The fit's posterior with the new periods appended: per chain, one draw per (filter draw, held copy).
 
     Each copy's draws are paired with its held draw of the fit (``hold="draws"``; held at the means, with the
     fit's draws in turn), whose variables they take; the last fitted period's traits are the filter's (the new
     data move them), and that period's innovations are recomputed from them, so every draw still follows the
-    fitted dynamics exactly (what :mod:`nexusbayes.analysis.forecast` reads).
+    fitted dynamics exactly (what :mod:`nexusbayes.analysis.forecast` reads). New regions (``place``) get their
+    fitted periods from :func:`~nexusbayes.inference.update_regions.bridge` and their countries' paths and the
+    innovations are recomputed (:func:`~nexusbayes.inference.update_regions.regroup`).
     """
     post = tree["posterior"].to_dataset()
     new = run["posterior"].to_dataset().stack(pair=("draw", HELD_DIM))
@@ -399,6 +421,11 @@ def _appended(tree: xr.DataTree, run: xr.DataTree, held: Held, hold: str, panel:
     out = {}
     for name, var in stacked.data_vars.items():
         old = var.isel(sample=xr.DataArray(source, dims=("chain", "draw")))
+        if name == THETA and place.any:   # the new regions' fitted periods: NaN until bridged below
+            old = old.assign_coords(region=np.asarray(panel.regions)[place.old_index]).reindex(region=panel.regions)
+        elif place.any and "region" in var.dims:
+            raise UpdateError(f"the fit's posterior variable {name!r} runs over regions, which an update with new "
+                              "regions does not extend; refit on all the data instead (nexusbayes fit)")
         if name in EXTENDED:
             dim = "period" if "period" in var.dims else "step"
             if name in (THETA, COUNTRY_THETA):   # the last fitted period, as the filter moved it
@@ -412,7 +439,11 @@ def _appended(tree: xr.DataTree, run: xr.DataTree, held: Held, hold: str, panel:
         out[name] = old.transpose("chain", "draw", *(d for d in var.dims if d != "sample"))
     posterior = xr.Dataset(out).assign_coords(chain=np.arange(n_chain), draw=np.arange(n_pair),
                                               period=periods, step=periods[1:])
-    _restep(posterior, held, copy, hold, np.asarray(panel.period_time, float), n_old)
+    times = np.asarray(panel.period_time, float)
+    if place.any:
+        posterior = _placed(posterior, held, copy.ravel(), panel, times, n_old, place, seed)
+    else:
+        _restep(posterior, held, copy, hold, times, n_old)
     # the filter's own statistics (its draws, not repeated per copy: E-BFMI and divergences are the filter's)
     result = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": run["sample_stats"].to_dataset()})
     result.attrs.update({k: v for k, v in tree.attrs.items() if not k.startswith("seconds_")})
@@ -451,6 +482,23 @@ def _restep(posterior: xr.Dataset, held: Held, copy: np.ndarray, hold: str, time
         zr = posterior["region_z"].transpose("chain", "draw", ...).values.copy()
         zr[:, :, :, n_old - 2] = unit_z(contrast, held.region_scale[k]).reshape(*zr.shape[:3], zr.shape[-1])
         posterior["region_z"] = (("chain", "draw", *posterior["region_z"].dims[2:]), zr)
+
+
+def _placed(posterior: xr.Dataset, held: Held, copy: np.ndarray, panel: Panel, times: np.ndarray, n_old: int,
+            place: regions_.Placement, seed: int | None) -> xr.Dataset:
+    """The new regions' fitted periods drawn given their last one, then the countries regrouped (all regions)."""
+    theta = posterior[THETA].transpose("chain", "draw", "region", "period", "trait")
+    country = posterior[COUNTRY_THETA].transpose("chain", "draw", "country", "period", "trait").values
+    values = theta.values.copy()
+    flat, c_flat = values.reshape(-1, *values.shape[2:]), country.reshape(-1, *country.shape[2:])
+    inv_sd = held.inv_sd[copy][:, None]
+    home = c_flat[:, place.new_country]                                          # (sample, new, period, k)
+    last = (flat[:, place.new_index, n_old - 1] - home[:, :, n_old - 1]) / inv_sd
+    rng = np.random.default_rng([0 if seed is None else seed, 25])
+    dev = regions_.bridge(last, copy, held, place.share, times[:n_old], rng)
+    flat[:, place.new_index, :n_old - 1] = home[:, :, :n_old - 1] + inv_sd[:, :, None] * dev[:, :, :-1]
+    posterior[THETA] = (theta.dims, values)
+    return regions_.regroup(posterior, held, copy, panel, times)
 
 
 def _region_country(held: Held) -> np.ndarray:

@@ -92,6 +92,29 @@ class Held:
 
 
 @dataclass(frozen=True)
+class NewRegions:
+    """Regions new to the fit, in its countries (see :mod:`nexusbayes.inference.update_regions`).
+
+    Attributes
+    ----------
+    old_index : ndarray (fitted region,)
+        Each fitted region's position among the combined regions (the model's ``region`` coordinate).
+    new_index, new_country : ndarray (new region,)
+        Each new region's position and its country.
+    share : ndarray (new region,)
+        The variance factor of its deviation from the held country path.
+    last_chol : ndarray (K, trait, trait)
+        Cholesky factor of a region deviation's marginal covariance at the last fitted period, per held copy.
+    """
+
+    old_index: np.ndarray
+    new_index: np.ndarray
+    new_country: np.ndarray
+    share: np.ndarray
+    last_chol: np.ndarray
+
+
+@dataclass(frozen=True)
 class NewRows:
     """The new observations as arrays: indices into the fit's coordinates and each term's values.
 
@@ -128,14 +151,17 @@ class UpdateModel:
         ``country``, ``region``, ``trait`` and ``period`` (the new periods' labels).
     spec, panel
         The fit's spec and the new rows' panel (for the sampler's checks and messages).
+    regions : NewRegions, optional
+        Regions new to the fit; ``coords["region"]`` are then the combined data's regions, and ``region_country``
+        and ``zero_sum`` stay the fit's.
     """
 
     def __init__(self, held: Held, rows: NewRows, centres, normal, gaps, region_country, zero_sum, kind: str,
-                 df: float, coords: dict, spec, panel):
+                 df: float, coords: dict, spec, panel, regions: NewRegions | None = None):
         self.held, self.rows, self.centres, self.normal = held, rows, np.asarray(centres), np.asarray(normal)
         self.gaps, self.region_country, self.zero_sum = np.asarray(gaps, float), np.asarray(region_country), zero_sum
         self.kind, self.df, self.coords = kind, df, coords
-        self.spec, self.panel = spec, panel
+        self.spec, self.panel, self.regions = spec, panel, regions
         self._pymc = None
 
     @property
@@ -150,6 +176,9 @@ class UpdateModel:
             digest.update(str(np.shape(value)).encode())
         digest.update(np.ascontiguousarray(self.gaps).tobytes() + np.ascontiguousarray(self.zero_sum).tobytes()
                       + np.ascontiguousarray(self.held.country_average).tobytes())
+        if self.regions is not None:
+            for value in (self.regions.old_index, self.regions.new_index, self.regions.new_country, self.regions.share):
+                digest.update(np.ascontiguousarray(value).tobytes())
         return digest.hexdigest()
 
     @property
@@ -187,19 +216,22 @@ class UpdateModel:
                 z_r = self._innovations("region_z", (HELD_DIM, "region_contrast", "period", "trait"))
                 r_steps = (z_r[..., None, :] * chol[:, None, None]).sum(-1)
                 r_steps = pt.tensordot(self.zero_sum, r_steps, axes=[[1], [1]]).dimshuffle(1, 0, 2, 3)
-            n_region, n_trait = len(self.coords["region"]), len(self.coords["trait"])
-            coords_last = [f"{r}:{k}" for r in self.coords["region"] for k in self.coords["trait"]]
-            model.add_coord("last_cell", coords_last)
+            fitted = list(self.coords["region"])
+            if self.regions is not None:
+                fitted = [fitted[i] for i in self.regions.old_index]
+            n_region, n_trait = len(fitted), len(self.coords["trait"])
+            model.add_coord("last_cell", [f"{r}:{k}" for r in fitted for k in self.coords["trait"]])
             z_last = declare(pm.Normal("last_z", 0.0, 1.0, dims=(HELD_DIM, "last_cell")), "latent", reflect="trait")
             last_chol = pm.Data("held_last_chol", held.last_chol)
             theta = pm.Data("held_last_mean", held.last_mean) + pt.dot(z_last, last_chol.T)
             theta = theta.reshape((held.size, n_region, n_trait))
-            theta = declare(pm.Deterministic("theta_last", theta, dims=(HELD_DIM, "region", "trait")), "trait",
-                            reflect="trait")
             country = (held.country_average[None, :, :, None] * theta[:, None, :, :]).sum(axis=2)
+            inv_sd = pm.Data("held_inv_sd", held.inv_sd)[:, None, :]
+            new = self._new_regions(model, chol, country, inv_sd)
+            declare(pm.Deterministic("theta_last", new.combine(theta, 0), dims=(HELD_DIM, "region", "trait")),
+                    "trait", reflect="trait")
             declare(pm.Deterministic("country_theta_last", country, dims=(HELD_DIM, "country", "trait")), "trait",
                     reflect="trait")
-            inv_sd = pm.Data("held_inv_sd", held.inv_sd)[:, None, :]
             pull = pm.Data("held_mean_over_sd", held.mean_over_sd)[:, None, :]
             country_scale = pm.Data("held_country_scale", held.country_scale)
             region_scale = pm.Data("held_region_scale", held.region_scale)
@@ -217,7 +249,8 @@ class UpdateModel:
                     step_r = step_r + (region_scale * factor)[:, None, :] * r_steps[:, :, h]
                 country = a * country + (a - 1.0) * pull + inv_sd * step_c
                 theta = a * theta + (a - 1.0) * pull + inv_sd * step_r
-                out_r.append(theta)
+                new.step(h, a, (region_scale * factor)[:, None, :], country)
+                out_r.append(new.combine(theta, h + 1))
                 out_c.append(country)
             theta = declare(pm.Deterministic(THETA, pt.stack(out_r, axis=2), dims=(HELD_DIM, "region", "period",
                                                                                  "trait")), "trait", reflect="trait")
@@ -226,6 +259,21 @@ class UpdateModel:
             assert n_new == len(out_r)
             self._likelihood(theta)
         return model
+
+    def _new_regions(self, model: pm.Model, chol, country, inv_sd) -> _Placed:
+        """The new regions' deviations (:class:`_Placed`): their last fitted period's value and their steps."""
+        if self.regions is None:
+            return _Placed(None, None, None, None, None, None)
+        nr = self.regions
+        model.add_coord("new_region", [self.coords["region"][i] for i in nr.new_index])
+        root = np.sqrt(nr.share)[None, :, None]
+        z_last = declare(pm.Normal("new_region_z_last", 0.0, 1.0, dims=(HELD_DIM, "new_region", "trait")), "latent",
+                         reflect="trait")
+        dev = root * (z_last[..., None, :] * pm.Data("held_new_region_chol", nr.last_chol)[:, None]).sum(-1)
+        z = self._innovations("new_region_z", (HELD_DIM, "new_region", "period", "trait"))
+        steps = root[..., None, :] * (z[..., None, :] * chol[:, None, None]).sum(-1)        # (K, new, period, k)
+        order = np.argsort(np.concatenate([nr.old_index, nr.new_index]))
+        return _Placed(nr.new_country, order, inv_sd, steps, [dev], [country[:, nr.new_country] + inv_sd * dev])
 
     def _likelihood(self, theta) -> None:
         """One potential per likelihood term: the new observations' log-density under every held draw."""
@@ -254,6 +302,30 @@ class UpdateModel:
                 logp = ordinal_kernel(eta, data("lower", lower), data("upper", upper), data("between", between),
                                       first, last)
             pm.Potential(f"y_{key}", logp.sum())
+
+
+@dataclass
+class _Placed:
+    """The new regions' traits in the graph, period by period (all None without new regions)."""
+
+    country: np.ndarray | None
+    order: np.ndarray | None       # the combined regions from [fitted regions, new regions]
+    inv_sd: object
+    steps: object                  # (K, new, period, k) correlated steps, before their scale
+    dev: list | None               # raw deviations from the held country path, per period from the last fitted
+    theta: list | None
+
+    def step(self, h: int, a, scale, country) -> None:
+        """Carry the deviations one step (``scale`` the held region scale times the step's factor)."""
+        if self.order is not None:
+            self.dev.append(a * self.dev[-1] + scale * self.steps[:, :, h])
+            self.theta.append(country[:, self.country] + self.inv_sd * self.dev[-1])
+
+    def combine(self, theta, h: int):
+        """The fitted regions' traits with the new ones' at position ``h`` (0: the last fitted period)."""
+        if self.order is None:
+            return theta
+        return pt.concatenate([theta, self.theta[h]], axis=1)[:, self.order]
 
 
 def _ordinal_bounds(params: dict, local: np.ndarray, y: np.ndarray, rater: np.ndarray):
