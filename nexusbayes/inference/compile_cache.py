@@ -122,6 +122,7 @@ def _lookup(key: str, values: dict[str, np.ndarray]):
         compiled = _CACHE.get(key)
         if compiled is not None:
             _CACHE.move_to_end(key)
+    values = _held(compiled, values) if compiled is not None else values
     if compiled is None or not _fits(compiled, values):
         return None
     return compiled.with_data(**values)
@@ -187,6 +188,16 @@ def _mark_compiled(key: str) -> None:
         _marker(key).touch()
     except OSError:
         pass
+
+
+def _held(compiled, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``values`` of the containers the compiled model holds.
+
+    Containers that its log density does not read (e.g. the heaping model's ``heap_value_<family>``, whose
+    kernel reads the positions ``at_heap_<family>`` instead) are not inputs of the compiled model.
+    """
+    held = {var.name for var in compiled.shared_var_keys}
+    return {name: value for name, value in values.items() if name in held}
 
 
 def _fits(compiled, values: dict[str, np.ndarray]) -> bool:

@@ -101,3 +101,14 @@ def test_values_that_do_not_fit_the_compiled_dtype_are_compiled_anew(fits, two_d
     assert compile_cache._fits(compiled, values)
     values["data_negbin"] = values["data_negbin"].astype(np.int64) + 2**40
     assert not compile_cache._fits(compiled, values)
+
+
+def test_containers_the_compiled_model_does_not_read_do_not_block_reuse(fits, two_datasets):
+    """A data container that the log density does not read (pruned from the compiled model, as the heaping model's
+    ``heap_value_<family>``, whose kernel reads the positions ``at_heap_<family>``) is not an input: reused."""
+    first, _ = two_datasets
+    key = compile_cache.structure_key(first.panel, first.spec)
+    values = compile_cache.data_values(build_model(first.panel, first.spec))
+    assert compile_cache._lookup(key, values | {"heap_value_negbin": np.arange(5)}) is not None
+    values["data_negbin"] = values["data_negbin"].astype(np.int64) + 2**40
+    assert compile_cache._lookup(key, values | {"heap_value_negbin": np.arange(5)}) is None
