@@ -10,9 +10,7 @@ Examples
 --------
 >>> from nexusbayes.model.build import Model
 >>> from nexusbayes.model.simulate import simulate
->>> from nexusbayes.spec.document import Spec
-from nexusbayes.spec.document import Spec
-from nexusbayes.spec.sections import SamplerSpec
+>>> from nexusbayes.spec.sections import SamplerSpec
 >>> sim = simulate(n_regions=3, n_periods=3, seed=2)
 >>> tree = sample(Model(sim.spec, sim.panel), SamplerSpec(draws=100, tune=100, chains=2),
 ...               progress=False)  # doctest: +SKIP

@@ -248,7 +248,7 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
         The posterior with the new periods appended, ``draws * n_held`` draws per chain (and ``sample_stats`` of
         the filter's run, ``draws`` per chain; for ``"particles"``, the fit's draws resampled, with
         ``sample_stats`` holding each one's ``source_draw`` and ``importance_weight`` only, see
-        :data:`PARTICLE_DIAGNOSTICS`), its attrs
+        :data:`.update_particles.DIAGNOSTICS`), its attrs
         the fit's plus :data:`HELD_ATTR` and the filter's timings; and the data with the new rows.
     """
     if method not in METHODS:
@@ -349,7 +349,7 @@ def _by_particles(tree: xr.DataTree, spec, panel: Panel, new, n_particles: int, 
         out["prior_predictive"] = xr.DataTree(full.prior_predictive(seed=seed))
     ess_particles = found.particle_ess
     out.attrs.update({
-        HELD_ATTR: particles_description(n_particles, k, ess, len(weights)), "update_method": "particles",
+        HELD_ATTR: particles_.description(n_particles, k, ess, len(weights)), "update_method": "particles",
         "update_hold": "draws", "update_added_periods": ", ".join(map(str, combined.periods[n_old:])),
         "update_added_rows": int(len(added)), "update_base_chains": int(tree["posterior"].sizes["chain"]),
         "update_pareto_k": k, "update_ess": ess, "update_particles": int(n_particles),
@@ -358,28 +358,8 @@ def _by_particles(tree: xr.DataTree, spec, panel: Panel, new, n_particles: int, 
             float(np.median(ess_particles)), "update_seconds": seconds, "update_cpu_seconds": time.process_time() - cpu,
         "seconds_compile": 0.0, "seconds_sampling": seconds,
         "seconds_postprocess": time.perf_counter() - start - seconds, "update_seed": int(seed),
-        "update_diagnostics": PARTICLE_DIAGNOSTICS})
+        "update_diagnostics": particles_.DIAGNOSTICS})
     return out, combined
-
-
-#: Which diagnostics apply to a particle update's draws (the output says so; ``analysis.diagnostics`` acts on it).
-PARTICLE_DIAGNOSTICS = (
-    "the draws are the fit's draws resampled by importance weights, not MCMC transitions: their checks are the "
-    f"weights' Pareto k (<= {particles_.K_MAX}) and the ESS after weighting; divergences, E-BFMI and tree depth do "
-    "not apply (the fit's own sampler statistics are not carried over), and R-hat and ESS of the resampled draws "
-    "count repeated draws (the distinct draws are fewer)")
-
-
-def particles_description(n_particles: int, k: float, ess: float, n_draws: int) -> str:
-    """What the particle update held and how, in one sentence (for the output and the report)."""
-    verdict = ("reliable" if k <= particles_.K_MAX else
-               "UNRELIABLE: the fit's draws do not cover the new posterior, refit on all the data")
-    return (f"nothing re-sampled by MCMC: the fit's {n_draws} draws (all parameters and the fitted periods' traits) "
-            f"reweighted by their likelihood of the new rows (importance sampling, PSIS: Pareto k = {k:.2f}, "
-            f"{verdict}; ESS after weighting {ess:.0f}) and resampled, the new periods' traits drawn from the fitted "
-            f"dynamics given each draw and weighted by the new rows ({n_particles} particles per draw and country). "
-            "Held as the fit had them: the values of every parameter (only their weights change, no new values "
-            "are explored) and the traits' standardisation (the new periods are on the fit's scale)")
 
 
 def held_description(hold: str, held: Held, spec, new_regions: list | None = None) -> str:

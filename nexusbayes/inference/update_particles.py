@@ -272,3 +272,23 @@ def appended(tree, found: Particles, source: np.ndarray, copy_no: np.ndarray, pe
         out[name] = old.transpose("chain", "draw", *(d for d in var.dims if d != "sample"))
     return xr.Dataset(out).assign_coords(chain=np.arange(n_chain), draw=np.arange(n_draw), period=periods,
                                          step=periods[1:])
+
+
+#: Which diagnostics apply to a particle update's draws (the output says so; ``analysis.diagnostics`` acts on it).
+DIAGNOSTICS = (
+    "the draws are the fit's draws resampled by importance weights, not MCMC transitions: their checks are the "
+    f"weights' Pareto k (<= {K_MAX}) and the ESS after weighting; divergences, E-BFMI and tree depth do "
+    "not apply (the fit's own sampler statistics are not carried over), and R-hat and ESS of the resampled draws "
+    "count repeated draws (the distinct draws are fewer)")
+
+
+def description(n_particles: int, k: float, ess: float, n_draws: int) -> str:
+    """What the particle update held and how, in one sentence (for the output and the report)."""
+    verdict = ("reliable" if k <= K_MAX else
+               "UNRELIABLE: the fit's draws do not cover the new posterior, refit on all the data")
+    return (f"nothing re-sampled by MCMC: the fit's {n_draws} draws (all parameters and the fitted periods' traits) "
+            f"reweighted by their likelihood of the new rows (importance sampling, PSIS: Pareto k = {k:.2f}, "
+            f"{verdict}; ESS after weighting {ess:.0f}) and resampled, the new periods' traits drawn from the fitted "
+            f"dynamics given each draw and weighted by the new rows ({n_particles} particles per draw and country). "
+            "Held as the fit had them: the values of every parameter (only their weights change, no new values "
+            "are explored) and the traits' standardisation (the new periods are on the fit's scale)")
