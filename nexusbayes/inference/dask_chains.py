@@ -13,7 +13,10 @@ checks and post-processing follow.
 A chain's draws depend only on the fit's seed and the chain's index, never on the number of workers or the
 order in which chains finish. They are not the local run's draws: nutpie derives its chains' random streams
 from one seed inside a run, and offers no way to run its chain ``k`` alone, so each task is a one-chain run
-(nutpie's chain 0) with its own seed.
+(nutpie's chain 0) with its own seed: chain ``k``'s draws are those of a local one-chain run seeded
+``chain_seed(seed, k)``. Without further sampler options the worker compiles the lean model and samples it as a
+local fixed-length run does (:mod:`nexusbayes.inference.lean_trace`): the draws of the free variables alone cross
+nutpie's trace, the rest is computed from them on the worker.
 
 Examples
 --------
@@ -66,7 +69,7 @@ def sample_chains(model: Model, settings: SamplerSpec, scheduler: str, work: Cal
         ``work(spec_dict, panel, sampler_dict, seed, options) -> dict``, run on a worker: one chain
         (:func:`nexusbayes.inference.sample.sample_chain`, the one module that calls the sampler).
     options : dict
-        Further keyword arguments of ``nutpie.sample`` (e.g. ``save_warmup``).
+        Further keyword arguments of ``nutpie.sample`` (e.g. ``save_warmup``); none for the lean trace.
     say : callable
         Called with a line when the tasks are sent and one per finished chain.
 
@@ -76,8 +79,9 @@ def sample_chains(model: Model, settings: SamplerSpec, scheduler: str, work: Cal
         The chains' groups joined along ``chain`` (0 to chains - 1).
     attrs : dict
         For the tree's attrs: ``scheduler``, ``chain_seeds``, ``compile_source`` (the worst of the chains'),
-        ``seconds_compile`` (the longest of the workers' loads or compiles), and per chain
-        ``chain_seconds_compile``, ``chain_seconds_sampling`` and ``chain_workers``.
+        ``seconds_compile`` (the longest of the workers' loads or compiles), ``lean`` (every chain's trace was
+        lean: its posterior is rounded to single precision already), and per chain ``chain_seconds_compile``,
+        ``chain_seconds_sampling`` and ``chain_workers``.
 
     Raises
     ------
@@ -116,7 +120,7 @@ def sample_chains(model: Model, settings: SamplerSpec, scheduler: str, work: Cal
     chains = [results[k] for k in range(settings.chains)]
     attrs = {"scheduler": scheduler, "chain_seeds": seeds,
              "compile_source": min((c["compile_source"] for c in chains), key=SOURCE_ORDER.index),
-             "seconds_compile": max(c["seconds_compile"] for c in chains),
+             "seconds_compile": max(c["seconds_compile"] for c in chains), "lean": all(c["lean"] for c in chains),
              "chain_seconds_compile": [c["seconds_compile"] for c in chains],
              "chain_seconds_sampling": [c["seconds_sampling"] for c in chains],
              "chain_workers": [c["worker"] for c in chains]}

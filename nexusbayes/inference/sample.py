@@ -29,9 +29,10 @@ import xarray as xr
 
 from nexusbayes import interrupts
 from nexusbayes.data.panel import Panel
-from nexusbayes.errors import Interrupted, SamplingError, SettingsError, SpecError
+from nexusbayes.errors import SamplingError, SettingsError, SpecError
 from nexusbayes.inference import compile_cache, dask_chains, lean_trace, run_length, warm_start
 from nexusbayes.inference.progress import ProgressLines, shows_a_bar
+from nexusbayes.inference.sample_checks import check_complete, check_finite, check_memory, start_failure
 from nexusbayes.model.build import Model
 from nexusbayes.model.predict import single_precision
 from nexusbayes.model.roles import TREE_ATTR
@@ -94,9 +95,9 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     Raises
     ------
     SpecError
-        When the draws would not fit in memory (:func:`check_memory`), or ``values`` or ``until_converged``
-        are given to another backend than nutpie, or ``scheduler`` with ``values``, ``until_converged``,
-        ``init = "advi"`` or another backend.
+        When the draws would not fit in memory (:func:`.sample_checks.check_memory`), or ``values`` or
+        ``until_converged`` are given to another backend than nutpie, or ``scheduler`` with ``values``,
+        ``until_converged``, ``init = "advi"`` or another backend.
     SettingsError
         When no Dask scheduler answers at ``scheduler``.
     SamplingError
@@ -127,9 +128,9 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     lean = not settings.until_converged and not options
     try:
         if scheduler is not None:
-            tree, cluster = dask_chains.sample_chains(model, settings, scheduler, sample_chain,
-                                                      {"save_warmup": False, **options}, say)
+            tree, cluster = dask_chains.sample_chains(model, settings, scheduler, sample_chain, options, say)
             compile_source, compiled_at = cluster["compile_source"], start + cluster["seconds_compile"]
+            rounded = cluster.pop("lean")
         elif backend == "nutpie":
             compiled, compile_source = _compiled(model, values, say, lean=lean)
             rounded = lean_trace.is_lean(compiled)
@@ -232,30 +233,30 @@ def sample_chain(spec: dict, panel: Panel, sampler: dict, seed: int, options: di
     seed : int
         This chain's seed.
     options : dict
-        Further keyword arguments of ``nutpie.sample``.
+        Further keyword arguments of ``nutpie.sample``; without any, the model is compiled lean and the chain
+        runs as :func:`sample` runs a fixed-length chain locally (:func:`_nutpie`), so its draws are a local
+        one-chain run's with the seed ``seed``.
 
     Returns
     -------
     dict
         ``groups`` (:func:`.dask_chains.chain_groups` of the chain's tree, tidied as :func:`sample` tidies),
-        ``compile_source``, ``seconds_compile``, ``seconds_sampling``, ``divergences`` and ``worker`` (its
+        ``compile_source``, ``seconds_compile``, ``seconds_sampling``, ``divergences``, ``lean`` (the trace was
+        lean, its posterior already rounded to single precision: :mod:`.lean_trace`) and ``worker`` (its
         address, or ``"local"`` outside a worker).
     """
-    import nutpie
-
     start = time.perf_counter()
-    settings = SamplerSpec(**sampler)
+    settings = SamplerSpec(**sampler).model_copy(update={"chains": 1, "seed": seed})
     model = Model(Spec.from_dict(spec, source="the spec sent to a Dask worker"), panel)
     with _COMPILING:
-        compiled, source = compile_cache.compile_nutpie(model.pymc, panel, model.spec)
+        compiled, source = compile_cache.compile_nutpie(model.pymc, panel, model.spec, lean=not options)
     compiled_at = time.perf_counter()
-    tree = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=1, seed=seed,
-                         progress_bar=False, target_accept=settings.target_accept, adaptation=settings.adaptation,
-                         **options)
+    tree = _nutpie(compiled, settings, False, None, lambda message: None, {"save_warmup": False, **options})
     tree = _tidy(tree, keep_warmup=bool(options.get("save_warmup")))
     return {"groups": dask_chains.chain_groups(tree), "compile_source": source,
             "seconds_compile": compiled_at - start, "seconds_sampling": time.perf_counter() - compiled_at,
-            "divergences": int(tree["sample_stats"]["diverging"].sum()), "worker": _worker_address()}
+            "divergences": int(tree["sample_stats"]["diverging"].sum()), "lean": lean_trace.is_lean(compiled),
+            "worker": _worker_address()}
 
 
 def _worker_address() -> str:
@@ -267,22 +268,28 @@ def _worker_address() -> str:
         return "local"
 
 
+def _arguments(settings: SamplerSpec) -> dict:
+    """The keyword arguments of ``nutpie.sample`` from the sampler settings: of every nutpie run here.
+
+    The local fixed-length run and a Dask chain (:func:`_nutpie`) and the run by need (:func:`_nutpie_by_need`).
+    """
+    return {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains, "seed": settings.seed,
+            "target_accept": settings.target_accept, "adaptation": settings.adaptation, "blocking": False}
+
+
 def _nutpie(compiled, settings: SamplerSpec, progress: bool, status, say, options: dict) -> xr.DataTree:
     """Run nutpie without blocking, so that Ctrl-C cancels it instead of truncating the trace silently.
 
     A lean model's raw trace is turned into the tree here (:func:`.lean_trace.to_tree`), nutpie's own
-    conversion otherwise.
+    conversion otherwise. Locally (:func:`sample`) and for one chain on a Dask worker (:func:`sample_chain`).
     """
     import nutpie
 
     say(f"sampling {settings.chains} chain(s) x {settings.tune} tune + {settings.draws} draws ...")
     watch = ProgressLines(status) if progress and not shows_a_bar() else None
     lean = lean_trace.is_lean(compiled)
-    sampler = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
-                            seed=settings.seed, progress_bar=progress and watch is None,
-                            progress_callback=watch, target_accept=settings.target_accept,
-                            adaptation=settings.adaptation, blocking=False,
-                            **({"return_raw_trace": True} if lean else {}), **options)
+    sampler = nutpie.sample(compiled, **_arguments(settings), progress_bar=progress and watch is None,
+                            progress_callback=watch, **({"return_raw_trace": True} if lean else {}), **options)
     try:
         if watch is not None:
             watch.follow(sampler)
@@ -309,10 +316,8 @@ def _nutpie_by_need(compiled, settings: SamplerSpec, progress: bool, status, say
     lines = progress and not shows_a_bar()
     # every chain at once (nutpie's default runs one per core, the rest after them; the draws are the same):
     # a check needs every chain's draws, and the first chains would otherwise run to the cap alone
-    sampler = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
-                            seed=settings.seed, progress_bar=progress and not lines, progress_callback=watch,
-                            target_accept=settings.target_accept, adaptation=settings.adaptation, blocking=False,
-                            **{"cores": settings.chains, **options})
+    sampler = nutpie.sample(compiled, **_arguments(settings), progress_bar=progress and not lines,
+                            progress_callback=watch, **{"cores": settings.chains, **options})
     try:
         run = run_length.until_converged(sampler, settings.draws, settings.check_every, settings.tune, watch,
                                          gates=gates, prepare=lambda tree: model.orient(_posterior_only(tree)),
@@ -368,114 +373,6 @@ def _tidy(tree: xr.DataTree, keep_warmup: bool = False) -> xr.DataTree:
     if drop:
         tree["sample_stats"] = xr.DataTree(stats.drop_vars(drop))
     return tree
-
-
-def check_memory(model: Model, settings: SamplerSpec, predictions: bool = True) -> None:
-    """Refuse sampler settings whose draws would not fit in the memory available.
-
-    The fit holds, per chain and draw, every posterior value (free variables and deterministics) plus,
-    with ``predictions``, a log-likelihood and a posterior-predictive value per observation, each 8 bytes;
-    asking for more than the memory available ends in an allocation abort after compiling, or a panic in
-    the sampler. The sizes come from the variables' dims, so nothing is compiled.
-    """
-    import psutil  # a dependency of dask's distributed
-
-    per_draw = sum(_size(model.pymc, v) for v in [*model.pymc.free_RVs, *model.pymc.deterministics])
-    per_draw += 2 * model.panel.n_obs if predictions else 0
-    need = settings.chains * settings.draws * per_draw * 8
-    available = psutil.virtual_memory().available
-    if need > available:
-        most = max(available // (settings.chains * per_draw * 8), 0)
-        raise SpecError(f"sampler settings: {settings.chains} chain(s) x {settings.draws:,} draws x {per_draw:,} "
-                        f"values per draw x 8 bytes = {need / 1e9:,.1f} GB, more than the {available / 1e9:.1f} GB "
-                        f"of memory available; lower `draws` (at most {most:,} with {settings.chains} chain(s)) "
-                        "or `chains`")
-
-
-def _size(model: pm.Model, variable) -> int:
-    """Number of values of ``variable``: from its dims' lengths, else its static shape, else evaluated."""
-    dims = model.named_vars_to_dims.get(variable.name)
-    if dims and all(d is not None for d in dims):
-        return int(np.prod([len(model.coords[d]) for d in dims]))
-    if all(s is not None for s in variable.type.shape):
-        return int(np.prod(variable.type.shape))
-    return int(np.prod(variable.shape.eval()))
-
-
-def start_failure(model: Model, backend: str, exc: Exception) -> str:
-    """Explain a sampler failure: which terms are not finite at the initial point, and what to try."""
-    try:
-        from pytensor.compile.mode import Mode
-
-        # pure Python, lightly optimised: compiles in seconds, and speed does not matter for one point
-        with np.errstate(all="ignore"):
-            logps = model.pymc.point_logps(model.pymc.initial_point(random_seed=0), round_vals=6,
-                                           mode=Mode(linker="py", optimizer="fast_compile"))
-        bad = [name for name, value in logps.items() if not np.isfinite(value)]
-        shown = [f"{name} = {logps[name]}" for name in bad]
-        priors = [f"priors.{key} = {getattr(model.spec.priors, key):g}" for key in model.roles.prior_fields(bad)]
-    except Exception:  # the report is a hint; the sampler's own error is kept below
-        shown, priors = [], []
-    where = f" Terms whose log-density is not finite at the initial point: {', '.join(shown)}." if shown else ""
-    if priors:
-        where += f" Their prior scale(s) in the spec: {', '.join(priors)}."
-    first = (str(exc).strip().splitlines() or [""])[0][:300]   # not a Rust backtrace: the full error is chained
-    return (f"sampling failed to start or stopped with an error ({backend}: {type(exc).__name__}: {first})."
-            f"{where} This usually means the log-density is -inf or NaN where the sampler starts "
-            "(initialisation failure). What to try: look for extreme values in the data of the named terms "
-            "(y_<family> are indicators of that family; e.g. counts far larger than the rest, exposures near 0, "
-            "a constant indicator), check the spec's priors are not extreme, run `nexusbayes check SPEC`, "
-            "or try the other backend (--backend pymc / nutpie) for a second opinion.")
-
-
-def check_complete(tree: xr.DataTree, settings: SamplerSpec, draws: int | None = None) -> None:
-    """Refuse a trace with fewer chains or draws than asked: the samplers return those when interrupted.
-
-    ``draws`` is what a run by need (``until_converged``) kept, every chain cut to it (default
-    ``settings.draws``); a trace with another length, or with a chain that stops short (nutpie pads it
-    with NaN), is refused.
-    """
-    post = tree["posterior"]
-    want = settings.draws if draws is None else draws
-    got = (int(post.sizes.get("chain", 0)), int(post.sizes.get("draw", 0)))
-    short = draws is not None and "sample_stats" in tree.children and "logp" in tree["sample_stats"] and \
-        run_length.common_draws(tree) < got[1]
-    if got != (settings.chains, want) or short:
-        raise Interrupted(f"sampling was interrupted: got {got[0]} chain(s) x {got[1]} draws of "
-                          f"{settings.chains} x {want}; partial traces are not returned")
-
-
-def check_finite(tree: xr.DataTree) -> None:
-    """Raise :class:`SamplingError` when a posterior variable holds NaN or infinite draws.
-
-    Examples
-    --------
-    >>> import numpy as np, xarray as xr
-    >>> tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"mu": (("chain", "draw"), [[0.0, np.nan]])})})
-    >>> check_finite(tree)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    nexusbayes.errors.SamplingError: the posterior holds non-finite draws (mu: 1 NaN, 0 infinite ...
-    """
-    bad = non_finite(tree)
-    if bad:
-        raise SamplingError(
-            f"the posterior holds non-finite draws ({'; '.join(bad)}); these results are not reported. "
-            "The sampler left the region where the model is defined: look for extreme data values (run "
-            "`nexusbayes check SPEC`), tighten the priors, or raise target_accept; then fit again")
-
-
-def non_finite(tree: xr.DataTree) -> list[str]:
-    """Each posterior variable holding NaN or infinite draws, with their counts (empty when all are finite)."""
-    bad = []
-    for name, da in tree["posterior"].to_dataset().data_vars.items():
-        if da.dtype.kind not in "fc":
-            continue
-        values = np.asarray(da.values)
-        n_nan, n_inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
-        if n_nan or n_inf:
-            bad.append(f"{name}: {n_nan} NaN, {n_inf} infinite of {values.size}")
-    return bad
 
 
 def sample_compiled(compiled, *, draws: int, tune: int, chains: int, seed: int) -> xr.DataTree:

@@ -98,18 +98,24 @@ def test_a_fit_whose_chains_ran_on_the_cluster_saves_and_loads_with_their_seeds_
         assert np.asarray(back.tree.attrs[key]).tolist() == np.asarray(there.tree.attrs[key]).tolist(), key
 
 
-def test_a_chains_draws_depend_only_on_the_seed_and_its_index(small_model, cluster):
-    """Chain 1 of a run on the cluster, run again alone with no cluster: the same draws, bit for bit."""
+def test_a_chains_draws_are_a_local_lean_one_chain_run_of_its_seed(small_model, cluster):
+    """Chain 1 of a run on the cluster, and a local one-chain run seeded as that chain (lean, as a local fixed-length
+    run is): the same draws and sampler statistics, bit for bit. The chain's task, run alone, samples the lean trace."""
     settings = SamplerSpec(**SETTINGS)
     tree = sample(small_model, settings, progress=False, predictions=False, scheduler=cluster.scheduler_address)
-    alone = sample_chain(small_model.spec.to_dict(), small_model.panel, settings.model_dump(),
-                         dask_chains.chain_seed(SETTINGS["seed"], 1), {"save_warmup": False})
-    posterior = xr.Dataset.from_dict(alone["groups"]["posterior"])
-    for name in ("theta", "loading", "intercept"):
-        # the tree's draws are rounded to single precision after sampling (model/predict.single_precision)
-        np.testing.assert_array_equal(np.float32(posterior[name].isel(chain=0).values),
-                                      np.float32(tree["posterior"][name].isel(chain=1).values), err_msg=name)
-    assert alone["worker"] == "local"
+    seed = dask_chains.chain_seed(SETTINGS["seed"], 1)
+    local = sample(small_model, SamplerSpec(**{**SETTINGS, "chains": 1, "seed": seed}), progress=False,
+                   predictions=False)
+    for group in ("posterior", "sample_stats"):
+        there, here = tree[group].to_dataset().isel(chain=[1]), local[group].to_dataset()
+        assert set(there.data_vars) == set(here.data_vars), group
+        for name in here.data_vars:
+            np.testing.assert_array_equal(there[name].values, here[name].values, err_msg=f"{group}.{name}")
+    assert "chain_seeds" not in local.attrs and "lean" not in tree.attrs
+    alone = sample_chain(small_model.spec.to_dict(), small_model.panel, settings.model_dump(), seed, {})
+    assert alone["lean"] and alone["worker"] == "local"
+    np.testing.assert_array_equal(np.float32(xr.Dataset.from_dict(alone["groups"]["posterior"])["theta"].values),
+                                  np.float32(tree["posterior"]["theta"].isel(chain=[1]).values))
 
 
 def test_what_a_chain_task_sends_and_returns_survives_dasks_serialisation(small_model):

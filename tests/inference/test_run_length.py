@@ -20,7 +20,8 @@ from nexusbayes.fit import Fit, fit
 from nexusbayes.inference import compile_cache, run_length
 from nexusbayes.inference.progress import sampler_finished
 from nexusbayes.inference.run_length import Gates
-from nexusbayes.inference.sample import check_complete, sample
+from nexusbayes.inference.sample import sample
+from nexusbayes.inference.sample_checks import check_complete
 from nexusbayes.report.header import run_facts
 from nexusbayes.report.run import summary_text
 from nexusbayes.spec.document import Spec

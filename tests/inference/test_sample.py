@@ -15,7 +15,7 @@ from nexusbayes.analysis.diagnostics import ADVICE, SamplingWarning, diagnose
 from nexusbayes.errors import Interrupted, SamplingError
 from nexusbayes.fit import fit
 from nexusbayes.inference import compile_cache
-from nexusbayes.inference.sample import check_finite, start_failure
+from nexusbayes.inference.sample_checks import check_finite, start_failure
 from nexusbayes.model.roles import Roles
 from nexusbayes.model.simulate import simulate
 
