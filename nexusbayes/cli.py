@@ -26,7 +26,7 @@ from pathlib import Path
 
 from nexusbayes import cli_batch, cli_choice, cli_draws, interrupts
 from nexusbayes.constants import FORECAST_PERIODS
-from nexusbayes.errors import Interrupted, NexusBayesError, count_range
+from nexusbayes.errors import Interrupted, NexusBayesError, ReportWarning, count_range
 from nexusbayes.spec.limits import MAX_CHAINS, MAX_DRAWS
 
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``nexusbayes`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        with _signals_interrupt():
+        with _signals_interrupt(), _report_warnings_printed():
             status = {"fit": _fit, "check": _check, "summary": _summary, "compare": _compare,
                       "sweep": cli_batch.sweep, "report": _report, "sbc": cli_batch.sbc, "quick": _quick,
                       "forecast": cli_draws.forecast, "export": cli_draws.export,
@@ -181,6 +181,26 @@ def main(argv: list[str] | None = None) -> int:
         return _interrupted(args.command, getattr(exc, "signum", None))
     finally:
         interrupts.reset()      # after the message: a later command (or API call) starts afresh
+
+
+@contextlib.contextmanager
+def _report_warnings_printed():
+    """Print each :class:`~nexusbayes.errors.ReportWarning` as a ``WARNING:`` line on standard error.
+
+    It names a part the report leaves out, and why; other warnings are shown as Python shows them.
+    """
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, ReportWarning):
+                print(f"WARNING: {message}", file=sys.stderr, flush=True)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        warnings.simplefilter("always", ReportWarning)
+        yield
 
 
 def _interrupted(command: str, signum: int | None) -> int:
@@ -233,8 +253,8 @@ def _signals_interrupt():
 
 def _fit(args) -> int:
     from nexusbayes.analysis.diagnostics import SamplingWarning
-    from nexusbayes.data.resolve import resolve_covariates
-    from nexusbayes.fit import fit
+    from nexusbayes.data.resolve import resolve_covariates, resolve_panel
+    from nexusbayes.fit import DATA_GIVEN_ATTR, data_given, fit
     from nexusbayes.outputs import RUN, OutputFolder, default_out_dir
     from nexusbayes.report import REPORT_DIR, REPORT_FILE
     from nexusbayes.report.run import summary_text, write_run
@@ -242,11 +262,12 @@ def _fit(args) -> int:
     spec, data_path = _spec_and_data(args)
     out = args.out or default_out_dir(spec.name)
     covariates = resolve_covariates(args.spec, spec)
+    # read and validated once, before the output folder (its errors name the file): the fit and the forecast check
+    # get this panel
+    panel = resolve_panel(spec, None, data_path, covariates=covariates)
     if args.forecast_check:     # refused before the fit, not after it
-        from nexusbayes.data.resolve import resolve_panel
         from nexusbayes.workflows.forecast_check import check_held_out
 
-        panel = resolve_panel(spec, None, data_path, covariates=covariates)   # its errors name the file
         check_held_out(len(panel.periods), args.forecast_check, "--forecast-check")
     inputs = [args.spec, *(data_path if isinstance(data_path, list) else [data_path]),
               *([covariates] if covariates is not None else [])]
@@ -254,12 +275,14 @@ def _fit(args) -> int:
         print(f"Fitting {args.spec}" + (f" to {data_path} (--data)" if args.data else "") + " ...", flush=True)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SamplingWarning)
-            result = fit(args.spec, data_path if args.data else None, backend=args.backend, draws=args.draws,
+            result = fit(spec, panel, backend=args.backend, draws=args.draws,
                          tune=args.tune, chains=args.chains, seed=args.seed, until_converged=args.until_converged,
                          progress=not args.no_progress, scheduler=args.scheduler,
                          status=lambda message: print(f"  {message}", flush=True))
+        if args.data:
+            result.tree.attrs[DATA_GIVEN_ATTR] = data_given(spec, panel)
         print(summary_text(result))
-        check = _forecast_check(args) if args.forecast_check else None
+        check = _forecast_check(args, spec, panel) if args.forecast_check else None
         print(f"\nBuilding the report; {out}/ is replaced only when everything is written ...", flush=True)
         write_run(result, folder, report=True, forecast=args.forecast, forecast_check=check)
     print(f"Wrote {out}/ (fit.nc, CSV tables, summary.txt) and {out / REPORT_DIR / REPORT_FILE} (open it in a "
@@ -272,15 +295,17 @@ def _fit(args) -> int:
     return 0
 
 
-def _forecast_check(args):
-    """``fit --forecast-check K``: the refit without the last K periods and its scores (None, said, if refused)."""
+def _forecast_check(args, spec, panel):
+    """``fit --forecast-check K``: the refit of ``panel`` without the last K periods and its scores.
+
+    None (and said) when the forecast is refused.
+    """
     from nexusbayes.analysis.forecast import ForecastError
     from nexusbayes.workflows.forecast_check import forecast_check
 
     print(f"\nChecking the forecast: refitting without the last {args.forecast_check} period(s) ...", flush=True)
     try:
-        _, check = forecast_check(args.spec, _spec_and_data(args)[1] if args.data else None,
-                                  periods=args.forecast_check, backend=args.backend, draws=args.draws,
+        _, check = forecast_check(spec, panel, periods=args.forecast_check, backend=args.backend, draws=args.draws,
                                   tune=args.tune, chains=args.chains, seed=args.seed)
     except ForecastError as exc:
         print(f"No forecast check: {exc}", file=sys.stderr, flush=True)

@@ -396,6 +396,11 @@ def _fit_of(tree: xr.DataTree, path: Path) -> Fit:
     return Fit(tree=tree, spec=spec, panel=panel)
 
 
+def data_given(spec: Spec, panel: Panel) -> str:
+    """What a fit's ``data_given`` attr says of data read from other file(s) than the spec's ``data``."""
+    return f"{panel.source}, in place of the spec's data = {spec.data_path!r}"
+
+
 def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None = None, *,
         backend: str | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
         seed: int | None = None, until_converged: bool | None = None, progress: bool = True, check: bool = True,
@@ -447,7 +452,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
         never returned as a fit.
     SpecError
         When a setting is invalid, or the draws would not fit in memory
-        (see :func:`nexusbayes.inference.sample.check_memory`).
+        (see :func:`nexusbayes.inference.sample_checks.check_memory`).
 
     Warns
     -----
@@ -466,7 +471,7 @@ def fit(spec: Spec | str | Path, data: str | Path | pd.DataFrame | Panel | None 
         warnings.warn(message, DataWarning, stacklevel=2)
     tree = sample(Model(spec, panel), settings, progress=progress, status=status, scheduler=scheduler)
     if isinstance(data, str | Path | list) and spec.data_path is not None:    # not the file(s) the spec names
-        tree.attrs[DATA_GIVEN_ATTR] = f"{panel.source}, in place of the spec's data = {spec.data_path!r}"
+        tree.attrs[DATA_GIVEN_ATTR] = data_given(spec, panel)
     result = Fit(tree=tree, spec=spec, panel=panel)
     if check:
         result.diagnostics.warn()

@@ -123,7 +123,8 @@ HOSTILE_LABEL = "<b>staff</b> & co"
 @pytest.fixture(scope="session")
 def hostile_cli(tmp_path_factory):
     """`nexusbayes fit` on a tiny simulated panel with a hostile region name: (exit status, run folder, report,
-    {figure index: overlapping text pairs}, what it printed, whether its structure was compiled before it ran).
+    {figure index: overlapping text pairs}, what it printed, whether its structure was compiled before it ran, the
+    label of each table the data reader validated while it ran).
 
     The report the command writes is kept, with each of its figures' overlapping texts recorded just before the
     figure is rendered (tests/report/test_figures.py checks them), so that no test renders this fit's report
@@ -131,6 +132,7 @@ def hostile_cli(tmp_path_factory):
     forecast check is tested on the same run (tests/report/test_forecasts.py). Run with progress (a line every
     0.2 s, where no terminal shows a bar) and its standard output kept, for tests/test_examples.py's progress test.
     """
+    from nexusbayes.data import read
     from nexusbayes.data.read import load_panel
     from nexusbayes.inference import compile_cache
     from nexusbayes.inference import progress as progress_module
@@ -147,7 +149,7 @@ def hostile_cli(tmp_path_factory):
     spec = sim.spec.model_copy(update={"name": "hostile", "data": "sim.csv", "indicators": indicators})
     (folder / "hostile.toml").write_text(spec.to_toml())
     out = folder / "run"
-    found, built = {}, []
+    found, built, validated = {}, [], []
     render, build = figures.render, report_run.build_report
 
     def checking(fig, *formats, dpi=figures.DPI):
@@ -160,6 +162,11 @@ def hostile_cli(tmp_path_factory):
             built.append(build(*args, **kwargs))
         return built[-1]
 
+    def validating(frame, spec, label, **kwargs):     # the reader's one validation of a table, counted
+        validated.append(label)
+        return validate(frame, spec, label, **kwargs)
+
+    validate = read.validate
     as_read, data = load_spec(folder / "hostile.toml")     # as the command reads them
     # the command's fixed-length nutpie run compiles the lean model (inference/lean_trace.py): its own marker
     compiled_before = compile_cache.compiled_before(load_panel(data, as_read), as_read, lean=True)
@@ -167,9 +174,11 @@ def hostile_cli(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
         patch.setattr(report_run, "build_report", building)
         patch.setattr(progress_module, "PROGRESS_SECONDS", 0.2)
+        patch.setattr(read, "validate", validating)
         status = main(["fit", str(folder / "hostile.toml"), "--out", str(out), "--draws", "60",
                        "--tune", "100", "--chains", "2", "--seed", "3", "--forecast-check", "1"])
-    return status, out, (built[0] if len(built) == 1 else None), found, printed.getvalue(), compiled_before
+    return (status, out, (built[0] if len(built) == 1 else None), found, printed.getvalue(), compiled_before,
+            validated)
 
 
 @pytest.fixture(scope="session")
@@ -189,7 +198,7 @@ def hostile(hostile_run):
 def hostile_report(hostile_cli):
     """The report `nexusbayes fit` wrote for the hostile fit, with each figure's overlapping texts recorded before it
     was rendered: (report, {figure index: overlapping text pairs})."""
-    status, _, report, found, _, _ = hostile_cli
+    status, _, report, found, *_ = hostile_cli
     assert status == 0 and report is not None, "the hostile fit's report was not built exactly once"
     return report, found
 

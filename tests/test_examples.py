@@ -139,7 +139,7 @@ def test_fit_without_a_terminal_prints_progress_lines_and_ends_with_the_verdict(
     """The session's `nexusbayes fit` of a tiny panel (tests/conftest.py ``hostile_cli``: 2 chains x 100 tuning
     steps + 60 draws, progress lines every 0.2 s, its standard output kept) printed progress lines, said whether it
     compiled or loaded the model as the on-disk cache had it, and ended with the verdict."""
-    status, _, _, _, printed, compiled_before = hostile_cli
+    status, _, _, _, printed, compiled_before, _ = hostile_cli
     assert not sys.stderr.isatty()   # pytest captures it: no progress bar, progress lines
     assert status == 0    # the diagnostics fail (120 draws for ESS >= 400), but only --strict makes that an error
     progress = re.findall(r"sampling: \d+ of 320 draws \(\d+%.*elapsed, (?:about .* left|time left not known yet)",

@@ -106,6 +106,14 @@ def test_fit_command_writes_the_forecast_check_table_and_report_section(hostile_
     assert "refitting it without its last 1 period(s)" in page and "held-out period(s) 2003:" in page
 
 
+def test_fit_command_with_a_forecast_check_reads_and_validates_the_data_once(hostile_cli):
+    """The data file is read and validated once, for the check of K and the fit; the forecast check's refit validates
+    only its kept periods' table (a DataFrame), not the file again."""
+    status, run, *_, validated = hostile_cli
+    assert status == 0
+    assert validated == [str((run.parent / "sim.csv").resolve()), "<DataFrame>"], validated
+
+
 @pytest.mark.parametrize("k, message", [("0", "must be a whole number from 1 to 100, got '0'"),
                                         ("1.5", "must be a whole number from 1 to 100, got '1.5'"),
                                         ("two", "must be a whole number from 1 to 100, got 'two'")])
