@@ -50,6 +50,13 @@ class DataWarning(UserWarning):
     """
 
 
+class ReportWarning(UserWarning):
+    """The report was built without a part it normally shows (e.g. PSIS-LOO on too few distinct draws); it says why.
+
+    The command line prints it as a ``WARNING:`` line.
+    """
+
+
 class SettingsError(NexusBayesError, ValueError):
     """A run setting given as an argument (number of simulations, workers, draws ...) is out of range."""
 

@@ -374,6 +374,7 @@ def render_html(fit: Fit, facts: dict[str, str], tables: dict[str, pd.DataFrame]
         "by_variable": _table(tables["diagnostics_by_variable"]),
         "sampling": images("sampling"), "predictive": images("predictive"), "loo_figures": images("loo"),
         "loo_terms": _table(tables["loo_by_term"]), "loo_indicators": _table(tables["loo_by_indicator"]),
+        "loo_not_shown": tables["loo_by_term"].attrs.get("not_shown", ""),
         "flagged": _table(flagged.drop(columns=["term"]), max_rows=200), "n_flagged": len(flagged),
         "results": images("results"), "has_typology": fit.spec.has_typology,
         "group_era": _table(tables["types_by_group_era"]) if "types_by_group_era" in tables else None,

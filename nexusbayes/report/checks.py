@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from nexusbayes.analysis.diagnostics import Diagnostics
 from nexusbayes.constants import BFMI_MIN, PARETO_K_MAX
 from nexusbayes.data.panel import Panel
+from nexusbayes.errors import ReportWarning
 from nexusbayes.model.design import term_key
 from nexusbayes.model.reporting import REPORTED, reporting_cells
 from nexusbayes.report.figures import RC
@@ -323,13 +324,17 @@ def _tidy_rootogram(fig: Figure) -> Figure:
 # ---- PSIS-LOO ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Loo:
-    """PSIS-LOO per likelihood term, pointwise Pareto k, and the warnings arviz-stats gave."""
+    """PSIS-LOO per likelihood term, pointwise Pareto k, the warnings arviz-stats gave, and why terms are not shown.
+
+    ``not_shown`` is empty when every term has its PSIS-LOO, else one sentence naming the terms left out and why.
+    """
 
     terms: pd.DataFrame
     by_indicator: pd.DataFrame
     pointwise: pd.DataFrame
     warnings: list[str]
     figures: dict[str, tuple[str, Figure]]
+    not_shown: str = ""
 
     @property
     def flagged(self) -> pd.DataFrame:
@@ -343,9 +348,13 @@ def loo(tree: xr.DataTree, spec: Spec, panel: Panel) -> Loo:
     Observations are named by region, period and indicator (and rater) through their row label; the reporting
     model's term ``reported`` (:mod:`nexusbayes.model.reporting`) by its cells, and it is left out of the table
     by indicator, which sums the values' terms.
+
+    A term whose Pareto smoothing fails (arviz-stats' ``ValueError``, e.g. "All tail values are the same": draws that
+    repeat a few values, as a particle update whose weights rest on one draw gives) is left out of the tables, and
+    ``not_shown`` says which and why; a :class:`~nexusbayes.errors.ReportWarning` too.
     """
     index = observation_index(tree, spec, panel)
-    terms, points, messages, results = [], [], [], {}
+    terms, points, messages, results, failed = [], [], [], {}, {}
     loglik = tree["log_likelihood"].to_dataset()
     # az.loo's relative efficiency is one number for every term (the mean ESS of all posterior elements over the
     # draws): computed once here with arviz-stats' own function (pinned < 1.4), not once per term (1.5 of 2 s each)
@@ -353,7 +362,11 @@ def loo(tree: xr.DataTree, spec: Spec, panel: Panel) -> Loo:
     for var in loglik.data_vars:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = az.loo(tree, var_name=var, pointwise=True, reff=reff)
+            try:
+                result = az.loo(tree, var_name=var, pointwise=True, reff=reff)
+            except ValueError as exc:     # Pareto smoothing impossible: the reason is said, the rest reported
+                failed[var] = f"{exc}; {_distinct_draws(loglik[var])}"
+                continue
         messages += [f"{var}: {w.message}" for w in caught]
         results[var] = result
         k = result.pareto_k
@@ -370,7 +383,7 @@ def loo(tree: xr.DataTree, spec: Spec, panel: Panel) -> Loo:
                       "max_pareto_k": float(np.nanmax(k.values)),
                       "n_k_above": int((k.values > PARETO_K_MAX).sum()), "k_threshold": PARETO_K_MAX,
                       "sample_size_k_threshold": float(result.good_k)})
-    pointwise = pd.concat(points, ignore_index=True)
+    pointwise = pd.concat(points, ignore_index=True) if points else index.iloc[:0].assign(elpd_loo=[], pareto_k=[])
     grouped = pointwise[pointwise["term"] != REPORTED].groupby("indicator", sort=False)    # the values' terms
     by_ind = pd.DataFrame({"n_obs": grouped.size(), "elpd_loo": grouped["elpd_loo"].sum(),
                            "max_pareto_k": grouped["pareto_k"].max(),
@@ -380,5 +393,39 @@ def loo(tree: xr.DataTree, spec: Spec, panel: Panel) -> Loo:
                                f"{PARETO_K_MAX} the leave-one-out estimate is unreliable.",
                                render(azp.plot_khat, result, threshold=PARETO_K_MAX))
                for var, result in results.items()}
-    return Loo(terms=pd.DataFrame(terms), by_indicator=by_ind, pointwise=pointwise, warnings=messages,
-               figures=figures)
+    not_shown = _not_shown(failed, tree.attrs)
+    if not_shown:
+        warnings.warn(not_shown, ReportWarning, stacklevel=2)
+    table = pd.DataFrame(terms, columns=LOO_COLUMNS)
+    table.attrs["not_shown"] = not_shown       # the report says it above the table
+    return Loo(terms=table, by_indicator=by_ind, pointwise=pointwise, warnings=messages, figures=figures,
+               not_shown=not_shown)
+
+
+#: The columns of :attr:`Loo.terms` (also when no term has its PSIS-LOO).
+LOO_COLUMNS = ["term", "n_obs", "elpd_loo", "se", "p_loo", "max_pareto_k", "n_k_above", "k_threshold",
+               "sample_size_k_threshold"]
+
+
+def _distinct_draws(loglik: xr.DataArray) -> str:
+    """How many distinct draws a term's log-likelihood holds, in words."""
+    values = loglik.transpose(*SAMPLE_DIMS, ...).values
+    values = values.reshape(values.shape[0] * values.shape[1], -1)
+    return f"its log-likelihood takes {len(np.unique(values, axis=0))} distinct value(s) over {len(values)} draws"
+
+
+def _not_shown(failed: dict[str, str], attrs: dict) -> str:
+    """The sentence saying which terms' PSIS-LOO is not shown and why (empty when none failed)."""
+    if not failed:
+        return ""
+    reasons = set(failed.values())
+    why = reasons.pop() if len(reasons) == 1 else "; ".join(f"{var}: {why}" for var, why in failed.items())
+    text = f"PSIS-LOO is not shown for {', '.join(failed)}: Pareto smoothing failed ({why})."
+    if attrs.get("update_method") == "particles":
+        text += (f" These draws are the fit's, resampled by a particle update whose weights rest on few of them "
+                 f"(Pareto k {float(attrs['update_pareto_k']):.2f}, ESS after weighting "
+                 f"{float(attrs['update_ess']):.1f}): refit on all the data (nexusbayes fit) to check the fit to "
+                 "data by LOO.")
+    else:
+        text += " Too few distinct draws for PSIS: sample longer, or check the sampler's diagnostics."
+    return text

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import markupsafe
 import numpy as np
 import pandas as pd
 import pytest
@@ -306,19 +309,32 @@ def test_particles_update_is_close_to_a_full_refit(panel_split, few_rows, by_par
 
 
 def test_cli_update_by_particles_says_loudly_when_to_refit(base, panel_split, tmp_path, capsys):
+    """A whole new period whose staff values jump by 20 (their SD is about 1): the weights rest on one or two of the
+    fit's draws (Pareto k far above 0.7, ESS after weighting about 2), so the draws repeat a few values and Pareto
+    smoothing cannot run on their log-likelihood ("All tail values are the same"). The command says to refit, and
+    its report is built all the same, saying why PSIS-LOO is not shown (on the page and on standard error)."""
     base_path = base.save(tmp_path / "base.nc")
     new = tmp_path / "new.csv"
-    panel_split[2].to_csv(new, index=False)
+    rows = panel_split[2]
+    rows.assign(value=rows["value"].where(rows["indicator"] != "staff", rows["value"] + 20)).to_csv(new, index=False)
     args = ["update", str(base_path), str(new), "--out", str(tmp_path / "out"), "--method", "particles",
-            "--particles", "32", "--seed", "4", "--no-report"]
+            "--particles", "32", "--seed", "4"]
     with pytest.warns(UpdateWarning):
         assert main(args) == 0
-    printed = capsys.readouterr().out
-    assert "by particles" in printed and "WARNING: Pareto k > 0.7" in printed and "Refit" in printed
-    assert "What was held: nothing re-sampled" in printed and "Diagnostics that apply: the draws are" in printed
+    printed = capsys.readouterr()
+    assert "by particles" in printed.out and "WARNING: Pareto k > 0.7" in printed.out and "Refit" in printed.out
+    assert "What was held: nothing re-sampled" in printed.out and "Diagnostics that apply: the draws are" in printed.out
     loaded = load(tmp_path / "out" / "fit.nc")
-    assert loaded.tree.attrs["update_method"] == "particles"
+    assert loaded.tree.attrs["update_method"] == "particles" and loaded.tree.attrs["update_ess"] < 3
     assert not loaded.diagnostics.checks.loc["pareto_k", "passed"] and "bfmi" not in loaded.diagnostics.checks.index
+    said = re.search(r"WARNING: (PSIS-LOO is not shown for (.*?): Pareto smoothing failed \(All tail values are "
+                     r"the same; .*\)\. These draws are the fit's, resampled by a particle update .* refit .*)$",
+                     printed.err, flags=re.MULTILINE)
+    assert said is not None, printed.err
+    assert set(said[2].split(", ")) == set(loaded.log_likelihood().data_vars)     # every term: none is reliable
+    page = (tmp_path / "out" / "report" / "report.html").read_text(encoding="utf-8")
+    assert str(markupsafe.escape(said[1])) in page and 'id="loo-not-shown"' in page     # escaped as jinja2 does
+    assert pd.read_csv(tmp_path / "out" / "report" / "loo_by_term.csv").empty
 
 
 def test_importance_weights_favour_the_draws_that_predict_the_new_rows():
