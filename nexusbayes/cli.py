@@ -253,7 +253,6 @@ def _signals_interrupt():
 
 def _fit(args) -> int:
     from nexusbayes.analysis.diagnostics import SamplingWarning
-    from nexusbayes.data.resolve import resolve_covariates, resolve_panel
     from nexusbayes.fit import DATA_GIVEN_ATTR, data_given, fit
     from nexusbayes.outputs import RUN, OutputFolder, default_out_dir
     from nexusbayes.report import REPORT_DIR, REPORT_FILE
@@ -261,10 +260,9 @@ def _fit(args) -> int:
 
     spec, data_path = _spec_and_data(args)
     out = args.out or default_out_dir(spec.name)
-    covariates = resolve_covariates(args.spec, spec)
     # read and validated once, before the output folder (its errors name the file): the fit and the forecast check
     # get this panel
-    panel = resolve_panel(spec, None, data_path, covariates=covariates)
+    panel, covariates = _panel(args, spec, data_path)
     if args.forecast_check:     # refused before the fit, not after it
         from nexusbayes.workflows.forecast_check import check_held_out
 
@@ -342,16 +340,23 @@ def verdict_line(diagnostics) -> str:
     return f"VERDICT: FAILED ({', '.join(failed)}; do not trust these results yet, see the report's verdict)"
 
 
-def _check(args) -> int:
-    from nexusbayes.data.covariates import attach_covariates
-    from nexusbayes.data.read import load_panel
-    from nexusbayes.data.resolve import resolve_covariates
+def _panel(args, spec, data_path):
+    """The panel ``fit`` and ``check`` read, and the covariate table's path (None without ``[covariates]``).
+
+    ``--data``'s file or the spec's own, with the covariates attached; refused when the spec names none.
+    """
+    from nexusbayes.data.resolve import resolve_covariates, resolve_panel
     from nexusbayes.errors import SpecError
 
-    spec, data_path = _spec_and_data(args)
     if data_path is None:
         raise SpecError(f"{args.spec}: names no data file (`data = ...`); or give one with --data PATH")
-    panel = attach_covariates(load_panel(data_path, spec), spec, resolve_covariates(args.spec, spec))
+    covariates = resolve_covariates(args.spec, spec)
+    return resolve_panel(spec, None, data_path, covariates=covariates), covariates
+
+
+def _check(args) -> int:
+    spec, data_path = _spec_and_data(args)
+    panel, _ = _panel(args, spec, data_path)
     given = f" with --data {panel.source}" if args.data else ""
     print(f"{args.spec}{given}: valid. {panel.n_obs} observations of {len(panel.indicators)} indicators, "
           f"{len(panel.regions)} regions in {len(panel.countries)} country(ies), {len(panel.periods)} periods.")

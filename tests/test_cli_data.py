@@ -65,6 +65,19 @@ def test_fit_refuses_a_missing_data_file_before_sampling_and_writes_nothing(layo
     assert "sampling" not in printed.out.lower() and not out.exists()
 
 
+@pytest.mark.parametrize("command", ["fit", "check"])
+def test_a_spec_without_data_is_refused_with_the_flag_to_give_it(layout, capsys, tmp_path, command):
+    """``fit`` and ``check`` read the data alike (one helper): a spec naming no data file gets the same message."""
+    root, _ = layout
+    spec = root / "models" / "no_data.toml"
+    spec.write_text("\n".join(line for line in (root / "models" / "s.toml").read_text().splitlines()
+                              if not line.startswith("data = ")))
+    out = tmp_path / "run"
+    assert main([command, str(spec), *(["--out", str(out), "--no-progress"] if command == "fit" else [])]) == 2
+    assert f"{spec}: names no data file (`data = ...`); or give one with --data PATH" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_fit_with_too_few_periods_in_the_given_file_is_refused_before_fitting(layout, capsys, tmp_path):
     """``--forecast-check`` counts the periods of the ``--data`` file, not of the spec's."""
     root, _ = layout
