@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     base = fitted(args.base, frame[frame["period"] < LAST], seed=3)
     refit = fitted(args.refit, frame, seed=1)
     n_old = base.tree["posterior"].sizes["period"]
-    new = frame[frame["period"] == LAST]
+    new, fitted_rows = frame[frame["period"] == LAST], frame[frame["period"] < LAST]
     one = new[new["region"] == new["region"].iloc[0]]
     reference = rescaled(refit, n_old)
     keys = ("rows", "pareto_k", "ess", "particle_ess_min", "particle_ess_median", "distinct", "cpu", "wall", "load",
@@ -65,8 +65,10 @@ def main(argv=None) -> int:
         for label, rows_new in ((f"{LAST}, all regions", new), (f"{LAST}, {one['region'].iloc[0]} only", one)):
             with warnings.catch_warnings(record=True):   # k > 0.7 is a result here, recorded below
                 warnings.simplefilter("always")
+                # with the fitted rows (unchanged): the new year's rows alone hold no non-report of the
+                # informative indicators, which a panel of them needs
                 result, cpu, wall = timed(lambda rows_new=rows_new, m=m: base.update(
-                    rows_new, method="particles", particles=m, seed=4, predictions=False))
+                    pd.concat([fitted_rows, rows_new]), method="particles", particles=m, seed=4, predictions=False))
             attrs = result.tree.attrs
             row = dict(rows=len(rows_new), pareto_k=attrs["update_pareto_k"], ess=attrs["update_ess"],
                        particle_ess_min=attrs["update_particle_ess_min"],

@@ -12,8 +12,8 @@ traits given it, so every analysis of a fit reads it as it reads a fitted poster
 It filters, it does not smooth: the fitted periods keep their posterior (a full refit would also move them
 a little with the new data), and the held parameters do not learn from the new data. Refused, each with
 what to do instead: regime fits, centred spans, covariates, drifting indicators, informative missingness,
-inflated counts (these four by particles), new countries, indicators or raters. New regions of the fit's countries are placed by the
-filter (:mod:`nexusbayes.inference.update_regions`), held draw by draw.
+inflated counts (these four are updated by particles), new countries, indicators or raters. New regions of
+the fit's countries are placed by the filter (:mod:`nexusbayes.inference.update_regions`), held draw by draw.
 
 ``method="particles"`` instead reweights the fit's draws by their likelihood of the new rows and draws the new
 traits by particles, in NumPy (:mod:`nexusbayes.inference.update_particles`): nothing compiled, and the fitted

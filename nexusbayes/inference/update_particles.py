@@ -3,13 +3,16 @@
 For each posterior draw ``s`` of the fit and each country ``c``, ``M`` particles of the country's new traits
 (all its regions, every new period) are drawn from the fitted dynamics given draw ``s``'s last-period traits
 and process parameters (:class:`nexusbayes.analysis.forecast.Dynamics`, as a forecast continues them), and
-each is weighted by the likelihood of the country's new rows under draw ``s``'s measurement parameters (the
-families' own per-observation ``logp``, in chunks of draws). Given ``s`` the countries' new steps are
-independent, so the particles of one country carry its weight alone:
+each is weighted by the likelihood of the country's new rows under draw ``s``'s measurement parameters
+(:class:`~nexusbayes.inference.update_likelihood.NewRowsLikelihood`, in chunks of draws: the fit's own
+pointwise log-likelihood, every measurement feature included). The drift paths at the new periods are drawn
+once per draw from their random walk and shared by its particles, so given ``s`` and them the countries' new
+steps are independent, and the particles of one country carry its weight alone:
 
 * one particle per (``s``, ``c``) chosen by its weight is a draw of the new traits given ``s`` and the new
   data (sampling importance resampling, exact as ``M`` grows);
-* ``prod_c mean_m w[s, c, m]`` is an unbiased estimate of draw ``s``'s likelihood of the new rows, so
+* ``prod_c mean_m w[s, c, m]`` is an unbiased estimate of draw ``s``'s likelihood of the new rows (given its
+  drift paths, themselves drawn from their prior given ``s``: unbiased over both), so
   weighting the fit's draws by it is importance sampling of the posterior given the old and the new data,
   with the fit's posterior as proposal. Unlike a filter, this moves everything a refit moves: the fitted
   periods, the measurement parameters and the process parameters (by reweighting; no new values of them
@@ -17,9 +20,9 @@ independent, so the particles of one country carry its weight alone:
   whether the fit's draws cover the new posterior (``k > 0.7``: they do not, refit).
 
 The output draws are the fit's draws resampled by those weights (as many as the fit had), each with new
-traits chosen among its particles. What stays as the fit had it: the traits' standardisation (the new periods
-are on the fit's scale; a refit re-standardises over all periods) and the values of every parameter (only
-their weights change).
+traits chosen among its particles (and its drift paths continued). What stays as the fit had it: the traits'
+standardisation (the new periods are on the fit's scale; a refit re-standardises over all periods) and the
+values of every parameter (only their weights change).
 """
 
 from __future__ import annotations
