@@ -86,8 +86,9 @@ The update filters: the new periods' traits are sampled given the fit's loadings
 rater shifts, noise, country offsets, process scales and trait correlation, held fixed (and the last fitted
 period's traits, from a normal approximation of their posterior); earlier periods keep the fit's posterior.
 It covers new periods for the fit's countries, regions, indicators and raters; anything else needs a full
-refit (nexusbayes fit), as do fits with covariates, drift, informative missingness, inflated counts,
-centred dynamics or the regime model.
+refit (nexusbayes fit), as do fits with covariates, centred dynamics or the regime model. Fits with drift,
+informative missingness or inflated counts are updated with --method particles only (give the new period
+with the fitted rows).
 
 example:
   nexusbayes update reports/kyrgyzstan/fit.nc data/kyrgyzstan_2024.csv --out reports/kyrgyzstan_2024"""

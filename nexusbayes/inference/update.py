@@ -12,12 +12,14 @@ traits given it, so every analysis of a fit reads it as it reads a fitted poster
 It filters, it does not smooth: the fitted periods keep their posterior (a full refit would also move them
 a little with the new data), and the held parameters do not learn from the new data. Refused, each with
 what to do instead: regime fits, centred spans, covariates, drifting indicators, informative missingness,
-inflated counts, new countries, indicators or raters. New regions of the fit's countries are placed by the
-filter (:mod:`nexusbayes.inference.update_regions`), held draw by draw.
+inflated counts (these four are updated by particles), new countries, indicators or raters. New regions of
+the fit's countries are placed by the filter (:mod:`nexusbayes.inference.update_regions`), held draw by draw.
 
 ``method="particles"`` instead reweights the fit's draws by their likelihood of the new rows and draws the new
 traits by particles, in NumPy (:mod:`nexusbayes.inference.update_particles`): nothing compiled, and the fitted
-periods and parameters move as far as the fit's draws reach (the same refusals apply, and new regions too).
+periods and parameters move as far as the fit's draws reach. It covers the indicators' measurement features too
+(drift, informative missingness, quota heaping, structural zeros:
+:mod:`nexusbayes.inference.update_likelihood`); the other refusals apply, and new regions are refused.
 """
 
 from __future__ import annotations
@@ -76,8 +78,8 @@ class UpdateError(SpecError):
     """An update the fit or the data do not allow (the message says what to do instead: usually a full refit)."""
 
 
-def refuse(spec, tree: xr.DataTree, panel: Panel) -> None:
-    """Raise :class:`UpdateError` for what an update does not cover."""
+def refuse(spec, tree: xr.DataTree, panel: Panel, method: str = "filter") -> None:
+    """Raise :class:`UpdateError` for what an update by ``method`` does not cover."""
     refit = "; refit on all the data instead (nexusbayes fit)"
     if spec.is_regime:
         raise UpdateError("updating a regime fit (its hidden chain) is not implemented" + refit)
@@ -86,13 +88,14 @@ def refuse(spec, tree: xr.DataTree, panel: Panel) -> None:
     if spec.covariates is not None:
         raise UpdateError("updating a fit with [covariates] is not implemented (the new periods' covariates would "
                           "enter the traits)" + refit)
-    for name in panel.indicators:
+    for name in panel.indicators if method == "filter" else ():   # the particles weigh every feature's rows
         ind = spec.indicator(name)
         for what, bad in (("drift", ind.drift is not None), ("missing = \"informative\"", ind.missing != "ignorable"),
                           ("quota", ind.quota is not None), ("zero_inflated", ind.zero_inflated)):
             if bad:
-                raise UpdateError(f"indicator {name!r} has {what}, whose parameters would change with a new "
-                                  "period; updating such a fit is not implemented" + refit)
+                raise UpdateError(f"indicator {name!r} has {what}, which the filter does not model; update by "
+                                  "particles instead (`--method particles`, `method=\"particles\"`), or refit on all "
+                                  "the data (nexusbayes fit)")
     if len(panel.periods) < 2:
         raise UpdateError("the fit has one period: its dynamics, which carry the traits to a new period, were not "
                           "learnt" + refit)
@@ -256,7 +259,7 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
     if method == "particles":
         if n_particles < 1:
             raise UpdateError(f"n_particles = {n_particles}: use at least one particle per draw and country")
-        refuse(spec, tree, panel)
+        refuse(spec, tree, panel, method)
         seed = (settings or spec.sampler).seed
         return _by_particles(tree, spec, panel, new, n_particles, 0 if seed is None else seed, predictions)
     if hold not in HOLD:

@@ -3,13 +3,16 @@
 For each posterior draw ``s`` of the fit and each country ``c``, ``M`` particles of the country's new traits
 (all its regions, every new period) are drawn from the fitted dynamics given draw ``s``'s last-period traits
 and process parameters (:class:`nexusbayes.analysis.forecast.Dynamics`, as a forecast continues them), and
-each is weighted by the likelihood of the country's new rows under draw ``s``'s measurement parameters (the
-families' own per-observation ``logp``, in chunks of draws). Given ``s`` the countries' new steps are
-independent, so the particles of one country carry its weight alone:
+each is weighted by the likelihood of the country's new rows under draw ``s``'s measurement parameters
+(:class:`~nexusbayes.inference.update_likelihood.NewRowsLikelihood`, in chunks of draws: the fit's own
+pointwise log-likelihood, every measurement feature included). The drift paths at the new periods are drawn
+once per draw from their random walk and shared by its particles, so given ``s`` and them the countries' new
+steps are independent, and the particles of one country carry its weight alone:
 
 * one particle per (``s``, ``c``) chosen by its weight is a draw of the new traits given ``s`` and the new
   data (sampling importance resampling, exact as ``M`` grows);
-* ``prod_c mean_m w[s, c, m]`` is an unbiased estimate of draw ``s``'s likelihood of the new rows, so
+* ``prod_c mean_m w[s, c, m]`` is an unbiased estimate of draw ``s``'s likelihood of the new rows (given its
+  drift paths, themselves drawn from their prior given ``s``: unbiased over both), so
   weighting the fit's draws by it is importance sampling of the posterior given the old and the new data,
   with the fit's posterior as proposal. Unlike a filter, this moves everything a refit moves: the fitted
   periods, the measurement parameters and the process parameters (by reweighting; no new values of them
@@ -17,9 +20,9 @@ independent, so the particles of one country carry its weight alone:
   whether the fit's draws cover the new posterior (``k > 0.7``: they do not, refit).
 
 The output draws are the fit's draws resampled by those weights (as many as the fit had), each with new
-traits chosen among its particles. What stays as the fit had it: the traits' standardisation (the new periods
-are on the fit's scale; a refit re-standardises over all periods) and the values of every parameter (only
-their weights change).
+traits chosen among its particles (and its drift paths continued). What stays as the fit had it: the traits'
+standardisation (the new periods are on the fit's scale; a refit re-standardises over all periods) and the
+values of every parameter (only their weights change).
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ from scipy.special import logsumexp
 from nexusbayes.analysis.forecast import Dynamics, _draws
 from nexusbayes.constants import PARETO_K_MAX
 from nexusbayes.data.panel import Panel
-from nexusbayes.model.design import block_index, make_design
-from nexusbayes.model.families import FAMILIES, NUISANCE
-from nexusbayes.model.roles import COUNTRY_THETA, INTERCEPT, LOADING, THETA
+from nexusbayes.inference.update_likelihood import NewRowsLikelihood
+from nexusbayes.model.drift import WALKS
+from nexusbayes.model.roles import COUNTRY_THETA, THETA
 
 #: Particles per draw and country by default.
 N_PARTICLES = 256
@@ -66,6 +69,9 @@ class Particles:
         Log of each draw's estimated likelihood of the new rows.
     particle_ess : ndarray (S, country)
         Effective number of particles per draw and country (``M`` for a country without new rows).
+    aux : dict
+        Each draw's auxiliaries at the new periods (:meth:`NewRowsLikelihood.draw_aux`: the drift paths and their
+        innovations, (S, drifting, new period)), shared by its candidates.
     """
 
     theta: np.ndarray
@@ -74,33 +80,7 @@ class Particles:
     z_region: np.ndarray | None
     log_marginal: np.ndarray
     particle_ess: np.ndarray
-
-
-def new_blocks(spec, panel: Panel, combined: Panel, lag: int = 0):
-    """Per likelihood term, the rows the particles weigh as a block (cut from the combined data's), and its indices.
-
-    The rows are those at the new periods and the last ``lag`` fitted ones. The indices carry the fit's
-    centring constants (the held intercepts are relative to them).
-    """
-    fitted, both = make_design(panel, spec), make_design(combined, spec)
-    if list(combined.indicators) != list(panel.indicators):
-        raise ValueError("the combined data's indicators are not in the fit's order")   # new_rows refuses new ones
-    both = dataclasses.replace(both, centres=fitted.centres)
-    names = {b.key: b.names for b in fitted.blocks}
-    n_old = len(panel.periods)
-    period = combined.frame["period_idx"].to_numpy()
-    out = []
-    for block in both.blocks:
-        keep = period[block.rows] >= n_old - lag
-        if not keep.any():
-            continue
-        if names.get(block.key) != block.names:
-            raise ValueError(f"likelihood term {block.key!r} holds other indicators than the fit's")
-        sub = dataclasses.replace(block, rows=block.rows[keep], labels=block.labels[keep], local=block.local[keep],
-                                  y=block.y[keep], exposure=block.exposure[keep], trials=block.trials[keep],
-                                  rater=block.rater[keep], quota=block.quota[keep])
-        out.append((sub, block_index(both, combined, sub), FAMILIES[spec.indicator(block.names[0]).family]))
-    return out
+    aux: dict = dataclasses.field(default_factory=dict)
 
 
 def _view(dyn: Dynamics, idx: np.ndarray) -> Dynamics:
@@ -154,35 +134,24 @@ def particles(tree, spec, panel: Panel, combined: Panel, n_particles: int = N_PA
     gaps = np.diff(times[first - 1:])
     last = _draws(post, THETA, ("region", "period", "trait"))[:, :, first - 1]
     country_last = _draws(post, COUNTRY_THETA, ("country", "period", "trait"))[:, :, first - 1]
-    loading = _draws(post, LOADING, ("indicator", "trait"))
-    intercept = _draws(post, INTERCEPT, ("indicator",))
-    offset = _draws(post, "country_offset", ("indicator", "country")) if "country_offset" in post else None
-    blocks = new_blocks(spec, panel, combined, lag)
-    params = {b.key: {p: _draws(post, f"{p}_{b.key}", post[f"{p}_{b.key}"].dims[2:]) for p in NUISANCE
-                      if f"{p}_{b.key}" in post} for b, _, _ in blocks}
+    likelihood = NewRowsLikelihood(tree, spec, panel, combined, lag)
     n_draw, n_country = last.shape[0], country_last.shape[1]
-    n_obs = sum(len(b.y) for b, _, _ in blocks)
     contrast_country = (panel.region_country[np.argmax(np.abs(dyn.q), axis=0)] if dyn.has_regions
                         else np.zeros(0, int))
-    step = max(1, CHUNK_VALUES // (m * max(n_obs, last.shape[1] * len(gaps) * last.shape[2])))
+    step = max(1, CHUNK_VALUES // (m * max(likelihood.n_rows, last.shape[1] * len(gaps) * last.shape[2])))
     rng = np.random.default_rng(seed)
-    one_hot = np.eye(n_country)
+    # one draw of the auxiliaries (drift paths at the new periods) per fit draw, shared by its particles: given the
+    # draw and them, the countries' rows stay independent, so each country's particles still carry its weight alone
+    aux = likelihood.draw_aux(np.arange(n_draw), rng)
+    by_country = np.eye(n_country)[likelihood.country]                         # (row, country)
+    fitted_rows = by_country * (likelihood.period < lag)[:, None]
     out = {"theta": [], "country_theta": [], "z_country": [], "z_region": [], "log_marginal": [], "ess": []}
     for start in range(0, n_draw, step):
         s = np.arange(start, min(start + step, n_draw))
         idx = np.repeat(s, m)                                                  # particle row -> draw
         theta, country, z_c, z_r = propagate(_view(dyn, idx), last[idx], country_last[idx], gaps, rng)
-        logw, logw_old = np.zeros((len(idx), n_country)), np.zeros((len(idx), n_country))
-        for block, bi, family in blocks:
-            h = bi.period - first
-            eta = np.einsum("nok,nok->no", loading[idx][:, bi.indicator], theta[:, bi.region, h])
-            eta += bi.centre + intercept[idx][:, bi.indicator]
-            if offset is not None:
-                eta += offset[idx][:, bi.indicator, bi.country]
-            chunk = {p: v[s][:, None] for p, v in params[block.key].items()}   # (draws, 1, ...): broadcast over m
-            logp = family.logp(eta.reshape(len(s), m, -1), bi.scale, block, chunk).reshape(len(idx), -1)
-            logw += logp @ one_hot[bi.country]
-            logw_old += (logp * (h < lag)) @ one_hot[bi.country]
+        logp = likelihood.logp(idx, theta, {k: v[idx] for k, v in aux.items()})
+        logw, logw_old = logp @ by_country, logp @ fitted_rows
         logw = logw.reshape(len(s), m, n_country)
         norm = logsumexp(logw, axis=1)                                         # (draws, country)
         # p(new rows | draw's earlier traits and parameters, the last fitted periods' rows): a ratio of estimates
@@ -201,7 +170,7 @@ def particles(tree, spec, panel: Panel, combined: Panel, n_particles: int = N_PA
             out["z_region"].append(z_r[row[:, :, contrast_country], np.arange(len(contrast_country))])
     cat = {k: (np.concatenate(v) if v else None) for k, v in out.items()}
     return Particles(theta=cat["theta"], country_theta=cat["country_theta"], z_country=cat["z_country"],
-                     z_region=cat["z_region"], log_marginal=cat["log_marginal"], particle_ess=cat["ess"])
+                     z_region=cat["z_region"], log_marginal=cat["log_marginal"], particle_ess=cat["ess"], aux=aux)
 
 
 def importance(log_marginal: np.ndarray, r_eff: float = 1.0) -> tuple[np.ndarray, float, float]:
@@ -241,30 +210,38 @@ def appended(tree, found: Particles, source: np.ndarray, copy_no: np.ndarray, pe
     """The fit's posterior at the resampled draws ``source``, its periods from ``first`` on the particles'.
 
     ``first`` is the fit's number of periods less the particles' ``lag``; the chains are shaped as the fit's.
-
-    Copy ``j`` of a draw takes its candidate ``j mod keep`` of the new traits and innovations.
+    Copy ``j`` of a draw takes its candidate ``j mod keep`` of the new traits and innovations. The drift paths
+    and their innovations keep the fit's fitted periods and get the new ones from the draw's auxiliaries
+    (:attr:`Particles.aux`). Any other variable over periods or steps is refused (the update cannot extend it).
     """
     import xarray as xr
 
     post = tree["posterior"].to_dataset()
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    n_old = post.sizes["period"]
     shape = (n_chain, n_draw)
     keep = copy_no % found.theta.shape[1]
     stacked = post.stack(sample=("chain", "draw")).drop_vars(["sample", "chain", "draw"])
-    new_labels = periods[first:]
+    # per variable: its new values at the resampled draws (sample, unit, new period[, trait]), its dims, the
+    # position of its first new period
     fresh = {THETA: (found.theta, ("region", "period", "trait")),
              COUNTRY_THETA: (found.country_theta, ("country", "period", "trait")),
              "country_z": (found.z_country, ("country", "step", "trait")),
              "region_z": (found.z_region, ("region_contrast", "step", "trait"))}
+    fresh = {name: (None if v is None else v[source, keep], dims, first) for name, (v, dims) in fresh.items()}
+    for walk in WALKS:
+        if walk.path in found.aux:
+            fresh[walk.path] = (found.aux[walk.path][source], (walk.dim, "period"), n_old)
+            fresh[walk.z] = (found.aux[walk.z][source], (walk.dim, "step"), n_old)
     out = {}
     for name, var in stacked.data_vars.items():
         old = var.isel(sample=xr.DataArray(source.reshape(shape), dims=("chain", "draw")))
         if name in fresh and fresh[name][0] is not None:
-            values, dims = fresh[name]
+            values, dims, start = fresh[name]
             dim = dims[1]
-            new = xr.DataArray(values[source, keep].reshape(*shape, *values.shape[2:]), dims=("chain", "draw", *dims),
-                               coords={dim: new_labels})
-            old = old.isel({dim: slice(0, first if dim == "period" else first - 1)})
+            new = xr.DataArray(values.reshape(*shape, *values.shape[1:]), dims=("chain", "draw", *dims),
+                               coords={dim: periods[start:]})
+            old = old.isel({dim: slice(0, start if dim == "period" else start - 1)})
             old = xr.concat([old, new.transpose(*old.dims)], dim=dim)
         elif "period" in var.dims or "step" in var.dims:
             raise ValueError(f"the fit's posterior variable {name!r} runs over periods, which an update does not "

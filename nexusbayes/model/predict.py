@@ -13,7 +13,7 @@ from pytensor.compile.mode import Mode
 
 from nexusbayes.constants import POSTPROCESS_CHUNK_VALUES, PRIOR_PREDICTIVE_DRAWS
 from nexusbayes.data.panel import Panel
-from nexusbayes.model.design import Design, block_index, term_key
+from nexusbayes.model.design import BlockIndex, Design, block_index, term_key
 from nexusbayes.model.drift import posterior_tables
 from nexusbayes.model.families import FAMILIES, NUISANCE
 from nexusbayes.model.heaping import block_inflation, logits_numpy, mix_draws, mix_logp
@@ -149,21 +149,51 @@ def _predictors(post: xr.Dataset, design: Design, panel: Panel, spec: Spec):
 
         def eta(rows, idx=idx):
             # the draws × observations temporaries of a chunk only (a whole block took several GB on large panels)
-            out = np.einsum("snk,snk->sn", loading[rows][:, idx.indicator], theta[rows][:, idx.region, idx.period])
-            if scaling is not None:
-                out *= np.exp(scaling[0][rows][:, scaling[1][idx.indicator], idx.period])
-            out += idx.centre + intercept[rows][:, idx.indicator]
-            if offset is not None:
-                out += offset[rows][:, idx.indicator, idx.country]
-            if drift is not None:
-                out += drift[0][rows][:, drift[1][idx.indicator], idx.period]
-            return out, idx.scale
+            return linear_predictor(idx, loading[rows], intercept[rows], theta[rows],
+                                    None if offset is None else offset[rows], _rows_of(drift, rows),
+                                    _rows_of(scaling, rows)), idx.scale
 
         def mixture(rows, idx=idx, parts=parts, inflation=inflation):
-            return parts, {c: logits_numpy(parts[c], a[rows], b[rows], theta[rows], idx.region, idx.period)
-                           for c, (a, b) in inflation.items()}
+            return parts, inflation_logits(parts, {c: (a[rows], b[rows]) for c, (a, b) in inflation.items()},
+                                           theta[rows], idx)
 
         yield block, family, eta, params, mixture
+
+
+def linear_predictor(idx: BlockIndex, loading: np.ndarray, intercept: np.ndarray, theta: np.ndarray,
+                     offset: np.ndarray | None = None, drift: tuple | None = None,
+                     scaling: tuple | None = None) -> np.ndarray:
+    """The linear predictor (sample, obs) of a block's observations ``idx`` from draws of its parts.
+
+    ``loading`` (sample, indicator, trait), ``intercept`` (sample, indicator), ``theta`` (sample, region, period,
+    trait), ``offset`` (sample, indicator, country); ``drift`` and ``scaling`` are the location and log-loading
+    tables of :func:`~nexusbayes.model.drift.posterior_tables`, ``(table (sample, drifting + 1, period), row of
+    each indicator)``. The periods of ``idx`` index the period axes of ``theta`` and the tables, so a caller
+    evaluating some periods only (the particle update's) gives them over those periods.
+    """
+    out = np.einsum("snk,snk->sn", loading[:, idx.indicator], theta[:, idx.region, idx.period])
+    if scaling is not None:
+        out *= np.exp(scaling[0][:, scaling[1][idx.indicator], idx.period])
+    out += idx.centre + intercept[:, idx.indicator]
+    if offset is not None:
+        out += offset[:, idx.indicator, idx.country]
+    if drift is not None:
+        out += drift[0][:, drift[1][idx.indicator], idx.period]
+    return out
+
+
+def inflation_logits(parts: dict, inflation: dict, theta: np.ndarray, idx: BlockIndex) -> dict:
+    """Per inflation component of a block, its logits (sample, component's obs) from draws of its parameters.
+
+    ``inflation`` is ``{component: (intercept (sample, member), loading (sample, member, trait))}``; ``theta``
+    and the periods of ``idx`` as in :func:`linear_predictor`.
+    """
+    return {c: logits_numpy(parts[c], a, b, theta, idx.region, idx.period) for c, (a, b) in inflation.items()}
+
+
+def _rows_of(table: tuple | None, rows) -> tuple | None:
+    """A drift table's draws ``rows`` (the indicators' rows of it unchanged), or None."""
+    return None if table is None else (table[0][rows], table[1])
 
 
 class FlatDraws(Mapping):
