@@ -327,3 +327,36 @@ def test_importance_weights_favour_the_draws_that_predict_the_new_rows():
     w, k, n_eff = importance(log_marginal)
     exact = np.exp(log_marginal - log_marginal.max())
     assert np.corrcoef(w, exact / exact.sum())[0, 1] > 0.99 and k < 0.7 and 500 < n_eff < 1000
+
+
+def test_restep_and_regroup_share_their_innovations(base):
+    """The last fitted step's innovations recomputed after the filter moves its traits (``_restep``, no new regions)
+    equal those of ``regroup`` (every step's, the countries re-derived as the mean of their regions) to 1e-10, and
+    ``regroup`` gives back the fit's own stored innovations of the steps that did not move (to the rounding of the
+    fit's float32 draws, amplified by the solve: measured 6e-4 at most)."""
+    from nexusbayes.inference.update import _restep, held_values
+    from nexusbayes.inference.update_regions import regroup
+
+    post = base.tree["posterior"].to_dataset()
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    held = held_values(base.tree, base.spec, base.panel, "draws", n_chain * n_draw)
+    assert np.array_equal(held.region_country, base.panel.region_country)
+    assert np.allclose(held.country_average.sum(1), 1.0) and held.country_average.shape == (2, 4)
+    copy = np.arange(n_chain * n_draw).reshape(n_chain, n_draw)          # every draw held: its own copy
+    moved = post.copy(deep=True)
+    shift = np.random.default_rng(2).normal(0.0, 0.3, post["theta"].isel(period=-1).shape)
+    moved["theta"][{"period": -1}] = post["theta"].isel(period=-1).values + shift
+    theta = moved["theta"].transpose("chain", "draw", "region", "period", "trait").values
+    moved["country_theta"] = (("chain", "draw", "country", "period", "trait"),
+                              np.einsum("cr,abrtk->abctk", held.country_average, theta))
+    times = np.asarray(base.panel.period_time, float)
+    n_old = len(base.panel.periods)
+    restepped = moved.copy(deep=True)
+    _restep(restepped, held, copy, "draws", times, n_old)
+    regrouped = regroup(moved, held, copy.ravel(), base.panel, times)
+    for name in ("country_z", "region_z"):
+        np.testing.assert_allclose(regrouped[name].isel(step=-1).values, restepped[name].isel(step=-1).values,
+                                   atol=1e-10, rtol=0)
+        assert not np.allclose(restepped[name].isel(step=-1), post[name].isel(step=-1))   # the step moved
+        np.testing.assert_allclose(regrouped[name].isel(step=slice(0, -1)).values,
+                                   post[name].isel(step=slice(0, -1)).values, atol=2e-3, rtol=0)
