@@ -3,13 +3,13 @@
 ``python -m benchmarks.update_new_regions copies independent [--draws 500 --held 40 --filter-draws 10]``
 
 The small panel of ``tests/inference/test_update.py`` (2 countries, its last period held back), updated with the
-last period and one new region per country, against a refit on all the data (2 chains). ``copies``: the new
-regions repeat the new rows of each country's first region (``simulate(2, 2, 5, seed=7)``, the test's old
-fixture). ``independent``: ``simulate(2, 3, 5, seed=7)``, the base fit without the third region of each country
-and the last period, the update with the last period of all regions. Per case, at the added period: the trait
-means' gap (update less refit, in refit posterior SDs; each run standardised per draw over all its region-periods,
-as the test does) with its Monte Carlo floor ``sqrt(1/ESS + 1/ESS)``; the type probabilities' mean and max
-difference on each run's own scale, and with both runs re-standardised per draw over the base fit's
+last period and one new region per country, against a refit on all the data (2 chains). ``none``: no new region
+(the baseline). ``copies``: the new regions repeat the new rows of each country's first region (``simulate(2, 2, 5,
+seed=7)``, the test's old fixture). ``independent``: ``simulate(2, 3, 5, seed=7)``, the base fit without the third
+region of each country and the last period, the update with the last period of all regions. Per case, at the added
+period: the trait means' gap (update less refit, in refit posterior SDs; each run standardised per draw over all
+its region-periods, as the test does) with its Monte Carlo floor ``sqrt(1/ESS + 1/ESS)``; the type probabilities'
+mean and max difference on each run's own scale, and with both runs re-standardised per draw over the base fit's
 region-periods (the fitted regions' fitted periods: the scale the update keeps), with the floor of a probability
 difference ``sqrt(p (1 - p) (1/ESS + 1/ESS))`` (p the refit's, ESS of the type indicator); the refit's own types
 against its re-standardised ones (the scale change alone).
@@ -35,10 +35,12 @@ SAMPLE = ("chain", "draw")
 
 def case(name: str):
     """(spec, base rows, update rows, all rows, fitted regions) of a case."""
-    if name == "copies":
+    if name in ("copies", "none"):
         sim = simulate(n_countries=2, n_regions=2, n_periods=5, seed=7)
         last = sim.frame["period"].max()
         old, new = sim.frame[sim.frame["period"] < last], sim.frame[sim.frame["period"] == last]
+        if name == "none":
+            return sim.spec, old, new, sim.frame, sorted(old["region"].unique())
         first = new[new["region"].isin(["C1-R01", "C2-R01"])]
         new = pd.concat([new, first.assign(region=first["region"] + "-new")])
         return sim.spec, old, new, pd.concat([old, new]), sorted(old["region"].unique())
@@ -46,7 +48,8 @@ def case(name: str):
     frame, last = sim.frame, sim.frame["period"].max()
     fitted = ~frame["region"].str.endswith("R03")
     old = frame[fitted & (frame["period"] < last)]
-    return sim.spec, old, frame[frame["period"] == last], frame, sorted(old["region"].unique())
+    new = frame[frame["period"] == last]
+    return sim.spec, old, new, pd.concat([old, new]), sorted(old["region"].unique())
 
 
 def restandardised(theta: xr.DataArray, regions, periods) -> xr.DataArray:
@@ -99,6 +102,13 @@ def compare(refit, updated, fitted_regions, fitted_periods) -> dict:
         fl = type_floor(ca, cb, pa)
         out[f"types_{label}_floor_mean"], out[f"types_{label}_floor_max"] = float(fl.mean()), float(fl.max())
         out[f"types_{label}_z_max"] = float((diff / fl.where(fl > 0)).max())
+        out[f"types_{label}_by_region"] = " ".join(f"{r}={v:.3f}" for r, v in
+                                                   zip(diff["region"].values, diff.max("type").values, strict=True))
+        ga, gb = scale(a_theta).sel(period=last), scale(b_theta).sel(period=last)
+        g = (gb.mean(SAMPLE) - ga.mean(SAMPLE)) / ga.std(SAMPLE)
+        out[f"gap_{label}_by_region"] = " ".join(f"{r}={v[0]:+.2f},{v[1]:+.2f}" for r, v in
+                                                 zip(g["region"].values, g.transpose("region", "trait").values,
+                                                     strict=True))
     own_codes = codes(own(a_theta).sel(period=last))
     base_codes = codes(restandardised(a_theta, fitted_regions, fitted_periods).sel(period=last))
     scale_only = np.abs(probs(own_codes) - probs(base_codes))
@@ -112,11 +122,12 @@ def compare(refit, updated, fitted_regions, fitted_periods) -> dict:
 def main(argv=None) -> None:
     """Run the cases and print their figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cases", nargs="+", choices=("copies", "independent"))
+    parser.add_argument("cases", nargs="+", choices=("copies", "independent", "none"))
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--held", type=int, default=40)
     parser.add_argument("--filter-draws", type=int, default=10)
     parser.add_argument("--refit-seed", type=int, default=3)
+    parser.add_argument("--keep", help="a folder to save the three fits in")
     args = parser.parse_args(argv)
     for name in args.cases:
         spec, old, new, both, fitted_regions = case(name)
@@ -126,6 +137,9 @@ def main(argv=None) -> None:
         updated = base.update(new, n_held=args.held, chains=2, seed=4, draws=args.filter_draws)
         refit = fit(spec, both, draws=args.draws, tune=300, chains=2, seed=args.refit_seed, progress=False,
                     check=False)
+        if args.keep:
+            for label, result in (("base", base), ("updated", updated), ("refit", refit)):
+                result.save(f"{args.keep}/{name}-{label}.nc")
         row = compare(refit, updated, fitted_regions, fitted_periods)
         print(name, f"draws={args.draws} held={args.held} filter_draws={args.filter_draws} "
               f"cpu_s={time.process_time() - cpu:.0f}", flush=True)
