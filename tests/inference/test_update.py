@@ -129,7 +129,7 @@ def test_new_rows_refuses_what_an_update_cannot_place(base, panel_split, rows, c
 
 def test_new_regions_need_a_fitted_country_and_the_filter(base, panel_split, new_region_rows):
     with pytest.raises(DataError, match=r"new countries cannot\): refit"):
-        new_rows(base.panel, base.spec, new_region_rows.assign(country="C9"))
+        new_rows(base.panel, base.spec, pd.concat([panel_split[2], new_region_rows.assign(country="C9")]))
     with pytest.raises(DataError, match="placed by the default method, 'filter'"):
         new_rows(base.panel, base.spec, new_region_rows, regions=False)
     with pytest.raises(UpdateError, match="held draw by draw"):
@@ -175,10 +175,10 @@ def test_refuses_fits_it_does_not_cover(base):
         base.update(None, hold="median")
 
 
-def test_cli_update_writes_and_refuses_to_overwrite(base, panel_split, new_region_rows, tmp_path, capsys):
+def test_cli_update_writes_and_refuses_to_overwrite(base, last_rows, tmp_path, capsys):
     base_path = base.save(tmp_path / "base.nc")
     new = tmp_path / "new.csv"
-    pd.concat([panel_split[2], new_region_rows]).to_csv(new, index=False)
+    last_rows.to_csv(new, index=False)   # the fixture's rows: its compiled filter is reused
     out = tmp_path / "out"
     args = ["update", str(base_path), str(new), "--out", str(out), "--held", "40", "--chains", "2", "--seed", "4",
             "--draws", "2", "--tune", "50",
