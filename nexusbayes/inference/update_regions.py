@@ -14,7 +14,9 @@ country on all ``m`` regions (the country's traits become the mean of all of the
 region's deviation has the refit's prior variance ``(m - 1) / m`` of a region step, and their covariances
 too when a country gains one region (with several, the variances match). :func:`regroup` then recomputes the
 stored innovations (``country_z``, ``region_z``, ``region_z0`` over the new sum-to-zero contrasts, and the
-country starts) from the traits, so every draw follows the fitted dynamics exactly (what forecasts read).
+country starts) from the traits, so every draw follows the fitted dynamics exactly (what forecasts read). Its
+step helpers (:func:`raw_steps`, :func:`whiten`, :func:`contrasts`) also recompute the last fitted step's
+innovations of an update without new regions (``update._restep``).
 """
 
 from __future__ import annotations
