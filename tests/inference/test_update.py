@@ -131,7 +131,7 @@ def test_new_regions_need_a_fitted_country_and_the_filter(base, panel_split, new
     with pytest.raises(DataError, match=r"new countries cannot\): refit"):
         new_rows(base.panel, base.spec, pd.concat([panel_split[2], new_region_rows.assign(country="C9")]))
     with pytest.raises(DataError, match="placed by the default method, 'filter'"):
-        new_rows(base.panel, base.spec, new_region_rows, regions=False)
+        new_rows(base.panel, base.spec, pd.concat([panel_split[2], new_region_rows]), regions=False)
     with pytest.raises(UpdateError, match="held draw by draw"):
         base.update(pd.concat([panel_split[2], new_region_rows]), hold="means")
 
