@@ -190,7 +190,6 @@ def held_values(tree: xr.DataTree, spec, panel: Panel, hold: str, n_held: int) -
     last = _draws(post, THETA, ("region", "period", "trait"))[:, :, -1]
     flat = last.reshape(n_total, -1)
     cov = np.cov(flat, rowvar=False).reshape(flat.shape[1], flat.shape[1]) + 1e-8 * np.eye(flat.shape[1])
-    average = ZeroSum.of(panel.region_country).unit_group == np.arange(len(panel.countries))[:, None]
     arrays = dict(chol=dyn.chol, country_scale=dyn.country_scale, region_scale=dyn.region_scale,
                   inv_sd=dyn.inv_sd, mean_over_sd=dyn.mean_over_sd, phi=dyn.phi,
                   loading=_draws(post, LOADING, ("indicator", "trait")),
@@ -208,7 +207,7 @@ def held_values(tree: xr.DataTree, spec, panel: Panel, hold: str, n_held: int) -
         pick = lambda a: None if a is None else a[source]                        # noqa: E731
     out = {name: pick(value) for name, value in arrays.items()}
     return Held(**out, last_mean=flat.mean(0), last_chol=np.linalg.cholesky(cov),
-                country_average=average / average.sum(1, keepdims=True),
+                region_country=np.asarray(panel.region_country),
                 nuisance={k: {p: pick(v) for p, v in d.items()} for k, d in nuisance.items()},
                 source_draws=source)
 
@@ -439,32 +438,23 @@ def _restep(posterior: xr.Dataset, held: Held, copy: np.ndarray, hold: str, time
     """Recompute the innovations of the step into the last fitted period from its moved traits (in place)."""
     if hold != "draws" or "country_z" not in posterior:
         return
-    k = copy.ravel()
-    gap = times[n_old - 1] - times[n_old - 2]
-    a = np.ones_like(held.inv_sd[k]) if held.phi is None else held.phi[k] ** gap
-    factor = np.sqrt(gap) * np.ones_like(a) if held.phi is None else np.sqrt(1.0 - a**2)
-    inv_sd, pull, chol = held.inv_sd[k][:, None], held.mean_over_sd[k][:, None], held.chol[k]
+    k, span = copy.ravel(), times[n_old - 2:n_old]
 
-    def raw(name):   # the raw step into the last fitted period, (sample, unit, trait)
+    def last_step(name):   # the raw step into the last fitted period, (sample, unit, 1, trait), and its factor
         v = posterior[name].transpose("chain", "draw", ...).values
-        v = v.reshape(-1, *v.shape[2:])
-        return (v[:, :, n_old - 1] - a[:, None] * v[:, :, n_old - 2] - (a[:, None] - 1.0) * pull) / inv_sd
+        return regions_.raw_steps(v.reshape(-1, *v.shape[2:])[:, :, n_old - 2:n_old], held, k, span)
 
-    def unit_z(steps, scale):   # L z = steps / (scale * factor): z by a triangular solve per sample
-        return np.linalg.solve(chol, (steps / (scale * factor)[:, None]).transpose(0, 2, 1)).transpose(0, 2, 1)
+    def put(name, steps, scale):   # the step's innovations, into the stored ones
+        var = posterior[name].transpose("chain", "draw", ...)
+        z = var.values.copy()
+        z[:, :, :, n_old - 2] = regions_.whiten(steps, scale[:, None, None] * factor, held, k)[:, :, 0].reshape(
+            *z.shape[:3], z.shape[-1])
+        posterior[name] = (var.dims, z)
 
-    country = raw(COUNTRY_THETA)
-    shape = posterior["country_z"].transpose("chain", "draw", ...).shape
-    z = posterior["country_z"].transpose("chain", "draw", ...).values.copy()
-    z[:, :, :, n_old - 2] = unit_z(country, held.country_scale[k]).reshape(*shape[:2], *shape[2:3], shape[-1])
-    posterior["country_z"] = (("chain", "draw", *posterior["country_z"].dims[2:]), z)
+    country, factor = last_step(COUNTRY_THETA)
+    put("country_z", country, held.country_scale[k])
     if "region_z" in posterior:
-        region = raw(THETA) - country[:, _region_country(held)]
-        q = ZeroSum.of(_region_country(held)).matrix()
-        contrast = np.einsum("uc,sut->sct", q, region)
-        zr = posterior["region_z"].transpose("chain", "draw", ...).values.copy()
-        zr[:, :, :, n_old - 2] = unit_z(contrast, held.region_scale[k]).reshape(*zr.shape[:3], zr.shape[-1])
-        posterior["region_z"] = (("chain", "draw", *posterior["region_z"].dims[2:]), zr)
+        put("region_z", regions_.contrasts(last_step(THETA)[0], country, held.region_country), held.region_scale[k])
 
 
 def _placed(posterior: xr.Dataset, held: Held, copy: np.ndarray, panel: Panel, times: np.ndarray, n_old: int,
@@ -483,6 +473,3 @@ def _placed(posterior: xr.Dataset, held: Held, copy: np.ndarray, panel: Panel, t
     posterior[THETA] = (theta.dims, values)
     return regions_.regroup(posterior, held, copy, panel, times)
 
-
-def _region_country(held: Held) -> np.ndarray:
-    return np.argmax(held.country_average > 0, axis=0)

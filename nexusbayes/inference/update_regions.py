@@ -14,7 +14,9 @@ country on all ``m`` regions (the country's traits become the mean of all of the
 region's deviation has the refit's prior variance ``(m - 1) / m`` of a region step, and their covariances
 too when a country gains one region (with several, the variances match). :func:`regroup` then recomputes the
 stored innovations (``country_z``, ``region_z``, ``region_z0`` over the new sum-to-zero contrasts, and the
-country starts) from the traits, so every draw follows the fitted dynamics exactly (what forecasts read).
+country starts) from the traits, so every draw follows the fitted dynamics exactly (what forecasts read). Its
+step helpers (:func:`raw_steps`, :func:`whiten`, :func:`contrasts`) also recompute the last fitted step's
+innovations of an update without new regions (``update._restep``).
 """
 
 from __future__ import annotations
@@ -120,6 +122,31 @@ def bridge(last: np.ndarray, copy: np.ndarray, held: Held, share: np.ndarray, ti
     return out
 
 
+def raw_steps(values: np.ndarray, held: Held, copy: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The raw steps of traits over ``times`` and each step's factor, per sample.
+
+    ``values`` (sample, unit, period, k) are traits at ``times`` on the fit's scale; ``copy`` (sample,) each
+    sample's held copy. Returns the steps ``(x_t - a x_{t-1} - (a - 1) mean_over_sd) / inv_sd`` (sample, unit,
+    step, k) and ``f`` (the square root of the gap for a random walk, of ``1 - a^2`` for AR(1)), broadcastable
+    to them: a step is ``scale * f * L z``.
+    """
+    gaps = np.diff(times)
+    a = decays(held, gaps)[copy][:, None]                                         # (sample, 1, step, k)
+    factor = np.sqrt(gaps)[None, None, :, None] if held.phi is None else np.sqrt(1.0 - a**2)
+    pull, inv_sd = held.mean_over_sd[copy][:, None, None], held.inv_sd[copy][:, None, None]
+    return (values[:, :, 1:] - a * values[:, :, :-1] - (a - 1.0) * pull) / inv_sd, factor
+
+
+def whiten(steps: np.ndarray, scale: np.ndarray, held: Held, copy: np.ndarray) -> np.ndarray:
+    """The innovations ``z`` of ``steps = scale * L z`` (sample, unit, step, k): a triangular solve per sample."""
+    return np.linalg.solve(held.chol[copy][:, None, None], (steps / scale)[..., None])[..., 0]
+
+
+def contrasts(theta_steps: np.ndarray, country_steps: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """The region steps less their country's, over the orthonormal sum-to-zero contrasts of ``groups``."""
+    return np.einsum("rc,srtk->sctk", ZeroSum.of(groups).matrix(), theta_steps - country_steps[:, groups])
+
+
 def regroup(posterior: xr.Dataset, held: Held, copy: np.ndarray, combined: Panel, times: np.ndarray) -> xr.Dataset:
     """Each country's traits as the mean of all its regions, and the innovations recomputed from the traits.
 
@@ -137,20 +164,11 @@ def regroup(posterior: xr.Dataset, held: Held, copy: np.ndarray, combined: Panel
     average /= average.sum(1, keepdims=True)
     before = posterior[COUNTRY_THETA].transpose("chain", "draw", "country", "period", "trait").values
     country = np.einsum("cr,srtk->sctk", average, theta)
-    inv_sd, pull, chol = held.inv_sd[k], held.mean_over_sd[k], held.chol[k]
-    gaps = np.diff(times)
-    a = decays(held, gaps)[k][:, None]                                            # (sample, 1, step, k)
-    factor = np.sqrt(gaps)[None, None, :, None] if held.phi is None else np.sqrt(1.0 - a**2)
-
-    def raw(values):   # raw steps (sample, unit, step, k)
-        return (values[:, :, 1:] - a * values[:, :, :-1] - (a - 1.0) * pull[:, None, None]) / inv_sd[:, None, None]
-
-    def solve(steps, scale):   # L z = steps / scale, per sample
-        return np.linalg.solve(chol[:, None, None], (steps / scale)[..., None])[..., 0]
-
-    country_raw = raw(country)
+    inv_sd = held.inv_sd[k]
+    country_raw, factor = raw_steps(country, held, k, times)
+    theta_raw, _ = raw_steps(theta, held, k, times)
+    contrast = contrasts(theta_raw, country_raw, groups)
     q = ZeroSum.of(groups).matrix()
-    contrast = np.einsum("rc,srtk->sctk", q, raw(theta) - country_raw[:, groups])
     out = posterior.drop_vars([v for v in ("country_z", "region_z", "region_z0") if v in posterior])
     out = out.drop_dims([d for d in ("region_contrast",) if d in out.dims])
 
@@ -158,10 +176,12 @@ def regroup(posterior: xr.Dataset, held: Held, copy: np.ndarray, combined: Panel
         out[name] = (("chain", "draw", *dims_), values.reshape(*shape, *values.shape[1:]))
 
     put(COUNTRY_THETA, country, ("country", "period", "trait"))
-    put("country_z", solve(country_raw, held.country_scale[k][:, None, None] * factor), ("country", "step", "trait"))
-    put("region_z", solve(contrast, held.region_scale[k][:, None, None] * factor), ("region_contrast", "step", "trait"))
+    put("country_z", whiten(country_raw, held.country_scale[k][:, None, None] * factor, held, k),
+        ("country", "step", "trait"))
+    put("region_z", whiten(contrast, held.region_scale[k][:, None, None] * factor, held, k),
+        ("region_contrast", "step", "trait"))
     start = np.einsum("rc,srk->sck", q, (theta[:, :, 0] - country[:, groups, 0]) / inv_sd[:, None])
-    put("region_z0", solve(start[:, :, None], 1.0)[:, :, 0], ("region_contrast", "trait"))
+    put("region_z0", whiten(start[:, :, None], 1.0, held, k)[:, :, 0], ("region_contrast", "trait"))
     shift = (country[:, :, 0] - before.reshape(-1, *before.shape[2:])[:, :, 0]) / inv_sd[:, None]   # raw
     if "country_start" in posterior:     # random walk: sum-to-zero contrasts of the raw starts
         qc = ZeroSum.of(np.zeros(n_country, dtype=int)).matrix()
@@ -171,6 +191,6 @@ def regroup(posterior: xr.Dataset, held: Held, copy: np.ndarray, combined: Panel
     if "country_z0" in posterior:        # AR(1): the starts, non-centred
         var = posterior["country_z0"].transpose("chain", "draw", ...)
         value = var.values.reshape(shift.shape)
-        put("country_z0", value + solve(shift[:, :, None], held.country_scale[k][:, None, None])[:, :, 0],
+        put("country_z0", value + whiten(shift[:, :, None], held.country_scale[k][:, None, None], held, k)[:, :, 0],
             var.dims[2:])
     return out.assign_coords(region_contrast=np.arange(q.shape[1]))

@@ -51,8 +51,8 @@ class Held:
     last_chol : ndarray (region * trait, region * trait)
         Mean and Cholesky factor of the covariance of the traits in the last fitted period over the fit's
         draws: their prior here (a normal approximation of their posterior), so the new data can move them.
-    country_average : ndarray (country, region)
-        Each country's traits as the average of its regions' (the model's country path).
+    region_country : ndarray (region,)
+        Each fitted region's country (the fit's ``panel.region_country``); :attr:`country_average` is built from it.
     chol : ndarray (K, trait, trait)
         Cholesky factor of the trait correlation.
     country_scale, region_scale, inv_sd, mean_over_sd : ndarray (K, trait)
@@ -72,7 +72,7 @@ class Held:
 
     last_mean: np.ndarray
     last_chol: np.ndarray
-    country_average: np.ndarray
+    region_country: np.ndarray
     chol: np.ndarray
     country_scale: np.ndarray
     region_scale: np.ndarray
@@ -89,6 +89,13 @@ class Held:
     def size(self) -> int:
         """``K``, the number of held copies."""
         return self.inv_sd.shape[0]
+
+    @property
+    def country_average(self) -> np.ndarray:
+        """(country, region): each country's traits as the average of its regions' (the model's country path)."""
+        groups = np.asarray(self.region_country)
+        member = (groups[None, :] == np.arange(groups.max() + 1)[:, None]).astype(float)
+        return member / member.sum(1, keepdims=True)
 
 
 @dataclass(frozen=True)
