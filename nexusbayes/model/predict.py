@@ -20,7 +20,6 @@ from nexusbayes.model.heaping import block_inflation, logits_numpy, mix_draws, m
 from nexusbayes.model.reporting import OBS_DIM, REPORTED, bernoulli_logp, reporting_cells, reporting_logit
 from nexusbayes.spec.document import Spec
 
-
 #: The pointwise log-likelihood is stored in single precision: computed in double precision and rounded (at most
 #: 6e-8 of each value, far below the Monte Carlo error of PSIS-LOO), half the memory of the largest group a fit
 #: holds. Its readers (:func:`nexusbayes.report.checks.loo`, model choice) compute in double precision.
@@ -117,20 +116,22 @@ def draw_chunks(n_samples: int, n_obs: int) -> list[slice]:
 
 
 def single_precision(data: xr.Dataset) -> xr.Dataset:
-    """``data`` with its double-precision values rounded to the nearest single-precision ones (dtype unchanged).
+    """``data`` with its double-precision values rounded to the nearest single-precision ones, in single precision.
 
-    Posterior and predictive draws are rounded so after sampling: the rounding is at most 6e-8 of each value
-    (24 significant bits), some 10^5 times below the Monte Carlo error of 1,000 effective draws, and
-    :meth:`nexusbayes.fit.Fit.save` then stores them in half the bytes without losing a bit (a loaded fit
-    equals the fit as sampled). Whole numbers below 2^24 (counts, ratings, successes) are unchanged.
+    The posterior is rounded so after sampling (a lean trace's as it is computed) and held in single precision:
+    the rounding is at most 6e-8 of each value (24 significant bits), some 10^5 times below the Monte Carlo
+    error of 1,000 effective draws; half the memory, and :meth:`nexusbayes.fit.Fit.save` stores the values as
+    they are (a loaded fit equals the fit as sampled). The predictive draws are stored so as they are drawn
+    (:func:`store_draws`). Readers that compute on the draws (:class:`FlatDraws`) widen them to doubles.
 
     Examples
     --------
-    >>> float(single_precision(xr.Dataset({"x": ("i", [0.1, 3.0])}))["x"][0])
-    0.10000000149011612
+    >>> rounded = single_precision(xr.Dataset({"x": ("i", [0.1, 3.0])}))["x"]
+    >>> rounded.dtype, float(rounded[0])
+    (dtype('float32'), 0.10000000149011612)
     """
     doubles = [name for name, var in data.data_vars.items() if var.dtype == np.float64]
-    return data.assign({name: data[name].astype(np.float32).astype(np.float64) for name in doubles})
+    return data.assign({name: data[name].astype(np.float32) for name in doubles})
 
 
 def store_draws(drawn: np.ndarray | None, rows: slice, simulated: np.ndarray, dtype: np.dtype,
@@ -158,7 +159,7 @@ def _predictors(post: xr.Dataset, design: Design, panel: Panel, spec: Spec):
     the one computed after sampling.
     """
     flat = FlatDraws(post)
-    theta, loading, intercept = flat["theta"], flat["loading"], flat["intercept"]
+    loading, intercept = flat["loading"], flat["intercept"]
     offset = flat["country_offset"] if "country_offset" in post else None
     # (sample, drifting + 1, period): sign * path (log loading), and a row of zeros for the steady indicators
     drift, scaling = posterior_tables(flat, post, design, spec, panel)
@@ -171,7 +172,8 @@ def _predictors(post: xr.Dataset, design: Design, panel: Panel, spec: Spec):
 
         def eta(rows, idx=idx):
             # the draws × observations temporaries of a chunk only (a whole block took several GB on large panels)
-            out = np.einsum("snk,snk->sn", loading[rows][:, idx.indicator], theta[rows][:, idx.region, idx.period])
+            theta = flat.rows("theta", rows)       # the largest variable: only a chunk of it in double precision
+            out = np.einsum("snk,snk->sn", loading[rows][:, idx.indicator], theta[:, idx.region, idx.period])
             if scaling is not None:
                 out *= np.exp(scaling[0][rows][:, scaling[1][idx.indicator], idx.period])
             out += idx.centre + intercept[rows][:, idx.indicator]
@@ -182,7 +184,8 @@ def _predictors(post: xr.Dataset, design: Design, panel: Panel, spec: Spec):
             return out, idx.scale
 
         def mixture(rows, idx=idx, parts=parts, inflation=inflation):
-            return parts, {c: logits_numpy(parts[c], a[rows], b[rows], theta[rows], idx.region, idx.period)
+            theta = flat.rows("theta", rows) if inflation else None
+            return parts, {c: logits_numpy(parts[c], a[rows], b[rows], theta, idx.region, idx.period)
                            for c, (a, b) in inflation.items()}
 
         yield block, family, eta, params, mixture
@@ -216,6 +219,17 @@ class FlatDraws(Mapping):
                 values = values.astype(np.float64, copy=False)
             self._read[name] = values.reshape(self.n_samples, *values.shape[2:])
         return self._read[name]
+
+    def rows(self, name: str, rows: slice) -> np.ndarray:
+        """Draws ``rows`` of ``name`` in double precision, without a double copy of the whole variable.
+
+        The same values as ``self[name][rows]``; for the largest variables (theta), read chunk by chunk.
+        """
+        if name in self._read:
+            return self._read[name][rows]
+        values = self.post[name].transpose("chain", "draw", ...).values
+        values = values.reshape(self.n_samples, *values.shape[2:])[rows]
+        return values.astype(np.float64) if values.dtype.kind == "f" else values
 
     def __contains__(self, name: object) -> bool:
         return name in self.post.data_vars
@@ -287,8 +301,9 @@ def log_likelihood(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec) 
 def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec, seed: int) -> xr.DataTree:
     """Add log-likelihood, posterior predictive, observed and constant data (NumPy, nothing to compile).
 
-    Ordinal observations and predictions are on their 1..K scale; predictions in single precision
-    (:func:`single_precision`). With informative indicators, the reporting model's ``reported``
+    Ordinal observations and predictions are on their 1..K scale; whole-number predictions as integers,
+    continuous ones in single precision (:func:`store_draws`), the log-likelihood in single precision
+    (:data:`LOG_LIKELIHOOD_DTYPE`). With informative indicators, the reporting model's ``reported``
     (:mod:`nexusbayes.model.reporting`) is in the log-likelihood and the predictions (1: reported), not in the
     observed data, whose variables are the indicators' values. Computed over chunks of draws
     (:func:`draw_chunks`), so memory beyond the two results stays bounded on large panels, with each chunk's

@@ -39,7 +39,7 @@ def test_lean_posterior_equals_the_full_trace(trees):
     assert {"theta", "country_theta", "loading", "trait_corr"} <= set(a.data_vars)   # the deterministics
     for name in b.data_vars:
         assert a[name].dims == b[name].dims, name
-        assert a[name].dtype == b[name].dtype == np.float64, name
+        assert a[name].dtype == b[name].dtype == np.float32, name     # held in single precision (issue 24)
         # the same draws, the deterministics from the same expand function: equal bit for bit
         np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
         for dim in a[name].dims:
@@ -135,8 +135,8 @@ def test_loo_from_single_precision_equals_loo_from_doubles(predicted):
             tree["log_likelihood"][name].shape))})
         with warnings.catch_warnings():    # Pareto k warnings: loo() records them, as this reference need not
             warnings.simplefilter("ignore", UserWarning)
-            ref = az.loo(xr.DataTree.from_dict({"posterior": post, "log_likelihood": ll}), var_name=name, pointwise=True,
-                         reff=reff)
+            ref = az.loo(xr.DataTree.from_dict({"posterior": post, "log_likelihood": ll}), var_name=name,
+                         pointwise=True, reff=reff)
         got = result.pointwise[result.pointwise["term"] == name]["elpd_loo"].to_numpy()
         # rounding the inputs moves each value by <= 6e-8 of itself; PSIS is smooth in them
         np.testing.assert_allclose(got, ref.elpd_i.values, rtol=1e-6, atol=1e-6, err_msg=name)
