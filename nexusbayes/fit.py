@@ -55,11 +55,12 @@ DERIVED_GROUPS = ("log_likelihood",)
 
 
 #: How every numeric variable is saved: zlib at level 1 with byte shuffling. Single-precision draws shrink
-#: by ~10%, whole numbers held as floats (counts, ratings) to a fraction; higher levels save ~1% for 2x the time.
+#: by ~10%, whole numbers (counts, ratings) to a fraction; higher levels save ~1% for 2x the time.
 COMPRESSED = {"zlib": True, "complevel": 1, "shuffle": True}
-#: Doubles that single precision holds exactly (the draws, rounded after sampling: see
-#: :func:`~nexusbayes.model.predict.single_precision`) are stored as such, with a ``scale_factor`` of 1.0 that
-#: xarray reads back as doubles, lazily and exactly (CF packing; no fill value, which would keep them single).
+#: Doubles that single precision holds exactly (draws a fit holds as doubles: a regime fit's expected theta,
+#: fits loaded from files written before draws were held in single precision) are stored as such, with a
+#: ``scale_factor`` of 1.0 that xarray reads back as doubles, lazily and exactly (CF packing; no fill value,
+#: which would keep them single).
 PACKED = {"dtype": "float32", "scale_factor": 1.0, "_FillValue": None}
 
 
@@ -73,9 +74,9 @@ class Fit:
         Groups ``posterior``, ``posterior_predictive``, ``prior_predictive``, ``log_likelihood`` (not in a loaded
         fit: see :meth:`log_likelihood`), ``observed_data``, ``constant_data`` and ``sample_stats``; dims
         ``country``, ``region``, ``period``, ``trait``, ``indicator`` and one ``obs_<family>`` per likelihood
-        term. Posterior and predictive draws are rounded to single precision
-        (:func:`~nexusbayes.model.predict.single_precision`). A loaded fit's arrays are read from its file when
-        first used.
+        term. Posterior draws and the log-likelihood are held in single precision
+        (:func:`~nexusbayes.model.predict.single_precision`), whole-number predictions as integers. A loaded
+        fit's arrays are read from its file when first used.
     spec : Spec
     panel : Panel
     """

@@ -441,15 +441,18 @@ def test_a_fresh_fit_loads_as_it_was_sampled_with_its_log_likelihood_recomputed(
     """Draws rounded to single precision after sampling and stored as such, identical after loading; the
     log-likelihood, not saved, recomputed from the loaded posterior equals the one computed after sampling."""
     result, path = fresh
-    for group, name in (("posterior", "theta"), ("posterior_predictive", "y_normal")):
-        values = result.tree[group][name].values
-        assert values.dtype == np.float64 and np.array_equal(values.astype(np.float32), values)
-        assert not np.array_equal(result.tree["sample_stats"]["energy"].values.astype(np.float32),
-                                  result.tree["sample_stats"]["energy"].values)     # the rest is left as it is
+    assert result.tree["posterior"]["theta"].dtype == np.float32      # held in single precision after sampling
+    # the predictive drawn into single precision (continuous) and integers (whole numbers: counts int32)
+    predictive = result.tree["posterior_predictive"]
+    assert (predictive["y_normal"].dtype, predictive["y_negbin"].dtype) == (np.float32, np.int32)
+    assert result.tree["log_likelihood"]["y_normal"].dtype == np.float32
+    assert not np.array_equal(result.tree["sample_stats"]["energy"].values.astype(np.float32),
+                              result.tree["sample_stats"]["energy"].values)     # the rest is left as it is
     with h5py.File(path, "r") as f:
         assert "log_likelihood" not in f
-        for name in ("posterior/theta", "posterior_predictive/y_normal", "posterior_predictive/y_negbin"):
-            assert f[name].compression == "gzip" and f[name].dtype == np.float32, name
+        for name, dtype in (("posterior/theta", np.float32), ("posterior_predictive/y_normal", np.float32),
+                            ("posterior_predictive/y_negbin", np.int32)):
+            assert f[name].compression == "gzip" and f[name].dtype == dtype, name
         assert f["sample_stats/energy"].dtype == np.float64      # not exact in single precision: kept double
     again = load(path)
     assert set(again.tree.children) == set(result.tree.children) - {"log_likelihood"}

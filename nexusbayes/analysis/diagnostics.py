@@ -204,7 +204,8 @@ def element_diagnostics(posterior: xr.Dataset, var_names: list[str] | None = Non
 
     def run(task):
         name, start = task
-        return _element_block(flat[name][..., start:start + ELEMENT_BLOCK])
+        # in double precision, a block at a time (a fit holds its draws in single precision: the same values)
+        return _element_block(flat[name][..., start:start + ELEMENT_BLOCK].astype(np.float64))
 
     with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, len(tasks)))) as pool:
         blocks = list(pool.map(run, tasks))

@@ -61,7 +61,7 @@ def pointwise_tree(tree: xr.DataTree) -> xr.DataTree:
     """A tree whose one log-likelihood variable ``y`` holds every observation of every term, in term order."""
     ll = tree["log_likelihood"].to_dataset()
     stacked = xr.concat([ll[v].rename({ll[v].dims[-1]: "obs"}).drop_vars("obs", errors="ignore")
-                         for v in sorted(ll.data_vars)], dim="obs")
+                         for v in sorted(ll.data_vars)], dim="obs").astype(np.float64)   # stored in single precision
     return xr.DataTree.from_dict({"posterior": xr.Dataset({"lp": stacked.isel(obs=0, drop=True)}),
                                   "log_likelihood": xr.Dataset({"y": stacked})})
 

@@ -5,7 +5,7 @@ the unconstrained draw alone, about half the values per draw of the trait model 
 first, are the other half), warm-up included. :func:`to_tree` then turns nutpie's raw trace into the
 DataTree its own conversion would give, chain by chain: each chain's unconstrained draws go through the
 model's expand function, the very PyTensor function nutpie's callback calls otherwise, so every variable
-has the values a full trace would hold; they are rounded to single precision at once
+has the values a full trace would hold; they are rounded to single precision at once and held so
 (:func:`~nexusbayes.model.predict.single_precision`, which the fit applies anyway). Nothing of the warm-up
 is converted, and no double-precision copy of the posterior is made besides the result.
 
@@ -52,7 +52,7 @@ def layout(compiled) -> list[tuple[str, slice, tuple[int, ...]]]:
 
 
 def to_tree(draw_batches: list, stat_batches: list, compiled) -> xr.DataTree:
-    """The DataTree of a lean trace: posterior (single precision, in doubles) and sampler statistics.
+    """The DataTree of a lean trace: posterior (single precision) and sampler statistics.
 
     Parameters
     ----------
@@ -85,7 +85,8 @@ def to_tree(draw_batches: list, stat_batches: list, compiled) -> xr.DataTree:
     full = layout(compiled)
     n_expanded = full[-1][1].stop
     variables = [entry for entry in full if entry[0] not in dropped]
-    posterior = {name: np.full((len(draw_batches), n_draws, *shape), np.nan) for name, _, shape in variables}
+    posterior = {name: np.full((len(draw_batches), n_draws, *shape), np.nan, dtype=np.float32)
+                 for name, _, shape in variables}
     expand = compiled.expand_func
     shared = [compiled.shared_data[compiled.shared_var_keys[v]] for v in expand.get_shared()]
     function = expand.vm.jit_fn          # what the expand callback calls, with the same data arrays

@@ -80,7 +80,7 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
     Returns
     -------
     xarray.DataTree
-        Groups ``posterior`` (its draws rounded to single precision, see
+        Groups ``posterior`` (its draws in single precision, see
         :func:`~nexusbayes.model.predict.single_precision`) and ``sample_stats`` (and with ``predictions``
         those above); attrs with the
         timings (``seconds_compile``, ``seconds_sampling``, ``seconds_postprocess``), the settings, the

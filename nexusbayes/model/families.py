@@ -123,6 +123,14 @@ class Family:
         """Draw observations given the linear predictor (NumPy; leading draw dimensions broadcast)."""
         raise NotImplementedError
 
+    def draw_dtype(self, block: Block) -> np.dtype:
+        """The dtype the posterior predictive's draws of ``block`` are stored in (whole numbers as integers).
+
+        The smallest integer type that holds every value the family can draw for the block (int16 where its
+        range allows, int32 for unbounded counts), single precision for continuous values.
+        """
+        raise NotImplementedError
+
     def logp(self, eta: np.ndarray, scale, block: Block, params: dict) -> np.ndarray:
         """Pointwise log-likelihood of the block's observations (NumPy; leading draw dims broadcast)."""
         raise NotImplementedError
@@ -155,6 +163,10 @@ class Normal(Family):
         return pm.CustomDist(f"y_{block.key}", eta, loc, sd, sigma[block.local], (1.0 / sigma**2)[block.local],
                              pt.log(sigma)[block.local], dist=normal_dist, logp=normal_kernel, observed=observed,
                              dims=block.dim)
+
+    def draw_dtype(self, block):
+        """Single precision (the draws are rounded to it as stored)."""
+        return np.dtype(np.float32)
 
     def simulate(self, rng, eta, scale, block, params):
         """Normal draws."""
@@ -229,6 +241,10 @@ class NegBin(Family):
         lgamma_y = pt.gammaln(table["pair_count"] + alpha[table["pair_indicator"]])[table["pair"]]   # once per pair
         return (log_mu, alpha[block.local], pt.log(alpha)[block.local], terms, lgamma_y), negbin_dist, negbin_kernel
 
+    def draw_dtype(self, block):
+        """int32: counts have no upper bound (a draw beyond it is stored as int64, see ``store_draws``)."""
+        return np.dtype(np.int32)
+
     def simulate(self, rng, eta, scale, block, params):
         """Gamma-Poisson draws."""
         mu = np.exp(eta) * block.exposure
@@ -287,6 +303,11 @@ class Binomial(Family):
     def data_only(self, block, y):
         """``log C(n, y)``."""
         return gammaln(block.trials + 1.0) - gammaln(y + 1.0) - gammaln(block.trials - y + 1.0)
+
+    def draw_dtype(self, block):
+        """int16 when every observation's trials fit in it (successes never exceed the trials), else int32."""
+        small = len(block.trials) == 0 or np.max(block.trials) <= np.iinfo(np.int16).max
+        return np.dtype(np.int16 if small else np.int32)
 
     def simulate(self, rng, eta, scale, block, params):
         """Binomial draws."""
@@ -394,6 +415,10 @@ class Ordinal(Family):
 
         return pm.CustomDist(f"y_{block.key}", eta, self._cuts(block, params), params["cutpoints"], shift,
                              dist=ordinal_dist, logp=kernel, observed=observed, dims=block.dim)
+
+    def draw_dtype(self, block):
+        """int16: ratings 1..K."""
+        return np.dtype(np.int16)
 
     def simulate(self, rng, eta, scale, block, params):
         """Ordered-logit draws on 1..K: one plus the number of (shifted) cut-points below the latent value."""

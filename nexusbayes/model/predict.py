@@ -20,6 +20,11 @@ from nexusbayes.model.heaping import block_inflation, logits_numpy, mix_draws, m
 from nexusbayes.model.reporting import OBS_DIM, REPORTED, bernoulli_logp, reporting_cells, reporting_logit
 from nexusbayes.spec.document import Spec
 
+#: The pointwise log-likelihood is stored in single precision: computed in double precision and rounded (at most
+#: 6e-8 of each value, far below the Monte Carlo error of PSIS-LOO), half the memory of the largest group a fit
+#: holds. Its readers (:func:`nexusbayes.report.checks.loo`, model choice) compute in double precision.
+LOG_LIKELIHOOD_DTYPE = np.float32
+
 
 def forward_mode() -> Mode:
     """The PyTensor mode for forward sampling (prior and prior predictive draws): Python thunks, no C compiler.
@@ -111,20 +116,38 @@ def draw_chunks(n_samples: int, n_obs: int) -> list[slice]:
 
 
 def single_precision(data: xr.Dataset) -> xr.Dataset:
-    """``data`` with its double-precision values rounded to the nearest single-precision ones (dtype unchanged).
+    """``data`` with its double-precision values rounded to the nearest single-precision ones, in single precision.
 
-    Posterior and predictive draws are rounded so after sampling: the rounding is at most 6e-8 of each value
-    (24 significant bits), some 10^5 times below the Monte Carlo error of 1,000 effective draws, and
-    :meth:`nexusbayes.fit.Fit.save` then stores them in half the bytes without losing a bit (a loaded fit
-    equals the fit as sampled). Whole numbers below 2^24 (counts, ratings, successes) are unchanged.
+    The posterior is rounded so after sampling (a lean trace's as it is computed) and held in single precision:
+    the rounding is at most 6e-8 of each value (24 significant bits), some 10^5 times below the Monte Carlo
+    error of 1,000 effective draws; half the memory, and :meth:`nexusbayes.fit.Fit.save` stores the values as
+    they are (a loaded fit equals the fit as sampled). The predictive draws are stored so as they are drawn
+    (:func:`store_draws`). Readers that compute on the draws (:class:`FlatDraws`) widen them to doubles.
 
     Examples
     --------
-    >>> float(single_precision(xr.Dataset({"x": ("i", [0.1, 3.0])}))["x"][0])
-    0.10000000149011612
+    >>> rounded = single_precision(xr.Dataset({"x": ("i", [0.1, 3.0])}))["x"]
+    >>> rounded.dtype, float(rounded[0])
+    (dtype('float32'), 0.10000000149011612)
     """
     doubles = [name for name, var in data.data_vars.items() if var.dtype == np.float64]
-    return data.assign({name: data[name].astype(np.float32).astype(np.float64) for name in doubles})
+    return data.assign({name: data[name].astype(np.float32) for name in doubles})
+
+
+def store_draws(drawn: np.ndarray | None, rows: slice, simulated: np.ndarray, dtype: np.dtype,
+                n_samples: int) -> np.ndarray:
+    """Write a chunk of predictive draws into ``drawn`` (allocated on the first chunk); return the array.
+
+    Whole numbers are stored as integers of ``dtype`` (the family's :meth:`~nexusbayes.model.families.Family.
+    draw_dtype`), the same values; a chunk beyond that type's range widens the whole array to int64.
+    Continuous values are rounded to single precision as they are stored.
+    """
+    if drawn is None:
+        drawn = np.empty((n_samples, simulated.shape[-1]), dtype=dtype)
+    if drawn.dtype.kind == "i" and simulated.size and np.max(simulated) > np.iinfo(drawn.dtype).max:
+        drawn = drawn.astype(np.int64)
+    drawn[rows] = simulated
+    return drawn
 
 
 def _predictors(post: xr.Dataset, design: Design, panel: Panel, spec: Spec):
@@ -136,7 +159,7 @@ def _predictors(post: xr.Dataset, design: Design, panel: Panel, spec: Spec):
     the one computed after sampling.
     """
     flat = FlatDraws(post)
-    theta, loading, intercept = flat["theta"], flat["loading"], flat["intercept"]
+    loading, intercept = flat["loading"], flat["intercept"]
     offset = flat["country_offset"] if "country_offset" in post else None
     # (sample, drifting + 1, period): sign * path (log loading), and a row of zeros for the steady indicators
     drift, scaling = posterior_tables(flat, post, design, spec, panel)
@@ -149,13 +172,15 @@ def _predictors(post: xr.Dataset, design: Design, panel: Panel, spec: Spec):
 
         def eta(rows, idx=idx):
             # the draws × observations temporaries of a chunk only (a whole block took several GB on large panels)
-            return linear_predictor(idx, loading[rows], intercept[rows], theta[rows],
+            theta = flat.rows("theta", rows)       # the largest variable: only a chunk of it in double precision
+            return linear_predictor(idx, loading[rows], intercept[rows], theta,
                                     None if offset is None else offset[rows], _rows_of(drift, rows),
                                     _rows_of(scaling, rows)), idx.scale
 
         def mixture(rows, idx=idx, parts=parts, inflation=inflation):
+            theta = flat.rows("theta", rows) if inflation else None
             return parts, inflation_logits(parts, {c: (a[rows], b[rows]) for c, (a, b) in inflation.items()},
-                                           theta[rows], idx)
+                                           theta, idx)
 
         yield block, family, eta, params, mixture
 
@@ -225,6 +250,17 @@ class FlatDraws(Mapping):
             self._read[name] = values.reshape(self.n_samples, *values.shape[2:])
         return self._read[name]
 
+    def rows(self, name: str, rows: slice) -> np.ndarray:
+        """Draws ``rows`` of ``name`` in double precision, without a double copy of the whole variable.
+
+        The same values as ``self[name][rows]``; for the largest variables (theta), read chunk by chunk.
+        """
+        if name in self._read:
+            return self._read[name][rows]
+        values = self.post[name].transpose("chain", "draw", ...).values
+        values = values.reshape(self.n_samples, *values.shape[2:])[rows]
+        return values.astype(np.float64) if values.dtype.kind == "f" else values
+
     def __contains__(self, name: object) -> bool:
         return name in self.post.data_vars
 
@@ -248,8 +284,8 @@ def _reporting(post: xr.Dataset, spec: Spec, panel: Panel, rng: np.random.Genera
         return None
     flat = FlatDraws(post)
     n_samples = flat.n_samples
-    logp = np.empty((n_samples, len(cells.item)))
-    drawn = np.empty((n_samples, len(cells.item)), int) if rng is not None else None
+    logp = np.empty((n_samples, len(cells.item)), dtype=LOG_LIKELIHOOD_DTYPE)
+    drawn = np.empty((n_samples, len(cells.item)), np.int8) if rng is not None else None
     for rows in draw_chunks(n_samples, len(cells.item)):
         logit = reporting_logit(lambda n: flat[n] if n in flat else None, cells, len(panel.periods), rows)
         logp[rows] = bernoulli_logp(logit, cells.reported)
@@ -282,7 +318,7 @@ def log_likelihood(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec) 
     n_samples = post.sizes["chain"] * post.sizes["draw"]
     arrays = []
     for block, family, eta, params, mixture in _predictors(post, design, panel, spec):
-        logp = np.empty((n_samples, len(block.rows)))
+        logp = np.empty((n_samples, len(block.rows)), dtype=LOG_LIKELIHOOD_DTYPE)
         for rows in draw_chunks(n_samples, len(block.rows)):
             value, scale = eta(rows)
             logp[rows] = _logp(family, value, scale, block, {p: v[rows] for p, v in params.items()}, *mixture(rows))
@@ -295,8 +331,9 @@ def log_likelihood(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec) 
 def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec, seed: int) -> xr.DataTree:
     """Add log-likelihood, posterior predictive, observed and constant data (NumPy, nothing to compile).
 
-    Ordinal observations and predictions are on their 1..K scale; predictions in single precision
-    (:func:`single_precision`). With informative indicators, the reporting model's ``reported``
+    Ordinal observations and predictions are on their 1..K scale; whole-number predictions as integers,
+    continuous ones in single precision (:func:`store_draws`), the log-likelihood in single precision
+    (:data:`LOG_LIKELIHOOD_DTYPE`). With informative indicators, the reporting model's ``reported``
     (:mod:`nexusbayes.model.reporting`) is in the log-likelihood and the predictions (1: reported), not in the
     observed data, whose variables are the indicators' values. Computed over chunks of draws
     (:func:`draw_chunks`), so memory beyond the two results stays bounded on large panels, with each chunk's
@@ -312,7 +349,7 @@ def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec,
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nexusbayes-loglik") as pool:
         pending = None
         for block, family, eta, params, mixture in _predictors(post, design, panel, spec):
-            logp, drawn = np.empty((n_samples, len(block.rows))), None
+            logp, drawn = np.empty((n_samples, len(block.rows)), dtype=LOG_LIKELIHOOD_DTYPE), None
             for rows in draw_chunks(n_samples, len(block.rows)):
                 value, scale = eta(rows)
                 chunk_params = {p: v[rows] for p, v in params.items()}
@@ -322,10 +359,7 @@ def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec,
                 simulated = family.simulate(rng, value, scale, block, chunk_params)
                 if parts:    # quota heaping, structural zeros (see nexusbayes.model.heaping)
                     simulated = mix_draws(rng, simulated, parts, logits)
-                if drawn is None:
-                    drawn = np.empty(logp.shape, dtype=simulated.dtype)
-                # rounded as stored (what single_precision does, without a copy of the whole predictive)
-                drawn[rows] = simulated.astype(np.float32) if simulated.dtype == np.float64 else simulated
+                drawn = store_draws(drawn, rows, simulated, family.draw_dtype(block), n_samples)
             blocks.append((block, logp, drawn))
         _store(pending)
     loglik = _by_term(post, [(block, logp) for block, logp, _ in blocks])

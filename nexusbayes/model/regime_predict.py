@@ -38,7 +38,7 @@ from nexusbayes.model import hmm
 from nexusbayes.model.covariates import EFFECT
 from nexusbayes.model.design import Design, block_index
 from nexusbayes.model.families import FAMILIES, NUISANCE
-from nexusbayes.model.predict import FlatDraws, prior_draws
+from nexusbayes.model.predict import LOG_LIKELIHOOD_DTYPE, FlatDraws, prior_draws, store_draws
 from nexusbayes.model.regime import DEVIATION, INITIAL, TRANSITION, levels, step_multiples
 from nexusbayes.model.regime_covariates import log_transitions, transition_values
 from nexusbayes.spec.document import Spec
@@ -104,7 +104,7 @@ def state_log_likelihood(post: FlatDraws, states: np.ndarray, design: Design, pa
     for block in design.blocks:
         family = FAMILIES[spec.indicator(block.names[0]).family]
         idx = block_index(design, panel, block)
-        logp = np.empty((post.n_samples, len(block.rows)))
+        logp = np.empty((post.n_samples, len(block.rows)), dtype=LOG_LIKELIHOOD_DTYPE)
         for begin in range(0, post.n_samples, step):
             rows = slice(begin, min(begin + step, post.n_samples))
             params = {p: post[f"{p}_{block.key}"][rows] for p in NUISANCE if f"{p}_{block.key}" in post}
@@ -173,13 +173,14 @@ def add_regime_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec
     for block in design.blocks:
         family = FAMILIES[spec.indicator(block.names[0]).family]
         idx = block_index(design, panel, block)
-        drawn = np.empty((n_sample, len(block.rows)))
+        drawn = None
         for begin in range(0, n_sample, step):
             rows = slice(begin, min(begin + step, n_sample))
             params = {p: post[f"{p}_{block.key}"][rows] for p in NUISANCE if f"{p}_{block.key}" in post}
             eta = np.take_along_axis(state_etas(post, design, spec, idx, rows),
                                      states[rows][:, idx.region, idx.period, None].astype(np.intp), -1)[..., 0]
-            drawn[rows] = family.simulate(rng, eta, idx.scale, block, params)
+            drawn = store_draws(drawn, rows, family.simulate(rng, eta, idx.scale, block, params),
+                                family.draw_dtype(block), n_sample)
         coords = {block.dim: block.labels}
         predictive[f"y_{block.key}"] = shaped(drawn, (block.dim,), **coords)
         observed[f"y_{block.key}"] = xr.DataArray(block.y, dims=block.dim, coords=coords)

@@ -342,6 +342,18 @@ class Loo:
         return self.pointwise[self.pointwise["pareto_k"] > PARETO_K_MAX].sort_values("pareto_k", ascending=False)
 
 
+def _in_double(tree: xr.DataTree, loglik: xr.Dataset, var: str) -> xr.DataTree:
+    """``tree`` (arrays shared) whose log-likelihood is ``var`` alone, in double precision.
+
+    The log-likelihood is stored in single precision (:data:`~nexusbayes.model.predict.LOG_LIKELIHOOD_DTYPE`);
+    PSIS in single precision would add its own rounding (~1e-5 per observation), so each term is widened on
+    its own, one term's doubles in memory at a time.
+    """
+    out = tree.copy(deep=False)
+    out["log_likelihood"] = xr.DataTree(loglik[[var]].astype(np.float64))
+    return out
+
+
 def loo(tree: xr.DataTree, spec: Spec, panel: Panel) -> Loo:
     """PSIS-LOO for each ``y_<term>`` of the log-likelihood, with Pareto k per observation.
 
@@ -363,7 +375,7 @@ def loo(tree: xr.DataTree, spec: Spec, panel: Panel) -> Loo:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                result = az.loo(tree, var_name=var, pointwise=True, reff=reff)
+                result = az.loo(_in_double(tree, loglik, var), var_name=var, pointwise=True, reff=reff)
             except ValueError as exc:     # Pareto smoothing impossible: the reason is said, the rest reported
                 failed[var] = f"{exc}; {_distinct_draws(loglik[var])}"
                 continue

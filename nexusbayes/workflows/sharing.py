@@ -33,7 +33,7 @@ def _loo(tree: xr.DataTree):
 
     ll = tree["log_likelihood"].to_dataset()
     stacked = xr.concat([ll[v].rename({ll[v].dims[-1]: "obs"}).drop_vars("obs", errors="ignore")
-                         for v in sorted(ll.data_vars)], dim="obs")
+                         for v in sorted(ll.data_vars)], dim="obs").astype(np.float64)   # stored in single precision
     one = xr.DataTree.from_dict({"posterior": xr.Dataset({"lp": stacked.isel(obs=0, drop=True)}),
                                  "log_likelihood": xr.Dataset({"y": stacked})})
     with warnings.catch_warnings():
