@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import inspect
 from collections.abc import Callable
 from functools import partial
 
@@ -49,7 +50,7 @@ from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_functi
 
 #: Part of the cache key, with PyTensor's key of the wrapped graph and the generated source: raise it when
 #: the callbacks change in a way their source does not show (e.g. ``_address_as_pointer``).
-CALLBACK_VERSION = 1
+CALLBACK_VERSION = 2
 
 # nutpie's callback protocol (its ``_make_c_logp_func`` and ``_make_c_expand_func``): 0 on success
 _TEMPLATES = {
@@ -256,11 +257,33 @@ def _callback_source(kind: str, shared_keys: list[str], record: np.dtype, shared
                                    **sizes)
 
 
+def _inlined(inner):
+    """A dispatcher of the Python function that ``inner`` runs, inlined where it is called (numba's IR).
+
+    PyTensor's compiled function is a caching wrapper, ``def f(*args): return jitable_func(*args)``, around
+    the graph's function, which calls each operation's function (each a wrapper of the same kind, cached
+    on disk). numba cannot inline a function of ``*args``, so the graph's function is inlined instead.
+    """
+    function = inner.py_func
+    if function.__code__.co_flags & inspect.CO_VARARGS:
+        function = function.__globals__["jitable_func"].py_func
+    return numba.njit(inline="always", fastmath=inner.targetoptions.get("fastmath", False),
+                      no_cpython_wrapper=True, no_cfunc_wrapper=True)(function)
+
+
 def _cached_cfunc(source: str, name: str, inner, graph_key: str, signature):
-    """``numba.cfunc`` of the generated ``source``, stored in and loaded from PyTensor's numba cache."""
+    """``numba.cfunc`` of the generated ``source``, stored in and loaded from PyTensor's numba cache.
+
+    ``inner`` (PyTensor's compiled function, a numba dispatcher) is inlined into the callback in numba's IR,
+    not compiled on its own and linked: its body is a sequence of calls to PyTensor's per-operation functions,
+    which LLVM then links and optimises once, for the callback, instead of once for ``inner`` and again for
+    the callback that links it.
+    """
     # the module's name is in the key: a loaded callback looks its environment up in that module
     key = hashlib.sha256(f"{CALLBACK_VERSION}\n{__name__}\n{graph_key}\n{source}".encode()).hexdigest()
+    inlined = _inlined(inner)
     # a module name: numba rebuilds a loaded callback's environment from that module's namespace
-    names = {"__name__": __name__, "carray": numba.carray, "np": np, "as_pointer": _address_as_pointer, "inner": inner}
+    names = {"__name__": __name__, "carray": numba.carray, "np": np, "as_pointer": _address_as_pointer,
+             "inner": inlined}
     function = compile_numba_function_src(source, f"{name}_callback", names, cache_key=f"nexusbayes_{name}_{key}")
     return numba.cfunc(signature, cache=True)(function)
