@@ -223,6 +223,50 @@ def call_expand(compiled, x: np.ndarray) -> tuple[int, np.ndarray]:
     return code, out
 
 
+#: Full expand callbacks made by :func:`full_expand` in this process, by cache key (at most ``MAX_EXPANDS``).
+_EXPANDS: dict[str, object] = {}
+MAX_EXPANDS = 8
+
+
+def full_expand(compiled) -> Callable[[np.ndarray, np.ndarray], None] | None:
+    """The expand callback of every variable for ``compiled`` (lean or not): ``expand(x, out)`` fills ``out``.
+
+    The callback a full compile gives nutpie (the same generated source and cache key, so a lean and a
+    full compile of one structure share its machine code on disk), made on first use: a lean compile
+    needs it only after sampling (:func:`nexusbayes.inference.lean_trace.to_tree`). It reads the data of
+    ``compiled`` (``with_data`` included) and computes the numbers of ``compiled.expand_func`` bit for bit.
+    None when PyTensor gives the expand function no cache key.
+
+    Raises
+    ------
+    RuntimeError
+        From ``expand`` when the callback reports an error.
+    """
+    expand = compiled.expand_func
+    graph_key = _graph_key(expand)
+    if graph_key is None:
+        return None
+    n_dim = int(compiled.n_dim)
+    n_full = sum(int(np.prod(shape, dtype=np.int64)) for shape in compiled.shapes.values())
+    source = _callback_source("expand", [compiled.shared_var_keys[v] for v in expand.get_shared()],
+                              compiled.user_data.dtype, compiled.shared_data, n_dim=n_dim, n_expanded=n_full)
+    memo = f"{graph_key}\n{source}"
+    cfunc = _EXPANDS.get(memo)
+    if cfunc is None:
+        cfunc = _cached_cfunc(source, "expand", expand.vm.jit_fn, graph_key, _EXPAND_SIGNATURE)
+        _EXPANDS[memo] = cfunc
+        while len(_EXPANDS) > MAX_EXPANDS:
+            del _EXPANDS[next(iter(_EXPANDS))]
+    user_data = compiled.user_data
+
+    def call(x: np.ndarray, out: np.ndarray) -> None:
+        code = cfunc.ctypes(n_dim, n_full, _pointer(x), _pointer(out), ctypes.c_void_p(user_data.ctypes.data))
+        if code != 0:
+            raise RuntimeError(f"the model's expand callback failed (code {code})")
+
+    return call
+
+
 def _pointer(array: np.ndarray):
     return array.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
 
