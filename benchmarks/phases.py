@@ -1,6 +1,6 @@
 """Where the example's command spends its time: wall and CPU seconds per phase of ``nexusbayes fit SPEC``.
 
-``python -m benchmarks.phases [SPEC] [--out DIR] [-- FIT OPTIONS]`` runs the command in this process (as
+``python -m benchmarks.phases [SPEC] [--out DIR] [--cold] [-- FIT OPTIONS]`` runs the command in this process (as
 ``nexusbayes fit SPEC --out DIR --overwrite --no-progress``), wrapping the package's functions, and prints one
 row per phase: wall seconds, CPU seconds of the whole process (every thread: nutpie's, the post-processing
 pool's) and the load average at its end. CPU seconds hardly depend on the machine's load; wall seconds do.
@@ -30,6 +30,7 @@ def cpu() -> float:
 TIMED = (
     ("nexusbayes.inference.compile_cache", "compile_nutpie", "compiled model (disk cache or compile)", True),
     ("nexusbayes.inference.sample", "_nutpie", "sampling", True),
+    ("nexusbayes.inference.lean_trace", "to_tree", "  lean trace expanded (a first run compiles the callback)", False),
     ("nexusbayes.inference.sample", "_tidy", "tidy + orient + single precision", False),
     ("nexusbayes.model.build", "Model.add_predictions", "predictions + log-likelihood", True),
     ("nexusbayes.model.build", "Model.prior_predictive", "prior predictive", True),
@@ -48,12 +49,30 @@ TIMED = (
 )
 
 
+def cold_compiledir() -> str:
+    """Point PyTensor at a new, empty ``base_compiledir`` (before anything imports it); return the folder."""
+    import sys
+    import tempfile
+
+    if "pytensor" in sys.modules:
+        raise RuntimeError("--cold: PyTensor was imported already; its compile directory is fixed")
+    folder = tempfile.mkdtemp(prefix="nexusbayes_cold_")
+    flags = os.environ.get("PYTENSOR_FLAGS", "")
+    os.environ["PYTENSOR_FLAGS"] = f"{flags},base_compiledir={folder}" if flags else f"base_compiledir={folder}"
+    print(f"compiling into the empty {folder} (delete it afterwards)", flush=True)
+    return folder
+
+
 def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     """Run the command with every phase of :data:`TIMED` timed; print and return ``{phase: (wall, cpu)}``."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.phases", description=__doc__)
     parser.add_argument("spec", nargs="?", default="models/kyrgyzstan.toml")
     parser.add_argument("--out", default="/tmp/nexusbayes_phases")
+    parser.add_argument("--cold", action="store_true",
+                        help="compile into a new, empty PyTensor base_compiledir (a first run on a new machine)")
     args, rest = parser.parse_known_args(argv)
+    if args.cold:
+        cold_compiledir()
     totals: dict[str, list[float]] = {}
     depth = [0]
     top = [0.0, 0.0]

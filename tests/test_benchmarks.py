@@ -173,3 +173,15 @@ def test_a_posterior_draw_maps_to_the_sampler_s_coordinates_and_back(kyrgyzstan)
         if name in post.data_vars:
             np.testing.assert_allclose(expanded[where], post[name].isel(chain=1, draw=17).values.ravel(),
                                        rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_phases_cold_compiles_into_a_new_empty_folder():
+    """``--cold`` points PyTensor at an empty compile directory of its own (checked in a new Python)."""
+    import subprocess
+    import sys
+
+    script = ("import os, shutil\nfrom benchmarks.phases import cold_compiledir\nfolder = cold_compiledir()\n"
+              "empty = os.listdir(folder) == []\nimport pytensor\n"
+              "print(empty, str(pytensor.config.base_compiledir) == folder)\nshutil.rmtree(folder)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split()[-2:] == ["True", "True"]

@@ -4,8 +4,9 @@ A model compiled ``lean`` (:func:`nexusbayes.inference.nutpie_callbacks.compile_
 the unconstrained draw alone, about half the values per draw of the trait model (its deterministics, theta
 first, are the other half), warm-up included. :func:`to_tree` then turns nutpie's raw trace into the
 DataTree its own conversion would give, chain by chain: each chain's unconstrained draws go through the
-model's expand function, the very PyTensor function nutpie's callback calls otherwise, so every variable
-has the values a full trace would hold; they are rounded to single precision at once and held so
+model's full expand callback, the one nutpie calls in a full compile (made or loaded from PyTensor's cache
+on first use, shared with the full compile of the structure), so every variable has the values a full
+trace would hold; they are rounded to single precision at once and held so
 (:func:`~nexusbayes.model.predict.single_precision`, which the fit applies anyway). Nothing of the warm-up
 is converted, and no double-precision copy of the posterior is made besides the result.
 
@@ -27,6 +28,8 @@ from importlib.metadata import version
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+from nexusbayes.inference.nutpie_callbacks import full_expand
 
 #: nutpie's sampler statistics its own conversion leaves out unless their storing was asked for (its
 #: ``_BackgroundSampler._extract``); the lean path runs with nutpie's defaults, which store none of them.
@@ -87,15 +90,13 @@ def to_tree(draw_batches: list, stat_batches: list, compiled) -> xr.DataTree:
     variables = [entry for entry in full if entry[0] not in dropped]
     posterior = {name: np.full((len(draw_batches), n_draws, *shape), np.nan, dtype=np.float32)
                  for name, _, shape in variables}
-    expand = compiled.expand_func
-    shared = [compiled.shared_data[compiled.shared_var_keys[v]] for v in expand.get_shared()]
-    function = expand.vm.jit_fn          # what the expand callback calls, with the same data arrays
+    expand = _expand(compiled, n_expanded)
     for chain, n_tune in enumerate(tuning):
         points = unconstrained(draw_batches[chain].slice(n_tune), compiled)
         draw_batches[chain] = None       # this chain's Arrow draws are no longer needed
         values = np.empty((len(points), n_expanded), dtype=np.float32)
         for i, point in enumerate(points):
-            values[i] = function(point, *shared)[0]       # rounded to single precision as it is stored
+            values[i] = expand(point)    # rounded to single precision as it is stored
         del points
         for name, part, shape in variables:
             posterior[name][chain, :len(values)] = values[:, part].reshape(len(values), *shape)
@@ -103,6 +104,26 @@ def to_tree(draw_batches: list, stat_batches: list, compiled) -> xr.DataTree:
     dims = {name: list(dims) for name, dims in (compiled.dims or {}).items() if name in posterior}
     tree["posterior"] = arviz.from_dict({"posterior": posterior}, dims=dims, coords=coords)["posterior"]
     return tree
+
+
+def _expand(compiled, n_expanded: int):
+    """Every variable of the model at an unconstrained point, as a full compile's expand callback gives them.
+
+    That callback (:func:`~nexusbayes.inference.nutpie_callbacks.full_expand`, made or loaded on first use),
+    else the PyTensor function it calls, with the same data arrays: the same numbers either way.
+    """
+    callback = full_expand(compiled)
+    if callback is not None:
+        out = np.empty(n_expanded)
+
+        def expand(point: np.ndarray) -> np.ndarray:
+            callback(point, out)
+            return out
+
+        return expand
+    function = compiled.expand_func.vm.jit_fn
+    shared = [compiled.shared_data[compiled.shared_var_keys[v]] for v in compiled.expand_func.get_shared()]
+    return lambda point: function(point, *shared)[0]
 
 
 def unconstrained(batch, compiled) -> np.ndarray:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import inspect
 from collections.abc import Callable
 from functools import partial
 
@@ -49,7 +50,7 @@ from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_functi
 
 #: Part of the cache key, with PyTensor's key of the wrapped graph and the generated source: raise it when
 #: the callbacks change in a way their source does not show (e.g. ``_address_as_pointer``).
-CALLBACK_VERSION = 1
+CALLBACK_VERSION = 2
 
 # nutpie's callback protocol (its ``_make_c_logp_func`` and ``_make_c_expand_func``): 0 on success
 _TEMPLATES = {
@@ -222,6 +223,50 @@ def call_expand(compiled, x: np.ndarray) -> tuple[int, np.ndarray]:
     return code, out
 
 
+#: Full expand callbacks made by :func:`full_expand` in this process, by cache key (at most ``MAX_EXPANDS``).
+_EXPANDS: dict[str, object] = {}
+MAX_EXPANDS = 8
+
+
+def full_expand(compiled) -> Callable[[np.ndarray, np.ndarray], None] | None:
+    """The expand callback of every variable for ``compiled`` (lean or not): ``expand(x, out)`` fills ``out``.
+
+    The callback a full compile gives nutpie (the same generated source and cache key, so a lean and a
+    full compile of one structure share its machine code on disk), made on first use: a lean compile
+    needs it only after sampling (:func:`nexusbayes.inference.lean_trace.to_tree`). It reads the data of
+    ``compiled`` (``with_data`` included) and computes the numbers of ``compiled.expand_func`` bit for bit.
+    None when PyTensor gives the expand function no cache key.
+
+    Raises
+    ------
+    RuntimeError
+        From ``expand`` when the callback reports an error.
+    """
+    expand = compiled.expand_func
+    graph_key = _graph_key(expand)
+    if graph_key is None:
+        return None
+    n_dim = int(compiled.n_dim)
+    n_full = sum(int(np.prod(shape, dtype=np.int64)) for shape in compiled.shapes.values())
+    source = _callback_source("expand", [compiled.shared_var_keys[v] for v in expand.get_shared()],
+                              compiled.user_data.dtype, compiled.shared_data, n_dim=n_dim, n_expanded=n_full)
+    memo = f"{graph_key}\n{source}"
+    cfunc = _EXPANDS.get(memo)
+    if cfunc is None:
+        cfunc = _cached_cfunc(source, "expand", expand.vm.jit_fn, graph_key, _EXPAND_SIGNATURE)
+        _EXPANDS[memo] = cfunc
+        while len(_EXPANDS) > MAX_EXPANDS:
+            del _EXPANDS[next(iter(_EXPANDS))]
+    user_data = compiled.user_data
+
+    def call(x: np.ndarray, out: np.ndarray) -> None:
+        code = cfunc.ctypes(n_dim, n_full, _pointer(x), _pointer(out), ctypes.c_void_p(user_data.ctypes.data))
+        if code != 0:
+            raise RuntimeError(f"the model's expand callback failed (code {code})")
+
+    return call
+
+
 def _pointer(array: np.ndarray):
     return array.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
 
@@ -256,11 +301,33 @@ def _callback_source(kind: str, shared_keys: list[str], record: np.dtype, shared
                                    **sizes)
 
 
+def _inlined(inner):
+    """A dispatcher of the Python function that ``inner`` runs, inlined where it is called (numba's IR).
+
+    PyTensor's compiled function is a caching wrapper, ``def f(*args): return jitable_func(*args)``, around
+    the graph's function, which calls each operation's function (each a wrapper of the same kind, cached
+    on disk). numba cannot inline a function of ``*args``, so the graph's function is inlined instead.
+    """
+    function = inner.py_func
+    if function.__code__.co_flags & inspect.CO_VARARGS:
+        function = function.__globals__["jitable_func"].py_func
+    return numba.njit(inline="always", fastmath=inner.targetoptions.get("fastmath", False),
+                      no_cpython_wrapper=True, no_cfunc_wrapper=True)(function)
+
+
 def _cached_cfunc(source: str, name: str, inner, graph_key: str, signature):
-    """``numba.cfunc`` of the generated ``source``, stored in and loaded from PyTensor's numba cache."""
+    """``numba.cfunc`` of the generated ``source``, stored in and loaded from PyTensor's numba cache.
+
+    ``inner`` (PyTensor's compiled function, a numba dispatcher) is inlined into the callback in numba's IR,
+    not compiled on its own and linked: its body is a sequence of calls to PyTensor's per-operation functions,
+    which LLVM then links and optimises once, for the callback, instead of once for ``inner`` and again for
+    the callback that links it.
+    """
     # the module's name is in the key: a loaded callback looks its environment up in that module
     key = hashlib.sha256(f"{CALLBACK_VERSION}\n{__name__}\n{graph_key}\n{source}".encode()).hexdigest()
+    inlined = _inlined(inner)
     # a module name: numba rebuilds a loaded callback's environment from that module's namespace
-    names = {"__name__": __name__, "carray": numba.carray, "np": np, "as_pointer": _address_as_pointer, "inner": inner}
+    names = {"__name__": __name__, "carray": numba.carray, "np": np, "as_pointer": _address_as_pointer,
+             "inner": inlined}
     function = compile_numba_function_src(source, f"{name}_callback", names, cache_key=f"nexusbayes_{name}_{key}")
     return numba.cfunc(signature, cache=True)(function)

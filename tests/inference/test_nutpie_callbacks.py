@@ -93,3 +93,23 @@ def test_a_graph_pytensor_cannot_cache_falls_back_to_nutpie_s_compile(monkeypatc
     sim = simulate(**SIMULATION)
     assert nutpie_callbacks.compile_model(build_model(sim.panel, sim.spec)) == "nutpie's own"
     assert calls == [({"default_initialization_strategy": "prior"}, False)]
+
+
+def test_a_lean_compile_expands_with_the_full_compile_s_callback(compiled):
+    """A lean compile's ``full_expand`` is the full compile's expand callback: its code, its numbers, its data."""
+    sim = simulate(**SIMULATION)
+    lean = nutpie_callbacks.compile_model(build_model(sim.panel, sim.spec), lean=True)
+    expand = nutpie_callbacks.full_expand(lean)
+    assert nutpie_callbacks.full_expand(compiled) is not None
+    new = {"data_normal": compiled.shared_data[next(k for v, k in compiled.shared_var_keys.items()
+                                                    if v.name == "data_normal")] + 0.5}
+    swapped = nutpie_callbacks.full_expand(lean.with_data(**new))
+    for x in points(compiled.n_dim):
+        out, swapped_out = np.empty(compiled.n_expanded), np.empty(compiled.n_expanded)
+        expand(x, out)
+        assert out.tobytes() == call_expand(compiled, x)[1].tobytes()
+        swapped(x, swapped_out)
+        assert swapped_out.tobytes() == call_expand(compiled.with_data(**new), x)[1].tobytes()
+    # one callback for both compiles of the structure: the lean one found it in this process's memo
+    assert len({key for key in nutpie_callbacks._EXPANDS if key.startswith(
+        nutpie_callbacks._graph_key(lean.expand_func))}) == 1
