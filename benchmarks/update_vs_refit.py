@@ -26,6 +26,28 @@ from benchmarks.cases import make_case
 from nexusbayes.fit import fit
 
 SAMPLE = ("chain", "draw")
+#: The cases besides the benchmark sizes: the small simulated panel of HISTORY 05:40 and the example's last year.
+CASES = ("sim_small", "central_asia")
+
+
+def case_frames(name: str):
+    """(spec, all rows, the rows before the last period, the last period's rows) of a case."""
+    if name == "sim_small":
+        from nexusbayes.model.simulate import simulate
+
+        sim = simulate(n_countries=2, n_regions=3, n_periods=6, seed=3)
+        spec, frame = sim.spec, sim.frame
+    elif name == "central_asia":
+        from nexusbayes.data.read import load_panel
+        from nexusbayes.spec.document import load_spec
+
+        spec, path = load_spec(Path(__file__).resolve().parents[1] / "models" / "central_asia.toml")
+        frame = load_panel(path, spec).data_table()
+    else:
+        case = make_case(name)
+        spec, frame = case.spec, case.panel.data_table()
+    last = frame["period"].max()
+    return spec, frame, frame[frame["period"] < last], frame[frame["period"] == last]
 
 
 def rescaled(result, n_old: int):

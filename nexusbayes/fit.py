@@ -222,7 +222,7 @@ class Fit:
     def update(self, new_data, *, method: str = "filter", particles: int | None = None, hold: str = "draws",
                n_held: int | None = None, draws: int | None = None, tune: int | None = None,
                chains: int | None = None, seed: int | None = None, progress: bool = False, status=None,
-               predictions: bool = True) -> Fit:
+               predictions: bool = True, proposal: str = "laplace", lag: int = 0) -> Fit:
         """The fit with new periods added, without a full refit.
 
         ``method="filter"`` (default): one NUTS run of the new traits with the measurement parameters, process
@@ -246,7 +246,8 @@ class Fit:
         tree, panel = updating.update(self.tree, self.spec, self.panel, new_data, method=method, hold=hold,
                                       n_held=updating.N_HELD if n_held is None else n_held,
                                       n_particles=N_PARTICLES if particles is None else particles,
-                                      settings=settings, progress=progress, status=status, predictions=predictions)
+                                      settings=settings, progress=progress, status=status, predictions=predictions,
+                                      proposal=proposal, lag=lag)
         return Fit(tree=tree, spec=self.spec, panel=panel)
 
     # ---- draws for second-stage analyses -----------------------------------------------------------
