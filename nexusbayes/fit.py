@@ -230,9 +230,11 @@ class Fit:
         or at their means (``hold="means"``); ``draws`` and ``tune`` are that filter's per chain.
         ``method="particles"``: the fit's draws reweighted by their likelihood of the new rows (importance
         sampling, PSIS; ``attrs["update_pareto_k"]`` above 0.7 warns that a refit is needed) and the new traits
-        drawn by ``particles`` particles per draw and country (default 256), in NumPy: nothing is compiled, and
-        the fitted periods and parameters move with the new data through the weights (reliable for a few new
-        rows; a whole new period usually gives k > 0.7). ``predictions`` adds
+        drawn by ``particles`` particles per draw and country (default 64) from a Laplace proposal given each draw
+        (``proposal="prior"``: from the fitted dynamics), re-proposing the last ``lag`` fitted periods too, in
+        NumPy: nothing is compiled, and the fitted periods and parameters move with the new data through the
+        weights (reliable for a few new rows; a whole new period still usually gives k > 0.7, the fit's draws
+        themselves not covering the new posterior). ``predictions`` adds
         the groups the report reads. New regions of the fit's countries are placed by the filter (their
         country's path plus a region-level deviation). ``attrs["update_held"]`` says what was held and how. See
         :mod:`nexusbayes.inference.update`.

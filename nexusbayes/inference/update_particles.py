@@ -1,11 +1,14 @@
 """A fit updated with new periods by particles over its saved draws: nothing compiled, nothing sampled by MCMC.
 
 For each posterior draw ``s`` of the fit and each country ``c``, ``M`` particles of the country's new traits
-(all its regions, every new period) are drawn from the fitted dynamics given draw ``s``'s last-period traits
-and process parameters (:class:`nexusbayes.analysis.forecast.Dynamics`, as a forecast continues them), and
-each is weighted by the likelihood of the country's new rows under draw ``s``'s measurement parameters (the
-families' own per-observation ``logp``, in chunks of draws). Given ``s`` the countries' new steps are
-independent, so the particles of one country carry its weight alone:
+(all its regions, every new period) are drawn given draw ``s``'s last-period traits and process parameters
+(:class:`nexusbayes.analysis.forecast.Dynamics`, as a forecast continues them): by default from a Gaussian
+(Laplace) approximation of their conditional posterior given the new rows
+(:mod:`nexusbayes.inference.update_laplace`), or (``proposal="prior"``) from the fitted dynamics. Each is
+weighted by the likelihood of the country's new rows under draw ``s``'s measurement parameters
+(:class:`NewRowsLikelihood`: the families' own per-observation ``logp``, in chunks of draws) times its prior
+over its proposal density. Given ``s`` the countries' new steps are independent, so the particles of one country
+carry its weight alone:
 
 * one particle per (``s``, ``c``) chosen by its weight is a draw of the new traits given ``s`` and the new
   data (sampling importance resampling, exact as ``M`` grows);
@@ -40,7 +43,7 @@ from nexusbayes.model.families import FAMILIES, NUISANCE
 from nexusbayes.model.roles import COUNTRY_THETA, INTERCEPT, LOADING, THETA
 
 #: Particles per draw and country by default.
-N_PARTICLES = 256
+N_PARTICLES = 64
 #: How the new traits are proposed: a Laplace (Gaussian) approximation given each draw, or the dynamics prior.
 PROPOSALS = ("laplace", "prior")
 #: Fitted periods re-proposed by default (see :func:`particles`).
