@@ -342,8 +342,10 @@ def test_laplace_particles_hold_up_on_a_whole_period_where_the_prior_collapsed(b
     assert np.median(prior.particle_ess) < 0.3 * 64 < 0.9 * 64 < np.median(laplace.particle_ess)
     noise = {p: np.std(run[p, 4].log_marginal - run[p, 5].log_marginal) for p in ("prior", "laplace")}
     assert noise["laplace"] < 0.1 < noise["prior"]
-    # the weighted mean of the new traits against the truth (scale-free: correlation over region x trait)
-    w, _, _ = importance(laplace.log_marginal)
+    # the weighted mean of the new traits against the truth (scale-free: correlation over region x trait); the
+    # draws' weights themselves still spread past k = 0.7 on a whole period (benchmarks/HISTORY.md), hence the warning
+    with pytest.warns(UpdateWarning):
+        w, _, _ = importance(laplace.log_marginal)
     mean = np.einsum("s,srk->rk", w, laplace.theta[:, 0, :, -1])
     truth = sim.truth["theta"].isel(period=-1).sel(region=list(combined.regions), trait=base.spec.traits)
     truth = truth.transpose("region", "trait").values
