@@ -350,3 +350,20 @@ def test_laplace_particles_hold_up_on_a_whole_period_where_the_prior_collapsed(b
     truth = sim.truth["theta"].isel(period=-1).sel(region=list(combined.regions), trait=base.spec.traits)
     truth = truth.transpose("region", "trait").values
     assert np.corrcoef(mean.ravel(), truth.ravel())[0, 1] > 0.8
+
+
+def test_particles_with_lag_redraw_the_last_fitted_period_and_follow_the_dynamics(base, panel_split, few_rows):
+    """``lag=1``: the last fitted period's traits are redrawn (the earlier ones kept whole), and the stored
+    innovations still follow the fitted dynamics exactly (the forecast recovers the standardisation from them)."""
+    result = base.update(pd.concat([panel_split[1], few_rows]), method="particles", particles=32, seed=4, lag=1,
+                         predictions=False)
+    post, old = result.tree["posterior"], base.tree["posterior"]
+    assert result.tree.attrs["update_lag"] == 1 and result.tree.attrs["update_proposal"] == "laplace"
+    source = result.tree["sample_stats"]["source_draw"].values.ravel()
+    theta_old = old["theta"].values.reshape(-1, *old["theta"].shape[2:])[source]
+    theta_new = post["theta"].values.reshape(-1, *post["theta"].shape[2:])
+    assert np.array_equal(theta_old[:, :, :-1], theta_new[:, :, :-2])
+    assert not np.allclose(theta_old[:, :, -1], theta_new[:, :, -2])
+    assert result.forecast(1)["forecast"]["theta"].sizes["horizon"] == 1
+    with pytest.raises(UpdateError, match="lag"):
+        base.update(few_rows, method="particles", lag=len(base.panel.periods))
