@@ -26,6 +26,28 @@ from benchmarks.cases import make_case
 from nexusbayes.fit import fit
 
 SAMPLE = ("chain", "draw")
+#: The cases besides the benchmark sizes: the small simulated panel of HISTORY 05:40 and the example's last year.
+CASES = ("sim_small", "central_asia")
+
+
+def case_frames(name: str):
+    """(spec, all rows, the rows before the last period, the last period's rows) of a case."""
+    if name == "sim_small":
+        from nexusbayes.model.simulate import simulate
+
+        sim = simulate(n_countries=2, n_regions=3, n_periods=6, seed=3)
+        spec, frame = sim.spec, sim.frame
+    elif name == "central_asia":
+        from nexusbayes.data.read import load_panel
+        from nexusbayes.spec.document import load_spec
+
+        spec, path = load_spec(Path(__file__).resolve().parents[1] / "models" / "central_asia.toml")
+        frame = load_panel(path, spec).data_table()
+    else:
+        case = make_case(name)
+        spec, frame = case.spec, case.panel.data_table()
+    last = frame["period"].max()
+    return spec, frame, frame[frame["period"] < last], frame[frame["period"] == last]
 
 
 def rescaled(result, n_old: int):
@@ -61,6 +83,66 @@ def timed(run):
     return result, time.process_time() - cpu, time.perf_counter() - wall
 
 
+def settings_of(args) -> dict:
+    """The fits' sampler settings."""
+    return dict(chains=args.chains, draws=args.draws, tune=args.tune, progress=False, check=False)
+
+
+def saved_fit(path: Path, spec, frame, seed: int, settings: dict):
+    """The fit saved at ``path``, else fitted (seed ``seed``) and saved there; and its CPU seconds (None if read)."""
+    from nexusbayes.fit import load
+
+    if path.exists():
+        return load(path), None
+    result, cpu, _ = timed(lambda: fit(spec, frame, seed=seed, **settings))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.save(path)
+    return result, cpu
+
+
+def by_particles(args, settings: dict) -> int:
+    """``--method particles``: the particle update per proposal and lag against the refit (see the README)."""
+    import warnings
+
+    from arviz_stats import ess
+
+    spec, frame, old, new = case_frames(args.size)
+    folder = args.fits or Path("benchmarks/results/update_fits")
+    base, _ = saved_fit(folder / f"{args.size}_base.nc", spec, old, 3, settings)
+    refit, refit_cpu = saved_fit(folder / f"{args.size}_refit.nc", spec, frame, 1, settings)
+    n_old = len(base.panel.periods)
+    reference = rescaled(refit, n_old)
+    ess_refit = ess(reference.isel(period=slice(n_old, None)))
+    rows = {}
+    print(f"{args.size}: {len(old)} + {len(new)} rows; refit CPU s {refit_cpu} (None: read from {folder})")
+    print("| proposal | lag | M | Pareto k | ESS | particle ESS median (min) | gap added mean (max) | floor | "
+          "gap earlier mean | SD ratio | types mean (max) | CPU s |", flush=True)
+    for proposal in args.proposal.split(","):
+        for lag in map(int, args.lag.split(",")):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result, cpu, wall = timed(lambda proposal=proposal, lag=lag: base.update(
+                    new, method="particles", particles=args.particles, seed=4, predictions=False,
+                    proposal=proposal, lag=lag))
+            attrs = result.tree.attrs
+            row = dict(gaps(reference, rescaled(result, n_old), n_old), cpu=cpu, wall=wall,
+                       load=os.getloadavg()[0], k=attrs["update_pareto_k"], ess=attrs["update_ess"],
+                       particle_ess_median=attrs["update_particle_ess_median"],
+                       particle_ess_min=attrs["update_particle_ess_min"], particles=attrs["update_particles"],
+                       mc_floor=float(np.sqrt(1.0 / attrs["update_ess"] + 1.0 / ess_refit).mean()))
+            types = np.abs(refit.type_probabilities().isel(period=-1) - result.type_probabilities().isel(period=-1))
+            row.update(types_mean=float(types.mean()), types_max=float(types.max()))
+            rows[f"{proposal} lag {lag}"] = row
+            print(f"| {proposal} | {lag} | {row['particles']} | {row['k']:.2f} | {row['ess']:.0f} | "
+                  f"{row['particle_ess_median']:.1f} ({row['particle_ess_min']:.1f}) | {row['gap_added_mean']:.3f} "
+                  f"({row['gap_added_max']:.3f}) | {row['mc_floor']:.3f} | {row['gap_earlier_mean']:.3f} | "
+                  f"{row['sd_ratio_added']:.2f} | {row['types_mean']:.3f} ({row['types_max']:.3f}) | {cpu:.1f} |",
+                  flush=True)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"size": args.size, "rows": rows}, indent=1, default=str))
+    return 0
+
+
 def main(argv=None) -> int:
     """Run the comparison (see the module docstring); returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -73,13 +155,19 @@ def main(argv=None) -> int:
     parser.add_argument("--means", action="store_true", help="also update with hold='means'")
     parser.add_argument("--keep", type=Path, default=None, help="a folder to save every run's fit in")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/update_vs_refit.json"))
+    parser.add_argument("--method", choices=("filter", "particles"), default="filter")
+    parser.add_argument("--lag", default="0", help="particles: comma-separated numbers of re-proposed periods")
+    parser.add_argument("--proposal", default="laplace", help="particles: comma-separated proposals")
+    parser.add_argument("--particles", type=int, default=None, help="particles per draw and country")
+    parser.add_argument("--fits", type=Path, default=None,
+                        help="particles: a folder with SIZE_base.nc and SIZE_refit.nc (read, or fitted and saved)")
     args = parser.parse_args(argv)
+    if args.method == "particles":
+        return by_particles(args, settings_of(args))
+    _, frame, old, new = case_frames(args.size)
     case = make_case(args.size)
-    frame = case.panel.data_table()
-    last = frame["period"].max()
-    old, new = frame[frame["period"] < last], frame[frame["period"] == last]
     n_old = frame["period"].nunique() - 1
-    settings = dict(chains=args.chains, draws=args.draws, tune=args.tune, progress=False, check=False)
+    settings = settings_of(args)
     rows, runs = {}, {}
     keys = ("gap_added_mean", "gap_added_max", "gap_earlier_mean", "sd_ratio_added", "types_mean", "types_max",
             "mc_floor", "cpu", "wall", "compile", "sampling", "compile_source", "load")

@@ -63,10 +63,13 @@ def add_parsers(sub, positive_int, seed) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in DIR")
     p.add_argument("--method", choices=["filter", "particles"], default="filter",
                    help="filter (default): a NUTS run of the new traits given held draws; particles: the fit's draws "
-                        "reweighted by the new rows (PSIS) and the new traits drawn by particles, in NumPy, nothing "
-                        "compiled (reliable for a few new rows: it warns when Pareto k > 0.7, refit then)")
+                        "reweighted by the new rows (PSIS) and the new traits drawn by particles from a Laplace "
+                        "proposal given each draw, in NumPy, nothing compiled (reliable for a few new rows, not yet "
+                        "for a whole new period: it warns when Pareto k > 0.7, refit then)")
     p.add_argument("--particles", type=positive_int, metavar="M",
-                   help="particles per draw and country with --method particles (default 256)")
+                   help="particles per draw and country with --method particles (default 64)")
+    p.add_argument("--lag", type=int, default=0, metavar="L",
+                   help="with --method particles, re-propose the last L fitted periods' traits too (default 0)")
     p.add_argument("--hold", choices=["draws", "means"], default="draws",
                    help="hold the parameters at posterior draws, draw by draw (default; carries their uncertainty), "
                         "or at their posterior means (faster, narrower)")
@@ -103,7 +106,7 @@ def update(args) -> int:
     with OutputFolder(args.out, RUN, overwrite=args.overwrite, inputs=[args.fit, args.data]) as folder:
         base = load(args.fit)
         print(f"Updating {args.fit} with {args.data} ...", flush=True)
-        result = base.update(args.data, method=args.method, particles=args.particles, hold=args.hold,
+        result = base.update(args.data, method=args.method, particles=args.particles, lag=args.lag, hold=args.hold,
                              n_held=args.held, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
                              progress=False, status=lambda message: print(f"  {message}", flush=True))
         attrs = result.tree.attrs

@@ -223,7 +223,7 @@ class Fit:
     def update(self, new_data, *, method: str = "filter", particles: int | None = None, hold: str = "draws",
                n_held: int | None = None, draws: int | None = None, tune: int | None = None,
                chains: int | None = None, seed: int | None = None, progress: bool = False, status=None,
-               predictions: bool = True) -> Fit:
+               predictions: bool = True, proposal: str = "laplace", lag: int = 0) -> Fit:
         """The fit with new periods added, without a full refit.
 
         ``method="filter"`` (default): one NUTS run of the new traits with the measurement parameters, process
@@ -231,9 +231,11 @@ class Fit:
         or at their means (``hold="means"``); ``draws`` and ``tune`` are that filter's per chain.
         ``method="particles"``: the fit's draws reweighted by their likelihood of the new rows (importance
         sampling, PSIS; ``attrs["update_pareto_k"]`` above 0.7 warns that a refit is needed) and the new traits
-        drawn by ``particles`` particles per draw and country (default 256), in NumPy: nothing is compiled, and
-        the fitted periods and parameters move with the new data through the weights (reliable for a few new
-        rows; a whole new period usually gives k > 0.7). ``predictions`` adds
+        drawn by ``particles`` particles per draw and country (default 64) from a Laplace proposal given each draw
+        (``proposal="prior"``: from the fitted dynamics), re-proposing the last ``lag`` fitted periods too, in
+        NumPy: nothing is compiled, and the fitted periods and parameters move with the new data through the
+        weights (reliable for a few new rows; a whole new period still usually gives k > 0.7, the fit's draws
+        themselves not covering the new posterior). ``predictions`` adds
         the groups the report reads. New regions of the fit's countries are placed by the filter (their
         country's path plus a region-level deviation). ``attrs["update_held"]`` says what was held and how. See
         :mod:`nexusbayes.inference.update`.
@@ -247,7 +249,8 @@ class Fit:
         tree, panel = updating.update(self.tree, self.spec, self.panel, new_data, method=method, hold=hold,
                                       n_held=updating.N_HELD if n_held is None else n_held,
                                       n_particles=N_PARTICLES if particles is None else particles,
-                                      settings=settings, progress=progress, status=status, predictions=predictions)
+                                      settings=settings, progress=progress, status=status, predictions=predictions,
+                                      proposal=proposal, lag=lag)
         return Fit(tree=tree, spec=self.spec, panel=panel)
 
     # ---- draws for second-stage analyses -----------------------------------------------------------

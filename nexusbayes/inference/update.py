@@ -214,7 +214,8 @@ def held_values(tree: xr.DataTree, spec, panel: Panel, hold: str, n_held: int) -
 
 def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter", hold: str = "draws",
            n_held: int = N_HELD, n_particles: int = particles_.N_PARTICLES, settings: SamplerSpec | None = None,
-           progress: bool = False, status=None, predictions: bool = True) -> tuple[xr.DataTree, Panel]:
+           progress: bool = False, status=None, predictions: bool = True, proposal: str = "laplace",
+           lag: int = particles_.LAG) -> tuple[xr.DataTree, Panel]:
     """Add new periods to a fit without a full refit (see the module docstring).
 
     Parameters
@@ -232,6 +233,11 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
         whole new period).
     n_particles : int
         Particles per draw and country (``method="particles"``).
+    proposal : {"laplace", "prior"}
+        How the particles propose the new traits (``method="particles"``): from a Gaussian around their mode given
+        each draw and the new rows (:mod:`nexusbayes.inference.update_laplace`), or from the fitted dynamics.
+    lag : int
+        Fitted periods whose traits the particles re-propose too (``method="particles"``), 0 to keep the fit's.
     hold : {"draws", "means"}
         Hold the parameters draw by draw (``n_held`` posterior draws, their mixture carrying the fit's
         uncertainty) or at their posterior means (one copy: faster, narrower).
@@ -260,7 +266,12 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
             raise UpdateError(f"n_particles = {n_particles}: use at least one particle per draw and country")
         refuse(spec, tree, panel, method)
         seed = (settings or spec.sampler).seed
-        return _by_particles(tree, spec, panel, new, n_particles, 0 if seed is None else seed, predictions)
+        if proposal not in particles_.PROPOSALS:
+            raise UpdateError(f"proposal = {proposal!r}: use one of {', '.join(map(repr, particles_.PROPOSALS))}")
+        if not 0 <= lag < len(panel.periods) - 1:
+            raise UpdateError(f"lag = {lag}: re-propose from 0 to {len(panel.periods) - 2} fitted periods")
+        return _by_particles(tree, spec, panel, new, n_particles, 0 if seed is None else seed, predictions,
+                             proposal, lag)
     if hold not in HOLD:
         raise UpdateError(f"hold = {hold!r}: use one of {', '.join(map(repr, HOLD))}")
     if n_held < 1:
@@ -324,16 +335,16 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
 
 
 def _by_particles(tree: xr.DataTree, spec, panel: Panel, new, n_particles: int, seed: int,
-                  predictions: bool) -> tuple[xr.DataTree, Panel]:
+                  predictions: bool, proposal: str, lag: int) -> tuple[xr.DataTree, Panel]:
     """The particle update (:mod:`nexusbayes.inference.update_particles`) as a fit's DataTree and data."""
     start, cpu = time.perf_counter(), time.process_time()
     combined, added = new_rows(panel, spec, new, regions=False)
     n_old = len(panel.periods)
-    found = particles_.particles(tree, spec, panel, combined, n_particles, seed)
+    found = particles_.particles(tree, spec, panel, combined, n_particles, seed, lag=lag, proposal=proposal)
     weights, k, ess = particles_.importance(found.log_marginal)
     rng = np.random.default_rng([seed, 1])
     source, copy_no = particles_.resample(weights, len(weights), rng)
-    posterior = particles_.appended(tree, found, source, copy_no, list(combined.periods), n_old)
+    posterior = particles_.appended(tree, found, source, copy_no, list(combined.periods), n_old - lag)
     # the fit's sampler statistics (divergences, energy, tree depth) belong to its MCMC transitions, not to these
     # resampled draws: what the draws carry instead is where each came from and its importance weight
     per_draw = ("chain", "draw"), posterior.sizes["chain"]
@@ -355,6 +366,7 @@ def _by_particles(tree: xr.DataTree, spec, panel: Panel, new, n_particles: int, 
         "update_hold": "draws", "update_added_periods": ", ".join(map(str, combined.periods[n_old:])),
         "update_added_rows": int(len(added)), "update_base_chains": int(tree["posterior"].sizes["chain"]),
         "update_pareto_k": k, "update_ess": ess, "update_particles": int(n_particles),
+        "update_proposal": proposal, "update_lag": int(lag),
         "update_distinct_draws": int(len(np.unique(source))),
         "update_particle_ess_min": float(ess_particles.min()), "update_particle_ess_median":
             float(np.median(ess_particles)), "update_seconds": seconds, "update_cpu_seconds": time.process_time() - cpu,

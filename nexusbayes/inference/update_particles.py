@@ -1,13 +1,16 @@
 """A fit updated with new periods by particles over its saved draws: nothing compiled, nothing sampled by MCMC.
 
 For each posterior draw ``s`` of the fit and each country ``c``, ``M`` particles of the country's new traits
-(all its regions, every new period) are drawn from the fitted dynamics given draw ``s``'s last-period traits
-and process parameters (:class:`nexusbayes.analysis.forecast.Dynamics`, as a forecast continues them), and
-each is weighted by the likelihood of the country's new rows under draw ``s``'s measurement parameters
+(all its regions, every new period) are drawn given draw ``s``'s last-period traits and process parameters
+(:class:`nexusbayes.analysis.forecast.Dynamics`, as a forecast continues them): by default from a Gaussian
+(Laplace) approximation of their conditional posterior given the new rows
+(:mod:`nexusbayes.inference.update_laplace`), or (``proposal="prior"``) from the fitted dynamics. Each is
+weighted by the likelihood of the country's new rows under draw ``s``'s measurement parameters
 (:class:`~nexusbayes.inference.update_likelihood.NewRowsLikelihood`, in chunks of draws: the fit's own
-pointwise log-likelihood, every measurement feature included). The drift paths at the new periods are drawn
-once per draw from their random walk and shared by its particles, so given ``s`` and them the countries' new
-steps are independent, and the particles of one country carry its weight alone:
+pointwise log-likelihood, every measurement feature included) times its prior over its proposal density. The
+drift paths at the new periods are drawn once per draw from their random walk and shared by its particles, so
+given ``s`` and them the countries' new steps are independent, and the particles of one country carry its
+weight alone:
 
 * one particle per (``s``, ``c``) chosen by its weight is a draw of the new traits given ``s`` and the new
   data (sampling importance resampling, exact as ``M`` grows);
@@ -37,12 +40,17 @@ from scipy.special import logsumexp
 from nexusbayes.analysis.forecast import Dynamics, _draws
 from nexusbayes.constants import PARETO_K_MAX
 from nexusbayes.data.panel import Panel
+from nexusbayes.inference import update_laplace
 from nexusbayes.inference.update_likelihood import NewRowsLikelihood
 from nexusbayes.model.drift import WALKS
 from nexusbayes.model.roles import COUNTRY_THETA, THETA
 
 #: Particles per draw and country by default.
-N_PARTICLES = 256
+N_PARTICLES = 64
+#: How the new traits are proposed: a Laplace (Gaussian) approximation given each draw, or the dynamics prior.
+PROPOSALS = ("laplace", "prior")
+#: Fitted periods re-proposed by default (see :func:`particles`).
+LAG = 0
 #: Candidate particles kept per (draw, country): the copies of a draw resampled more than once take different ones.
 N_KEEP = 8
 #: Above this Pareto k the fit's draws do not cover the posterior given the new data: refit.
@@ -92,17 +100,14 @@ def _view(dyn: Dynamics, idx: np.ndarray) -> Dynamics:
     return view
 
 
-def propagate(dyn: Dynamics, theta: np.ndarray, country: np.ndarray, gaps: np.ndarray, rng: np.random.Generator):
-    """The new traits from the last period's over ``gaps``: theta, country theta, z_country, z_region.
+def path(dyn: Dynamics, theta: np.ndarray, country: np.ndarray, gaps: np.ndarray, z_c: np.ndarray,
+         z_r: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The traits (n, region | country, step, trait) from the last period's over ``gaps``, given the innovations.
 
-    ``dyn`` has one row per particle; ``theta`` (n, region, trait) and ``country`` (n, country, trait). The same
-    arithmetic as :meth:`Dynamics.simulate`, keeping the innovations (the stored posterior needs them).
+    ``dyn`` has one row per particle; ``theta`` (n, region, trait), ``country`` (n, country, trait),
+    ``z_c`` (n, country, step, trait), ``z_r`` (n, contrast, step, trait) or None. The same arithmetic as
+    :meth:`Dynamics.simulate`: affine in the innovations.
     """
-    n, n_trait = theta.shape[0], theta.shape[-1]
-    n_country, n_contrast, n_new = country.shape[1], dyn.q.shape[1], len(gaps)
-    draw = (lambda size: rng.standard_t(dyn.df, size)) if dyn.kind == "student_t_rw" else rng.standard_normal
-    z_c = draw((n, n_country, n_new, n_trait))
-    z_r = draw((n, n_contrast, n_new, n_trait)) if dyn.has_regions else None
     out_r, out_c = [], []
     for h, gap in enumerate(gaps):
         g = np.array([gap])
@@ -114,18 +119,32 @@ def propagate(dyn: Dynamics, theta: np.ndarray, country: np.ndarray, gaps: np.nd
         theta = a * theta + pull + inv * (c_step[:, dyn.region_country] + r_step)
         out_r.append(theta)
         out_c.append(country)
-    return np.stack(out_r, axis=2), np.stack(out_c, axis=2), z_c, z_r
+    return np.stack(out_r, axis=2), np.stack(out_c, axis=2)
+
+
+def propagate(dyn: Dynamics, theta: np.ndarray, country: np.ndarray, gaps: np.ndarray, rng: np.random.Generator):
+    """The new traits drawn from the fitted dynamics: theta, country theta, z_country, z_region (see :func:`path`)."""
+    n, n_trait = theta.shape[0], theta.shape[-1]
+    n_country, n_contrast, n_new = country.shape[1], dyn.q.shape[1], len(gaps)
+    draw = (lambda size: rng.standard_t(dyn.df, size)) if dyn.kind == "student_t_rw" else rng.standard_normal
+    z_c = draw((n, n_country, n_new, n_trait))
+    z_r = draw((n, n_contrast, n_new, n_trait)) if dyn.has_regions else None
+    return (*path(dyn, theta, country, gaps, z_c, z_r), z_c, z_r)
 
 
 def particles(tree, spec, panel: Panel, combined: Panel, n_particles: int = N_PARTICLES, seed: int = 0,
-              n_keep: int = N_KEEP, lag: int = 0) -> Particles:
+              n_keep: int = N_KEEP, lag: int = LAG, proposal: str = "laplace") -> Particles:
     """Propose, weight and choose the new traits for every draw of the fit (see the module docstring).
 
-    With ``lag > 0`` the particles start ``lag`` periods earlier and redraw the last ``lag`` fitted periods'
-    traits too (weighted by their rows as well), each draw then weighted by the ratio of the two estimates
-    (all rows drawn against the fitted ones alone). Measured no better than ``lag = 0`` (the weights' spread
-    comes from the parameters), so :func:`nexusbayes.inference.update.update` uses 0; kept for the benchmark.
+    ``proposal="laplace"`` (default) draws each (draw, country)'s innovations from a Gaussian around their
+    conditional mode given the rows (:mod:`nexusbayes.inference.update_laplace`); ``"prior"`` from the fitted
+    dynamics. With ``lag > 0`` the particles start ``lag`` periods earlier and redraw the last ``lag`` fitted
+    periods' traits too (weighted by their rows as well), each draw then weighted by the ratio of two estimates:
+    of the likelihood of all these rows and of the last fitted periods' rows alone, given the draw's traits
+    before them.
     """
+    if proposal not in PROPOSALS:
+        raise ValueError(f"proposal = {proposal!r}: use one of {', '.join(map(repr, PROPOSALS))}")
     post = tree["posterior"].to_dataset()
     dyn = Dynamics(tree, spec, panel)
     n_old, m = len(panel.periods), n_particles
@@ -134,29 +153,46 @@ def particles(tree, spec, panel: Panel, combined: Panel, n_particles: int = N_PA
     gaps = np.diff(times[first - 1:])
     last = _draws(post, THETA, ("region", "period", "trait"))[:, :, first - 1]
     country_last = _draws(post, COUNTRY_THETA, ("country", "period", "trait"))[:, :, first - 1]
-    likelihood = NewRowsLikelihood(tree, spec, panel, combined, lag)
+    lik = NewRowsLikelihood(tree, spec, panel, combined, lag)
     n_draw, n_country = last.shape[0], country_last.shape[1]
+    n_obs = len(lik.region)
     contrast_country = (panel.region_country[np.argmax(np.abs(dyn.q), axis=0)] if dyn.has_regions
                         else np.zeros(0, int))
-    step = max(1, CHUNK_VALUES // (m * max(likelihood.n_rows, last.shape[1] * len(gaps) * last.shape[2])))
+    layout = update_laplace.Layout.of(contrast_country, n_country)
+    per_draw = m * max(n_obs, last.shape[1] * len(gaps) * last.shape[2])
+    if proposal == "laplace":   # the Jacobian's and the stencil's arrays, per draw
+        per_draw = max(per_draw, layout.valid.size * len(gaps) * last.shape[2] * last.shape[1] * len(gaps) * 3,
+                       10 * n_obs)
+    step = max(1, CHUNK_VALUES // per_draw)
     rng = np.random.default_rng(seed)
+    one_hot = np.eye(n_country)[lik.country]                                    # (row, country)
+    lagged = lik.period < lag
+    df = dyn.df if dyn.kind == "student_t_rw" else None
     # one draw of the auxiliaries (drift paths at the new periods) per fit draw, shared by its particles: given the
     # draw and them, the countries' rows stay independent, so each country's particles still carry its weight alone
-    aux = likelihood.draw_aux(np.arange(n_draw), rng)
-    by_country = np.eye(n_country)[likelihood.country]                         # (row, country)
-    fitted_rows = by_country * (likelihood.period < lag)[:, None]
+    aux_all = lik.draw_aux(np.arange(n_draw), rng)
     out = {"theta": [], "country_theta": [], "z_country": [], "z_region": [], "log_marginal": [], "ess": []}
     for start in range(0, n_draw, step):
         s = np.arange(start, min(start + step, n_draw))
-        idx = np.repeat(s, m)                                                  # particle row -> draw
-        theta, country, z_c, z_r = propagate(_view(dyn, idx), last[idx], country_last[idx], gaps, rng)
-        logp = likelihood.logp(idx, theta, {k: v[idx] for k, v in aux.items()})
-        logw, logw_old = logp @ by_country, logp @ fitted_rows
-        logw = logw.reshape(len(s), m, n_country)
-        norm = logsumexp(logw, axis=1)                                         # (draws, country)
+        aux = {k: v[s] for k, v in aux_all.items()}
+
+        def loglik(local, theta, aux=aux, s=s):   # local: positions in the chunk
+            return lik.logp(s[local], theta, {k: v[local] for k, v in aux.items()})
+
+        if proposal == "prior":
+            local = np.repeat(np.arange(len(s)), m)                            # particle row -> chunk draw
+            theta, country, z_c, z_r = propagate(_view(dyn, s[local]), last[s[local]], country_last[s[local]],
+                                                 gaps, rng)
+            logp = loglik(local, theta)
+            logw = (logp @ one_hot).reshape(len(s), m, n_country)
+            log_mean = logsumexp(logw, axis=1) - np.log(m)
+            log_old = logsumexp(((logp * lagged) @ one_hot).reshape(len(s), m, n_country), axis=1) - np.log(m)
+        else:
+            theta, country, z_c, z_r, logw, log_mean, log_old = _laplace(
+                dyn, layout, s, last, country_last, gaps, loglik, lik, lag, m, one_hot, df, rng)
         # p(new rows | draw's earlier traits and parameters, the last fitted periods' rows): a ratio of estimates
-        out["log_marginal"].append((norm - logsumexp(logw_old.reshape(len(s), m, n_country), axis=1)).sum(-1))
-        w = np.exp(logw - norm[:, None])
+        out["log_marginal"].append((log_mean - log_old).sum(-1))
+        w = np.exp(logw - logsumexp(logw, axis=1)[:, None])
         out["ess"].append(1.0 / (w**2).sum(1))
         # n_keep candidates per (draw, country), each chosen by its weight
         u = (rng.random((len(s), n_keep, n_country)) + np.arange(n_keep)[None, :, None]) / n_keep   # stratified
@@ -170,7 +206,44 @@ def particles(tree, spec, panel: Panel, combined: Panel, n_particles: int = N_PA
             out["z_region"].append(z_r[row[:, :, contrast_country], np.arange(len(contrast_country))])
     cat = {k: (np.concatenate(v) if v else None) for k, v in out.items()}
     return Particles(theta=cat["theta"], country_theta=cat["country_theta"], z_country=cat["z_country"],
-                     z_region=cat["z_region"], log_marginal=cat["log_marginal"], particle_ess=cat["ess"], aux=aux)
+                     z_region=cat["z_region"], log_marginal=cat["log_marginal"], particle_ess=cat["ess"], aux=aux_all)
+
+
+def _laplace(dyn, layout, s, last, country_last, gaps, loglik, lik, lag, m, one_hot, df, rng):
+    """The Laplace proposal's particles for chunk draws ``s`` (:mod:`nexusbayes.inference.update_laplace`).
+
+    Returns theta, country theta, z_country, z_region (one row per particle), the log-weights (draw, m, country),
+    the log mean weights and those of the lagged rows alone (draw, country; 0 without lag).
+    """
+    n_trait, n_step = last.shape[-1], len(gaps)
+
+    def traits_over(steps):
+        def traits(z, local=None):
+            local = np.arange(len(s)) if local is None else local
+            z_c, z_r = layout.split(z, dyn.has_regions)
+            return path(_view(dyn, s[local]), last[s[local]], country_last[s[local]], gaps[:steps], z_c, z_r)
+        return traits
+
+    def padded(local, theta):   # the rows of later periods read zeros (they are masked out)
+        full = np.zeros((*theta.shape[:2], n_step, n_trait))
+        full[:, :, :theta.shape[2]] = theta
+        return loglik(local, full)
+
+    def run(steps, mask, draws):
+        prop = update_laplace.Proposal(traits_over(steps), padded, layout, dyn.region_country, len(s), steps,
+                                       n_trait, lik.region, np.minimum(lik.period, steps - 1), mask, df)
+        mode, chol = prop.fit()
+        z, log_ratio = prop.sample(mode, chol, draws, rng)
+        z = z.reshape(len(s) * draws, *prop.shape)
+        local = np.repeat(np.arange(len(s)), draws)
+        theta, country = prop.traits(z, local)
+        logw = ((padded(local, theta) * mask) @ one_hot).reshape(len(s), draws, -1) + log_ratio
+        return theta, country, z, logw, prop.log_mean_weight(logw)
+
+    theta, country, z, logw, log_mean = run(n_step, np.ones(len(lik.region), bool), m)
+    log_old = run(lag, lik.period < lag, m)[-1] if lag else np.zeros_like(log_mean)
+    z_c, z_r = layout.split(z, dyn.has_regions)
+    return theta, country, z_c, z_r, logw, log_mean, log_old
 
 
 def importance(log_marginal: np.ndarray, r_eff: float = 1.0) -> tuple[np.ndarray, float, float]:
