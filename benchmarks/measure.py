@@ -44,8 +44,8 @@ def convergence(tree, seconds_sampling: float, seconds_total: float, diag=None) 
     bulk = float(diag.table["min_ess_bulk"].min())
     steps = tree["sample_stats"]["n_steps"] if "n_steps" in tree["sample_stats"] else None
     return {"min_ess_bulk": round(bulk, 1), "min_ess_tail": round(float(diag.table["min_ess_tail"].min()), 1),
-            "ess_bulk_per_s_sampling": round(bulk / seconds_sampling, 3),
-            "ess_bulk_per_s_end_to_end": round(bulk / seconds_total, 3),
+            "ess_bulk_per_s_sampling": float(f"{bulk / seconds_sampling:.4g}"),   # 4 digits: a model that
+            "ess_bulk_per_s_end_to_end": float(f"{bulk / seconds_total:.4g}"),    # mixes badly is at 0.02
             "max_rhat": round(float(diag.table["max_rhat"].max()), 4), "divergences": int(diag.divergences),
             "grad_evals_per_draw": None if steps is None else round(float(steps.mean()), 1),
             "worst_variable": str(diag.table["min_ess_bulk"].idxmin())}
