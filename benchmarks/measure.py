@@ -22,7 +22,8 @@ from nexusbayes.analysis.diagnostics import diagnose
 from nexusbayes.inference.sample import sample
 from nexusbayes.model.build import Model
 
-SAMPLERS = ("nutpie", "pymc", "numpyro")
+#: The samplers of a case; "straightforward" is nutpie on the hand-written model of :mod:`benchmarks.straightforward`.
+SAMPLERS = ("nutpie", "pymc", "numpyro", "straightforward")
 
 
 def available(sampler: str) -> bool:
@@ -43,8 +44,8 @@ def convergence(tree, seconds_sampling: float, seconds_total: float, diag=None) 
     bulk = float(diag.table["min_ess_bulk"].min())
     steps = tree["sample_stats"]["n_steps"] if "n_steps" in tree["sample_stats"] else None
     return {"min_ess_bulk": round(bulk, 1), "min_ess_tail": round(float(diag.table["min_ess_tail"].min()), 1),
-            "ess_bulk_per_s_sampling": round(bulk / seconds_sampling, 3),
-            "ess_bulk_per_s_end_to_end": round(bulk / seconds_total, 3),
+            "ess_bulk_per_s_sampling": float(f"{bulk / seconds_sampling:.4g}"),   # 4 digits: a model that
+            "ess_bulk_per_s_end_to_end": float(f"{bulk / seconds_total:.4g}"),    # mixes badly is at 0.02
             "max_rhat": round(float(diag.table["max_rhat"].max()), 4), "divergences": int(diag.divergences),
             "grad_evals_per_draw": None if steps is None else round(float(steps.mean()), 1),
             "worst_variable": str(diag.table["min_ess_bulk"].idxmin())}
@@ -120,7 +121,7 @@ def command_seconds(spec_path: Path, seed: int, draws: int, tune: int, chains: i
     is everything a user waits for: starting Python and importing, compiling, sampling, the diagnostics,
     writing ``fit.nc`` and the CSV tables, and the report. Also recorded: each run's compile seconds, and
     the second run's share outside the fit (``command_rest_s``; the fit is compile, sampling and
-    post-processing, from the saved fit).
+    post-processing, from the saved fit), and the second run's ``fit.nc`` (:func:`saved_fit`).
     """
     import tempfile
 
@@ -147,6 +148,28 @@ def command_seconds(spec_path: Path, seed: int, draws: int, tune: int, chains: i
             record.update({f"{label}_s": round(total, 2), f"{label}_compile_s": round(seconds["compile"], 2)})
             if label == "command_cached":
                 record["command_rest_s"] = round(total - sum(seconds.values()), 2)
+        record.update(saved_fit(Path(tmp) / "run1" / "fit.nc"))
+    return record
+
+
+def saved_fit(path: Path) -> dict:
+    """A saved fit's size in MB (10^6 bytes), its load (``nb.load``) and the first read of ``theta``.
+
+    ``fit_file_lazy`` is whether the load left every posterior variable on disk (read when first used).
+    """
+    from nexusbayes.fit import load
+
+    record = {"fit_file_mb": round(path.stat().st_size / 1e6, 2)}
+    start = time.perf_counter()
+    loaded = load(path)
+    record["fit_load_s"] = round(time.perf_counter() - start, 3)
+    posterior = loaded.tree["posterior"]
+    # xarray's own flag: False while a variable is a lazily indexed view of the file
+    record["fit_file_lazy"] = not any(posterior[name].variable._in_memory for name in posterior.data_vars)
+    start = time.perf_counter()
+    float(posterior["theta"].mean())
+    record["fit_first_read_s"] = round(time.perf_counter() - start, 3)
+    loaded.tree.close()
     return record
 
 
@@ -162,6 +185,10 @@ def run(size: str, sampler: str, draws: int | None = None, tune: int | None = No
     from nexusbayes.inference import compile_cache
     from nexusbayes.model.build import build_model
 
+    if sampler == "straightforward":
+        from benchmarks.straightforward import measure_case
+
+        return measure_case(size, draws, tune, chains, seed_offset)
     case = make_case(size)
     settings = case.spec.sampler
     draws, tune, chains = draws or settings.draws, tune or settings.tune, chains or settings.chains

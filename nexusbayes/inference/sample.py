@@ -375,13 +375,16 @@ def _tidy(tree: xr.DataTree, keep_warmup: bool = False) -> xr.DataTree:
     return tree
 
 
-def sample_compiled(compiled, *, draws: int, tune: int, chains: int, seed: int) -> xr.DataTree:
-    """Sample an already compiled nutpie model on one core, without the checks of :func:`sample`: its raw trace.
+def sample_compiled(compiled, *, draws: int, tune: int, chains: int, seed: int,
+                    cores: int | None = 1) -> xr.DataTree:
+    """Sample an already compiled nutpie model at nutpie's defaults, without the checks of :func:`sample`.
 
     For experiments that compare samplers on models built outside :class:`~nexusbayes.model.build.Model`
     (the embedded Laplace approximation's, :func:`nexusbayes.inference.laplace.nutpie_model`, whose Python
-    functions keep state per chain, hence one core), so that they too sample here.
+    functions keep state per chain, hence one core by default; the benchmarks' straightforward model,
+    ``cores=None``: every core, as ``pm.sample(nuts_sampler="nutpie")``), so that they too sample here.
+    Returns nutpie's raw trace.
     """
     import nutpie
 
-    return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, cores=1, progress_bar=False)
+    return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, cores=cores, progress_bar=False)
