@@ -85,7 +85,8 @@ def worst_mixing(tree: xr.DataTree, diagnostics: Diagnostics, n: int = N_WORST,
     deterministics): elements of one variable, or a deterministic and the free parameter it is
     computed from, can be functions of one another (the Cholesky factor and the correlation of two
     traits are both functions of one correlation), and their pair plot would show curves, not mixing.
-    Elements that never vary (structural zeros and ones, with no ESS) are left out.
+    Elements that never vary (structural zeros and ones, or the few draws a degenerate particle update resamples,
+    which can repeat one value) are left out: their density is undefined.
     """
     post = tree["posterior"].to_dataset()
     table = diagnostics.table["min_ess_bulk"].dropna().sort_values()
@@ -94,7 +95,9 @@ def worst_mixing(tree: xr.DataTree, diagnostics: Diagnostics, n: int = N_WORST,
     chosen = {}
     for name in names:
         values = ess[name]
-        flat = values.values.ravel()
+        draws = post[name].transpose(*SAMPLE_DIMS, *values.dims).values
+        varies = (draws.max(axis=(0, 1)) > draws.min(axis=(0, 1))).ravel()   # one value throughout: no density
+        flat = np.where(varies, values.values.ravel(), np.nan)
         if not np.isfinite(flat).any():
             continue
         index = np.unravel_index(int(np.nanargmin(np.where(np.isfinite(flat), flat, np.nan))), values.shape)
