@@ -21,7 +21,7 @@ from nexusbayes.inference.update_likelihood import NewRowsLikelihood
 from nexusbayes.model.build import Model
 from nexusbayes.model.design import make_design
 from nexusbayes.model.drift import WALKS
-from nexusbayes.model.predict import log_likelihood, prior_draws
+from nexusbayes.model.predict import LOG_LIKELIHOOD_DTYPE, log_likelihood, prior_draws
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.document import Spec
 
@@ -76,7 +76,9 @@ def test_the_likelihood_of_new_and_refitted_periods_is_the_fits_with_every_featu
     design = dataclasses.replace(make_design(combined, spec), centres=make_design(old, spec).centres)
     reference = log_likelihood(xr.DataTree.from_dict({"posterior": prior}), design, combined, spec)
     for term in set(lik.term):
-        np.testing.assert_array_equal(got[:, lik.term == term], stored(reference, lik, term), err_msg=term)
+        # stored in single precision (LOG_LIKELIHOOD_DTYPE): the same double-precision values, rounded
+        np.testing.assert_array_equal(got[:, lik.term == term].astype(LOG_LIKELIHOOD_DTYPE),
+                                      stored(reference, lik, term), err_msg=term)
     # each draw's paths continue by its random walk: step SD x sqrt(gap) x a standard normal innovation
     drawn = lik.draw_aux(np.repeat(np.arange(n), 200), np.random.default_rng(0))
     for walk in WALKS:
@@ -143,8 +145,8 @@ def test_the_updates_log_likelihood_is_what_weighed_its_particles(thinned, updat
     got = lik.logp(source, flat(post["theta"])[:, :, n_old - 1:], aux)
     assert set(lik.term) == {"y_normal", "y_negbin", "y_binomial", "y_ordinal", "reported"}
     for term in set(lik.term):
-        np.testing.assert_array_equal(got[:, lik.term == term], stored(updated.tree["log_likelihood"], lik, term),
-                                      err_msg=term)
+        np.testing.assert_array_equal(got[:, lik.term == term].astype(LOG_LIKELIHOOD_DTYPE),
+                                      stored(updated.tree["log_likelihood"], lik, term), err_msg=term)
 
 
 def test_the_updated_example_builds_its_summary_and_report(updated):
