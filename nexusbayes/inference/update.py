@@ -362,7 +362,8 @@ def _by_particles(tree: xr.DataTree, spec, panel: Panel, new, n_particles: int, 
         out["prior_predictive"] = xr.DataTree(full.prior_predictive(seed=seed))
     ess_particles = found.particle_ess
     out.attrs.update({
-        HELD_ATTR: particles_.description(n_particles, k, ess, len(weights)), "update_method": "particles",
+        HELD_ATTR: particles_.description(n_particles, k, ess, len(weights), proposal, lag),
+        "update_method": "particles",
         "update_hold": "draws", "update_added_periods": ", ".join(map(str, combined.periods[n_old:])),
         "update_added_rows": int(len(added)), "update_base_chains": int(tree["posterior"].sizes["chain"]),
         "update_pareto_k": k, "update_ess": ess, "update_particles": int(n_particles),

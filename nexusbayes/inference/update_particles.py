@@ -332,13 +332,16 @@ DIAGNOSTICS = (
     "count repeated draws (the distinct draws are fewer)")
 
 
-def description(n_particles: int, k: float, ess: float, n_draws: int) -> str:
+def description(n_particles: int, k: float, ess: float, n_draws: int, proposal: str = "laplace", lag: int = 0) -> str:
     """What the particle update held and how, in one sentence (for the output and the report)."""
+    drawn = ("from a Gaussian (Laplace) approximation of their posterior given each draw and the new rows"
+             if proposal == "laplace" else "from the fitted dynamics given each draw")
+    redrawn = f", the last {lag} fitted period(s) redrawn with them" if lag else ""
     verdict = ("reliable" if k <= K_MAX else
                "UNRELIABLE: the fit's draws do not cover the new posterior, refit on all the data")
     return (f"nothing re-sampled by MCMC: the fit's {n_draws} draws (all parameters and the fitted periods' traits) "
             f"reweighted by their likelihood of the new rows (importance sampling, PSIS: Pareto k = {k:.2f}, "
-            f"{verdict}; ESS after weighting {ess:.0f}) and resampled, the new periods' traits drawn from the fitted "
-            f"dynamics given each draw and weighted by the new rows ({n_particles} particles per draw and country). "
+            f"{verdict}; ESS after weighting {ess:.0f}) and resampled, the new periods' traits drawn {drawn}{redrawn} "
+            f"and weighted ({n_particles} particles per draw and country). "
             "Held as the fit had them: the values of every parameter (only their weights change, no new values "
             "are explored) and the traits' standardisation (the new periods are on the fit's scale)")
