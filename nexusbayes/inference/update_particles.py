@@ -155,7 +155,7 @@ def particles(tree, spec, panel: Panel, combined: Panel, n_particles: int = N_PA
     country_last = _draws(post, COUNTRY_THETA, ("country", "period", "trait"))[:, :, first - 1]
     lik = NewRowsLikelihood(tree, spec, panel, combined, lag)
     n_draw, n_country = last.shape[0], country_last.shape[1]
-    n_obs = len(lik.region)
+    n_obs = lik.n_rows
     contrast_country = (panel.region_country[np.argmax(np.abs(dyn.q), axis=0)] if dyn.has_regions
                         else np.zeros(0, int))
     layout = update_laplace.Layout.of(contrast_country, n_country)

@@ -241,25 +241,32 @@ class FlatDraws(Mapping):
         self.n_chain, self.n_draw = post.sizes["chain"], post.sizes["draw"]
         self.n_samples = self.n_chain * self.n_draw
         self._read: dict[str, np.ndarray] = {}
+        self._stored: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._read:
-            values = self.post[name].transpose("chain", "draw", ...).values
-            if values.dtype.kind == "f":
-                values = values.astype(np.float64, copy=False)
-            self._read[name] = values.reshape(self.n_samples, *values.shape[2:])
+            values = self._stored.pop(name, None)
+            values = self._as_stored(name) if values is None else values
+            self._read[name] = values.astype(np.float64, copy=False) if values.dtype.kind == "f" else values
         return self._read[name]
 
     def rows(self, name: str, rows: slice) -> np.ndarray:
         """Draws ``rows`` of ``name`` in double precision, without a double copy of the whole variable.
 
-        The same values as ``self[name][rows]``; for the largest variables (theta), read chunk by chunk.
+        The same values as ``self[name][rows]``; for the largest variables (theta), widened chunk by chunk from
+        the stored values, read once.
         """
         if name in self._read:
             return self._read[name][rows]
-        values = self.post[name].transpose("chain", "draw", ...).values
-        values = values.reshape(self.n_samples, *values.shape[2:])[rows]
+        if name not in self._stored:
+            self._stored[name] = self._as_stored(name)
+        values = self._stored[name][rows]
         return values.astype(np.float64) if values.dtype.kind == "f" else values
+
+    def _as_stored(self, name: str) -> np.ndarray:
+        """``name``'s draws as (sample, ...) in their stored precision (a view where the posterior is in memory)."""
+        values = self.post[name].transpose("chain", "draw", ...).values
+        return values.reshape(self.n_samples, *values.shape[2:])
 
     def __contains__(self, name: object) -> bool:
         return name in self.post.data_vars

@@ -327,9 +327,10 @@ def _tidy_rootogram(fig: Figure) -> Figure:
 # ---- PSIS-LOO ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Loo:
-    """PSIS-LOO per likelihood term, pointwise Pareto k, the warnings arviz-stats gave, and why terms are not shown.
+    """PSIS-LOO per likelihood term, pointwise Pareto k, and the warnings arviz-stats gave.
 
-    ``not_shown`` is empty when every term has its PSIS-LOO, else one sentence naming the terms left out and why.
+    ``terms.attrs["not_shown"]`` is empty when every term has its PSIS-LOO, else one sentence naming the terms left
+    out and why (the report shows it above the table).
     """
 
     terms: pd.DataFrame
@@ -337,7 +338,6 @@ class Loo:
     pointwise: pd.DataFrame
     warnings: list[str]
     figures: dict[str, tuple[str, Figure]]
-    not_shown: str = ""
 
     @property
     def flagged(self) -> pd.DataFrame:
@@ -366,7 +366,7 @@ def loo(tree: xr.DataTree, spec: Spec, panel: Panel) -> Loo:
 
     A term whose Pareto smoothing fails (arviz-stats' ``ValueError``, e.g. "All tail values are the same": draws that
     repeat a few values, as a particle update whose weights rest on one draw gives) is left out of the tables, and
-    ``not_shown`` says which and why; a :class:`~nexusbayes.errors.ReportWarning` too.
+    ``terms.attrs["not_shown"]`` says which and why; a :class:`~nexusbayes.errors.ReportWarning` too.
     """
     index = observation_index(tree, spec, panel)
     terms, points, messages, results, failed = [], [], [], {}, {}
@@ -413,8 +413,7 @@ def loo(tree: xr.DataTree, spec: Spec, panel: Panel) -> Loo:
         warnings.warn(not_shown, ReportWarning, stacklevel=2)
     table = pd.DataFrame(terms, columns=LOO_COLUMNS)
     table.attrs["not_shown"] = not_shown       # the report says it above the table
-    return Loo(terms=table, by_indicator=by_ind, pointwise=pointwise, warnings=messages, figures=figures,
-               not_shown=not_shown)
+    return Loo(terms=table, by_indicator=by_ind, pointwise=pointwise, warnings=messages, figures=figures)
 
 
 #: The columns of :attr:`Loo.terms` (also when no term has its PSIS-LOO).
