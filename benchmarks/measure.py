@@ -13,6 +13,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -174,10 +175,13 @@ def saved_fit(path: Path) -> dict:
 
 
 def run(size: str, sampler: str, draws: int | None = None, tune: int | None = None, chains: int | None = None,
-        cached_refit: bool = False, approx: bool = False, seed_offset: int = 0, command: bool = False) -> dict:
+        cached_refit: bool = False, approx: bool = False, seed_offset: int = 0, command: bool = False,
+        sampler_settings: dict | None = None) -> dict:
     """Fit one size with one sampler; measure cost, convergence, recovery (and, optionally, the fast paths).
 
     The sampler's seed is the spec's plus ``seed_offset`` (repeated runs of one case differ in it).
+    ``sampler_settings`` overrides the spec's other ``[sampler]`` settings (``init``, ``until_converged``,
+    ``check_every``), as a user's spec would: ``draws`` is then the cap of a run by need.
     ``command`` also times the command line on the size's spec file (:func:`command_seconds`; the
     small size's ``models/kyrgyzstan.toml``), cold and again, in a compile directory of their own.
     """
@@ -190,16 +194,19 @@ def run(size: str, sampler: str, draws: int | None = None, tune: int | None = No
 
         return measure_case(size, draws, tune, chains, seed_offset)
     case = make_case(size)
+    if sampler_settings:
+        case = replace(case, spec=case.spec.model_copy(
+            update={"sampler": case.spec.sampler.model_copy(update=sampler_settings)}))
     settings = case.spec.sampler
     draws, tune, chains = draws or settings.draws, tune or settings.tune, chains or settings.chains
     seed = settings.seed + seed_offset
     record = {"size": size, "shape": case.shape, "sampler": sampler, "observations": int(case.panel.n_obs),
-              "chains": chains, "draws": draws, "tune": tune, "seed": seed}
+              "chains": chains, "draws": draws, "tune": tune, "seed": seed, **(sampler_settings or {})}
     if command:
         if case.spec_path is None:
             raise ValueError(f"the {size} size has no spec file to run the command on")
         record.update(command_seconds(case.spec_path, seed, draws, tune, chains))
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     if sampler in ("nutpie", "pymc"):
         compile_s = None
         if sampler == "pymc":   # PyMC compiles inside pm.sample: time the same compile first (cached on disk)
@@ -216,9 +223,13 @@ def run(size: str, sampler: str, draws: int | None = None, tune: int | None = No
         sampling_s = timings["sampling"]
         record.update({"compile_s": round(compile_s, 2), "sampling_s": round(sampling_s, 2),
                        "postprocess_s": round(timings["postprocess"], 2), "diagnostics_s": round(diagnostics_s, 2),
-                       "end_to_end_s": round(total, 2)})
+                       "end_to_end_s": round(total, 2), "cpu_end_to_end_s": round(time.process_time() - cpu0, 2)})
         if sampler == "nutpie":   # "disk" when a process on this machine compiled the structure before
             record["compile_source"] = tree.attrs["compile_source"]
+            record.update({"draws_kept": int(tree.attrs["draws"]), "stopped_by": tree.attrs.get("stopped_by"),
+                           "grad_evals_kept": int(tree["sample_stats"]["n_steps"].sum()),
+                           "init_evals": int(tree.attrs.get("init_evaluations", 0)),
+                           "checks": [tree.attrs.get("checks_cheap"), tree.attrs.get("checks_full")]})
         model = build_model(case.panel, case.spec)
         # at a draw the sampler visited: what the special functions cost depends on the point
         x = posterior_point(model, tree["posterior"])
@@ -279,9 +290,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--approx", action="store_true", help="also run ADVI and measure its distance")
     parser.add_argument("--seed-offset", type=int, default=0, help="added to the spec's sampler seed")
     parser.add_argument("--command", action="store_true", help="also time `nexusbayes fit` on the size's spec file")
+    parser.add_argument("--init", choices=("prior", "advi"), help="the chains' starts (the spec's [sampler] init)")
+    parser.add_argument("--until-converged", action="store_true", help="run length by need, --draws the cap")
+    parser.add_argument("--check-every", type=int, help="draws per chain between checks of a run by need")
     args = parser.parse_args(argv)
+    overrides = {"init": args.init, "until_converged": args.until_converged or None, "check_every": args.check_every}
     record = run(args.size, args.sampler, args.draws, args.tune, args.chains, args.cached_refit, args.approx,
-                 args.seed_offset, args.command)
+                 args.seed_offset, args.command, {k: v for k, v in overrides.items() if v is not None})
     print(json.dumps(record), flush=True)
 
 
