@@ -214,8 +214,9 @@ def run(size: str, sampler: str, draws: int | None = None, tune: int | None = No
             model = build_model(case.panel, case.spec)
             model.logp_dlogp_function(ravel_inputs=True)
             compile_s = time.perf_counter() - t0
+        # the fit's status lines (a run by need's checks: draws, R-hat, ESS, the worst variables) to stderr
         result = fit(case.spec, case.panel, backend=sampler, draws=draws, tune=tune, chains=chains, seed=seed,
-                     progress=False, check=False)
+                     progress=False, check=False, status=lambda line: print(line, file=sys.stderr, flush=True))
         diag, diagnostics_s = _timed_diagnostics(result.tree)
         total = time.perf_counter() - start
         tree, timings = result.tree, result.timings
