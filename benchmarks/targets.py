@@ -19,8 +19,7 @@ medium: converged                                           the criteria above
 Each row holds the measured value (the run's median), the number of runs behind it, the goal, the verdict
 (``met``, ``not met``, ``not measured``) and why: a case not in this run, a failed case (a target missed),
 a fit not converged, fewer runs than the three the target's median asks. A time over its goal is not met
-whatever the fit's convergence. When a run has no item panel case, its row shows the recorded runs of
-:data:`ITEM_PANEL_RECORDED` instead, and says so.
+whatever the fit's convergence.
 """
 
 from __future__ import annotations
@@ -33,16 +32,6 @@ RHAT_MAX, ESS_MIN = 1.01, 400
 RUNS_MIN = 3
 #: ESS/s of ours over the straightforward model's, medium panel, same run (the issue's: 21.4 / 0.19 = 110x).
 LEAD_MIN = 10.0
-#: The item panel measured outside ``python -m benchmarks`` (``benchmarks.measure item_panel nutpie``, HISTORY.md,
-#: 2026-12-06 16:16): the most promising candidate, 2 chains from ADVI starts, by need (cap 4,000), seed 20161,
-#: at load 12-30, stopped unconverged after 62.6 min of wall time. ``end_to_end_s`` is a lower bound on a quiet
-#: 2-core machine: each chain's thread had used 513-518 CPU s (the chains run side by side, one per core);
-#: compile, ADVI, checks and post-processing left out. No convergence figures. Shown when a run has no item panel.
-ITEM_PANEL_RECORDED = {
-    "size": "item_panel", "sampler": "nutpie", "repeats": 1, "end_to_end_s": 518.0,
-    "recorded": "2 chains from ADVI, by need (cap 4,000), seed 20161, 2026-12-06 16:16 (HISTORY.md): "
-                "stopped unconverged; >= 518 s, a chain's CPU s at load 12-30 (quiet-machine lower bound)",
-}
 
 
 def converged(case: dict) -> tuple[bool | None, str]:
@@ -56,12 +45,11 @@ def converged(case: dict) -> tuple[bool | None, str]:
     return not failed, "; ".join(failed)
 
 
-def targets(cases: list[dict], recorded: dict | None = ITEM_PANEL_RECORDED) -> pd.DataFrame:
+def targets(cases: list[dict]) -> pd.DataFrame:
     """Issue 24's targets in this run: one row each (see the module docstring).
 
-    ``recorded`` is the item panel's case shown when ``cases`` has none (None: not measured then). Columns
-    ``target``, ``measured`` (the case's median; text for the side-by-side rows), ``runs``, ``goal``, ``verdict``,
-    ``why`` and ``met`` (True, False, or None when not measured).
+    Columns ``target``, ``measured`` (the case's median; text for the side-by-side rows), ``runs``, ``goal``,
+    ``verdict``, ``why`` and ``met`` (True, False, or None when not measured).
 
     Examples
     --------
@@ -71,8 +59,6 @@ def targets(cases: list[dict], recorded: dict | None = ITEM_PANEL_RECORDED) -> p
     ['met', 3]
     """
     index = {(c["size"], c["sampler"]): c for c in cases}
-    if recorded is not None:
-        index.setdefault(("item_panel", "nutpie"), recorded)
     rows = [
         _timed(index, "large", "large: end to end (s), converged", "end_to_end_s", 300, "<= 300 (aim <= 60)"),
         _bounded(index, "large", "large: peak memory (MB), the case's process", "peak_memory_mb", 3000, "<= 3000"),
@@ -130,10 +116,6 @@ def _bounded(index, size, name, key, limit, goal) -> dict:
 def _timed(index, size, name, key, limit, goal) -> dict:
     """A time target: within ``limit`` and the case's fit converged."""
     row = _bounded(index, size, name, key, limit, goal)
-    recorded = index.get((size, "nutpie"), {}).get("recorded")
-    if recorded:
-        row = _row(name, row["measured"], row["runs"], goal, row["met"],
-                   "; ".join(filter(None, [f"not in this run: recorded, {recorded}", row["why"]])))
     if row["met"] is None or row["measured"] == "failed":
         return row
     ok, why = converged(index[(size, "nutpie")])
