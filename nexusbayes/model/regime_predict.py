@@ -38,7 +38,7 @@ from nexusbayes.model import hmm
 from nexusbayes.model.covariates import EFFECT
 from nexusbayes.model.design import Design, block_index
 from nexusbayes.model.families import FAMILIES, NUISANCE
-from nexusbayes.model.predict import LOG_LIKELIHOOD_DTYPE, FlatDraws, prior_draws, single_precision, store_draws
+from nexusbayes.model.predict import LOG_LIKELIHOOD_DTYPE, FlatDraws, prior_draws, store_draws
 from nexusbayes.model.regime import DEVIATION, INITIAL, TRANSITION, levels, step_multiples
 from nexusbayes.model.regime_covariates import log_transitions, transition_values
 from nexusbayes.spec.document import Spec
@@ -159,10 +159,11 @@ def add_regime_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec
 
     where = {"region": panel.regions, "period": panel.periods}
     posterior = tree["posterior"].to_dataset()
-    posterior["theta"] = shaped(theta, ("region", "period", "trait"), **where, trait=spec.traits)
-    posterior["country_theta"] = shaped(country_theta, ("country", "period", "trait"), country=panel.countries,
-                                        period=panel.periods, trait=spec.traits)
-    tree["posterior"] = xr.DataTree(single_precision(posterior))   # the expected levels held as the draws are
+    # the expected levels held in single precision, as the sampled draws are (predict.single_precision)
+    posterior["theta"] = shaped(theta.astype(np.float32), ("region", "period", "trait"), **where, trait=spec.traits)
+    posterior["country_theta"] = shaped(country_theta.astype(np.float32), ("country", "period", "trait"),
+                                        country=panel.countries, period=panel.periods, trait=spec.traits)
+    tree["posterior"] = xr.DataTree(posterior)
     tree["regime"] = xr.DataTree(xr.Dataset({
         "type_probability": shaped(smoothed, ("region", "period", "type"), **where, type=list(TYPES)),
         "type_state": shaped(states, ("region", "period"), **where),
