@@ -1,4 +1,8 @@
-"""Fit.update of a fit with [covariates]: the new periods' covariates given, their effects held at the fit's draws."""
+"""Fit.update of a fit with [covariates]: the new periods' covariates given, their effects held at the fit's draws.
+
+The tests on a fit (a base fit and two updates: about 35 CPU s with the compiled structures on disk) are marked
+slow; the checks of the new covariates need the fitted data only.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nexusbayes.data.covariates import attach_covariates
+from nexusbayes.data.panel import validate
 from nexusbayes.errors import DataError
 from nexusbayes.fit import fit, load
-from nexusbayes.inference.update import UpdateError, new_rows
+from nexusbayes.inference.update import UpdateError, new_rows, update
 from nexusbayes.inference.update_inputs import new_covariates
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.sections import CovariateEffect, CovariatesSpec
@@ -42,6 +48,7 @@ def updated(base, planted):
     return base.update(planted[3], covariates=planted[4], n_held=20, chains=2, seed=4, predictions=False)
 
 
+@pytest.mark.slow
 def test_the_new_period_with_covariates_covers_the_truth(planted, base, updated):
     """Every new region-period trait within 3 posterior SDs of the truth (put on the fit's scale by the base fit's
     means regressed on it over the fitted region-periods). The dark region has no new rows: its capability moves
@@ -64,6 +71,7 @@ def test_the_new_period_with_covariates_covers_the_truth(planted, base, updated)
     assert abs(shift) > 1.5 * float(post.sel(region=dark, trait="capability").std())
 
 
+@pytest.mark.slow
 def test_the_covariate_terms_move_the_new_traits_by_the_held_effects(planted, base, updated):
     """One SD more of the dark region's new covariate: the same draws (it has no new rows, so the filter's posterior
     is the same), its new capability higher by each held draw's effect, its country's by a third of that (3
@@ -82,6 +90,7 @@ def test_the_covariate_terms_move_the_new_traits_by_the_held_effects(planted, ba
     np.testing.assert_allclose(country, source / 3, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_an_update_with_covariates_forecasts_and_keeps_the_fits_standardisation(base, updated, tmp_path):
     """The updated traits less their covariate terms follow the dynamics (the forecast's check); saved and loaded,
     the covariates keep the fit's centre and scale, not those of the grown table."""
@@ -94,30 +103,49 @@ def test_an_update_with_covariates_forecasts_and_keeps_the_fits_standardisation(
     assert loaded.forecast(1, hold_covariates=True)["forecast"]["theta"].sizes["horizon"] == 1
 
 
-def test_new_covariates_are_checked_as_a_fits_are(planted, base, tmp_path):
+def test_new_covariates_are_checked_as_a_fits_are(planted, tmp_path):
     sim, old, old_cov, new, new_cov, dark = planted
-    combined, _ = new_rows(base.panel, base.spec, new)
+    spec = sim.spec
+    panel = attach_covariates(validate(old, spec), spec, old_cov)    # the fitted data, as fit() reads them
+    combined, _ = new_rows(panel, spec, new)
     with pytest.raises(UpdateError, match=r"pass their values at the new period\(s\) 2004.*--covariates FILE"):
-        new_covariates(base.spec, base.panel, combined, None)
+        new_covariates(spec, panel, combined, None)
     path = tmp_path / "cov.csv"
     new_cov[new_cov["region"] != "C2-R03"].to_csv(path, index=False)
     with pytest.raises(DataError, match=r"cov\.csv.*no row for region-period\(s\) the model needs: \(C2-R03, 2004\)"):
-        new_covariates(base.spec, base.panel, combined, path)
+        new_covariates(spec, panel, combined, path)
     blank = new_cov.assign(aid=np.where(new_cov["region"] == "C1-R01", "", new_cov["aid"].astype(str)))
     blank.to_csv(path, index=False)
     with pytest.raises(DataError, match=r"cov\.csv(.|\n)*2(.|\n)*`aid` is missing"):
-        new_covariates(base.spec, base.panel, combined, path)
+        new_covariates(spec, panel, combined, path)
     with pytest.raises(DataError, match=r"`period` is not a new period of the update"):
-        new_covariates(base.spec, base.panel, combined, new_cov.assign(period=2009))
+        new_covariates(spec, panel, combined, new_cov.assign(period=2009))
     # the fitted rows may be given again, unchanged; changed, they are refused
-    _, z = new_covariates(base.spec, base.panel, combined, pd.concat([old_cov, new_cov]))
-    np.testing.assert_array_equal(z, new_covariates(base.spec, base.panel, combined, new_cov)[1])
+    _, z = new_covariates(spec, panel, combined, pd.concat([old_cov, new_cov]))
+    np.testing.assert_array_equal(z, new_covariates(spec, panel, combined, new_cov)[1])
     changed = old_cov.assign(aid=old_cov["aid"] + (old_cov["period"] == 2001))
     with pytest.raises(DataError, match="differ from the fit's covariate table"):
-        new_covariates(base.spec, base.panel, combined, pd.concat([changed, new_cov]))
+        new_covariates(spec, panel, combined, pd.concat([changed, new_cov]))
     with pytest.raises(UpdateError, match="'filter'"):
-        base.update(new, method="particles")
+        update(None, spec, panel, new, method="particles")   # refused before the draws are read
     rows = sim.frame[(sim.frame["region"] == dark) & (sim.frame["period"] == 2004)]
-    regions, _ = new_rows(base.panel, base.spec, pd.concat([new, rows.assign(region=dark[:3] + "R09")]))
+    regions, _ = new_rows(panel, spec, pd.concat([new, rows.assign(region=dark[:3] + "R09")]))
     with pytest.raises(UpdateError, match="new regions cannot be added to a fit with"):
-        new_covariates(base.spec, base.panel, regions, new_cov)
+        new_covariates(spec, panel, regions, new_cov)
+
+
+@pytest.mark.slow
+def test_cli_update_takes_the_new_covariates(planted, base, tmp_path, capsys):
+    from nexusbayes.cli import main
+
+    base_path, new, cov = base.save(tmp_path / "base.nc"), tmp_path / "new.csv", tmp_path / "cov.csv"
+    planted[3].to_csv(new, index=False)
+    planted[4].to_csv(cov, index=False)
+    args = ["update", str(base_path), str(new), "--held", "20", "--chains", "2", "--seed", "4", "--draws", "2",
+            "--tune", "50", "--no-report"]
+    assert main([*args, "--out", str(tmp_path / "refused")]) == 2
+    assert "--covariates FILE" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "out"), "--covariates", str(cov)]) == 0
+    assert "the covariate effects" in capsys.readouterr().out
+    loaded = load(tmp_path / "out" / "fit.nc")
+    assert loaded.panel.covariates.values.shape[1] == 5 and str(cov) in loaded.panel.covariates.source
