@@ -248,11 +248,11 @@ class UpdateModel:
                     "trait", reflect="trait")
             declare(pm.Deterministic("country_theta_last", country, dims=(HELD_DIM, "country", "trait")), "trait",
                     reflect="trait")
-            terms = country_terms = pt.zeros((1, 1, n_new + 2, 1))     # the covariate terms (none without)
+            terms = country_terms = None                                   # the covariate terms, if any
             if held.terms is not None:
                 terms = pm.Data("held_terms", held.terms)
                 country_terms = pm.Data("held_country_terms", held.country_terms)
-            theta, country = theta - terms[:, :, 1], country - country_terms[:, :, 1]   # these follow the dynamics
+                theta, country = theta - terms[:, :, 1], country - country_terms[:, :, 1]   # these follow the dynamics
             pull = pm.Data("held_mean_over_sd", held.mean_over_sd)[:, None, :]
             country_scale = pm.Data("held_country_scale", held.country_scale)
             region_scale = pm.Data("held_region_scale", held.region_scale)
@@ -271,8 +271,8 @@ class UpdateModel:
                 country = a * country + (a - 1.0) * pull + inv_sd * step_c
                 theta = a * theta + (a - 1.0) * pull + inv_sd * step_r
                 new.step(h, a, (region_scale * factor)[:, None, :], country)
-                out_r.append(new.combine(theta + terms[:, :, h + 2], h + 1))
-                out_c.append(country + country_terms[:, :, h + 2])
+                out_r.append(new.combine(theta if terms is None else theta + terms[:, :, h + 2], h + 1))
+                out_c.append(country if terms is None else country + country_terms[:, :, h + 2])
             theta = declare(pm.Deterministic(THETA, pt.stack(out_r, axis=2), dims=(HELD_DIM, "region", "period",
                                                                                  "trait")), "trait", reflect="trait")
             declare(pm.Deterministic(COUNTRY_THETA, pt.stack(out_c, axis=2),
