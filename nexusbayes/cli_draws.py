@@ -61,6 +61,9 @@ def add_parsers(sub, positive_int, seed) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="output folder (fit.nc, CSV tables, summary.txt, report/), replaced only when all is written")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in DIR")
+    p.add_argument("--covariates", type=Path, metavar="FILE",
+                   help="a fit with [covariates]: their values at the new periods (columns region, period and the "
+                        "covariates; a row per fitted region and new period; fitted rows may repeat the fit's)")
     p.add_argument("--method", choices=["filter", "particles"], default="filter",
                    help="filter (default): a NUTS run of the new traits given held draws; particles: the fit's draws "
                         "reweighted by the new rows (PSIS) and the new traits drawn by particles from a Laplace "
@@ -89,9 +92,9 @@ The update filters: the new periods' traits are sampled given the fit's loadings
 rater shifts, noise, country offsets, process scales and trait correlation, held fixed (and the last fitted
 period's traits, from a normal approximation of their posterior); earlier periods keep the fit's posterior.
 It covers new periods for the fit's countries, regions, indicators and raters; anything else needs a full
-refit (nexusbayes fit), as do fits with covariates, centred dynamics or the regime model. Fits with drift,
-informative missingness or inflated counts are updated with --method particles only (give the new period
-with the fitted rows).
+refit (nexusbayes fit), as do fits with centred dynamics or the regime model. A fit with covariates needs
+their new periods' values (--covariates FILE; the default method). Fits with drift, informative missingness
+or inflated counts are updated with --method particles only. The data file may hold the new periods alone.
 
 example:
   nexusbayes update reports/kyrgyzstan/fit.nc data/kyrgyzstan_2024.csv --out reports/kyrgyzstan_2024"""
@@ -103,12 +106,14 @@ def update(args) -> int:
     from nexusbayes.outputs import RUN, OutputFolder
     from nexusbayes.report.run import summary_text, write_run
 
-    with OutputFolder(args.out, RUN, overwrite=args.overwrite, inputs=[args.fit, args.data]) as folder:
+    inputs = [args.fit, args.data, *([args.covariates] if args.covariates else [])]
+    with OutputFolder(args.out, RUN, overwrite=args.overwrite, inputs=inputs) as folder:
         base = load(args.fit)
         print(f"Updating {args.fit} with {args.data} ...", flush=True)
         result = base.update(args.data, method=args.method, particles=args.particles, lag=args.lag, hold=args.hold,
                              n_held=args.held, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                             progress=False, status=lambda message: print(f"  {message}", flush=True))
+                             covariates=args.covariates, progress=False,
+                             status=lambda message: print(f"  {message}", flush=True))
         attrs = result.tree.attrs
         if args.method == "particles":
             print(f"Added period(s) {attrs['update_added_periods']} ({attrs['update_added_rows']} rows) by "

@@ -11,6 +11,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ FORMAT = fit_file.FORMAT
 DATA_GIVEN_ATTR = "data_given"
 #: The column of a saved fit's data that keeps each observation's label (its file and line).
 ROW_LABEL = "row_label"
+#: The root attribute holding the covariates' centre and scale (JSON): an updated fit keeps its base fit's.
+STANDARDISATION = "nexusbayes_covariates_standardisation"
 
 
 #: Groups recomputed exactly from the rest on demand, so never saved: the pointwise log-likelihood, from the
@@ -223,7 +226,7 @@ class Fit:
     def update(self, new_data, *, method: str = "filter", particles: int | None = None, hold: str = "draws",
                n_held: int | None = None, draws: int | None = None, tune: int | None = None,
                chains: int | None = None, seed: int | None = None, progress: bool = False, status=None,
-               predictions: bool = True, proposal: str = "laplace", lag: int = 0) -> Fit:
+               predictions: bool = True, proposal: str = "laplace", lag: int = 0, covariates=None) -> Fit:
         """The fit with new periods added, without a full refit.
 
         ``method="filter"`` (default): one NUTS run of the new traits with the measurement parameters, process
@@ -237,8 +240,9 @@ class Fit:
         weights (reliable for a few new rows; a whole new period still usually gives k > 0.7, the fit's draws
         themselves not covering the new posterior). ``predictions`` adds
         the groups the report reads. New regions of the fit's countries are placed by the filter (their
-        country's path plus a region-level deviation). ``attrs["update_held"]`` says what was held and how. See
-        :mod:`nexusbayes.inference.update`.
+        country's path plus a region-level deviation). A fit with ``[covariates]`` (by the filter) needs their
+        values at the new periods, ``covariates`` (a table like the covariate table). ``attrs["update_held"]`` says
+        what was held and how. See :mod:`nexusbayes.inference.update`.
         """
         from nexusbayes.inference import update as updating
         from nexusbayes.inference.update_particles import N_PARTICLES
@@ -250,7 +254,7 @@ class Fit:
                                       n_held=updating.N_HELD if n_held is None else n_held,
                                       n_particles=N_PARTICLES if particles is None else particles,
                                       settings=settings, progress=progress, status=status, predictions=predictions,
-                                      proposal=proposal, lag=lag)
+                                      proposal=proposal, lag=lag, covariates=covariates)
         return Fit(tree=tree, spec=self.spec, panel=panel)
 
     # ---- draws for second-stage analyses -----------------------------------------------------------
@@ -318,6 +322,8 @@ class Fit:
             frame = table.frame.assign(period=table.frame["period"].astype(str))
             tree["fit_covariates"] = xr.DataTree(xr.Dataset.from_dataframe(frame.rename_axis("row")))
             tree.attrs["nexusbayes_covariates_source"] = table.source
+            # the standardisation the effects are per SD of (an updated fit keeps its base fit's)
+            tree.attrs[STANDARDISATION] = json.dumps({"centre": table.centre.tolist(), "scale": table.scale.tolist()})
         spec_text = self.spec.to_toml()
         tree.attrs.update({"nexusbayes_format": FORMAT, "nexusbayes_version": version("nexusbayes"),
                            "nexusbayes_spec": spec_text, "nexusbayes_sha256": content_digest(spec_text, data),
@@ -391,8 +397,9 @@ def _fit_of(tree: xr.DataTree, path: Path) -> Fit:
     if "fit_covariates" in tree.children:
         table = tree["fit_covariates"].to_dataset().to_dataframe().reset_index(drop=True)
         panel = attach_covariates(panel, spec, table.astype({"region": object}))
+        standardised = {k: np.array(v, float) for k, v in json.loads(attrs.pop(STANDARDISATION, "{}")).items()}
         panel = dataclasses.replace(panel, covariates=dataclasses.replace(
-            panel.covariates, source=str(attrs.get("nexusbayes_covariates_source", path))))
+            panel.covariates, source=str(attrs.get("nexusbayes_covariates_source", path)), **standardised))
         del tree["fit_covariates"]
         del tree.attrs["nexusbayes_covariates_source"]
     for key in (fit_file.DIGESTS_ATTR, fit_file.DIGEST_ATTR):    # they describe the file, not the fit

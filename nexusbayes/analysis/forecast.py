@@ -44,8 +44,11 @@ from nexusbayes.spec.document import Spec
 SAMPLE_DIMS = typology.SAMPLE_DIMS
 
 #: Largest relative residual of the recovered standardisation (``theta`` steps = raw steps / sd): above it
-#: the stored draws do not follow the spec's dynamics as this module reads them, and nothing is forecast.
-RESIDUAL_TOLERANCE = 1e-6
+#: the stored draws do not follow the spec's dynamics as this module reads them, and nothing is forecast. The
+#: draws are stored in single precision (6e-8 of each value), and a step is the difference of two traits that can
+#: be several times larger than it (with covariate terms in them, more), so a faithful fit reaches about 1e-6; a
+#: changed spec gives residuals of order 1e-2 and more.
+RESIDUAL_TOLERANCE = 1e-5
 
 
 class ForecastError(NexusBayesError, ValueError):

@@ -64,12 +64,13 @@ def attach_covariates(panel: Panel, spec: Spec, source: str | Path | pd.DataFram
 
 
 def validate_covariates(frame: pd.DataFrame, spec: Spec, panel: Panel, label: str = "<DataFrame>",
-                        file_lines: bool = False, future: bool = False) -> CovariateTable:
+                        file_lines: bool = False, future: bool = False,
+                        known: str = "forecast period") -> CovariateTable:
     """Check a covariate table against the spec and the panel and put it on the panel's grid.
 
     With ``future``, ``panel``'s periods are those of a forecast: every covariate is needed in every one of
     them (a step covariate too: each is a step), and a covariate may be constant over them (its centre and
-    scale are then the fit's, not these).
+    scale are then the fit's, not these); ``known`` names those periods in errors.
     """
     names = list(spec.covariates.columns)
     frame = frame.copy()
@@ -102,7 +103,7 @@ def validate_covariates(frame: pd.DataFrame, spec: Spec, panel: Panel, label: st
         problems.add(own.notna() & (country != own).fillna(True),
                      "`country` is not the region's country in the indicator data", got=country)
     period_idx = _period_index(frame["period"], panel)
-    known = "forecast period" if future else "period of the indicator data"
+    known = known if future else "period of the indicator data"
     problems.add(period_idx.isna(), f"`period` is not a {known} (periods: {_listed(panel.periods)})",
                  got=frame["period"])
     problems.raise_if_any()

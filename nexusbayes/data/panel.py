@@ -195,11 +195,13 @@ class _Problems:
 
 
 def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_lines: bool = False,
-             row_kind: str | None = None) -> Panel:
+             row_kind: str | None = None, whole: bool = True) -> Panel:
     """Validate a long table against ``spec`` and index it (see :func:`load_panel`).
 
     ``row_kind`` names what the index labels are in error messages (default: line numbers in the
-    file when ``file_lines``, else DataFrame index labels).
+    file when ``file_lines``, else DataFrame index labels). ``whole=False``: the table is part of one (an
+    update's new periods), every row checked but not what the whole needs (each indicator's rows, non-reports
+    of informative ones, a varying indicator, the spec's named regions, two region-periods).
     """
     if frame.shape[0] == 0:
         raise DataError(f"{label}: the table is empty; it needs one row per observation with columns "
@@ -362,23 +364,21 @@ def validate(frame: pd.DataFrame, spec: Spec, label: str = "<DataFrame>", file_l
     problems.raise_if_any()
     frame, rows, non_reports = split_non_reports(frame, rows, silent, spec)
     listed, fam = frame["indicator"].isin(known).to_numpy(), fam[~silent].reset_index(drop=True)
-    lacking = require_non_reports(spec, non_reports, label)
-    if lacking:
+    if whole and (lacking := require_non_reports(spec, non_reports, label)):
         raise DataError(lacking)
-
     observed = _distinct(frame["indicator"])
-    absent = [n for n in spec.indicators if n not in observed]
+    absent = [n for n in spec.indicators if n not in observed] if whole else []
     if absent:
         raise DataError(f"{label}: indicator(s) {absent} are in the spec but have no rows in the data; "
                         "add observations or remove them from the spec")
-    _check_constant(frame, spec, label, fam)
+    if whole:
+        _check_constant(frame, spec, label, fam)
     in_data = _distinct(frame["region"])
     named = {"[orientation]": [r for o in spec.orientation.values() for r in (*o.higher, *o.lower)],
              **{f"[summary.region_groups] {g!r}": members for g, members in spec.summary.region_groups.items()}}
-    for where, regions in named.items():
+    for where, regions in named.items() if whole else ():
         _check_regions(regions, in_data, f"{label}: the spec's {where}")
-
-    if len(periods) == 1 and frame["region"].nunique() == 1:
+    if whole and len(periods) == 1 and frame["region"].nunique() == 1:
         raise DataError(f"{label}: all rows are in one region-period ({frame['region'].iloc[0]!r}, {periods[0]}); "
                         "traits are standardised over region-periods, so at least two are needed: add regions "
                         "or periods")

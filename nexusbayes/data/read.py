@@ -103,7 +103,8 @@ def _extra_fields(path: Path) -> str:
             "that contain commas, or remove the extra fields")
 
 
-def load_panel(source: str | Path | pd.DataFrame | Sequence[str | Path | pd.DataFrame], spec: Spec) -> Panel:
+def load_panel(source: str | Path | pd.DataFrame | Sequence[str | Path | pd.DataFrame], spec: Spec,
+               whole: bool = True) -> Panel:
     """Load and validate an indicator table against a spec.
 
     Parameters
@@ -116,6 +117,9 @@ def load_panel(source: str | Path | pd.DataFrame | Sequence[str | Path | pd.Data
         layout's loader in :mod:`nexusbayes.data.datasets`.
     spec : Spec
         The model specification the table must match.
+    whole : bool
+        False for a part of a panel (an update's new periods): its rows are checked, not what only a whole
+        panel must have (see :func:`~nexusbayes.data.panel.validate`).
 
     Returns
     -------
@@ -127,17 +131,17 @@ def load_panel(source: str | Path | pd.DataFrame | Sequence[str | Path | pd.Data
         With the file, the rows and the column at fault and what is allowed there.
     """
     if isinstance(source, list | tuple):
-        return _load_many(list(source), spec)
+        return _load_many(list(source), spec, whole)
     if spec.data_format != "long" and not isinstance(source, pd.DataFrame):
         from nexusbayes.data.datasets import READERS  # the loaders build on this module
 
         frame = READERS[spec.data_format](source, **spec.data.options())
-        return validate(frame, spec, f"{source} ({spec.data_format} format)")
+        return validate(frame, spec, f"{source} ({spec.data_format} format)", whole=whole)
     frame, label, lines = read_table(source)
-    return validate(frame, spec, label, file_lines=lines)
+    return validate(frame, spec, label, file_lines=lines, whole=whole)
 
 
-def _load_many(sources: list, spec: Spec) -> Panel:
+def _load_many(sources: list, spec: Spec, whole: bool = True) -> Panel:
     """Concatenate several tables; rows keep their origin as ``file:line`` labels."""
     if not sources:
         raise DataError("an empty list of data files: give at least one")
@@ -150,4 +154,4 @@ def _load_many(sources: list, spec: Spec) -> Panel:
         labels.append(label)
     columns = list(dict.fromkeys(c for f in frames for c in f.columns))
     frame = pd.concat([f.reindex(columns=columns) for f in frames])
-    return validate(frame, spec, " + ".join(labels), row_kind="file:line")
+    return validate(frame, spec, " + ".join(labels), row_kind="file:line", whole=whole)

@@ -1,44 +1,44 @@
 """A fit updated with new periods, without a full refit: the new traits sampled, everything else held.
 
-:func:`update` checks the new data against the fit (only new periods after the last fitted one, for the
-fit's countries, regions (or new regions of its countries), indicators and raters; rows at fitted periods
-must repeat the fitted data exactly and are then dropped), holds the fit's measurement parameters, process
-scales and last-period traits at ``n_held`` posterior draws (``held="draws"``) or at their posterior means
-(``held="means"``), and samples the filtering model of :mod:`nexusbayes.model.update` through the one sampling path
-(:func:`nexusbayes.inference.sample.sample`). The result is the fit's posterior with the new periods
-appended: each draw of it pairs one held draw (the held draws taken in turn) with one draw of the new
-traits given it, so every analysis of a fit reads it as it reads a fitted posterior.
+:func:`update` checks the new data against the fit (:mod:`nexusbayes.inference.update_inputs`: only new periods
+after the last fitted one, for the fit's countries, regions (or new regions of its countries), indicators and
+raters; rows at fitted periods must repeat the fitted data exactly and are then dropped), holds the fit's
+measurement parameters, process scales and last-period traits at ``n_held`` posterior draws (``held="draws"``) or
+at their posterior means (``held="means"``), and samples the filtering model of :mod:`nexusbayes.model.update`
+through the one sampling path (:func:`nexusbayes.inference.sample.sample`). The result is the fit's posterior
+with the new periods appended: each draw of it pairs one held draw (the held draws taken in turn) with one draw
+of the new traits given it, so every analysis of a fit reads it as it reads a fitted posterior.
 
 It filters, it does not smooth: the fitted periods keep their posterior (a full refit would also move them
-a little with the new data), and the held parameters do not learn from the new data. Refused, each with
-what to do instead: regime fits, centred spans, covariates, drifting indicators, informative missingness,
-inflated counts (these four are updated by particles), new countries, indicators or raters. New regions of
+a little with the new data), and the held parameters do not learn from the new data. With ``[covariates]``
+their effects are held too and the new periods' values given (``covariates``): the traits less their covariate
+terms follow the dynamics, and the new periods get the terms of the given values. Refused, each with what to do
+instead: regime fits, centred spans, drifting indicators, informative missingness, inflated counts (these three
+are updated by particles), new countries, indicators or raters, new regions with covariates. New regions of
 the fit's countries are placed by the filter (:mod:`nexusbayes.inference.update_regions`), held draw by draw.
 
 ``method="particles"`` instead reweights the fit's draws by their likelihood of the new rows and draws the new
 traits by particles, in NumPy (:mod:`nexusbayes.inference.update_particles`): nothing compiled, and the fitted
 periods and parameters move as far as the fit's draws reach. It covers the indicators' measurement features too
 (drift, informative missingness, quota heaping, structural zeros:
-:mod:`nexusbayes.inference.update_likelihood`); the other refusals apply, and new regions are refused.
+:mod:`nexusbayes.inference.update_likelihood`); the other refusals apply, and new regions and covariates are
+refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from nexusbayes.analysis.forecast import Dynamics, _draws
-from nexusbayes.data.panel import Panel, validate
-from nexusbayes.data.read import load_panel
-from nexusbayes.errors import DataError, SpecError
+from nexusbayes.data.panel import Panel
 from nexusbayes.inference import update_particles as particles_
 from nexusbayes.inference import update_regions as regions_
 from nexusbayes.inference.sample import sample
+from nexusbayes.inference.update_inputs import UpdateError, new_covariates, new_rows, refuse
 from nexusbayes.model.build import Model
 from nexusbayes.model.design import make_design
 from nexusbayes.model.families import NUISANCE
@@ -74,111 +74,14 @@ HELD_ATTR = "update_held"
 EXTENDED = (THETA, COUNTRY_THETA, "country_z", "region_z")
 
 
-class UpdateError(SpecError):
-    """An update the fit or the data do not allow (the message says what to do instead: usually a full refit)."""
+def held_values(tree: xr.DataTree, spec, panel: Panel, hold: str, n_held: int, z_new: np.ndarray | None = None,
+                gaps: np.ndarray | None = None) -> Held:
+    """The fit's held parameters and last-period traits at ``n_held`` evenly spaced draws, or at their means.
 
-
-def refuse(spec, tree: xr.DataTree, panel: Panel, method: str = "filter") -> None:
-    """Raise :class:`UpdateError` for what an update by ``method`` does not cover."""
-    refit = "; refit on all the data instead (nexusbayes fit)"
-    if spec.is_regime:
-        raise UpdateError("updating a regime fit (its hidden chain) is not implemented" + refit)
-    if spec.dynamics.centred:
-        raise UpdateError("updating a fit with `centred = true` dynamics (per-region spans) is not implemented" + refit)
-    if spec.covariates is not None:
-        raise UpdateError("updating a fit with [covariates] is not implemented (the new periods' covariates would "
-                          "enter the traits)" + refit)
-    for name in panel.indicators if method == "filter" else ():   # the particles weigh every feature's rows
-        ind = spec.indicator(name)
-        for what, bad in (("drift", ind.drift is not None), ("missing = \"informative\"", ind.missing != "ignorable"),
-                          ("quota", ind.quota is not None), ("zero_inflated", ind.zero_inflated)):
-            if bad:
-                raise UpdateError(f"indicator {name!r} has {what}, which the filter does not model; update by "
-                                  "particles instead (`--method particles`, `method=\"particles\"`), or refit on all "
-                                  "the data (nexusbayes fit)")
-    if len(panel.periods) < 2:
-        raise UpdateError("the fit has one period: its dynamics, which carry the traits to a new period, were not "
-                          "learnt" + refit)
-
-
-def new_rows(panel: Panel, spec, source, regions: bool = True) -> tuple[Panel, pd.DataFrame]:
-    """The fit's data with the new rows added (one panel), and the new rows at periods after the fitted ones.
-
-    ``source`` is a path or DataFrame read as the main data are (file, row and column errors). Rows at
-    fitted periods must repeat the fitted rows of those periods exactly (then they are dropped: a file with
-    the old data and a new year can be given whole); countries, indicators and raters must be the fit's,
-    and regions too unless ``regions`` (then a new region of a fitted country is accepted).
+    With ``[covariates]``, ``z_new`` (region, new period, covariate) are the new periods' standardised covariates
+    and ``gaps`` the years into each new period: the held terms are then each draw's covariate terms at the last
+    two fitted periods and the new ones (:class:`~nexusbayes.analysis.forecast_covariates.CovariateTerms`).
     """
-    new = load_panel(source, spec)
-    label = new.source
-    table = new.data_table().assign(_row=new.row_labels())
-    old_times = dict(zip(panel.periods, np.asarray(panel.period_time, float), strict=True))
-    new_times = dict(zip(new.periods, np.asarray(new.period_time, float), strict=True))
-    fitted = table["period"].isin(panel.periods).to_numpy()
-    if fitted.any():
-        cols = [c for c in panel.data_table().columns]
-        old = panel.data_table()
-        old = old[old["period"].isin(set(table["period"][fitted]))]
-        given = table[fitted]
-        same = (set(given.columns) - {"_row"} == set(cols) and len(given) == len(old) and
-                _sorted(given[cols]).equals(_sorted(old[cols])))
-        if not same:
-            periods = sorted(set(given["period"]), key=str)
-            raise DataError(f"{label}: rows {_rows(given['_row'])} are at period(s) {periods} that the fit already "
-                            "holds, and they differ from the fitted rows of those periods. An update adds periods "
-                            f"after the last fitted one ({panel.periods[-1]!r}): give only the new periods' rows, or "
-                            "the fitted rows unchanged; to change past data, refit (nexusbayes fit)")
-    added = table[~fitted]
-    if added.empty:
-        raise DataError(f"{label}: no rows at a new period (after {panel.periods[-1]!r}): nothing to update")
-    early = [p for p in added["period"].unique() if new_times[p] <= max(old_times.values())]
-    if early:
-        rows = added[added["period"].isin(early)]["_row"]
-        raise DataError(f"{label}: rows {_rows(rows)} are at period(s) {early}, not after the last fitted period "
-                        f"({panel.periods[-1]!r}); an update adds later periods only: refit to fill earlier ones")
-    for col, known, what in (("country", panel.countries, "countries"), ("region", panel.regions, "regions"),
-                             ("indicator", panel.indicators, "indicators")):
-        unknown = ~added[col].isin(known)
-        if col == "region" and regions:
-            continue   # new regions of fitted countries are placed by the update (the countries are checked above)
-        if unknown.any():
-            names = sorted(map(str, added[col][unknown].unique()))
-            also = " (new regions of the fit's countries can be added; new countries cannot)" if col == "country" \
-                else (" (new regions are placed by the default method, 'filter')" if col == "region" else "")
-            raise DataError(f"{label}: column {col!r}, rows {_rows(added['_row'][unknown])}: {names} not among the "
-                            f"fit's {what}; an update adds periods for the fitted {what} only{also}: refit with "
-                            f"the new {what} (nexusbayes fit)")
-    fitted_region = added["region"].isin(panel.regions).to_numpy()
-    moved = fitted_region & (added["country"].to_numpy() != added["region"].map(panel.country_of).to_numpy())
-    if moved.any():
-        raise DataError(f"{label}: column 'country', rows {_rows(added['_row'][moved])}: the region belongs to "
-                        "another country in the fit; give each region its fitted country")
-    if "rater" in added:
-        raters = added["rater"].dropna()
-        unknown = ~raters.isin(panel.raters)
-        if unknown.any():
-            raise DataError(f"{label}: column 'rater', rows {_rows(added['_row'][raters.index[unknown]])}: "
-                            f"{sorted(map(str, raters[unknown].unique()))} not among the fit's raters; an update "
-                            "holds each rater's shift, so it cannot place a new rater: refit (nexusbayes fit)")
-    old = panel.data_table()
-    both = pd.concat([old, added.drop(columns="_row")], ignore_index=True)
-    labels = np.concatenate([panel.row_labels().astype(str), [f"{Path(str(label)).name}:{r}" for r in added["_row"]]])
-    combined = validate(both.set_axis(labels), spec, label=f"{panel.source} + {label}", row_kind="file:line")
-    return combined, added
-
-
-def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.astype(str)
-    return frame.sort_values(list(frame.columns)).reset_index(drop=True)
-
-
-def _rows(rows, most: int = 5) -> str:
-    rows = list(rows)
-    return ", ".join(map(str, rows[:most])) + (f" (and {len(rows) - most} more)" if len(rows) > most else "")
-
-
-def held_values(tree: xr.DataTree, spec, panel: Panel, hold: str, n_held: int) -> Held:
-    """The fit's held parameters and last-period traits at ``n_held`` evenly spaced draws, or at their means."""
     post = tree["posterior"].to_dataset()
     dyn = Dynamics(tree, spec, panel)
     n_total = post.sizes["chain"] * post.sizes["draw"]
@@ -195,7 +98,7 @@ def held_values(tree: xr.DataTree, spec, panel: Panel, hold: str, n_held: int) -
                   loading=_draws(post, LOADING, ("indicator", "trait")),
                   intercept=_draws(post, INTERCEPT, ("indicator",)),
                   offset=(_draws(post, "country_offset", ("indicator", "country")) if "country_offset" in post
-                          else None))
+                          else None), **_terms(dyn, panel, z_new, gaps))
     if hold == "means":
         pick = lambda a: None if a is None else a.mean(axis=0, keepdims=True)   # noqa: E731
         source = np.array([-1])
@@ -212,10 +115,24 @@ def held_values(tree: xr.DataTree, spec, panel: Panel, hold: str, n_held: int) -
                 source_draws=source)
 
 
+def _terms(dyn: Dynamics, panel: Panel, z_new: np.ndarray | None, gaps: np.ndarray | None) -> dict:
+    """Each draw's covariate terms, (draw, region | country, period, trait) from the last two fitted periods on."""
+    if dyn.covariates is None:
+        return {"terms": None, "country_terms": None}
+    times = np.asarray(panel.period_time, float)
+    fitted, _, acc = dyn.covariates.fitted(dyn.decay(np.diff(times)), np.diff(times))
+    out = [fitted[:, :, -2], fitted[:, :, -1]]
+    for h, gap in enumerate(gaps):
+        term, acc = dyn.covariates.future(z_new[:, h], acc, dyn.decay(np.array([gap]))[:, 0], gap)
+        out.append(term)
+    terms = np.stack(out, axis=2)
+    return {"terms": terms, "country_terms": np.einsum("cr,srtk->sctk", dyn.covariates.average, terms)}
+
+
 def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter", hold: str = "draws",
            n_held: int = N_HELD, n_particles: int = particles_.N_PARTICLES, settings: SamplerSpec | None = None,
            progress: bool = False, status=None, predictions: bool = True, proposal: str = "laplace",
-           lag: int = particles_.LAG) -> tuple[xr.DataTree, Panel]:
+           lag: int = particles_.LAG, covariates=None) -> tuple[xr.DataTree, Panel]:
     """Add new periods to a fit without a full refit (see the module docstring).
 
     Parameters
@@ -223,7 +140,10 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
     tree, spec, panel
         The fit's DataTree, spec and data.
     new : path or DataFrame
-        The new rows (the main data's columns).
+        The new rows (the main data's columns): the new periods alone, or with the fitted rows unchanged.
+    covariates : path or DataFrame, optional
+        A fit with ``[covariates]``: their values at the new periods for every fitted region (columns ``region``,
+        ``period`` and the covariates; :func:`~nexusbayes.inference.update_inputs.new_covariates`).
     method : {"particles", "filter"}
         ``"filter"`` (default): one NUTS run of the new traits given held draws (:mod:`nexusbayes.model.update`;
         the fitted periods and parameters do not move). ``"particles"``: the fit's draws reweighted by their
@@ -265,6 +185,8 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
         if n_particles < 1:
             raise UpdateError(f"n_particles = {n_particles}: use at least one particle per draw and country")
         refuse(spec, tree, panel, method)
+        if covariates is not None:
+            raise UpdateError("covariates were given but the fit's spec has no [covariates]: drop them")
         seed = (settings or spec.sampler).seed
         if proposal not in particles_.PROPOSALS:
             raise UpdateError(f"proposal = {proposal!r}: use one of {', '.join(map(repr, particles_.PROPOSALS))}")
@@ -279,14 +201,17 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
     refuse(spec, tree, panel)
     start = time.perf_counter()
     combined, added = new_rows(panel, spec, new)
+    combined, z_new = new_covariates(spec, panel, combined, covariates)
     place = regions_.Placement.of(panel, combined)
     if place.any and hold != "draws":
         raise UpdateError("new regions are placed with the parameters held draw by draw: use hold = \"draws\"")
     if place.any and ZeroSum.of(panel.region_country).n_contrast == 0:
         raise UpdateError("the fit has one region per country, so it learnt no region-level process to place the "
                           "new regions with; refit on all the data instead (nexusbayes fit)")
-    held = held_values(tree, spec, panel, hold, n_held)
     n_old = len(panel.periods)
+    times = np.asarray(combined.period_time, float)
+    gaps = np.diff(times[n_old - 1:])
+    held = held_values(tree, spec, panel, hold, n_held, z_new, gaps)
     frame = combined.frame[combined.frame["period_idx"].to_numpy() >= n_old]
     design = make_design(panel, spec)
     key_of = {name: (b.key, i) for b in design.blocks for i, name in enumerate(b.names)}
@@ -303,8 +228,6 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
                        family_of[key])
     rows = NewRows(region=frame["region_idx"].to_numpy(), period=frame["period_idx"].to_numpy() - n_old,
                    country=frame["country_idx"].to_numpy(), indicator=frame["indicator_idx"].to_numpy(), blocks=blocks)
-    times = np.asarray(combined.period_time, float)
-    gaps = np.diff(times[n_old - 1:])
     coords = {"country": panel.countries, "region": combined.regions, "trait": spec.traits,
               "period": combined.periods[n_old:]}
     model = UpdateModel(held, rows, design.centres, design.normal, gaps, panel.region_country,
@@ -381,10 +304,12 @@ def held_description(hold: str, held: Held, spec, new_regions: list | None = Non
     """What an update held fixed and how, in one sentence (for the output and the report)."""
     how = (f"at {held.size} posterior draws of the fit, draw by draw" if hold == "draws"
            else "at their posterior means (one copy: the held uncertainty is not carried)")
+    effects = (" the covariate effects (the new periods' terms from their given covariates, on the fit's "
+               "standardisation)," if spec.covariates is not None else "")
     return ("held fixed " + how + ": loadings, intercepts, cut-points, rater shifts, noise and dispersion, country "
-            f"offsets, the {spec.dynamics.kind} process scales, persistence and trait correlation, the traits' "
-            "standardisation (the new periods are on the fit's scale); sampled: the new periods' traits, and the last "
-            "fitted period's from a normal approximation of their posterior (so the new data move them). The "
+            f"offsets,{effects} the {spec.dynamics.kind} process scales, persistence and trait correlation, the "
+            "traits' standardisation (the new periods are on the fit's scale); sampled: the new periods' traits, and "
+            "the last fitted period's from a normal approximation of their posterior (so the new data move them). The "
             "earlier periods keep the fit's posterior (the update filters; it does not smooth the past)"
             + (f". New regions ({', '.join(map(str, new_regions))}): their traits are their country's path plus a "
                "deviation from the region-level process with the held parameters, sampled at the last fitted period "
@@ -453,9 +378,10 @@ def _restep(posterior: xr.Dataset, held: Held, copy: np.ndarray, hold: str, time
         return
     k, span = copy.ravel(), times[n_old - 2:n_old]
 
-    def last_step(name):   # the raw step into the last fitted period, (sample, unit, 1, trait), and its factor
+    def last_step(name, terms):   # the raw step into the last fitted period, (sample, unit, 1, trait), its factor
         v = posterior[name].transpose("chain", "draw", ...).values
-        return regions_.raw_steps(v.reshape(-1, *v.shape[2:])[:, :, n_old - 2:n_old], held, k, span)
+        v = v.reshape(-1, *v.shape[2:])[:, :, n_old - 2:n_old]
+        return regions_.raw_steps(v if terms is None else v - terms[k][:, :, :2], held, k, span)
 
     def put(name, steps, scale):   # the step's innovations, into the stored ones
         var = posterior[name].transpose("chain", "draw", ...)
@@ -464,10 +390,11 @@ def _restep(posterior: xr.Dataset, held: Held, copy: np.ndarray, hold: str, time
             *z.shape[:3], z.shape[-1])
         posterior[name] = (var.dims, z)
 
-    country, factor = last_step(COUNTRY_THETA)
+    country, factor = last_step(COUNTRY_THETA, held.country_terms)
     put("country_z", country, held.country_scale[k])
     if "region_z" in posterior:
-        put("region_z", regions_.contrasts(last_step(THETA)[0], country, held.region_country), held.region_scale[k])
+        put("region_z", regions_.contrasts(last_step(THETA, held.terms)[0], country, held.region_country),
+            held.region_scale[k])
 
 
 def _placed(posterior: xr.Dataset, held: Held, copy: np.ndarray, panel: Panel, times: np.ndarray, n_old: int,

@@ -114,6 +114,11 @@ class NewRowsLikelihood:
         self._walks = [w for w in WALKS if w.path in post]
 
     @property
+    def draws(self) -> FlatDraws:
+        """The fit's draws as this reads them, (sample, ...) in double precision: the update's one reader of them."""
+        return self._flat
+
+    @property
     def n_rows(self) -> int:
         """The number of rows weighed."""
         return len(self.region)

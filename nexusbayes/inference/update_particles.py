@@ -37,7 +37,7 @@ import warnings
 import numpy as np
 from scipy.special import logsumexp
 
-from nexusbayes.analysis.forecast import Dynamics, _draws
+from nexusbayes.analysis.forecast import Dynamics
 from nexusbayes.constants import PARETO_K_MAX
 from nexusbayes.data.panel import Panel
 from nexusbayes.inference import update_laplace
@@ -141,19 +141,16 @@ def particles(tree, spec, panel: Panel, combined: Panel, n_particles: int = N_PA
     dynamics. With ``lag > 0`` the particles start ``lag`` periods earlier and redraw the last ``lag`` fitted
     periods' traits too (weighted by their rows as well), each draw then weighted by the ratio of two estimates:
     of the likelihood of all these rows and of the last fitted periods' rows alone, given the draw's traits
-    before them.
+    before them. ``proposal`` is one of :data:`PROPOSALS` (:func:`nexusbayes.inference.update.update` checks it).
     """
-    if proposal not in PROPOSALS:
-        raise ValueError(f"proposal = {proposal!r}: use one of {', '.join(map(repr, PROPOSALS))}")
-    post = tree["posterior"].to_dataset()
     dyn = Dynamics(tree, spec, panel)
     n_old, m = len(panel.periods), n_particles
     times = np.asarray(combined.period_time, float)
     first = n_old - lag                                                        # the first period the particles draw
     gaps = np.diff(times[first - 1:])
-    last = _draws(post, THETA, ("region", "period", "trait"))[:, :, first - 1]
-    country_last = _draws(post, COUNTRY_THETA, ("country", "period", "trait"))[:, :, first - 1]
     lik = NewRowsLikelihood(tree, spec, panel, combined, lag)
+    last = lik.draws[THETA][:, :, first - 1]                         # the draws as the likelihood reads them
+    country_last = lik.draws[COUNTRY_THETA][:, :, first - 1]
     n_draw, n_country = last.shape[0], country_last.shape[1]
     n_obs = lik.n_rows
     contrast_country = (panel.region_country[np.argmax(np.abs(dyn.q), axis=0)] if dyn.has_regions

@@ -159,9 +159,10 @@ def add_regime_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec
 
     where = {"region": panel.regions, "period": panel.periods}
     posterior = tree["posterior"].to_dataset()
-    posterior["theta"] = shaped(theta, ("region", "period", "trait"), **where, trait=spec.traits)
-    posterior["country_theta"] = shaped(country_theta, ("country", "period", "trait"), country=panel.countries,
-                                        period=panel.periods, trait=spec.traits)
+    # the expected levels held in single precision, as the sampled draws are (predict.single_precision)
+    posterior["theta"] = shaped(theta.astype(np.float32), ("region", "period", "trait"), **where, trait=spec.traits)
+    posterior["country_theta"] = shaped(country_theta.astype(np.float32), ("country", "period", "trait"),
+                                        country=panel.countries, period=panel.periods, trait=spec.traits)
     tree["posterior"] = xr.DataTree(posterior)
     tree["regime"] = xr.DataTree(xr.Dataset({
         "type_probability": shaped(smoothed, ("region", "period", "type"), **where, type=list(TYPES)),

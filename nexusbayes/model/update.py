@@ -12,8 +12,10 @@ follow the fitted dynamics one step at a time, exactly as :mod:`nexusbayes.analy
     theta[k, h] = a_h theta[k, h-1] + (a_h - 1) mean_over_sd[k] + inv_sd[k] (country step + region step)
 
 (``a_h = 1`` for a random walk, ``phi ** gap`` for AR(1); the steps non-centred, ``scale * factor * L z`` with
-``z`` standard normal, Student-t for ``student_t_rw``, the region steps summing to zero within each country),
-and only the new observations enter the likelihood, through the held measurement parameters. The ``K``
+``z`` standard normal, Student-t for ``student_t_rw``, the region steps summing to zero within each country).
+With ``[covariates]`` it is the traits less their covariate terms (``Held.terms``: the held effects times the
+fit's and the new periods' covariates) that follow these dynamics, the terms added back at each new period.
+Only the new observations enter the likelihood, through the held measurement parameters. The ``K``
 copies of the new innovations (dim ``held_draw``) are independent given the held draws, so one NUTS run
 samples all of them: copy ``k`` is a draw of the new traits given held draw ``k``, and over ``k`` the
 draws carry the held parameters' uncertainty (the posterior of the new traits given the old data, under
@@ -68,6 +70,9 @@ class Held:
         ``cutpoints``, ``rater_shift``), each (K, indicator of the term, ...).
     source_draws : ndarray (K,)
         The held draws' positions in the fit's stacked (chain, draw) posterior (-1 for a summary).
+    terms, country_terms : ndarray (K, region | country, 2 + new period, trait) or None
+        With ``[covariates]``: the covariate terms of the traits (the held effects times the covariates) at the
+        last two fitted periods and the new ones; the traits less them follow the dynamics.
     """
 
     last_mean: np.ndarray
@@ -84,6 +89,8 @@ class Held:
     offset: np.ndarray | None
     nuisance: dict
     source_draws: np.ndarray
+    terms: np.ndarray | None = None
+    country_terms: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -177,8 +184,10 @@ class UpdateModel:
 
         The held values are data containers (``held_*``), swapped into a compiled model of the same shapes.
         """
-        digest = hashlib.sha256(f"nexusbayes update {self.kind} {self.df} {self.held.phi is None}".encode())
+        digest = hashlib.sha256(f"nexusbayes update {self.kind} {self.df} {self.held.phi is None} "
+                                f"{self.held.terms is None}".encode())
         for value in (self.held.last_chol, self.held.loading, self.held.country_average, self.zero_sum,
+                      self.held.terms, self.held.country_terms,
                       self.centres, *(v for term in self.held.nuisance.values() for v in term.values())):
             digest.update(str(np.shape(value)).encode())
         digest.update(np.ascontiguousarray(self.gaps).tobytes() + np.ascontiguousarray(self.zero_sum).tobytes()
@@ -239,6 +248,11 @@ class UpdateModel:
                     "trait", reflect="trait")
             declare(pm.Deterministic("country_theta_last", country, dims=(HELD_DIM, "country", "trait")), "trait",
                     reflect="trait")
+            terms = country_terms = None                                   # the covariate terms, if any
+            if held.terms is not None:
+                terms = pm.Data("held_terms", held.terms)
+                country_terms = pm.Data("held_country_terms", held.country_terms)
+                theta, country = theta - terms[:, :, 1], country - country_terms[:, :, 1]   # these follow the dynamics
             pull = pm.Data("held_mean_over_sd", held.mean_over_sd)[:, None, :]
             country_scale = pm.Data("held_country_scale", held.country_scale)
             region_scale = pm.Data("held_region_scale", held.region_scale)
@@ -257,8 +271,8 @@ class UpdateModel:
                 country = a * country + (a - 1.0) * pull + inv_sd * step_c
                 theta = a * theta + (a - 1.0) * pull + inv_sd * step_r
                 new.step(h, a, (region_scale * factor)[:, None, :], country)
-                out_r.append(new.combine(theta, h + 1))
-                out_c.append(country)
+                out_r.append(new.combine(theta if terms is None else theta + terms[:, :, h + 2], h + 1))
+                out_c.append(country if terms is None else country + country_terms[:, :, h + 2])
             theta = declare(pm.Deterministic(THETA, pt.stack(out_r, axis=2), dims=(HELD_DIM, "region", "period",
                                                                                  "trait")), "trait", reflect="trait")
             declare(pm.Deterministic(COUNTRY_THETA, pt.stack(out_c, axis=2),

@@ -15,6 +15,7 @@ import pytest
 import xarray as xr
 
 from nexusbayes.data.panel import validate
+from nexusbayes.errors import DataError
 from nexusbayes.fit import Fit
 from nexusbayes.inference.update import UpdateError, new_rows, refuse
 from nexusbayes.inference.update_likelihood import NewRowsLikelihood
@@ -86,6 +87,28 @@ def test_the_likelihood_of_new_and_refitted_periods_is_the_fits_with_every_featu
         np.testing.assert_allclose(step, np.repeat(flat(prior[walk.sd]), 200, axis=0) * drawn[walk.z][:, :, 0])
         z = drawn[walk.z].ravel()
         assert abs(z.mean()) < 4 / np.sqrt(z.size) and abs(z.std() - 1) < 4 / np.sqrt(2 * z.size)
+
+
+def test_a_new_period_alone_needs_none_of_what_a_whole_panel_does():
+    """A new period's file without a non-report of the informative indicator, without an indicator and with one
+    region is read as a part: the same data as that part given with the fitted rows, the fit's non-reports kept. What
+    a whole panel needs is checked on the combined data, and a row is still checked where it is."""
+    spec = featured_spec()
+    sim = simulate(spec, n_countries=2, n_regions=2, n_periods=5, missing=0.1, seed=5)
+    last = sim.frame["period"].max()
+    old = validate(sim.frame[sim.frame["period"] < last], spec, "old.csv")
+    new = sim.frame[(sim.frame["period"] == last) & (sim.frame["region"] == "C1-R01")]
+    part = new[new["status"].isna() & (new["indicator"] != "staff")]
+    assert len(old.not_reported) and len(part) and not part["indicator"].isin(["staff"]).any()
+    combined, added = new_rows(old, spec, part)
+    given, again = new_rows(old, spec, pd.concat([old.data_table(), part]))
+    pd.testing.assert_frame_equal(combined.data_table(), given.data_table())
+    cols = ["region", "period", "indicator", "value"]
+    pd.testing.assert_frame_equal(added[cols].reset_index(drop=True), again[cols].reset_index(drop=True))
+    assert combined.periods == [*old.periods, last] and len(combined.not_reported) == len(old.not_reported)
+    assert set(combined.frame.loc[combined.frame["period"] == last, "region"]) == {"C1-R01"}
+    with pytest.raises(DataError, match=r"row.*`value` is not a number"):
+        new_rows(old, spec, part.assign(value="x"))
 
 
 # ---- the Kyrgyzstan example, updated with a year -----------------------------------------------------------

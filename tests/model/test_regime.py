@@ -146,6 +146,7 @@ def test_simulate_regime_truth():
 
 def test_log_likelihood_recomputed_from_the_sampled_states(tiny):
     """A saved regime fit leaves its log-likelihood out; the model recomputes it, exactly, from the stored states.
+    Its posterior, expected levels included, is in single precision.
 
     The draws are the prior's (2 chains x 5), which is all the post-processing needs.
     """
@@ -162,6 +163,8 @@ def test_log_likelihood_recomputed_from_the_sampled_states(tiny):
     post = xr.concat([prior.isel(draw=slice(0, 5)), prior.isel(draw=slice(5, 10)).assign_coords(draw=range(5))],
                      dim="chain").assign_coords(chain=[0, 1])
     tree = tiny.add_predictions(xr.DataTree.from_dict({"posterior": post}), seed=3)
+    # the expected levels held in single precision, as every sampled draw is
+    assert tree["posterior"]["theta"].dtype == tree["posterior"]["country_theta"].dtype == np.float32
     stored = tree["log_likelihood"].to_dataset()
     del tree["log_likelihood"]
     again = tiny.log_likelihood(tree)
