@@ -15,13 +15,18 @@ leapfrog steps of the warm-up and their share of all steps, every gradient evalu
 or load of the model) and the load average before and after (the machine may be shared: the step counts and
 ESS per gradient do not depend on the load), the mean step size and the five slowest variables. This is
 how the defaults (``[sampler]``) were chosen; the model's own changes are compared by running it before and
-after them.
+after them. Also recorded: tail ESS per 1,000 evaluations, CPU ms per evaluation (the process's CPU seconds over
+every evaluation: the first setting's include the compile) and the recovery r of simulated sizes.
+``--centred`` samples the case with ``[dynamics] centred = true`` (each unit's walk centred,
+:func:`nexusbayes.model.latent._centred_spans`) instead of its spec's non-centred default.
 
 Examples
 --------
 ``python -m benchmarks.settings medium 0.8:draw_diag 0.8:diag --seed 2``
 
 ``python -m benchmarks.settings small 0.8:draw_diag --tune 1000`` (the warm-up's share of the steps)
+
+``python -m benchmarks.settings item_panel 0.8:draw_diag --chains 2 --draws 300 --centred``
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import time
 from unittest import mock
 
 from benchmarks.cases import make_case
-from benchmarks.measure import convergence
+from benchmarks.measure import convergence, recovery
 from nexusbayes.analysis.diagnostics import diagnose
 from nexusbayes.inference import sample as sample_module
 from nexusbayes.inference import warm_start
@@ -71,10 +76,16 @@ def _load() -> float:
 
 
 def compare(size: str, settings: list[tuple[float, str, dict]], draws: int = DEFAULTS.draws, tune: int = DEFAULTS.tune,
-            chains: int = DEFAULTS.chains, seed: int = 1):
-    """Yield one record per setting (dict), sampling ``size``'s model compiled once."""
+            chains: int = DEFAULTS.chains, seed: int = 1, centred: bool = False):
+    """Yield one record per setting (dict), sampling ``size``'s model compiled once.
+
+    ``centred``: the case's spec with ``[dynamics] centred = true``.
+    """
     case = make_case(size)
-    model = Model(case.spec, case.panel)
+    spec = case.spec
+    if centred:
+        spec = spec.model_copy(update={"dynamics": spec.dynamics.model_copy(update={"centred": True})})
+    model = Model(spec, case.panel)
     compile_s = None
     for target, adaptation, extra in settings:
         extra = dict(extra)
@@ -98,7 +109,7 @@ def compare(size: str, settings: list[tuple[float, str, dict]], draws: int = DEF
             patch = mock.patch.object(sample_module, "_compiled", _compiled)
         elif init is not None:
             raise ValueError(f"init={init!r}: only init=advi and init=pymc_advi are known")
-        run = case.spec.sampler.model_copy(update={"draws": run_draws, "tune": run_tune, "chains": run_chains,
+        run = spec.sampler.model_copy(update={"draws": run_draws, "tune": run_tune, "chains": run_chains,
                                                     "seed": seed, "target_accept": target, "adaptation": adaptation,
                                                     "backend": "nutpie", **spec_init})
         with patch:
@@ -115,15 +126,19 @@ def compare(size: str, settings: list[tuple[float, str, dict]], draws: int = DEF
         record = convergence(tree, seconds, seconds, diag)
         init_evals = int(tree.attrs.get("init_evaluations", 0))
         init_s = float(tree.attrs.get("seconds_init", init_s))
-        yield {"size": size, "target_accept": target, "adaptation": adaptation, "options": extra, "init": init,
+        evals = warmup + steps + init_evals
+        yield {"size": size, "centred": centred, "target_accept": target, "adaptation": adaptation, "options": extra,
+               "init": init,
                "seed": seed, "draws": run_draws, "tune": run_tune, "chains": run_chains,
                "compile_s": round(compile_s, 1), "init_s": round(init_s, 1), "init_evals": init_evals,
                "sampling_s": round(seconds, 1), "cpu_s": round(cpu, 1),
                "load": [load_before, _load()], **record,
                "warmup_steps": warmup, "warmup_share": round(warmup / (warmup + steps), 3),
                "warmup_steps_per_draw": round(warmup / max(run_tune * run_chains, 1), 1),
-               "grad_evals": warmup + steps + init_evals,
-               "ess_per_1000_grad": round(1000 * record["min_ess_bulk"] / (warmup + steps + init_evals), 3),
+               "grad_evals": evals,
+               "ess_per_1000_grad": round(1000 * record["min_ess_bulk"] / evals, 3),
+               "ess_tail_per_1000_grad": round(1000 * record["min_ess_tail"] / evals, 3),
+               "cpu_ms_per_grad": round(1000 * cpu / evals, 3), "recovery_r": recovery(tree, case.theta),
                "step_size": round(float(tree["sample_stats"]["step_size"].mean()), 4),
                "slowest": {name: round(float(v), 1) for name, v in slowest.items()}}
 
@@ -137,8 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tune", type=int, default=DEFAULTS.tune)
     parser.add_argument("--chains", type=int, default=DEFAULTS.chains)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--centred", action="store_true", help="sample with [dynamics] centred = true")
     args = parser.parse_args(argv)
-    for record in compare(args.size, args.settings, args.draws, args.tune, args.chains, args.seed):
+    for record in compare(args.size, args.settings, args.draws, args.tune, args.chains, args.seed, args.centred):
         print(json.dumps(record), flush=True)
 
 

@@ -117,7 +117,7 @@ def test_fit_correlates_with_published_scores():
 
 
 def test_period_scores_point_every_period_the_same_way_and_skip_periods_with_few_items():
-    from nexusbayes.model.latent import period_scores
+    from nexusbayes.model.centred import period_scores
     from nexusbayes.model.simulate import simulate
     from nexusbayes.spec.indicators import Indicator
 

@@ -76,12 +76,13 @@ import xarray as xr
 
 from nexusbayes.constants import PRIOR_PREDICTIVE_DRAWS
 from nexusbayes.data.panel import Panel
+from nexusbayes.model.centred import _centred_spans
 from nexusbayes.model.covariates import add_covariates, standardised_effects
 from nexusbayes.model.design import Design, block_index, make_design, observed_cells
 from nexusbayes.model.drift import item_drift, loading_drift
 from nexusbayes.model.families import FAMILIES
 from nexusbayes.model.heaping import block_inflation, component_logits, inflated_likelihood, inflation_parameters
-from nexusbayes.model.latent import _centred_spans, _latent_process
+from nexusbayes.model.latent import _latent_process
 from nexusbayes.model.measurement import _country_offsets, _linear_predictor, _measurement_parameters
 from nexusbayes.model.orient import orient
 from nexusbayes.model.predict import add_predictions, log_likelihood, prior_predictive

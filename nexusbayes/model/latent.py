@@ -1,4 +1,7 @@
-"""The latent process: country paths and region deviations over periods (random walk or AR(1))."""
+"""The latent process: country paths and region deviations over periods (random walk or AR(1)), non-centred.
+
+The centred walks of ``[dynamics] centred = true`` are in :mod:`nexusbayes.model.centred`.
+"""
 
 from __future__ import annotations
 
@@ -8,219 +11,24 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from nexusbayes.data.panel import Panel
-from nexusbayes.model.design import Design, observed_cells
+from nexusbayes.model.design import Design
 from nexusbayes.model.roles import declare
 from nexusbayes.spec.document import Spec
 
 
-def _centred_spans(design: Design, spec: Spec, panel: Panel):
-    """One centred Gaussian random walk per region over its span of periods with data (one trait).
+def trait_correlation(spec: Spec):
+    """The Cholesky factor of the traits' correlation: LKJ (``trait_chol``, ``trait_corr``) with two or more traits.
 
-    The states of all spans form one vector ``region_state`` (dim ``region_cell``): a span's first
-    state is Normal(0, 1) (the scale reference) and each later one Normal(previous,
-    ``region_innovation_sd * sqrt(gap)``). Outside its span a region keeps the span's end values.
-    Returns (theta_raw[region, period, trait], country_raw[country, period, trait]).
+    With one trait it is the constant 1 (no variable declared).
     """
-    n_region, n_period = len(panel.regions), len(panel.periods)
-    cells = observed_cells(panel)
-    region_of, period_of = cells // n_period, cells % n_period
-    first = np.full(n_region, n_period)
-    last = np.full(n_region, -1)
-    np.minimum.at(first, region_of, period_of)
-    np.maximum.at(last, region_of, period_of)
-    span_region = np.concatenate([np.full(last[r] - first[r] + 1, r) for r in range(n_region)])
-    span_period = np.concatenate([np.arange(first[r], last[r] + 1) for r in range(n_region)])
-    starts = np.concatenate([[0], np.cumsum(last - first + 1)[:-1]])          # position of each span's start
-    is_start = np.zeros(len(span_region), dtype=bool)
-    is_start[starts] = True
-    start_of = starts[span_region]                                             # the span start of each state
-    gap = np.ones(len(span_region))
-    later = ~is_start
-    gap[later] = design.period_time[span_period[later]] - design.period_time[span_period[later] - 1]
-    labels = [f"{panel.regions[r]}:{panel.periods[t]}" for r, t in zip(span_region, span_period, strict=True)]
-    pm.Model.get_context().add_coord("region_cell", labels)
-
-    innov_sd = declare(pm.HalfNormal("region_innovation_sd", spec.priors.innovation_region_sd, dims="trait"),
-                       "scale", prior="innovation_region_sd")
-    scale = pt.where(is_start, 1.0, innov_sd[0] * np.sqrt(gap))                # (region_cell,)
-    previous = np.where(is_start, 0, np.arange(len(span_region)) - 1)
-
-    def walk_draw(scale):
-        increments = pm.Normal.dist(0.0, scale)
-        total = pt.cumsum(increments)
-        return total - total[start_of] + increments[start_of]                  # cumulative sums restarting per span
-
-    def walk_logp(states, scale):
-        steps = states - pt.where(is_start, 0.0, states[previous])
-        return pm.logp(pm.Normal.dist(0.0, scale), steps).sum()
-
-    # The span cells with data: theta is standardised over them (``_graph``), so the states' common location
-    # and scale over these cells never reach the likelihood (see ``_split_states``).
-    seen = np.isin(span_region * n_period + span_period, cells)
-    split = _SplitStates(seen)
-
-    # With an orientation the walk starts from it (higher regions at +1, lower at -1, others at 0) rather than
-    # a prior draw: dynamic item-response models have local modes in which the sign flips between eras.
-    initval = None
-    if spec.orientation:
-        how = spec.orientation[spec.traits[0]]
-        score = period_scores(panel)                                              # (region, period)
-        sign = np.array([(r in how.higher) - (r in how.lower) for r in panel.regions], dtype=float)
-        # the scores' sign is chained over periods, so one global flip orients them all
-        if np.sum(np.nan_to_num(score) * sign[:, None]) < 0:
-            score = -score
-        start = score[span_region, span_period]
-        start = np.where(np.isnan(start), sign[span_region], start)
-        # small fixed jitter: exact zeros give zero gradients, which nutpie rejects as a starting point
-        initval = split.initial(start + 0.1 * np.random.default_rng(0).standard_normal(len(span_region)))
-    trait = spec.traits[0]
-    pm.Model.get_context().add_coord(
-        "region_free_label", [f"{label}:{trait}" for label in labels] + [f"location:{trait}", "log_scale"])
-    free = declare(pm.CustomDist("region_state_free", scale, dist=lambda scale, size: split.draw(walk_draw(scale)),
-                                 logp=lambda value, scale: split.logp(value, walk_logp, scale),
-                                 support_point=lambda rv, size, scale: split.support_point(),
-                                 signature="(n)->(m)", dims="region_free_label", initval=initval),
-                   "latent", reflect="labels")
-    state = declare(pm.Deterministic("region_state", split.states(free), dims="region_cell"), "latent",
-                    reflect="whole")
-    # each grid cell reads its region's state at the nearest period of the span
-    grid_period = np.clip(np.arange(n_period)[None, :], first[:, None], last[:, None])      # (region, period)
-    position = starts[:, None] + grid_period - first[:, None]
-    theta_raw = state[position.ravel()].reshape((n_region, n_period, 1))
-    n_country = len(design.coords["country"])
-    average = np.zeros((n_country, n_region))
-    average[design.region_country, np.arange(n_region)] = 1.0
-    average /= average.sum(axis=1, keepdims=True)
-    country_raw = pt.tensordot(average, theta_raw, axes=[[1], [0]])
-    return theta_raw, country_raw
-
-
-@dataclass(frozen=True)
-class _SplitStates:
-    """The centred walk's states ``x`` sampled as a shape ``u``, a location ``m`` and a log scale ``log_s``.
-
-    theta is ``x`` standardised over the cells with data, so the likelihood sees ``u`` alone, and with ``x``
-    sampled directly its common location and scale over those cells (one direction moving every state at once,
-    set by the walk's prior alone) mixed very slowly (Martin-Quinn, ``benchmarks/HISTORY.md``). Here the free
-    vector is ``[z, m, log_s]``: ``u`` is ``z`` standardised over ``seen`` and ``x = m + exp(log_s) * u``. The
-    density is the walk's density of ``x`` with the Jacobians of both maps (``x`` -> ``(m, s, u)`` and ``z`` ->
-    ``(a, b, u)`` scale the ``n - 2`` directions of ``u`` by ``s`` and ``b``), and ``z``'s own location ``a``
-    and scale ``b``, which nothing else reads, get N(0, aux_sd) and LogNormal(0, aux_sd):
-
-        log p = walk(x) + (n - 1) log s - (n - 1) log b + log N(a; 0, aux_sd) + log N(log b; 0, aux_sd),
-
-    so the posterior of ``x`` (and of theta) is the centred walk's, unchanged, and the two slow directions are
-    two scalars (``m``, ``log_s``) and two auxiliaries with a fixed distribution.
-    """
-
-    seen: np.ndarray   # (n,) bool: the states at region-periods with data
-
-    #: How far ``z`` moves along each of its two redundant directions (shift, and scaling about its mean), in
-    #: SDs: the auxiliaries get SD ``AUX_SPREAD / sqrt(n_seen)``, since each moves all ``n_seen`` elements of
-    #: ``z`` together. A wider spread makes that direction a long diagonal ridge across ``z`` (a diagonal mass
-    #: matrix then needs many steps along it: R-hat 1.2 on Martin-Quinn with a spread of ``0.1 * sqrt(n_seen)``);
-    #: at 0.1 it is no longer than a well-measured state's posterior SD.
-    AUX_SPREAD = 0.1
-
-    @property
-    def aux_sd(self) -> float:
-        """The SD of ``a`` and ``log b``."""
-        return self.AUX_SPREAD / np.sqrt(self.seen.sum())
-
-    def _standardise(self, values):
-        """(mean, sd, standardised values) over the seen states, a PyTensor tensor."""
-        sub = values[np.flatnonzero(self.seen)]
-        mean = sub.mean()
-        sd = pt.sqrt(pt.sqr(sub - mean).mean())
-        return mean, sd, (values - mean) / sd
-
-    def _parts(self, free):
-        n = len(self.seen)
-        return free[:n], free[n], free[n + 1]
-
-    def states(self, free):
-        """The walk's states ``x = m + exp(log_s) * u`` from the free vector."""
-        z, m, log_s = self._parts(free)
-        return m + pt.exp(log_s) * self._standardise(z)[2]
-
-    def logp(self, free, walk_logp, scale):
-        """The free vector's log density (see the class docstring)."""
-        n = len(self.seen)
-        z, m, log_s = self._parts(free)
-        a, b, u = self._standardise(z)
-        log_b = pt.log(b)
-        aux = pm.Normal.dist(0.0, self.aux_sd)
-        return (walk_logp(m + pt.exp(log_s) * u, scale) + (n - 1) * (log_s - log_b)
-                + pm.logp(aux, a) + pm.logp(aux, log_b))
-
-    def draw(self, states):
-        """A forward draw of the free vector from a forward draw of the walk's states (PyTensor)."""
-        m, s, u = self._standardise(states)
-        z = pm.Normal.dist(0.0, self.aux_sd) + pt.exp(pm.Normal.dist(0.0, self.aux_sd)) * u
-        return pt.concatenate([z, pt.stack([m, pt.log(s)])])
-
-    def support_point(self):
-        """A finite point of the free vector (``z`` a standardised ramp, ``m = 0``, ``s = 1``) for PyMC."""
-        return pt.as_tensor(self.initial(np.linspace(-1.0, 1.0, len(self.seen))))
-
-    def initial(self, states: np.ndarray) -> np.ndarray:
-        """The free vector (with ``a = 0``, ``b = 1``) of given states, NumPy: a starting point."""
-        m, s = states[self.seen].mean(), states[self.seen].std()
-        return np.concatenate([(states - m) / s, [m, np.log(s)]])
-
-
-#: Periods with fewer indicators that vary among their regions than this get no score in :func:`period_scores`
-#: (their units start from the orientation's +1 / -1 / 0, as before): with a handful of binary items the first
-#: component's sign is a coin toss, and a wrongly chained period would start the chains in a flipped mode.
-PERIOD_SCORE_MIN_ITEMS = 20
-
-
-def period_scores(panel: Panel) -> np.ndarray:
-    """A rough one-trait score per region-period with data (NaN elsewhere): starting values for centred spans.
-
-    Per period, the first principal component of the (region x indicator) responses, each indicator
-    standardised over the regions it observes (missing responses at 0), scaled to SD 1 over the regions; its
-    sign is chained over periods by the regions two neighbouring periods share (the sign of their scores'
-    inner product), so every period points the same way and one global sign remains. Without it, a dynamic
-    item-response model starts every unit near 0 and a chain can settle in a local mode whose sign is flipped
-    in an era that no orienting region reaches (seen on Martin-Quinn; see ``benchmarks/HISTORY.md``).
-    Periods with fewer than :data:`PERIOD_SCORE_MIN_ITEMS` varying indicators are left out (NaN).
-    """
-    frame = panel.frame
-    n_region, n_period = len(panel.regions), len(panel.periods)
-    period, region = frame["period_idx"].to_numpy(), frame["region_idx"].to_numpy()
-    indicator, value = frame["indicator_idx"].to_numpy(), frame["value"].to_numpy(dtype=float)
-    score = np.full((n_region, n_period), np.nan)
-    previous = None
-    for t in range(n_period):
-        at = np.flatnonzero(period == t)
-        rows, r_pos = np.unique(region[at], return_inverse=True)
-        cols, c_pos = np.unique(indicator[at], return_inverse=True)
-        if len(rows) < 2:
-            continue
-        total, count = np.zeros((len(rows), len(cols))), np.zeros((len(rows), len(cols)))
-        np.add.at(total, (r_pos, c_pos), value[at])
-        np.add.at(count, (r_pos, c_pos), 1.0)
-        with np.errstate(invalid="ignore"):
-            values = total / count                                                  # NaN where not observed
-        spread = np.nanstd(values, axis=0)
-        keep = spread > 0
-        if keep.sum() < PERIOD_SCORE_MIN_ITEMS:   # too few to say which way a period points: start as before
-            continue
-        z = (values[:, keep] - np.nanmean(values[:, keep], axis=0)) / spread[keep]
-        u, d, _ = np.linalg.svd(np.nan_to_num(z), full_matrices=False)
-        first = u[:, 0] * d[0]
-        first = (first - first.mean()) / (first.std() or 1.0)
-        if previous is not None:
-            shared = ~np.isnan(previous[rows])
-            if shared.any() and np.dot(previous[rows][shared], first[shared]) < 0:
-                first = -first
-        score[rows, t] = first
-        current = np.full(n_region, np.nan)
-        current[rows] = first
-        previous = current if previous is None else np.where(np.isnan(current), previous, current)
-    return score
+    n_trait = len(spec.traits)
+    if n_trait == 1:
+        return pt.ones((1, 1))
+    chol = declare(pm.LKJCorr("trait_chol", n=n_trait, eta=spec.priors.lkj_eta, dims=("trait", "trait_")),
+                   "correlation", reflect="trait", ranked=False)   # ranked through the correlation
+    declare(pm.Deterministic("trait_corr", chol @ chol.T, dims=("trait", "trait_")), "correlation",
+            reflect="trait", ranked=True)
+    return chol
 
 
 #: Under a random walk, with fewer sum-to-zero contrasts than this among the countries' starts (two or three
@@ -237,13 +45,7 @@ def _latent_process(design: Design, spec: Spec):
     n_trait = len(spec.traits)
     n_period = len(design.period_time)
     gaps = np.diff(design.period_time)
-    if n_trait > 1:
-        chol = declare(pm.LKJCorr("trait_chol", n=n_trait, eta=pri.lkj_eta, dims=("trait", "trait_")),
-                       "correlation", reflect="trait", ranked=False)   # ranked through the correlation
-        declare(pm.Deterministic("trait_corr", chol @ chol.T, dims=("trait", "trait_")), "correlation",
-                reflect="trait", ranked=True)
-    else:
-        chol = pt.ones((1, 1))
+    chol = trait_correlation(spec)
 
     region_country = design.region_country
     n_country = len(design.coords["country"])

@@ -98,7 +98,7 @@ def _measurement_parameters(design: Design, spec: Spec):
         labels = [f"{design.coords['indicator'][i // n_trait]}:{spec.traits[i % n_trait]}" for i in where]
         pm.Model.get_context().add_coord(dim, labels)
         if code == 2:
-            # free loadings start near 0 when an orientation sets the start (see _centred_spans)
+            # free loadings start near 0 when an orientation sets the start (see nexusbayes.model.centred)
             start = (0.1 * np.random.default_rng(1).standard_normal(where.size)
                      if spec.orientation and spec.dynamics.centred else None)
             raw = declare(pm.Normal(name, 0.0, scale, dims=dim, initval=start), "loading", prior="loading",

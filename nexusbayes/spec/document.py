@@ -225,9 +225,6 @@ class Spec(_Strict):
                 )
         self._trends_identified(every)
         self._covariates_valid()
-        if self.dynamics.centred and len(self.traits) > 1:
-            raise ValueError("dynamics.centred = true is implemented for one-trait models only; "
-                             f"this spec has traits {self.traits}")
         for trait, thr in self.typology.thresholds.items():
             if trait not in self.traits:
                 raise ValueError(f"typology.thresholds.{trait}: not a trait (traits = {self.traits})")

@@ -185,13 +185,15 @@ class DynamicsSpec(_Strict):
     shifts (revolutions, purges). ``ar1``: mean-reverting, the autocorrelation over a period of
     length d years being ``phi ** d``.
 
-    ``centred = true`` (one trait, ``gaussian_rw`` only) gives every region its own random walk in
+    ``centred = true`` (``gaussian_rw`` only) gives every region its own random walk in
     the centred parameterisation, over its *span*: from its first to its last period with data,
-    with the trait held at the span's end values outside it (no drift is extrapolated where the
+    with the traits held at the span's end values outside it (no drift is extrapolated where the
     region has no data), and no country/region split (``country_theta`` is the average of the
-    country's regions). Suited to long panels of well-measured units that enter and leave (judges,
-    legislators): there the non-centred cumulative sums have a posterior whose condition number
-    grows with the square of the path length, which makes NUTS take very long trajectories.
+    country's regions); with several traits the steps are correlated across traits (LKJ), as the
+    non-centred innovations are. Suited to long panels of well-measured units (judges, legislators,
+    item panels with several ratings per unit-period): there the non-centred cumulative sums have a
+    posterior whose condition number grows with the square of the path length, which makes NUTS
+    take very long trajectories.
     """
 
     kind: Dynamics = "gaussian_rw"

@@ -191,7 +191,7 @@ def _state_sd(post, panel):
 
     first, last, starts = _spans(panel)
     grid = np.clip(np.arange(len(panel.periods))[None, :], first[:, None], last[:, None])
-    state = post["region_state"].values
+    state = post["region_state"].isel(trait=0).values
     grid_state = state[..., starts[:, None] + grid - first[:, None]]
     flat = grid_state.reshape(*state.shape[:2], -1)[..., observed_cells(panel)]
     return xr.DataArray(flat.std(axis=-1), dims=("chain", "draw"))

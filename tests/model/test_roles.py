@@ -41,6 +41,8 @@ VARIANTS = {
     "ar1": lambda: simulate(default_spec(dynamics={"kind": "ar1"}), n_regions=3, n_periods=4, seed=1),
     "student_t": lambda: simulate(default_spec(dynamics={"kind": "student_t_rw"}), n_regions=3, n_periods=4, seed=1),
     "centred, one trait": lambda: simulate(one_trait(centred=True), n_regions=3, n_periods=4, seed=1),
+    "centred, two traits": lambda: simulate(default_spec(dynamics={"centred": True}), n_regions=3, n_periods=4,
+                                            seed=1),
     "one country, one region": lambda: simulate(n_regions=1, n_periods=5, seed=1),
     "offsets": lambda: simulate(default_spec().model_copy(update={"indicators": {
         **default_spec().indicators, "staff": default_spec().indicators["staff"].model_copy(
