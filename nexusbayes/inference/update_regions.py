@@ -172,8 +172,8 @@ def regroup(posterior: xr.Dataset, held: Held, copy: np.ndarray, combined: Panel
     out = posterior.drop_vars([v for v in ("country_z", "region_z", "region_z0") if v in posterior])
     out = out.drop_dims([d for d in ("region_contrast",) if d in out.dims])
 
-    def put(name, values, dims_):
-        out[name] = (("chain", "draw", *dims_), values.reshape(*shape, *values.shape[1:]))
+    def put(name, values, dims_):     # stored as the fit's draws are (single precision)
+        out[name] = (("chain", "draw", *dims_), values.reshape(*shape, *values.shape[1:]).astype(theta.dtype))
 
     put(COUNTRY_THETA, country, ("country", "period", "trait"))
     put("country_z", whiten(country_raw, held.country_scale[k][:, None, None] * factor, held, k),
