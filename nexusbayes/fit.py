@@ -15,6 +15,7 @@ import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
 
@@ -52,11 +53,6 @@ ROW_LABEL = "row_label"
 STANDARDISATION = "nexusbayes_covariates_standardisation"
 
 
-#: Groups recomputed exactly from the rest on demand, so never saved: the pointwise log-likelihood, from the
-#: posterior and the model's NumPy densities (:meth:`Fit.log_likelihood`; 60% of a file otherwise).
-DERIVED_GROUPS = ("log_likelihood",)
-
-
 #: How every numeric variable is saved: zlib at level 1 with byte shuffling. Single-precision draws shrink
 #: by ~10%, whole numbers (counts, ratings) to a fraction; higher levels save ~1% for 2x the time.
 COMPRESSED = {"zlib": True, "complevel": 1, "shuffle": True}
@@ -74,10 +70,10 @@ class Fit:
     Attributes
     ----------
     tree : xarray.DataTree
-        Groups ``posterior``, ``posterior_predictive``, ``prior_predictive``, ``log_likelihood`` (not in a loaded
-        fit: see :meth:`log_likelihood`), ``observed_data``, ``constant_data`` and ``sample_stats``; dims
-        ``country``, ``region``, ``period``, ``trait``, ``indicator`` and one ``obs_<family>`` per likelihood
-        term. Posterior draws and the log-likelihood are held in single precision
+        Groups ``posterior``, ``posterior_predictive``, ``prior_predictive``, ``observed_data``,
+        ``constant_data`` and ``sample_stats`` (the log-likelihood is computed when asked:
+        :meth:`log_likelihood`); dims ``country``, ``region``, ``period``, ``trait``, ``indicator`` and one
+        ``obs_<family>`` per likelihood term. Posterior draws are held in single precision
         (:func:`~nexusbayes.model.predict.single_precision`), whole-number predictions as integers. A loaded
         fit's arrays are read from its file when first used.
     spec : Spec
@@ -274,31 +270,39 @@ class Fit:
         stored = Roles.from_attrs(self.tree.attrs)
         return stored if stored is not None else Model(self.spec, self.panel).roles
 
-    def log_likelihood(self) -> xr.Dataset:
-        """The pointwise log-likelihood of every draw (``y_<term>`` over chain, draw, ``obs_<term>``).
+    def log_likelihood(self, terms: list[str] | None = None) -> xr.Dataset:
+        """The pointwise log-likelihood of every draw (``y_<term>`` over chain, draw, ``obs_<term>``), computed now.
 
-        The tree's ``log_likelihood`` group when it has one (a fresh fit), else recomputed from the posterior
-        (a loaded fit; in NumPy, nothing to compile): the same values either way.
+        No fit holds it (as large as the posterior predictive, read only for PSIS-LOO): computed from the
+        posterior (a regime fit's: and its sampled states) in NumPy, nothing to compile, with the centring
+        constants the fit was computed with (``constant_data``; an update's are its base fit's), so a fresh and
+        a loaded fit give the same values. ``terms`` (of :attr:`likelihood_terms`) computes those alone, so a
+        reader going term by term never holds the whole of it; default every term.
         """
-        if "log_likelihood" in self.tree.children:
-            return self.tree["log_likelihood"].to_dataset()
-        return Model(self.spec, self.panel).log_likelihood(self.tree)
+        return self._numpy_model.log_likelihood(self.tree, terms)
 
-    def with_log_likelihood(self) -> xr.DataTree:
-        """The tree with its ``log_likelihood`` group (recomputed for a loaded fit; ``self.tree`` is left as is)."""
-        if "log_likelihood" in self.tree.children:
-            return self.tree
-        tree = self.tree.copy()
-        tree["log_likelihood"] = xr.DataTree(self.log_likelihood())
-        return tree
+    @property
+    def likelihood_terms(self) -> list[str]:
+        """The names of :meth:`log_likelihood`'s variables, in order (nothing computed)."""
+        return self._numpy_model.likelihood_terms
+
+    @cached_property
+    def _numpy_model(self) -> Model:
+        """The fit's model for its NumPy computations (its design; no PyMC graph), with the fit's centres."""
+        model = Model(self.spec, self.panel)
+        const = self.tree["constant_data"] if "constant_data" in self.tree.children else {}
+        if "centre_loc" in const:
+            centres = np.column_stack([const["centre_loc"].values, const["centre_scale"].values])
+            model.design = dataclasses.replace(model.design, centres=centres.astype(float))
+        return model
 
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the fit to one netCDF file, with the spec and the data inside (written atomically).
 
         Every variable and attribute is covered by a SHA-256 digest (see :mod:`nexusbayes.fit_file`),
-        which :func:`load` checks. Numeric variables are compressed (:data:`COMPRESSED`); the
-        log-likelihood is left out (:data:`DERIVED_GROUPS`; :meth:`log_likelihood` recomputes it).
+        which :func:`load` checks. Numeric variables are compressed (:data:`COMPRESSED`); no fit holds
+        the log-likelihood (:meth:`log_likelihood` computes it).
 
         Parameters
         ----------
@@ -311,9 +315,6 @@ class Fit:
         if path.exists() and not overwrite:
             raise OutputExistsError(f"{path} exists; pass overwrite=True (or --overwrite) to replace it")
         tree = self.tree.copy()
-        for group in DERIVED_GROUPS:
-            if group in tree.children:
-                del tree[group]
         data = self.panel.data_table()
         stored = data.assign(**{ROW_LABEL: self.panel.row_labels()})
         tree["fit_data"] = xr.DataTree(xr.Dataset.from_dataframe(stored.rename_axis("row")))
@@ -351,8 +352,8 @@ def load(path: str | Path) -> Fit:
     are checked with h5py in one read of the file before xarray opens it
     (:func:`nexusbayes.fit_file.verify`); then the run facts' types and the stored spec and data.
     The draws are not held in memory: each variable is read from the file when first used (and then
-    kept), so a loaded fit keeps its file open; the log-likelihood is recomputed on demand
-    (:meth:`Fit.log_likelihood`).
+    kept), so a loaded fit keeps its file open; the log-likelihood is computed on demand
+    (:meth:`Fit.log_likelihood`), as for a fresh fit.
 
     Raises
     ------

@@ -439,13 +439,13 @@ def fresh(tmp_path_factory):
 
 def test_a_fresh_fit_loads_as_it_was_sampled_with_its_log_likelihood_recomputed(fresh):
     """Draws rounded to single precision after sampling and stored as such, identical after loading; the
-    log-likelihood, not saved, recomputed from the loaded posterior equals the one computed after sampling."""
+    log-likelihood, held by neither, computed from the loaded posterior equals the fresh fit's."""
     result, path = fresh
     assert result.tree["posterior"]["theta"].dtype == np.float32      # held in single precision after sampling
     # the predictive drawn into single precision (continuous) and integers (whole numbers: counts int32)
     predictive = result.tree["posterior_predictive"]
     assert (predictive["y_normal"].dtype, predictive["y_negbin"].dtype) == (np.float32, np.int32)
-    assert result.tree["log_likelihood"]["y_normal"].dtype == np.float32
+    assert result.log_likelihood(["y_normal"])["y_normal"].dtype == np.float32
     assert not np.array_equal(result.tree["sample_stats"]["energy"].values.astype(np.float32),
                               result.tree["sample_stats"]["energy"].values)     # the rest is left as it is
     with h5py.File(path, "r") as f:
@@ -455,14 +455,46 @@ def test_a_fresh_fit_loads_as_it_was_sampled_with_its_log_likelihood_recomputed(
             assert f[name].compression == "gzip" and f[name].dtype == dtype, name
         assert f["sample_stats/energy"].dtype == np.float64      # not exact in single precision: kept double
     again = load(path)
-    assert set(again.tree.children) == set(result.tree.children) - {"log_likelihood"}
+    assert set(again.tree.children) == set(result.tree.children) and "log_likelihood" not in result.tree.children
     for group in again.tree.children:
         xr.testing.assert_identical(again.tree[group].to_dataset(), result.tree[group].to_dataset())
         for name, var in result.tree[group].data_vars.items():     # numbers keep their type (text may not)
             assert var.dtype.kind not in "biuf" or again.tree[group][name].dtype == var.dtype, (group, name)
-    xr.testing.assert_identical(again.log_likelihood(), result.tree["log_likelihood"].to_dataset())
-    assert "log_likelihood" in again.with_log_likelihood().children
+    xr.testing.assert_identical(again.log_likelihood(), result.log_likelihood())
     assert "log_likelihood" not in again.tree.children
+
+
+def test_a_fresh_fit_s_loo_term_by_term_equals_loo_of_the_whole_recomputed_log_likelihood(fresh):
+    """The report's PSIS-LOO of a fresh fit, its log-likelihood computed one term at a time, equals PSIS-LOO of the
+    whole log-likelihood the loaded fit recomputes (widened to double, the same relative efficiency): every
+    term's elpd, se and p_loo, every observation's elpd and Pareto k, number for number."""
+    import warnings
+
+    import arviz as az
+
+    from nexusbayes.report.checks import _get_r_eff, loo
+
+    result, path = fresh
+    assert "log_likelihood" not in result.tree.children
+    again = load(path)
+    whole = again.log_likelihood()
+    assert list(whole.data_vars) == result.likelihood_terms == ["y_normal", "y_negbin", "y_binomial", "y_ordinal"]
+    post = again.tree["posterior"]
+    reff = _get_r_eff(again.tree, post.sizes["chain"] * post.sizes["draw"])
+    got = loo(result)
+    terms = got.terms.set_index("term")
+    assert list(terms.index) == list(whole.data_vars)
+    for name in whole.data_vars:
+        tree = xr.DataTree.from_dict({"posterior": post.to_dataset(),
+                                      "log_likelihood": whole[[name]].astype(np.float64)})
+        with warnings.catch_warnings():    # Pareto k warnings at 120 draws: loo() records them
+            warnings.simplefilter("ignore", UserWarning)
+            ref = az.loo(tree, var_name=name, pointwise=True, reff=reff)
+        assert (terms.loc[name, "elpd_loo"], terms.loc[name, "se"], terms.loc[name, "p_loo"]) == \
+            (ref.elpd, ref.se, ref.p), name
+        part = got.pointwise[got.pointwise["term"] == name]
+        np.testing.assert_array_equal(part["elpd_loo"].to_numpy(), ref.elpd_i.values, err_msg=name)
+        np.testing.assert_array_equal(part["pareto_k"].to_numpy(), ref.pareto_k.values, err_msg=name)
 
 
 def test_a_loaded_fit_reads_its_draws_only_when_used(fresh):

@@ -66,7 +66,7 @@ def test_fit_keeps_what_reviewers_need(kyrgyzstan):
     for group in ("posterior", "posterior_predictive", "prior_predictive", "observed_data", "sample_stats",
                   "constant_data"):
         assert group in tree.children, group
-    assert "log_likelihood" not in tree.children          # not saved: recomputed from the posterior
+    assert "log_likelihood" not in tree.children          # not held: computed from the posterior when asked
     theta = tree["posterior"]["theta"]
     assert theta.dims == ("chain", "draw", "region", "period", "trait")
     assert "Osh City" in theta["region"].values and list(theta["period"].values) == list(range(1991, 2017))

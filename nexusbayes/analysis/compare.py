@@ -49,8 +49,8 @@ class Drawn(Protocol):
     def region_country(self) -> dict[str, str]:
         """Country of each region."""
 
-    def with_log_likelihood(self) -> xr.DataTree:
-        """The tree with its pointwise ``log_likelihood`` group (recomputed when a loaded fit has none)."""
+    def log_likelihood(self) -> xr.Dataset:
+        """The pointwise log-likelihood of every draw, every term (computed: no fit holds it)."""
 
 
 #: Countries up to which the report compares every pair; beyond, each country with its rank neighbours

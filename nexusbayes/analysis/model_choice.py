@@ -57,11 +57,14 @@ def names_of(fits) -> list[str]:
     return [f"{k}_{kinds[:i + 1].count(k)}" if kinds.count(k) > 1 else k for i, k in enumerate(kinds)]
 
 
-def pointwise_tree(tree: xr.DataTree) -> xr.DataTree:
-    """A tree whose one log-likelihood variable ``y`` holds every observation of every term, in term order."""
-    ll = tree["log_likelihood"].to_dataset()
+def pointwise_tree(ll: xr.Dataset) -> xr.DataTree:
+    """A tree whose one log-likelihood variable ``y`` holds every observation of every term of ``ll``, in term order.
+
+    ``ll`` is a fit's pointwise log-likelihood (:meth:`nexusbayes.fit.Fit.log_likelihood`), in single precision;
+    ``y`` is in double precision, for PSIS.
+    """
     stacked = xr.concat([ll[v].rename({ll[v].dims[-1]: "obs"}).drop_vars("obs", errors="ignore")
-                         for v in sorted(ll.data_vars)], dim="obs").astype(np.float64)   # stored in single precision
+                         for v in sorted(ll.data_vars)], dim="obs").astype(np.float64)
     return xr.DataTree.from_dict({"posterior": xr.Dataset({"lp": stacked.isel(obs=0, drop=True)}),
                                   "log_likelihood": xr.Dataset({"y": stacked})})
 
@@ -94,8 +97,8 @@ def compare_models(first: Drawn, second: Drawn, names: tuple[str, str] | None = 
             a[v].shape != b[v].shape or not np.array_equal(a[v].values, b[v].values) for v in a.data_vars):
         raise DataError("compare_models needs two fits of the same observations; these were fitted to different "
                         "data (refit both models to one data set)")
-    # a loaded fit recomputes its log-likelihood (not saved; see nexusbayes.fit.Fit.log_likelihood)
-    trees = {n: pointwise_tree(f.with_log_likelihood())
+    # each fit's log-likelihood computed once (no fit holds it; see nexusbayes.fit.Fit.log_likelihood)
+    trees = {n: pointwise_tree(f.log_likelihood())
              for n, f in zip(names, (first, second), strict=True)}
     extra = {}
     with warnings.catch_warnings():

@@ -64,8 +64,9 @@ def sample(model: Model, settings: SamplerSpec, *, progress: bool = True,
         Values of data containers to swap in (``with_data``) instead of the panel's: a refit to simulated
         data of the same structure (SBC). nutpie only.
     predictions : bool
-        Add log-likelihood, posterior and prior predictive, observed and constant data (a fit's groups);
-        SBC, which reads only the posterior, leaves them out.
+        Add posterior and prior predictive, observed and constant data (a fit's groups; the log-likelihood is
+        computed when asked, :meth:`nexusbayes.fit.Fit.log_likelihood`); SBC, which reads only the posterior,
+        leaves them out.
     backend : {"nutpie", "pymc", "numpyro"}, optional
         Default ``settings.backend``; numpyro (through PyMC and JAX) is for the benchmarks.
     sampler_options : dict, optional

@@ -167,8 +167,8 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
         The filter's sampler settings (default: the spec's, with :func:`filter_draws` draws and
         :data:`FILTER_TUNE` tuning steps per chain).
     predictions : bool
-        Add the log-likelihood, predictive draws and observed data of all the data, as a fit has (the report
-        reads them), computed with the fit's centring constants.
+        Add the predictive draws and observed data of all the data, as a fit has (the report reads them),
+        computed with the fit's centring constants (kept in ``constant_data``, whence the log-likelihood's).
 
     Returns
     -------

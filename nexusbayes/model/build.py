@@ -85,7 +85,7 @@ from nexusbayes.model.heaping import block_inflation, component_logits, inflated
 from nexusbayes.model.latent import _latent_process
 from nexusbayes.model.measurement import _country_offsets, _linear_predictor, _measurement_parameters
 from nexusbayes.model.orient import orient
-from nexusbayes.model.predict import add_predictions, log_likelihood, prior_predictive
+from nexusbayes.model.predict import add_predictions, likelihood_terms, log_likelihood, prior_predictive
 from nexusbayes.model.regime import regime_graph
 from nexusbayes.model.regime_predict import add_regime_predictions, regime_prior_predictive
 from nexusbayes.model.regime_predict import log_likelihood as regime_log_likelihood
@@ -157,7 +157,7 @@ class Model:
         return prior_predictive(self.pymc, self.panel, self.spec, draws=draws, seed=seed)
 
     def add_predictions(self, tree: xr.DataTree, seed: int) -> xr.DataTree:
-        """Add log-likelihood, posterior predictive, observed and constant data to a sampled tree.
+        """Add posterior predictive, observed and constant data to a sampled tree (not the log-likelihood).
 
         For a regime model also the states (:func:`nexusbayes.model.regime_predict.add_regime_predictions`).
         """
@@ -165,14 +165,22 @@ class Model:
             return add_regime_predictions(tree, self.design, self.panel, self.spec, seed)
         return add_predictions(tree, self.design, self.panel, self.spec, seed)
 
-    def log_likelihood(self, tree: xr.DataTree) -> xr.Dataset:
+    @property
+    def likelihood_terms(self) -> list[str]:
+        """The pointwise log-likelihood's variables, in order (``y_<term>``, then ``reported`` if any)."""
+        if self.spec.is_regime:
+            return [f"y_{block.key}" for block in self.design.blocks]
+        return likelihood_terms(self.design, self.panel, self.spec)
+
+    def log_likelihood(self, tree: xr.DataTree, terms: list[str] | None = None) -> xr.Dataset:
         """The pointwise log-likelihood of ``tree``'s posterior draws (see :func:`~.predict.log_likelihood`).
 
-        For a regime model, given the draws' sampled states (:func:`~.regime_predict.log_likelihood`).
+        ``terms``: those of :attr:`likelihood_terms` alone (default all). For a regime model, given the draws'
+        sampled states (:func:`~.regime_predict.log_likelihood`).
         """
         if self.spec.is_regime:
-            return regime_log_likelihood(tree, self.design, self.panel, self.spec)
-        return log_likelihood(tree, self.design, self.panel, self.spec)
+            return regime_log_likelihood(tree, self.design, self.panel, self.spec, terms)
+        return log_likelihood(tree, self.design, self.panel, self.spec, terms)
 
     def orient(self, tree: xr.DataTree) -> xr.DataTree:
         """Reflect draws of traits with an orientation (see :func:`nexusbayes.model.orient.orient`)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pymc as pm
@@ -17,12 +16,13 @@ from nexusbayes.model.design import BlockIndex, Design, block_index, term_key
 from nexusbayes.model.drift import posterior_tables
 from nexusbayes.model.families import FAMILIES, NUISANCE
 from nexusbayes.model.heaping import block_inflation, logits_numpy, mix_draws, mix_logp
-from nexusbayes.model.reporting import OBS_DIM, REPORTED, bernoulli_logp, reporting_cells, reporting_logit
+from nexusbayes.model.reporting import OBS_DIM, REPORTED, bernoulli_logp, informative, reporting_cells, reporting_logit
 from nexusbayes.spec.document import Spec
 
-#: The pointwise log-likelihood is stored in single precision: computed in double precision and rounded (at most
-#: 6e-8 of each value, far below the Monte Carlo error of PSIS-LOO), half the memory of the largest group a fit
-#: holds. Its readers (:func:`nexusbayes.report.checks.loo`, model choice) compute in double precision.
+#: The pointwise log-likelihood (:func:`log_likelihood`, computed when needed) is given in single precision:
+#: computed in double precision and rounded (at most 6e-8 of each value, far below the Monte Carlo error of
+#: PSIS-LOO), half the memory. Its readers (:func:`nexusbayes.report.checks.loo`, model choice) compute in double
+#: precision.
 LOG_LIKELIHOOD_DTYPE = np.float32
 
 
@@ -315,70 +315,75 @@ def _by_term(post: xr.Dataset, arrays: list[tuple]) -> xr.Dataset:
     return xr.Dataset(out).assign_coords({"chain": post["chain"].values, "draw": post["draw"].values})
 
 
-def log_likelihood(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec) -> xr.Dataset:
+def likelihood_terms(design: Design, panel: Panel, spec: Spec) -> list[str]:
+    """The log-likelihood's variables in order: ``y_<term>`` per likelihood block, then the reporting model's."""
+    names = [f"y_{block.key}" for block in design.blocks]
+    return names + [REPORTED] if informative(spec, panel) else names
+
+
+def log_likelihood(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec,
+                   terms: list[str] | None = None) -> xr.Dataset:
     """The pointwise log-likelihood of every posterior draw: ``y_<term>`` over (chain, draw, obs_<term>).
 
-    What :func:`add_predictions` stores in the ``log_likelihood`` group, computed the same way (so
-    exactly the same values); a saved fit leaves it out and recomputes it from its posterior.
+    Computed when needed, never stored with a fresh fit (:meth:`nexusbayes.fit.Fit.log_likelihood`), in double
+    precision over chunks of draws and rounded to :data:`LOG_LIKELIHOOD_DTYPE`. ``terms`` (names of
+    :func:`likelihood_terms`) computes those alone, so a reader can hold one term at a time; default every term.
     """
+    known = likelihood_terms(design, panel, spec)
+    wanted = known if terms is None else list(terms)
+    unknown = [t for t in wanted if t not in known]
+    if unknown:
+        raise ValueError(f"no likelihood term(s) {unknown}; this model's are {known}")
     post = tree["posterior"].to_dataset()
     n_samples = post.sizes["chain"] * post.sizes["draw"]
     arrays = []
     for block, family, eta, params, mixture in _predictors(post, design, panel, spec):
+        if f"y_{block.key}" not in wanted:
+            continue
         logp = np.empty((n_samples, len(block.rows)), dtype=LOG_LIKELIHOOD_DTYPE)
         for rows in draw_chunks(n_samples, len(block.rows)):
             value, scale = eta(rows)
             logp[rows] = _logp(family, value, scale, block, {p: v[rows] for p, v in params.items()}, *mixture(rows))
         arrays.append((block, logp))
     out = _by_term(post, arrays)
-    reporting = _reporting(post, spec, panel)
+    reporting = _reporting(post, spec, panel) if REPORTED in wanted else None
     return out if reporting is None else out.assign({REPORTED: reporting[0]})
 
 
 def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec, seed: int) -> xr.DataTree:
-    """Add log-likelihood, posterior predictive, observed and constant data (NumPy, nothing to compile).
+    """Add posterior predictive, observed and constant data (NumPy, nothing to compile).
 
     Ordinal observations and predictions are on their 1..K scale; whole-number predictions as integers,
-    continuous ones in single precision (:func:`store_draws`), the log-likelihood in single precision
-    (:data:`LOG_LIKELIHOOD_DTYPE`). With informative indicators, the reporting model's ``reported``
-    (:mod:`nexusbayes.model.reporting`) is in the log-likelihood and the predictions (1: reported), not in the
+    continuous ones in single precision (:func:`store_draws`). With informative indicators, the reporting
+    model's ``reported`` (:mod:`nexusbayes.model.reporting`) is in the predictions (1: reported), not in the
     observed data, whose variables are the indicators' values. Computed over chunks of draws
-    (:func:`draw_chunks`), so memory beyond the two results stays bounded on large panels, with each chunk's
-    log-likelihood in a second thread beside its predictions.
+    (:func:`draw_chunks`), so memory beyond the result stays bounded on large panels. The pointwise
+    log-likelihood is not added: :func:`log_likelihood` computes it when needed (per term if asked), as large
+    as the predictive and needed only for PSIS-LOO.
     """
     post = tree["posterior"].to_dataset()
     n_samples = post.sizes["chain"] * post.sizes["draw"]
     rng = np.random.default_rng(seed)
     blocks = []
-    # A chunk's log-likelihood is computed in a second thread while this one draws its predictions
-    # (NumPy and SciPy release the GIL in their loops). The draws keep their order in the one stream,
-    # so the predictions are those of a sequential run, and at most two chunks are in memory.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nexusbayes-loglik") as pool:
-        pending = None
-        for block, family, eta, params, mixture in _predictors(post, design, panel, spec):
-            logp, drawn = np.empty((n_samples, len(block.rows)), dtype=LOG_LIKELIHOOD_DTYPE), None
-            for rows in draw_chunks(n_samples, len(block.rows)):
-                value, scale = eta(rows)
-                chunk_params = {p: v[rows] for p, v in params.items()}
-                parts, logits = mixture(rows)
-                _store(pending)
-                pending = (logp, rows, pool.submit(_logp, family, value, scale, block, chunk_params, parts, logits))
-                simulated = family.simulate(rng, value, scale, block, chunk_params)
-                if parts:    # quota heaping, structural zeros (see nexusbayes.model.heaping)
-                    simulated = mix_draws(rng, simulated, parts, logits)
-                drawn = store_draws(drawn, rows, simulated, family.draw_dtype(block), n_samples)
-            blocks.append((block, logp, drawn))
-        _store(pending)
-    loglik = _by_term(post, [(block, logp) for block, logp, _ in blocks])
-    predictive = _by_term(post, [(block, drawn) for block, _, drawn in blocks])
+    for block, family, eta, params, mixture in _predictors(post, design, panel, spec):
+        drawn = None
+        for rows in draw_chunks(n_samples, len(block.rows)):
+            value, scale = eta(rows)
+            chunk_params = {p: v[rows] for p, v in params.items()}
+            parts, logits = mixture(rows)
+            simulated = family.simulate(rng, value, scale, block, chunk_params)
+            if parts:    # quota heaping, structural zeros (see nexusbayes.model.heaping)
+                simulated = mix_draws(rng, simulated, parts, logits)
+            drawn = store_draws(drawn, rows, simulated, family.draw_dtype(block), n_samples)
+        blocks.append((block, drawn))
+    predictive = _by_term(post, blocks)
     reporting = _reporting(post, spec, panel, rng)
-    if reporting is not None:     # the reporting model: its log-likelihood and predictive draws, not an observed y
-        loglik, predictive = loglik.assign({REPORTED: reporting[0]}), predictive.assign({REPORTED: reporting[1]})
-    tree["log_likelihood"] = xr.DataTree(loglik)
+    if reporting is not None:     # the reporting model's predictive draws, not an observed y
+        predictive = predictive.assign({REPORTED: reporting[1]})
     tree["posterior_predictive"] = xr.DataTree(predictive)     # its doubles rounded chunk by chunk above
     tree["observed_data"] = xr.DataTree(xr.Dataset(
         {f"y_{block.key}": xr.DataArray(block.y, dims=block.dim, coords={block.dim: block.labels})
-         for block, _, _ in blocks}))
+         for block, _ in blocks}))
     names = panel.indicators
     const = {"centre_loc": ("indicator", design.centres[:, 0]), "centre_scale": ("indicator", design.centres[:, 1]),
              "period_time": ("period", design.period_time),
@@ -387,9 +392,3 @@ def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec,
                                                                   "region": panel.regions}))
     return tree
 
-
-def _store(pending: tuple[np.ndarray, slice, Future] | None) -> None:
-    """Wait for a chunk's log-likelihood and write it into its block's array (``(array, rows, future)``)."""
-    if pending is not None:
-        logp, rows, future = pending
-        logp[rows] = future.result()

@@ -1,16 +1,17 @@
-"""After sampling the regime model: the states, log-likelihood and predictions, draw by draw in NumPy.
+"""After sampling the regime model: the states and predictions, draw by draw in NumPy; the log-likelihood.
 
 Per posterior draw, every observation's full log-density under each state (:meth:`Family.logp`, with
 the terms the sampler's kernels leave out) is summed onto (region, period, state); forward-backward
 (:mod:`nexusbayes.model.hmm`) then gives each region's marginal log-likelihood (its whole series, the
 states summed out), the smoothed P(type) per region-period, a draw of the state path from p(states | y)
-(forward filtering, backward sampling) and the draw's most probable (Viterbi) path. Added to the tree:
+(forward filtering, backward sampling) and the draw's most probable (Viterbi) path. The pointwise
+log-likelihood, ``y_<key>`` (chain, draw, obs_<key>), is each observation's log-density given the draw's sampled
+states, as the trait model's is given the draw's theta: both condition on their latent variables drawn from
+the posterior, so PSIS-LOO leaves out one observation in both on the same footing. It is not added to the tree:
+:func:`log_likelihood` computes it from the stored ``regime.type_state`` when needed (the report's LOO and
+:func:`nexusbayes.analysis.model_choice.compare_models` ask :meth:`nexusbayes.fit.Fit.log_likelihood`).
+Added to the tree:
 
-* ``log_likelihood.y_<key>`` (chain, draw, obs_<key>): each observation's log-density given the draw's sampled
-  states, as the trait model's is given the draw's theta: both condition on their latent variables drawn from
-  the posterior, so PSIS-LOO leaves out one observation in both on the same footing (the report's LOO and
-  :func:`nexusbayes.analysis.model_choice.compare_models` read it; a saved fit leaves it out and
-  :func:`log_likelihood` recomputes it from the stored ``regime.type_state``);
 * ``regime.region_loglik`` (chain, draw, region): each region's whole series with the states summed out, the
   marginal likelihood per region (for leaving a region's series out; the trait model has no counterpart
   until its theta path is integrated out too);
@@ -93,15 +94,17 @@ def emissions(post: Mapping[str, np.ndarray], design: Design, panel: Panel, spec
 
 
 def state_log_likelihood(post: FlatDraws, states: np.ndarray, design: Design, panel: Panel,
-                         spec: Spec) -> xr.Dataset:
+                         spec: Spec, terms: list[str] | None = None) -> xr.Dataset:
     """Each observation's log-density given the draw's state path: ``y_<key>`` over (chain, draw, obs_<key>).
 
-    ``states`` (sample, region, period) are the draws' sampled paths (``regime.type_state``), so a saved fit,
-    which keeps them, recomputes the same values from its posterior (:func:`log_likelihood`).
+    ``states`` (sample, region, period) are the draws' sampled paths (``regime.type_state``), which a fit keeps,
+    so the values are computed when needed (:func:`log_likelihood`); ``terms``: those ``y_<key>`` alone.
     """
     step = max(1, POSTPROCESS_CHUNK_VALUES // max(panel.n_obs * len(TYPES), 1))
     out = {}
     for block in design.blocks:
+        if terms is not None and f"y_{block.key}" not in terms:
+            continue
         family = FAMILIES[spec.indicator(block.names[0]).family]
         idx = block_index(design, panel, block)
         logp = np.empty((post.n_samples, len(block.rows)), dtype=LOG_LIKELIHOOD_DTYPE)
@@ -116,11 +119,19 @@ def state_log_likelihood(post: FlatDraws, states: np.ndarray, design: Design, pa
     return xr.Dataset(out).assign_coords(chain=post.post["chain"].values, draw=post.post["draw"].values)
 
 
-def log_likelihood(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec) -> xr.Dataset:
-    """The pointwise log-likelihood of a regime fit's draws, recomputed from its posterior and sampled states."""
+def log_likelihood(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec,
+                   terms: list[str] | None = None) -> xr.Dataset:
+    """The pointwise log-likelihood of a regime fit's draws, computed from its posterior and sampled states.
+
+    ``terms`` (``y_<key>`` names; default all) as :func:`nexusbayes.model.predict.log_likelihood`'s.
+    """
+    known = [f"y_{block.key}" for block in design.blocks]
+    unknown = [t for t in terms or () if t not in known]
+    if unknown:
+        raise ValueError(f"no likelihood term(s) {unknown}; this model's are {known}")
     post = FlatDraws(tree["posterior"].to_dataset())
     states = tree["regime"]["type_state"].transpose("chain", "draw", "region", "period").values
-    return state_log_likelihood(post, states.reshape(post.n_samples, *states.shape[2:]), design, panel, spec)
+    return state_log_likelihood(post, states.reshape(post.n_samples, *states.shape[2:]), design, panel, spec, terms)
 
 
 def add_regime_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec, seed: int) -> xr.DataTree:
@@ -185,7 +196,6 @@ def add_regime_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec
         coords = {block.dim: block.labels}
         predictive[f"y_{block.key}"] = shaped(drawn, (block.dim,), **coords)
         observed[f"y_{block.key}"] = xr.DataArray(block.y, dims=block.dim, coords=coords)
-    tree["log_likelihood"] = xr.DataTree(state_log_likelihood(post, states, design, panel, spec))
     tree["posterior_predictive"] = xr.DataTree(xr.Dataset(predictive))
     tree["observed_data"] = xr.DataTree(xr.Dataset(observed))
     const = {"centre_loc": ("indicator", design.centres[:, 0]), "centre_scale": ("indicator", design.centres[:, 1]),

@@ -161,8 +161,8 @@ def _thresholds(fit: Fit) -> dict[str, tuple[float, float, float]]:
 
 
 def _with_prior_predictive(fit: Fit) -> xr.DataTree:
-    """The fit's tree with its log-likelihood (recomputed if loaded) and prior predictive draws (drawn if older)."""
-    tree = fit.with_log_likelihood()
+    """The fit's tree with its prior predictive draws (drawn if an older fit has none)."""
+    tree = fit.tree
     if "prior_predictive" in tree.children:
         return tree
     tree = tree.copy()
@@ -240,7 +240,7 @@ def build_report(fit: Fit, dpi: int = figures.DPI, svg: bool = False,
     figs: dict[str, dict[str, tuple[str, bytes]]] = {}
     figs["sampling"] = rendered(sampling)
     figs["predictive"] = rendered(checks.predictive_figures(tree, fit.spec, fit.panel))
-    loo = checks.loo(tree, fit.spec, fit.panel)
+    loo = checks.loo(fit)     # its log-likelihood computed term by term, once
     figs["loo"] = rendered(loo.figures)
     tables.update({"loo_by_term": loo.terms, "loo_by_indicator": loo.by_indicator,
                    "pareto_k": loo.pointwise, "pareto_k_flagged": loo.flagged})

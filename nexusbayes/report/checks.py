@@ -6,10 +6,12 @@ and PSIS-LOO with its Pareto-k table. Figures come back as matplotlib figures (r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import arviz as az
 import arviz_base as azb
@@ -30,6 +32,9 @@ from nexusbayes.model.design import term_key
 from nexusbayes.model.reporting import REPORTED, reporting_cells
 from nexusbayes.report.figures import RC
 from nexusbayes.spec.document import Spec
+
+if TYPE_CHECKING:
+    from nexusbayes.fit import Fit
 
 SAMPLE_DIMS = ("chain", "draw")
 #: Families whose predictive checks are bars (rootograms) rather than densities.
@@ -345,20 +350,23 @@ class Loo:
         return self.pointwise[self.pointwise["pareto_k"] > PARETO_K_MAX].sort_values("pareto_k", ascending=False)
 
 
-def _in_double(tree: xr.DataTree, loglik: xr.Dataset, var: str) -> xr.DataTree:
-    """``tree`` (arrays shared) whose log-likelihood is ``var`` alone, in double precision.
+def _in_double(tree: xr.DataTree, loglik: xr.DataArray) -> xr.DataTree:
+    """``tree`` (arrays shared) whose log-likelihood is the one term ``loglik``, in double precision.
 
-    The log-likelihood is stored in single precision (:data:`~nexusbayes.model.predict.LOG_LIKELIHOOD_DTYPE`);
-    PSIS in single precision would add its own rounding (~1e-5 per observation), so each term is widened on
-    its own, one term's doubles in memory at a time.
+    The log-likelihood is given in single precision (:data:`~nexusbayes.model.predict.LOG_LIKELIHOOD_DTYPE`);
+    PSIS in single precision would add its own rounding (~1e-5 per observation).
     """
     out = tree.copy(deep=False)
-    out["log_likelihood"] = xr.DataTree(loglik[[var]].astype(np.float64))
+    out["log_likelihood"] = xr.DataTree(loglik.astype(np.float64).to_dataset())
     return out
 
 
-def loo(tree: xr.DataTree, spec: Spec, panel: Panel) -> Loo:
-    """PSIS-LOO for each ``y_<term>`` of the log-likelihood, with Pareto k per observation.
+def loo(fit: Fit) -> Loo:
+    """PSIS-LOO for each ``y_<term>`` of the fit's log-likelihood, with Pareto k per observation.
+
+    The log-likelihood is computed one term at a time (:meth:`~nexusbayes.fit.Fit.log_likelihood`), each term
+    once, so the whole of it is never held; of each term's PSIS-LOO only its summary, pointwise elpd and
+    Pareto k are kept (not its smoothed weights, one per draw and observation).
 
     Observations are named by region, period and indicator (and rater) through their row label; the reporting
     model's term ``reported`` (:mod:`nexusbayes.model.reporting`) by its cells, and it is left out of the table
@@ -368,22 +376,24 @@ def loo(tree: xr.DataTree, spec: Spec, panel: Panel) -> Loo:
     repeat a few values, as a particle update whose weights rest on one draw gives) is left out of the tables, and
     ``terms.attrs["not_shown"]`` says which and why; a :class:`~nexusbayes.errors.ReportWarning` too.
     """
+    tree, spec, panel = fit.tree, fit.spec, fit.panel
     index = observation_index(tree, spec, panel)
     terms, points, messages, results, failed = [], [], [], {}, {}
-    loglik = tree["log_likelihood"].to_dataset()
     # az.loo's relative efficiency is one number for every term (the mean ESS of all posterior elements over the
     # draws): computed once here with arviz-stats' own function (pinned < 1.4), not once per term (1.5 of 2 s each)
-    reff = _get_r_eff(tree, int(np.prod([loglik.sizes[d] for d in SAMPLE_DIMS])))
-    for var in loglik.data_vars:
+    reff = _get_r_eff(tree, int(np.prod([tree["posterior"].sizes[d] for d in SAMPLE_DIMS])))
+    for var in fit.likelihood_terms:
+        loglik = fit.log_likelihood([var])[var]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                result = az.loo(_in_double(tree, loglik, var), var_name=var, pointwise=True, reff=reff)
+                result = az.loo(_in_double(tree, loglik), var_name=var, pointwise=True, reff=reff)
             except ValueError as exc:     # Pareto smoothing impossible: the reason is said, the rest reported
-                failed[var] = f"{exc}; {_distinct_draws(loglik[var])}"
+                failed[var] = f"{exc}; {_distinct_draws(loglik)}"
                 continue
+        del loglik
         messages += [f"{var}: {w.message}" for w in caught]
-        results[var] = result
+        results[var] = result = dataclasses.replace(result, log_weights=None)   # (draws, obs) doubles: not needed
         k = result.pareto_k
         (dim,) = k.dims
         rows = k[dim].values

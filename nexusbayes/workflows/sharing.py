@@ -9,36 +9,32 @@ import pandas as pd
 import xarray as xr
 
 from nexusbayes.analysis.compare import CompareError, interval
+from nexusbayes.analysis.model_choice import pointwise_tree
 from nexusbayes.constants import CI_PROB
 from nexusbayes.fit import Fit
 from nexusbayes.fit import fit as run_fit
 
 
 # ---- is sharing an indicator's measurement across countries supported? ------------------------------
-def elpd_loo(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
+def elpd_loo(fit: Fit) -> tuple[np.ndarray, np.ndarray]:
     """Pointwise PSIS-LOO elpd and Pareto k of every observation (all likelihood terms, in term order).
 
     ArviZ's warning about large Pareto k is not repeated here: the k values are returned (and
     :func:`sharing_check` reports their maximum next to its verdict).
     """
-    result = _loo(tree)
+    result = _loo(fit)
     return np.asarray(result.elpd_i), np.asarray(result.pareto_k)
 
 
-def _loo(tree: xr.DataTree):
+def _loo(fit: Fit):
     """:func:`arviz_stats.loo` (pointwise) over all likelihood terms of the fit, stacked in term order."""
     import warnings
 
     import arviz_stats as azs
 
-    ll = tree["log_likelihood"].to_dataset()
-    stacked = xr.concat([ll[v].rename({ll[v].dims[-1]: "obs"}).drop_vars("obs", errors="ignore")
-                         for v in sorted(ll.data_vars)], dim="obs").astype(np.float64)   # stored in single precision
-    one = xr.DataTree.from_dict({"posterior": xr.Dataset({"lp": stacked.isel(obs=0, drop=True)}),
-                                 "log_likelihood": xr.Dataset({"y": stacked})})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
-        return azs.loo(one, pointwise=True, var_name="y")
+        return azs.loo(pointwise_tree(fit.log_likelihood()), pointwise=True, var_name="y")
 
 
 def _elpd_difference(shared, specific) -> tuple[float, float]:
@@ -100,14 +96,14 @@ def sharing_check(fit: Fit, indicators: Sequence[str] | None = None, *, draws: i
     settings = {"draws": draws or int(attrs.get("draws_cap", attrs.get("draws", spec.sampler.draws))),
                 "tune": tune or int(attrs.get("tune", spec.sampler.tune)),
                 "chains": chains or int(attrs.get("chains", spec.sampler.chains))}
-    base = _loo(fit.tree)
+    base = _loo(fit)
     rows = []
     for name in candidates:
         flipped = spec.model_copy(deep=True)
         flipped.indicators[name] = flipped.indicators[name].model_copy(
             update={"comparable": not spec.indicators[name].comparable})
         other = run_fit(flipped, fit.panel, progress=progress, check=False, **settings)
-        flipped_loo = _loo(other.tree)
+        flipped_loo = _loo(other)
         comparable = spec.indicators[name].comparable
         shared, specific = (base, flipped_loo) if comparable else (flipped_loo, base)
         specific_tree = other.tree if comparable else fit.tree

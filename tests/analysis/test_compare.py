@@ -45,7 +45,7 @@ def fake_fit(country_theta: np.ndarray, theta: np.ndarray, regions: dict[str, st
                        "theta": (("chain", "draw", "region", "period", "trait"), theta)}, coords=coords)
     tree = xr.DataTree.from_dict({"posterior": post})
     return SimpleNamespace(tree=tree, spec=default_spec(), region_country=regions,
-                           panel=SimpleNamespace(countries=countries), with_log_likelihood=lambda: tree)
+                           panel=SimpleNamespace(countries=countries))
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +91,11 @@ def test_interval_is_xarray_s_equal_tailed_quantiles(synthetic):
         np.testing.assert_array_equal(upper.values, q.isel(quantile=1).values)
 
 
-def loo_tree(loglik: np.ndarray) -> xr.DataTree:
-    """A tree with two likelihood terms splitting ``loglik`` (chain, draw, obs) as a fit stores them."""
+def loo_fit(loglik: np.ndarray) -> SimpleNamespace:
+    """A fit whose log-likelihood has two terms splitting ``loglik`` (chain, draw, obs), as a fit gives them."""
     n = loglik.shape[-1] // 2
-    return xr.DataTree.from_dict({"posterior": xr.Dataset({"mu": (("chain", "draw"), loglik[..., 0])}),
-                                  "log_likelihood": xr.Dataset({"a": (("chain", "draw", "a_obs"), loglik[..., :n]),
-                                                                "b": (("chain", "draw", "b_obs"), loglik[..., n:])})})
+    return SimpleNamespace(log_likelihood=lambda: xr.Dataset({"a": (("chain", "draw", "a_obs"), loglik[..., :n]),
+                                                              "b": (("chain", "draw", "b_obs"), loglik[..., n:])}))
 
 
 def test_elpd_difference_is_the_pointwise_difference_and_its_se():
@@ -107,8 +106,8 @@ def test_elpd_difference_is_the_pointwise_difference_and_its_se():
     mu = rng.normal(0.3, 0.1, (2, 300, 1))
     shared = -0.5 * (y - mu) ** 2
     specific = -0.5 * ((y - mu - 0.2 * (np.arange(120) % 2)) / 1.1) ** 2 - np.log(1.1)
-    loo_shared, loo_specific = _loo(loo_tree(shared)), _loo(loo_tree(specific))
-    a, k = elpd_loo(loo_tree(specific))
+    loo_shared, loo_specific = _loo(loo_fit(shared)), _loo(loo_fit(specific))
+    a, k = elpd_loo(loo_fit(specific))
     np.testing.assert_array_equal(a, np.asarray(loo_specific.elpd_i))
     np.testing.assert_array_equal(k, np.asarray(loo_specific.pareto_k))
     diff = np.asarray(loo_specific.elpd_i) - np.asarray(loo_shared.elpd_i)
@@ -231,7 +230,7 @@ def test_difference_intervals_cover_the_truth_over_seeds(two_country):
 def test_sharing_check_compares_loo_of_shared_and_country_specific_measurement(two_country):
     result, _ = two_country[TWO_COUNTRY_SEEDS[0]]
     check = sharing_check(result, ["staff", "seizures"], draws=300, tune=300, chains=2).set_index("indicator")
-    base = elpd_loo(result.tree)[0].sum()
+    base = elpd_loo(result)[0].sum()
     # staff is country-specific in the fit, so the fit is its country-specific side; seizures the reverse
     assert not check.loc["staff", "comparable"] and check.loc["seizures", "comparable"]
     assert check.loc["staff", "elpd_country_specific"] == pytest.approx(base)

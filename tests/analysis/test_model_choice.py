@@ -20,8 +20,7 @@ def fake_fit(kind: str, centre: float, y: np.ndarray, seed: int):
     mu = centre + 0.05 * rng.standard_normal((2, 200, 1))
     ll = xr.DataArray(stats.norm.logpdf(y[None, None, :], mu, 1.0), dims=("chain", "draw", "obs_normal"))
     spec = default_spec(model=ModelSpec(kind=kind))
-    groups = {"log_likelihood": xr.Dataset({"y_normal": ll}),
-              "observed_data": xr.Dataset({"y_normal": ("obs_normal", y)})}
+    groups = {"observed_data": xr.Dataset({"y_normal": ("obs_normal", y)})}
     cells = {"region": REGIONS, "period": PERIODS}
     if kind == "regime":
         # hegemonic everywhere but region b in 2002, which is failed
@@ -35,7 +34,7 @@ def fake_fit(kind: str, centre: float, y: np.ndarray, seed: int):
         groups["posterior"] = xr.Dataset({"theta": (("chain", "draw", "region", "period", "trait"), theta)},
                                          coords={**cells, "trait": spec.traits})
     tree = xr.DataTree.from_dict(groups)
-    return SimpleNamespace(tree=tree, spec=spec, with_log_likelihood=lambda: tree)
+    return SimpleNamespace(tree=tree, spec=spec, log_likelihood=lambda: xr.Dataset({"y_normal": ll}))
 
 
 def test_loo_prefers_the_model_that_predicts_the_data_and_lists_disagreements():

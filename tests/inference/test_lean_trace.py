@@ -91,9 +91,11 @@ def _double_path(model, post):
 
 
 def test_log_likelihood_is_the_double_values_rounded_and_recomputed_alike(predicted):
-    """Single precision, equal to the double-precision values rounded; a loaded fit's recomputation equals it."""
+    """Single precision, equal to the double-precision values rounded; not in the tree, computed alike from the
+    posterior alone and term by term."""
     model, tree, post = predicted
-    stored = tree["log_likelihood"].to_dataset()
+    assert "log_likelihood" not in tree.children
+    stored = model.log_likelihood(tree)
     double, _ = _double_path(model, post)
     assert sorted(stored.data_vars) == sorted(double) == ["y_binomial", "y_negbin", "y_normal", "y_ordinal"]
     again = model.log_likelihood(xr.DataTree.from_dict({"posterior": post}))
@@ -102,6 +104,7 @@ def test_log_likelihood_is_the_double_values_rounded_and_recomputed_alike(predic
         assert got.dtype == LOG_LIKELIHOOD_DTYPE == np.float32
         np.testing.assert_array_equal(got, values.astype(np.float32), err_msg=name)
         np.testing.assert_array_equal(again[name].values, stored[name].values, err_msg=name)
+        np.testing.assert_array_equal(model.log_likelihood(tree, [name])[name].values, stored[name].values)
 
 
 def test_predictions_are_the_same_numbers_in_smaller_types(predicted):
@@ -124,15 +127,16 @@ def test_loo_from_single_precision_equals_loo_from_doubles(predicted):
 
     import arviz as az
 
+    from nexusbayes.fit import Fit
     from nexusbayes.report.checks import _get_r_eff, loo
 
     model, tree, post = predicted
     double, _ = _double_path(model, post)
-    result = loo(tree, model.spec, model.panel)
+    result = loo(Fit(tree, model.spec, model.panel))
     reff = _get_r_eff(tree, post.sizes["chain"] * post.sizes["draw"])       # as loo() computes it
+    shapes = model.log_likelihood(tree)
     for name, values in double.items():
-        ll = xr.Dataset({name: tree["log_likelihood"][name].copy(data=values.reshape(
-            tree["log_likelihood"][name].shape))})
+        ll = xr.Dataset({name: shapes[name].copy(data=values.reshape(shapes[name].shape))})
         with warnings.catch_warnings():    # Pareto k warnings: loo() records them, as this reference need not
             warnings.simplefilter("ignore", UserWarning)
             ref = az.loo(xr.DataTree.from_dict({"posterior": post, "log_likelihood": ll}), var_name=name,

@@ -60,7 +60,7 @@ def test_low_gates_stop_the_run_before_the_cap_and_the_kept_draws_pass_them(mode
         ["convergence check at 150 draws"]
     assert (tree.attrs["checks_cheap"], tree.attrs["checks_full"]) == (3, 1)
     assert lines[-1] == "stopped after 150 draws per chain: R-hat and ESS pass"
-    assert "log_likelihood" in tree and "posterior_predictive" in tree     # a complete fit
+    assert "posterior_predictive" in tree and "observed_data" in tree     # a complete fit
 
 
 def test_the_kept_draws_are_those_of_a_fixed_run_of_that_length(model, by_need):

@@ -169,7 +169,7 @@ def test_the_updates_log_likelihood_is_what_weighed_its_particles(thinned, updat
     assert set(lik.term) == {"y_normal", "y_negbin", "y_binomial", "y_ordinal", "reported"}
     for term in set(lik.term):
         np.testing.assert_array_equal(got[:, lik.term == term].astype(LOG_LIKELIHOOD_DTYPE),
-                                      stored(updated.tree["log_likelihood"], lik, term), err_msg=term)
+                                      stored(updated.log_likelihood(), lik, term), err_msg=term)
 
 
 def test_the_updated_example_builds_its_summary_and_report(updated):

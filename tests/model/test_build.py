@@ -90,18 +90,21 @@ def pointwise_logp_at_a_prior_draw(sim, model, table: str, monkeypatch):
 
 
 def numpy_predictions_at(sim, model, umodel, point, names: list[str], **compile_kwargs):
-    """``add_predictions`` (NumPy) on a one-draw posterior holding the variables ``names`` at PyMC's ``point``."""
+    """``add_predictions`` and the log-likelihood (NumPy) of a one-draw posterior holding ``names`` at ``point``."""
     values = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.replace_rvs_by_values([umodel[n] for n in names]),
                                on_unused_input="ignore", **compile_kwargs)(point)
     post = xr.Dataset({n: xr.DataArray(v[None, None], dims=("chain", "draw", *model.named_vars_to_dims.get(n, ())))
                        for n, v in zip(names, values, strict=True)},
                       coords={k: np.asarray(v) for k, v in model.coords.items()})
-    return Model(sim.spec, sim.panel).add_predictions(xr.DataTree.from_dict({"posterior": post}), seed=1)
+    numpy_model = Model(sim.spec, sim.panel)
+    tree = numpy_model.add_predictions(xr.DataTree.from_dict({"posterior": post}), seed=1)
+    tree["log_likelihood"] = xr.DataTree(numpy_model.log_likelihood(tree))
+    return tree
 
 
 @pytest.mark.parametrize("table", ["dense", "per observation"])
 def test_numpy_log_likelihood_matches_pymc(small, table, monkeypatch):
-    """The fit's log_likelihood group is computed in NumPy; it must equal PyMC's pointwise logp.
+    """The fit's log-likelihood is computed in NumPy; it must equal PyMC's pointwise logp.
 
     Up to the terms that depend on the data alone, which the sampler's kernels leave out (normal: the log of the
     indicator's SD and log(2 pi) / 2; negbin: log y!; binomial: log n-choose-k); the ordinal kernel is its full
@@ -150,11 +153,12 @@ def test_log_likelihood_and_predictions_in_chunks_of_draws(kyrgyzstan, monkeypat
     assert all(len(fit_module.draw_chunks(n_samples, n)) == 1 for n in sizes)
     xr.testing.assert_identical(recompute()["posterior_predictive"].to_dataset(),
                                 stored["posterior_predictive"].to_dataset())
+    whole = kyrgyzstan.log_likelihood()     # one chunk
 
     monkeypatch.setattr(fit_module, "POSTPROCESS_CHUNK_VALUES", 5000)
     assert all(len(fit_module.draw_chunks(n_samples, n)) >= 8 for n in sizes)
     chunked = recompute()
-    xr.testing.assert_allclose(chunked["log_likelihood"].to_dataset(), kyrgyzstan.log_likelihood(), rtol=1e-12)
+    xr.testing.assert_allclose(model.log_likelihood(chunked), whole, rtol=1e-12)
     for name, old in stored["posterior_predictive"].data_vars.items():
         new = chunked["posterior_predictive"][name]
         assert new.dtype == old.dtype and new.shape == old.shape, name

@@ -134,7 +134,7 @@ def test_drift_variables_have_roles_and_paths_sum_to_zero_over_observed_periods(
 
 @pytest.mark.parametrize("table", ["dense", "per observation"])
 def test_numpy_log_likelihood_with_drift_matches_pymc(small, table, monkeypatch):
-    """The fit's log_likelihood group (``add_predictions``, NumPy) equals PyMC's pointwise logp at a prior draw.
+    """The fit's log-likelihood (NumPy) equals PyMC's pointwise logp at a prior draw.
 
     With an intercept, a cut-point centre and two loadings drifting, for both ways of computing the linear
     predictors.

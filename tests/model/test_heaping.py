@@ -125,7 +125,7 @@ def test_kernel_containers_of_the_data_are_those_the_model_holds(sim, model):
 
 
 def test_numpy_log_likelihood_with_inflation_matches_pymc(sim, model):
-    """The fit's log_likelihood group (NumPy) equals PyMC's pointwise logp at a prior draw.
+    """The fit's log-likelihood (NumPy) equals PyMC's pointwise logp at a prior draw.
 
     The inflated terms' kernels are their full log mass (the mixture needs it), the others leave out the
     data-only terms (:data:`DATA_ONLY_TERMS`). The heap's logits take the traits apart from the linear predictors,

@@ -164,9 +164,11 @@ def test_numpy_reporting_log_likelihood_matches_pymc(small):
     post = xr.Dataset({n: xr.DataArray(v[None, None], dims=("chain", "draw", *model.named_vars_to_dims.get(n, ())))
                        for n, v in zip(names, values, strict=True)},
                       coords={k: np.asarray(v) for k, v in model.coords.items()})
-    tree = Model(sim.spec, sim.panel).add_predictions(xr.DataTree.from_dict({"posterior": post}), seed=1)
-    # stored in single precision (predict.LOG_LIKELIHOOD_DTYPE): rounding <= 6e-8 of the value, plus 1e-8 before it
-    np.testing.assert_allclose(tree["log_likelihood"]["reported"].values[0, 0], expected, rtol=1e-7)
+    numpy_model = Model(sim.spec, sim.panel)
+    tree = numpy_model.add_predictions(xr.DataTree.from_dict({"posterior": post}), seed=1)
+    # given in single precision (predict.LOG_LIKELIHOOD_DTYPE): rounding <= 6e-8 of the value, plus 1e-8 before it
+    np.testing.assert_allclose(numpy_model.log_likelihood(tree, ["reported"])["reported"].values[0, 0], expected,
+                               rtol=1e-7)
     assert set(np.unique(tree["posterior_predictive"]["reported"].values)) <= {0, 1}
 
 
@@ -258,7 +260,7 @@ def test_reporting_parameters_are_recovered_and_reported(fits):
     cells = reporting_cells(sim.spec, result.panel)
     assert table["cells"].sum() == len(cells.item) * 2     # two rows (intercept, loading) per indicator
     assert reporting_figure(result).axes
-    terms = loo(result.tree, result.spec, result.panel).terms.set_index("term")
+    terms = loo(result).terms.set_index("term")
     assert terms.loc["reported", "n_obs"] == len(cells.item)
     page = build_report(result, dpi=50)
     assert "reporting" in page.figures and "Reporting model: who reports" in page.html
