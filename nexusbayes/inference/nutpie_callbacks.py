@@ -35,7 +35,7 @@ Examples
 >>> sim = simulate(n_regions=3, n_periods=4, missing=0.1, seed=1)
 >>> compiled = compile_model(build_model(sim.panel, sim.spec))
 >>> type(compiled).__name__, int(compiled.n_dim)
-('CompiledPyMCModel', 51)
+('CachedModel', 51)
 """
 
 from __future__ import annotations
