@@ -8,7 +8,11 @@ Two panels with the same structure share one compiled model; the second fit swap
 nutpie's ``with_data`` instead of compiling (about 20-40 s on 2 cores for the bundled examples).
 
 Across processes, :mod:`nexusbayes.inference.nutpie_callbacks` keeps nutpie's compiled callbacks in PyTensor's
-on-disk numba cache (``~/.pytensor``), so a new process compiling a structure compiled before loads them.
+on-disk numba cache (``~/.pytensor``), and this module a JSON layout per structure beside them (``LAYOUT_DIR``):
+a new process fitting a structure compiled before loads the callbacks by their layout, without building or
+rewriting PyTensor graphs. A layout is keyed by the structure and by everything else that can change the
+compiled code: the versions of nexusbayes, PyMC, PyTensor, numba and nutpie, the package's own source and
+PyTensor's graph flags; a layout whose callbacks are not on disk is compiled again.
 
 Examples
 --------
@@ -24,8 +28,10 @@ False
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import json
+import os
 import threading
 from importlib.metadata import version
 from pathlib import Path
@@ -50,6 +56,9 @@ MAX_MODELS = 8
 #: One empty file per structure compiled on this machine (see :func:`compiled_before`), beside the compiled code
 #: in PyTensor's numba cache, so that emptying that cache forgets them too.
 MARKER_DIR: Path = NUMBA_CACHE_PATH / "nexusbayes-structures"
+
+#: One JSON layout per structure compiled on this machine (see :func:`compile_nutpie`).
+LAYOUT_DIR: Path = NUMBA_CACHE_PATH / "nexusbayes-layouts"
 
 _CACHE: collections.OrderedDict[str, object] = collections.OrderedDict()
 _LOCK = threading.Lock()
@@ -141,8 +150,10 @@ def _container_names(compiled) -> set[str]:
 def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec, salt: str = "", lean: bool = False):
     """The nutpie-compiled ``model``: from the cache when its structure was compiled before in this process.
 
-    Otherwise :func:`nexusbayes.inference.nutpie_callbacks.compile_model` compiles it (loading its callbacks from disk
-    when a process compiled the structure before).
+    Otherwise, when a process compiled the structure before, its callbacks are loaded by the structure's layout
+    (:func:`nexusbayes.inference.nutpie_callbacks.load_model`: no PyTensor function is built, the model's
+    ``logp_func`` and ``expand_func`` are None); else :func:`nexusbayes.inference.nutpie_callbacks.compile_model`
+    compiles it (loading its callbacks from disk when they are there) and its layout is stored.
 
     Parameters
     ----------
@@ -167,7 +178,11 @@ def compile_nutpie(model: pm.Model, panel: Panel, spec: Spec, salt: str = "", le
     compiled = _lookup(key, data_values(model))
     if compiled is not None:
         return compiled, "process"
-    compiled = nutpie_callbacks.compile_model(model, lean=lean)
+    layout = _read_layout(key)
+    compiled = None if layout is None else nutpie_callbacks.load_model(model, layout)
+    if compiled is None:
+        compiled = nutpie_callbacks.compile_model(model, lean=lean)
+        _write_layout(key, getattr(compiled, "layout", None))
     with _LOCK:
         _CACHE[key] = compiled
         while len(_CACHE) > MAX_MODELS:
@@ -196,9 +211,56 @@ def _lean_salt(lean: bool) -> str:
 
 
 def _marker(key: str) -> Path:
-    versions = " ".join(version(lib) for lib in ("nexusbayes", "pymc", "pytensor", "numba", "nutpie"))
-    name = hashlib.sha256(f"{key} {versions} {nutpie_callbacks.CALLBACK_VERSION}".encode()).hexdigest()
+    name = hashlib.sha256(f"{key} {_versions()} {nutpie_callbacks.CALLBACK_VERSION}".encode()).hexdigest()
     return MARKER_DIR / name
+
+
+def layout_path(key: str) -> Path:
+    """Where the layout of the structure ``key`` is stored under this code (see :func:`compile_nutpie`)."""
+    flags = {name: str(getattr(pytensor.config, name)) for name in _GRAPH_FLAGS}
+    name = hashlib.sha256(json.dumps([key, _versions(), nutpie_callbacks.CALLBACK_VERSION, source_digest(), flags],
+                                     sort_keys=True).encode()).hexdigest()
+    return LAYOUT_DIR / f"{name}.json"
+
+
+#: PyTensor's settings that change the graphs it compiles (and so the callbacks' code).
+_GRAPH_FLAGS = ("floatX", "optimizer", "optimizer_excluding", "optimizer_including", "optimizer_requiring",
+                "numba__cache")
+
+
+@functools.cache
+def source_digest() -> str:
+    """SHA-256 of the package's Python source: a layout is not reused after any of it changed (a new install)."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _read_layout(key: str) -> dict | None:
+    try:
+        return json.loads(layout_path(key).read_text())
+    except (OSError, ValueError):     # none stored (or unreadable: compiled again, and stored anew)
+        return None
+
+
+def _write_layout(key: str, layout: dict | None) -> None:
+    """Store ``layout`` (JSON, written whole or not at all); none when the callbacks have none."""
+    if layout is None or layout["shared"] is None:
+        return
+    path = layout_path(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(layout))
+        os.replace(temporary, path)
+    except OSError:         # a read-only cache directory: the next process compiles again
+        pass
+
+
+def _versions() -> str:
+    return " ".join(version(lib) for lib in ("nexusbayes", "pymc", "pytensor", "numba", "nutpie"))
 
 
 def _mark_compiled(key: str) -> None:

@@ -15,7 +15,13 @@ well under a second. The data stay outside the code, in nutpie's ``user_data`` r
 and shapes), so a cached callback serves every dataset of the same structure, and ``with_data`` works as
 with nutpie's own compile.
 
-The result is a ``nutpie`` ``CompiledPyMCModel``, as from ``nutpie.compile_pymc_model(model,
+To find a callback that key needs PyTensor's graph, built and rewritten (most of a cached load's time), so
+:func:`compile_model` also gives the compiled model its ``layout``: JSON of the graphs' keys, the data arrays'
+names, dtypes and ranks, and the variables' names and shapes. :func:`load_model` makes the same compiled model
+from a layout and the model's data without PyTensor (:mod:`nexusbayes.inference.compile_cache` stores layouts
+by structure and versions), or gives None when a callback is not on disk.
+
+The result is a :class:`CachedModel`, a ``nutpie`` ``CompiledPyMCModel`` as from ``nutpie.compile_pymc_model(model,
 default_initialization_strategy="prior")``: the same PyTensor functions and initial points, and callbacks
 that compute the same numbers (the tests check the log density, gradient and expanded draws bit for bit
 against the PyTensor functions; a short run with one seed gave nutpie's draws exactly).
@@ -29,12 +35,13 @@ Examples
 >>> sim = simulate(n_regions=3, n_periods=4, missing=0.1, seed=1)
 >>> compiled = compile_model(build_model(sim.panel, sim.spec))
 >>> type(compiled).__name__, int(compiled.n_dim)
-('CompiledPyMCModel', 51)
+('CachedModel', 51)
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import hashlib
 import inspect
 from collections.abc import Callable
@@ -45,7 +52,10 @@ import numpy as np
 import pymc as pm
 import pytensor
 from numba.core import cgutils, types
+from numba.core.ccallback import CFunc
+from numba.core.sigutils import normalize_signature
 from numba.extending import intrinsic
+from nutpie.compile_pymc import CompiledPyMCModel
 from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
 
 #: Part of the cache key, with PyTensor's key of the wrapped graph and the generated source: raise it when
@@ -144,34 +154,117 @@ def compile_model(model: pm.Model, lean: bool = False):
         keys = [_graph_key(logp_pt), _graph_key(trace_pt)]
         if None in keys:
             return compile_pymc.compile_pymc_model(model, default_initialization_strategy="prior")
-    n_trace = n_dim if lean else n_expanded
-    # the trace's variables: the free ones' unconstrained values (first in nutpie's layout), or all
-    trace_info = tuple(part[:len(model.free_RVs)] for part in shape_info) if lean else shape_info
-
-    shared_data, shared_var_keys = {}, {}
+    shared_var_keys = {}
     for var in [*logp_pt.get_shared(), *expand_pt.get_shared(), *trace_pt.get_shared()]:
         if var not in shared_var_keys:
-            key = f"s{len(shared_var_keys)}"        # the record's field names; nutpie uses random ones
-            shared_data[key] = np.array(var.get_value(), order="C", copy=True)
-            shared_data[key].flags.writeable = False
-            shared_var_keys[var] = key
+            shared_var_keys[var] = f"s{len(shared_var_keys)}"     # the record's field names; nutpie uses random ones
+    layout = {"n_dim": int(n_dim), "n_expanded": int(n_expanded), "lean": lean, "n_free": len(model.free_RVs),
+              "variables": [[name, int(part.start), int(part.stop), [int(d) for d in shape]]
+                            for name, part, shape in zip(*shape_info, strict=True)],
+              "reparameterized": list(reparameterized), "shared": _shared_layout(model, shared_var_keys),
+              **{kind: {"graph_key": key, "keys": [shared_var_keys[v] for v in function.get_shared()]}
+                 for kind, function, key in (("logp", logp_pt, keys[0]), ("trace", trace_pt, keys[1]),
+                                             ("expand", expand_pt, _graph_key(expand_pt)))}}
+    return _assemble(model, layout, shared_var_keys, initial_point_fn, {"trace": trace_pt.vm.jit_fn,
+                     "logp": logp_pt.vm.jit_fn}, logp_pt, expand_pt)
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedModel(CompiledPyMCModel):
+    """nutpie's compiled model with its ``layout`` (JSON: what loads it again, see :func:`load_model`) and ``model``.
+
+    ``model`` (the PyMC model) lets :func:`full_expand` compile the expand function of a loaded model when its
+    callback is not on disk.
+    """
+
+    layout: dict | None = None
+    model: pm.Model | None = None
+
+
+def load_model(model: pm.Model, layout: dict):
+    """The compiled model of :func:`compile_model` from its ``layout`` and the callbacks' machine code on disk.
+
+    Nothing of PyTensor is built or rewritten: the callbacks are loaded from PyTensor's numba cache under the
+    keys ``layout`` gives (their graphs' keys and the sources generated from the layout and ``model``'s data);
+    the model's ``logp_func`` and ``expand_func`` are None. The same callbacks and initial points as the
+    compile gave, so the same draws for a seed.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        A model of the structure ``layout`` was made for (the caller keys layouts by structure and versions).
+    layout : dict
+        ``compiled.layout`` of a :func:`compile_model` (JSON).
+
+    Returns
+    -------
+    CachedModel or None
+        None when a callback is not in the cache or ``model``'s data do not fit the layout (compile instead).
+    """
+    from nutpie import compile_pymc
+    from pymc.initial_point import make_initial_point_fn
+
+    containers = {"dim": model.dim_lengths, "data": model.named_vars}
+    shared_var_keys = {}
+    for i, (kind, name, dtype, ndim) in enumerate(layout["shared"]):
+        var = containers[kind].get(name)
+        if var is None or var.type.dtype != dtype or var.type.ndim != ndim:
+            return None
+        shared_var_keys[var] = f"s{i}"
+    free = layout["variables"][:layout["n_free"]]
+    initial_point_fn = compile_pymc._rv_dict_to_flat_array_wrapper(
+        compile_pymc._wrap_with_lock(make_initial_point_fn(
+            model=model, default_strategy="prior", jitter_rvs=None, return_transformed=True)),
+        names=[name for name, *_ in free], shapes=[tuple(shape) for *_, shape in free])
+    return _assemble(model, layout, shared_var_keys, initial_point_fn, None, None, None)
+
+
+def _assemble(model, layout, shared_var_keys, initial_point_fn, inner, logp_pt, expand_pt):
+    """The :class:`CachedModel` of ``layout``; its callbacks compiled from ``inner`` or, without it, loaded only."""
+    from nutpie import compile_pymc
+
+    shared_data = {}
+    for var, key in shared_var_keys.items():
+        shared_data[key] = np.array(var.get_value(), order="C", copy=True)
+        shared_data[key].flags.writeable = False
     user_data = compile_pymc.make_user_data(shared_var_keys, shared_data)
-
+    n_dim, lean = layout["n_dim"], layout["lean"]
+    n_trace = n_dim if lean else layout["n_expanded"]
     callbacks = []
-    for kind, function, key, signature in (("logp", logp_pt, keys[0], _LOGP_SIGNATURE),
-                                           ("expand", trace_pt, keys[1], _EXPAND_SIGNATURE)):
-        source = _callback_source(kind, [shared_var_keys[v] for v in function.get_shared()], user_data.dtype,
-                                  shared_data, n_dim=n_dim, n_expanded=n_trace)
-        callbacks.append(_cached_cfunc(source, kind, function.vm.jit_fn, key, signature))
-    logp_cfunc, expand_cfunc = callbacks
-
-    dims, coords = compile_pymc._prepare_dims_and_coords(model, shape_info, reparameterized)
-    shapes = {name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)}
-    return compile_pymc.CompiledPyMCModel(
-        _n_dim=n_dim, dims=dims, _coords=coords, _shapes=shapes,
-        compiled_logp_func=logp_cfunc, compiled_expand_func=expand_cfunc, initial_point_func=initial_point_fn,
+    for kind, template, signature in (("logp", "logp", _LOGP_SIGNATURE), ("trace", "expand", _EXPAND_SIGNATURE)):
+        source = _callback_source(template, layout[kind]["keys"], user_data.dtype, shared_data, n_dim=n_dim,
+                                  n_expanded=n_trace)
+        graph_key = layout[kind]["graph_key"]
+        cfunc = (_cached_cfunc(source, template, inner[kind], graph_key, signature) if inner
+                 else _loaded_cfunc(source, template, graph_key, signature))
+        if cfunc is None:
+            return None
+        callbacks.append(cfunc)
+    shape_info = ([name for name, *_ in layout["variables"]], [slice(a, b) for _, a, b, _ in layout["variables"]],
+                  [tuple(shape) for *_, shape in layout["variables"]])
+    # the trace's variables: the free ones' unconstrained values (first in nutpie's layout), or all
+    trace_info = tuple(part[:layout["n_free"]] for part in shape_info) if lean else shape_info
+    dims, coords = compile_pymc._prepare_dims_and_coords(model, shape_info, layout["reparameterized"])
+    return CachedModel(
+        _n_dim=n_dim, dims=dims, _coords=coords, _shapes=dict(zip(shape_info[0], shape_info[2], strict=True)),
+        compiled_logp_func=callbacks[0], compiled_expand_func=callbacks[1], initial_point_func=initial_point_fn,
         shared_data=shared_data, shared_var_keys=shared_var_keys, user_data=user_data, n_expanded=n_trace,
-        shape_info=trace_info, logp_func=logp_pt, expand_func=expand_pt, reparameterized_names=reparameterized)
+        shape_info=trace_info, logp_func=logp_pt, expand_func=expand_pt,
+        reparameterized_names=list(layout["reparameterized"]), layout=layout, model=model)
+
+
+def _shared_layout(model: pm.Model, shared_var_keys: dict) -> list | None:
+    """Each data container's kind (a dim's length or a named container), name, dtype and rank; None if unnamed."""
+    shared = []
+    for var in shared_var_keys:
+        if model.dim_lengths.get(var.name) is var:
+            kind = "dim"
+        elif model.named_vars.get(var.name) is var:
+            kind = "data"
+        else:
+            return None
+        shared.append([kind, var.name, var.type.dtype, var.type.ndim])
+    return shared
 
 
 def _identity(n_dim: int):
@@ -242,21 +335,20 @@ def full_expand(compiled) -> Callable[[np.ndarray, np.ndarray], None] | None:
     RuntimeError
         From ``expand`` when the callback reports an error.
     """
-    expand = compiled.expand_func
-    graph_key = _graph_key(expand)
-    if graph_key is None:
+    layout = getattr(compiled, "layout", None)
+    if layout is None or layout["expand"]["graph_key"] is None:
         return None
-    n_dim = int(compiled.n_dim)
-    n_full = sum(int(np.prod(shape, dtype=np.int64)) for shape in compiled.shapes.values())
-    source = _callback_source("expand", [compiled.shared_var_keys[v] for v in expand.get_shared()],
-                              compiled.user_data.dtype, compiled.shared_data, n_dim=n_dim, n_expanded=n_full)
+    n_dim, n_full = layout["n_dim"], layout["n_expanded"]
+    source = _callback_source("expand", layout["expand"]["keys"], compiled.user_data.dtype, compiled.shared_data,
+                              n_dim=n_dim, n_expanded=n_full)
+    graph_key = layout["expand"]["graph_key"]
     memo = f"{graph_key}\n{source}"
-    cfunc = _EXPANDS.get(memo)
+    cfunc = _EXPANDS.get(memo) or _loaded_cfunc(source, "expand", graph_key, _EXPAND_SIGNATURE)
     if cfunc is None:
-        cfunc = _cached_cfunc(source, "expand", expand.vm.jit_fn, graph_key, _EXPAND_SIGNATURE)
-        _EXPANDS[memo] = cfunc
-        while len(_EXPANDS) > MAX_EXPANDS:
-            del _EXPANDS[next(iter(_EXPANDS))]
+        cfunc = _cached_cfunc(source, "expand", _expand_function(compiled).vm.jit_fn, graph_key, _EXPAND_SIGNATURE)
+    _EXPANDS[memo] = cfunc
+    while len(_EXPANDS) > MAX_EXPANDS:
+        del _EXPANDS[next(iter(_EXPANDS))]
     user_data = compiled.user_data
 
     def call(x: np.ndarray, out: np.ndarray) -> None:
@@ -265,6 +357,18 @@ def full_expand(compiled) -> Callable[[np.ndarray, np.ndarray], None] | None:
             raise RuntimeError(f"the model's expand callback failed (code {code})")
 
     return call
+
+
+def _expand_function(compiled):
+    """The PyTensor expand function of ``compiled``; of a loaded model (none kept), compiled again from its model."""
+    if compiled.expand_func is not None:
+        return compiled.expand_func
+    fresh = compile_model(compiled.model, lean=compiled.layout["lean"])
+    if fresh.layout != compiled.layout:
+        raise RuntimeError("the model's compiled code differs from the layout its callbacks were loaded with; "
+                           "delete the layouts in PyTensor's compile directory (pytensor.config.base_compiledir, "
+                           "its numba/nexusbayes-layouts folder) and fit again")
+    return fresh.expand_func
 
 
 def _pointer(array: np.ndarray):
@@ -323,11 +427,45 @@ def _cached_cfunc(source: str, name: str, inner, graph_key: str, signature):
     which LLVM then links and optimises once, for the callback, instead of once for ``inner`` and again for
     the callback that links it.
     """
+    cfunc = CFunc(_source_function(source, name, graph_key, _inlined(inner)), normalize_signature(signature), locals={},
+                  options={})
+    cfunc.enable_caching()
+    cfunc.compile()
+    return cfunc
+
+
+def _loaded_cfunc(source: str, name: str, graph_key: str, signature):
+    """The callback of :func:`_cached_cfunc` loaded from the cache, or None when it is not there (nothing compiled).
+
+    Its key is that of :func:`_cached_cfunc` (numba indexes the machine code by the function's bytecode and
+    signature): ``inner`` is not needed to load it.
+    """
+    cfunc = _LoadOnly(_source_function(source, name, graph_key, None), normalize_signature(signature), locals={},
+                      options={})
+    cfunc.enable_caching()
+    try:
+        cfunc.compile()
+    except _NotCached:
+        return None
+    return cfunc
+
+
+class _NotCached(LookupError):
+    """A callback not in the on-disk cache (see :class:`_LoadOnly`)."""
+
+
+class _LoadOnly(CFunc):
+    """numba's C callback that is loaded from its cache or not made: a miss raises :class:`_NotCached`."""
+
+    def _compile_uncached(self):
+        raise _NotCached(self.__name__)
+
+
+def _source_function(source: str, name: str, graph_key: str, inlined):
+    """The Python function of ``source``, registered in PyTensor's numba cache under its key."""
     # the module's name is in the key: a loaded callback looks its environment up in that module
     key = hashlib.sha256(f"{CALLBACK_VERSION}\n{__name__}\n{graph_key}\n{source}".encode()).hexdigest()
-    inlined = _inlined(inner)
     # a module name: numba rebuilds a loaded callback's environment from that module's namespace
     names = {"__name__": __name__, "carray": numba.carray, "np": np, "as_pointer": _address_as_pointer,
              "inner": inlined}
-    function = compile_numba_function_src(source, f"{name}_callback", names, cache_key=f"nexusbayes_{name}_{key}")
-    return numba.cfunc(signature, cache=True)(function)
+    return compile_numba_function_src(source, f"{name}_callback", names, cache_key=f"nexusbayes_{name}_{key}")

@@ -1,6 +1,7 @@
 """Compile once, fit many: a second fit of the same structure reuses the compiled model, exactly."""
 
 import numpy as np
+import pytensor
 import pytest
 
 from nexusbayes.fit import fit
@@ -120,3 +121,87 @@ def test_a_container_the_compiled_functions_do_not_read_does_not_stop_the_reuse(
         assert compile_cache._lookup(key, {"y": np.ones((3, 1))}) is None      # another rank: compiled anew
     finally:
         compile_cache._CACHE.pop(key)
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory):
+    """One structure compiled (its layout stored), then loaded by the layout; nutpie's draws of each, same seed.
+
+    Layouts go to a folder of their own, so the first compile builds PyTensor's graphs whatever earlier runs
+    stored. The models are lean, as fits compile them.
+    """
+    import nutpie
+
+    sim = simulate(n_regions=3, n_periods=4, missing=0.1, seed=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compile_cache, "LAYOUT_DIR", tmp_path_factory.mktemp("layouts"))
+        models, draws = [], []
+        for _ in range(2):
+            compile_cache.clear()
+            compiled, source = compile_cache.compile_nutpie(build_model(sim.panel, sim.spec), sim.panel, sim.spec,
+                                                            lean=True)
+            models.append(compiled)
+            trace = nutpie.sample(compiled, draws=30, tune=30, chains=1, seed=3, progress_bar=False)
+            draws.append({name: trace["posterior"][name].values for name in trace["posterior"].data_vars})
+        yield sim, models, draws, source
+    compile_cache.clear()
+
+
+def test_a_model_loaded_by_its_layout_gives_the_compile_s_draws_bit_for_bit(layouts):
+    """A new process's fit of a structure compiled before: no PyTensor graph built, the same draws for a seed."""
+    _, (built, by_layout), (compiled_draws, loaded_draws), source = layouts
+    assert built.logp_func is not None and by_layout.logp_func is None         # graphs built, then not
+    assert source == "disk"
+    assert set(compiled_draws) == set(loaded_draws) and compiled_draws
+    for name, values in compiled_draws.items():
+        assert values.tobytes() == loaded_draws[name].tobytes(), name
+    assert by_layout.layout == built.layout and by_layout.n_expanded == built.n_expanded
+    assert by_layout.shapes == built.shapes and by_layout.dims == built.dims
+
+
+def test_a_changed_structure_or_code_does_not_load_a_stored_layout(layouts):
+    """The layout's key holds the structure, the libraries' versions and the package's source."""
+    sim, *_ = layouts
+    key = compile_cache.structure_key(sim.panel, sim.spec, compile_cache._lean_salt(True))
+    holes = simulate(n_regions=3, n_periods=4, missing=0.2, seed=1)
+    other = compile_cache.structure_key(holes.panel, holes.spec, compile_cache._lean_salt(True))
+    path = compile_cache.layout_path(key)
+    assert compile_cache.layout_path(other) != path
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compile_cache, "source_digest", lambda: "an edited package")
+        assert compile_cache.layout_path(key) != path
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compile_cache, "_versions", lambda: "nexusbayes 0 pymc 0 pytensor 0 numba 0 nutpie 0")
+        assert compile_cache.layout_path(key) != path
+    with pytensor.config.change_flags(floatX="float32"):
+        assert compile_cache.layout_path(key) != path
+
+
+def test_a_layout_whose_callbacks_are_not_on_disk_is_compiled_again(layouts):
+    """Loading never compiles: a callback missing from numba's cache makes ``load_model`` give None."""
+    from nexusbayes.inference import nutpie_callbacks
+
+    sim, (built, _), *_ = layouts
+    model = build_model(sim.panel, sim.spec)
+    assert nutpie_callbacks.load_model(model, built.layout) is not None
+    gone = {**built.layout, "logp": {**built.layout["logp"], "graph_key": "not a compiled graph"}}
+    assert nutpie_callbacks.load_model(model, gone) is None
+    other_dtype = {**built.layout, "shared": [[kind, name, "float32" if dtype == "float64" else dtype, ndim]
+                                             for kind, name, dtype, ndim in built.layout["shared"]]}
+    assert nutpie_callbacks.load_model(model, other_dtype) is None
+
+
+@pytest.mark.slow       # builds the structure's PyTensor graphs once more
+def test_a_loaded_model_whose_expand_callback_is_not_on_disk_compiles_it_from_its_model(layouts, monkeypatch):
+    """After sampling, a lean fit expands its draws with the full expand callback: made from the model if need be."""
+    from nexusbayes.inference import nutpie_callbacks
+
+    _, (built, by_layout), *_ = layouts
+    x = np.random.default_rng(5).normal(scale=0.5, size=built.n_dim)
+    expected = np.empty(built.layout["n_expanded"])
+    nutpie_callbacks.full_expand(built)(x, expected)
+    monkeypatch.setattr(nutpie_callbacks, "_EXPANDS", {})
+    monkeypatch.setattr(nutpie_callbacks, "_loaded_cfunc", lambda *args: None)
+    out = np.empty_like(expected)
+    nutpie_callbacks.full_expand(by_layout)(x, out)
+    assert out.tobytes() == expected.tobytes()
