@@ -5,9 +5,10 @@ its country ``z`` and its regions' contrast ``z``, per period and trait; :func:`
 row's log-likelihood depends on one region-period's traits. So, per (draw, country):
 
 * each region-period's log-likelihood is approximated by a quadratic in its traits, its gradient and Hessian
-  taken by central finite differences on a small stencil (all draws, regions and periods at once: a region-period's
-  rows move with its own traits only), the curvature floored at zero (eigenvalues clipped) so that the
-  precision in ``z`` below is at least the prior's;
+  the sums of its rows' (all draws, regions and periods at once: a region-period's rows move with its own traits
+  only), analytic where the likelihood gives them (:meth:`.update_likelihood.NewRowsLikelihood.derivatives`),
+  else taken by central finite differences on a small stencil (:func:`local_quadratic`), the curvature floored at
+  zero (eigenvalues clipped) so that the precision in ``z`` below is at least the prior's;
 * with the ``z`` prior (``N(0, I)``; Student-t innovations: the t's gradient and its positive curvature
   ``(df + 1) / (df + z^2)``), a few Newton steps find the conditional mode of ``z`` and the precision ``P`` there;
 * the particles are ``z ~ N(mode, P^-1)``, weighted by log-likelihood + log prior - log proposal.
@@ -69,7 +70,7 @@ def _stencil(n_trait: int) -> np.ndarray:
 
 
 def local_quadratic(loglik, theta: np.ndarray, cell: np.ndarray, n_cell: int, row_mask: np.ndarray):
-    """Gradient and floored negative Hessian of each region-period's log-likelihood at ``theta``.
+    """Gradient and floored negative Hessian of each region-period's log-likelihood at ``theta``, by the stencil.
 
     ``loglik(theta)`` gives (n, row) for traits (n, region, step, trait); ``cell`` (row,) is each row's
     region-period (``region * steps + step``), ``row_mask`` the rows that count. Returns (n, cell, trait) and
@@ -78,9 +79,7 @@ def local_quadratic(loglik, theta: np.ndarray, cell: np.ndarray, n_cell: int, ro
     n, n_trait = theta.shape[0], theta.shape[-1]
     offsets = _stencil(n_trait) * DELTA
     stacked = (theta[None] + offsets[:, None, None, None, :]).reshape(-1, *theta.shape[1:])
-    onehot = np.zeros((len(cell), n_cell))
-    onehot[np.arange(len(cell)), cell] = row_mask
-    f = (loglik(stacked) @ onehot).reshape(len(offsets), n, n_cell)
+    f = (loglik(stacked) @ _cell_onehot(cell, n_cell, row_mask)).reshape(len(offsets), n, n_cell)
     f0, pm = f[0], f[1:1 + 2 * n_trait].reshape(n_trait, 2, n, n_cell)
     grad = np.moveaxis((pm[:, 0] - pm[:, 1]) / (2 * DELTA), 0, -1)
     hess = np.zeros((n, n_cell, n_trait, n_trait))
@@ -91,23 +90,50 @@ def local_quadratic(loglik, theta: np.ndarray, cell: np.ndarray, n_cell: int, ro
         for j in range(k + 1, n_trait):
             pp, pn, np_, nn = next(cross)
             hess[..., k, j] = hess[..., j, k] = (pp - pn - np_ + nn) / (4 * DELTA**2)
+    return grad, _floored(hess)
+
+
+def summed_quadratic(grad: np.ndarray, hess: np.ndarray, onehot: np.ndarray):
+    """Gradient and floored negative Hessian of each region-period's log-likelihood from its rows'.
+
+    ``grad`` (n, row, trait) and ``hess`` (n, row, trait, trait): each row's in its region-period's traits;
+    ``onehot`` (row, cell): each row's region-period, 0 for the rows that do not count (:func:`_cell_onehot`).
+    Returns (n, cell, trait) and (n, cell, trait, trait), as :func:`local_quadratic`.
+    """
+    n, n_row, n_trait = grad.shape
+    g = np.swapaxes(np.swapaxes(grad, 1, 2) @ onehot, 1, 2)
+    h = np.swapaxes(np.swapaxes(hess.reshape(n, n_row, -1), 1, 2) @ onehot, 1, 2)
+    return g, _floored(h.reshape(n, -1, n_trait, n_trait))
+
+
+def _cell_onehot(cell: np.ndarray, n_cell: int, row_mask: np.ndarray) -> np.ndarray:
+    """(row, cell): each row's region-period, weighted by ``row_mask``."""
+    onehot = np.zeros((len(cell), n_cell))
+    onehot[np.arange(len(cell)), cell] = row_mask
+    return onehot
+
+
+def _floored(hess: np.ndarray) -> np.ndarray:
+    """The negative Hessians (..., trait, trait) with their negative eigenvalues set to 0."""
     value, vector = np.linalg.eigh(-hess)
-    info = np.einsum("...ij,...j,...kj->...ik", vector, np.clip(value, 0.0, None), vector)
-    return grad, info
+    return np.einsum("...ij,...j,...kj->...ik", vector, np.clip(value, 0.0, None), vector)
 
 
 class Proposal:
     """The Laplace proposal for a chunk of draws (see the module docstring).
 
     ``traits(z)`` maps innovations (n, country, slot, step, trait) to (theta, country theta) of the chunk's
-    draws (n = draws, in order); ``loglik(idx, theta)`` gives (n, row) for chunk draw ``idx`` (n,). ``row_mask``
-    selects the rows this proposal targets, ``row_cell`` and ``row_country`` place them.
+    draws (n = draws, in order); ``loglik(idx, theta)`` gives (n, row) for chunk draw ``idx`` (n,), and
+    ``derivatives(idx, theta)``, when given, each row's gradient (n, row, trait) and Hessian (n, row, trait,
+    trait) in its region-period's traits (else they are taken by the stencil, :func:`local_quadratic`).
+    ``row_mask`` selects the rows this proposal targets, ``row_region`` and ``row_step`` place them.
     """
 
     def __init__(self, traits, loglik, layout: Layout, region_country: np.ndarray, n_draw: int, n_step: int,
                  n_trait: int, row_region: np.ndarray, row_step: np.ndarray, row_mask: np.ndarray,
-                 df: float | None = None):
+                 df: float | None = None, derivatives=None):
         self.traits, self.loglik, self.layout, self.df = traits, loglik, layout, df
+        self.derivatives = derivatives
         self.n_draw, self.n_step, self.n_trait = n_draw, n_step, n_trait
         self.region_country = np.asarray(region_country)
         n_country, n_slot = layout.valid.shape
@@ -117,6 +143,7 @@ class Proposal:
         self.row_cell = row_region * n_step + row_step
         self.row_mask = row_mask.astype(float)
         self.n_cell = len(self.region_country) * n_step
+        self.cell_onehot = _cell_onehot(self.row_cell, self.n_cell, self.row_mask)
         self.row_onehot = np.eye(n_country)[self.region_country[row_region]]
         self.jacobian = self._jacobian()
 
@@ -135,9 +162,12 @@ class Proposal:
         """At innovations ``z`` (draw, country, dim): the log-posterior's gradient and the precision in ``z``."""
         theta = self.traits(z.reshape(self.n_draw, *self.shape))[0][:, :, :self.n_step]
         idx = np.arange(self.n_draw)
-        grad_cell, info_cell = local_quadratic(
-            lambda t: self.loglik(np.tile(idx, len(t) // self.n_draw), t), theta, self.row_cell, self.n_cell,
-            self.row_mask)
+        if self.derivatives is None:
+            grad_cell, info_cell = local_quadratic(
+                lambda t: self.loglik(np.tile(idx, len(t) // self.n_draw), t), theta, self.row_cell, self.n_cell,
+                self.row_mask)
+        else:
+            grad_cell, info_cell = summed_quadratic(*self.derivatives(idx, theta), self.cell_onehot)
         n_region = len(self.region_country)
         jac = self.jacobian.reshape(self.n_draw, n_region, self.n_step, self.n_trait, self.dim)
         g = np.einsum("nrhk,nrhkj->nrj", grad_cell.reshape(self.n_draw, n_region, self.n_step, self.n_trait), jac)

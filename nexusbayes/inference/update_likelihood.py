@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 
 from nexusbayes.data.panel import Panel
+from nexusbayes.inference.update_derivatives import family_derivatives, in_traits, logit_derivatives, mix_derivatives
 from nexusbayes.model.design import block_index, make_design
 from nexusbayes.model.drift import WALKS, posterior_tables
 from nexusbayes.model.families import FAMILIES, NUISANCE
@@ -161,23 +162,63 @@ class NewRowsLikelihood:
         aux : dict
             :meth:`draw_aux`'s arrays at the particles' draws (leading axis n).
         """
-        flat, n = self._flat, len(idx)
+        out = np.empty((len(idx), self.n_rows))
+        for block, bi, family, eta, params, parts, logits, cols, _ in self._terms(idx, theta, aux):
+            out[:, cols] = _logp(family, eta, bi.scale, block, params, parts, logits)
+        if self._cells is not None:
+            out[:, self._cells_cols] = bernoulli_logp(self._reporting_logit(idx, theta)[0], self._cells.reported)
+        return out
+
+    def derivatives(self, idx: np.ndarray, theta: np.ndarray, aux: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's gradient (n, n_rows, trait) and Hessian (n, n_rows, trait, trait) in its region-period's traits.
+
+        Analytic (:mod:`nexusbayes.inference.update_derivatives`); arguments as :meth:`logp`'s.
+        """
+        n, n_trait = len(idx), theta.shape[-1]
+        grad, hess = np.empty((n, self.n_rows, n_trait)), np.empty((n, self.n_rows, n_trait, n_trait))
+        for block, bi, family, eta, params, parts, logits, cols, slopes in self._terms(idx, theta, aux, True):
+            d1, d2 = family_derivatives(family, eta, bi.scale, block, params)
+            g, h = in_traits(d1, d2, slopes["eta"])
+            if parts:
+                g, h = mix_derivatives(family.logp(eta, bi.scale, block, params), g, h, block.y, parts, logits,
+                                       slopes)[1:]
+            grad[:, cols], hess[:, cols] = g, h
+        if self._cells is not None:
+            logit, slope = self._reporting_logit(idx, theta)
+            grad[:, self._cells_cols], hess[:, self._cells_cols] = in_traits(
+                *logit_derivatives(logit, self._cells.reported), slope)
+        return grad, hess
+
+    def _terms(self, idx: np.ndarray, theta: np.ndarray, aux: dict, slopes: bool = False):
+        """The blocks' linear predictors, evaluated as for :meth:`logp`.
+
+        Per likelihood block: block, index, family, eta, nuisance parameters, inflation parts and logits, its
+        columns, and (``slopes``) the slopes in the traits of eta and of each inflation logit (n, obs, trait).
+        """
+        flat = self._flat
         tables = {}
         for walk in self._walks:   # the fitted periods re-proposed at the draw's values, the new ones from aux
             tables[walk.path] = np.concatenate([flat[walk.path][idx][:, :, self.first:], aux[walk.path]], axis=-1)
         drift, scaling = posterior_tables(tables, tables, self._design, self._spec, self._panel)
         loading, intercept = flat[LOADING][idx], flat[INTERCEPT][idx]
         offset = flat["country_offset"][idx] if "country_offset" in flat else None
-        out = np.empty((n, self.n_rows))
         for block, bi, family, names, parts, cols in self._blocks:
             eta = linear_predictor(bi, loading, intercept, theta, offset, drift, scaling)
             params = {name[:-len(block.key) - 1]: flat[name][idx] for name in names}
             inflation = {c: (flat[f"{c}_intercept"][idx], flat[f"{c}_loading"][idx]) for c in parts}
-            out[:, cols] = _logp(family, eta, bi.scale, block, params, parts,
-                                 inflation_logits(parts, inflation, theta, bi))
-        if self._cells is not None:
-            given = {"theta": theta, **{name: flat[name][idx] for name in
-                                        (REPORTING_INTERCEPT, REPORTING_LOADING, REPORTING_OFFSET) if name in flat}}
-            logit = reporting_logit(given.get, self._cells, self.n_periods, slice(None))
-            out[:, self._cells_cols] = bernoulli_logp(logit, self._cells.reported)
-        return out
+            logits = inflation_logits(parts, inflation, theta, bi)
+            slope = None
+            if slopes:   # d eta / d theta: the loadings, times exp(log-loading path) where it drifts
+                slope = {"eta": loading[:, bi.indicator]}
+                if scaling is not None:
+                    slope["eta"] = slope["eta"] * np.exp(scaling[0][:, scaling[1][bi.indicator], bi.period])[..., None]
+                slope.update({c: inflation[c][1][:, parts[c].member] for c in parts})
+            yield block, bi, family, eta, params, parts, logits, cols, slope
+
+    def _reporting_logit(self, idx: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The reporting cells' logits (n, cell) and their slopes in the traits (n, cell, trait)."""
+        flat = self._flat
+        given = {"theta": theta, **{name: flat[name][idx] for name in
+                                    (REPORTING_INTERCEPT, REPORTING_LOADING, REPORTING_OFFSET) if name in flat}}
+        logit = reporting_logit(given.get, self._cells, self.n_periods, slice(None))
+        return logit, given[REPORTING_LOADING][:, self._cells.item]

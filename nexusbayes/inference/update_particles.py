@@ -176,6 +176,9 @@ def particles(tree, spec, panel: Panel, combined: Panel, n_particles: int = N_PA
         def loglik(local, theta, aux=aux, s=s):   # local: positions in the chunk
             return lik.logp(s[local], theta, {k: v[local] for k, v in aux.items()})
 
+        def derivatives(local, theta, aux=aux, s=s):
+            return lik.derivatives(s[local], theta, {k: v[local] for k, v in aux.items()})
+
         if proposal == "prior":
             local = np.repeat(np.arange(len(s)), m)                            # particle row -> chunk draw
             theta, country, z_c, z_r = propagate(_view(dyn, s[local]), last[s[local]], country_last[s[local]],
@@ -186,7 +189,7 @@ def particles(tree, spec, panel: Panel, combined: Panel, n_particles: int = N_PA
             log_old = logsumexp(((logp * lagged) @ one_hot).reshape(len(s), m, n_country), axis=1) - np.log(m)
         else:
             theta, country, z_c, z_r, logw, log_mean, log_old = _laplace(
-                dyn, layout, s, last, country_last, gaps, loglik, lik, lag, m, one_hot, df, rng)
+                dyn, layout, s, last, country_last, gaps, (loglik, derivatives), lik, lag, m, one_hot, df, rng)
         # p(new rows | draw's earlier traits and parameters, the last fitted periods' rows): a ratio of estimates
         out["log_marginal"].append((log_mean - log_old).sum(-1))
         w = np.exp(logw - logsumexp(logw, axis=1)[:, None])
@@ -206,8 +209,11 @@ def particles(tree, spec, panel: Panel, combined: Panel, n_particles: int = N_PA
                      z_region=cat["z_region"], log_marginal=cat["log_marginal"], particle_ess=cat["ess"], aux=aux_all)
 
 
-def _laplace(dyn, layout, s, last, country_last, gaps, loglik, lik, lag, m, one_hot, df, rng):
+def _laplace(dyn, layout, s, last, country_last, gaps, rows, lik, lag, m, one_hot, df, rng):
     """The Laplace proposal's particles for chunk draws ``s`` (:mod:`nexusbayes.inference.update_laplace`).
+
+    ``rows`` is ``(loglik, derivatives)``: the rows' log-likelihood and their analytic derivatives in the traits,
+    both ``(local, theta)`` with ``local`` the positions in the chunk.
 
     Returns theta, country theta, z_country, z_region (one row per particle), the log-weights (draw, m, country),
     the log mean weights and those of the lagged rows alone (draw, country; 0 without lag).
@@ -221,14 +227,15 @@ def _laplace(dyn, layout, s, last, country_last, gaps, loglik, lik, lag, m, one_
             return path(_view(dyn, s[local]), last[s[local]], country_last[s[local]], gaps[:steps], z_c, z_r)
         return traits
 
-    def padded(local, theta):   # the rows of later periods read zeros (they are masked out)
+    def padded(local, theta, of=0):   # the rows of later periods read zeros (they are masked out)
         full = np.zeros((*theta.shape[:2], n_step, n_trait))
         full[:, :, :theta.shape[2]] = theta
-        return loglik(local, full)
+        return rows[of](local, full)
 
     def run(steps, mask, draws):
         prop = update_laplace.Proposal(traits_over(steps), padded, layout, dyn.region_country, len(s), steps,
-                                       n_trait, lik.region, np.minimum(lik.period, steps - 1), mask, df)
+                                       n_trait, lik.region, np.minimum(lik.period, steps - 1), mask, df,
+                                       lambda local, theta: padded(local, theta, 1))
         mode, chol = prop.fit()
         z, log_ratio = prop.sample(mode, chol, draws, rng)
         z = z.reshape(len(s) * draws, *prop.shape)
