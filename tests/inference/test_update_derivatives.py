@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import xarray as xr
 
-from nexusbayes.data.panel import validate
-from nexusbayes.inference.update import new_rows
 from nexusbayes.inference.update_derivatives import family_derivatives
 from nexusbayes.inference.update_laplace import _cell_onehot, local_quadratic, summed_quadratic
-from nexusbayes.inference.update_likelihood import NewRowsLikelihood
-from nexusbayes.model.build import Model
 from nexusbayes.model.drift import WALKS
 from nexusbayes.model.families import FAMILIES, Block
-from nexusbayes.model.predict import prior_draws
-from nexusbayes.model.simulate import simulate
-from tests.inference.test_update_features import featured_spec, flat
+from tests.inference.test_update_features import featured_prior, flat
 
 H = 1e-4
 
@@ -39,15 +32,7 @@ def row_stencil(f, theta):
 def featured():
     """Prior draws of a 2 x 2 x 5 panel with every measurement feature, the first 4 periods standing for a fit:
     the likelihood of the last fitted and the new period's rows, the draws' traits and drift paths there."""
-    spec = featured_spec()
-    sim = simulate(spec, n_countries=2, n_regions=2, n_periods=5, missing=0.1, seed=5)
-    last = sim.frame["period"].max()
-    old = validate(sim.frame[sim.frame["period"] < last], spec, "old.csv")
-    combined, _ = new_rows(old, spec, sim.frame)
-    prior = prior_draws(Model(spec, combined).pymc, 12, seed=3)["prior"].to_dataset()
-    n_old = len(old.periods)
-    fitted = xr.DataTree.from_dict({"posterior": prior.isel(period=slice(0, n_old), step=slice(0, n_old - 1))})
-    lik = NewRowsLikelihood(fitted, spec, old, combined, lag=1)
+    _, _, _, prior, n_old, lik = featured_prior(12)
     aux = {walk.path: flat(prior[walk.path])[:, :, n_old:] for walk in WALKS}
     # near the prior's traits, scaled down: prior draws of the loadings make some rows' curvature extreme
     theta = 0.5 * flat(prior["theta"])[:, :, n_old - 1:]

@@ -42,6 +42,23 @@ def featured_spec() -> Spec:
     return Spec.from_dict(data)
 
 
+def featured_prior(n_draws: int):
+    """A 2 x 2 x 5 panel with every feature, its first 4 periods standing for a fit: ``n_draws`` prior draws over all 5
+    periods, and the particle likelihood (lag 1) of the last fitted and the new period's rows.
+
+    Returns ``(spec, old, combined, prior, n_old, lik)``.
+    """
+    spec = featured_spec()
+    sim = simulate(spec, n_countries=2, n_regions=2, n_periods=5, missing=0.1, seed=5)
+    last = sim.frame["period"].max()
+    old = validate(sim.frame[sim.frame["period"] < last], spec, "old.csv")
+    combined, _ = new_rows(old, spec, sim.frame)
+    prior = prior_draws(Model(spec, combined).pymc, n_draws, seed=3)["prior"].to_dataset()
+    n_old = len(old.periods)
+    fitted = xr.DataTree.from_dict({"posterior": prior.isel(period=slice(0, n_old), step=slice(0, n_old - 1))})
+    return spec, old, combined, prior, n_old, NewRowsLikelihood(fitted, spec, old, combined, lag=1)
+
+
 def flat(var: xr.DataArray) -> np.ndarray:
     """A variable's draws as (sample, ...), chains after one another."""
     values = var.transpose(*SAMPLE, ...).values
@@ -58,15 +75,7 @@ def test_the_likelihood_of_new_and_refitted_periods_is_the_fits_with_every_featu
     """Prior draws over 5 periods stand for a fit of the first 4 with the 5th's traits and drift paths known:
     the particle likelihood of the last fitted and the new period's rows (lag 1) at them is exactly the
     log-likelihood a fit computes (:func:`nexusbayes.model.predict.log_likelihood`), row by row, every term."""
-    spec = featured_spec()
-    sim = simulate(spec, n_countries=2, n_regions=2, n_periods=5, missing=0.1, seed=5)
-    last = sim.frame["period"].max()
-    old = validate(sim.frame[sim.frame["period"] < last], spec, "old.csv")
-    combined, _ = new_rows(old, spec, sim.frame)
-    prior = prior_draws(Model(spec, combined).pymc, 20, seed=3)["prior"].to_dataset()
-    n_old = len(old.periods)
-    fitted = xr.DataTree.from_dict({"posterior": prior.isel(period=slice(0, n_old), step=slice(0, n_old - 1))})
-    lik = NewRowsLikelihood(fitted, spec, old, combined, lag=1)
+    spec, old, combined, prior, n_old, lik = featured_prior(20)
     assert set(lik.term) == {"y_normal", "y_negbin", "y_binomial", "y_ordinal", "reported"}
     assert set(lik.period) == {0, 1} and len(lik.region) == len(lik.country) == lik.n_rows
     aux = {walk.path: flat(prior[walk.path])[:, :, n_old:] for walk in WALKS}
