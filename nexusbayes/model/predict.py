@@ -285,26 +285,22 @@ def _logp(family, eta, scale, block, params, parts, logits) -> np.ndarray:
 
 
 def _reporting(post: xr.Dataset, spec: Spec, panel: Panel, rng: np.random.Generator | None = None):
-    """The reporting model's pointwise log-likelihood and (with ``rng``) predictive draws, or None without one."""
+    """The reporting model's pointwise log-likelihood, or with ``rng`` its predictive draws; None without one."""
     cells = reporting_cells(spec, panel)
     if cells is None:
         return None
     flat = FlatDraws(post)
     n_samples = flat.n_samples
-    logp = np.empty((n_samples, len(cells.item)), dtype=LOG_LIKELIHOOD_DTYPE)
-    drawn = np.empty((n_samples, len(cells.item)), np.int8) if rng is not None else None
+    out = np.empty((n_samples, len(cells.item)), dtype=LOG_LIKELIHOOD_DTYPE if rng is None else np.int8)
     for rows in draw_chunks(n_samples, len(cells.item)):
         logit = reporting_logit(lambda n: flat[n] if n in flat else None, cells, len(panel.periods), rows)
-        logp[rows] = bernoulli_logp(logit, cells.reported)
-        if rng is not None:
-            drawn[rows] = rng.random(logit.shape) < 1.0 / (1.0 + np.exp(-logit))
-    dims, coords = ("chain", "draw", OBS_DIM), {OBS_DIM: cells.labels}
-    shape = (post.sizes["chain"], post.sizes["draw"], -1)
-    sample_coords = {"chain": post["chain"].values, "draw": post["draw"].values}
-    def as_array(values):
-        return xr.DataArray(values.reshape(shape), dims=dims, coords=coords).assign_coords(sample_coords)
-
-    return as_array(logp), (as_array(drawn) if drawn is not None else None)
+        if rng is None:
+            out[rows] = bernoulli_logp(logit, cells.reported)
+        else:
+            out[rows] = rng.random(logit.shape) < 1.0 / (1.0 + np.exp(-logit))
+    values = xr.DataArray(out.reshape(post.sizes["chain"], post.sizes["draw"], -1), dims=("chain", "draw", OBS_DIM),
+                          coords={OBS_DIM: cells.labels})
+    return values.assign_coords({"chain": post["chain"].values, "draw": post["draw"].values})
 
 
 def _by_term(post: xr.Dataset, arrays: list[tuple]) -> xr.Dataset:
@@ -347,7 +343,7 @@ def log_likelihood(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec,
         arrays.append((block, logp))
     out = _by_term(post, arrays)
     reporting = _reporting(post, spec, panel) if REPORTED in wanted else None
-    return out if reporting is None else out.assign({REPORTED: reporting[0]})
+    return out if reporting is None else out.assign({REPORTED: reporting})
 
 
 def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec, seed: int) -> xr.DataTree:
@@ -379,7 +375,7 @@ def add_predictions(tree: xr.DataTree, design: Design, panel: Panel, spec: Spec,
     predictive = _by_term(post, blocks)
     reporting = _reporting(post, spec, panel, rng)
     if reporting is not None:     # the reporting model's predictive draws, not an observed y
-        predictive = predictive.assign({REPORTED: reporting[1]})
+        predictive = predictive.assign({REPORTED: reporting})
     tree["posterior_predictive"] = xr.DataTree(predictive)     # its doubles rounded chunk by chunk above
     tree["observed_data"] = xr.DataTree(xr.Dataset(
         {f"y_{block.key}": xr.DataArray(block.y, dims=block.dim, coords={block.dim: block.labels})
