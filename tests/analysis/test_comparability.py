@@ -10,6 +10,7 @@ import xarray as xr
 from nexusbayes.analysis.comparability import flagged, noncomparability_table, offset_table
 from nexusbayes.errors import SpecError
 from nexusbayes.model.build import Model
+from nexusbayes.model.predict import forward_mode
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.report import noncomparability as report_section
 from nexusbayes.spec.document import Spec
@@ -61,12 +62,13 @@ def test_horseshoe_offsets_have_roles_and_sum_to_zero_over_countries():
     assert roles.prior_fields(["offset_tau", "offset_slab_sq"]) == ["offset_global_scale", "offset_slab_scale"]
     assert list(model.pymc.coords["indicator_shrunk"]) == [n for n in sim.spec.indicators if n != "staff"]
     assert list(model.pymc.coords["indicator_country_specific"]) == ["staff"]
-    draws = pm.draw(model.pymc["country_offset"], draws=200, random_seed=3)     # (draw, indicator, country)
+    draws = pm.draw(model.pymc["country_offset"], draws=200, random_seed=3,
+                    mode=forward_mode())                                 # (draw, indicator, country)
     np.testing.assert_allclose(draws.sum(axis=-1), 0.0, atol=1e-9)
     assert (np.abs(draws).max(axis=(0, 2)) > 1e-3).all()       # no indicator's offsets are fixed at zero
     point = model.pymc.initial_point()
-    assert np.isfinite(model.pymc.compile_logp()(point))
-    assert all(np.isfinite(g).all() for g in model.pymc.compile_dlogp()(point))
+    assert np.isfinite(model.pymc.compile_logp(mode=forward_mode())(point))
+    assert all(np.isfinite(g).all() for g in model.pymc.compile_dlogp(mode=forward_mode())(point))
 
 
 # ---- the table ---------------------------------------------------------------------------------

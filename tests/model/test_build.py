@@ -16,9 +16,11 @@ from nexusbayes.model.build import Model, build_model
 from nexusbayes.model.design import block_index, make_design
 from nexusbayes.model.families import FAMILIES, NUISANCE
 from nexusbayes.model.latent import ZeroSum
+from nexusbayes.model.predict import forward_mode
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.document import Spec
 from nexusbayes.spec.indicators import Indicator
+from tests.modes import PY_RUN
 
 
 def with_country_specific(spec: Spec, *names: str) -> Spec:
@@ -55,8 +57,8 @@ def test_log_density_and_gradient_are_finite_at_a_prior_draw(small):
     point = model.initial_point(random_seed=1)
     rng = np.random.default_rng(1)
     point = {k: v + rng.normal(0, 0.1, np.shape(v)) for k, v in point.items()}
-    logp = model.compile_logp()(point)
-    grad = model.compile_dlogp()(point)
+    logp = model.compile_logp(mode=forward_mode())(point)
+    grad = model.compile_dlogp(mode=forward_mode())(point)
     assert np.isfinite(logp) and np.isfinite(grad).all()
 
 
@@ -82,17 +84,17 @@ def pointwise_logp_at_a_prior_draw(sim, model, table: str, monkeypatch):
         monkeypatch.setattr(model_module, "DENSE_TABLE_MAX_RATIO", 0)
         model = build_model(sim.panel, sim.spec)
     umodel = remove_value_transforms(model)
-    draw = pm.draw([umodel[v.name] for v in umodel.free_RVs], random_seed=3)
+    draw = pm.draw([umodel[v.name] for v in umodel.free_RVs], random_seed=3, mode=forward_mode())
     point = {umodel.rvs_to_values[rv].name: val for rv, val in zip(umodel.free_RVs, draw, strict=True)}
     fn = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.logp(vars=list(umodel.observed_RVs), sum=False),
-                           on_unused_input="ignore")
+                           on_unused_input="ignore", mode=PY_RUN)
     return umodel, point, dict(zip([rv.name for rv in umodel.observed_RVs], fn(point), strict=True))
 
 
-def numpy_predictions_at(sim, model, umodel, point, names: list[str], **compile_kwargs):
+def numpy_predictions_at(sim, model, umodel, point, names: list[str], mode=PY_RUN):
     """``add_predictions`` and the log-likelihood (NumPy) of a one-draw posterior holding ``names`` at ``point``."""
     values = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.replace_rvs_by_values([umodel[n] for n in names]),
-                               on_unused_input="ignore", **compile_kwargs)(point)
+                               on_unused_input="ignore", mode=mode)(point)
     post = xr.Dataset({n: xr.DataArray(v[None, None], dims=("chain", "draw", *model.named_vars_to_dims.get(n, ())))
                        for n, v in zip(names, values, strict=True)},
                       coords={k: np.asarray(v) for k, v in model.coords.items()})
@@ -116,7 +118,7 @@ def test_numpy_log_likelihood_matches_pymc(small, table, monkeypatch):
     design = make_design(sim.panel, sim.spec)
     names = ("theta", "loading", "intercept", "country_offset", "cutpoints_ordinal", "rater_shift_ordinal")
     det = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.replace_rvs_by_values([umodel[n] for n in names]),
-                            on_unused_input="ignore")(point)
+                            on_unused_input="ignore", mode=PY_RUN)(point)
     values = dict(zip(("theta", "loading", "intercept", "country_offset", "cutpoints", "rater_shift"), det,
                       strict=True))
     assert np.abs(values["country_offset"][sim.panel.indicators.index("quota")]).max() > 0
@@ -182,7 +184,7 @@ def test_zero_sum_map_keeps_trailing_dimensions():
     groups = np.array([1, 0, 1, 0, 0])   # units need not be ordered by group
     m = ZeroSum.of(groups)
     z = rng.normal(size=(m.n_contrast, 3, 2))
-    out = m(pt.as_tensor(z)).eval()
+    out = m(pt.as_tensor(z)).eval(mode=PY_RUN)
     np.testing.assert_allclose(out, np.einsum("uc,cij->uij", m.matrix(), z), atol=1e-12)
     np.testing.assert_allclose(out[groups == 0].sum(0), 0, atol=1e-12)
 
@@ -192,10 +194,11 @@ def test_latent_helpers_equal_cumsum_and_matrix_product():
 
     rng = np.random.default_rng(1)
     increments = rng.normal(size=(4, 6, 2))
-    np.testing.assert_allclose(_cumulate(pt.as_tensor(increments), 6).eval(), np.cumsum(increments, axis=1),
+    np.testing.assert_allclose(_cumulate(pt.as_tensor(increments), 6).eval(mode=PY_RUN), np.cumsum(increments, axis=1),
                                atol=1e-12)
     chol = np.linalg.cholesky([[1.0, 0.6], [0.6, 1.0]])
-    np.testing.assert_allclose(_correlate(pt.as_tensor(increments), pt.as_tensor(chol)).eval(), increments @ chol.T,
+    np.testing.assert_allclose(_correlate(pt.as_tensor(increments), pt.as_tensor(chol)).eval(mode=PY_RUN),
+                               increments @ chol.T,
                                atol=1e-12)
 
 
@@ -206,7 +209,7 @@ def test_other_dynamics_build(kind):
     model = build_model(sim.panel, sim.spec)
     assert ("ar_phi" in model.named_vars) == (kind == "ar1")
     point = model.initial_point(random_seed=2)
-    assert np.isfinite(model.compile_logp()(point))
+    assert np.isfinite(model.compile_logp(mode=forward_mode())(point))
 
 
 def test_single_trait_model_builds():
@@ -223,7 +226,8 @@ def test_country_specific_indicators_get_sum_to_zero_offsets(small):
     sim, model = small
     assert model.named_vars_to_dims["country_offset"] == ("indicator", "country")
     assert list(model.coords["indicator_country_specific"]) == ["quota"]
-    offsets = pm.draw(model["country_offset"], draws=50, random_seed=2)          # (draw, indicator, country)
+    offsets = pm.draw(model["country_offset"], draws=50, random_seed=2,
+                      mode=forward_mode())                               # (draw, indicator, country)
     quota = sim.panel.indicators.index("quota")
     np.testing.assert_allclose(offsets[:, quota].sum(-1), 0.0, atol=1e-12)        # sum to zero over countries
     assert offsets[:, quota].std() > 0.3
@@ -256,7 +260,7 @@ def test_ar1_accumulation_matches_the_recursion(n_trait):
     rng = np.random.default_rng(0)
     start, steps = rng.normal(size=(3, n_trait)), rng.normal(size=(3, 3, n_trait))
     phi, times = np.array([0.7, 0.4][:n_trait]), np.array([0.0, 1.0, 3.0, 4.0])
-    out = _ar1_accumulate(pt.as_tensor(start), pt.as_tensor(steps), pt.as_tensor(phi), times).eval()
+    out = _ar1_accumulate(pt.as_tensor(start), pt.as_tensor(steps), pt.as_tensor(phi), times).eval(mode=PY_RUN)
     increments = np.concatenate([start[:, None], steps], axis=1)
     expected = np.stack([sum(phi ** (times[t] - times[s]) * increments[:, s] for s in range(t + 1))
                          for t in range(4)], axis=1)

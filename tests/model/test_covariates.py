@@ -9,6 +9,7 @@ import xarray as xr
 from nexusbayes.fit import fit
 from nexusbayes.model.build import Model, build_model
 from nexusbayes.model.covariates import BETA, EFFECT, EFFECT_DIM
+from nexusbayes.model.predict import forward_mode
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.sections import CovariateEffect, CovariatesSpec
 from tests.model.test_roles import free_one_trait, mirrored_draws
@@ -40,7 +41,7 @@ def test_roles_and_graph():
     assert model.pymc.named_vars_to_dims[EFFECT] == (EFFECT_DIM,)
     assert list(model.pymc.coords[EFFECT_DIM]) == list(sim.truth[EFFECT_DIM].values)
     point = model.pymc.initial_point()
-    assert np.isfinite(model.pymc.compile_logp()(point))
+    assert np.isfinite(model.pymc.compile_logp(mode=forward_mode())(point))
     # country_theta stays the average of its regions' traits with the covariate terms in
     point = {**point, BETA: np.linspace(-1, 1, 12)}
     theta, country = evaluate(model, ["theta", "country_theta"], point)

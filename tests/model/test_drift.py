@@ -14,6 +14,7 @@ from nexusbayes.model.families import NUISANCE
 from nexusbayes.model.simulate import default_spec, simulate
 from nexusbayes.spec.document import Spec
 from tests.model.test_build import DATA_ONLY_TERMS, numpy_predictions_at, pointwise_logp_at_a_prior_draw
+from tests.modes import PY_RUN
 
 
 def drifting(spec: Spec, **drift: str | list[str]) -> Spec:
@@ -126,7 +127,7 @@ def test_drift_variables_have_roles_and_paths_sum_to_zero_over_observed_periods(
                                                                                        "expert_willingness"])):
         # the deterministic as a function of the value variables (not of fresh draws of the random variables)
         path = model.compile_fn(model.replace_rvs_by_values([model[var]])[0], inputs=model.value_vars,
-                                on_unused_input="ignore")(point)
+                                on_unused_input="ignore", mode=PY_RUN)(point)
         for i, name in enumerate(names):
             seen = np.unique(frame.loc[frame["indicator"] == name, "period_idx"])
             assert abs(path[i, seen].sum()) < 1e-10 and np.abs(path[i]).max() > 0.01

@@ -132,7 +132,7 @@ def test_numpy_log_likelihood_with_inflation_matches_pymc(sim, model):
     so one way of computing those (the dense table the fixture's model takes) is enough here.
     """
     umodel = remove_value_transforms(model)
-    draw = pm.draw([umodel[v.name] for v in umodel.free_RVs], random_seed=3)
+    draw = pm.draw([umodel[v.name] for v in umodel.free_RVs], random_seed=3, mode=forward_mode())
     point = {umodel.rvs_to_values[rv].name: val for rv, val in zip(umodel.free_RVs, draw, strict=True)}
     # evaluated once: Python thunks (forward_mode) rather than compiling the whole model's pointwise logp to C
     fn = umodel.compile_fn(inputs=umodel.value_vars, outs=umodel.logp(vars=list(umodel.observed_RVs), sum=False),
