@@ -194,10 +194,16 @@ class NegBin(Family):
         return float(np.log((y.sum() + 0.5) / exposure.sum())), 1.0
 
     def nuisance(self, block, priors):
-        """Inverse dispersion per indicator (0 is Poisson), half-normal: shrinks towards Poisson."""
-        return {"inv_dispersion": declare(pm.HalfNormal(f"inv_dispersion_{block.key}", priors.inv_dispersion,
-                                                        dims=f"indicator_{block.key}"), "nuisance",
-                                          prior="inv_dispersion")}
+        """Inverse dispersion per indicator (0 is Poisson): Gamma(2, 2 / scale), mean at the spec's scale.
+
+        Its density is 0 at the Poisson limit (a boundary-avoiding prior, as ``country_initial_sd``'s with few
+        countries, :data:`nexusbayes.model.latent.FEW_CONTRASTS`). There large counts pin their cells' linear
+        predictors to ``1 / sqrt(count)`` instead of ``sqrt(inv_dispersion)``: a funnel whose neck a
+        half-normal's mass at 0 lets chains into, where they stick with divergent transitions.
+        """
+        return {"inv_dispersion": declare(pm.Gamma(f"inv_dispersion_{block.key}", alpha=2.0,
+                                                   beta=2.0 / priors.inv_dispersion, dims=f"indicator_{block.key}"),
+                                          "nuisance", prior="inv_dispersion")}
 
     def observed_values(self, block):
         """Counts as int64."""

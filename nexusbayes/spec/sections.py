@@ -272,8 +272,10 @@ class Priors(_Strict):
     Every value is the scale of a half-normal prior (normal for intercepts, free loadings and the
     country offsets of indicators not comparable across countries, whose location is 0), except
     ``lkj_eta`` (LKJ shape on the trait correlation), ``ar_phi`` (Beta(a, b) on the AR(1)
-    coefficient per year) and ``initial_country_sd`` under a random walk with two or three
-    countries (Gamma(2, 1 / scale), mode at the scale; see :data:`nexusbayes.model.latent.FEW_CONTRASTS`).
+    coefficient per year), ``initial_country_sd`` under a random walk with two or three
+    countries (Gamma(2, 1 / scale), mode at the scale; see :data:`nexusbayes.model.latent.FEW_CONTRASTS`) and
+    ``inv_dispersion``, the negative binomial's inverse dispersion (Gamma(2, 2 / scale), mean at the scale):
+    neither has mass at 0, where a chain would stick in a funnel (:meth:`nexusbayes.model.families.NegBin.nuisance`).
     """
 
     loading: PriorScale = 1.0

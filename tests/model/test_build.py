@@ -8,6 +8,7 @@ import pytensor.tensor as pt
 import pytest
 import xarray as xr
 from pymc.model.transform.conditioning import remove_value_transforms
+from scipy import stats
 from scipy.special import gammaln
 
 from nexusbayes.errors import SpecError
@@ -60,6 +61,19 @@ def test_log_density_and_gradient_are_finite_at_a_prior_draw(small):
     logp = model.compile_logp(mode=forward_mode())(point)
     grad = model.compile_dlogp(mode=forward_mode())(point)
     assert np.isfinite(logp) and np.isfinite(grad).all()
+
+
+def test_inverse_dispersion_prior_has_no_mass_at_the_poisson_limit(small):
+    """Gamma(2, 2 / scale): density 0 at the Poisson limit, mean at the spec's scale (the funnel's neck kept out)."""
+    sim, model = small
+    rv = model["inv_dispersion_negbin"]
+    scale = sim.spec.priors.inv_dispersion
+    n = len(model.coords["indicator_negbin"])
+    for value in (1e-6, 0.05, scale, 3.0):
+        logp = pm.logp(rv, np.full(n, value)).eval()
+        assert np.allclose(logp, stats.gamma(2.0, scale=scale / 2).logpdf(value), rtol=1e-10)
+    assert np.exp(pm.logp(rv, np.full(n, 1e-6)).eval()).max() < 1e-5       # a half-normal's is about 0.8
+    assert np.allclose(pm.draw(rv, draws=20_000, random_seed=3).mean(0), scale, rtol=0.03)
 
 
 #: What the sampler's log-density kernels leave out (they depend on the data alone): NumPy's full log-likelihood
