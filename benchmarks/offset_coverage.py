@@ -6,11 +6,14 @@ expert_willingness (ratings on one); the other four indicators are comparable (t
 as one JSON line, the 90% interval coverage of the offsets (indicator x country) split by the truth: the planted
 non-zero ones, the zero ones and all; the mean signed error of the non-zero ones towards their sign (negative =
 shrunk towards zero), theta's coverage and correlation, the posterior mean of the horseshoe's global scale and the
-CPU seconds of the fit; then the coverage pooled over the seeds. One compiled model serves every seed (the same
-panel shape; :mod:`nexusbayes.inference.compile_cache`). Run::
+CPU seconds of the fit, each indicator's largest P(|offset| > delta) and the countries' mean traits' error in
+posterior SDs (:func:`country_bias`); then the coverage pooled over the seeds. With ``--modes all`` also, per seed,
+detection off on the same data (the countries' bias) and both on the data without offsets (no harm, false
+alarms): the slow tests' design (tests/analysis/test_comparability.py). One compiled model per mode serves every
+seed (the same panel shape; :mod:`nexusbayes.inference.compile_cache`). Run::
 
     python -m benchmarks.offset_coverage [--countries 6] [--regions 6] [--periods 6] [--seeds 11,12,13]
-        [--draws 300] [--slab 1.0]
+        [--draws 300] [--slab 1.0] [--modes on|all]
 
 Figures of a run are in ``benchmarks/HISTORY.md`` and ``benchmarks/results/comparability_detection.md``.
 """
@@ -58,14 +61,89 @@ def offset_coverage(offset: xr.DataArray, truth: xr.DataArray) -> dict:
             "error": ((offset.mean(sample) - truth) * np.sign(truth)).values.ravel()}
 
 
+def country_bias(theta: xr.DataArray, truth: xr.DataArray) -> dict:
+    """Each country's mean trait (over its regions and periods) against the truth: error and its z-score.
+
+    Parameters
+    ----------
+    theta : xarray.DataArray
+        Posterior draws of ``theta`` (chain, draw, region, period, trait); regions are named ``country-...``.
+    truth : xarray.DataArray
+        True ``theta`` (region, period, trait).
+
+    Returns
+    -------
+    dict
+        ``error`` (country x trait: posterior mean minus truth), ``z`` (the error over the posterior SD of the
+        country's mean trait) and ``covered`` (the truth inside the country mean's 90% interval), all arrays.
+    """
+    countries = [str(r).split("-")[0] for r in theta["region"].values]
+    mean = theta.assign_coords(country=("region", countries)).groupby("country").mean(("region", "period"))
+    target = truth.assign_coords(country=("region", countries)).groupby("country").mean(("region", "period"))
+    sample = ("chain", "draw")
+    error = (mean.mean(sample) - target).values
+    lower, upper = mean.quantile(0.05, sample).values, mean.quantile(0.95, sample).values
+    return {"error": error, "z": error / mean.std(sample).values,
+            "covered": (lower <= target.values) & (target.values <= upper)}
+
+
 def _cpu() -> float:
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def _fit(spec, panel, draws: int) -> tuple:
+    """The fit (2 chains, fit seed 1, warnings silenced) and its CPU and wall seconds."""
+    from nexusbayes.fit import fit
+
+    cpu, wall = _cpu(), time.time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit(spec, panel, draws=draws, tune=draws, chains=2, seed=1, progress=False, check=False)
+    return result, round(_cpu() - cpu, 1), round(time.time() - wall, 1)
+
+
+def _theta_figures(post, truth) -> dict:
+    """The 90% coverage of theta and its correlation per trait with the truth."""
+    theta, sample = post["theta"], ("chain", "draw")
+    inside = (theta.quantile(0.05, sample) <= truth) & (truth <= theta.quantile(0.95, sample))
+    mean = theta.mean(sample)
+    return {"theta_coverage": round(float(inside.mean()), 3),
+            "theta_r": {str(k): round(float(np.corrcoef(mean.sel(trait=k).values.ravel(),
+                                                        truth.sel(trait=k).values.ravel())[0, 1]), 3)
+                        for k in truth["trait"].values}}
+
+
+def _bias_figures(post, truth) -> dict:
+    bias = country_bias(post["theta"], truth)
+    return {"bias_max": round(float(np.abs(bias["error"]).max()), 3),
+            "bias_rms": round(float(np.sqrt((bias["error"] ** 2).mean())), 3),
+            "bias_z_rms": round(float(np.sqrt((bias["z"] ** 2).mean())), 3),
+            "country_covered": f"{int(bias['covered'].sum())}/{bias['covered'].size}"}
+
+
+def compare_modes(spec, off_spec, sim, clean, draws: int) -> dict:
+    """Detection off on the planted data, and on / off on the clean data (``--modes all``): bias and no harm."""
+    figures = {}
+    off, figures["cpu_off"], _ = _fit(off_spec, sim.panel, draws)
+    figures["off"] = {**_bias_figures(off.tree["posterior"], sim.truth["theta"]),
+                      **_theta_figures(off.tree["posterior"], sim.truth["theta"])}
+    clean_on, cpu_a, _ = _fit(spec, clean.panel, draws)
+    clean_off, cpu_b, _ = _fit(off_spec, clean.panel, draws)
+    figures["cpu_clean"] = round(cpu_a + cpu_b, 1)
+    worst = clean_on.noncomparability().groupby("indicator", sort=False)["p_exceeds"].max()
+    sample = ("chain", "draw")
+    on_theta, off_theta = clean_on.tree["posterior"]["theta"], clean_off.tree["posterior"]["theta"]
+    gap = abs(on_theta.mean(sample) - off_theta.mean(sample)) / off_theta.std(sample)
+    figures["clean"] = {"p_exceeds": worst.round(2).to_dict(), "gap_mean": round(float(gap.mean()), 3),
+                        "gap_max": round(float(gap.max()), 3),
+                        "r_on_off": round(float(np.corrcoef(on_theta.mean(sample).values.ravel(),
+                                                            off_theta.mean(sample).values.ravel())[0, 1]), 5)}
+    return figures
+
+
 def main() -> None:
     """Fit each seed, print one JSON line per seed and the pooled coverage."""
-    from nexusbayes.fit import fit
     from nexusbayes.model.simulate import default_spec, simulate
     from nexusbayes.spec.document import Spec
     from nexusbayes.spec.sections import Comparability
@@ -77,38 +155,35 @@ def main() -> None:
     parser.add_argument("--seeds", default="11,12,13")
     parser.add_argument("--draws", type=int, default=300, help="draws and tuning steps per chain (2 chains)")
     parser.add_argument("--slab", type=float, default=1.0, help="priors.offset_slab_scale")
+    parser.add_argument("--modes", choices=("on", "all"), default="on",
+                        help="on: detection on, planted data; all: also detection off, and both on clean data")
     args = parser.parse_args()
     data = default_spec(comparability=Comparability(detect=True)).to_dict()
     data["priors"]["offset_slab_scale"] = args.slab
-    spec = Spec.from_dict(data)
+    spec, off_spec = Spec.from_dict(data), default_spec()
     pooled = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        sim = simulate(spec, n_countries=args.countries, n_regions=args.regions, n_periods=args.periods,
-                       offsets=PLANTED[args.countries], seed=seed)
-        cpu, wall = _cpu(), time.time()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = fit(spec, sim.panel, draws=args.draws, tune=args.draws, chains=2, seed=1, progress=False,
-                         check=False)
-        cpu, wall = _cpu() - cpu, time.time() - wall
+        shape = {"n_countries": args.countries, "n_regions": args.regions, "n_periods": args.periods, "seed": seed}
+        sim = simulate(spec, offsets=PLANTED[args.countries], **shape)
+        result, cpu, wall = _fit(spec, sim.panel, args.draws)
         post = result.tree["posterior"]
         cells = offset_coverage(post["country_offset"], sim.truth["country_offset"])
         pooled.append(cells)
-        theta, truth = post["theta"], sim.truth["theta"]
-        sample = ("chain", "draw")
-        inside = (theta.quantile(0.05, sample) <= truth) & (truth <= theta.quantile(0.95, sample))
-        mean = theta.mean(sample)
-        r = {str(k): round(float(np.corrcoef(mean.sel(trait=k).values.ravel(), truth.sel(trait=k).values.ravel())
-                                 [0, 1]), 3) for k in truth["trait"].values}
         hit, nz = cells["covered"], cells["planted"]
-        print(json.dumps({"seed": seed, "non_zero": f"{int(hit[nz].sum())}/{int(nz.sum())}",
-                          "zero": f"{int(hit[~nz].sum())}/{int((~nz).sum())}", "all": round(float(hit.mean()), 3),
-                          "error_non_zero": round(float(cells["error"][nz].mean()), 3),
-                          "theta_coverage": round(float(inside.mean()), 3), "theta_r": r,
-                          "tau": round(float(post["offset_tau"].mean()), 3),
-                          "divergences": int(result.tree["sample_stats"]["diverging"].sum()),
-                          "cpu_s": round(cpu, 1), "wall_s": round(wall, 1),
-                          "load": open("/proc/loadavg").read().split()[0]}), flush=True)
+        worst = result.noncomparability().groupby("indicator", sort=False)["p_exceeds"].max()
+        line = {"seed": seed, "non_zero": f"{int(hit[nz].sum())}/{int(nz.sum())}",
+                "zero": f"{int(hit[~nz].sum())}/{int((~nz).sum())}", "all": round(float(hit.mean()), 3),
+                "error_non_zero": round(float(cells["error"][nz].mean()), 3),
+                "sd_non_zero": round(float(post["country_offset"].std(("chain", "draw")).values.ravel()[nz].mean()),
+                                     3),
+                "p_exceeds": worst.round(2).to_dict(), **_theta_figures(post, sim.truth["theta"]),
+                **_bias_figures(post, sim.truth["theta"]),
+                "tau": round(float(post["offset_tau"].mean()), 3),
+                "divergences": int(result.tree["sample_stats"]["diverging"].sum()),
+                "cpu_s": cpu, "wall_s": wall, "load": open("/proc/loadavg").read().split()[0]}
+        if args.modes == "all":
+            line.update(compare_modes(spec, off_spec, sim, simulate(spec, **shape), args.draws))
+        print(json.dumps(line), flush=True)
     hit = np.concatenate([c["covered"] for c in pooled])
     nz = np.concatenate([c["planted"] for c in pooled])
     error = np.concatenate([c["error"] for c in pooled])

@@ -6,7 +6,10 @@ import pandas as pd
 import pymc as pm
 import pytest
 import xarray as xr
+from scipy.stats import binom, chi2
 
+from benchmarks.offset_coverage import PLANTED as BY_COUNTRIES
+from benchmarks.offset_coverage import country_bias, offset_coverage
 from nexusbayes.analysis.comparability import flagged, noncomparability_table, offset_table
 from nexusbayes.errors import SpecError
 from nexusbayes.model.build import Model
@@ -17,7 +20,7 @@ from nexusbayes.spec.document import Spec
 from nexusbayes.spec.sections import Comparability
 
 #: Planted offsets (one per country, centred by the simulation) of the two indicators that are not comparable.
-PLANTED = {"seizures": [1.2, -1.0, -0.2], "expert_willingness": [-1.2, 0.2, 1.0]}
+PLANTED = BY_COUNTRIES[6]
 
 
 def detecting(delta: float = 0.5) -> Spec:
@@ -128,10 +131,35 @@ def test_the_report_section_shows_the_table_and_a_figure():
     assert report_section.section({}, {}, 0.5) == {}
 
 
-# ---- no harm and bias: detection on against off, on one shape ------------------------------------------------
-#: Shape and seed of the no-harm and bias fits: the slow recovery test's panel (seed 11), with and without
-#: the planted offsets; the four fits share two compiled models (detection on, off), the data swapped in.
-SHAPE = {"n_countries": 3, "n_regions": 8, "n_periods": 6, "seed": 11}
+# ---- sampling checks: six countries, where detection is identified ----------------------------------------------
+#: Six countries x 6 regions x 6 years: five country contrasts per indicator, more than the traits any indicator
+#: loads on, so no offset pattern is a change of loadings (with three countries it can be, and detection is not
+#: identified: benchmarks/results/comparability_detection.md). Every fit of the module is of this shape.
+SIX = {"n_countries": 6, "n_regions": 6, "n_periods": 6}
+
+#: Seeds of the planted panels fitted with detection on; the first also with detection off, and on and off to
+#: the same panel without offsets.
+SEEDS = (11, 12, 13, 14, 15, 16)
+
+
+def _fit(spec: Spec, panel):
+    from nexusbayes.fit import fit
+
+    return fit(spec, panel, draws=300, tune=300, chains=2, seed=1, progress=False, check=False)
+
+
+@pytest.fixture(scope="module")
+def six_country_fits() -> dict:
+    """Nine fits of two compiled models (detection on, off; the data swapped in), nutpie 2 chains x (300 + 300).
+
+    ``planted``: [(simulation, fit)] with detection on, one per seed of :data:`SEEDS`, offsets :data:`PLANTED`;
+    ``off``: detection off on the first of them; ``clean``: (simulation, fit on, fit off) without offsets.
+    """
+    planted = [(sim, _fit(detecting(), sim.panel))
+               for sim in (simulate(detecting(), offsets=PLANTED, seed=seed, **SIX) for seed in SEEDS)]
+    clean = simulate(detecting(), seed=SEEDS[0], **SIX)
+    return {"planted": planted, "off": _fit(default_spec(), planted[0][0].panel),
+            "clean": (clean, _fit(detecting(), clean.panel), _fit(default_spec(), clean.panel))}
 
 
 def theta_summary(result) -> xr.Dataset:
@@ -142,148 +170,125 @@ def theta_summary(result) -> xr.Dataset:
                        "q95": theta.quantile(0.95, ("chain", "draw")).drop_vars("quantile")})
 
 
-@pytest.fixture(scope="module")
-def on_off_fits():
-    """Detection on and off, each fitted to the panel without offsets and to the one with :data:`PLANTED`."""
-    from nexusbayes.fit import fit
-
-    out = {}
-    for data_name, offsets in (("clean", None), ("planted", PLANTED)):
-        sim = simulate(detecting(), offsets=offsets, **SHAPE)
-        for mode, spec in (("on", detecting()), ("off", default_spec())):
-            result = fit(spec, sim.panel, draws=300, tune=300, chains=2, seed=1, progress=False, check=False)
-            out[data_name, mode] = result
-        out[data_name, "truth"] = sim.truth["theta"]
-    return out
-
-
-def country_bias(summary: xr.Dataset, truth: xr.DataArray) -> xr.DataArray:
-    """Mean error of theta per country and trait (the error that offsets not modelled put into the countries)."""
-    countries = [r.split("-")[0] for r in truth["region"].values]
-    error = (summary["mean"] - truth).assign_coords(country=("region", countries))
-    return error.groupby("country").mean(("region", "period"))
-
-
 def coverage90(summary: xr.Dataset, truth: xr.DataArray) -> float:
     return float(((summary["q05"] <= truth) & (truth <= summary["q95"])).mean())
 
 
+def correlations(summary: xr.Dataset, truth: xr.DataArray) -> dict[str, float]:
+    """r(posterior mean, truth) of theta per trait."""
+    return {str(k): float(np.corrcoef(summary["mean"].sel(trait=k).values.ravel(),
+                                      truth.sel(trait=k).values.ravel())[0, 1]) for k in truth["trait"].values}
+
+
 @pytest.mark.slow
-def test_detection_does_no_harm_where_every_indicator_is_comparable(on_off_fits):
+def test_detection_does_no_harm_where_every_indicator_is_comparable(six_country_fits):
     """On data without offsets, theta with detection on matches theta with it off.
 
-    Measured (seed 11, 2 x 300 draws): mean |difference| of the posterior means 0.058 posterior SDs (largest
-    0.255), r(on, off) 0.9998, 90% coverage 0.868 on and 0.854 off.
+    Measured at seeds 11-16 (2 x 300 draws; the test fits seed 11): mean |difference| of the posterior means
+    0.04-0.06 posterior SDs (largest 0.16-0.27), r(on, off) >= 0.9998; the clean fits' largest P(|offset| > 0.5)
+    0.04 (benchmarks/results/comparability_detection.md).
     """
-    on, off = theta_summary(on_off_fits["clean", "on"]), theta_summary(on_off_fits["clean", "off"])
+    sim, on_fit, off_fit = six_country_fits["clean"]
+    on, off = theta_summary(on_fit), theta_summary(off_fit)
     gap = abs(on["mean"] - off["mean"]) / off["sd"]
     r = float(np.corrcoef(on["mean"].values.ravel(), off["mean"].values.ravel())[0, 1])
+    truth = sim.truth["theta"]
     report = (f"no harm: mean |diff| {float(gap.mean()):.3f} posterior SDs (max {float(gap.max()):.3f}), "
-              f"r(on, off) {r:.4f}, 90% coverage on {coverage90(on, on_off_fits['clean', 'truth']):.3f} "
-              f"off {coverage90(off, on_off_fits['clean', 'truth']):.3f}")
+              f"r(on, off) {r:.4f}, 90% coverage on {coverage90(on, truth):.3f} off {coverage90(off, truth):.3f}")
     print(report)
     assert float(gap.mean()) <= 0.15 and float(gap.max()) <= 0.5, report
     assert r >= 0.995, report
 
 
 @pytest.mark.slow
-def test_detection_removes_the_bias_of_planted_offsets(on_off_fits):
+def test_detection_removes_the_bias_of_planted_offsets(six_country_fits):
     """On data with :data:`PLANTED` offsets, detection off puts them into the countries' traits; on, it does not.
 
-    Detection on must recover theta with r >= 0.9 per trait and 90% coverage in [0.80, 0.97]; its largest
-    country bias must be below that of detection off (the bias is printed). Measured (seed 11, 2 x 300 draws):
-    detection off puts the planted offsets into the countries' traits (largest country bias 0.251, C1
-    willingness; -0.203 C2 willingness; 90% coverage 0.774); on: largest country bias 0.208, r 0.962 and 0.963,
-    90% coverage 0.920. The four fits (two compiles) took 33 min on the shared machine at load 25-30.
+    The yardstick is each country's mean trait (over its regions and years; 6 countries x 2 traits) in posterior
+    SDs, not in the traits' units: detection widens the countries' intervals as it should, and the raw largest
+    country bias is no test (with detection 0.14-0.33, without 0.18-0.38 at seeds 11-16; seed 14 has it larger with
+    detection). Measured at seeds 11-16 (2 x 300 draws; the test fits seed 11): RMS z on 0.43-0.75, the countries'
+    means in their 90% intervals 71 / 72; off 1.46-3.23 and 39 / 72; the ratio off / on 3.0-4.5 (log ratio 1.22,
+    SD 0.14 over the seeds: the bound 1.5 is 5.8 SDs below); theta's 90% coverage on 0.88-0.94, off 0.77-0.89,
+    r on >= 0.947.
     """
-    truth = on_off_fits["planted", "truth"]
-    on, off = theta_summary(on_off_fits["planted", "on"]), theta_summary(on_off_fits["planted", "off"])
-    bias_on, bias_off = country_bias(on, truth), country_bias(off, truth)
-    r = {k: float(np.corrcoef(on["mean"].sel(trait=k).values.ravel(), truth.sel(trait=k).values.ravel())[0, 1])
-         for k in truth["trait"].values}
-    cover_on, cover_off = coverage90(on, truth), coverage90(off, truth)
-    report = (f"bias: max |country bias| off {float(abs(bias_off).max()):.3f}, on {float(abs(bias_on).max()):.3f}; "
-              f"off by country x trait {bias_off.round(3).values.tolist()}; r(theta) on "
-              f"{ {k: round(v, 3) for k, v in r.items()} }; 90% coverage on {cover_on:.3f}, off {cover_off:.3f}")
+    sim, on_fit = six_country_fits["planted"][0]
+    truth = sim.truth["theta"]
+    on, off = theta_summary(on_fit), theta_summary(six_country_fits["off"])
+    bias_on = country_bias(on_fit.tree["posterior"]["theta"], truth)
+    bias_off = country_bias(six_country_fits["off"].tree["posterior"]["theta"], truth)
+    z_on, z_off = (float(np.sqrt((b["z"] ** 2).mean())) for b in (bias_on, bias_off))
+    r = correlations(on, truth)
+    report = (f"bias: RMS country bias in posterior SDs on {z_on:.3f}, off {z_off:.3f}; countries' mean traits "
+              f"in their 90% intervals on {bias_on['covered'].sum()}/12, off {bias_off['covered'].sum()}/12; "
+              f"largest |country bias| on {np.abs(bias_on['error']).max():.3f}, off "
+              f"{np.abs(bias_off['error']).max():.3f}; r(theta) on { {k: round(v, 3) for k, v in r.items()} }; "
+              f"90% coverage on {coverage90(on, truth):.3f}, off {coverage90(off, truth):.3f}")
     print(report)
     assert min(r.values()) >= 0.9, report
-    assert 0.80 <= cover_on <= 0.97, report
-    assert float(abs(bias_on).max()) < float(abs(bias_off).max()), report
-
-
-# ---- recovery ----------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_planted_noncomparable_indicators_are_found_and_traits_recovered(on_off_fits):
-    """Three countries x 8 regions x 6 years, the default mixed-family spec with detection on.
-
-    Offsets planted on seizures (a count) and expert_willingness (ratings) (:data:`PLANTED`); the other four
-    indicators are comparable. Each planted indicator must have P(|offset| > delta) > 0.6 in some country, every
-    comparable indicator below 0.25 in every country, and theta must correlate with the truth at 0.9 or more per
-    trait. Detection rests on the shrinkage alone (see :class:`~nexusbayes.spec.sections.Comparability`) and is not
-    sure on a panel this small: over seeds 11-16 the criteria held at 4 of 6, re-measured (seed 14: seizures at
-    0.12, its planted offsets lined up with the countries' capability, so the fit took a steeper loading, 2.17
-    for 1.35, a change that keeps both loadings positive; seed 15: staff at 0.47, part of seizures' offsets moved
-    into the countries' capability), and at 2 of 6 with 4 regions per country; detection rate (P > 0.5) 11 / 12
-    and 7 / 12, false alarms 0 / 24 and 1 / 24 (benchmarks/results/comparability_detection.md). The fit is the
-    shared one of :func:`on_off_fits` (detection on, planted offsets).
-    """
-    sim = simulate(detecting(), offsets=PLANTED, **SHAPE)
-    result = on_off_fits["planted", "on"]
-    table = result.noncomparability()
-    worst = table.groupby("indicator", sort=False)["p_exceeds"].max()
-    theta = result.tree["posterior"]["theta"].mean(("chain", "draw"))
-    r = {k: float(np.corrcoef(theta.sel(trait=k).values.ravel(),
-                              sim.truth["theta"].sel(trait=k).values.ravel())[0, 1]) for k in sim.spec.traits}
-    report = (f"max P(|offset| > 0.5) by indicator: {worst.round(2).to_dict()}; r(theta) "
-              f"{ {k: round(v, 3) for k, v in r.items()} }")
-    print(report)
-    for name in sim.spec.indicators:
-        if name in PLANTED:
-            assert worst[name] > 0.6, report
-        else:
-            assert worst[name] < 0.25, report
-    assert min(r.values()) >= 0.9, report
-
-
-# ---- the offsets themselves: coverage where they are identified ------------------------------------------------
-#: Six countries x 6 regions x 6 years: five country contrasts per indicator, more than the traits any indicator
-#: loads on, so no offset pattern is a change of loadings (the three-country aliasing of the tests above).
-SIX = {"n_countries": 6, "n_regions": 6, "n_periods": 6, "seed": 11}
-
-
-@pytest.fixture(scope="module")
-def six_country_fit():
-    """Detection on, fitted to six countries with offsets planted on seizures and expert_willingness."""
-    from benchmarks.offset_coverage import PLANTED as BY_COUNTRIES
-    from nexusbayes.fit import fit
-
-    sim = simulate(detecting(), offsets=BY_COUNTRIES[6], **SIX)
-    return sim, fit(detecting(), sim.panel, draws=300, tune=300, chains=2, seed=1, progress=False, check=False)
+    assert 0.80 <= coverage90(on, truth) <= 0.97, report
+    # calibrated country means give a z RMS over 12 cells above sqrt(chi2_12(0.99) / 12) = 1.48 1% of the time
+    assert z_on <= np.sqrt(chi2.ppf(0.99, 12) / 12), report
+    assert z_off > 1.5 * z_on, report
 
 
 @pytest.mark.slow
-def test_planted_offsets_are_recovered_with_nominal_coverage(six_country_fit):
-    """The country offsets (indicator x country) in their 90% intervals at a rate inside [0.80, 0.97] (issue 23).
+def test_planted_noncomparable_indicators_are_found_and_traits_recovered(six_country_fits):
+    """Each planted indicator is found and no comparable one is, on average over :data:`SEEDS`; theta recovered.
 
-    Counted over all 36 offsets, and over the 12 planted ones alone (the 24 zero ones are shrunk to 0 and
-    their intervals almost always hold it): the horseshoe must not shrink the planted offsets out of their
-    intervals, and their mean error towards their sign (negative = shrunk) must stay within half their mean
-    posterior SD. Measured (seed 11, 2 x 300 draws): 34 / 36 (0.944), planted 11 / 12, zero 23 / 24, error of
-    the planted -0.088; pooled over seeds in benchmarks/results/comparability_detection.md.
+    Detection rests on the shrinkage alone (see :class:`~nexusbayes.spec.sections.Comparability`); with six
+    countries no offset pattern is a loading change and it is identified. Measured (seeds 11-16, 2 x 300 draws),
+    largest P(|offset| > 0.5) over countries: seizures 0.93-1.00 (mean 0.980), expert_willingness 0.90-0.97
+    (0.948); staff 0.01-0.23 (0.068), quota 0.00-0.06, abuse 0.00-0.16, expert_capability 0.02-0.09. The means
+    over the seeds are asserted (each at least 5.5 between-seed SDs of a six-seed mean from its bound); a single
+    seed's comparable indicator below 0.25 is not (staff reached 0.23 at seed 14), nor with three countries
+    (held at 4 of 6 seeds: benchmarks/results/comparability_detection.md). The planted ones are flagged (above
+    0.5, the report's reading) at every seed (lowest 0.90; 0.5 is 15 SDs below their means).
     """
-    from benchmarks.offset_coverage import offset_coverage
-
-    sim, result = six_country_fit
-    offset = result.tree["posterior"]["country_offset"]
-    cells = offset_coverage(offset, sim.truth["country_offset"])
-    hit, planted = cells["covered"], cells["planted"]
-    sd = offset.std(("chain", "draw")).values.ravel()
-    error, spread = float(cells["error"][planted].mean()), float(sd[planted].mean())
-    report = (f"offset coverage {hit.mean():.3f} ({hit.sum()}/{hit.size}); planted {hit[planted].sum()}/"
-              f"{planted.sum()}, zero {hit[~planted].sum()}/{(~planted).sum()}; error of the planted {error:+.3f} "
-              f"(posterior SD {spread:.3f})")
+    worst = pd.DataFrame([result.noncomparability().groupby("indicator", sort=False)["p_exceeds"].max()
+                          for _, result in six_country_fits["planted"]], index=list(SEEDS))
+    r = pd.DataFrame([correlations(theta_summary(result), sim.truth["theta"])
+                      for sim, result in six_country_fits["planted"]], index=list(SEEDS))
+    report = (f"max P(|offset| > 0.5) by seed and indicator:\n{worst.round(2)}\nmean {worst.mean().round(3).to_dict()}"
+              f"; r(theta) by seed:\n{r.round(3)}")
     print(report)
-    assert planted.sum() == 12 and hit.size == 36, report
-    assert 0.80 <= hit.mean() <= 0.97, report
-    assert 0.80 <= hit[planted].mean() <= 0.97, report
-    assert abs(error) <= spread / 2, report
+    comparable = [name for name in worst.columns if name not in PLANTED]
+    assert (worst[list(PLANTED)].mean() > 0.6).all(), report
+    assert (worst[list(PLANTED)] > 0.5).all().all(), report
+    assert (worst[comparable].mean() < 0.25).all(), report
+    assert r.min().min() >= 0.9, report
+
+
+@pytest.mark.slow
+def test_planted_offsets_are_recovered_with_nominal_coverage(six_country_fits):
+    """The country offsets (indicator x country) in their 90% intervals at the nominal rate (issue 23).
+
+    Counted over the 12 planted (non-zero) offsets of each seed of :data:`SEEDS` (72 in all): a coverage count
+    of 12 or 36 cells has no sound band (Bin(36, 0.9) is above 0.97 11% of the time), 72 has: the acceptance
+    region from Bin(72, 0.9) is [58, 70] (false failure 0.9%). The zero offsets (24 a seed) are shrunk to 0 and
+    their intervals almost always hold it, so only a lower bound is theirs. The planted offsets' mean error
+    towards their sign (negative = shrunk) must stay within half their mean posterior SD. Measured (seeds 11-16,
+    2 x 300 draws): planted 67 / 72 (12, 9, 12, 11, 12, 11), zero 143 / 144, mean error -0.100 against a mean
+    SD of 0.290 (per-seed error SD 0.041: the bound is 2.7 SEs of the six-seed mean away).
+    """
+    fits = six_country_fits["planted"]
+    cells = [offset_coverage(result.tree["posterior"]["country_offset"], sim.truth["country_offset"])
+             for sim, result in fits]
+    hit, planted = np.concatenate([c["covered"] for c in cells]), np.concatenate([c["planted"] for c in cells])
+    error = np.concatenate([c["error"] for c in cells])[planted]
+    sd = np.concatenate([result.tree["posterior"]["country_offset"].std(("chain", "draw")).values.ravel()
+                         for _, result in fits])[planted]
+    n, k = int(planted.sum()), int(hit[planted].sum())
+    report = (f"planted offsets in their 90% intervals {k}/{n} ({k / n:.3f}; per seed "
+              f"{[int(c['covered'][c['planted']].sum()) for c in cells]} of 12), zero ones "
+              f"{hit[~planted].sum()}/{(~planted).sum()}; mean error of the planted {error.mean():+.3f} "
+              f"(mean posterior SD {sd.mean():.3f})")
+    print(report)
+    assert n == 12 * len(SEEDS) and hit.size == 36 * len(SEEDS), report
+    # the acceptance region of the count at the nominal 0.9: false failure < 1% (0.9% for 72 cells, [58, 70],
+    # the issue's band [0.80, 0.97] to a cell); the zero offsets are over-covered by the shrinkage (a truth at the
+    # prior's centre), so only too few of them inside is wrong
+    low, high = binom.ppf(0.005, n, 0.9), binom.isf(0.005, n, 0.9)
+    assert low <= k <= high, f"{report}; acceptance region [{low:.0f}, {high:.0f}]"
+    assert hit[~planted].sum() >= binom.ppf(0.005, (~planted).sum(), 0.9), report
+    assert abs(error.mean()) <= sd.mean() / 2, report
