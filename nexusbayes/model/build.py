@@ -245,29 +245,15 @@ def graph_constants(panel: Panel, spec: Spec, every_row: bool = False) -> list[n
     if "rater_idx" in frame:
         rated[frame.loc[frame["rater_idx"] >= 0, "indicator_idx"].to_numpy(int)] = True
     out = [np.array([dense_table(n_indicator, n_cell, panel.n_obs)]), rated]
-    if every_row or rows_in_graph(panel, spec):
+    every = [spec.indicator(n) for n in panel.indicators]
+    if (every_row or spec.is_regime or spec.dynamics.centred
+            or any(i.drift is not None or i.quota is not None or i.zero_inflated for i in every)):
         out += [f[c].to_numpy(np.int64) for f in (frame, panel.not_reported) for c in ROW_COLUMNS if c in f]
     return out
 
 
-def rows_in_graph(panel: Panel, spec: Spec) -> bool:
-    """Whether the model's graph holds the observation rows as constants (then its indices are constants too).
-
-    The regime model, centred walks, drift and inflated counts take their cells, spans, observed periods and
-    inflated rows from them, so no data container would let two panels share the compile.
-    """
-    every = [spec.indicator(n) for n in panel.indicators]
-    return (spec.is_regime or spec.dynamics.centred
-            or any(i.drift is not None or i.quota is not None or i.zero_inflated for i in every))
-
-
 def _graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
     """The PyMC graph of the model, every variable declared with its role."""
-    baked = rows_in_graph(panel, spec)     # else every index is a data container (see graph_constants)
-
-    def index(name, values):
-        return pt.as_tensor_variable(values) if baked else pm.Data(name, values)
-
     with pm.Model(coords=design.coords) as model:
         if spec.dynamics.centred:
             theta_raw, country_raw = _centred_spans(design, spec, panel)
@@ -275,7 +261,7 @@ def _graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
             theta_raw, country_raw = _latent_process(design, spec)
         theta_raw, country_raw, beta = add_covariates(theta_raw, country_raw, spec, panel, design.period_time)
         # standardised over the region-periods with data (all of them when none is empty)
-        seen = theta_raw.reshape((-1, len(spec.traits)))[index("observed_cells", observed_cells(panel))]
+        seen = theta_raw.reshape((-1, len(spec.traits)))[pm.Data("observed_cells", observed_cells(panel))]
         mean = seen.mean(axis=0)
         sd = pt.sqrt(seen.var(axis=0) + 1e-12)  # the epsilon only matters at an all-zero start
         if beta is not None:
@@ -296,16 +282,12 @@ def _graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
         cells = theta.reshape((-1, len(spec.traits)))
         for block in design.blocks:
             family = FAMILIES[spec.indicator(block.names[0]).family]
-            idx = block_index(design, panel, block)
-            idx = idx if baked else index_containers(idx, block.key, len(design.period_time),
-                                                     len(design.coords["region"]) * len(design.period_time))
+            idx = index_containers(block_index(design, panel, block), block.key)
             eta = linear_predictor(idx)
             params = family.nuisance(block, spec.priors)
             observed = pm.Data(f"data_{block.key}", family.observed_values(block), dims=block.dim)
             inputs = {name: pm.Data(f"{name}_{block.key}", values, dims=block.dim)
-                      for name, values in family.inputs(block).items()}
-            inputs.update({name: index(f"{name}_{block.key}", values)
-                           for name, values in family.indices(block).items()})
+                      for name, values in {**family.inputs(block), **family.indices(block)}.items()}
             parts = block_inflation(spec, block, design.coords["indicator"])
             if parts:     # quota heaping or structural zeros: a mixture (see nexusbayes.model.heaping)
                 logits = component_logits(parts, inflation, cells, idx.region, idx.period,
@@ -314,5 +296,5 @@ def _graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
                 inflated_likelihood(family, block, eta, params, inputs, observed, parts, logits)
                 continue
             family.likelihood(block, eta, (location[idx.indicator], spread[idx.indicator]), params, observed, inputs)
-        reporting_likelihood(spec, panel, theta, index)
+        reporting_likelihood(spec, panel, theta)
     return model

@@ -147,7 +147,6 @@ class BlockIndex:
     indicator: np.ndarray
     centre: np.ndarray                     # added to eta (0 for normal: handled on the data scale)
     scale: tuple[np.ndarray, np.ndarray]   # (location, scale) of the indicator, for normal
-    cell: object = None                    # indicator * n_cell + region * n_period + period, when a container
 
 
 def block_index(design: Design, panel: Panel, block: Block) -> BlockIndex:
@@ -162,21 +161,16 @@ def block_index(design: Design, panel: Panel, block: Block) -> BlockIndex:
                       scale=(loc, scale))
 
 
-def index_containers(idx: BlockIndex, key: str, n_period: int, n_cell: int) -> BlockIndex:
+def index_containers(idx: BlockIndex, key: str) -> BlockIndex:
     """``idx`` with its region, period, country and indicator indices as data containers (``<name>_idx_<key>``).
-
-    And ``cell``, each observation's flat position in the (indicator, region-period) table (``cell_<key>``), so
-    that a gather from the dense table computes no index.
 
     Inside a model context. The graph gathers with them, so that panels differing only in which observations
     they hold share one compiled model (:mod:`nexusbayes.inference.compile_cache`).
     """
     import pymc as pm
 
-    cell = idx.indicator * n_cell + idx.region * n_period + idx.period
-    return dataclasses.replace(idx, cell=pm.Data(f"cell_{key}", cell.astype("int64")),
-                               **{name: pm.Data(f"{name}_idx_{key}", getattr(idx, name).astype("int64"))
-                                  for name in ("region", "period", "country", "indicator")})
+    return dataclasses.replace(idx, **{name: pm.Data(f"{name}_idx_{key}", getattr(idx, name).astype("int64"))
+                                       for name in ("region", "period", "country", "indicator")})
 
 
 def kernel_containers(design: Design, spec: Spec, key: str, y: np.ndarray) -> dict[str, np.ndarray]:

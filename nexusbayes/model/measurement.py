@@ -66,8 +66,7 @@ def _linear_predictor(design: Design, n_obs: int, theta, loading, intercept, loc
             table = table + shift[position][:, cell_period]
         flat = table.ravel()
         # one flat integer index (a fast gather and scatter-add) rather than several index arrays
-        return lambda idx: flat[idx.indicator * n_cell + idx.region * n_period + idx.period if idx.cell is None
-                                else idx.cell]
+        return lambda idx: flat[idx.indicator * n_cell + idx.region * n_period + idx.period]
 
     def per_observation(idx: BlockIndex):
         j = idx.indicator

@@ -102,11 +102,10 @@ def reporting_cells(spec: Spec, panel: Panel) -> ReportingCells | None:
                           reported=both["reported"].to_numpy(int), labels=both["row"].to_numpy())
 
 
-def reporting_likelihood(spec: Spec, panel: Panel, theta, index=pm.Data) -> None:
+def reporting_likelihood(spec: Spec, panel: Panel, theta) -> None:
     """Add the reporting model (parameters with their roles, and the likelihood ``reported``) to the model in context.
 
     ``theta`` is the standardised traits (region, period, trait). Nothing is added without informative indicators.
-    ``index(name, values)`` makes the cells' integer indices a tensor (a data container by default).
     """
     cells = reporting_cells(spec, panel)
     if cells is None:
@@ -123,7 +122,7 @@ def reporting_likelihood(spec: Spec, panel: Panel, theta, index=pm.Data) -> None
     n_cell = len(panel.regions) * n_period
     table = intercept[:, None] + pt.dot(loading, theta.reshape((-1, n_trait)).T)
     # the cells as data containers: panels differing in their non-reports share one compiled model
-    logit = table.ravel()[index(f"{REPORTED}_cell", cells.item * n_cell + cells.region * n_period + cells.period)]
+    logit = table.ravel()[pm.Data(f"{REPORTED}_cell", cells.item * n_cell + cells.region * n_period + cells.period)]
     local = [i for i, n in enumerate(cells.names) if not spec.indicator(n).comparable]
     if local and len(panel.countries) > 1:
         model.add_coord("indicator_reporting_local", [cells.names[i] for i in local])
@@ -134,7 +133,7 @@ def reporting_likelihood(spec: Spec, panel: Panel, theta, index=pm.Data) -> None
         offset = declare(pm.Deterministic(OFFSET, full, dims=("indicator_informative", "country")), "offset",
                          ranked=True)
         n_country = len(panel.countries)      # one flat gather: numba has none of two index arrays in a callback
-        logit = logit + offset.ravel()[index(f"{REPORTED}_offset_cell", cells.item * n_country + cells.country)]
+        logit = logit + offset.ravel()[pm.Data(f"{REPORTED}_offset_cell", cells.item * n_country + cells.country)]
     observed = pm.Data(f"data_{REPORTED}", cells.reported, dims=OBS_DIM)
     pm.CustomDist(REPORTED, logit, dist=bernoulli_dist, logp=bernoulli_kernel, observed=observed, dims=OBS_DIM)
 

@@ -327,8 +327,7 @@ def test_kernel(case):
     params = {name: pt.tensor(name, shape=(None,) * np.ndim(v), dtype="float64") for name, v in case.params.items()}
     with pm.Model(coords={b.dim: b.labels}) as model:         # as build_model does
         observed = pm.Data(f"data_{b.key}", family.observed_values(b), dims=b.dim)
-        inputs = {name: pm.Data(f"{name}_{b.key}", values, dims=b.dim)
-                  for name, values in {**family.inputs(b), **family.indices(b)}.items()}
+        inputs = {name: pm.Data(f"{name}_{b.key}", values, dims=b.dim) for name, values in family.inputs(b).items()}
         scale = None if case.loc is None else (pt.as_tensor(case.loc), pt.as_tensor(case.sd))
         rv = family.likelihood(b, eta, scale, params, observed, inputs)
     kernel = model.logp(vars=[rv], sum=False)[0]
@@ -505,8 +504,7 @@ def test_inflated_kernel(case):
     u = {c: pt.dvector(f"u_{c}") for c in parts}       # over each component's own observations
     with pm.Model(coords={b.dim: b.labels}) as model:
         observed = pm.Data(f"data_{b.key}", family.observed_values(b), dims=b.dim)
-        inputs = {name: pm.Data(f"{name}_{b.key}", values, dims=b.dim)
-                  for name, values in {**family.inputs(b), **family.indices(b)}.items()}
+        inputs = {name: pm.Data(f"{name}_{b.key}", values, dims=b.dim) for name, values in family.inputs(b).items()}
         rv = inflated_likelihood(family, b, eta, params, inputs, observed, parts, u)
     kernel = model.logp(vars=[rv], sum=False)[0]
     wrt = [eta, *u.values()]
