@@ -1,13 +1,11 @@
 """Compile once, fit many: an in-process cache of nutpie-compiled models, keyed by the model's structure.
 
-Every value the model takes from the data (observations, their indices, centring constants, exposures, trials)
-is a data container (see :func:`nexusbayes.model.build.build_model`), so the compiled log-density depends only
-on the *structure*: the spec (less its ``[sampler]`` and ``data``), the coordinates (names of countries,
-regions, periods, indicators, raters), the times of the periods and the little the graph still takes from the
-observation rows (:func:`nexusbayes.model.build.graph_constants`; every row's indices for the regime model,
-centred walks, drift and inflated counts). Two panels with the same structure, e.g. differing only in their
-missing cells, share one compiled model; the second fit swaps its data in with nutpie's ``with_data`` (the
-lengths of the observation dims too) instead of compiling (about 20-40 s on 2 cores for the bundled examples).
+Every value the model takes from the data (observations, centring constants, exposures, trials) is a
+data container (see :func:`nexusbayes.model.build.build_model`), so the compiled log-density depends only on
+the *structure*: the spec (less its ``[sampler]`` and ``data``), the coordinates (names of countries,
+regions, periods, indicators, raters), the index of every observation and the times of the periods.
+Two panels with the same structure share one compiled model; the second fit swaps its data in with
+nutpie's ``with_data`` instead of compiling (about 20-40 s on 2 cores for the bundled examples).
 
 Across processes, :mod:`nexusbayes.inference.nutpie_callbacks` keeps nutpie's compiled callbacks in PyTensor's
 on-disk numba cache (``~/.pytensor``), and this module a JSON layout per structure beside them (``LAYOUT_DIR``):
@@ -23,10 +21,7 @@ Examples
 >>> structure_key(a.panel, a.spec) == structure_key(b.panel, b.spec)     # same shape, other values
 True
 >>> c = simulate(n_regions=3, n_periods=4, missing=0.2, seed=1)
->>> structure_key(a.panel, a.spec) == structure_key(c.panel, c.spec)     # other missing cells: data too
-True
->>> d = simulate(n_regions=3, n_periods=5, seed=1)
->>> structure_key(a.panel, a.spec) == structure_key(d.panel, d.spec)     # another period
+>>> structure_key(a.panel, a.spec) == structure_key(c.panel, c.spec)     # other missing cells
 False
 """
 
@@ -49,7 +44,6 @@ from pytensor.link.numba.cache import NUMBA_CACHE_PATH
 
 from nexusbayes.data.panel import Panel
 from nexusbayes.inference import nutpie_callbacks
-from nexusbayes.model.build import graph_constants
 from nexusbayes.spec.document import Spec
 
 #: Where :func:`compile_nutpie` found a compiled model (the fit's ``compile_source`` attribute), in words.
@@ -68,6 +62,7 @@ LAYOUT_DIR: Path = NUMBA_CACHE_PATH / "nexusbayes-layouts"
 
 _CACHE: collections.OrderedDict[str, object] = collections.OrderedDict()
 _LOCK = threading.Lock()
+_STRUCTURE_COLUMNS = ("region_idx", "period_idx", "indicator_idx", "country_idx", "rater_idx")
 
 #: Folder, in PyTensor's compile directory, of the Python source PyTensor generates while compiling.
 GENERATED_SRC_DIR = "nexusbayes_generated_src"
@@ -92,34 +87,28 @@ def structure_key(panel: Panel, spec: Spec, salt: str = "") -> str:
     """SHA-256 of what the compiled model depends on besides its data containers.
 
     The spec without ``[sampler]`` and ``data``; the panel's countries, regions, periods and their
-    times, indicators, raters and the region-country map; what the graph takes from the observation rows as
-    constants (:func:`nexusbayes.model.build.graph_constants`: not which observations the panel holds, whose
-    indices are data containers, except where a feature still holds them); and ``salt``, what else a model
-    that is not the spec's own graph depends on (an update's held values; its rows are then in the key too).
+    times, indicators, raters and the region-country map; each observation's and non-report's integer indices;
+    and ``salt``, what else a model that is not the spec's own graph depends on (an update's held values).
     """
     raw = spec.to_dict()
     raw.pop("sampler", None)
     raw.pop("data", None)
+    frame = panel.frame
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode() + salt.encode())
     digest.update(json.dumps({"countries": list(map(str, panel.countries)), "regions": list(map(str, panel.regions)),
                               "periods": list(map(str, panel.periods)), "indicators": list(panel.indicators),
                               "raters": list(map(str, panel.raters))}, sort_keys=True).encode())
     for array in (np.asarray(panel.period_time, dtype=float), np.asarray(panel.region_country, dtype=np.int64),
-                  # an update's graph (salted) holds its rows as constants
-                  *graph_constants(panel, spec, every_row=salt not in ("", _lean_salt(True)))):
+                  *(frame[c].to_numpy(np.int64) for c in _STRUCTURE_COLUMNS if c in frame),
+                  # the non-reports set the reporting model's cells (none: no bytes, the key of a panel without)
+                  *(panel.not_reported[c].to_numpy(np.int64) for c in _STRUCTURE_COLUMNS if c in panel.not_reported)):
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
 
 
 def data_values(model: pm.Model) -> dict[str, np.ndarray]:
-    """The current values of the model's data containers, by name, and the lengths of its dims (by the dim's name).
-
-    A compiled model holds the lengths (e.g. of an observation dim: panels of one structure differ in them).
-    """
-    lengths = {name: np.asarray(var.get_value()) for name, var in model.dim_lengths.items()
-               if isinstance(var, SharedVariable)}
-    return {**lengths, **{name: var.get_value() for name, var in model.named_vars.items()
-                          if isinstance(var, SharedVariable)}}
+    """The current values of the model's data containers, by name."""
+    return {name: var.get_value() for name, var in model.named_vars.items() if isinstance(var, SharedVariable)}
 
 
 def lookup(panel: Panel, spec: Spec, values: dict[str, np.ndarray], lean: bool = False):

@@ -70,7 +70,6 @@ from __future__ import annotations
 
 from functools import cached_property
 
-import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
@@ -79,12 +78,12 @@ from nexusbayes.constants import PRIOR_PREDICTIVE_DRAWS
 from nexusbayes.data.panel import Panel
 from nexusbayes.model.centred import _centred_spans
 from nexusbayes.model.covariates import add_covariates, standardised_effects
-from nexusbayes.model.design import Design, block_index, index_containers, make_design, observed_cells
+from nexusbayes.model.design import Design, block_index, make_design, observed_cells
 from nexusbayes.model.drift import item_drift, loading_drift
 from nexusbayes.model.families import FAMILIES
 from nexusbayes.model.heaping import block_inflation, component_logits, inflated_likelihood, inflation_parameters
 from nexusbayes.model.latent import _latent_process
-from nexusbayes.model.measurement import _country_offsets, _linear_predictor, _measurement_parameters, dense_table
+from nexusbayes.model.measurement import _country_offsets, _linear_predictor, _measurement_parameters
 from nexusbayes.model.orient import orient
 from nexusbayes.model.predict import add_predictions, likelihood_terms, log_likelihood, prior_predictive
 from nexusbayes.model.regime import regime_graph
@@ -206,11 +205,8 @@ def build_model(panel: Panel, spec: Spec) -> pm.Model:
         (country, period, trait), ``loading`` (indicator, trait), ``intercept`` (indicator). Every
         value that comes from the data is a data container (``pm.Data``): the observations
         (``data_<key>``), the centring constants (``indicator_location``, ``indicator_scale``) and
-        the families' inputs (``log_exposure_<key>``, ``trials_<key>``) and the observations' indices
-        (``<region|period|country|indicator>_idx_<key>``, ``local_<key>``, the ordinal's ``rater_<key>`` and
-        ``rated_<key>``, ``observed_cells``, the reporting model's ``reported_cell``), so a compiled model serves
-        any dataset of the same structure, missing cells included (nutpie's ``with_data``; see
-        :func:`graph_constants` and :mod:`nexusbayes.inference.compile_cache`).
+        the families' inputs (``log_exposure_<key>``, ``trials_<key>``), so a compiled model serves
+        any dataset of the same shape (nutpie's ``with_data``; see :mod:`nexusbayes.inference.compile_cache`).
 
     Examples
     --------
@@ -223,35 +219,6 @@ def build_model(panel: Panel, spec: Spec) -> pm.Model:
     return Model(spec, panel).pymc
 
 
-#: The panel's integer columns per observation (and per non-report).
-ROW_COLUMNS = ("region_idx", "period_idx", "indicator_idx", "country_idx", "rater_idx")
-
-
-def graph_constants(panel: Panel, spec: Spec, every_row: bool = False) -> list[np.ndarray]:
-    """What the model's graph takes from the panel's observation rows as constants, beyond its coordinates.
-
-    Each observation's indices are data containers (:func:`~.design.index_containers`,
-    :meth:`~.families.Family.indices`), and so are the region-periods with data that the traits are standardised
-    over and the reporting model's cells: panels differing only in which observations they hold build one graph
-    but for these, which :mod:`nexusbayes.inference.compile_cache` keys compiled models by: whether the linear
-    predictors come from the dense table (:func:`~.measurement.dense_table`) and which indicators have a rater
-    (its cut-point shifts). The regime model, centred walks, drift and inflated counts still hold rows as
-    constants (cells, spans, observed periods, inflated rows): for them every observation's and non-report's
-    indices too, and with ``every_row`` (a graph other than the spec's own, e.g. an update's filter).
-    """
-    frame = panel.frame
-    n_indicator, n_cell = len(panel.indicators), len(panel.regions) * len(panel.periods)
-    rated = np.zeros(n_indicator, dtype=bool)
-    if "rater_idx" in frame:
-        rated[frame.loc[frame["rater_idx"] >= 0, "indicator_idx"].to_numpy(int)] = True
-    out = [np.array([dense_table(n_indicator, n_cell, panel.n_obs)]), rated]
-    every = [spec.indicator(n) for n in panel.indicators]
-    if (every_row or spec.is_regime or spec.dynamics.centred
-            or any(i.drift is not None or i.quota is not None or i.zero_inflated for i in every)):
-        out += [f[c].to_numpy(np.int64) for f in (frame, panel.not_reported) for c in ROW_COLUMNS if c in f]
-    return out
-
-
 def _graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
     """The PyMC graph of the model, every variable declared with its role."""
     with pm.Model(coords=design.coords) as model:
@@ -261,7 +228,7 @@ def _graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
             theta_raw, country_raw = _latent_process(design, spec)
         theta_raw, country_raw, beta = add_covariates(theta_raw, country_raw, spec, panel, design.period_time)
         # standardised over the region-periods with data (all of them when none is empty)
-        seen = theta_raw.reshape((-1, len(spec.traits)))[pm.Data("observed_cells", observed_cells(panel))]
+        seen = theta_raw.reshape((-1, len(spec.traits)))[observed_cells(panel)]
         mean = seen.mean(axis=0)
         sd = pt.sqrt(seen.var(axis=0) + 1e-12)  # the epsilon only matters at an all-zero start
         if beta is not None:
@@ -282,12 +249,12 @@ def _graph(design: Design, panel: Panel, spec: Spec) -> pm.Model:
         cells = theta.reshape((-1, len(spec.traits)))
         for block in design.blocks:
             family = FAMILIES[spec.indicator(block.names[0]).family]
-            idx = index_containers(block_index(design, panel, block), block.key)
+            idx = block_index(design, panel, block)
             eta = linear_predictor(idx)
             params = family.nuisance(block, spec.priors)
             observed = pm.Data(f"data_{block.key}", family.observed_values(block), dims=block.dim)
             inputs = {name: pm.Data(f"{name}_{block.key}", values, dims=block.dim)
-                      for name, values in {**family.inputs(block), **family.indices(block)}.items()}
+                      for name, values in family.inputs(block).items()}
             parts = block_inflation(spec, block, design.coords["indicator"])
             if parts:     # quota heaping or structural zeros: a mixture (see nexusbayes.model.heaping)
                 logits = component_logits(parts, inflation, cells, idx.region, idx.period,

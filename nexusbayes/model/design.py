@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,18 +158,6 @@ def block_index(design: Design, panel: Panel, block: Block) -> BlockIndex:
     return BlockIndex(region=frame["region_idx"].to_numpy()[rows], period=frame["period_idx"].to_numpy()[rows],
                       country=frame["country_idx"].to_numpy()[rows], indicator=j, centre=centre,
                       scale=(loc, scale))
-
-
-def index_containers(idx: BlockIndex, key: str) -> BlockIndex:
-    """``idx`` with its region, period, country and indicator indices as data containers (``<name>_idx_<key>``).
-
-    Inside a model context. The graph gathers with them, so that panels differing only in which observations
-    they hold share one compiled model (:mod:`nexusbayes.inference.compile_cache`).
-    """
-    import pymc as pm
-
-    return dataclasses.replace(idx, **{name: pm.Data(f"{name}_idx_{key}", getattr(idx, name).astype("int64"))
-                                       for name in ("region", "period", "country", "indicator")})
 
 
 def kernel_containers(design: Design, spec: Spec, key: str, y: np.ndarray) -> dict[str, np.ndarray]:

@@ -92,14 +92,6 @@ class Family:
         """
         return {}
 
-    def indices(self, block: Block) -> dict[str, np.ndarray]:
-        """Per-observation integer indices the likelihood gathers with: ``local``, the indicator within the term.
-
-        The model holds each as a data container ``<name>_<key>`` and the likelihood reads it from ``inputs``, so
-        that panels differing only in which observations they hold share one compiled model.
-        """
-        return {"local": block.local.astype("int64")}
-
     def kernel_tables(self, local: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
         """Tables that the log-density kernel derives from the observed values ``y`` (none here).
 
@@ -167,9 +159,9 @@ class Normal(Family):
     def likelihood(self, block, eta, scale, params, observed, inputs):
         """Normal likelihood on the data scale (its kernel: :func:`normal_kernel`)."""
         loc, sd = scale
-        sigma, local = params["sigma"], inputs["local"]   # its log and precision computed per indicator, then gathered
-        return pm.CustomDist(f"y_{block.key}", eta, loc, sd, sigma[local], (1.0 / sigma**2)[local],
-                             pt.log(sigma)[local], dist=normal_dist, logp=normal_kernel, observed=observed,
+        sigma = params["sigma"]                   # its log and precision computed per indicator, then gathered
+        return pm.CustomDist(f"y_{block.key}", eta, loc, sd, sigma[block.local], (1.0 / sigma**2)[block.local],
+                             pt.log(sigma)[block.local], dist=normal_dist, logp=normal_kernel, observed=observed,
                              dims=block.dim)
 
     def draw_dtype(self, block):
@@ -242,12 +234,12 @@ class NegBin(Family):
     def kernel(self, block, eta, params, inputs):
         """The kernel's inputs (:func:`negbin_kernel`), its draws and the kernel."""
         log_mu = eta + inputs["log_exposure"]
-        alpha, local = 1.0 / params["inv_dispersion"], inputs["local"]     # per indicator: the special functions
-        terms = (alpha * pt.log(alpha) - pt.gammaln(alpha))[local]     # run once per indicator, not per count
+        alpha = 1.0 / params["inv_dispersion"]                        # per indicator: the special functions
+        terms = (alpha * pt.log(alpha) - pt.gammaln(alpha))[block.local]   # run once per indicator, not per count
         table = {name: pm.Data(f"{name}_{block.key}", values)
                  for name, values in self.kernel_tables(block.local, block.y).items()}
         lgamma_y = pt.gammaln(table["pair_count"] + alpha[table["pair_indicator"]])[table["pair"]]   # once per pair
-        return (log_mu, alpha[local], pt.log(alpha)[local], terms, lgamma_y), negbin_dist, negbin_kernel
+        return (log_mu, alpha[block.local], pt.log(alpha)[block.local], terms, lgamma_y), negbin_dist, negbin_kernel
 
     def draw_dtype(self, block):
         """int32: counts have no upper bound (a draw beyond it is stored as int64, see ``store_draws``)."""
@@ -390,12 +382,6 @@ class Ordinal(Family):
                                                              dims=(f"indicator_{block.key}", "rater")), "cutpoint")
         return params
 
-    def indices(self, block):
-        """``local``, and with raters ``rater`` (each observation's, 0 without one) and ``rated`` (1.0 with one)."""
-        has = block.rater >= 0
-        return {**super().indices(block), "rater": np.where(has, block.rater, 0).astype("int64"),
-                "rated": has.astype("float64")}
-
     @staticmethod
     def _shift(block, params):
         """Each observation's rater shift of the cut-points (0 without a rater)."""
@@ -415,13 +401,8 @@ class Ordinal(Family):
 
     def likelihood(self, block, eta, scale, params, observed, inputs):
         """Ordered-logistic likelihood on the codes 0..K-1."""
-        local, last = inputs["local"], block.categories - 1
-        cut_obs = params["cutpoints"][local, :]             # each observation's cut-points (its draws)
-        shift = pt.constant(0.0)
-        if "rater_shift" in params:
-            table = params["rater_shift"]        # one flat gather (numba has none of two index arrays in a callback)
-            shift = table.ravel()[local * table.shape[1] + inputs["rater"]] * inputs["rated"]
-            cut_obs = cut_obs + shift[:, None]
+        shift = self._shift(block, params)
+        local, last = block.local, block.categories - 1
 
         def kernel(value, eta, cut_obs, cut, shift):
             # flat gathers from the small (indicator, K - 1) and (indicator, K) tables (a 1-d gather and
@@ -432,8 +413,8 @@ class Ordinal(Family):
             between = between_cuts(cut).ravel()[local * (last + 1) + value]
             return ordinal_kernel(eta - shift, lower, upper, between, pt.eq(value, 0), pt.eq(value, last))
 
-        return pm.CustomDist(f"y_{block.key}", eta, cut_obs, params["cutpoints"], shift, dist=ordinal_dist,
-                             logp=kernel, observed=observed, dims=block.dim)
+        return pm.CustomDist(f"y_{block.key}", eta, self._cuts(block, params), params["cutpoints"], shift,
+                             dist=ordinal_dist, logp=kernel, observed=observed, dims=block.dim)
 
     def draw_dtype(self, block):
         """int16: ratings 1..K."""

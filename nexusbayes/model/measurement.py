@@ -21,12 +21,8 @@ DENSE_TABLE_MAX_RATIO = 4
 
 def uses_dense_table(design: Design, n_obs: int) -> bool:
     """Whether the linear predictors of ``n_obs`` observations come from the dense (indicator, cell) table."""
-    return dense_table(len(design.families), len(design.coords["region"]) * len(design.period_time), n_obs)
-
-
-def dense_table(n_indicator: int, n_cell: int, n_obs: int) -> bool:
-    """Whether ``n_obs`` observations of ``n_indicator`` indicators over ``n_cell`` cells use the dense table."""
-    return n_indicator * n_cell <= DENSE_TABLE_MAX_RATIO * n_obs
+    n_cell = len(design.coords["region"]) * len(design.period_time)
+    return len(design.families) * n_cell <= DENSE_TABLE_MAX_RATIO * n_obs
 
 
 def _linear_predictor(design: Design, n_obs: int, theta, loading, intercept, location, offset, drift=None,
@@ -46,7 +42,7 @@ def _linear_predictor(design: Design, n_obs: int, theta, loading, intercept, loc
     Otherwise each observation gathers its indicator's parameters and its cell's traits.
     """
     n_region, n_period, n_trait = len(design.coords["region"]), len(design.period_time), len(design.coords["trait"])
-    n_cell, n_country = n_region * n_period, len(design.coords["country"])
+    n_cell = n_region * n_period
     cells = theta.reshape((n_cell, n_trait))
     normal = design.normal
     centre = pt.where(normal, 0.0, location)
@@ -72,16 +68,16 @@ def _linear_predictor(design: Design, n_obs: int, theta, loading, intercept, loc
         j = idx.indicator
         eta = (loading[j] * cells[idx.region * n_period + idx.period]).sum(axis=-1)
         if scaling is not None:
-            logs, row = scaling                                      # the zero row for the steady ones
-            eta = eta * pt.exp(logs.ravel()[pt.as_tensor(row)[j] * n_period + idx.period])
+            logs, row = scaling
+            eta = eta * pt.exp(logs.ravel()[row[j] * n_period + idx.period])    # the zero row for the steady ones
         eta = intercept[j] + eta
-        if not normal.all():
-            eta = eta + centre[j]     # 0 for a normal indicator
+        if not normal[j].all():
+            eta = eta + centre[j]
         if offset is not None:
-            eta = eta + offset.ravel()[j * n_country + idx.country]     # one flat gather (see above)
+            eta = eta + offset[j, idx.country]
         if drift is not None:
-            shift, position = drift                                  # the zero row for the steady ones
-            eta = eta + shift.ravel()[pt.as_tensor(position)[j] * n_period + idx.period]
+            shift, position = drift
+            eta = eta + shift.ravel()[position[j] * n_period + idx.period]    # the zero row for the steady ones
         return eta
 
     return per_observation

@@ -121,8 +121,7 @@ def reporting_likelihood(spec: Spec, panel: Panel, theta) -> None:
     # from a dense (indicator, region-period) table, one flat gather per cell (and one scatter-add in the gradient)
     n_cell = len(panel.regions) * n_period
     table = intercept[:, None] + pt.dot(loading, theta.reshape((-1, n_trait)).T)
-    # the cells as data containers: panels differing in their non-reports share one compiled model
-    logit = table.ravel()[pm.Data(f"{REPORTED}_cell", cells.item * n_cell + cells.region * n_period + cells.period)]
+    logit = table.ravel()[cells.item * n_cell + cells.region * n_period + cells.period]
     local = [i for i, n in enumerate(cells.names) if not spec.indicator(n).comparable]
     if local and len(panel.countries) > 1:
         model.add_coord("indicator_reporting_local", [cells.names[i] for i in local])
@@ -132,8 +131,7 @@ def reporting_likelihood(spec: Spec, panel: Panel, theta) -> None:
         full = pt.set_subtensor(pt.zeros((len(cells.names), len(panel.countries)))[np.array(local)], offsets)
         offset = declare(pm.Deterministic(OFFSET, full, dims=("indicator_informative", "country")), "offset",
                          ranked=True)
-        n_country = len(panel.countries)      # one flat gather: numba has none of two index arrays in a callback
-        logit = logit + offset.ravel()[pm.Data(f"{REPORTED}_offset_cell", cells.item * n_country + cells.country)]
+        logit = logit + offset[cells.item, cells.country]
     observed = pm.Data(f"data_{REPORTED}", cells.reported, dims=OBS_DIM)
     pm.CustomDist(REPORTED, logit, dist=bernoulli_dist, logp=bernoulli_kernel, observed=observed, dims=OBS_DIM)
 
