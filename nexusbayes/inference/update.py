@@ -200,6 +200,39 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
         raise UpdateError(f"n_held = {n_held}: hold at least one draw")
     refuse(spec, tree, panel)
     start = time.perf_counter()
+    model, combined, added, held, place = filter_model(tree, spec, panel, new, covariates, hold, n_held)
+    n_old = len(panel.periods)
+    settings = settings or spec.sampler.model_copy(update={"draws": filter_draws(hold), "tune": FILTER_TUNE})
+    run = sample(model, settings, progress=progress, status=status, predictions=False)
+    prepared = time.perf_counter()
+    out = _appended(tree, run, held, hold, combined, n_old, place, settings.seed)
+    if predictions:   # the fit's groups for the combined data, with the fit's centring constants
+        full = Model(spec, combined)
+        full.design = dataclasses.replace(full.design, centres=model.centres)
+        out = full.add_predictions(out, settings.seed)
+        out["prior_predictive"] = xr.DataTree(full.prior_predictive(seed=settings.seed))
+    out.attrs.update({
+        HELD_ATTR: held_description(hold, held, spec, [combined.regions[i] for i in place.new_index]),
+        "update_hold": hold,
+        "update_added_periods": ", ".join(map(str, combined.periods[n_old:])),
+        "update_added_rows": int(len(added)), "update_base_chains": int(tree["posterior"].sizes["chain"]),
+        "update_added_regions": ", ".join(combined.regions[i] for i in place.new_index),
+        # the run facts a fit shows are the update's: its filter's compile and sampling, the rest as post-processing
+        "seconds_compile": run.attrs["seconds_compile"], "seconds_sampling": run.attrs["seconds_sampling"],
+        "seconds_postprocess": time.perf_counter() - prepared + (prepared - start - run.attrs["seconds_compile"]
+                                                                 - run.attrs["seconds_sampling"]),
+        **{f"update_{k}": run.attrs[k] for k in ("seconds_compile", "seconds_sampling", "draws", "tune", "chains",
+                                                 "seed", "compile_source")}})
+    return out, combined
+
+
+
+def filter_model(tree: xr.DataTree, spec, panel: Panel, new, covariates, hold: str, n_held: int):
+    """The filter's model of an update, nothing sampled: the :class:`~nexusbayes.model.update.UpdateModel` of ``new``.
+
+    Returns ``(model, combined, added, held, place)``: the model, the fit's data with the new rows, the rows
+    added, the held values and where the new regions go (:func:`update` samples the model).
+    """
     combined, added = new_rows(panel, spec, new)
     combined, z_new = new_covariates(spec, panel, combined, covariates)
     place = regions_.Placement.of(panel, combined)
@@ -233,29 +266,7 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
     model = UpdateModel(held, rows, design.centres, design.normal, gaps, panel.region_country,
                         ZeroSum.of(panel.region_country).matrix(), spec.dynamics.kind, spec.dynamics.df, coords,
                         spec, combined, regions_.new_regions(place, held, times[:n_old]) if place.any else None)
-    settings = settings or spec.sampler.model_copy(update={"draws": filter_draws(hold), "tune": FILTER_TUNE})
-    run = sample(model, settings, progress=progress, status=status, predictions=False)
-    prepared = time.perf_counter()
-    out = _appended(tree, run, held, hold, combined, n_old, place, settings.seed)
-    if predictions:   # the fit's groups for the combined data, with the fit's centring constants
-        full = Model(spec, combined)
-        full.design = dataclasses.replace(full.design, centres=design.centres)
-        out = full.add_predictions(out, settings.seed)
-        out["prior_predictive"] = xr.DataTree(full.prior_predictive(seed=settings.seed))
-    out.attrs.update({
-        HELD_ATTR: held_description(hold, held, spec, [combined.regions[i] for i in place.new_index]),
-        "update_hold": hold,
-        "update_added_periods": ", ".join(map(str, combined.periods[n_old:])),
-        "update_added_rows": int(len(added)), "update_base_chains": int(tree["posterior"].sizes["chain"]),
-        "update_added_regions": ", ".join(combined.regions[i] for i in place.new_index),
-        # the run facts a fit shows are the update's: its filter's compile and sampling, the rest as post-processing
-        "seconds_compile": run.attrs["seconds_compile"], "seconds_sampling": run.attrs["seconds_sampling"],
-        "seconds_postprocess": time.perf_counter() - prepared + (prepared - start - run.attrs["seconds_compile"]
-                                                                 - run.attrs["seconds_sampling"]),
-        **{f"update_{k}": run.attrs[k] for k in ("seconds_compile", "seconds_sampling", "draws", "tune", "chains",
-                                                 "seed", "compile_source")}})
-    return out, combined
-
+    return model, combined, added, held, place
 
 def _by_particles(tree: xr.DataTree, spec, panel: Panel, new, n_particles: int, seed: int,
                   predictions: bool, proposal: str, lag: int) -> tuple[xr.DataTree, Panel]:

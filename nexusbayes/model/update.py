@@ -180,9 +180,12 @@ class UpdateModel:
 
     @property
     def cache_salt(self) -> str:
-        """What besides the new rows' structure the compiled model depends on: the held values' shapes and the gaps.
+        """What besides the new rows' structure the compiled model depends on (the values held as constants too).
 
-        The held values are data containers (``held_*``), swapped into a compiled model of the same shapes.
+        The held values are data containers (``held_*``), swapped into a compiled model of the same shapes. The new
+        observations (values, exposures, trials, raters) and the fit's centring constants are constants in the
+        graph (:meth:`_likelihood`), so their values are in the key: new data with the rows of an earlier update
+        (a corrected value, say) compile a model of their own instead of reusing one that holds the old values.
         """
         digest = hashlib.sha256(f"nexusbayes update {self.kind} {self.df} {self.held.phi is None} "
                                 f"{self.held.terms is None}".encode())
@@ -192,6 +195,12 @@ class UpdateModel:
             digest.update(str(np.shape(value)).encode())
         digest.update(np.ascontiguousarray(self.gaps).tobytes() + np.ascontiguousarray(self.zero_sum).tobytes()
                       + np.ascontiguousarray(self.held.country_average).tobytes())
+        for key, (_, local, y, exposure, trials, rater, family) in self.rows.blocks.items():
+            digest.update(f"{key} {family}".encode())
+            for value in (local, y, exposure, trials, rater):
+                digest.update(np.ascontiguousarray(value).tobytes())
+        for value in (self.centres, self.normal):
+            digest.update(np.ascontiguousarray(value).tobytes())
         if self.regions is not None:
             for value in (self.regions.old_index, self.regions.new_index, self.regions.new_country, self.regions.share):
                 digest.update(np.ascontiguousarray(value).tobytes())

@@ -130,6 +130,24 @@ def test_update_is_close_to_a_full_refit(panel_split, last_rows, updated):
     assert float(diff.mean()) < 0.05 and float(diff.max()) < 0.15, report
 
 
+def test_new_values_on_the_same_rows_get_a_filter_of_their_own(base, last_rows):
+    """The new rows' values are constants of the filter's graph, so they are in its compile key: an update with a
+    corrected value must not reuse the compiled filter that holds the old one (it did before: the key had the rows'
+    places, not their values)."""
+    from nexusbayes.inference.compile_cache import structure_key
+    from nexusbayes.inference.update import filter_model
+
+    def key(rows):
+        model = filter_model(base.tree, base.spec, base.panel, rows, None, "draws", 10)[0]
+        return structure_key(model.panel, model.spec, model.cache_salt)
+
+    first = int(np.flatnonzero(last_rows["indicator"].to_numpy() == "staff")[0])
+    corrected = last_rows.assign(value=np.where(np.arange(len(last_rows)) == first, last_rows["value"] + 1.0,
+                                                last_rows["value"]))
+    assert key(last_rows) == key(last_rows.copy())
+    assert key(corrected) != key(last_rows)
+
+
 def test_new_rows_accepts_the_fitted_rows_unchanged(base, panel_split):
     every = pd.concat([panel_split[1], panel_split[2]])
     combined, added = new_rows(base.panel, base.spec, every)
