@@ -48,7 +48,6 @@ from scipy import stats
 from scipy.special import gammaln
 
 from nexusbayes.model.families import FAMILIES, Block
-from tests.modes import PY_RUN
 
 RTOL = 1e-8
 ATOL = 1e-12          # absolute floor, times the largest entry compared (see _close)
@@ -248,7 +247,7 @@ def reference_fn(family: str):
          for name in PARAMS[family]}
     logp = _reference_graph(family, eta, d, p)
     grads = pytensor.grad(logp.sum(), [eta, *p.values()])
-    return pytensor.function([eta, *d.values(), *p.values()], [logp, *grads], mode=PY_RUN)
+    return pytensor.function([eta, *d.values(), *p.values()], [logp, *grads])
 
 
 def _ordinal_reflect(code, eta, cut_obs):
@@ -333,8 +332,7 @@ def test_kernel(case):
         rv = family.likelihood(b, eta, scale, params, observed, inputs)
     kernel = model.logp(vars=[rv], sum=False)[0]
     wrt = [eta, *params.values()]
-    got = pytensor.function(wrt, [kernel, *pytensor.grad(kernel.sum(), wrt)], mode=PY_RUN)(case.eta,
-                                                                                          *case.params.values())
+    got = pytensor.function(wrt, [kernel, *pytensor.grad(kernel.sum(), wrt)])(case.eta, *case.params.values())
     want, want_grad = reference(case, case.eta, case.params)
     _close(got[0] + dropped(case), want, "log-density")
     for name, g in zip(["eta", *params], got[1:], strict=True):
@@ -377,8 +375,7 @@ def cdf_fn(family: str):
             "negbin": lambda: pm.NegativeBinomial.dist(mu=a, alpha=b),
             "binomial": lambda: pm.Binomial.dist(n=b, logit_p=a),
             "bernoulli": lambda: pm.Bernoulli.dist(logit_p=a)}[family]()
-    return pytensor.function([value, a, b], pt.exp(pm.logcdf(dist, value)), on_unused_input="ignore",
-                           mode=PY_RUN)
+    return pytensor.function([value, a, b], pt.exp(pm.logcdf(dist, value)), on_unused_input="ignore")
 
 
 def _reference_cdf(case, y):
@@ -511,8 +508,7 @@ def test_inflated_kernel(case):
         rv = inflated_likelihood(family, b, eta, params, inputs, observed, parts, u)
     kernel = model.logp(vars=[rv], sum=False)[0]
     wrt = [eta, *u.values()]
-    got = pytensor.function([*wrt, *params.values()], [kernel, *pytensor.grad(kernel.sum(), wrt)],
-                          mode=PY_RUN)(
+    got = pytensor.function([*wrt, *params.values()], [kernel, *pytensor.grad(kernel.sum(), wrt)])(
         case.eta, *logits.values(), *case.params.values())
     _close(got[0], _direct(case, reference(case, case.eta, case.params)[0], parts, logits), "mixture log mass")
     for name, g in zip(["eta", *u], got[1:], strict=True):

@@ -13,7 +13,6 @@ from nexusbayes.model.kernels import (
     ordinal_kernel,
     softplus,
 )
-from tests.modes import PY_RUN
 
 RNG = np.random.default_rng(7)
 N = 400
@@ -26,8 +25,8 @@ def test_negbin_kernel_is_the_full_log_mass_plus_log_y_factorial():
     terms = alpha * np.log(alpha) - gammaln(alpha)
     lgamma_y = gammaln(y + alpha)
     kernel = negbin_kernel(pt.as_tensor(y), pt.as_tensor(log_mu), pt.as_tensor(alpha), pt.as_tensor(np.log(alpha)),
-                            pt.as_tensor(terms), pt.as_tensor(lgamma_y)).eval(mode=PY_RUN)
-    full = pm.logp(pm.NegativeBinomial.dist(mu=np.exp(log_mu), alpha=alpha), y).eval(mode=PY_RUN)
+                            pt.as_tensor(terms), pt.as_tensor(lgamma_y)).eval()
+    full = pm.logp(pm.NegativeBinomial.dist(mu=np.exp(log_mu), alpha=alpha), y).eval()
     np.testing.assert_allclose(kernel - gammaln(y + 1.0), full, rtol=1e-9, atol=1e-9)
 
 
@@ -36,9 +35,8 @@ def test_normal_kernel_is_the_full_log_density_plus_log_sd_and_half_log_two_pi()
     eta = RNG.normal(0.0, 1.5, N)
     loc, sd = 48.0, RNG.gamma(5.0, 4.0, N)
     sigma = RNG.gamma(2.0, 0.5, N)
-    kernel = normal_kernel(*(pt.as_tensor(a) for a in (y, eta, loc, sd, sigma, 1.0 / sigma**2, np.log(sigma))))
-    kernel = kernel.eval(mode=PY_RUN)
-    full = pm.logp(pm.Normal.dist(mu=loc + sd * eta, sigma=sd * sigma), y).eval(mode=PY_RUN)
+    kernel = normal_kernel(*(pt.as_tensor(a) for a in (y, eta, loc, sd, sigma, 1.0 / sigma**2, np.log(sigma)))).eval()
+    full = pm.logp(pm.Normal.dist(mu=loc + sd * eta, sigma=sd * sigma), y).eval()
     np.testing.assert_allclose(kernel - np.log(sd) - 0.5 * np.log(2 * np.pi), full, rtol=1e-9, atol=1e-9)
 
 
@@ -48,7 +46,7 @@ def test_softplus_and_its_gradient_match_the_exact_ones_over_the_whole_range():
     value = softplus(x)
     grad = pt.grad(value.sum(), x)
     points = np.concatenate([[-800.0, -40.0, 0.0, 40.0, 800.0], RNG.normal(0.0, 10.0, N)])
-    got_value, got_grad = (v.eval({x: points}, mode=PY_RUN) for v in (value, grad))
+    got_value, got_grad = (v.eval({x: points}) for v in (value, grad))
     np.testing.assert_allclose(got_value, np.logaddexp(0.0, points), rtol=1e-13, atol=1e-300)
     np.testing.assert_allclose(got_grad, expit(points), rtol=1e-13, atol=1e-300)
     assert got_grad[2] == 0.5
@@ -58,8 +56,8 @@ def test_binomial_kernel_is_the_full_log_mass_minus_log_n_choose_k():
     n = RNG.integers(1, 40, N)
     k = RNG.binomial(n, 0.3)
     eta = RNG.normal(0.0, 3.0, N)
-    kernel = binomial_kernel(pt.as_tensor(k), pt.as_tensor(eta), pt.as_tensor(n)).eval(mode=PY_RUN)
-    full = pm.logp(pm.Binomial.dist(n=n, logit_p=eta), k).eval(mode=PY_RUN)
+    kernel = binomial_kernel(pt.as_tensor(k), pt.as_tensor(eta), pt.as_tensor(n)).eval()
+    full = pm.logp(pm.Binomial.dist(n=n, logit_p=eta), k).eval()
     log_choose = gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
     np.testing.assert_allclose(kernel + log_choose, full, rtol=1e-9, atol=1e-9)
 
@@ -70,12 +68,11 @@ def test_ordinal_kernel_is_the_full_log_mass_for_every_category_including_the_ou
     code = RNG.integers(0, 5, N)
     rows = np.arange(N)
     lower, upper = cut[rows, np.maximum(code - 1, 0)], cut[rows, np.minimum(code, 3)]
-    table = between_cuts(pt.as_tensor(cut)).eval(mode=PY_RUN)
+    table = between_cuts(pt.as_tensor(cut)).eval()
     assert table.shape == (N, 5) and (table[:, [0, 4]] == 0).all()
     kernel = ordinal_kernel(pt.as_tensor(eta), pt.as_tensor(lower), pt.as_tensor(upper),
-                             pt.as_tensor(table[rows, code]), pt.as_tensor(code == 0), pt.as_tensor(code == 4)
-                             ).eval(mode=PY_RUN)
-    full = pm.logp(pm.OrderedLogistic.dist(eta=eta, cutpoints=cut, compute_p=False), code).eval(mode=PY_RUN)
+                             pt.as_tensor(table[rows, code]), pt.as_tensor(code == 0), pt.as_tensor(code == 4)).eval()
+    full = pm.logp(pm.OrderedLogistic.dist(eta=eta, cutpoints=cut, compute_p=False), code).eval()
     np.testing.assert_allclose(kernel, full, rtol=1e-7, atol=1e-9)
     assert set(code) == {0, 1, 2, 3, 4}
 
