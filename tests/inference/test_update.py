@@ -86,10 +86,12 @@ def test_update_saves_and_loads(updated, tmp_path):
     assert loaded.panel.n_obs == updated.panel.n_obs
 
 
-#: The trait gap of the update against a refit (mean over the added period's 12 cells of |mean difference| / refit
-#: SD), measured over 75 seed pairs of this module's panel: base fits with seeds 3, 5, 9, each updated with seeds
-#: 4-8, each update against refits with seeds 3-7 (benchmarks/HISTORY.md, 2026-12-06 20:22). Its mean.
-GAP_MEASURED = 0.285
+#: The update against a refit, measured over 75 seed pairs of this module's panel (base fits with seeds 3, 5, 9,
+#: each updated with seeds 4-8, each update against refits with seeds 3-7; benchmarks/HISTORY.md, 2026-12-06 20:22
+#: and 22:05, the second under the negative binomial's Gamma prior): the trait gap's mean and SD over the pairs (the
+#: base fit's seed makes most of it: base means 0.339, 0.259, 0.289), and the largest type difference's mean and SD.
+GAP_MEASURED, GAP_SPREAD = 0.296, 0.036
+TYPES_MAX_MEASURED, TYPES_MAX_SPREAD = 0.151, 0.047
 
 
 @pytest.mark.slow
@@ -99,13 +101,14 @@ def test_update_is_close_to_a_full_refit(panel_split, last_rows, updated):
 
     Both are put on one scale (each draw standardised over all region-periods, as the refit's own theta is; the
     update keeps the fit's scale). The trait gap is the update's own, not Monte Carlo error: it holds the fit's
-    parameters where the refit re-learns them and moves the fitted periods. Over 75 seed pairs (3 base x 5 update x
-    5 refit seeds) it was 0.285 on average, SD 0.013, 0.259-0.320 (0.292 at this module's seeds): far above the
-    issue's target of 0.05 SD, which the update does not meet. Its Monte Carlo standard error, computed here from
-    both runs' draws (each cell's MCSE of the mean), is ~0.016, as large as that spread, so the criterion is the
-    measured mean :data:`GAP_MEASURED` plus 4 of these standard errors (~0.35): a gap beyond it is a worse update,
-    not other draws (a CPU's rounding moves the draws as a seed does). SD ratio: 1.05-1.15 over the seed pairs;
-    types: mean 0.013-0.034, largest cell 0.056-0.162 (above 0.15 in 1 of the 75).
+    parameters where the refit re-learns them and moves the fitted periods. Over 75 seed pairs it was 0.296 on
+    average, SD 0.036, 0.240-0.366 (0.340 at this module's seeds): far above the issue's target of 0.05 SD, which the
+    update does not meet. Its Monte Carlo standard error, computed here from both runs' draws, is ~0.015. The
+    criteria are the measured means plus 3 SDs of the seed-to-seed spread (with the Monte Carlo error), so a
+    failure is a worse update, not other draws (a CPU's rounding moves the draws as a seed does): gap below ~0.41,
+    the largest type difference below 0.29 (over the pairs 0.151 on average, SD 0.047, 0.254 at most; above the
+    earlier bound 0.15 in 28 of 75), the mean type difference below 0.05 (0.041 at most), SD ratio 0.8-1.25
+    (0.99-1.12).
     """
     sim, old, _ = panel_split
     full = fit(sim.spec, pd.concat([old, last_rows]), draws=500, tune=300, chains=2, seed=3, progress=False,
@@ -125,9 +128,10 @@ def test_update_is_close_to_a_full_refit(panel_split, last_rows, updated):
     report = (f"trait gap {float(gap.mean()):.3f} (max {float(gap.max()):.3f}, MC SE {gap_se:.4f}), SD ratio "
               f"{width:.3f}, types {float(diff.mean()):.3f} / {float(diff.max()):.3f}")
     print(report)
-    assert float(gap.mean()) < GAP_MEASURED + 4 * gap_se, report
+    assert float(gap.mean()) < GAP_MEASURED + 3 * np.hypot(GAP_SPREAD, gap_se), report
     assert 0.8 < width < 1.25, report
-    assert float(diff.mean()) < 0.05 and float(diff.max()) < 0.15, report
+    assert float(diff.mean()) < 0.05, report
+    assert float(diff.max()) < TYPES_MAX_MEASURED + 3 * TYPES_MAX_SPREAD, report
 
 
 def test_new_values_on_the_same_rows_get_a_filter_of_their_own(base, last_rows):
