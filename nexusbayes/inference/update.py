@@ -226,7 +226,6 @@ def update(tree: xr.DataTree, spec, panel: Panel, new, *, method: str = "filter"
     return out, combined
 
 
-
 def filter_model(tree: xr.DataTree, spec, panel: Panel, new, covariates, hold: str, n_held: int):
     """The filter's model of an update, nothing sampled: the :class:`~nexusbayes.model.update.UpdateModel` of ``new``.
 
@@ -267,6 +266,7 @@ def filter_model(tree: xr.DataTree, spec, panel: Panel, new, covariates, hold: s
                         ZeroSum.of(panel.region_country).matrix(), spec.dynamics.kind, spec.dynamics.df, coords,
                         spec, combined, regions_.new_regions(place, held, times[:n_old]) if place.any else None)
     return model, combined, added, held, place
+
 
 def _by_particles(tree: xr.DataTree, spec, panel: Panel, new, n_particles: int, seed: int,
                   predictions: bool, proposal: str, lag: int) -> tuple[xr.DataTree, Panel]:
