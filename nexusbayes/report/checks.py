@@ -47,6 +47,9 @@ ROOTOGRAM_MAX_RANGE = 60
 PPC_MAX_DRAWS = 1000
 #: How many of the worst-mixing parameters the pair plot shows.
 N_WORST = 4
+#: Twice the bins of arviz-stats' density estimate (512): an element whose draws span fewer steps of their
+#: precision than this has no density to draw (numpy refuses the bins).
+DENSITY_BINS = 1024
 
 
 def render(plot, *args, figure_kwargs: dict | None = None, **kwargs) -> Figure:
@@ -91,7 +94,9 @@ def worst_mixing(tree: xr.DataTree, diagnostics: Diagnostics, n: int = N_WORST,
     computed from, can be functions of one another (the Cholesky factor and the correlation of two
     traits are both functions of one correlation), and their pair plot would show curves, not mixing.
     Elements that never vary (structural zeros and ones, or the few draws a degenerate particle update resamples,
-    which can repeat one value) are left out: their density is undefined.
+    which can repeat one value) are left out: their density is undefined. So are elements whose draws vary by
+    fewer than :data:`DENSITY_BINS` steps of their precision (a chain stuck at a boundary, in single precision):
+    a density's bins between their extremes would not be distinct numbers.
     """
     post = tree["posterior"].to_dataset()
     table = diagnostics.table["min_ess_bulk"].dropna().sort_values()
@@ -101,7 +106,8 @@ def worst_mixing(tree: xr.DataTree, diagnostics: Diagnostics, n: int = N_WORST,
     for name in names:
         values = ess[name]
         draws = post[name].transpose(*SAMPLE_DIMS, *values.dims).values
-        varies = (draws.max(axis=(0, 1)) > draws.min(axis=(0, 1))).ravel()   # one value throughout: no density
+        span = draws.max(axis=(0, 1)) - draws.min(axis=(0, 1))
+        varies = (span > DENSITY_BINS * np.spacing(np.abs(draws).max(axis=(0, 1)))).ravel()   # else no density
         flat = np.where(varies, values.values.ravel(), np.nan)
         if not np.isfinite(flat).any():
             continue

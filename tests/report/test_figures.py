@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import struct
 
+import arviz_plots as azp
 import numpy as np
 import pandas as pd
 import pytest
@@ -133,6 +134,25 @@ def test_pair_plot_takes_one_element_per_free_parameter(hostile):
     assert set(names) <= {v.name for v in model.free_RVs}, names
     unfiltered = checks.worst_mixing(fit.tree, fit.diagnostics)       # without the model's help
     assert len({label.split("[")[0] for label in unfiltered["posterior"].data_vars}) == checks.N_WORST
+
+
+def test_the_pair_plot_leaves_out_an_element_that_varies_by_a_few_steps_of_its_precision():
+    """A chain stuck at a boundary in single precision: its draws differ in the last bits only, and a density of
+    them cannot be binned (numpy: "Too many bins for data range"); the pair plot draws the others."""
+    from nexusbayes.analysis.diagnostics import diagnose
+
+    rng = np.random.default_rng(0)
+    stuck = (np.float32(0.25) + np.spacing(np.float32(0.25)) * rng.integers(0, 3, (2, 200))).astype("float32")
+    tree = xr.DataTree.from_dict({
+        "posterior": xr.Dataset({"a": (("chain", "draw"), rng.normal(size=(2, 200))),
+                                 "b": (("chain", "draw"), rng.normal(size=(2, 200))),
+                                 "stuck": (("chain", "draw"), stuck)}),
+        "sample_stats": xr.Dataset({"diverging": (("chain", "draw"), np.zeros((2, 200), bool)),
+                                    "energy": (("chain", "draw"), rng.normal(size=(2, 200)))})})
+    worst = checks.worst_mixing(tree, diagnose(tree))
+    assert set(worst["posterior"].data_vars) == {"a", "b"}
+    fig = checks.render(azp.plot_pair, worst, marginal=True)
+    plt.close(fig)
 
 
 def _matrices(counts: dict[str, float]) -> pd.DataFrame:
