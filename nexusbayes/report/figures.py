@@ -156,10 +156,12 @@ def typology_map(summary: pd.DataFrame, thresholds: dict[str, tuple[float, float
             ax.errorbar(cap, will, xerr=xerr, yerr=yerr, fmt="none", ecolor="0.75", elinewidth=0.7, zorder=1)
             ax.plot(cap, will, color="0.4", lw=0.8, zorder=2)
             ax.scatter(cap, will, c=colours, s=14, zorder=3, edgecolors="none")
+            # the first period's label up and right of its point, the last's down and left of its own: a path that
+            # ends where it began does not write one over the other
             ax.annotate(str(part.index[0]), (cap[0], will[0]), fontsize=6, color="0.3", xytext=(3, 3),
-                        textcoords="offset points")
-            ax.annotate(str(part.index[-1]), (cap[-1], will[-1]), fontsize=6, color="0.1", xytext=(3, -8),
-                        textcoords="offset points")
+                        textcoords="offset points", ha="left", va="bottom")
+            ax.annotate(str(part.index[-1]), (cap[-1], will[-1]), fontsize=6, color="0.1", xytext=(-3, -3),
+                        textcoords="offset points", ha="right", va="top")
             for trait, line in (("capability", ax.axvline), ("willingness", ax.axhline)):
                 mean, low, up = thresholds[trait]
                 line(mean, color="black", lw=0.9, ls="--")
