@@ -11,6 +11,7 @@ Each case (size x sampler) runs in a fresh process (:mod:`benchmarks.measure`), 
 new process's (nutpie's compiled model comes from the on-disk cache once the machine has compiled its
 structure: ``compile_source``) and peak memory is the case's own. The large size runs nutpie only
 unless ``--large-samplers`` says otherwise (PyMC's NUTS would take hours there). With ``--repeats N``
+(``--large-repeats`` for the large size and the item panel)
 every case runs N times (sampler seeds: the spec's plus 0..N-1) and its record holds the median of each
 figure, the runs themselves under ``runs``: the issue's targets are medians, and single runs of one case
 vary by up to about 1.3x.
@@ -255,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large-tune", type=int, help="tuning steps for the large size (default --tune)")
     parser.add_argument("--no-approx", action="store_true", help="skip the ADVI fast path")
     parser.add_argument("--repeats", type=int, default=1, help="runs per case (other seeds); records medians")
+    parser.add_argument("--large-repeats", type=int,
+                        help="runs per case for the large size and the item panel (default --repeats)")
     parser.add_argument("--case-timeout", type=float, default=CASE_TIMEOUT,
                         help=f"seconds before a case is stopped and recorded as timed out (default {CASE_TIMEOUT})")
     parser.add_argument("--out", type=Path, help="JSON file (default results/latest.json; with --compare none)")
@@ -275,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
               "machine_workload": MACHINE_WORKLOAD,
               "settings": {"draws": args.draws, "tune": args.tune, "chains": args.chains,
                            "large_draws": args.large_draws, "large_tune": args.large_tune,
-                           "repeats": args.repeats}, "cases": []}
+                           "repeats": args.repeats, "large_repeats": args.large_repeats}, "cases": []}
     for size in sizes:
         for sampler in samplers:
             if size in ("large", "item_panel") and sampler not in args.large_samplers.split(","):
@@ -285,9 +288,11 @@ def main(argv: list[str] | None = None) -> int:
             if not available(sampler):
                 record["cases"].append({"size": size, "sampler": sampler, "error": "not installed"})
                 continue
-            if args.repeats > 1:
-                record["cases"].append(median_record([run_case(size, sampler, args, i)
-                                                      for i in range(args.repeats)]))
+            repeats = args.repeats
+            if size in ("large", "item_panel") and args.large_repeats is not None:
+                repeats = args.large_repeats
+            if repeats > 1:
+                record["cases"].append(median_record([run_case(size, sampler, args, i) for i in range(repeats)]))
             else:
                 record["cases"].append(run_case(size, sampler, args))
             print(table(record["cases"][-1:]).to_string(), file=sys.stderr, flush=True)
