@@ -115,7 +115,9 @@ def run_case(size: str, sampler: str, args: argparse.Namespace, seed_offset: int
     if returncode != 0 or not lines:
         tail = (stderr.strip().splitlines() or ["no output"])[-1]
         return {"size": size, "sampler": sampler, "error": f"exit {returncode}: {tail}"}
-    return json.loads(lines[-1])
+    record = json.loads(lines[-1])
+    print(json.dumps(record), file=sys.stderr, flush=True)   # kept in the log should a later case fail
+    return record
 
 
 def run_reporting(command: list[str], env: dict, timeout: float, label: str,
@@ -174,8 +176,9 @@ def median_record(runs: list[dict]) -> dict:
             continue
         if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
             record[key] = round(float(np.median(values)), 4)
-        else:
-            record[key] = max(set(values), key=values.count)
+        else:   # the most common value; lists (a run's check counts) compared by their JSON text
+            texts = [json.dumps(v, sort_keys=True) for v in values]
+            record[key] = values[max(range(len(values)), key=lambda i: texts.count(texts[i]))]
     if failed:
         record["error"] = f"{len(failed)} of {len(runs)} runs failed: " + "; ".join(r["error"] for r in failed)
     record["runs"] = runs

@@ -110,10 +110,11 @@ def test_unconstrained_draws_take_transformed_variables_from_their_own_group():
 def test_repeated_runs_give_medians_and_keep_the_runs():
     from benchmarks.__main__ import median_record
 
-    runs = [{"size": "medium", "sampler": "nutpie", "seed": 1 + i, "sampling_s": s, "divergences": d}
-            for i, (s, d) in enumerate(((50.0, 0), (70.0, 2), (60.0, 0)))]
+    runs = [{"size": "medium", "sampler": "nutpie", "seed": 1 + i, "sampling_s": s, "divergences": d, "checks": c}
+            for i, (s, d, c) in enumerate(((50.0, 0, [5, 1]), (70.0, 2, [6, 1]), (60.0, 0, [5, 1])))]
     record = median_record([*runs, {"size": "medium", "sampler": "nutpie", "error": "exit 1: boom"}])
     assert (record["sampling_s"], record["divergences"], record["repeats"]) == (60.0, 0, 4)
+    assert record["checks"] == [5, 1]   # lists, as a run by need records its checks, take the most common
     assert record["runs"][:3] == runs and "seed" not in record
     assert record["error"] == "1 of 4 runs failed: exit 1: boom"
 
