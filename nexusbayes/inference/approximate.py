@@ -35,6 +35,7 @@ import pymc as pm
 import xarray as xr
 
 from nexusbayes.analysis import typology
+from nexusbayes.analysis.recovery import interval_covers
 from nexusbayes.constants import CI_PROB
 from nexusbayes.data.panel import Panel
 from nexusbayes.data.resolve import resolve_covariates, resolve_panel, resolve_spec
@@ -182,10 +183,9 @@ def distance(approx: Approximation, reference) -> dict:
     dims = ("chain", "draw")
     sd_b = b.std(dims)
     error = np.abs(a.mean(dims) - b.mean(dims)) / sd_b
-    lower, upper = typology.eti(a, CI_PROB, dims)
-    inside = (b.mean(dims) >= lower) & (b.mean(dims) <= upper)
     out = {"theta_mean_error_sd": float(error.mean()), "theta_mean_error_sd_max": float(error.max()),
-           "theta_sd_ratio": float((a.std(dims) / sd_b).median()), "theta_coverage": float(inside.mean())}
+           "theta_sd_ratio": float((a.std(dims) / sd_b).median()),
+           "theta_coverage": float(interval_covers(a, b.mean(dims), CI_PROB, dims).mean())}
     if approx.spec.has_typology:
         pa, pb = approx.type_probabilities(), reference.type_probabilities()
         out["type_max_abs_diff"] = float(np.abs(pa - pb).max())

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nexusbayes.analysis.typology import eti
+from nexusbayes.analysis.recovery import correlation, interval_covers, on_labels
 from nexusbayes.constants import TYPES
 from nexusbayes.errors import SpecError
 from nexusbayes.files import atomic_write, write_csv
@@ -190,19 +190,14 @@ def recovery_summary(fit: Fit, truth=None) -> dict:
     """Diagnostics plus, when the truth is known, how well θ is recovered.
 
     Adds ``theta_corr`` (correlation of posterior means with the true θ), ``theta_coverage`` (share of
-    true values inside the central ``CI_PROB`` interval) and ``theta_rmse``.
+    true values inside the central ``CI_PROB`` interval) and ``theta_rmse`` (:mod:`nexusbayes.analysis.recovery`).
     """
-    from nexusbayes.constants import CI_PROB
-
     out = diagnostics_summary(fit)
     if truth is not None:
         theta = fit.tree["posterior"]["theta"]
-        true = truth["theta"].sel(region=theta["region"], period=theta["period"], trait=theta["trait"])
         mean = theta.mean(("chain", "draw"))
-        lower, upper = eti(theta, CI_PROB)
-        inside = (true >= lower) & (true <= upper)
-        out.update({"theta_corr": float(np.corrcoef(mean.values.ravel(), true.values.ravel())[0, 1]),
-                    "theta_coverage": float(inside.mean()),
+        true = on_labels(truth["theta"], mean)
+        out.update({"theta_corr": correlation(mean, true), "theta_coverage": float(interval_covers(theta, true).mean()),
                     "theta_rmse": float(np.sqrt(((mean - true) ** 2).mean()))})
     return out
 
