@@ -20,6 +20,7 @@ import numpy as np
 
 from benchmarks.cases import make_case
 from nexusbayes.analysis.diagnostics import diagnose
+from nexusbayes.analysis.recovery import correlation_by_trait
 from nexusbayes.inference.sample import sample
 from nexusbayes.model.build import Model
 
@@ -66,10 +67,7 @@ def recovery(tree, theta) -> float | None:
     """
     if theta is None:
         return None
-    mean = tree["posterior"]["theta"].mean(("chain", "draw"))
-    truth = theta.sel(region=mean["region"], period=mean["period"], trait=mean["trait"])
-    return round(min(float(np.corrcoef(mean.sel(trait=k).values.ravel(), truth.sel(trait=k).values.ravel())[0, 1])
-                     for k in mean["trait"].values), 4)
+    return round(min(correlation_by_trait(tree["posterior"]["theta"].mean(("chain", "draw")), theta).values()), 4)
 
 
 def posterior_point(model, posterior, chain: int = 0, draw: int = -1) -> np.ndarray:

@@ -29,6 +29,8 @@ import warnings
 import numpy as np
 import xarray as xr
 
+from nexusbayes.analysis.recovery import correlation_by_trait, interval_covers
+
 #: Planted offsets by number of countries (centred by the simulation; every value non-zero from 5 countries on).
 PLANTED = {3: {"seizures": [1.2, -1.0, -0.2], "expert_willingness": [-1.2, 0.2, 1.0]},
            5: {"seizures": [1.2, -1.0, 0.6, -0.6, -0.2], "expert_willingness": [-1.2, 0.2, 1.0, -0.6, 0.6]},
@@ -54,10 +56,8 @@ def offset_coverage(offset: xr.DataArray, truth: xr.DataArray) -> dict:
     """
     sample = ("chain", "draw")
     truth = truth.sel(indicator=offset["indicator"], country=offset["country"])
-    lower, upper = offset.quantile(0.05, sample).drop_vars("quantile"), offset.quantile(0.95, sample).drop_vars(
-        "quantile")
-    covered = ((lower <= truth) & (truth <= upper)).values.ravel()
-    return {"covered": covered, "planted": np.abs(truth.values.ravel()) > 1e-12,
+    return {"covered": interval_covers(offset, truth, 0.9).values.ravel(),
+            "planted": np.abs(truth.values.ravel()) > 1e-12,
             "error": ((offset.mean(sample) - truth) * np.sign(truth)).values.ravel()}
 
 
@@ -82,9 +82,7 @@ def country_bias(theta: xr.DataArray, truth: xr.DataArray) -> dict:
     target = truth.assign_coords(country=("region", countries)).groupby("country").mean(("region", "period"))
     sample = ("chain", "draw")
     error = (mean.mean(sample) - target).values
-    lower, upper = mean.quantile(0.05, sample).values, mean.quantile(0.95, sample).values
-    return {"error": error, "z": error / mean.std(sample).values,
-            "covered": (lower <= target.values) & (target.values <= upper)}
+    return {"error": error, "z": error / mean.std(sample).values, "covered": interval_covers(mean, target, 0.9).values}
 
 
 def _cpu() -> float:
@@ -104,14 +102,11 @@ def _fit(spec, panel, draws: int) -> tuple:
 
 
 def _theta_figures(post, truth) -> dict:
-    """The 90% coverage of theta and its correlation per trait with the truth."""
-    theta, sample = post["theta"], ("chain", "draw")
-    inside = (theta.quantile(0.05, sample) <= truth) & (truth <= theta.quantile(0.95, sample))
-    mean = theta.mean(sample)
-    return {"theta_coverage": round(float(inside.mean()), 3),
-            "theta_r": {str(k): round(float(np.corrcoef(mean.sel(trait=k).values.ravel(),
-                                                        truth.sel(trait=k).values.ravel())[0, 1]), 3)
-                        for k in truth["trait"].values}}
+    """The 90% coverage of theta and its correlation per trait with the truth, rounded for printing."""
+    theta = post["theta"]
+    r = correlation_by_trait(theta.mean(("chain", "draw")), truth)
+    return {"theta_coverage": round(float(interval_covers(theta, truth, 0.9).mean()), 3),
+            "theta_r": {k: round(v, 3) for k, v in r.items()}}
 
 
 def _bias_figures(post, truth) -> dict:

@@ -38,6 +38,8 @@ import warnings
 import numpy as np
 import xarray as xr
 
+from nexusbayes.analysis.recovery import correlation, interval_covers
+
 SAMPLE = ("chain", "draw")
 
 
@@ -52,9 +54,7 @@ def interval_check(draws: xr.DataArray, truth: xr.DataArray) -> dict[str, np.nda
         The true values, with the same non-sample dims (and labels at least those of ``draws``).
     """
     truth = truth.sel({d: draws[d].values for d in truth.dims})
-    lower = draws.quantile(0.05, SAMPLE).drop_vars("quantile")
-    upper = draws.quantile(0.95, SAMPLE).drop_vars("quantile")
-    return {"inside": ((lower <= truth) & (truth <= upper)).values.ravel(),
+    return {"inside": interval_covers(draws, truth, 0.9).values.ravel(),
             "error": (draws.mean(SAMPLE) - truth).values.ravel(), "sd": draws.std(SAMPLE).values.ravel()}
 
 
@@ -160,9 +160,8 @@ def main() -> None:
             line[name] = f"{int(cells['inside'].sum())}/{cells['inside'].size}"
             line.setdefault("cells", {})[name] = {k: np.round(v.astype(float), 4).tolist() for k, v in cells.items()}
         theta = interval_check(post["theta"], sim.truth["theta"])
-        mean, truth = post["theta"].mean(SAMPLE).values.ravel(), sim.truth["theta"].values.ravel()
         line |= {"theta_coverage": round(float(theta["inside"].mean()), 3),
-                 "theta_r": round(float(np.corrcoef(mean, truth)[0, 1]), 3),
+                 "theta_r": round(correlation(post["theta"].mean(SAMPLE), sim.truth["theta"]), 3),
                  "divergences": int(result.tree["sample_stats"]["diverging"].sum()),
                  "max_rhat": round(float(result.diagnostics.table["max_rhat"].max()), 3),
                  "compile": result.tree.attrs["compile_source"],
