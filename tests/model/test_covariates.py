@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from nexusbayes.analysis.recovery import interval_covers
 from nexusbayes.fit import fit
 from nexusbayes.model.build import Model, build_model
 from nexusbayes.model.covariates import BETA, EFFECT, EFFECT_DIM
@@ -66,8 +67,7 @@ def coverage(pairs) -> tuple[float, float, np.ndarray]:
     """(90% interval coverage, correlation of posterior means with the truth, z-scores) over (draws, truth) pairs."""
     hits, means, truths, z = [], [], [], []
     for draws, true in pairs:
-        lower, upper = draws.quantile([0.05, 0.95], ("chain", "draw")).values
-        hits += ((lower <= true.values) & (true.values <= upper)).tolist()
+        hits += interval_covers(draws, true, 0.9).values.tolist()
         mean = draws.mean(("chain", "draw")).values
         means += mean.tolist()
         truths += true.values.tolist()

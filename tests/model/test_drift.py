@@ -7,6 +7,7 @@ import pytest
 import xarray as xr
 from scipy import stats
 
+from nexusbayes.analysis.recovery import correlation, interval_covers
 from nexusbayes.errors import SpecError
 from nexusbayes.model.build import Model, build_model
 from nexusbayes.model.design import block_index, make_design
@@ -166,10 +167,9 @@ def tracks(truth: np.ndarray, draws: xr.DataArray) -> tuple[int, int, float, flo
     the correlation expected is ``sqrt(1 - N / S)`` with S the variance of the true path; the least expected is its
     one-sided 99% bound over n periods (Fisher's z, SE ``1 / sqrt(n - 3)``).
     """
-    lower, upper = draws.quantile(0.05, ("chain", "draw")).values, draws.quantile(0.95, ("chain", "draw")).values
-    inside = int(((lower <= truth) & (truth <= upper)).sum())
+    inside = int(interval_covers(draws, truth, 0.9).sum())
     needed = int(stats.binom.ppf(0.01, len(truth), 0.9))
-    r = float(np.corrcoef(draws.mean(("chain", "draw")).values, truth)[0, 1])
+    r = correlation(draws.mean(("chain", "draw")), truth)
     expected = np.sqrt(max(0.0, 1.0 - float(draws.var(("chain", "draw")).mean()) / truth.var()))
     least = float(np.tanh(np.arctanh(min(expected, 0.999)) - stats.norm.ppf(0.99) / np.sqrt(len(truth) - 3)))
     return inside, needed, r, least, f"{inside}/{len(truth)} inside (need {needed}), r {r:.3f} (need {least:.3f})"
@@ -200,8 +200,8 @@ def test_drift_paths_and_traits_are_recovered():
                            post["drift"].sel(indicator_drifting=name)) for name in ("audits", "expert")}
     checks["trend"] = tracks(sim.truth["theta"].sel(trait="capability").mean("region").values,
                              post["theta"].sel(trait="capability").mean("region"))
-    theta = post["theta"].mean(("chain", "draw")).values.ravel()
-    r_theta = np.corrcoef(theta, sim.truth["theta"].values.ravel())[0, 1]
+    theta = post["theta"].mean(("chain", "draw"))
+    r_theta = correlation(theta, sim.truth["theta"])
     report = "; ".join(f"{name}: {c[-1]}" for name, c in checks.items()) + (
         f"; r(theta) {r_theta:.3f}; {time.perf_counter() - start:.0f} s")
     print(report)

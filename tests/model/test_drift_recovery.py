@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 from scipy import stats
 
+from nexusbayes.analysis.recovery import correlation, interval_covers
 from nexusbayes.model.simulate import NORMAL_SCALE, simulate
 from nexusbayes.report import drift as drift_report
 from nexusbayes.spec.document import Spec
@@ -70,17 +71,11 @@ def model_scale(sim, name: str = "drift") -> xr.DataArray:
     return truth * xr.DataArray(scale, dims="indicator_drifting")
 
 
-def inside(draws: xr.DataArray, truth: xr.DataArray) -> xr.DataArray:
-    """Whether each true value lies in the draws' central 90% interval."""
-    lower, upper = draws.quantile(0.05, SAMPLE), draws.quantile(0.95, SAMPLE)
-    return (lower <= truth) & (truth <= upper)
-
-
 def trend_error(result, sim) -> tuple[float, int]:
     """The trait's trend (mean over regions per period): RMSE of its posterior mean, periods inside the 90% band."""
     trend = result.tree["posterior"]["theta"].sel(trait="capability").mean("region")
     truth = sim.truth["theta"].sel(trait="capability").mean("region")
-    return float(np.sqrt(((trend.mean(SAMPLE) - truth) ** 2).mean())), int(inside(trend, truth).sum())
+    return float(np.sqrt(((trend.mean(SAMPLE) - truth) ** 2).mean())), int(interval_covers(trend, truth, 0.9).sum())
 
 
 def test_the_drift_model_recovers_traits_and_drift_paths(fits):
@@ -88,9 +83,9 @@ def test_the_drift_model_recovers_traits_and_drift_paths(fits):
     sims, results = fits
     sim, post = sims["drift"], results["drift", "drift"].tree["posterior"]
     theta, truth = post["theta"], sim.truth["theta"]
-    r = float(np.corrcoef(theta.mean(SAMPLE).values.ravel(), truth.values.ravel())[0, 1])
-    covered = float(inside(theta, truth).mean())
-    hits = [inside(post[v], model_scale(sim, v)) for v in ("drift", "loading_drift")]
+    r = correlation(theta.mean(SAMPLE), truth)
+    covered = float(interval_covers(theta, truth, 0.9).mean())
+    hits = [interval_covers(post[v], model_scale(sim, v), 0.9) for v in ("drift", "loading_drift")]
     cells = [h.values.ravel() for h in hits]
     paths = float(np.concatenate(cells).mean())
     each = ", ".join(f"{v}[{n}] {int(h.sel({dim: n}).sum())}/10" for v, h, dim in zip(

@@ -14,6 +14,7 @@ import pytest
 import xarray as xr
 from pymc.model.transform.conditioning import remove_value_transforms
 
+from nexusbayes.analysis.recovery import interval_covers, on_labels
 from nexusbayes.data.panel import validate
 from nexusbayes.errors import DataError, SpecError
 from nexusbayes.model.build import Model, build_model
@@ -188,17 +189,16 @@ def recovery_spec(heaped: bool) -> Spec:
     return Spec.from_dict({"name": "heaping", "traits": ["capability"], "indicators": indicators})
 
 
-def summary(result, truth: np.ndarray) -> dict:
+def summary(result, truth: xr.DataArray) -> dict:
     """Posterior mean, 90% coverage, correlation, and the mean error of the lowest third of the true traits."""
     theta = result.tree["posterior"]["theta"].sel(trait="capability")
-    mean = theta.mean(("chain", "draw")).values.ravel()
-    lower = theta.quantile(0.05, ("chain", "draw")).values.ravel()
-    upper = theta.quantile(0.95, ("chain", "draw")).values.ravel()
-    low = truth < np.quantile(truth, 1 / 3)
+    truth = on_labels(truth.sel(trait="capability"), theta.mean(("chain", "draw")))
+    mean, true = theta.mean(("chain", "draw")).values.ravel(), truth.values.ravel()
+    low = true < np.quantile(true, 1 / 3)
     return {"mean": mean, "sd": theta.std(("chain", "draw")).values.ravel(),
-            "coverage": float(((lower <= truth) & (truth <= upper)).mean()),
-            "r": float(np.corrcoef(mean, truth)[0, 1]), "low_bias": float((mean - truth)[low].mean()),
-            "slope": float(np.polyfit(truth, mean, 1)[0])}
+            "coverage": float(interval_covers(theta, truth, 0.9).mean()),
+            "r": float(np.corrcoef(mean, true)[0, 1]), "low_bias": float((mean - true)[low].mean()),
+            "slope": float(np.polyfit(true, mean, 1)[0])}
 
 
 @pytest.fixture(scope="module")
@@ -216,12 +216,11 @@ def recovery():
         none = (-np.inf, 0.0)
         sim = simulate(recovery_spec(True), n_regions=10, n_periods=8, heap=HEAP if data == "heaped" else none,
                        zero=ZERO if data == "heaped" else none, seed=3)
-        truth = sim.truth["theta"].values.ravel()
         for heaped in (False, True):
             spec = recovery_spec(heaped)
             result = fit(spec, validate(sim.frame, spec, "<simulated>"), chains=2, draws=300, tune=300, seed=3,
                          progress=False, check=False)
-            out[data, heaped] = (result, summary(result, truth), sim)
+            out[data, heaped] = (result, summary(result, sim.truth["theta"]), sim)
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -255,15 +254,12 @@ def test_with_quota_traits_and_heap_are_recovered(recovery):
     post = result.tree["posterior"]
     inside, total = 0, 0
     for name in ("heap_intercept", "heap_loading", "zero_intercept", "zero_loading"):
-        lower, upper = post[name].quantile(0.05, ("chain", "draw")), post[name].quantile(0.95, ("chain", "draw"))
         dim = "indicator_heaped" if name.startswith("heap") else "indicator_zero_inflated"
         truth = sim.truth[name].sel({dim: list(post[dim].values)})
-        inside += int(((lower <= truth) & (truth <= upper)).sum())
+        inside += int(interval_covers(post[name], truth, 0.9).sum())
         total += truth.size
     share = inflation_share(post.to_dataset())
-    lower, upper = share.quantile(0.05, ("chain", "draw")), share.quantile(0.95, ("chain", "draw"))
-    truth = sim.truth["heap_share"].transpose(*lower.dims).values
-    share_coverage = float(((lower.values <= truth) & (truth <= upper.values)).mean())
+    share_coverage = float(interval_covers(share, sim.truth["heap_share"], 0.9).mean())
     needed = int(stats.binom.ppf(0.01, total, 0.9))
     report = (f"{_line('with quota', s)}; heap and zero parameters {inside}/{total} inside (need {needed}); "
               f"heap share per region-period {share_coverage:.2f} inside")

@@ -10,6 +10,7 @@ import xarray as xr
 from pymc.model.transform.conditioning import remove_value_transforms
 from scipy import stats
 
+from nexusbayes.analysis.recovery import interval_covers
 from nexusbayes.data.read import load_panel
 from nexusbayes.errors import DataError, SpecError
 from nexusbayes.model.build import Model
@@ -213,10 +214,9 @@ def theta_summary(sim, result) -> dict:
     draws = result.tree["posterior"]["theta"].sel(trait="capability")
     truth = sim.truth["theta"].sel(trait="capability").values
     mean, sd = draws.mean(("chain", "draw")).values, draws.std(("chain", "draw")).values
-    lower, upper = draws.quantile(0.05, ("chain", "draw")).values, draws.quantile(0.95, ("chain", "draw")).values
     low = truth <= np.quantile(truth, 0.25)
     return {"mean": mean, "sd": sd, "r": float(np.corrcoef(mean.ravel(), truth.ravel())[0, 1]),
-            "coverage": float(((lower <= truth) & (truth <= upper)).mean()),
+            "coverage": float(interval_covers(draws, truth, 0.9).mean()),
             "bias_low": float((mean - truth)[low].mean()), "rhat": float(result.diagnostics.table["max_rhat"].max())}
 
 
@@ -282,8 +282,7 @@ def test_reporting_probabilities_have_nominal_coverage(fits):
     draws = reporting_probability(post["reporting_intercept"], post["reporting_loading"], post["theta"])
     truth = reporting_probability(sim.truth["reporting_intercept"].sel(names),
                                   sim.truth["reporting_loading"].sel(names), sim.truth["theta"])
-    sample = ("chain", "draw")
-    inside = (draws.quantile(0.05, sample) <= truth) & (truth <= draws.quantile(0.95, sample))
+    inside = interval_covers(draws, truth, 0.9)
     coverage = float(inside.mean())
     print(f"P(reported) inside its 90% interval: {coverage:.3f} of {inside.size}")
     assert 0.80 <= coverage <= 0.97, coverage
