@@ -14,7 +14,7 @@ import pytest
 import xarray as xr
 from pymc.model.transform.conditioning import remove_value_transforms
 
-from nexusbayes.analysis.recovery import interval_covers, on_labels
+from nexusbayes.analysis.recovery import correlation, interval_covers, on_labels
 from nexusbayes.data.panel import validate
 from nexusbayes.errors import DataError, SpecError
 from nexusbayes.model.build import Model, build_model
@@ -192,13 +192,13 @@ def recovery_spec(heaped: bool) -> Spec:
 def summary(result, truth: xr.DataArray) -> dict:
     """Posterior mean, 90% coverage, correlation, and the mean error of the lowest third of the true traits."""
     theta = result.tree["posterior"]["theta"].sel(trait="capability")
-    truth = on_labels(truth.sel(trait="capability"), theta.mean(("chain", "draw")))
-    mean, true = theta.mean(("chain", "draw")).values.ravel(), truth.values.ravel()
+    estimate = theta.mean(("chain", "draw"))
+    truth = on_labels(truth.sel(trait="capability"), estimate)
+    mean, true = estimate.values.ravel(), truth.values.ravel()
     low = true < np.quantile(true, 1 / 3)
     return {"mean": mean, "sd": theta.std(("chain", "draw")).values.ravel(),
-            "coverage": float(interval_covers(theta, truth, 0.9).mean()),
-            "r": float(np.corrcoef(mean, true)[0, 1]), "low_bias": float((mean - true)[low].mean()),
-            "slope": float(np.polyfit(true, mean, 1)[0])}
+            "coverage": float(interval_covers(theta, truth, 0.9).mean()), "r": correlation(estimate, truth),
+            "low_bias": float((mean - true)[low].mean()), "slope": float(np.polyfit(true, mean, 1)[0])}
 
 
 @pytest.fixture(scope="module")
