@@ -1,6 +1,6 @@
 """How well posterior draws recover known values: interval coverage and correlation with the truth.
 
-Recovery studies, SBC, the benchmarks and the sampling tests score a fit against a simulation's truth with the
+Recovery studies, the benchmarks and the sampling tests score a fit against a simulation's truth with the
 same few numbers: whether each true value lies inside its central interval, and how closely the posterior means
 follow the true values. They are computed here once. The interval is the package's equal-tailed one
 (:func:`~nexusbayes.analysis.typology.eti`, NumPy's "linear" quantiles); the truth is matched to the draws by
